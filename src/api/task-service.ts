@@ -1,0 +1,60 @@
+// gRPC handlers: decode, call the manager, encode. No decisions are made here.
+import { status, type handleServerStreamingCall, type handleUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import {
+  type TaskExecutorServiceServer,
+  WatchEventType,
+  type WatchRequest,
+  type WatchResponse,
+} from '../../gen/taskexecutor/v1/task_executor_service.js';
+import { invalidArgument } from '../errors.js';
+import type { TaskEvent, TaskManager } from '../manager/task-manager.js';
+import { specFromWire, taskToWire } from './convert.js';
+import { toServiceError } from './status.js';
+
+const EVENT_TYPES: Record<TaskEvent['type'], WatchEventType> = {
+  added: WatchEventType.WATCH_EVENT_TYPE_ADDED,
+  modified: WatchEventType.WATCH_EVENT_TYPE_MODIFIED,
+  deleted: WatchEventType.WATCH_EVENT_TYPE_DELETED,
+};
+
+export function taskExecutorService(manager: TaskManager, log: Logger): TaskExecutorServiceServer {
+  const unary =
+    <Req, Res>(handle: (request: Req) => Promise<Res> | Res): handleUnaryCall<Req, Res> =>
+    (call, callback) => {
+      Promise.resolve()
+        .then(() => handle(call.request))
+        .then(
+          (response) => callback(null, response),
+          (error: unknown) => callback(toServiceError(error, log)),
+        );
+    };
+
+  const unimplemented =
+    (rpc: string): handleServerStreamingCall<unknown, unknown> =>
+    (call) =>
+      call.emit('error', { code: status.UNIMPLEMENTED, details: `${rpc} is not implemented by this executor yet` });
+
+  return {
+    createTask: unary(async ({ task }) => {
+      if (!task) throw invalidArgument('task is required, e.g. {"task": {"name": "t1", "spec": {"process": {"command": ["true"]}}}}');
+      return { task: taskToWire(await manager.create(task.name, specFromWire(task.spec))) };
+    }),
+    getTask: unary(({ name }) => ({ task: taskToWire(manager.get(name)) })),
+    deleteTask: unary(async ({ name }) => ({ task: taskToWire(await manager.delete(name)) })),
+    setTasks: unary(async ({ tasks }) => {
+      const desired = tasks.map((task) => ({ name: task.name, spec: specFromWire(task.spec) }));
+      return { tasks: (await manager.setTasks(desired)).map(taskToWire) };
+    }),
+    listTasks: unary(() => ({ tasks: manager.list().map(taskToWire) })),
+    logs: unimplemented('Logs'),
+    stats: unimplemented('Stats'),
+    watch: (call: ServerWritableStream<WatchRequest, WatchResponse>) => {
+      const send = (event: TaskEvent) => call.write({ type: EVENT_TYPES[event.type], task: taskToWire(event.task) });
+      const unsubscribe = manager.subscribe(send);
+      call.on('cancelled', unsubscribe);
+      call.on('close', unsubscribe);
+      if (call.request.sendInitial) for (const task of manager.list()) send({ type: 'added', task });
+    },
+  };
+}

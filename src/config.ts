@@ -1,0 +1,155 @@
+// Flags and environment variables. Every flag of the original task-executor is
+// accepted (also in Go's single-dash form); a flag wins over its env var.
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { parseDuration } from './util/duration.js';
+
+export const DEFAULT_DATA_DIR = '/var/lib/sandbox/tasks';
+
+export interface Config {
+  dataDir: string;
+  /** False when dataDir is the built-in default, which may be replaced by a per-user dir. */
+  dataDirExplicit: boolean;
+  listenAddr: string;
+  enableSidecarMode: boolean;
+  mainContainerName: string;
+  enableContainerMode: boolean;
+  criSocket: string;
+  reconcileIntervalMs: number;
+  stopSignal: NodeJS.Signals;
+  stopGraceMs: number;
+  logMaxBytes: number;
+  logMaxFiles: number;
+  logLevel: string;
+}
+
+const bool = (value: string | undefined): boolean => {
+  if (value === undefined || /^(1|t|true|yes|on)$/i.test(value)) return true;
+  if (/^(0|f|false|no|off)$/i.test(value)) return false;
+  throw new InvalidArgumentError('expected true or false');
+};
+
+const duration = (value: string): number => {
+  try {
+    return parseDuration(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+};
+
+const positiveInt = (min: number) => (value: string): number => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected a whole number >= ${min}`);
+  return n;
+};
+
+const signal = (value: string): NodeJS.Signals => {
+  const name = (value.toUpperCase().startsWith('SIG') ? value.toUpperCase() : `SIG${value.toUpperCase()}`) as NodeJS.Signals;
+  if (!['SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGKILL'].includes(name)) {
+    throw new InvalidArgumentError('expected one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGKILL');
+  }
+  return name;
+};
+
+function program(): Command {
+  return new Command('task-executor')
+    .description('Runs and supervises short-lived tasks behind a gRPC API (with reflection and grpc.health.v1).')
+    .addOption(new Option('--data-dir <path>', 'task state and logs').env('DATA_DIR'))
+    .addOption(
+      new Option('--listen-addr <addr>', 'gRPC address: host:port or unix:///path.sock').env('LISTEN_ADDR').default('0.0.0.0:5758'),
+    )
+    .addOption(
+      new Option('--enable-sidecar-mode [bool]', "run process tasks in the main container's namespaces")
+        .env('ENABLE_SIDECAR_MODE')
+        .argParser(bool)
+        .default(false),
+    )
+    .addOption(
+      new Option('--main-container-name <name>', 'sidecar mode: value of SANDBOX_MAIN_CONTAINER marking the main container')
+        .env('MAIN_CONTAINER_NAME')
+        .default('main'),
+    )
+    .addOption(
+      new Option('--enable-container-mode [bool]', 'run container tasks through the CRI')
+        .env('ENABLE_CONTAINER_MODE')
+        .argParser(bool)
+        .default(false),
+    )
+    .addOption(
+      new Option('--cri-socket <path>', 'CRI runtime socket').env('CRI_SOCKET').default('/var/run/containerd/containerd.sock'),
+    )
+    .addOption(
+      new Option('--reconcile-interval <duration>', 'how often task states are refreshed')
+        .env('RECONCILE_INTERVAL')
+        .argParser(duration)
+        .default(500, '500ms'),
+    )
+    .addOption(
+      new Option('--stop-signal <signal>', 'signal that asks a task to stop').env('STOP_SIGNAL').argParser(signal).default('SIGTERM'),
+    )
+    .addOption(
+      new Option('--stop-grace-period <duration>', 'time between the stop signal and SIGKILL of the whole tree')
+        .env('STOP_GRACE_PERIOD')
+        .argParser(duration)
+        .default(10_000, '10s'),
+    )
+    .addOption(
+      new Option('--log-max-file-size <bytes>', 'task logs: size of one log file before rotation')
+        .env('TASK_LOG_MAX_FILE_SIZE')
+        .argParser(positiveInt(1024))
+        .default(10 * 1024 * 1024, '10 MiB'),
+    )
+    .addOption(
+      new Option('--log-max-files <n>', 'task logs: rotated files kept per task')
+        .env('TASK_LOG_MAX_FILES')
+        .argParser(positiveInt(1))
+        .default(10),
+    )
+    .addOption(
+      new Option('--log-level <level>', 'executor log level')
+        .env('LOG_LEVEL')
+        .choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
+        .default('info'),
+    )
+    .helpOption('-h, --help', 'show this help')
+    .showHelpAfterError();
+}
+
+/** Accepts Go's "-flag=value" spelling for long flags, as the original did. */
+function normaliseGoFlags(argv: string[]): string[] {
+  return argv.map((arg) => (/^-[a-z][a-z-]+/.test(arg) && !arg.startsWith('--') ? `-${arg}` : arg));
+}
+
+export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): Config {
+  const saved = process.env;
+  process.env = env; // commander reads env vars from process.env
+  try {
+    const command = program();
+    command.parse(normaliseGoFlags(argv), { from: 'user' });
+    const o = command.opts();
+    return {
+      dataDir: o.dataDir ?? DEFAULT_DATA_DIR,
+      dataDirExplicit: o.dataDir !== undefined,
+      listenAddr: o.listenAddr,
+      enableSidecarMode: o.enableSidecarMode,
+      mainContainerName: o.mainContainerName,
+      enableContainerMode: o.enableContainerMode,
+      criSocket: o.criSocket,
+      reconcileIntervalMs: o.reconcileInterval,
+      stopSignal: o.stopSignal,
+      stopGraceMs: o.stopGracePeriod,
+      logMaxBytes: o.logMaxFileSize,
+      logMaxFiles: o.logMaxFiles,
+      logLevel: o.logLevel,
+    };
+  } finally {
+    process.env = saved;
+  }
+}
+
+/** Where a user without write access to the default data dir keeps state (XDG state dir). */
+export function perUserDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  const stateHome = env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state');
+  return join(stateHome, 'task-executor', 'tasks');
+}

@@ -1,0 +1,287 @@
+// The task state machine: admission (create, delete, SetTasks diffing), a
+// reconcile loop that follows each task through its runtime, graceful stops
+// for deletion and timeouts, and recovery of every task after a restart.
+// The manager owns the store; it reaches runtimes only through the registry.
+import { EventEmitter } from 'node:events';
+import { Mutex } from 'async-mutex';
+import type { Logger } from 'pino';
+import { alreadyExists, errorMessage, failedPrecondition, invalidArgument, notFound } from '../errors.js';
+import { cloneRecord, isTerminated, Reason, type TaskRecord, type TaskSpec, type TaskState } from '../model/task.js';
+import type { RuntimeRegistry } from '../runtime/registry.js';
+import type { TaskRuntime } from '../runtime/runtime.js';
+import type { TaskStore } from '../store/task-store.js';
+import { hasTimedOut, startFailedState, stateFromObservation } from './transitions.js';
+import { canonicalSpec, validateName, validateSpec } from './validation.js';
+
+export interface ManagerOptions {
+  store: TaskStore;
+  runtimes: RuntimeRegistry;
+  log: Logger;
+  reconcileIntervalMs: number;
+  stopSignal: NodeJS.Signals;
+  stopGraceMs: number;
+}
+
+export interface DesiredTask {
+  name: string;
+  spec: TaskSpec | undefined;
+}
+
+export type TaskEventType = 'added' | 'modified' | 'deleted';
+
+export interface TaskEvent {
+  type: TaskEventType;
+  task: TaskRecord;
+}
+
+export class TaskManager {
+  private readonly tasks = new Map<string, TaskRecord>();
+  /** Serialises every change to `tasks`; stops run outside it. */
+  private readonly mutex = new Mutex();
+  private readonly stopping = new Map<string, Promise<void>>();
+  private readonly unwatch = new Map<string, () => void>();
+  private readonly events = new EventEmitter();
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly options: ManagerOptions) {
+    this.events.setMaxListeners(0);
+  }
+
+  /** Loads every persisted task, re-attaches to running ones and starts the reconcile loop. */
+  async start(): Promise<void> {
+    const { records, quarantined } = await this.options.store.load();
+    for (const record of records) {
+      this.tasks.set(record.name, record);
+      this.watchRuntime(record);
+    }
+    this.options.log.info({ tasks: records.length, quarantined: quarantined.length }, 'task state recovered');
+    await this.reconcileAll();
+    this.timer = setInterval(() => void this.reconcileAll(), this.options.reconcileIntervalMs);
+    this.timer.unref();
+  }
+
+  /** Stops supervising. Tasks keep running and are picked up again on the next start. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    await this.mutex.waitForUnlock();
+    for (const stop of this.unwatch.values()) stop();
+    this.events.removeAllListeners();
+  }
+
+  list(): TaskRecord[] {
+    return [...this.tasks.values()].sort((a, b) => (a.name < b.name ? -1 : 1)).map(cloneRecord);
+  }
+
+  get(name: string): TaskRecord {
+    validateName(name);
+    return cloneRecord(this.require(name));
+  }
+
+  subscribe(listener: (event: TaskEvent) => void): () => void {
+    this.events.on('event', listener);
+    return () => this.events.off('event', listener);
+  }
+
+  async create(name: string, spec: TaskSpec | undefined): Promise<TaskRecord> {
+    validateName(name, 'task.name');
+    validateSpec(spec, 'task.spec');
+    return this.mutex.runExclusive(async () => {
+      const existing = this.tasks.get(name);
+      if (existing) {
+        const deleting = existing.deletionRequestedAt ? ' and is being deleted; create it again once it is gone' : '';
+        throw alreadyExists(`task "${name}" already exists${deleting}`);
+      }
+      const runtime = this.options.runtimes.forSpec(spec);
+      return cloneRecord(await this.admit(name, spec, runtime));
+    });
+  }
+
+  async delete(name: string): Promise<TaskRecord> {
+    validateName(name);
+    return this.mutex.runExclusive(async () => {
+      const record = this.require(name);
+      await this.markForDeletion(record);
+      queueMicrotask(() => void this.reconcileOne(name));
+      return cloneRecord(record);
+    });
+  }
+
+  /**
+   * Makes the set of tasks match `desired`: unknown names are created, names
+   * missing from `desired` are deleted, known names are left alone. Checks
+   * everything before changing anything, so a rejected call changes nothing.
+   */
+  async setTasks(desired: DesiredTask[]): Promise<TaskRecord[]> {
+    const seen = new Set<string>();
+    desired.forEach((task, i) => {
+      validateName(task.name, `tasks[${i}].name`);
+      validateSpec(task.spec, `tasks[${i}].spec`);
+      if (seen.has(task.name)) throw invalidArgument(`tasks[${i}].name "${task.name}" appears more than once`);
+      seen.add(task.name);
+    });
+    return this.mutex.runExclusive(async () => {
+      const conflicts = desired.filter((task) => {
+        const existing = this.tasks.get(task.name);
+        return existing && canonicalSpec(existing.spec) !== canonicalSpec(task.spec!);
+      });
+      if (conflicts.length > 0) {
+        const names = conflicts.map((t) => `"${t.name}"`).join(', ');
+        throw failedPrecondition(
+          `the spec of existing task(s) ${names} differs from the request; a task's spec cannot change: ` +
+            `delete the task (leave it out of SetTasks), wait until it is gone, then create it again, or use a new name`,
+        );
+      }
+      const toCreate = desired
+        .filter((task) => !this.tasks.has(task.name))
+        .map((task) => ({ name: task.name, spec: task.spec!, runtime: this.options.runtimes.forSpec(task.spec!) }));
+
+      for (const record of this.tasks.values()) {
+        if (!seen.has(record.name)) await this.markForDeletion(record);
+      }
+      for (const task of toCreate) await this.admit(task.name, task.spec, task.runtime);
+      queueMicrotask(() => void this.reconcileAll());
+      return this.list();
+    });
+  }
+
+  private require(name: string): TaskRecord {
+    const record = this.tasks.get(name);
+    if (!record) throw notFound(`task "${name}" not found`);
+    return record;
+  }
+
+  private async admit(name: string, spec: TaskSpec, runtime: TaskRuntime): Promise<TaskRecord> {
+    const record: TaskRecord = {
+      name,
+      spec,
+      state: { phase: 'waiting', reason: Reason.Pending },
+      createdAt: new Date().toISOString(),
+    };
+    await this.options.store.create(record);
+    this.tasks.set(name, record);
+    try {
+      const started = await runtime.start({ name, taskDir: this.options.store.taskDir(name), spec });
+      record.runtime = { runtime: runtime.name, handle: started.handle };
+      record.state = stateFromObservation(record, started.observation);
+    } catch (error) {
+      this.options.log.error({ task: name, err: error }, 'runtime failed to start task');
+      record.state = startFailedState(`the ${runtime.name} runtime could not start the task: ${errorMessage(error)}`);
+    }
+    await this.options.store.save(record);
+    this.watchRuntime(record);
+    this.options.log.info({ task: name, state: record.state }, 'task created');
+    this.emit('added', record);
+    return record;
+  }
+
+  private async markForDeletion(record: TaskRecord): Promise<void> {
+    if (record.deletionRequestedAt) return;
+    record.deletionRequestedAt = new Date().toISOString();
+    await this.options.store.save(record);
+    this.options.log.info({ task: record.name }, 'task marked for deletion');
+    this.emit('modified', record);
+  }
+
+  private watchRuntime(record: TaskRecord): void {
+    if (!record.runtime || isTerminated(record.state)) return;
+    const runtime = this.options.runtimes.byName(record.runtime.runtime);
+    const stop = runtime?.watch?.(record.runtime.handle, () => void this.reconcileOne(record.name));
+    if (stop) this.unwatch.set(record.name, stop);
+  }
+
+  private async reconcileAll(): Promise<void> {
+    if (this.closed) return;
+    await this.mutex.runExclusive(async () => {
+      for (const name of [...this.tasks.keys()]) await this.reconcileLocked(name);
+    });
+  }
+
+  private async reconcileOne(name: string): Promise<void> {
+    if (this.closed) return;
+    await this.mutex.runExclusive(() => this.reconcileLocked(name));
+  }
+
+  /** One step of one task's state machine. Never throws: a failing task must not stall the others. */
+  private async reconcileLocked(name: string): Promise<void> {
+    const record = this.tasks.get(name);
+    if (!record) return;
+    try {
+      const runtime = record.runtime && this.options.runtimes.byName(record.runtime.runtime);
+      if (record.runtime && !runtime) {
+        await this.setState(record, {
+          phase: 'terminated',
+          exitCode: 128,
+          signal: 0,
+          reason: 'RuntimeUnavailable',
+          message: `the "${record.runtime.runtime}" backend that ran this task is not enabled in this executor`,
+          finishedAt: new Date().toISOString(),
+        });
+      }
+      if (runtime && record.runtime && !isTerminated(record.state)) {
+        await this.setState(record, stateFromObservation(record, await runtime.inspect(record.runtime.handle)));
+      }
+      if (!isTerminated(record.state) && hasTimedOut(record, Date.now()) && !record.stop) {
+        record.stop = { cause: 'timeout', requestedAt: new Date().toISOString() };
+        await this.options.store.save(record);
+        this.options.log.info({ task: name }, 'task timed out; stopping it');
+      }
+      if (record.deletionRequestedAt && !isTerminated(record.state) && !record.stop) {
+        record.stop = { cause: 'deletion', requestedAt: new Date().toISOString() };
+        await this.options.store.save(record);
+      }
+      if (record.stop && !isTerminated(record.state) && runtime && record.runtime) {
+        this.beginStop(record, runtime);
+      } else if (record.deletionRequestedAt && !this.stopping.has(name) && (isTerminated(record.state) || !record.runtime)) {
+        await this.finalize(record, runtime);
+      }
+    } catch (error) {
+      this.options.log.error({ task: name, err: error }, 'reconcile failed; will retry');
+    }
+  }
+
+  private beginStop(record: TaskRecord, runtime: TaskRuntime): void {
+    if (this.stopping.has(record.name) || !record.runtime) return;
+    const { handle } = record.runtime;
+    const { stopSignal: signal, stopGraceMs: graceMs } = this.options;
+    this.options.log.info({ task: record.name, cause: record.stop?.cause, signal, graceMs }, 'stopping task');
+    const stop = runtime
+      .stop(handle, { signal, graceMs })
+      .catch((error: unknown) => this.options.log.error({ task: record.name, err: error }, 'stop failed; will retry'))
+      .finally(() => {
+        this.stopping.delete(record.name);
+        void this.reconcileOne(record.name);
+      });
+    this.stopping.set(record.name, stop);
+  }
+
+  private async finalize(record: TaskRecord, runtime: TaskRuntime | undefined): Promise<void> {
+    // A task that already ended is not stopped: processes it left in the
+    // background on purpose keep running (the original's bootstrap pattern).
+    if (runtime && record.runtime) await runtime.release(record.runtime.handle);
+    this.unwatch.get(record.name)?.();
+    this.unwatch.delete(record.name);
+    await this.options.store.remove(record.name);
+    this.tasks.delete(record.name);
+    this.options.log.info({ task: record.name }, 'task deleted');
+    this.emit('deleted', record);
+  }
+
+  private async setState(record: TaskRecord, state: TaskState): Promise<void> {
+    if (JSON.stringify(state) === JSON.stringify(record.state)) return;
+    const previous = record.state.phase;
+    record.state = state;
+    await this.options.store.save(record);
+    if (isTerminated(state)) {
+      this.unwatch.get(record.name)?.();
+      this.unwatch.delete(record.name);
+    }
+    this.options.log.info({ task: record.name, from: previous, state }, 'task state changed');
+    this.emit('modified', record);
+  }
+
+  private emit(type: TaskEventType, record: TaskRecord): void {
+    this.events.emit('event', { type, task: cloneRecord(record) } satisfies TaskEvent);
+  }
+}

@@ -1,0 +1,88 @@
+// The executor's own model of a task, independent of the wire format (gen/)
+// and of any runtime. Times are ISO-8601 strings so records persist as JSON.
+
+export interface EnvVar {
+  name: string;
+  value: string;
+}
+
+export interface ProcessSpec {
+  command: string[];
+  args: string[];
+  env: EnvVar[];
+  workingDir?: string;
+  timeoutSeconds?: number;
+}
+
+export interface VolumeMount {
+  name: string;
+  mountPath: string;
+  readOnly: boolean;
+}
+
+export interface ContainerSpec {
+  image: string;
+  command: string[];
+  args: string[];
+  env: EnvVar[];
+  volumeMounts: VolumeMount[];
+  workingDir?: string;
+  timeoutSeconds?: number;
+}
+
+/** Exactly one of process or container is set (checked by validateSpec). */
+export interface TaskSpec {
+  process?: ProcessSpec;
+  container?: ContainerSpec;
+}
+
+export type TaskState =
+  | { phase: 'waiting'; reason: string; message?: string }
+  | { phase: 'running'; startedAt: string }
+  | {
+      phase: 'terminated';
+      exitCode: number;
+      signal: number;
+      reason: string;
+      message?: string;
+      startedAt?: string;
+      finishedAt: string;
+    };
+
+/** Why the executor stopped (or is stopping) a task; decides the final reason. */
+export type StopCause = 'deletion' | 'timeout';
+
+/** What a runtime needs to find a started task again, even after an executor restart. */
+export interface RuntimeRef {
+  runtime: string;
+  handle: Record<string, unknown>;
+}
+
+export interface TaskRecord {
+  name: string;
+  spec: TaskSpec;
+  state: TaskState;
+  createdAt: string;
+  deletionRequestedAt?: string;
+  stop?: { cause: StopCause; requestedAt: string };
+  runtime?: RuntimeRef;
+}
+
+/** Reason strings shared with the original task-executor. */
+export const Reason = {
+  Pending: 'Pending',
+  Succeeded: 'Succeeded',
+  Failed: 'Failed',
+  TaskTimeout: 'TaskTimeout',
+  ProcessCrashed: 'ProcessCrashed',
+  ProcessStartFailed: 'ProcessStartFailed',
+  Stopped: 'Stopped',
+} as const;
+
+export function isTerminated(state: TaskState): state is Extract<TaskState, { phase: 'terminated' }> {
+  return state.phase === 'terminated';
+}
+
+export function cloneRecord(record: TaskRecord): TaskRecord {
+  return structuredClone(record);
+}

@@ -1,0 +1,61 @@
+// The plugin interface every backend implements (process, sidecar, container).
+// The manager depends on this file alone; backends never import the manager.
+import type { TaskSpec } from '../model/task.js';
+
+export interface StartRequest {
+  name: string;
+  /** The task's own directory (exists); the runtime may keep files in it. */
+  taskDir: string;
+  spec: TaskSpec;
+}
+
+/** What a runtime sees of a task at one moment. */
+export type Observation =
+  | { state: 'running'; startedAt: string }
+  | {
+      state: 'exited';
+      /** 128+signal when killed by a signal. */
+      exitCode: number;
+      signal: number;
+      startedAt?: string;
+      finishedAt: string;
+      /** Set when the runtime knows better than exit-code rules (e.g. OOMKilled, ProcessStartFailed). */
+      reason?: string;
+      message?: string;
+    }
+  /** The task is gone and left no exit status behind (e.g. killed along with its supervisor). */
+  | { state: 'lost'; startedAt?: string; message: string };
+
+/** A JSON-serialisable reference to a started task; persisted with the task record. */
+export type RuntimeHandle = Record<string, unknown>;
+
+export interface Started {
+  handle: RuntimeHandle;
+  observation: Observation;
+}
+
+export interface StopOptions {
+  signal: NodeJS.Signals;
+  /** How long the task may take to exit after the signal before everything it started is SIGKILLed. */
+  graceMs: number;
+}
+
+export interface TaskRuntime {
+  /** Stable name, persisted in records: "process", "sidecar", "container". */
+  readonly name: string;
+  accepts(spec: TaskSpec): boolean;
+  /**
+   * Starts the task. A task that cannot start for reasons of its own (missing
+   * program, bad working directory) is reported as an exited observation with a
+   * reason; a throw means the runtime itself failed.
+   */
+  start(request: StartRequest): Promise<Started>;
+  /** Works for handles from an earlier executor process too. */
+  inspect(handle: RuntimeHandle): Promise<Observation>;
+  /** Resolves once the task and everything it started are gone. */
+  stop(handle: RuntimeHandle, options: StopOptions): Promise<void>;
+  /** Frees what the runtime keeps after the task ended; the task directory is removed afterwards. */
+  release(handle: RuntimeHandle): Promise<void>;
+  /** Optional push notification of changes, so the manager need not wait for its next poll. */
+  watch?(handle: RuntimeHandle, onChange: () => void): () => void;
+}

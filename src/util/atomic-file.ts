@@ -1,0 +1,35 @@
+// Crash-safe file replacement: a reader sees the old content or the new one,
+// never a mix, and after a power loss the rename itself is durable too (the
+// directory is fsynced, which write-file-atomic does not do).
+import { randomBytes } from 'node:crypto';
+import { open, rename, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+export const TEMP_MARKER = '.tmp-';
+
+export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  const temp = `${path}${TEMP_MARKER}${randomBytes(6).toString('hex')}`;
+  try {
+    const file = await open(temp, 'wx', 0o644);
+    try {
+      await file.writeFile(data);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(temp, path);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+  await fsyncDirectory(dirname(path));
+}
+
+export async function fsyncDirectory(path: string): Promise<void> {
+  const dir = await open(path, 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}

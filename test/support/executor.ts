@@ -1,0 +1,126 @@
+// Starts a real executor (real gRPC server on a free loopback port, real
+// processes) on a fresh data dir, and a generated grpc-js client for it.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { credentials, type ServiceError } from '@grpc/grpc-js';
+import {
+  type CreateTaskRequest,
+  type CreateTaskResponse,
+  type DeleteTaskRequest,
+  type DeleteTaskResponse,
+  type GetTaskRequest,
+  type GetTaskResponse,
+  type ListTasksResponse,
+  type SetTasksRequest,
+  type SetTasksResponse,
+  TaskExecutorServiceClient,
+} from '../../gen/taskexecutor/v1/task_executor_service.js';
+import type { Task } from '../../gen/taskexecutor/v1/task.js';
+import { startExecutor, type Executor } from '../../src/app.js';
+import { type Config, parseConfig } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import { killTaskTrees } from './processes.js';
+
+export interface TestExecutor {
+  executor: Executor;
+  client: TaskExecutorServiceClient;
+  api: Api;
+  dataDir: string;
+  /** Stops the executor (tasks survive, as in production). */
+  stop(): Promise<void>;
+  /** Stops the executor, kills every task process it knew, removes the data dir. */
+  close(): Promise<void>;
+}
+
+export interface Api {
+  createTask(request: CreateTaskRequest): Promise<CreateTaskResponse>;
+  getTask(request: GetTaskRequest): Promise<GetTaskResponse>;
+  deleteTask(request: DeleteTaskRequest): Promise<DeleteTaskResponse>;
+  setTasks(request: SetTasksRequest): Promise<SetTasksResponse>;
+  listTasks(): Promise<ListTasksResponse>;
+}
+
+type Callback<Res> = (error: ServiceError | null, response: Res) => void;
+
+const unary =
+  <Req, Res>(call: (request: Req, callback: Callback<Res>) => unknown) =>
+  (request: Req) =>
+    new Promise<Res>((resolve, reject) => call(request, (error, response) => (error ? reject(error) : resolve(response))));
+
+export function apiFor(client: TaskExecutorServiceClient): Api {
+  return {
+    createTask: unary((r, cb) => client.createTask(r, cb)),
+    getTask: unary((r, cb) => client.getTask(r, cb)),
+    deleteTask: unary((r, cb) => client.deleteTask(r, cb)),
+    setTasks: unary((r, cb) => client.setTasks(r, cb)),
+    listTasks: () => unary<object, ListTasksResponse>((r, cb) => client.listTasks(r, cb))({}),
+  };
+}
+
+export function testConfig(dataDir: string, overrides: Partial<Config> = {}): Config {
+  return {
+    ...parseConfig([]),
+    dataDir,
+    dataDirExplicit: true,
+    listenAddr: '127.0.0.1:0',
+    reconcileIntervalMs: 100,
+    stopGraceMs: 2000,
+    logLevel: process.env.TEST_LOG_LEVEL ?? 'silent',
+    ...overrides,
+  };
+}
+
+export function tempDir(prefix = 'te-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export async function startTestExecutor(overrides: Partial<Config> = {}, dataDir = tempDir()): Promise<TestExecutor> {
+  const config = testConfig(dataDir, overrides);
+  const executor = await startExecutor(config, createLogger(config.logLevel));
+  const client = new TaskExecutorServiceClient(executor.address, credentials.createInsecure());
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    client.close();
+    await executor.close();
+  };
+  return {
+    executor,
+    client,
+    api: apiFor(client),
+    dataDir,
+    stop,
+    close: async () => {
+      await stop();
+      killTaskTrees(dataDir);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A process task spec as the wire expects it. */
+export function processTask(name: string, command: string[], extra: Partial<{ args: string[]; env: { name: string; value: string }[]; workingDir: string; timeoutSeconds: number }> = {}): Task {
+  return {
+    name,
+    spec: {
+      runtime: {
+        $case: 'process',
+        value: { command, args: extra.args ?? [], env: extra.env ?? [], workingDir: extra.workingDir ?? '', timeoutSeconds: extra.timeoutSeconds },
+      },
+    },
+  };
+}
+
+export const shell = (name: string, script: string, extra: Parameters<typeof processTask>[2] = {}) =>
+  processTask(name, ['sh', '-c', script], extra);
+
+export function stateOf(task: Task | undefined) {
+  return task?.status?.state?.state;
+}
+
+export function terminated(task: Task | undefined) {
+  const state = stateOf(task);
+  return state?.$case === 'terminated' ? state.value : undefined;
+}
