@@ -4,13 +4,12 @@ import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
-import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { TaskExecutorServiceService } from '../../gen/taskexecutor/v1/task_executor_service.js';
 import type { TaskManager } from '../manager/task-manager.js';
 import { packageRoot } from '../util/package-root.js';
+import { addReflection } from './reflection.js';
 import { taskExecutorService } from './task-service.js';
 
 export const SERVICE_NAME = 'taskexecutor.v1.TaskExecutorService';
@@ -30,11 +29,7 @@ export async function startServer(options: { listenAddr: string; manager: TaskMa
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   health.addToServer(server);
 
-  const protoDir = join(packageRoot(), 'proto');
-  const definitions = loadSync(['taskexecutor/v1/task_executor_service.proto', healthProtoPath], {
-    includeDirs: [protoDir],
-  });
-  new ReflectionService(definitions).addToServer(server);
+  addReflection(server, join(packageRoot(), 'gen'));
 
   await removeStaleSocket(listenAddr, log);
   const port = await new Promise<number>((resolve, reject) =>

@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { chownSync, mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { parseConfig, perUserDataDir } from '../src/config.js';
+import { shell, tempDir } from './support/executor.js';
+import { killTaskTrees } from './support/processes.js';
+import { connect, spawnExecutor } from './support/subprocess.js';
+import { waitFor } from './support/wait.js';
+
+describe('configuration', () => {
+  test("defaults are the original's", () => {
+    const config = parseConfig([], {});
+    assert.equal(config.dataDir, '/var/lib/sandbox/tasks');
+    assert.equal(config.dataDirExplicit, false);
+    assert.equal(config.listenAddr, '0.0.0.0:5758');
+    assert.equal(config.enableSidecarMode, false);
+    assert.equal(config.mainContainerName, 'main');
+    assert.equal(config.enableContainerMode, false);
+    assert.equal(config.criSocket, '/var/run/containerd/containerd.sock');
+    assert.equal(config.reconcileIntervalMs, 500);
+    assert.equal(config.stopSignal, 'SIGTERM');
+    assert.equal(config.stopGraceMs, 10_000);
+  });
+
+  test('environment variables set values and flags win over them', () => {
+    const env = { DATA_DIR: '/env/dir', LISTEN_ADDR: '127.0.0.1:1', ENABLE_SIDECAR_MODE: 'true', MAIN_CONTAINER_NAME: 'app', RECONCILE_INTERVAL: '2s' };
+    const fromEnv = parseConfig([], env);
+    assert.equal(fromEnv.dataDir, '/env/dir');
+    assert.equal(fromEnv.dataDirExplicit, true);
+    assert.equal(fromEnv.enableSidecarMode, true);
+    assert.equal(fromEnv.mainContainerName, 'app');
+    assert.equal(fromEnv.reconcileIntervalMs, 2000);
+    const fromFlags = parseConfig(['--data-dir=/flag/dir', '--listen-addr', 'unix:///tmp/x.sock', '--enable-sidecar-mode=false'], env);
+    assert.equal(fromFlags.dataDir, '/flag/dir');
+    assert.equal(fromFlags.listenAddr, 'unix:///tmp/x.sock');
+    assert.equal(fromFlags.enableSidecarMode, false);
+  });
+
+  test("Go-style single-dash flags and durations are accepted, as the original's were", () => {
+    const config = parseConfig(['-data-dir=/go/style', '-reconcile-interval=1m30s', '-enable-container-mode', '-stop-grace-period', '250ms'], {});
+    assert.equal(config.dataDir, '/go/style');
+    assert.equal(config.reconcileIntervalMs, 90_000);
+    assert.equal(config.enableContainerMode, true);
+    assert.equal(config.stopGraceMs, 250);
+  });
+
+  test('the per-user data dir follows XDG_STATE_HOME, then HOME', () => {
+    assert.equal(perUserDataDir({ XDG_STATE_HOME: '/x/state', HOME: '/home/u' }), '/x/state/task-executor/tasks');
+    assert.equal(perUserDataDir({ HOME: '/home/u' }), '/home/u/.local/state/task-executor/tasks');
+  });
+});
+
+describe('command line', () => {
+  const cleanups: (() => unknown)[] = [];
+  after(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup();
+  });
+
+  test('--help lists every flag and exits 0', async () => {
+    const help = spawnExecutor(['--help']);
+    assert.equal(await help.exited, 0);
+    for (const flag of ['--data-dir', '--listen-addr', '--enable-sidecar-mode', '--main-container-name', '--enable-container-mode', '--cri-socket', '--reconcile-interval', '--stop-grace-period']) {
+      assert.ok(help.output().includes(flag), `help mentions ${flag}`);
+    }
+  });
+
+  test('a bad flag value is refused with a message and a non-zero exit', async () => {
+    const bad = spawnExecutor(['--reconcile-interval', 'soon']);
+    assert.notEqual(await bad.exited, 0);
+    assert.match(bad.output(), /invalid duration "soon"/);
+  });
+
+  test('an explicit data dir that cannot be written stops the start with a clear message', async () => {
+    const bad = spawnExecutor(['--data-dir', '/etc/hostname/tasks', '--listen-addr', '127.0.0.1:0']);
+    assert.equal(await bad.exited, 1);
+    assert.match(bad.output(), /data dir \/etc\/hostname\/tasks is not writable/);
+  });
+
+  test('a non-root user starts with the default flags, falls back to a per-user data dir and says so', async () => {
+    const home = tempDir('te-home-');
+    mkdirSync(join(home, 'run'));
+    chownSync(home, 65534, 65534);
+    chownSync(join(home, 'run'), 65534, 65534);
+    cleanups.push(() => rmSync(home, { recursive: true, force: true }));
+    const env = { PATH: process.env.PATH, HOME: home };
+    const socket = join(home, 'run', 'api.sock');
+    const executor = spawnExecutor(['--listen-addr', `unix://${socket}`], env, ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups']);
+    cleanups.push(() => executor.child.kill('SIGKILL'));
+    const { api, client } = await connect(executor);
+    const fallback = join(home, '.local/state/task-executor/tasks');
+    assert.match(executor.output(), /default data dir is not writable; using per-user dir/);
+    assert.ok(executor.output().includes(fallback));
+    cleanups.push(() => killTaskTrees(fallback));
+    await api.createTask({ task: shell('as-nobody', 'id -u') });
+    const task = await waitFor('the task to end', async () => {
+      const state = (await api.getTask({ name: 'as-nobody' })).task?.status?.state?.state;
+      return state?.$case === 'terminated' ? state.value : undefined;
+    });
+    assert.equal(task.exitCode, 0);
+    client.close();
+  });
+
+  test('listening beyond loopback without authentication logs a loud warning', async () => {
+    const dataDir = tempDir();
+    const executor = spawnExecutor(['--data-dir', dataDir, '--listen-addr', '0.0.0.0:0']);
+    cleanups.push(() => executor.child.kill('SIGKILL'));
+    await connect(executor);
+    assert.match(executor.output(), /"level":40.*no authentication/);
+  });
+});
