@@ -4,6 +4,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseDuration } from './util/duration.js';
+import { parseSignal } from './util/signals.js';
 
 export const DEFAULT_DATA_DIR = '/var/lib/sandbox/tasks';
 
@@ -45,10 +46,8 @@ const positiveInt = (min: number) => (value: string): number => {
 };
 
 const signal = (value: string): NodeJS.Signals => {
-  const name = (value.toUpperCase().startsWith('SIG') ? value.toUpperCase() : `SIG${value.toUpperCase()}`) as NodeJS.Signals;
-  if (!['SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGKILL'].includes(name)) {
-    throw new InvalidArgumentError('expected one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGKILL');
-  }
+  const name = parseSignal(value);
+  if (!name) throw new InvalidArgumentError('expected a signal name such as SIGTERM, SIGINT or SIGQUIT');
   return name;
 };
 

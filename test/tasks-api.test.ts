@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { shell, processTask, startTestExecutor, stateOf, terminated, type TestExecutor } from './support/executor.js';
+import { containerTask, shell, processTask, startTestExecutor, stateOf, terminated, type TestExecutor } from './support/executor.js';
 import { waitFor } from './support/wait.js';
 
 function grpcError(code: status, pattern: RegExp) {
@@ -129,7 +129,7 @@ describe('task API over gRPC', () => {
   test('a container task without container mode is FAILED_PRECONDITION', async () => {
     await assert.rejects(
       te.api.createTask({
-        task: { name: 'ctr', spec: { runtime: { $case: 'container', value: { image: 'busybox', command: [], args: [], env: [], volumeMounts: [], workingDir: '' } } } },
+        task: containerTask('ctr', 'busybox'),
       }),
       grpcError(status.FAILED_PRECONDITION, /--enable-container-mode/),
     );

@@ -1,16 +1,54 @@
 // Maps between the wire types (gen/) and the executor's model. Pure and total:
 // any wire message converts; the manager validates what it means.
-import type * as wire from '../../gen/taskexecutor/v1/task.js';
-import type { ContainerSpec, EnvVar, ProcessSpec, TaskRecord, TaskSpec, TaskState } from '../model/task.js';
+import * as wire from '../../gen/taskexecutor/v1/task.js';
+import type { ContainerSpec, EnvVar, ProcessSpec, RestartPolicy, TaskRecord, TaskSpec, TaskState } from '../model/task.js';
 
 export function specFromWire(spec: wire.TaskSpec | undefined): TaskSpec | undefined {
-  switch (spec?.runtime?.$case) {
+  if (!spec) return undefined;
+  const common = commonFromWire(spec);
+  switch (spec.runtime?.$case) {
     case 'process':
-      return { process: processFromWire(spec.runtime.value) };
+      return { process: processFromWire(spec.runtime.value), ...common };
     case 'container':
-      return { container: containerFromWire(spec.runtime.value) };
+      return { container: containerFromWire(spec.runtime.value), ...common };
     default:
+      return Object.keys(common).length > 0 ? common : undefined;
+  }
+}
+
+/** Task-level settings; unset wire fields stay absent so that specs compare equal. */
+function commonFromWire(spec: wire.TaskSpec): Omit<TaskSpec, 'process' | 'container'> {
+  const r = spec.resources;
+  const resources = {
+    ...(r?.cpuMillicores !== undefined ? { cpuMillicores: r.cpuMillicores } : {}),
+    ...(r?.memoryBytes !== undefined ? { memoryBytes: r.memoryBytes } : {}),
+    ...(r?.pids !== undefined ? { pids: r.pids } : {}),
+  };
+  const logs = {
+    ...(spec.logs?.maxFileSizeBytes !== undefined ? { maxFileSizeBytes: spec.logs.maxFileSizeBytes } : {}),
+    ...(spec.logs?.maxFiles !== undefined ? { maxFiles: spec.logs.maxFiles } : {}),
+  };
+  return {
+    ...(spec.stopSignal ? { stopSignal: spec.stopSignal } : {}),
+    ...(spec.terminationGracePeriodSeconds !== undefined ? { terminationGracePeriodSeconds: spec.terminationGracePeriodSeconds } : {}),
+    ...(restartPolicyFromWire(spec.restartPolicy) ? { restartPolicy: restartPolicyFromWire(spec.restartPolicy) } : {}),
+    ...(spec.maxRestarts !== undefined ? { maxRestarts: spec.maxRestarts } : {}),
+    ...(Object.keys(resources).length > 0 ? { resources } : {}),
+    ...(Object.keys(logs).length > 0 ? { logs } : {}),
+  };
+}
+
+function restartPolicyFromWire(policy: wire.RestartPolicy): RestartPolicy | undefined {
+  switch (policy) {
+    case wire.RestartPolicy.RESTART_POLICY_ON_FAILURE:
+      return 'OnFailure';
+    case wire.RestartPolicy.RESTART_POLICY_NEVER:
+      return 'Never';
+    case wire.RestartPolicy.RESTART_POLICY_UNSPECIFIED:
       return undefined;
+    default:
+      // An enum value this executor does not know: let validation name it.
+      return `unknown(${String(policy)})` as RestartPolicy;
   }
 }
 
@@ -21,6 +59,10 @@ function processFromWire(p: wire.ProcessSpec): ProcessSpec {
     env: envFromWire(p.env),
     ...(p.workingDir ? { workingDir: p.workingDir } : {}),
     ...(p.timeoutSeconds !== undefined ? { timeoutSeconds: p.timeoutSeconds } : {}),
+    ...(p.user ? { user: p.user } : {}),
+    ...(p.group ? { group: p.group } : {}),
+    ...(p.cleanEnv ? { cleanEnv: true } : {}),
+    ...(p.chroot ? { chroot: p.chroot } : {}),
   };
 }
 
@@ -42,24 +84,49 @@ export function taskToWire(record: TaskRecord): wire.Task {
   return {
     name: record.name,
     spec: specToWire(record.spec),
-    status: { state: stateToWire(record.state) },
+    status: { state: stateToWire(record.state), restartCount: record.restartCount ?? 0, warnings: record.warnings ?? [] },
     deletionTimestamp: record.deletionRequestedAt ? new Date(record.deletionRequestedAt) : undefined,
     creationTimestamp: new Date(record.createdAt),
   };
 }
 
 function specToWire(spec: TaskSpec): wire.TaskSpec {
+  const common = {
+    stopSignal: spec.stopSignal ?? '',
+    terminationGracePeriodSeconds: spec.terminationGracePeriodSeconds,
+    restartPolicy:
+      spec.restartPolicy === 'OnFailure'
+        ? wire.RestartPolicy.RESTART_POLICY_ON_FAILURE
+        : spec.restartPolicy === 'Never'
+          ? wire.RestartPolicy.RESTART_POLICY_NEVER
+          : wire.RestartPolicy.RESTART_POLICY_UNSPECIFIED,
+    maxRestarts: spec.maxRestarts,
+    resources: spec.resources,
+    logs: spec.logs,
+  };
   if (spec.process) {
     const p = spec.process;
     return {
+      ...common,
       runtime: {
         $case: 'process',
-        value: { command: p.command, args: p.args, env: p.env, workingDir: p.workingDir ?? '', timeoutSeconds: p.timeoutSeconds },
+        value: {
+          command: p.command,
+          args: p.args,
+          env: p.env,
+          workingDir: p.workingDir ?? '',
+          timeoutSeconds: p.timeoutSeconds,
+          user: p.user ?? '',
+          group: p.group ?? '',
+          cleanEnv: p.cleanEnv ?? false,
+          chroot: p.chroot ?? '',
+        },
       },
     };
   }
   const c = spec.container!;
   return {
+    ...common,
     runtime: {
       $case: 'container',
       value: {

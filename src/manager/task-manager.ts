@@ -8,9 +8,11 @@ import type { Logger } from 'pino';
 import { alreadyExists, errorMessage, failedPrecondition, invalidArgument, notFound } from '../errors.js';
 import { cloneRecord, isTerminated, Reason, type TaskRecord, type TaskSpec, type TaskState } from '../model/task.js';
 import type { RuntimeRegistry } from '../runtime/registry.js';
-import type { TaskRuntime } from '../runtime/runtime.js';
+import type { RuntimeHandle, TaskRuntime } from '../runtime/runtime.js';
 import type { TaskStore } from '../store/task-store.js';
 import { hasTimedOut, startFailedState, stateFromObservation } from './transitions.js';
+import { parseSignal } from '../util/signals.js';
+import { nextRestart } from './restart-policy.js';
 import { canonicalSpec, validateName, validateSpec } from './validation.js';
 
 export interface ManagerOptions {
@@ -28,6 +30,12 @@ export interface DesiredTask {
 }
 
 export type TaskEventType = 'added' | 'modified' | 'deleted';
+
+export interface TaskAttachment {
+  /** Undefined when the task never started or its backend is not enabled. */
+  runtime: TaskRuntime | undefined;
+  handle: RuntimeHandle | undefined;
+}
 
 export interface TaskEvent {
   type: TaskEventType;
@@ -77,6 +85,23 @@ export class TaskManager {
   get(name: string): TaskRecord {
     validateName(name);
     return cloneRecord(this.require(name));
+  }
+
+  /** The task if it exists (a copy), without throwing. */
+  find(name: string): TaskRecord | undefined {
+    const record = this.tasks.get(name);
+    return record && cloneRecord(record);
+  }
+
+  /**
+   * The runtime and handle behind a task, for streams that read from the
+   * runtime directly (logs, stats). NOT_FOUND for an unknown task.
+   */
+  attachment(name: string): TaskAttachment {
+    validateName(name);
+    const record = this.require(name);
+    const runtime = record.runtime && this.options.runtimes.byName(record.runtime.runtime);
+    return { runtime, handle: record.runtime?.handle };
   }
 
   subscribe(listener: (event: TaskEvent) => void): () => void {
@@ -161,9 +186,19 @@ export class TaskManager {
     };
     await this.options.store.create(record);
     this.tasks.set(name, record);
+    await this.launch(record, runtime);
+    this.options.log.info({ task: name, state: record.state }, 'task created');
+    this.emit('added', record);
+    return record;
+  }
+
+  /** Starts (or restarts) a task's process and records the outcome. */
+  private async launch(record: TaskRecord, runtime: TaskRuntime): Promise<void> {
+    const { name, spec } = record;
     try {
       const started = await runtime.start({ name, taskDir: this.options.store.taskDir(name), spec });
       record.runtime = { runtime: runtime.name, handle: started.handle };
+      record.warnings = started.warnings;
       record.state = stateFromObservation(record, started.observation);
     } catch (error) {
       this.options.log.error({ task: name, err: error }, 'runtime failed to start task');
@@ -171,9 +206,6 @@ export class TaskManager {
     }
     await this.options.store.save(record);
     this.watchRuntime(record);
-    this.options.log.info({ task: name, state: record.state }, 'task created');
-    this.emit('added', record);
-    return record;
   }
 
   private async markForDeletion(record: TaskRecord): Promise<void> {
@@ -219,8 +251,22 @@ export class TaskManager {
           finishedAt: new Date().toISOString(),
         });
       }
+      if (record.restartAt) {
+        if (record.deletionRequestedAt) {
+          await this.giveUpRestart(record);
+        } else if (Date.parse(record.restartAt) <= Date.now() && runtime) {
+          record.restartAt = undefined;
+          record.lastTermination = undefined;
+          record.restartCount = (record.restartCount ?? 0) + 1;
+          this.options.log.info({ task: name, restartCount: record.restartCount }, 'restarting task under its restart policy');
+          await this.launch(record, runtime);
+          this.emit('modified', record);
+        }
+        return;
+      }
       if (runtime && record.runtime && !isTerminated(record.state)) {
         await this.setState(record, stateFromObservation(record, await runtime.inspect(record.runtime.handle)));
+        if (isTerminated(record.state)) await this.scheduleRestart(record);
       }
       if (!isTerminated(record.state) && hasTimedOut(record, Date.now()) && !record.stop) {
         record.stop = { cause: 'timeout', requestedAt: new Date().toISOString() };
@@ -244,7 +290,9 @@ export class TaskManager {
   private beginStop(record: TaskRecord, runtime: TaskRuntime): void {
     if (this.stopping.has(record.name) || !record.runtime) return;
     const { handle } = record.runtime;
-    const { stopSignal: signal, stopGraceMs: graceMs } = this.options;
+    const signal = (record.spec.stopSignal && parseSignal(record.spec.stopSignal)) || this.options.stopSignal;
+    const grace = record.spec.terminationGracePeriodSeconds;
+    const graceMs = grace !== undefined ? grace * 1000 : this.options.stopGraceMs;
     this.options.log.info({ task: record.name, cause: record.stop?.cause, signal, graceMs }, 'stopping task');
     const stop = runtime
       .stop(handle, { signal, graceMs })
@@ -266,6 +314,31 @@ export class TaskManager {
     this.tasks.delete(record.name);
     this.options.log.info({ task: record.name }, 'task deleted');
     this.emit('deleted', record);
+  }
+
+  /** Under RESTART_POLICY_ON_FAILURE, a failed run becomes a waiting task with a backoff. */
+  private async scheduleRestart(record: TaskRecord): Promise<void> {
+    if (record.state.phase !== 'terminated' || record.stop || record.deletionRequestedAt) return;
+    const restart = nextRestart(record.spec, record.state, record.restartCount ?? 0);
+    if (!restart) return;
+    const { exitCode, reason } = record.state;
+    record.lastTermination = record.state;
+    record.restartAt = new Date(Date.now() + restart.delayMs).toISOString();
+    await this.setState(record, {
+      phase: 'waiting',
+      reason: Reason.BackOff,
+      message: `exited with code ${exitCode} (${reason}); restart ${restart.attempt} of ${restart.of} in ${restart.delayMs / 1000}s`,
+    });
+  }
+
+  /** A task waiting for a restart that gets deleted ends as it last ended. */
+  private async giveUpRestart(record: TaskRecord): Promise<void> {
+    record.restartAt = undefined;
+    await this.setState(record, {
+      ...(record.lastTermination ?? { phase: 'terminated', exitCode: 1, signal: 0, finishedAt: new Date().toISOString() }),
+      reason: Reason.Stopped,
+      message: 'deleted while waiting to restart',
+    });
   }
 
   private async setState(record: TaskRecord, state: TaskState): Promise<void> {

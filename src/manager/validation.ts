@@ -2,6 +2,7 @@
 // they all reject the same input with the same message.
 import { invalidArgument } from '../errors.js';
 import type { ContainerSpec, EnvVar, ProcessSpec, TaskSpec } from '../model/task.js';
+import { parseSignal } from '../util/signals.js';
 
 // Kubernetes object names are DNS-1123 subdomains, and the original's controller
 // names tasks "<object-name>-<index>", so that is the accepted form. It also
@@ -41,6 +42,40 @@ export function validateSpec(spec: TaskSpec | undefined, field = 'spec'): assert
   const budget = { bytes: 0 };
   if (spec.process) validateProcess(spec.process, `${field}.process`, budget);
   if (spec.container) validateContainer(spec.container, `${field}.container`, budget);
+  validateTaskSettings(spec, field);
+}
+
+function validateTaskSettings(spec: TaskSpec, field: string): void {
+  if (spec.stopSignal !== undefined && !parseSignal(spec.stopSignal)) {
+    throw invalidArgument(`${field}.stopSignal ${JSON.stringify(spec.stopSignal)} is not a signal name (e.g. "SIGTERM", "SIGINT")`);
+  }
+  validateRange(spec.terminationGracePeriodSeconds, `${field}.terminationGracePeriodSeconds`, 0, 86_400);
+  if (spec.restartPolicy !== undefined && !['Never', 'OnFailure'].includes(spec.restartPolicy)) {
+    throw invalidArgument(`${field}.restartPolicy has an unknown value; use RESTART_POLICY_NEVER or RESTART_POLICY_ON_FAILURE`);
+  }
+  validateRange(spec.maxRestarts, `${field}.maxRestarts`, 0, 1000);
+  validateRange(spec.resources?.cpuMillicores, `${field}.resources.cpuMillicores`, 1, 1_000_000);
+  validateRange(spec.resources?.memoryBytes, `${field}.resources.memoryBytes`, 1024 * 1024, 2 ** 50);
+  validateRange(spec.resources?.pids, `${field}.resources.pids`, 1, 4_194_304);
+  validateRange(spec.logs?.maxFileSizeBytes, `${field}.logs.maxFileSizeBytes`, 1024, 2 ** 30);
+  validateRange(spec.logs?.maxFiles, `${field}.logs.maxFiles`, 1, 1000);
+}
+
+function validateRange(value: number | undefined, field: string, min: number, max: number): void {
+  if (value === undefined) return;
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw invalidArgument(`${field} must be a whole number from ${min} to ${max}; got ${value}`);
+  }
+}
+
+// A user or group: a numeric id or a POSIX-ish name (as useradd accepts).
+const ACCOUNT_PATTERN = /^(\d+|[a-zA-Z_][a-zA-Z0-9_.-]{0,31}\$?)$/;
+
+function validateAccount(value: string | undefined, field: string): void {
+  if (value === undefined) return;
+  if (!ACCOUNT_PATTERN.test(value)) {
+    throw invalidArgument(`${field} ${JSON.stringify(value)} is neither a numeric id nor a valid user/group name`);
+  }
 }
 
 function validateProcess(process: ProcessSpec, field: string, budget: Budget): void {
@@ -56,6 +91,9 @@ function validateProcess(process: ProcessSpec, field: string, budget: Budget): v
   validateEnv(process.env, `${field}.env`, budget);
   validateOptionalAbsolutePath(process.workingDir, `${field}.workingDir`);
   validateTimeout(process.timeoutSeconds, `${field}.timeoutSeconds`);
+  validateAccount(process.user, `${field}.user`);
+  validateAccount(process.group, `${field}.group`);
+  validateOptionalAbsolutePath(process.chroot, `${field}.chroot`);
 }
 
 function validateContainer(container: ContainerSpec, field: string, budget: Budget): void {
@@ -126,25 +164,18 @@ function validateTimeout(seconds: number | undefined, field: string): void {
   }
 }
 
-/** A canonical form of a spec, so that equal specs compare equal whatever their field order or defaults. */
+/** A canonical form of a spec, so that equal specs compare equal whatever their field order. */
 export function canonicalSpec(spec: TaskSpec): string {
-  const env = (list: EnvVar[]) => list.map((e) => [e.name, e.value]);
-  if (spec.process) {
-    const p = spec.process;
-    return JSON.stringify({
-      process: [p.command, p.args, env(p.env), p.workingDir ?? '', p.timeoutSeconds ?? 0],
-    });
+  return stableStringify(spec);
+}
+
+function stableStringify(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableStringify).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : 1));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableStringify(v)}`).join(',')}}`;
   }
-  const c = spec.container!;
-  return JSON.stringify({
-    container: [
-      c.image,
-      c.command,
-      c.args,
-      env(c.env),
-      c.volumeMounts.map((m) => [m.name, m.mountPath, m.readOnly]),
-      c.workingDir ?? '',
-      c.timeoutSeconds ?? 0,
-    ],
-  });
+  return JSON.stringify(value);
 }

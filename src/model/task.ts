@@ -12,6 +12,10 @@ export interface ProcessSpec {
   env: EnvVar[];
   workingDir?: string;
   timeoutSeconds?: number;
+  user?: string;
+  group?: string;
+  cleanEnv?: boolean;
+  chroot?: string;
 }
 
 export interface VolumeMount {
@@ -30,10 +34,29 @@ export interface ContainerSpec {
   timeoutSeconds?: number;
 }
 
+export type RestartPolicy = 'Never' | 'OnFailure';
+
+export interface Resources {
+  cpuMillicores?: number;
+  memoryBytes?: number;
+  pids?: number;
+}
+
+export interface LogConfig {
+  maxFileSizeBytes?: number;
+  maxFiles?: number;
+}
+
 /** Exactly one of process or container is set (checked by validateSpec). */
 export interface TaskSpec {
   process?: ProcessSpec;
   container?: ContainerSpec;
+  stopSignal?: string;
+  terminationGracePeriodSeconds?: number;
+  restartPolicy?: RestartPolicy;
+  maxRestarts?: number;
+  resources?: Resources;
+  logs?: LogConfig;
 }
 
 export type TaskState =
@@ -66,6 +89,13 @@ export interface TaskRecord {
   deletionRequestedAt?: string;
   stop?: { cause: StopCause; requestedAt: string };
   runtime?: RuntimeRef;
+  /** Starts after the first, under the restart policy. */
+  restartCount?: number;
+  /** When the next restart is due (restart policy backoff), and how the last run ended. */
+  restartAt?: string;
+  lastTermination?: Extract<TaskState, { phase: 'terminated' }>;
+  /** What the runtime could not do as asked (e.g. limits without cgroups). */
+  warnings?: string[];
 }
 
 /** Reason strings shared with the original task-executor. */
@@ -77,6 +107,8 @@ export const Reason = {
   ProcessCrashed: 'ProcessCrashed',
   ProcessStartFailed: 'ProcessStartFailed',
   Stopped: 'Stopped',
+  OOMKilled: 'OOMKilled',
+  BackOff: 'BackOff',
 } as const;
 
 export function isTerminated(state: TaskState): state is Extract<TaskState, { phase: 'terminated' }> {

@@ -9,6 +9,33 @@ export interface StartRequest {
   spec: TaskSpec;
 }
 
+/**
+ * Where a task's captured output lives: files `output.<N>.log` in `directory`,
+ * N ascending with age (the highest is being written), each line in the CRI
+ * log format `<RFC3339Nano> <stdout|stderr> <F|P> <payload>`.
+ */
+export interface LogLocation {
+  directory: string;
+}
+
+/** One measurement of a task's whole tree; absent fields could not be measured. */
+export interface ResourceSample {
+  /** Milliseconds since the epoch. */
+  time: number;
+  /** Cumulative CPU time (user + system) since the task started. */
+  cpuNanoseconds?: number;
+  cpuLimitMillicores?: number;
+  /** Sum of the resident set sizes of the tree's processes. */
+  rssBytes?: number;
+  /** cgroup memory usage and limit, where the task has a cgroup. */
+  memoryUsageBytes?: number;
+  memoryLimitBytes?: number;
+  readBytes?: number;
+  writeBytes?: number;
+  pids?: number;
+  pidsLimit?: number;
+}
+
 /** What a runtime sees of a task at one moment. */
 export type Observation =
   | { state: 'running'; startedAt: string }
@@ -32,6 +59,8 @@ export type RuntimeHandle = Record<string, unknown>;
 export interface Started {
   handle: RuntimeHandle;
   observation: Observation;
+  /** What the runtime could not do as the spec asked (e.g. limits without cgroups). */
+  warnings?: string[];
 }
 
 export interface StopOptions {
@@ -58,4 +87,8 @@ export interface TaskRuntime {
   release(handle: RuntimeHandle): Promise<void>;
   /** Optional push notification of changes, so the manager need not wait for its next poll. */
   watch?(handle: RuntimeHandle, onChange: () => void): () => void;
+  /** Where the task's output is captured; undefined when it has none. */
+  logs?(handle: RuntimeHandle): LogLocation | undefined;
+  /** Resource usage of the task's whole tree right now. */
+  stats?(handle: RuntimeHandle): Promise<ResourceSample>;
 }

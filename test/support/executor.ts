@@ -16,7 +16,7 @@ import {
   type SetTasksResponse,
   TaskExecutorServiceClient,
 } from '../../gen/taskexecutor/v1/task_executor_service.js';
-import type { Task } from '../../gen/taskexecutor/v1/task.js';
+import { ContainerSpec, ProcessSpec, type Task, TaskSpec } from '../../gen/taskexecutor/v1/task.js';
 import { startExecutor, type Executor } from '../../src/app.js';
 import { type Config, parseConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
@@ -100,21 +100,23 @@ export async function startTestExecutor(overrides: Partial<Config> = {}, dataDir
   };
 }
 
-/** A process task spec as the wire expects it. */
-export function processTask(name: string, command: string[], extra: Partial<{ args: string[]; env: { name: string; value: string }[]; workingDir: string; timeoutSeconds: number }> = {}): Task {
+type ProcessExtra = Partial<Omit<ProcessSpec, 'command'>>;
+type SpecExtra = Partial<Omit<TaskSpec, 'runtime'>>;
+
+/** A process task as the wire expects it; `spec` sets task-level fields (restart policy, resources...). */
+export function processTask(name: string, command: string[], extra: ProcessExtra = {}, spec: SpecExtra = {}): Task {
   return {
     name,
-    spec: {
-      runtime: {
-        $case: 'process',
-        value: { command, args: extra.args ?? [], env: extra.env ?? [], workingDir: extra.workingDir ?? '', timeoutSeconds: extra.timeoutSeconds },
-      },
-    },
+    spec: TaskSpec.fromPartial({ ...spec, runtime: { $case: 'process', value: ProcessSpec.fromPartial({ ...extra, command }) } }),
   };
 }
 
-export const shell = (name: string, script: string, extra: Parameters<typeof processTask>[2] = {}) =>
-  processTask(name, ['sh', '-c', script], extra);
+export function containerTask(name: string, image: string, extra: Partial<ContainerSpec> = {}): Task {
+  return { name, spec: TaskSpec.fromPartial({ runtime: { $case: 'container', value: ContainerSpec.fromPartial({ ...extra, image }) } }) };
+}
+
+export const shell = (name: string, script: string, extra: ProcessExtra = {}, spec: SpecExtra = {}) =>
+  processTask(name, ['sh', '-c', script], extra, spec);
 
 export function stateOf(task: Task | undefined) {
   return task?.status?.state?.state;

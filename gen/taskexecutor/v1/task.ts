@@ -12,6 +12,50 @@ export const protobufPackage = "taskexecutor.v1";
 
 export const protobufFileName = "taskexecutor/v1/task.proto";
 
+export enum RestartPolicy {
+  /** RESTART_POLICY_UNSPECIFIED - Same as RESTART_POLICY_NEVER. */
+  RESTART_POLICY_UNSPECIFIED = 0,
+  RESTART_POLICY_NEVER = 1,
+  /**
+   * RESTART_POLICY_ON_FAILURE - Start again after a non-zero exit, with exponential backoff (1s doubling
+   * up to 5m), at most max_restarts times.
+   */
+  RESTART_POLICY_ON_FAILURE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function restartPolicyFromJSON(object: any): RestartPolicy {
+  switch (object) {
+    case 0:
+    case "RESTART_POLICY_UNSPECIFIED":
+      return RestartPolicy.RESTART_POLICY_UNSPECIFIED;
+    case 1:
+    case "RESTART_POLICY_NEVER":
+      return RestartPolicy.RESTART_POLICY_NEVER;
+    case 2:
+    case "RESTART_POLICY_ON_FAILURE":
+      return RestartPolicy.RESTART_POLICY_ON_FAILURE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RestartPolicy.UNRECOGNIZED;
+  }
+}
+
+export function restartPolicyToJSON(object: RestartPolicy): string {
+  switch (object) {
+    case RestartPolicy.RESTART_POLICY_UNSPECIFIED:
+      return "RESTART_POLICY_UNSPECIFIED";
+    case RestartPolicy.RESTART_POLICY_NEVER:
+      return "RESTART_POLICY_NEVER";
+    case RestartPolicy.RESTART_POLICY_ON_FAILURE:
+      return "RESTART_POLICY_ON_FAILURE";
+    case RestartPolicy.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /**
  * A task: a named unit of work that the executor runs once and supervises.
  * Its proto3 JSON form matches the original REST task-executor's JSON:
@@ -55,6 +99,55 @@ export interface TaskSpec {
     /** A container run through the Kubernetes CRI (container mode). */
     { $case: "container"; value: ContainerSpec }
     | undefined;
+  /**
+   * Signal that asks the task to stop, e.g. "SIGTERM" or "SIGINT".
+   * Default: the executor's --stop-signal.
+   */
+  stopSignal: string;
+  /**
+   * Seconds between the stop signal and SIGKILL of everything the task
+   * started. Default: the executor's --stop-grace-period.
+   */
+  terminationGracePeriodSeconds?:
+    | number
+    | undefined;
+  /** Whether the executor starts the task again after it ends. */
+  restartPolicy: RestartPolicy;
+  /**
+   * Limits enforced through cgroups where the host allows it; see
+   * TaskStatus.warnings when it does not.
+   */
+  resources?:
+    | Resources
+    | undefined;
+  /** Rotation of the task's captured output. Default: the executor's flags. */
+  logs?:
+    | LogConfig
+    | undefined;
+  /** For RESTART_POLICY_ON_FAILURE: most restarts (default 3). */
+  maxRestarts?: number | undefined;
+}
+
+export interface Resources {
+  /** CPU limit in thousandths of a core (1000 = one core). */
+  cpuMillicores?:
+    | number
+    | undefined;
+  /** Memory limit; a task that exceeds it is killed with reason OOMKilled. */
+  memoryBytes?:
+    | number
+    | undefined;
+  /** Most processes and threads the task may have at once. */
+  pids?: number | undefined;
+}
+
+export interface LogConfig {
+  /** Size of one log file before the next one is started. */
+  maxFileSizeBytes?:
+    | number
+    | undefined;
+  /** Files kept; the oldest is deleted when a new one starts. */
+  maxFiles?: number | undefined;
 }
 
 export interface ProcessSpec {
@@ -76,7 +169,17 @@ export interface ProcessSpec {
    * Kill the task when it runs longer than this; it then ends terminated with
    * reason TaskTimeout. Unset or 0: no timeout.
    */
-  timeoutSeconds?: number | undefined;
+  timeoutSeconds?:
+    | number
+    | undefined;
+  /** Run as this user (name or numeric uid). Default: the executor's user. */
+  user: string;
+  /** Run with this primary group (name or numeric gid). Default: the user's. */
+  group: string;
+  /** Start from an empty environment instead of the executor's. */
+  cleanEnv: boolean;
+  /** Absolute directory to chroot into before starting (needs root). */
+  chroot: string;
 }
 
 export interface ContainerSpec {
@@ -106,7 +209,16 @@ export interface VolumeMount {
 }
 
 export interface TaskStatus {
-  state?: TaskState | undefined;
+  state?:
+    | TaskState
+    | undefined;
+  /** How often the task was started again under its restart policy. */
+  restartCount: number;
+  /**
+   * Things the executor could not do as asked and the task runs without,
+   * e.g. resource limits on a host without writable cgroups.
+   */
+  warnings: string[];
 }
 
 /** Exactly one member is set, as in Kubernetes' ContainerState. */
@@ -137,7 +249,10 @@ export interface TerminatedState {
     | undefined;
   /** Signal that ended the process, 0 if it exited by itself. */
   signal: number;
-  /** Succeeded, Failed, TaskTimeout, ProcessCrashed, ProcessStartFailed, Stopped... */
+  /**
+   * Succeeded, Failed, TaskTimeout, OOMKilled, ProcessCrashed,
+   * ProcessStartFailed, Stopped...
+   */
   reason: string;
   message: string;
   startedAt?: Date | undefined;
@@ -288,7 +403,15 @@ export const Task: MessageFns<Task> = {
 };
 
 function createBaseTaskSpec(): TaskSpec {
-  return { runtime: undefined };
+  return {
+    runtime: undefined,
+    stopSignal: "",
+    terminationGracePeriodSeconds: undefined,
+    restartPolicy: 0,
+    resources: undefined,
+    logs: undefined,
+    maxRestarts: undefined,
+  };
 }
 
 export const TaskSpec: MessageFns<TaskSpec> = {
@@ -300,6 +423,24 @@ export const TaskSpec: MessageFns<TaskSpec> = {
       case "container":
         ContainerSpec.encode(message.runtime.value, writer.uint32(18).fork()).join();
         break;
+    }
+    if (message.stopSignal !== "") {
+      writer.uint32(26).string(message.stopSignal);
+    }
+    if (message.terminationGracePeriodSeconds !== undefined) {
+      writer.uint32(32).int64(message.terminationGracePeriodSeconds);
+    }
+    if (message.restartPolicy !== 0) {
+      writer.uint32(40).int32(message.restartPolicy);
+    }
+    if (message.resources !== undefined) {
+      Resources.encode(message.resources, writer.uint32(50).fork()).join();
+    }
+    if (message.logs !== undefined) {
+      LogConfig.encode(message.logs, writer.uint32(58).fork()).join();
+    }
+    if (message.maxRestarts !== undefined) {
+      writer.uint32(64).int32(message.maxRestarts);
     }
     return writer;
   },
@@ -333,6 +474,54 @@ export const TaskSpec: MessageFns<TaskSpec> = {
             message.runtime = { $case: "container", value: ContainerSpec.decode(reader, reader.uint32()) };
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.stopSignal = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.terminationGracePeriodSeconds = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.restartPolicy = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.resources = Resources.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.logs = LogConfig.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.maxRestarts = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -352,6 +541,28 @@ export const TaskSpec: MessageFns<TaskSpec> = {
         : isSet(object.container)
         ? { $case: "container", value: ContainerSpec.fromJSON(object.container) }
         : undefined,
+      stopSignal: isSet(object.stopSignal)
+        ? globalThis.String(object.stopSignal)
+        : isSet(object.stop_signal)
+        ? globalThis.String(object.stop_signal)
+        : "",
+      terminationGracePeriodSeconds: isSet(object.terminationGracePeriodSeconds)
+        ? globalThis.Number(object.terminationGracePeriodSeconds)
+        : isSet(object.termination_grace_period_seconds)
+        ? globalThis.Number(object.termination_grace_period_seconds)
+        : undefined,
+      restartPolicy: isSet(object.restartPolicy)
+        ? restartPolicyFromJSON(object.restartPolicy)
+        : isSet(object.restart_policy)
+        ? restartPolicyFromJSON(object.restart_policy)
+        : 0,
+      resources: isSet(object.resources) ? Resources.fromJSON(object.resources) : undefined,
+      logs: isSet(object.logs) ? LogConfig.fromJSON(object.logs) : undefined,
+      maxRestarts: isSet(object.maxRestarts)
+        ? globalThis.Number(object.maxRestarts)
+        : isSet(object.max_restarts)
+        ? globalThis.Number(object.max_restarts)
+        : undefined,
     };
   },
 
@@ -361,6 +572,24 @@ export const TaskSpec: MessageFns<TaskSpec> = {
       obj.process = ProcessSpec.toJSON(message.runtime.value);
     } else if (message.runtime?.$case === "container") {
       obj.container = ContainerSpec.toJSON(message.runtime.value);
+    }
+    if (message.stopSignal !== "") {
+      obj.stopSignal = message.stopSignal;
+    }
+    if (message.terminationGracePeriodSeconds !== undefined) {
+      obj.terminationGracePeriodSeconds = Math.round(message.terminationGracePeriodSeconds);
+    }
+    if (message.restartPolicy !== 0) {
+      obj.restartPolicy = restartPolicyToJSON(message.restartPolicy);
+    }
+    if (message.resources !== undefined) {
+      obj.resources = Resources.toJSON(message.resources);
+    }
+    if (message.logs !== undefined) {
+      obj.logs = LogConfig.toJSON(message.logs);
+    }
+    if (message.maxRestarts !== undefined) {
+      obj.maxRestarts = Math.round(message.maxRestarts);
     }
     return obj;
   },
@@ -384,12 +613,232 @@ export const TaskSpec: MessageFns<TaskSpec> = {
         break;
       }
     }
+    message.stopSignal = object.stopSignal ?? "";
+    message.terminationGracePeriodSeconds = object.terminationGracePeriodSeconds ?? undefined;
+    message.restartPolicy = object.restartPolicy ?? 0;
+    message.resources = (object.resources !== undefined && object.resources !== null)
+      ? Resources.fromPartial(object.resources)
+      : undefined;
+    message.logs = (object.logs !== undefined && object.logs !== null) ? LogConfig.fromPartial(object.logs) : undefined;
+    message.maxRestarts = object.maxRestarts ?? undefined;
+    return message;
+  },
+};
+
+function createBaseResources(): Resources {
+  return { cpuMillicores: undefined, memoryBytes: undefined, pids: undefined };
+}
+
+export const Resources: MessageFns<Resources> = {
+  encode(message: Resources, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cpuMillicores !== undefined) {
+      writer.uint32(8).int64(message.cpuMillicores);
+    }
+    if (message.memoryBytes !== undefined) {
+      writer.uint32(16).int64(message.memoryBytes);
+    }
+    if (message.pids !== undefined) {
+      writer.uint32(24).int64(message.pids);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Resources {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResources();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.cpuMillicores = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.memoryBytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.pids = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Resources {
+    return {
+      cpuMillicores: isSet(object.cpuMillicores)
+        ? globalThis.Number(object.cpuMillicores)
+        : isSet(object.cpu_millicores)
+        ? globalThis.Number(object.cpu_millicores)
+        : undefined,
+      memoryBytes: isSet(object.memoryBytes)
+        ? globalThis.Number(object.memoryBytes)
+        : isSet(object.memory_bytes)
+        ? globalThis.Number(object.memory_bytes)
+        : undefined,
+      pids: isSet(object.pids) ? globalThis.Number(object.pids) : undefined,
+    };
+  },
+
+  toJSON(message: Resources): unknown {
+    const obj: any = {};
+    if (message.cpuMillicores !== undefined) {
+      obj.cpuMillicores = Math.round(message.cpuMillicores);
+    }
+    if (message.memoryBytes !== undefined) {
+      obj.memoryBytes = Math.round(message.memoryBytes);
+    }
+    if (message.pids !== undefined) {
+      obj.pids = Math.round(message.pids);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Resources>): Resources {
+    return Resources.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Resources>): Resources {
+    const message = createBaseResources();
+    message.cpuMillicores = object.cpuMillicores ?? undefined;
+    message.memoryBytes = object.memoryBytes ?? undefined;
+    message.pids = object.pids ?? undefined;
+    return message;
+  },
+};
+
+function createBaseLogConfig(): LogConfig {
+  return { maxFileSizeBytes: undefined, maxFiles: undefined };
+}
+
+export const LogConfig: MessageFns<LogConfig> = {
+  encode(message: LogConfig, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.maxFileSizeBytes !== undefined) {
+      writer.uint32(8).int64(message.maxFileSizeBytes);
+    }
+    if (message.maxFiles !== undefined) {
+      writer.uint32(16).int32(message.maxFiles);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LogConfig {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLogConfig();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.maxFileSizeBytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.maxFiles = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LogConfig {
+    return {
+      maxFileSizeBytes: isSet(object.maxFileSizeBytes)
+        ? globalThis.Number(object.maxFileSizeBytes)
+        : isSet(object.max_file_size_bytes)
+        ? globalThis.Number(object.max_file_size_bytes)
+        : undefined,
+      maxFiles: isSet(object.maxFiles)
+        ? globalThis.Number(object.maxFiles)
+        : isSet(object.max_files)
+        ? globalThis.Number(object.max_files)
+        : undefined,
+    };
+  },
+
+  toJSON(message: LogConfig): unknown {
+    const obj: any = {};
+    if (message.maxFileSizeBytes !== undefined) {
+      obj.maxFileSizeBytes = Math.round(message.maxFileSizeBytes);
+    }
+    if (message.maxFiles !== undefined) {
+      obj.maxFiles = Math.round(message.maxFiles);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LogConfig>): LogConfig {
+    return LogConfig.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LogConfig>): LogConfig {
+    const message = createBaseLogConfig();
+    message.maxFileSizeBytes = object.maxFileSizeBytes ?? undefined;
+    message.maxFiles = object.maxFiles ?? undefined;
     return message;
   },
 };
 
 function createBaseProcessSpec(): ProcessSpec {
-  return { command: [], args: [], env: [], workingDir: "", timeoutSeconds: undefined };
+  return {
+    command: [],
+    args: [],
+    env: [],
+    workingDir: "",
+    timeoutSeconds: undefined,
+    user: "",
+    group: "",
+    cleanEnv: false,
+    chroot: "",
+  };
 }
 
 export const ProcessSpec: MessageFns<ProcessSpec> = {
@@ -408,6 +857,18 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
     }
     if (message.timeoutSeconds !== undefined) {
       writer.uint32(40).int64(message.timeoutSeconds);
+    }
+    if (message.user !== "") {
+      writer.uint32(50).string(message.user);
+    }
+    if (message.group !== "") {
+      writer.uint32(58).string(message.group);
+    }
+    if (message.cleanEnv !== false) {
+      writer.uint32(64).bool(message.cleanEnv);
+    }
+    if (message.chroot !== "") {
+      writer.uint32(74).string(message.chroot);
     }
     return writer;
   },
@@ -465,6 +926,38 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
             message.timeoutSeconds = longToNumber(reader.int64());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.group = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.cleanEnv = reader.bool();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.chroot = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -492,6 +985,14 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
         : isSet(object.timeout_seconds)
         ? globalThis.Number(object.timeout_seconds)
         : undefined,
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
+      group: isSet(object.group) ? globalThis.String(object.group) : "",
+      cleanEnv: isSet(object.cleanEnv)
+        ? globalThis.Boolean(object.cleanEnv)
+        : isSet(object.clean_env)
+        ? globalThis.Boolean(object.clean_env)
+        : false,
+      chroot: isSet(object.chroot) ? globalThis.String(object.chroot) : "",
     };
   },
 
@@ -512,6 +1013,18 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
     if (message.timeoutSeconds !== undefined) {
       obj.timeoutSeconds = Math.round(message.timeoutSeconds);
     }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
+    if (message.group !== "") {
+      obj.group = message.group;
+    }
+    if (message.cleanEnv !== false) {
+      obj.cleanEnv = message.cleanEnv;
+    }
+    if (message.chroot !== "") {
+      obj.chroot = message.chroot;
+    }
     return obj;
   },
 
@@ -525,6 +1038,10 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
     message.env = object.env?.map((e) => EnvVar.fromPartial(e)) || [];
     message.workingDir = object.workingDir ?? "";
     message.timeoutSeconds = object.timeoutSeconds ?? undefined;
+    message.user = object.user ?? "";
+    message.group = object.group ?? "";
+    message.cleanEnv = object.cleanEnv ?? false;
+    message.chroot = object.chroot ?? "";
     return message;
   },
 };
@@ -901,13 +1418,19 @@ export const VolumeMount: MessageFns<VolumeMount> = {
 };
 
 function createBaseTaskStatus(): TaskStatus {
-  return { state: undefined };
+  return { state: undefined, restartCount: 0, warnings: [] };
 }
 
 export const TaskStatus: MessageFns<TaskStatus> = {
   encode(message: TaskStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.state !== undefined) {
       TaskState.encode(message.state, writer.uint32(10).fork()).join();
+    }
+    if (message.restartCount !== 0) {
+      writer.uint32(16).int32(message.restartCount);
+    }
+    for (const v of message.warnings) {
+      writer.uint32(26).string(v!);
     }
     return writer;
   },
@@ -933,6 +1456,22 @@ export const TaskStatus: MessageFns<TaskStatus> = {
             message.state = TaskState.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.restartCount = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.warnings.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -946,13 +1485,27 @@ export const TaskStatus: MessageFns<TaskStatus> = {
   },
 
   fromJSON(object: any): TaskStatus {
-    return { state: isSet(object.state) ? TaskState.fromJSON(object.state) : undefined };
+    return {
+      state: isSet(object.state) ? TaskState.fromJSON(object.state) : undefined,
+      restartCount: isSet(object.restartCount)
+        ? globalThis.Number(object.restartCount)
+        : isSet(object.restart_count)
+        ? globalThis.Number(object.restart_count)
+        : 0,
+      warnings: globalThis.Array.isArray(object?.warnings) ? object.warnings.map((e: any) => globalThis.String(e)) : [],
+    };
   },
 
   toJSON(message: TaskStatus): unknown {
     const obj: any = {};
     if (message.state !== undefined) {
       obj.state = TaskState.toJSON(message.state);
+    }
+    if (message.restartCount !== 0) {
+      obj.restartCount = Math.round(message.restartCount);
+    }
+    if (message.warnings?.length) {
+      obj.warnings = message.warnings;
     }
     return obj;
   },
@@ -965,6 +1518,8 @@ export const TaskStatus: MessageFns<TaskStatus> = {
     message.state = (object.state !== undefined && object.state !== null)
       ? TaskState.fromPartial(object.state)
       : undefined;
+    message.restartCount = object.restartCount ?? 0;
+    message.warnings = object.warnings?.map((e) => e) || [];
     return message;
   },
 };

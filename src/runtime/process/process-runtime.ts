@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import type { Logger } from 'pino';
 import type { ProcessSpec, TaskSpec } from '../../model/task.js';
-import type { Observation, RuntimeHandle, Started, StartRequest, StopOptions, TaskRuntime } from '../runtime.js';
+import type { LogLocation, Observation, RuntimeHandle, Started, StartRequest, StopOptions, TaskRuntime } from '../runtime.js';
 import { bootId, descendantsOf, groupMembers, isSameProcessAlive, signalQuietly, startTimeOf } from './procfs.js';
 
 export interface ProcessRuntimeOptions {
@@ -81,8 +81,9 @@ export class ProcessRuntime implements TaskRuntime {
   async start(request: StartRequest): Promise<Started> {
     const spec = request.spec.process!;
     const argv = this.options.command?.(spec) ?? [...spec.command, ...spec.args];
-    const args = ['--dir', request.taskDir, '--log-max-bytes', String(this.options.logMaxBytes)];
-    args.push('--log-max-files', String(this.options.logMaxFiles));
+    const logs = request.spec.logs;
+    const args = ['--dir', request.taskDir, '--log-max-bytes', String(logs?.maxFileSizeBytes ?? this.options.logMaxBytes)];
+    args.push('--log-max-files', String(logs?.maxFiles ?? this.options.logMaxFiles));
     if (spec.workingDir) args.push('--cwd', spec.workingDir);
     args.push('--', ...argv);
 
@@ -183,6 +184,11 @@ export class ProcessRuntime implements TaskRuntime {
       signalQuietly(handle.shimPid, 'SIGTERM');
     }
     this.listeners.delete(handle.shimPid);
+  }
+
+  logs(raw: RuntimeHandle): LogLocation | undefined {
+    const { dir } = raw as ShimHandle;
+    return dir ? { directory: join(dir, 'logs') } : undefined;
   }
 
   watch(raw: RuntimeHandle, onChange: () => void): () => void {
