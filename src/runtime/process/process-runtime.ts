@@ -85,6 +85,9 @@ export class ProcessRuntime implements TaskRuntime {
     const args = ['--dir', request.taskDir, '--log-max-bytes', String(logs?.maxFileSizeBytes ?? this.options.logMaxBytes)];
     args.push('--log-max-files', String(logs?.maxFiles ?? this.options.logMaxFiles));
     if (spec.workingDir) args.push('--cwd', spec.workingDir);
+    if (spec.user) args.push('--user', spec.user);
+    if (spec.group) args.push('--group', spec.group);
+    if (spec.chroot) args.push('--chroot', spec.chroot);
     args.push('--', ...argv);
 
     const shim = execa(this.options.shimPath, args, {
@@ -235,9 +238,9 @@ export class ProcessRuntime implements TaskRuntime {
   }
 }
 
-/** The executor's environment, then the task's entries; the last entry for a name wins. */
+/** The executor's environment (none with cleanEnv), then the task's entries; the last entry for a name wins. */
 export function taskEnvironment(base: NodeJS.ProcessEnv, spec: ProcessSpec): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...base };
+  const env: NodeJS.ProcessEnv = spec.cleanEnv ? {} : { ...base };
   for (const { name, value } of spec.env) env[name] = value;
   return env;
 }

@@ -13,7 +13,11 @@
  * lines on its own stdout.
  *
  * Usage: task-shim --dir DIR [--log-max-bytes N] [--log-max-files N] [--cwd PATH]
- *                  [--cgroup-procs FILE]... -- PROGRAM [ARG...]
+ *                  [--cgroup-procs FILE]... [--user U] [--group G] [--chroot DIR]
+ *                  -- PROGRAM [ARG...]
+ * --user/--group take a name or a numeric id, resolved on the host before --chroot. A user
+ * name also sets the supplementary groups (initgroups), HOME, USER and LOGNAME; a numeric
+ * uid without a passwd entry runs with gid = uid and no supplementary groups.
  *
  * Files (DIR is absolute and must exist; <ts> = RFC 3339 UTC with 9 fractional digits):
  *   DIR/start.json {"pid":P,"pgid":P,"shimPid":S,"startTime":"<field 22 of /proc/P/stat>",
@@ -33,6 +37,8 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -65,7 +71,7 @@ static void usage(const char *fmt, ...) {
   fputs("task-shim: ", stderr);
   vfprintf(stderr, fmt, ap);
   fputs(" (usage: task-shim --dir DIR [--log-max-bytes N] [--log-max-files N] [--cwd PATH] "
-        "[--cgroup-procs FILE]... -- PROGRAM [ARG...])\n", stderr);
+        "[--cgroup-procs FILE]... [--user U] [--group G] [--chroot DIR] -- PROGRAM [ARG...])\n", stderr);
   va_end(ap);
   exit(2);
 }
@@ -306,7 +312,61 @@ static void child_fail(int fd, int code, const char *fmt, ...) {
   _exit(code);
 }
 
-static void child(int out_w, int err_w, int st_w, char **cg, int ncg, const char *cwd, char **prog) {
+struct identity { const char *user, *group, *chroot; };
+
+static int numeric_id(const char *s, unsigned *out) {
+  char *end;
+  if (!*s || strspn(s, "0123456789") != strlen(s)) return 0;
+  unsigned long v = strtoul(s, &end, 10);
+  if (v > 0x7fffffffUL) return 0;
+  *out = (unsigned)v;
+  return 1;
+}
+
+/* Resolves and takes on the task's identity; chroot happens between resolving and switching. */
+static void become(int st_w, const struct identity *id, const char *cwd) {
+  struct passwd *pw = NULL;
+  unsigned uid = 0, gid = 0;
+  int have_uid = 0, have_gid = 0;
+  if (id->user) {
+    if (numeric_id(id->user, &uid)) pw = getpwuid(uid);
+    else if ((pw = getpwnam(id->user))) uid = pw->pw_uid;
+    else child_fail(st_w, 1, "user %s: no such user", id->user);
+    gid = pw ? pw->pw_gid : uid;
+    have_uid = have_gid = 1;
+  }
+  if (id->group) {
+    struct group *gr = NULL;
+    if (!numeric_id(id->group, &gid)) {
+      if (!(gr = getgrnam(id->group))) child_fail(st_w, 1, "group %s: no such group", id->group);
+      gid = gr->gr_gid;
+    }
+    have_gid = 1;
+  }
+  char home[512] = "", name[256] = "";
+  if (pw) {
+    snprintf(home, sizeof home, "%s", pw->pw_dir ? pw->pw_dir : "/");
+    snprintf(name, sizeof name, "%s", pw->pw_name);
+  }
+  if (id->chroot) {
+    if (chroot(id->chroot) != 0) child_fail(st_w, 1, "chroot %s: %s", id->chroot, strerror(errno));
+    if (!cwd && chdir("/") != 0) child_fail(st_w, 1, "chdir /: %s", strerror(errno));
+  }
+  if (cwd && chdir(cwd) != 0) child_fail(st_w, 1, "chdir %s: %s", cwd, strerror(errno));
+  if (have_gid) {
+    int ok = pw && !id->group ? initgroups(name, (gid_t)gid) : setgroups(0, NULL);
+    if (ok != 0) child_fail(st_w, 1, "set supplementary groups: %s", strerror(errno));
+    if (setgid((gid_t)gid) != 0) child_fail(st_w, 1, "setgid %u: %s", gid, strerror(errno));
+  }
+  if (have_uid) {
+    if (setuid((uid_t)uid) != 0) child_fail(st_w, 1, "setuid %u: %s", uid, strerror(errno));
+    if (pw && (setenv("HOME", home, 1) || setenv("USER", name, 1) || setenv("LOGNAME", name, 1)))
+      child_fail(st_w, 1, "setenv: %s", strerror(errno));
+  }
+}
+
+static void child(int out_w, int err_w, int st_w, char **cg, int ncg, const char *cwd, const struct identity *id,
+                  char **prog) {
   struct sigaction sa = {.sa_handler = SIG_DFL};
   sigset_t none;
   char pid[32];
@@ -322,8 +382,8 @@ static void child(int out_w, int err_w, int st_w, char **cg, int ncg, const char
     if (fd < 0 || write_all(fd, pid, (size_t)pl) != 0 || close(fd) != 0)
       child_fail(st_w, 1, "cgroup %s: %s", cg[i], strerror(errno));
   }
-  if (cwd && chdir(cwd) != 0) child_fail(st_w, 1, "chdir %s: %s", cwd, strerror(errno));
-  int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  int null = open("/dev/null", O_RDONLY | O_CLOEXEC);   /* before a chroot that may lack it */
+  become(st_w, id, cwd);
   if (null < 0 || dup2(null, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
     child_fail(st_w, 1, "redirect stdio: %s", strerror(errno));
   execvp(prog[0], prog);
@@ -369,6 +429,7 @@ static void proc_start_time(pid_t pid, char *out, size_t size) {
 
 int main(int argc, char **argv) {
   const char *dir = NULL, *cwd = NULL;
+  struct identity id = {NULL, NULL, NULL};
   char **cg = calloc((size_t)argc, sizeof *cg), **prog = NULL;
   int ncg = 0, i;
   sigset_t mask;
@@ -400,6 +461,9 @@ int main(int argc, char **argv) {
     if (strcmp(a, "--dir") == 0) dir = v;
     else if (strcmp(a, "--cwd") == 0) cwd = v;
     else if (strcmp(a, "--cgroup-procs") == 0) cg[ncg++] = argv[i + 1];
+    else if (strcmp(a, "--user") == 0) id.user = v;
+    else if (strcmp(a, "--group") == 0) id.group = v;
+    else if (strcmp(a, "--chroot") == 0) id.chroot = v;
     else if (strcmp(a, "--log-max-bytes") == 0) max_bytes = parse_num(a, v, 1024, 1LL << 50);
     else if (strcmp(a, "--log-max-files") == 0) max_files = parse_num(a, v, 1, 1000000);
     else usage("unknown option %s", a);
@@ -430,7 +494,7 @@ int main(int argc, char **argv) {
 
   pid_t pid = fork();
   if (pid < 0) setup_fail("fork", prog[0]);
-  if (pid == 0) child(out[1], err[1], st[1], cg, ncg, cwd, prog);
+  if (pid == 0) child(out[1], err[1], st[1], cg, ncg, cwd, &id, prog);
   close(out[1]);
   close(err[1]);
   close(st[1]);
