@@ -3,6 +3,7 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { startServer } from './api/server.js';
+import { type RunningRestServer, startRestServer } from './compat/rest-server.js';
 import { type Config, perUserDataDir } from './config.js';
 import { errorMessage } from './errors.js';
 import { TaskManager } from './manager/task-manager.js';
@@ -13,6 +14,8 @@ import { packageRoot } from './util/package-root.js';
 
 export interface Executor {
   address: string;
+  /** host:port of the original REST API, when enabled. */
+  restAddress?: string;
   dataDir: string;
   manager: TaskManager;
   /** Stops serving and supervising; tasks keep running. */
@@ -57,13 +60,27 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
     await manager.close();
     throw new StartupError(errorMessage(error));
   }
+  let rest: RunningRestServer | undefined;
+  if (config.httpListenAddr) {
+    try {
+      rest = await startRestServer({ listenAddr: config.httpListenAddr, manager, log: log.child({ component: 'rest' }) });
+    } catch (error) {
+      await server.close();
+      await manager.close();
+      throw new StartupError(errorMessage(error));
+    }
+    warnIfExposed(rest.address, log);
+    log.info({ address: rest.address }, 'original REST API listening');
+  }
   warnIfExposed(server.address, log);
   log.info({ address: server.address, dataDir }, 'task-executor listening');
   return {
     address: server.address,
+    restAddress: rest?.address,
     dataDir,
     manager,
     close: async () => {
+      await rest?.close();
       await server.close();
       await manager.close();
     },

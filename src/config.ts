@@ -13,6 +13,8 @@ export interface Config {
   /** False when dataDir is the built-in default, which may be replaced by a per-user dir. */
   dataDirExplicit: boolean;
   listenAddr: string;
+  /** Optional listener for the original REST API; empty when off. */
+  httpListenAddr: string;
   enableSidecarMode: boolean;
   mainContainerName: string;
   enableContainerMode: boolean;
@@ -57,6 +59,11 @@ function program(): Command {
     .addOption(new Option('--data-dir <path>', 'task state and logs').env('DATA_DIR'))
     .addOption(
       new Option('--listen-addr <addr>', 'gRPC address: host:port or unix:///path.sock').env('LISTEN_ADDR').default('0.0.0.0:5758'),
+    )
+    .addOption(
+      new Option('--http-listen-addr <addr>', "also serve the original REST API here (host:port); off when empty")
+        .env('HTTP_LISTEN_ADDR')
+        .default(''),
     )
     .addOption(
       new Option('--enable-sidecar-mode [bool]', "run process tasks in the main container's namespaces")
@@ -131,6 +138,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       dataDir: o.dataDir ?? DEFAULT_DATA_DIR,
       dataDirExplicit: o.dataDir !== undefined,
       listenAddr: o.listenAddr,
+      httpListenAddr: o.httpListenAddr,
       enableSidecarMode: o.enableSidecarMode,
       mainContainerName: o.mainContainerName,
       enableContainerMode: o.enableContainerMode,

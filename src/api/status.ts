@@ -3,7 +3,7 @@ import { status, type ServiceError, Metadata } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { TaskError, type TaskErrorKind } from '../errors.js';
 
-const CODES: Record<TaskErrorKind, status> = {
+export const GRPC_CODES: Record<TaskErrorKind, status> = {
   InvalidArgument: status.INVALID_ARGUMENT,
   NotFound: status.NOT_FOUND,
   AlreadyExists: status.ALREADY_EXISTS,
@@ -15,7 +15,7 @@ const CODES: Record<TaskErrorKind, status> = {
 
 export function toServiceError(error: unknown, log: Logger): Partial<ServiceError> {
   if (error instanceof TaskError) {
-    return { code: CODES[error.kind], details: error.message, metadata: new Metadata() };
+    return { code: GRPC_CODES[error.kind], details: error.message, metadata: new Metadata() };
   }
   log.error({ err: error }, 'unexpected error while handling a request');
   const message = error instanceof Error ? error.message : String(error);

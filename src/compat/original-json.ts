@@ -1,0 +1,50 @@
+// JSON shapes of the original REST task-executor. Requests may use the shape
+// its Go types really decode (`{"name", "process": {...}}`) or the one its
+// README shows (`{"name", "spec": {"process": {...}}}`). Responses carry both:
+// the proto3 JSON of our Task (what grpcurl shows) plus the original's
+// `process` and `processStatus`, which its Go controller reads.
+import { Task as WireTask } from '../../gen/taskexecutor/v1/task.js';
+import { specFromWire, taskToWire } from '../api/convert.js';
+import type { DesiredTask } from '../manager/task-manager.js';
+import type { TaskRecord, TaskState } from '../model/task.js';
+
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** A request body entry as the manager wants it; tolerant of both request shapes. */
+export function desiredFromJson(value: unknown): DesiredTask {
+  const object = (value && typeof value === 'object' && !Array.isArray(value) ? value : {}) as Record<string, unknown>;
+  const withSpec = object.spec === undefined && object.process !== undefined ? { ...object, spec: { process: object.process } } : object;
+  const wire = WireTask.fromJSON(withSpec);
+  return { name: wire.name, spec: specFromWire(wire.spec) };
+}
+
+export function taskToJson(record: TaskRecord): Json {
+  const json = WireTask.toJSON(taskToWire(record)) as Record<string, Json>;
+  const spec = json.spec as Record<string, Json> | undefined;
+  if (spec?.process) json.process = spec.process;
+  if (record.spec.process) json.processStatus = processStatus(record.state);
+  return json;
+}
+
+/** The original's metav1.Time: RFC 3339 at second precision. */
+const seconds = (iso: string | undefined): Json => (iso ? `${iso.slice(0, 19)}Z` : null);
+
+function processStatus(state: TaskState): Json {
+  switch (state.phase) {
+    case 'waiting':
+      return { waiting: { reason: state.reason, ...(state.message ? { message: state.message } : {}) } };
+    case 'running':
+      return { running: { startedAt: seconds(state.startedAt) } };
+    case 'terminated':
+      return {
+        terminated: {
+          exitCode: state.exitCode,
+          ...(state.signal ? { signal: state.signal } : {}),
+          reason: state.reason,
+          ...(state.message ? { message: state.message } : {}),
+          startedAt: seconds(state.startedAt),
+          finishedAt: seconds(state.finishedAt),
+        },
+      };
+  }
+}
