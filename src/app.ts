@@ -6,6 +6,7 @@ import { startServer } from './api/server.js';
 import { type RunningRestServer, startRestServer } from './compat/rest-server.js';
 import { type Config, perUserDataDir } from './config.js';
 import { errorMessage } from './errors.js';
+import { isAuthenticated, loadSecurity, type Security } from './security.js';
 import { TaskManager } from './manager/task-manager.js';
 import { ProcessRuntime } from './runtime/process/process-runtime.js';
 import { RuntimeRegistry } from './runtime/registry.js';
@@ -31,6 +32,12 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
   if (config.enableContainerMode) {
     throw new StartupError('--enable-container-mode: the container (CRI) backend is not available in this version yet');
   }
+  let security: Security;
+  try {
+    security = loadSecurity(config);
+  } catch (error) {
+    throw new StartupError(errorMessage(error));
+  }
   const dataDir = await resolveDataDir(config, log);
   const store = new TaskStore(dataDir, log.child({ component: 'store' }));
   const runtimes = new RuntimeRegistry(
@@ -55,7 +62,7 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
   await manager.start();
   let server;
   try {
-    server = await startServer({ listenAddr: config.listenAddr, manager, log: log.child({ component: 'api' }) });
+    server = await startServer({ listenAddr: config.listenAddr, manager, log: log.child({ component: 'api' }), security });
   } catch (error) {
     await manager.close();
     throw new StartupError(errorMessage(error));
@@ -63,16 +70,16 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
   let rest: RunningRestServer | undefined;
   if (config.httpListenAddr) {
     try {
-      rest = await startRestServer({ listenAddr: config.httpListenAddr, manager, log: log.child({ component: 'rest' }) });
+      rest = await startRestServer({ listenAddr: config.httpListenAddr, manager, log: log.child({ component: 'rest' }), security });
     } catch (error) {
       await server.close();
       await manager.close();
       throw new StartupError(errorMessage(error));
     }
-    warnIfExposed(rest.address, log);
+    warnIfExposed(rest.address, security, log);
     log.info({ address: rest.address }, 'original REST API listening');
   }
-  warnIfExposed(server.address, log);
+  warnIfExposed(server.address, security, log);
   log.info({ address: server.address, dataDir }, 'task-executor listening');
   return {
     address: server.address,
@@ -109,12 +116,13 @@ async function resolveDataDir(config: Config, log: Logger): Promise<string> {
   }
 }
 
-function warnIfExposed(address: string, log: Logger): void {
-  if (address.startsWith('unix:')) return;
+function warnIfExposed(address: string, security: Security, log: Logger): void {
+  if (address.startsWith('unix:') || isAuthenticated(security)) return;
   const host = address.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
   if (host === 'localhost' || host.startsWith('127.') || host === '::1') return;
   log.warn(
     { address },
-    'the API has no authentication and listens beyond loopback: anyone who can reach it can run commands here',
+    'the API has no authentication and listens beyond loopback: anyone who can reach it can run commands here ' +
+      '(use --auth-token-file, --tls-client-ca-file, or a unix:// or loopback address)',
   );
 }

@@ -25,6 +25,11 @@ export interface Config {
   logMaxBytes: number;
   logMaxFiles: number;
   logLevel: string;
+  tlsCertFile: string;
+  tlsKeyFile: string;
+  tlsClientCaFile: string;
+  authTokenFile: string;
+  unixSocketMode: number;
 }
 
 const bool = (value: string | undefined): boolean => {
@@ -45,6 +50,11 @@ const positiveInt = (min: number) => (value: string): number => {
   const n = Number(value);
   if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected a whole number >= ${min}`);
   return n;
+};
+
+const octalMode = (value: string): number => {
+  if (!/^0?[0-7]{3}$/.test(value)) throw new InvalidArgumentError('expected octal permission bits such as 0660');
+  return parseInt(value, 8);
 };
 
 const signal = (value: string): NodeJS.Signals => {
@@ -118,6 +128,24 @@ function program(): Command {
         .choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
         .default('info'),
     )
+    .addOption(new Option('--tls-cert-file <path>', 'serve TLS with this certificate (PEM)').env('TLS_CERT_FILE').default(''))
+    .addOption(new Option('--tls-key-file <path>', 'private key of --tls-cert-file (PEM)').env('TLS_KEY_FILE').default(''))
+    .addOption(
+      new Option('--tls-client-ca-file <path>', 'mutual TLS: accept only clients with a certificate from this CA (PEM)')
+        .env('TLS_CLIENT_CA_FILE')
+        .default(''),
+    )
+    .addOption(
+      new Option('--auth-token-file <path>', 'require "authorization: Bearer <token>" with the token in this file (health checks stay open)')
+        .env('AUTH_TOKEN_FILE')
+        .default(''),
+    )
+    .addOption(
+      new Option('--unix-socket-mode <octal>', 'permissions of a unix:// listener socket')
+        .env('UNIX_SOCKET_MODE')
+        .argParser(octalMode)
+        .default(0o660, '0660'),
+    )
     .helpOption('-h, --help', 'show this help')
     .showHelpAfterError();
 }
@@ -149,6 +177,11 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       logMaxBytes: o.logMaxFileSize,
       logMaxFiles: o.logMaxFiles,
       logLevel: o.logLevel,
+      tlsCertFile: o.tlsCertFile,
+      tlsKeyFile: o.tlsKeyFile,
+      tlsClientCaFile: o.tlsClientCaFile,
+      authTokenFile: o.authTokenFile,
+      unixSocketMode: o.unixSocketMode,
     };
   } finally {
     process.env = saved;

@@ -1,14 +1,16 @@
 // The gRPC server: the task service, grpc.health.v1 and server reflection
 // (so grpcurl and `buf curl` work without proto files).
-import { existsSync, lstatSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { TaskExecutorServiceService } from '../../gen/taskexecutor/v1/task_executor_service.js';
 import type { TaskManager } from '../manager/task-manager.js';
 import { packageRoot } from '../util/package-root.js';
+import type { Security } from '../security.js';
+import { bearerTokenInterceptor, serverCredentials } from './auth.js';
 import { addReflection } from './reflection.js';
 import { taskExecutorService } from './task-service.js';
 
@@ -21,9 +23,19 @@ export interface RunningServer {
   close(graceMs?: number): Promise<void>;
 }
 
-export async function startServer(options: { listenAddr: string; manager: TaskManager; log: Logger }): Promise<RunningServer> {
-  const { listenAddr, manager, log } = options;
-  const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
+export interface ServerOptions {
+  listenAddr: string;
+  manager: TaskManager;
+  log: Logger;
+  security: Security;
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const { listenAddr, manager, log, security } = options;
+  const server = new Server({
+    'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    interceptors: security.token ? [bearerTokenInterceptor(security.token)] : [],
+  });
   server.addService(TaskExecutorServiceService, taskExecutorService(manager, log));
 
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
@@ -32,11 +44,15 @@ export async function startServer(options: { listenAddr: string; manager: TaskMa
   addReflection(server, join(packageRoot(), 'gen'));
 
   await removeStaleSocket(listenAddr, log);
+  const socketPath = unixSocketPath(listenAddr);
+  // The socket is created with the umask's bits: narrow them so it is never briefly open to all.
+  const savedUmask = socketPath ? process.umask(0o777 & ~security.unixSocketMode) : undefined;
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(listenAddr, ServerCredentials.createInsecure(), (error, boundPort) =>
+    server.bindAsync(listenAddr, serverCredentials(security), (error, boundPort) =>
       error ? reject(new Error(`cannot listen on ${listenAddr}: ${error.message}`)) : resolve(boundPort),
     ),
-  );
+  ).finally(() => savedUmask !== undefined && process.umask(savedUmask));
+  if (socketPath) chmodSync(socketPath, security.unixSocketMode);
   const address = listenAddr.startsWith('unix:') ? listenAddr : listenAddr.replace(/:\d+$/, `:${port}`);
 
   return {
@@ -58,11 +74,14 @@ export async function startServer(options: { listenAddr: string; manager: TaskMa
   };
 }
 
+function unixSocketPath(listenAddr: string): string | undefined {
+  return listenAddr.startsWith('unix:') ? listenAddr.replace(/^unix:(\/\/)?/, '') : undefined;
+}
+
 /** A socket file left by a crashed executor would make bind fail; remove it if nobody listens. */
 async function removeStaleSocket(listenAddr: string, log: Logger): Promise<void> {
-  if (!listenAddr.startsWith('unix:')) return;
-  const path = listenAddr.replace(/^unix:(\/\/)?/, '');
-  if (!existsSync(path) || !lstatSync(path).isSocket()) return;
+  const path = unixSocketPath(listenAddr);
+  if (!path || !existsSync(path) || !lstatSync(path).isSocket()) return;
   const alive = await new Promise<boolean>((resolve) => {
     const socket = connect(path);
     socket.once('connect', () => {

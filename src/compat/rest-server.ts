@@ -3,10 +3,12 @@
 //   POST /tasks, GET /tasks/{name}, DELETE /tasks/{name}, POST /setTasks,
 //   GET /getTasks, GET /health
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { TaskError, type TaskErrorKind, invalidArgument } from '../errors.js';
 import type { TaskManager } from '../manager/task-manager.js';
+import { bearerTokenMatches, type Security, UNAUTHENTICATED_MESSAGE } from '../security.js';
 import { desiredFromJson, type Json, taskToJson } from './original-json.js';
 
 export const MAX_BODY_BYTES = 4 * 1024 * 1024;
@@ -23,6 +25,7 @@ export const HTTP_STATUS: Record<TaskErrorKind, number> = {
 
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
+  401: 'Unauthorized',
   404: 'Not Found',
   405: 'Method Not Allowed',
   409: 'Conflict',
@@ -88,11 +91,25 @@ export interface RunningRestServer {
   close(): Promise<void>;
 }
 
-export async function startRestServer(options: { listenAddr: string; manager: TaskManager; log: Logger }): Promise<RunningRestServer> {
-  const { manager, log } = options;
-  const server: Server = createServer((request, response) => {
+export async function startRestServer(options: {
+  listenAddr: string;
+  manager: TaskManager;
+  log: Logger;
+  security: Security;
+}): Promise<RunningRestServer> {
+  const { manager, log, security } = options;
+  const listener = (request: IncomingMessage, response: ServerResponse) => {
+    if (security.token && !isExempt(request) && !bearerTokenMatches(request.headers.authorization, security.token)) {
+      send(response, 401, { code: 'Unauthorized', message: UNAUTHENTICATED_MESSAGE });
+      request.resume();
+      return;
+    }
     void handle(manager, log, request, response);
-  });
+  };
+  const tls = security.tls;
+  const server: Server = tls
+    ? createHttpsServer({ cert: tls.cert, key: tls.key, ca: tls.clientCa, requestCert: !!tls.clientCa, rejectUnauthorized: !!tls.clientCa }, listener)
+    : createServer(listener);
   server.requestTimeout = 30_000;
   const [host, port] = splitHostPort(options.listenAddr);
   await new Promise<void>((resolve, reject) => {
@@ -134,6 +151,9 @@ async function handle(manager: TaskManager, log: Logger, request: IncomingMessag
     request.resume();
   }
 }
+
+/** /health stays open so that probes need no secret, as with grpc.health.v1. */
+const isExempt = (request: IncomingMessage) => request.method === 'GET' && request.url === '/health';
 
 function send(response: ServerResponse, status: number, body: Json): void {
   response.writeHead(status, { 'Content-Type': 'application/json' }).end(JSON.stringify(body));

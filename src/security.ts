@@ -1,0 +1,65 @@
+// Access control shared by the gRPC and REST front ends: TLS material, mutual
+// TLS, and an optional bearer token. Loaded once at start, with clear errors.
+import { timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { errorMessage } from './errors.js';
+
+export interface Security {
+  tls?: { cert: Buffer; key: Buffer; clientCa?: Buffer };
+  token?: string;
+  /** Permission bits for a unix socket listener. */
+  unixSocketMode: number;
+}
+
+export interface SecurityFlags {
+  tlsCertFile: string;
+  tlsKeyFile: string;
+  tlsClientCaFile: string;
+  authTokenFile: string;
+  unixSocketMode: number;
+}
+
+export function loadSecurity(flags: SecurityFlags): Security {
+  const read = (flag: string, path: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (error) {
+      throw new Error(`${flag} ${path}: ${errorMessage(error)}`);
+    }
+  };
+  if (Boolean(flags.tlsCertFile) !== Boolean(flags.tlsKeyFile)) {
+    throw new Error('--tls-cert-file and --tls-key-file go together: give both or neither');
+  }
+  if (flags.tlsClientCaFile && !flags.tlsCertFile) {
+    throw new Error('--tls-client-ca-file (mutual TLS) needs --tls-cert-file and --tls-key-file');
+  }
+  const security: Security = { unixSocketMode: flags.unixSocketMode };
+  if (flags.tlsCertFile) {
+    security.tls = {
+      cert: read('--tls-cert-file', flags.tlsCertFile),
+      key: read('--tls-key-file', flags.tlsKeyFile),
+      ...(flags.tlsClientCaFile ? { clientCa: read('--tls-client-ca-file', flags.tlsClientCaFile) } : {}),
+    };
+  }
+  if (flags.authTokenFile) {
+    const token = read('--auth-token-file', flags.authTokenFile).toString('utf8').trim();
+    if (token.length < 16) throw new Error(`--auth-token-file ${flags.authTokenFile}: the token must have at least 16 characters`);
+    security.token = token;
+  }
+  return security;
+}
+
+/** Constant-time check of an "authorization: Bearer <token>" value. */
+export function bearerTokenMatches(header: unknown, token: string): boolean {
+  if (typeof header !== 'string') return false;
+  const given = Buffer.from(header.trim());
+  const expected = Buffer.from(`Bearer ${token}`);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+export const UNAUTHENTICATED_MESSAGE = 'missing or wrong bearer token: send the header "authorization: Bearer <token>"';
+
+/** True when callers are authenticated (token or client certificates). */
+export function isAuthenticated(security: Security): boolean {
+  return security.token !== undefined || security.tls?.clientCa !== undefined;
+}
