@@ -11,6 +11,7 @@ import type { TaskManager } from '../manager/task-manager.js';
 import { packageRoot } from '../util/package-root.js';
 import type { Security } from '../security.js';
 import { bearerTokenInterceptor, serverCredentials } from './auth.js';
+import { rejectMalformedRequests, withTolerantDecoding } from './malformed.js';
 import { addReflection } from './reflection.js';
 import { taskExecutorService } from './task-service.js';
 
@@ -34,9 +35,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const { listenAddr, manager, log, security } = options;
   const server = new Server({
     'grpc.max_receive_message_length': 4 * 1024 * 1024,
-    interceptors: security.token ? [bearerTokenInterceptor(security.token)] : [],
+    interceptors: [...(security.token ? [bearerTokenInterceptor(security.token)] : []), rejectMalformedRequests],
   });
-  server.addService(TaskExecutorServiceService, taskExecutorService(manager, log));
+  server.addService(withTolerantDecoding(TaskExecutorServiceService), taskExecutorService(manager, log));
 
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   health.addToServer(server);
