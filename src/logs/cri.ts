@@ -1,0 +1,103 @@
+// The CRI log record format written by task-shim (and by CRI runtimes):
+//   "<RFC3339 UTC timestamp, 9 fractional digits> <stdout|stderr> <F|P> <payload>\n"
+// F: the payload is a whole line (its '\n' removed). P: a piece of a line; the
+// pieces of one stream up to and including its next F make the line. The
+// payload is raw bytes and never contains '\n'.
+
+export type StreamName = 'stdout' | 'stderr';
+export type RecordTag = 'F' | 'P';
+
+/** The part of a record before its payload. */
+export interface RecordHeader {
+  /** Milliseconds since the epoch (the timestamp floored to the millisecond). */
+  timeMs: number;
+  stream: StreamName;
+  tag: RecordTag;
+  /** Bytes from the record start to the first payload byte. */
+  headerLength: number;
+}
+
+const SPACE = 0x20;
+const ZERO = 0x30;
+/** Longest header we accept: a 35-character timestamp plus " stdout P ". */
+export const MAX_HEADER = 48;
+
+/** One-entry cache: records written together share the timestamp down to the second. */
+let cachedPrefix = '';
+let cachedSeconds = 0;
+
+function digits(bytes: Uint8Array, start: number, end: number): number {
+  let value = 0;
+  for (let i = start; i < end; i++) {
+    const d = bytes[i]! - ZERO;
+    if (d < 0 || d > 9) return NaN;
+    value = value * 10 + d;
+  }
+  return value;
+}
+
+/**
+ * Parses "YYYY-MM-DDTHH:MM:SS[.fraction]Z" in bytes[start, end) to epoch
+ * milliseconds (floored), or NaN when it is not in that form.
+ */
+export function parseTimestamp(bytes: Uint8Array, start: number, end: number): number {
+  if (end - start < 20 || bytes[end - 1] !== 0x5a /* Z */ || bytes[start + 10] !== 0x54 /* T */) return NaN;
+  const prefix = Buffer.from(bytes.buffer, bytes.byteOffset + start, 19).toString('latin1');
+  let seconds: number;
+  if (prefix === cachedPrefix) {
+    seconds = cachedSeconds;
+  } else {
+    const ms = Date.UTC(
+      digits(bytes, start, start + 4),
+      digits(bytes, start + 5, start + 7) - 1,
+      digits(bytes, start + 8, start + 10),
+      digits(bytes, start + 11, start + 13),
+      digits(bytes, start + 14, start + 16),
+      digits(bytes, start + 17, start + 19),
+    );
+    if (!Number.isFinite(ms)) return NaN;
+    seconds = ms / 1000;
+    cachedPrefix = prefix;
+    cachedSeconds = seconds;
+  }
+  let millis = 0;
+  const fraction = start + 19;
+  if (end - 1 > fraction) {
+    if (bytes[fraction] !== 0x2e /* . */) return NaN;
+    const take = Math.min(3, end - 1 - fraction - 1);
+    millis = digits(bytes, fraction + 1, fraction + 1 + take);
+    for (let i = take; i < 3; i++) millis *= 10;
+    if (!Number.isFinite(digits(bytes, fraction + 1, end - 1))) return NaN;
+  }
+  return seconds * 1000 + millis;
+}
+
+/**
+ * Parses the header of the record starting at bytes[start]; `end` is the
+ * record's end (its '\n', or the end of the available bytes). Undefined when
+ * the bytes are not a CRI record.
+ */
+export function parseHeader(bytes: Uint8Array, start: number, end: number): RecordHeader | undefined {
+  const limit = Math.min(end, start + MAX_HEADER);
+  const s1 = bytes.indexOf(SPACE, start);
+  if (s1 < 0 || s1 >= limit) return undefined;
+  const s2 = s1 + 7;
+  const s3 = s2 + 2;
+  // " stdout " and " stderr " both have 6 letters; the tag is one letter. An
+  // empty payload may come without the space after the tag.
+  if (s3 > end || bytes[s2] !== SPACE || (s3 < end && bytes[s3] !== SPACE)) return undefined;
+  let stream: StreamName;
+  if (bytes[s1 + 4] === 0x6f /* o */ && bytes[s1 + 1] === 0x73 && bytes[s1 + 2] === 0x74 && bytes[s1 + 3] === 0x64 && bytes[s1 + 5] === 0x75 && bytes[s1 + 6] === 0x74) {
+    stream = 'stdout';
+  } else if (bytes[s1 + 4] === 0x65 /* e */ && bytes[s1 + 1] === 0x73 && bytes[s1 + 2] === 0x74 && bytes[s1 + 3] === 0x64 && bytes[s1 + 5] === 0x72 && bytes[s1 + 6] === 0x72) {
+    stream = 'stderr';
+  } else {
+    return undefined;
+  }
+  const t = bytes[s2 + 1];
+  const tag: RecordTag | undefined = t === 0x46 ? 'F' : t === 0x50 ? 'P' : undefined;
+  if (!tag) return undefined;
+  const timeMs = parseTimestamp(bytes, start, s1);
+  if (Number.isNaN(timeMs)) return undefined;
+  return { timeMs, stream, tag, headerLength: Math.min(s3 + 1, end) - start };
+}

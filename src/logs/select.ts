@@ -1,0 +1,57 @@
+// Decides, record by record, which records belong to wanted lines: the
+// selected streams, from the per-stream start chosen by planStart, skipping
+// the rest of a line that began before it, and (with `since`) only lines
+// whose first record was written at or after `sinceMs`.
+import type { StreamName } from './cri.js';
+import { comparePositions, type LogPosition } from './files.js';
+import type { LogRecord } from './reader.js';
+import type { StartPlan } from './start.js';
+
+interface StreamState {
+  /** Undefined once passed. */
+  from: LogPosition | undefined;
+  skipOpenLine: boolean;
+  inLine: boolean;
+  included: boolean;
+}
+
+export class LineSelector {
+  private readonly streams = new Map<StreamName, StreamState>();
+
+  constructor(
+    plan: StartPlan,
+    private readonly sinceMs: number | undefined,
+  ) {
+    for (const [stream, start] of plan.streams) {
+      this.streams.set(stream, { from: start.from, skipOpenLine: start.skipOpenLine, inLine: false, included: false });
+    }
+  }
+
+  accept(record: LogRecord): boolean {
+    const state = this.streams.get(record.stream);
+    if (!state) return false;
+    if (state.from) {
+      if (comparePositions(record.position, state.from) < 0) return false;
+      state.from = undefined;
+    }
+    if (state.skipOpenLine) {
+      if (record.tag === 'F') state.skipOpenLine = false;
+      return false;
+    }
+    if (!state.inLine) {
+      state.inLine = true;
+      state.included = this.sinceMs === undefined || record.timeMs >= this.sinceMs;
+    }
+    if (record.tag === 'F') state.inLine = false;
+    return state.included;
+  }
+
+  /** After a gap in the output nothing is known about open lines: start afresh. */
+  reset(): void {
+    for (const state of this.streams.values()) {
+      state.from = undefined;
+      state.skipOpenLine = false;
+      state.inLine = false;
+    }
+  }
+}

@@ -1,0 +1,148 @@
+// One Logs request from start to end, independent of gRPC: plans where to
+// start, reads records, selects and reassembles lines, honours limitBytes, and
+// with `follow` waits for more output until the task has ended and its last
+// output has been read (or the task is gone, or the receiver cancels).
+//
+// Flow control: lines go to the sink one at a time; when it reports it is
+// full, nothing more is read until it drains. So at most one read buffer and
+// one line piece per stream are held, however slow the receiver.
+import type { StreamName } from './cri.js';
+import { type LogLine, LineAssembler } from './lines.js';
+import { LogReader } from './reader.js';
+import { LineSelector } from './select.js';
+import { planStart } from './start.js';
+import { utf8Cut } from './utf8.js';
+import { Wakeup } from './wakeup.js';
+
+export interface LogsQuery {
+  /** The directory with output.<N>.log files. */
+  directory: string;
+  streams: readonly StreamName[];
+  tailLines?: number;
+  limitBytes?: number;
+  sinceMs?: number;
+  follow: boolean;
+}
+
+/** What a follower needs to know about the task: is it still running? */
+export interface TaskLiveness {
+  /** 'ended': no new output is expected (apart from a last flush); 'gone': the task was deleted. */
+  status(): 'active' | 'ended' | 'gone';
+  /** Calls `listener` whenever the status may have changed; returns the unsubscribe function. */
+  onChange(listener: () => void): () => void;
+}
+
+export interface LogSink {
+  /** Takes one line; returns a promise when it is full, resolved once it can take more (or the request was cancelled). */
+  send(line: LogLine): void | Promise<void>;
+}
+
+/** complete: all output sent (follow: the task ended); limit: limitBytes reached; gone: the task was deleted while followed. */
+export type StreamOutcome = 'complete' | 'limit' | 'gone' | 'cancelled';
+
+export interface FollowTimings {
+  /** Longest sleep between checks for new output when no change notification arrives. */
+  pollMs: number;
+  /** After the task ended: end once no new output has arrived for this long... */
+  settleMs: number;
+  /** ...or this long after the end was seen, whichever comes first. */
+  maxDrainMs: number;
+  /** Longest piece of one line that is sent (and held) at once. */
+  maxPiece: number;
+}
+
+export const DEFAULT_TIMINGS: FollowTimings = { pollMs: 50, settleMs: 200, maxDrainMs: 3000, maxPiece: 64 * 1024 };
+
+export async function streamLogs(
+  query: LogsQuery,
+  sink: LogSink,
+  liveness: TaskLiveness,
+  signal: AbortSignal,
+  timings: FollowTimings = DEFAULT_TIMINGS,
+): Promise<StreamOutcome> {
+  const { directory, follow, limitBytes } = query;
+  if (limitBytes === 0 || (query.tailLines === 0 && !follow)) return 'complete';
+
+  const plan = await planStart(directory, { streams: query.streams, tailLines: query.tailLines, sinceMs: query.sinceMs });
+  if (signal.aborted) return 'cancelled';
+  const reader = new LogReader(directory, plan.position, { maxPayload: timings.maxPiece });
+  const selector = new LineSelector(plan, query.sinceMs);
+  const assembler = new LineAssembler(timings.maxPiece);
+  const wakeup = follow ? new Wakeup(directory, timings.pollMs) : undefined;
+  const unsubscribe = wakeup && liveness.onChange(wakeup.wake);
+  const onAbort = () => wakeup?.wake();
+  signal.addEventListener('abort', onAbort);
+
+  const out: LogLine[] = [];
+  let sent = 0;
+  let limitReached = false;
+  /** Sends what `out` holds; false when the stream must end (cancelled or limit reached). */
+  const deliver = async (): Promise<boolean> => {
+    for (const line of out) {
+      if (signal.aborted) return false;
+      let piece = line;
+      if (limitBytes !== undefined && line.bytes.length >= limitBytes - sent) {
+        const cut = utf8Cut(line.bytes, limitBytes - sent);
+        if (cut < line.bytes.length) piece = { ...line, bytes: line.bytes.subarray(0, cut), partial: true };
+        limitReached = true;
+      }
+      if (piece.bytes.length > 0 || !limitReached) {
+        sent += piece.bytes.length;
+        const full = sink.send(piece);
+        if (full) await full;
+      }
+      if (limitReached) return false;
+    }
+    out.length = 0;
+    return !signal.aborted;
+  };
+  const finish = async (outcome: StreamOutcome): Promise<StreamOutcome> => {
+    assembler.flush(out, true);
+    if (!(await deliver())) return signal.aborted ? 'cancelled' : 'limit';
+    return outcome;
+  };
+  const stopped = (): StreamOutcome => (signal.aborted ? 'cancelled' : 'limit');
+
+  try {
+    let endedAt: number | undefined;
+    let lastDataAt = Date.now();
+    for (;;) {
+      if (signal.aborted) return 'cancelled';
+      if (follow && liveness.status() === 'gone') return await finish('gone');
+      const batch = await reader.read();
+      if (signal.aborted) return 'cancelled';
+      if (batch) {
+        if (batch.gap) {
+          assembler.breakLines(out, batch.records[0]?.timeMs ?? Date.now());
+          selector.reset();
+        }
+        for (const record of batch.records) if (selector.accept(record)) assembler.push(record, out);
+        if (!(await deliver())) return stopped();
+        lastDataAt = Date.now();
+        continue;
+      }
+      // Everything written so far has been read.
+      if (!wakeup) return await finish('complete');
+      assembler.flush(out, false); // a line still being written: send what there is
+      if (!(await deliver())) return stopped();
+      const status = liveness.status();
+      if (status === 'gone') return await finish('gone');
+      if (status === 'active') {
+        endedAt = undefined;
+        await wakeup.wait();
+        continue;
+      }
+      // Ended: its supervisor may still write the last output; wait until it has been quiet for a while.
+      const now = Date.now();
+      endedAt ??= now;
+      const quietMs = now - Math.max(lastDataAt, endedAt);
+      if (quietMs >= timings.settleMs || now - endedAt >= timings.maxDrainMs) return await finish('complete');
+      await wakeup.wait(timings.settleMs - quietMs);
+    }
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    unsubscribe?.();
+    wakeup?.close();
+    await reader.close();
+  }
+}
