@@ -1,0 +1,356 @@
+// Sidecar mode: process tasks run inside the main container's namespaces
+// (mount, UTS, IPC, network, PID), entered with nsenter. The task is not run
+// by a supervisor of its own: this runtime wraps a ProcessRuntime and hands it
+// `nsenter --target <pid> ... -- <command> <args>` as the program, so the
+// task-shim supervises nsenter exactly like a host task (detached, own session
+// and process group, rotated logs, exit status written atomically, re-attach
+// after an executor restart). nsenter forks the task into the target PID
+// namespace, waits for it, exits with its exit code or re-raises its fatal
+// signal, so the shim records the task's real status (128+N for signal N).
+//
+// What differs from a host task, and why this file exists:
+// - the main container is looked up before every start (discovery.ts);
+// - env, working directory, user/group and chroot are the main container's:
+//   its initial environ plus the task's env, a working directory of its
+//   filesystem (nsenter --wdns), ids from its /etc/passwd (nsenter -S/-G),
+//   a chroot inside it (nsenter --root);
+// - stop signals the task but not nsenter (a SIGTERM would kill nsenter
+//   before the task could exit with a code of its own), then SIGKILLs
+//   leaves first so their parents can reap them: orphans inside the target
+//   PID namespace would be re-parented to its init, which may never reap;
+// - a task that died because the main container died reads as MainContainerExited.
+import { accessSync, constants, existsSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import type { Logger } from 'pino';
+import type { EnvVar, ProcessSpec, TaskSpec } from '../../model/task.js';
+import type { ProcessRuntime, ShimHandle } from '../process/process-runtime.js';
+import { allCgroupPids } from '../cgroups/index.js';
+import { bootId, groupMembers, isSameProcessAlive, signalQuietly } from '../process/procfs.js';
+import type { LogLocation, Observation, ResourceSample, RuntimeHandle, Started, StartRequest, StopOptions, TaskRuntime } from '../runtime.js';
+import { type MainContainer, MainContainerLocator, TASK_MARKER_ENV } from './discovery.js';
+import { initialEnvironUtf8, isLiveProcess, processTable } from './namespaces.js';
+import { directoryProblem, programProblem, resolveIdentity, resolveInRoot } from './target-fs.js';
+
+export const SidecarReason = {
+  MainContainerNotFound: 'MainContainerNotFound',
+  MainContainerExited: 'MainContainerExited',
+} as const;
+
+/** Exit code reported when a task could not start because of the main container (as for other runtime-side start failures). */
+export const NOT_STARTED_EXIT_CODE = 128;
+
+export interface SidecarRuntimeOptions {
+  /** The process runtime that supervises nsenter (the plain process backend's instance: same shim, logs, cgroups). */
+  processes: ProcessRuntime;
+  /** The task-shim binary, so that discovery can tell task processes apart (besides their comm "task-shim"). */
+  shimPath?: string;
+  /** --main-container-name: SANDBOX_MAIN_CONTAINER=<name> marks the main container. */
+  mainContainerName: string;
+  /** --main-container-pid */
+  mainContainerPid?: number;
+  /** --main-container-pid-file */
+  mainContainerPidFile?: string;
+  /** Absolute path of nsenter (util-linux); found in PATH when not given. */
+  nsenterPath?: string;
+  log: Logger;
+}
+
+/** Persisted handle: the wrapped process runtime's handle plus the main container it entered. */
+export interface SidecarHandle {
+  [key: string]: unknown;
+  /** Handle of the wrapped process runtime (nsenter under a task-shim); absent when the task never started. */
+  inner?: RuntimeHandle;
+  /** The main container process the task entered, with its start time to tell a restarted container apart. */
+  target?: MainContainer;
+  /** Why the task never started; inspect keeps reporting it. */
+  failure?: Extract<Observation, { state: 'exited' }>;
+}
+
+type Exited = Extract<Observation, { state: 'exited' }>;
+
+const POLL_MS = 25;
+/** How long leaf-first killing may take before the rest of the tree is SIGKILLed at once. */
+const ORDERLY_KILL_BUDGET_MS = 1500;
+
+export class SidecarRuntime implements TaskRuntime {
+  readonly name = 'sidecar';
+  readonly stats?: (handle: RuntimeHandle) => Promise<ResourceSample>;
+  private readonly processes: ProcessRuntime;
+  private readonly locator: MainContainerLocator;
+  private readonly nsenter: string;
+  private readonly log: Logger;
+
+  constructor(options: SidecarRuntimeOptions) {
+    this.log = options.log;
+    this.processes = options.processes;
+    this.nsenter = options.nsenterPath ?? findInPath('nsenter');
+    this.locator = new MainContainerLocator({
+      name: options.mainContainerName,
+      pid: options.mainContainerPid,
+      pidFile: options.mainContainerPidFile,
+      shimPath: options.shimPath,
+    });
+    // Resource usage is that of the nsenter tree under the shim (host pids), so the wrapped runtime's answer holds.
+    const inner = this.processes as TaskRuntime;
+    if (inner.stats) this.stats = (handle) => inner.stats!.call(this.processes, innerOf(handle) ?? {});
+  }
+
+  /** How the main container is looked up, for the startup log line. */
+  describeDiscovery(): string {
+    return this.locator.describe();
+  }
+
+  accepts(spec: TaskSpec): boolean {
+    return spec.process !== undefined;
+  }
+
+  async start(request: StartRequest): Promise<Started> {
+    const spec = request.spec.process!;
+    const discovery = this.locator.locate();
+    if ('notFound' in discovery) {
+      return notStarted({}, NOT_STARTED_EXIT_CODE, SidecarReason.MainContainerNotFound, discovery.notFound);
+    }
+    const target = discovery.found;
+    this.log.debug({ task: request.name, target }, 'entering the main container');
+    const prepared = this.prepare(request.name, spec, target);
+    if ('exitCode' in prepared) return notStarted({ target }, prepared.exitCode, 'ProcessStartFailed', prepared.message);
+
+    const started = await this.processes.start({ ...request, spec: { ...request.spec, process: prepared.spec } });
+    const handle: SidecarHandle = { inner: started.handle, target };
+    if (started.observation.state === 'running' && !isLiveProcess(target.pid, target.startTime)) {
+      // The main container went away between the lookup and nsenter: its pid may already name another process.
+      await this.processes.stop(started.handle, { signal: 'SIGKILL', graceMs: 0 });
+      return notStarted(
+        handle,
+        NOT_STARTED_EXIT_CODE,
+        SidecarReason.MainContainerExited,
+        `the main container (pid ${target.pid}) exited while the task was starting`,
+      );
+    }
+    return { handle, observation: started.observation, warnings: started.warnings };
+  }
+
+  async inspect(raw: RuntimeHandle): Promise<Observation> {
+    const handle = raw as SidecarHandle;
+    if (handle.failure) return handle.failure;
+    if (!handle.inner) return { state: 'lost', message: 'the task never started' };
+    const observation = await this.processes.inspect(handle.inner);
+    if (observation.state === 'running' || !handle.target) return observation;
+    // When a PID namespace's init dies, the kernel SIGKILLs every process in it: the task
+    // ends by SIGKILL (or vanishes) and the main container's process is gone.
+    const killed = observation.state === 'lost' || (observation.signal === 9 && observation.reason === undefined);
+    if (!killed || isLiveProcess(handle.target.pid, handle.target.startTime)) return observation;
+    return {
+      state: 'exited',
+      exitCode: 137,
+      signal: 9,
+      startedAt: observation.startedAt,
+      finishedAt: observation.state === 'exited' ? observation.finishedAt : new Date().toISOString(),
+      reason: SidecarReason.MainContainerExited,
+      message: `the main container (pid ${handle.target.pid}, found by ${handle.target.foundBy}) exited while the task ran; the task was killed with it`,
+    };
+  }
+
+  async stop(raw: RuntimeHandle, options: StopOptions): Promise<void> {
+    const inner = (raw as SidecarHandle).inner as ShimHandle | undefined;
+    if (!inner) return;
+    if (inner.pid !== undefined && inner.pgid !== undefined && inner.bootId === bootId()) {
+      if (isSameProcessAlive(inner.pid, inner.startTime)) await this.signalAndWait(inner, options);
+      await this.killLeavesFirst(inner);
+    }
+    // Whatever is left (nsenter included) goes the process runtime's way: group + descendants, SIGKILL.
+    await this.processes.stop(inner, { signal: 'SIGKILL', graceMs: 0 });
+  }
+
+  async release(raw: RuntimeHandle): Promise<void> {
+    const inner = innerOf(raw);
+    if (inner) await this.processes.release(inner);
+  }
+
+  logs(raw: RuntimeHandle): LogLocation | undefined {
+    const inner = innerOf(raw);
+    return inner ? this.processes.logs(inner) : undefined;
+  }
+
+  watch(raw: RuntimeHandle, onChange: () => void): () => void {
+    const inner = innerOf(raw);
+    return inner ? this.processes.watch(inner, onChange) : () => {};
+  }
+
+  /** The spec the wrapped process runtime runs: nsenter with the task's settings as nsenter options. */
+  private prepare(taskName: string, spec: ProcessSpec, target: MainContainer): { spec: ProcessSpec } | { exitCode: number; message: string } {
+    const root = `/proc/${target.pid}/root`;
+    let fsRoot = root;
+    let chroot: string | undefined;
+    if (spec.chroot) {
+      const resolved = resolveInRoot(root, spec.chroot);
+      const problem = 'error' in resolved ? resolved.error : directoryProblem(root, resolved.path);
+      if (problem !== undefined || 'error' in resolved) {
+        return { exitCode: 1, message: `chroot ${spec.chroot}: ${problem} (in the main container)` };
+      }
+      chroot = resolved.path;
+      fsRoot = `${root}${chroot === '/' ? '' : chroot}`;
+    }
+    if (spec.workingDir) {
+      const problem = directoryProblem(fsRoot, spec.workingDir);
+      if (problem) return { exitCode: 1, message: `chdir ${spec.workingDir}: ${problem} (in the main container)` };
+    }
+    // Accounts are the main container's, looked up before the chroot (as the process runtime does on the host).
+    const identity = resolveIdentity(root, spec.user, spec.group);
+    if ('error' in identity) return { exitCode: 1, message: identity.error };
+
+    const env: EnvVar[] = [];
+    if (!spec.cleanEnv) {
+      let environ: string[];
+      try {
+        environ = initialEnvironUtf8(target.pid);
+      } catch (error) {
+        return { exitCode: 1, message: `cannot read the main container's environment: ${(error as Error).message}` };
+      }
+      for (const entry of environ) {
+        const eq = entry.indexOf('=');
+        if (eq > 0) env.push({ name: entry.slice(0, eq), value: entry.slice(eq + 1) });
+      }
+    }
+    for (const [name, value] of Object.entries(identity.env)) env.push({ name, value });
+    env.push({ name: TASK_MARKER_ENV, value: taskName });
+    env.push(...spec.env);
+
+    const program = spec.command[0]!;
+    const path = [...env].reverse().find((e) => e.name === 'PATH')?.value;
+    const missing = programProblem(fsRoot, program, path, spec.workingDir ?? '/');
+    if (missing) return missing;
+
+    const argv = [this.nsenter, `--target=${target.pid}`, '--mount', '--uts', '--ipc', '--net', '--pid'];
+    if (chroot !== undefined) {
+      // --root opens its path in the executor's mount namespace: reach the target's through /proc/<pid>/root.
+      // Without --wdns, nsenter would keep the executor's working directory, outside the new root.
+      argv.push(`--root=${fsRoot}`, `--wdns=${spec.workingDir ?? '/'}`);
+    } else if (spec.workingDir) {
+      argv.push(`--wdns=${spec.workingDir}`);
+    }
+    if (identity.gid !== undefined) argv.push(`--setgid=${identity.gid}`);
+    if (identity.uid !== undefined) argv.push(`--setuid=${identity.uid}`);
+    argv.push('--', ...spec.command, ...spec.args);
+    return {
+      spec: {
+        ...spec,
+        command: argv,
+        args: [],
+        env,
+        cleanEnv: true,
+        // Applied inside the main container by nsenter, never by the shim on the host.
+        workingDir: undefined,
+        user: undefined,
+        group: undefined,
+        chroot: undefined,
+      },
+    };
+  }
+
+  /** The task's processes except nsenter and the shim: its process group, everything below the shim, its cgroup. */
+  private taskTree(handle: ShimHandle): Map<number, number> {
+    const table = processTable();
+    const children = new Map<number, number[]>();
+    for (const entry of table.values()) {
+      if (entry.state === 'Z' || entry.state === 'X') continue;
+      const list = children.get(entry.ppid) ?? [];
+      list.push(entry.pid);
+      children.set(entry.ppid, list);
+    }
+    const tree = new Map<number, number>();
+    if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) {
+      const queue = [handle.shimPid];
+      while (queue.length > 0) {
+        for (const child of children.get(queue.shift()!) ?? []) {
+          tree.set(child, table.get(child)!.ppid);
+          queue.push(child);
+        }
+      }
+    }
+    const alive = (pid: number) => table.has(pid) && table.get(pid)!.state !== 'Z' && table.get(pid)!.state !== 'X';
+    for (const pid of groupMembers(handle.pgid)) if (alive(pid)) tree.set(pid, table.get(pid)!.ppid);
+    // The task's cgroup, where it has one, also holds processes that left both the group and the
+    // shim's tree: orphans adopted by the main container's PID 1 (setns does not change cgroups).
+    if (handle.cgroup) for (const pid of allCgroupPids(handle.cgroup)) if (alive(pid)) tree.set(pid, table.get(pid)!.ppid);
+    tree.delete(handle.pid);
+    tree.delete(handle.shimPid);
+    return tree;
+  }
+
+  /** The stop signal to the task's processes, not to nsenter, which then reports how the task itself ended. */
+  private async signalAndWait(handle: ShimHandle, { signal, graceMs }: StopOptions): Promise<void> {
+    const targets = [...this.taskTree(handle).keys()];
+    // No task process yet: nsenter has not forked. Signalling the group stops it before it does.
+    if (targets.length === 0) signalQuietly(-handle.pgid, signal);
+    for (const pid of targets) signalQuietly(pid, signal);
+    const deadline = Date.now() + graceMs;
+    while (Date.now() < deadline && (isSameProcessAlive(handle.pid, handle.startTime) || this.taskTree(handle).size > 0)) {
+      await delay(POLL_MS);
+    }
+  }
+
+  /**
+   * SIGKILLs the tree leaves first and gives each parent a moment to reap: a
+   * process orphaned inside the main container's PID namespace is adopted by
+   * its init, which (like `sleep infinity`, or any entrypoint that is not an
+   * init) may never reap it and keeps a zombie for the container's lifetime.
+   */
+  private async killLeavesFirst(handle: ShimHandle): Promise<void> {
+    const deadline = Date.now() + ORDERLY_KILL_BUDGET_MS;
+    while (Date.now() < deadline) {
+      const tree = this.taskTree(handle);
+      if (tree.size === 0) return;
+      const parents = new Set(tree.values());
+      const leaves = [...tree.keys()].filter((pid) => !parents.has(pid));
+      for (const pid of leaves) signalQuietly(pid, 'SIGKILL');
+      const reapBy = Math.min(deadline, Date.now() + 200);
+      while (Date.now() < reapBy && leaves.some((pid) => existsSync(`/proc/${pid}`))) await delay(5);
+    }
+    this.log.debug({ pgid: handle.pgid }, 'task tree still growing after leaf-first SIGKILL; killing the rest at once');
+  }
+}
+
+/**
+ * A runtime that keeps following tasks it started earlier but takes no new
+ * ones: the plain process backend in sidecar mode, for tasks an executor
+ * started before sidecar mode was switched on.
+ */
+export function attachOnly(runtime: TaskRuntime): TaskRuntime {
+  return {
+    name: runtime.name,
+    accepts: () => false,
+    start: (request) => runtime.start(request),
+    inspect: (handle) => runtime.inspect(handle),
+    stop: (handle, options) => runtime.stop(handle, options),
+    release: (handle) => runtime.release(handle),
+    ...(runtime.watch && { watch: (handle: RuntimeHandle, onChange: () => void) => runtime.watch!(handle, onChange) }),
+    ...(runtime.logs && { logs: (handle: RuntimeHandle) => runtime.logs!(handle) }),
+    ...(runtime.stats && { stats: (handle: RuntimeHandle) => runtime.stats!(handle) }),
+  };
+}
+
+function innerOf(raw: RuntimeHandle): RuntimeHandle | undefined {
+  return (raw as SidecarHandle).inner;
+}
+
+function notStarted(handle: SidecarHandle, exitCode: number, reason: string, message: string): Started {
+  const failure: Exited = { state: 'exited', exitCode, signal: 0, finishedAt: new Date().toISOString(), reason, message };
+  return { handle: { ...handle, failure }, observation: failure };
+}
+
+export function findInPath(program: string): string {
+  for (const dir of (process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin').split(delimiter)) {
+    if (!dir) continue;
+    const candidate = join(dir, program);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // keep looking
+    }
+  }
+  throw new Error(`sidecar mode needs ${program} (util-linux) in PATH; install it or put it in the executor's PATH`);
+}
+
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
