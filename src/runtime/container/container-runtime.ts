@@ -1,0 +1,435 @@
+// Runs container tasks through the Kubernetes CRI (RuntimeService and
+// ImageService, e.g. containerd's CRI plugin). Every start of a task gets its
+// own pod sandbox holding exactly one container; both carry labels naming the
+// task, the run (uid) and the executor (owner), so they can be found again
+// after an executor restart and removed completely. The runtime, not the
+// executor, owns the container: it keeps running while the executor restarts.
+import { existsSync, realpathSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { status } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { errorMessage } from '../../errors.js';
+import type { TaskSpec } from '../../model/task.js';
+import type { LogLocation, Observation, ResourceSample, RuntimeHandle, Started, StartRequest, StopOptions, TaskRuntime } from '../runtime.js';
+import { CriClient, CriError, isNotFound, type PodSandboxConfig } from './cri-client.js';
+import {
+  containerConfig,
+  LABEL_OWNER,
+  LABEL_TASK,
+  LABEL_UID,
+  linuxResources,
+  observationFromStatus,
+  ownerOf,
+  type ResourceMapping,
+  resolveMounts,
+  runLabels,
+  sampleFromStats,
+  sandboxConfig,
+} from './mapping.js';
+
+export interface ContainerRuntimeOptions {
+  /** CRI endpoint: a socket path or unix:///path. */
+  criSocket: string;
+  /** Volume name -> host path, for ContainerSpec.volumeMounts. */
+  volumes: ReadonlyMap<string, string>;
+  /** cgroup parent of every sandbox (cgroupfs style, e.g. "/task-executor"); empty: the runtime's default. */
+  cgroupParent?: string;
+  /** Deadline of one PullImage call. */
+  pullTimeoutMs?: number;
+  /** Deadline of other CRI calls. */
+  callTimeoutMs?: number;
+  log: Logger;
+  /** Whether the host uses the unified cgroup v2 hierarchy (decides how a pids limit is applied). */
+  cgroupV2?: boolean;
+}
+
+/** Persisted with the task record; enough to find the run again after an executor restart. */
+export interface ContainerHandle {
+  [key: string]: unknown;
+  task: string;
+  taskDir: string;
+  uid: string;
+  owner: string;
+  image: string;
+  sandboxId?: string;
+  containerId?: string;
+  startedAt?: string;
+  limits?: ResourceMapping['applied'];
+}
+
+const DEFAULT_PULL_TIMEOUT_MS = 5 * 60_000;
+const EXIT_WAIT_MS = 10_000;
+const POLL_MS = 50;
+const SLOW_CALL_MS = 5_000;
+
+export class ContainerRuntime implements TaskRuntime {
+  readonly name = 'container';
+  private readonly cri: CriClient;
+  private readonly cgroupV2: boolean;
+  /** Container ids found by label when a persisted handle named a container the runtime no longer knows. */
+  private readonly reattached = new Map<string, string>();
+  /** Sandboxes already stopped after their container exited. */
+  private readonly quiesced = new Set<string>();
+
+  constructor(private readonly options: ContainerRuntimeOptions) {
+    this.cri = new CriClient(options.criSocket, {
+      timeoutMs: options.callTimeoutMs ?? 30_000,
+      onCall: (rpc, ms, error) => {
+        const level = ms >= SLOW_CALL_MS ? 'warn' : 'debug';
+        if (error && !isNotFound(error)) options.log[level]({ rpc, ms, err: error.message }, 'CRI call failed');
+        else options.log[level]({ rpc, ms }, ms >= SLOW_CALL_MS ? 'slow CRI call' : 'CRI call');
+      },
+    });
+    this.cgroupV2 = options.cgroupV2 ?? existsSync('/sys/fs/cgroup/cgroup.controllers');
+  }
+
+  /**
+   * Checks that the CRI endpoint answers and is ready to run containers
+   * (Version, then Status with RuntimeReady); throws a message saying what is wrong.
+   */
+  async connect(timeoutMs = 10_000): Promise<string> {
+    const where = `the CRI runtime at ${this.cri.address}`;
+    let version;
+    try {
+      version = await this.cri.version(timeoutMs);
+    } catch (error) {
+      throw new Error(`cannot reach ${where}: ${criDetails(error)}; start the runtime (e.g. containerd) or point --cri-socket at its socket`);
+    }
+    let conditions;
+    try {
+      conditions = await this.cri.status(timeoutMs);
+    } catch (error) {
+      throw new Error(`${where} (${version.runtime_name} ${version.runtime_version}) does not report its status: ${criDetails(error)}`);
+    }
+    const ready = conditions.find((c) => c.type === 'RuntimeReady');
+    if (!ready?.status) {
+      const why = ready ? `${ready.reason}: ${ready.message}` : 'no RuntimeReady condition';
+      throw new Error(`${where} (${version.runtime_name} ${version.runtime_version}) is not ready to run containers (${why})`);
+    }
+    return `${version.runtime_name} ${version.runtime_version} (CRI ${version.runtime_api_version})`;
+  }
+
+  close(): void {
+    this.cri.close();
+  }
+
+  accepts(spec: TaskSpec): boolean {
+    return spec.container !== undefined;
+  }
+
+  async start(request: StartRequest): Promise<Started> {
+    const spec = request.spec.container!;
+    const taskDir = resolve(request.taskDir);
+    const owner = ownerOf(dataDirOf(taskDir));
+    const uid = randomUUID();
+    const labels = runLabels(request.name, uid, owner);
+    const handle: ContainerHandle = { task: request.name, taskDir, uid, owner, image: spec.image };
+    const log = this.options.log.child({ task: request.name, uid });
+
+    const resources = linuxResources(request.spec.resources, this.cgroupV2);
+    const warnings = startWarnings(request.spec, resources);
+    handle.limits = resources.applied;
+    const started = (observation: Observation): Started => ({ handle, observation, ...(warnings.length > 0 ? { warnings } : {}) });
+    const failed = (reason: string, message: string): Started =>
+      started({ state: 'exited', exitCode: 128, signal: 0, finishedAt: new Date().toISOString(), reason, message });
+
+    const resolved = resolveMounts(spec.volumeMounts, this.options.volumes);
+    if ('missing' in resolved) {
+      const known = [...this.options.volumes.keys()].sort();
+      return failed(
+        'VolumeNotFound',
+        `volumeMounts[${resolved.missing.index}] names volume "${resolved.missing.name}", which this executor does not have ` +
+          `(known: ${known.length > 0 ? known.join(', ') : 'none'}); volumes are configured with --volume NAME=HOSTPATH`,
+      );
+    }
+
+    // Earlier runs of this task name (a restart under the restart policy, or
+    // leftovers of a crash) are done: remove them before starting a new one.
+    await this.removeRuns({ [LABEL_TASK]: request.name, [LABEL_OWNER]: owner }, log);
+
+    const logDirectory = join(taskDir, 'logs');
+    await mkdir(logDirectory, { recursive: true });
+    const sandbox = sandboxConfig({ task: request.name, uid, labels, logDirectory, cgroupParent: this.options.cgroupParent });
+
+    const pullError = await this.ensureImage(spec.image, sandbox, log);
+    if (pullError) return failed('ImagePullFailed', pullError);
+
+    try {
+      handle.sandboxId = await this.cri.runPodSandbox(sandbox);
+    } catch (error) {
+      // The runtime may have made the sandbox before failing: leave nothing behind.
+      await this.removeRuns({ [LABEL_UID]: uid }, log);
+      throw new Error(`cannot create the pod sandbox: ${criDetails(error)}`);
+    }
+    const config = containerConfig({ spec, labels, mounts: resolved.mounts, resources: resources.resources });
+    try {
+      handle.containerId = await this.cri.createContainer(handle.sandboxId, config, sandbox);
+    } catch (error) {
+      await this.quiesce(handle.sandboxId, log);
+      return failed('CreateContainerError', `cannot create the container: ${criDetails(error)}`);
+    }
+    try {
+      await this.cri.startContainer(handle.containerId);
+    } catch (error) {
+      await this.quiesce(handle.sandboxId, log);
+      return failed('ProcessStartFailed', `cannot start the container: ${criDetails(error)}`);
+    }
+    let observation: Observation;
+    try {
+      observation = observationFromStatus(await this.cri.containerStatus(handle.containerId));
+    } catch (error) {
+      // Started, so it must not be lost track of: the next inspect tells how it is doing.
+      log.warn({ err: errorMessage(error) }, 'cannot read the status of the container just started');
+      observation = { state: 'running', startedAt: new Date().toISOString() };
+    }
+    handle.startedAt = 'startedAt' in observation ? observation.startedAt : new Date().toISOString();
+    if (observation.state !== 'running') await this.quiesce(handle.sandboxId, log);
+    log.info({ sandboxId: handle.sandboxId, containerId: handle.containerId, image: spec.image }, 'container started');
+    return started(observation);
+  }
+
+  /**
+   * Adopts the run of a task whose start was never recorded (the executor died
+   * between starting it and saving the handle), found by its task and owner
+   * labels. A sandbox without a started container is removed instead: the task
+   * never ran, so starting it again is safe.
+   */
+  async recover(request: StartRequest): Promise<Started | undefined> {
+    const spec = request.spec.container;
+    if (!spec) return undefined;
+    const taskDir = resolve(request.taskDir);
+    const owner = ownerOf(dataDirOf(taskDir));
+    const log = this.options.log.child({ task: request.name });
+    const labels = { [LABEL_TASK]: request.name, [LABEL_OWNER]: owner };
+    const containers = (await this.cri.listContainers({ labelSelector: labels })).filter((c) => c.state !== 'CONTAINER_CREATED');
+    const newest = containers.sort((a, b) => (BigInt(b.created_at) > BigInt(a.created_at) ? 1 : -1))[0];
+    if (!newest) {
+      await this.removeRuns(labels, log, true);
+      return undefined;
+    }
+    const resources = linuxResources(request.spec.resources, this.cgroupV2);
+    const warnings = startWarnings(request.spec, resources);
+    const handle: ContainerHandle = {
+      task: request.name,
+      taskDir,
+      uid: newest.labels[LABEL_UID] ?? '',
+      owner,
+      image: spec.image,
+      sandboxId: newest.pod_sandbox_id,
+      containerId: newest.id,
+      limits: resources.applied,
+    };
+    const observation = await this.inspect(handle);
+    if ('startedAt' in observation && observation.startedAt) handle.startedAt = observation.startedAt;
+    log.info({ sandboxId: handle.sandboxId, containerId: handle.containerId }, 'adopted the container of an unrecorded start by its labels');
+    return { handle, observation, ...(warnings.length > 0 ? { warnings } : {}) };
+  }
+
+  async inspect(raw: RuntimeHandle): Promise<Observation> {
+    const handle = raw as ContainerHandle;
+    if (!handle.containerId) return { state: 'lost', message: 'the container was never created' };
+    const status = await this.findStatus(handle);
+    if (!status) {
+      return {
+        state: 'lost',
+        ...(handle.startedAt ? { startedAt: handle.startedAt } : {}),
+        message: `container ${handle.containerId} no longer exists in the container runtime (removed outside the executor?)`,
+      };
+    }
+    const observation = observationFromStatus(status);
+    // An ended task keeps its container (status, logs) until it is deleted,
+    // but its sandbox need not keep running.
+    if (observation.state !== 'running' && handle.sandboxId) await this.quiesce(handle.sandboxId, this.options.log);
+    return observation;
+  }
+
+  async stop(raw: RuntimeHandle, options: StopOptions): Promise<void> {
+    const handle = raw as ContainerHandle;
+    const id = this.containerIdOf(handle);
+    if (!id) return;
+    if (options.signal !== 'SIGTERM') {
+      this.options.log.warn(
+        { task: handle.task, signal: options.signal },
+        "the CRI cannot send a chosen stop signal; the container gets its image's STOPSIGNAL (default SIGTERM)",
+      );
+    }
+    try {
+      await this.cri.stopContainer(id, Math.ceil(options.graceMs / 1000));
+    } catch (error) {
+      if (isNotFound(error)) return;
+      throw error;
+    }
+    const deadline = Date.now() + EXIT_WAIT_MS;
+    for (;;) {
+      let state;
+      try {
+        state = (await this.cri.containerStatus(id)).state;
+      } catch (error) {
+        if (isNotFound(error)) return;
+        throw error;
+      }
+      if (state === 'CONTAINER_EXITED') return;
+      if (Date.now() > deadline) throw new Error(`container ${id} did not exit after StopContainer (state ${state})`);
+      await delay(POLL_MS);
+    }
+  }
+
+  async release(raw: RuntimeHandle): Promise<void> {
+    const handle = raw as ContainerHandle;
+    const log = this.options.log.child({ task: handle.task, uid: handle.uid });
+    if (handle.containerId) await ignoreNotFound(this.cri.removeContainer(handle.containerId));
+    if (handle.sandboxId) {
+      await ignoreNotFound(this.cri.stopPodSandbox(handle.sandboxId));
+      await ignoreNotFound(this.cri.removePodSandbox(handle.sandboxId));
+    }
+    // Whatever else carries this run's label (a handle that went stale, a half-finished start).
+    if (handle.uid) await this.removeRuns({ [LABEL_UID]: handle.uid }, log, true);
+    this.reattached.delete(handle.uid);
+    if (handle.sandboxId) this.quiesced.delete(handle.sandboxId);
+  }
+
+  logs(raw: RuntimeHandle): LogLocation | undefined {
+    const { taskDir } = raw as ContainerHandle;
+    return taskDir ? { directory: join(taskDir, 'logs') } : undefined;
+  }
+
+  async stats(raw: RuntimeHandle): Promise<ResourceSample> {
+    const handle = raw as ContainerHandle;
+    const id = this.containerIdOf(handle);
+    if (!id) return { time: Date.now() };
+    try {
+      return sampleFromStats(await this.cri.containerStats(id), handle.limits);
+    } catch (error) {
+      // An ended (or removed) container has nothing to measure: containerd
+      // answers with an error rather than an empty sample.
+      const state = isNotFound(error) ? undefined : await this.cri.containerStatus(id).then((s) => s.state, () => undefined);
+      if (state !== 'CONTAINER_RUNNING') return sampleFromStats(undefined, handle.limits);
+      throw error;
+    }
+  }
+
+  private containerIdOf(handle: ContainerHandle): string | undefined {
+    return this.reattached.get(handle.uid) ?? handle.containerId;
+  }
+
+  /** The run's container status: by id, else by its uid label (re-attach). Undefined when it is gone. */
+  private async findStatus(handle: ContainerHandle) {
+    const id = this.containerIdOf(handle)!;
+    try {
+      return await this.cri.containerStatus(id);
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+    }
+    const found = (await this.cri.listContainers({ labelSelector: { [LABEL_UID]: handle.uid } }))[0];
+    if (!found) return undefined;
+    this.options.log.info({ task: handle.task, stale: id, containerId: found.id }, 're-attached to the container by its labels');
+    this.reattached.set(handle.uid, found.id);
+    try {
+      return await this.cri.containerStatus(found.id);
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /** Pulls the image unless the runtime has it; returns an error message if it cannot be had. */
+  private async ensureImage(image: string, sandbox: PodSandboxConfig, log: Logger): Promise<string | undefined> {
+    if (await this.cri.imageStatus(image)) return undefined;
+    log.info({ image }, 'pulling image');
+    try {
+      await this.cri.pullImage(image, sandbox, this.options.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS);
+      return undefined;
+    } catch (error) {
+      return `cannot pull image "${image}": ${criDetails(error)}`;
+    }
+  }
+
+  /** Stops a sandbox whose container ended (best effort): its pause process need not outlive the task. */
+  private async quiesce(sandboxId: string, log: Logger): Promise<void> {
+    if (this.quiesced.has(sandboxId)) return;
+    try {
+      await this.cri.stopPodSandbox(sandboxId);
+      this.quiesced.add(sandboxId);
+    } catch (error) {
+      if (isNotFound(error)) this.quiesced.add(sandboxId);
+      else log.warn({ sandboxId, err: errorMessage(error) }, 'cannot stop the sandbox of an ended container; will try again');
+    }
+  }
+
+  /** Removes every container and sandbox with these labels. */
+  private async removeRuns(labels: Record<string, string>, log: Logger, strict = false): Promise<void> {
+    try {
+      for (const container of await this.cri.listContainers({ labelSelector: labels })) {
+        await ignoreNotFound(this.cri.removeContainer(container.id));
+      }
+      for (const sandbox of await this.cri.listPodSandbox(labels)) {
+        log.info({ sandboxId: sandbox.id, labels }, 'removing pod sandbox');
+        await ignoreNotFound(this.cri.stopPodSandbox(sandbox.id));
+        await ignoreNotFound(this.cri.removePodSandbox(sandbox.id));
+      }
+    } catch (error) {
+      if (strict) throw error;
+      log.warn({ labels, err: errorMessage(error) }, 'cannot remove earlier sandboxes of this task');
+    }
+  }
+}
+
+/** The data dir a task dir lives in, spelled the same however the executor was pointed at it. */
+function dataDirOf(taskDir: string): string {
+  try {
+    return realpathSync(dirname(taskDir));
+  } catch {
+    return dirname(taskDir);
+  }
+}
+
+/** What a container task asks for that the CRI backend does not do. */
+function startWarnings(spec: TaskSpec, resources: ResourceMapping): string[] {
+  const warnings = [...resources.warnings];
+  if (spec.stopSignal && spec.stopSignal !== 'SIGTERM') {
+    warnings.push(`stopSignal ${spec.stopSignal} is not used: the CRI stops containers with the image's STOPSIGNAL (default SIGTERM)`);
+  }
+  if (spec.logs) {
+    warnings.push('logs (rotation) is not applied to containers: the container runtime writes one log file, which nobody rotates');
+  }
+  return warnings;
+}
+
+async function ignoreNotFound(call: Promise<unknown>): Promise<void> {
+  try {
+    await call;
+  } catch (error) {
+    if (!isNotFound(error)) throw error;
+  }
+}
+
+function criDetails(error: unknown): string {
+  return error instanceof CriError ? `${error.details} (${error.rpc}: ${status[error.code] ?? error.code})` : errorMessage(error);
+}
+
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A runtime whose CRI endpoint answered and is ready; throws (and leaves no
+ * connection open) when it is unreachable or not ready.
+ */
+export async function startContainerRuntime(options: ContainerRuntimeOptions): Promise<ContainerRuntime> {
+  const runtime = new ContainerRuntime(options);
+  let version: string;
+  try {
+    version = await runtime.connect();
+  } catch (error) {
+    runtime.close();
+    throw error;
+  }
+  options.log.info(
+    { criSocket: options.criSocket, runtime: version, volumes: Object.fromEntries(options.volumes), cgroupParent: options.cgroupParent },
+    'container mode: CRI runtime ready',
+  );
+  for (const [name, hostPath] of options.volumes) {
+    if (!existsSync(hostPath)) options.log.warn({ volume: name, hostPath }, 'the host path of a volume does not exist (yet)');
+  }
+  return runtime;
+}

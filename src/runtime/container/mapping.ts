@@ -1,0 +1,238 @@
+// Pure translations between the executor's model and CRI messages: sandbox and
+// container configs, volume resolution, resource limits, and container status
+// and stats back into observations and samples. No I/O here.
+import { createHash } from 'node:crypto';
+import type { ContainerSpec, Resources, VolumeMount } from '../../model/task.js';
+import type { Observation, ResourceSample } from '../runtime.js';
+import type { ContainerConfig, ContainerStats, ContainerStatus, LinuxContainerResources, Mount, PodSandboxConfig, UInt64Value } from './cri-client.js';
+
+/** Labels on every sandbox and container the backend creates. */
+export const LABEL_TASK = 'io.task-executor.task';
+/** A fresh id per start of a task: finds one run's sandbox and container again. */
+export const LABEL_UID = 'io.task-executor.uid';
+/** Which executor (data dir) created it, so executors sharing a runtime leave each other alone. */
+export const LABEL_OWNER = 'io.task-executor.owner';
+/** PodSandboxMetadata.namespace of every sandbox (a name only; no Kubernetes namespace exists). */
+export const SANDBOX_NAMESPACE = 'task-executor';
+/** The container's log file inside `<taskDir>/logs`, named as the log reader expects. */
+export const LOG_FILE = 'output.0.log';
+/** Metadata name of the task's container inside its sandbox. */
+export const CONTAINER_NAME = 'task';
+
+const CPU_PERIOD_US = 100_000;
+/** The kernel refuses CFS quotas below 1 ms. */
+const MIN_CPU_QUOTA_US = 1_000;
+
+/** Identifies an executor by its data dir: the same dir after a restart gives the same owner. */
+export function ownerOf(dataDir: string): string {
+  return createHash('sha256').update(dataDir).digest('hex').slice(0, 16);
+}
+
+export interface RunLabels {
+  [LABEL_TASK]: string;
+  [LABEL_UID]: string;
+  [LABEL_OWNER]: string;
+}
+
+export function runLabels(task: string, uid: string, owner: string): RunLabels {
+  return { [LABEL_TASK]: task, [LABEL_UID]: uid, [LABEL_OWNER]: owner };
+}
+
+export interface SandboxOptions {
+  task: string;
+  uid: string;
+  labels: RunLabels;
+  logDirectory: string;
+  cgroupParent?: string;
+}
+
+/**
+ * One sandbox per task run, in the host's network namespace (no CNI needed),
+ * which requires an empty hostname (the host's UTS namespace).
+ */
+export function sandboxConfig(options: SandboxOptions): PodSandboxConfig {
+  return {
+    metadata: { name: options.task, uid: options.uid, namespace: SANDBOX_NAMESPACE, attempt: 0 },
+    hostname: '',
+    log_directory: options.logDirectory,
+    labels: { ...options.labels },
+    annotations: {},
+    linux: {
+      cgroup_parent: options.cgroupParent ?? '',
+      security_context: { namespace_options: { network: 'NODE', pid: 'POD', ipc: 'POD' } },
+    },
+  };
+}
+
+export type MountResolution = { mounts: Mount[] } | { missing: { index: number; name: string } };
+
+/** Turns volume mounts into host bind mounts through the executor's volume map (name -> host path). */
+export function resolveMounts(volumeMounts: readonly VolumeMount[], volumes: ReadonlyMap<string, string>): MountResolution {
+  const mounts: Mount[] = [];
+  for (const [index, mount] of volumeMounts.entries()) {
+    const hostPath = volumes.get(mount.name);
+    if (hostPath === undefined) return { missing: { index, name: mount.name } };
+    mounts.push({ container_path: mount.mountPath, host_path: hostPath, readonly: mount.readOnly });
+  }
+  return { mounts };
+}
+
+export interface ResourceMapping {
+  resources?: LinuxContainerResources;
+  /** What is actually enforced, for stats. */
+  applied: { cpuMillicores?: number; memoryBytes?: number; pids?: number };
+  warnings: string[];
+}
+
+/**
+ * Task resources as CRI linux resources: CFS quota over a 100 ms period,
+ * memory limit, and pids.max through `unified`, which runtimes apply on cgroup
+ * v2 only (on cgroup v1 the CRI has no pids limit: a warning instead).
+ */
+export function linuxResources(resources: Resources | undefined, cgroupV2: boolean): ResourceMapping {
+  const out: LinuxContainerResources = {};
+  const applied: ResourceMapping['applied'] = {};
+  const warnings: string[] = [];
+  if (resources?.cpuMillicores !== undefined) {
+    let quota = resources.cpuMillicores * (CPU_PERIOD_US / 1000);
+    if (quota < MIN_CPU_QUOTA_US) {
+      warnings.push(
+        `resources.cpuMillicores ${resources.cpuMillicores} is below the kernel's smallest CFS quota; ` +
+          `the container gets ${(MIN_CPU_QUOTA_US * 1000) / CPU_PERIOD_US} millicores`,
+      );
+      quota = MIN_CPU_QUOTA_US;
+    }
+    out.cpu_period = CPU_PERIOD_US;
+    out.cpu_quota = quota;
+    applied.cpuMillicores = (quota * 1000) / CPU_PERIOD_US;
+  }
+  if (resources?.memoryBytes !== undefined) {
+    out.memory_limit_in_bytes = resources.memoryBytes;
+    applied.memoryBytes = resources.memoryBytes;
+  }
+  if (resources?.pids !== undefined) {
+    if (cgroupV2) {
+      out.unified = { 'pids.max': String(resources.pids) };
+      applied.pids = resources.pids;
+    } else {
+      warnings.push(
+        `resources.pids is not enforced: the CRI can only set a pids limit through cgroup v2 "unified" resources, ` +
+          `and this host uses cgroup v1`,
+      );
+    }
+  }
+  return { resources: Object.keys(out).length > 0 ? out : undefined, applied, warnings };
+}
+
+export interface ContainerOptions {
+  spec: ContainerSpec;
+  labels: RunLabels;
+  mounts: Mount[];
+  resources?: LinuxContainerResources;
+}
+
+/**
+ * The task's container: its own PID namespace (so its command is PID 1 and
+ * every process it starts dies with it), the host network like its sandbox,
+ * output to `<log_directory>/output.0.log` in the CRI log format.
+ */
+export function containerConfig(options: ContainerOptions): ContainerConfig {
+  const { spec } = options;
+  return {
+    metadata: { name: CONTAINER_NAME, attempt: 0 },
+    image: { image: spec.image },
+    command: [...spec.command],
+    args: [...spec.args],
+    working_dir: spec.workingDir ?? '',
+    // The runtime applies envs in order, so a later entry for a name wins, as for process tasks.
+    envs: spec.env.map((e) => ({ key: e.name, value: e.value })),
+    mounts: options.mounts,
+    labels: { ...options.labels },
+    annotations: {},
+    log_path: LOG_FILE,
+    linux: {
+      ...(options.resources ? { resources: options.resources } : {}),
+      security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } },
+    },
+  };
+}
+
+/** CRI times are nanoseconds since the epoch (as strings); 0 means unset. */
+export function nanosToIso(nanos: string | number | undefined): string | undefined {
+  if (nanos === undefined) return undefined;
+  const value = BigInt(nanos);
+  if (value <= 0n) return undefined;
+  return new Date(Number(value / 1_000_000n)).toISOString();
+}
+
+/** Reasons that only restate the exit code: the manager derives Succeeded/Failed/Stopped itself. */
+const PLAIN_REASONS = new Set(['', 'Completed', 'Error']);
+
+export function observationFromStatus(status: ContainerStatus, now = new Date()): Observation {
+  const startedAt = nanosToIso(status.started_at);
+  switch (status.state) {
+    case 'CONTAINER_RUNNING':
+      return { state: 'running', startedAt: startedAt ?? now.toISOString() };
+    case 'CONTAINER_EXITED': {
+      const exitCode = status.exit_code;
+      const finishedAt = nanosToIso(status.finished_at) ?? now.toISOString();
+      const observation: Observation = {
+        state: 'exited',
+        exitCode,
+        // The CRI reports 128+N for a container killed by signal N and has no
+        // separate signal field: infer it (an explicit "exit 137" reads the same).
+        signal: exitCode > 128 && exitCode < 160 ? exitCode - 128 : 0,
+        // containerd stamps started_at after its start call returns, so a
+        // command that exits at once can seem to finish before it started.
+        ...(startedAt ? { startedAt: startedAt < finishedAt ? startedAt : finishedAt } : {}),
+        finishedAt,
+      };
+      if (status.reason === 'OOMKilled') {
+        observation.reason = 'OOMKilled';
+        observation.message = status.message || 'the container exceeded its memory limit and was killed by the kernel OOM killer';
+      } else if (status.reason === 'StartError' || status.reason === 'ContainerCannotRun') {
+        observation.reason = 'ProcessStartFailed';
+        observation.message = status.message || `the container runtime could not start the container (${status.reason})`;
+      } else if (!PLAIN_REASONS.has(status.reason)) {
+        observation.reason = status.reason;
+        if (status.message) observation.message = status.message;
+      }
+      return observation;
+    }
+    case 'CONTAINER_CREATED':
+      return {
+        state: 'exited',
+        exitCode: 128,
+        signal: 0,
+        finishedAt: now.toISOString(),
+        reason: 'ProcessStartFailed',
+        message: 'the container was created but never started',
+      };
+    default:
+      return {
+        state: 'lost',
+        ...(startedAt ? { startedAt } : {}),
+        message: `the container runtime reports the state of container ${status.id} as unknown`,
+      };
+  }
+}
+
+const u64 = (value: UInt64Value | null | undefined): number | undefined => (value ? Number(value.value) : undefined);
+
+export function sampleFromStats(stats: ContainerStats | undefined, limits: ResourceMapping['applied'] | undefined, now = Date.now()): ResourceSample {
+  const sample: ResourceSample = { time: now };
+  const cpuTime = stats?.cpu?.timestamp ? Number(BigInt(stats.cpu.timestamp) / 1_000_000n) : 0;
+  if (cpuTime > 0) sample.time = cpuTime;
+  const cpu = u64(stats?.cpu?.usage_core_nano_seconds);
+  if (cpu !== undefined) sample.cpuNanoseconds = cpu;
+  const memory = stats?.memory;
+  const workingSet = u64(memory?.working_set_bytes);
+  const usage = workingSet ?? u64(memory?.usage_bytes);
+  if (usage !== undefined) sample.memoryUsageBytes = usage;
+  const rss = u64(memory?.rss_bytes);
+  if (rss !== undefined) sample.rssBytes = rss;
+  if (limits?.memoryBytes !== undefined) sample.memoryLimitBytes = limits.memoryBytes;
+  if (limits?.cpuMillicores !== undefined) sample.cpuLimitMillicores = limits.cpuMillicores;
+  if (limits?.pids !== undefined) sample.pidsLimit = limits.pids;
+  return sample;
+}

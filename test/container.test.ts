@@ -1,0 +1,413 @@
+// The container backend end to end: a private containerd (test/support/containerd.ts),
+// a real executor in container mode talking CRI to it, and the gRPC API.
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { type ServiceError, status } from '@grpc/grpc-js';
+import { LogsRequest, type LogsResponse } from '../gen/taskexecutor/v1/task_executor_service.js';
+import { ContainerSpec, RestartPolicy, type Task, TaskSpec } from '../gen/taskexecutor/v1/task.js';
+import type { TaskEvent } from '../src/manager/task-manager.js';
+import { type ContainerStatus, criAddress } from '../src/runtime/container/cri-client.js';
+import { LABEL_TASK, linuxResources, observationFromStatus, resolveMounts, sampleFromStats } from '../src/runtime/container/mapping.js';
+import { startExecutor } from '../src/app.js';
+import { createLogger } from '../src/logger.js';
+import { requireContainerd, startPrivateContainerd, type PrivateContainerd } from './support/containerd.js';
+import { startTestExecutor, stateOf, terminated, testConfig, type TestExecutor } from './support/executor.js';
+import { waitFor } from './support/wait.js';
+
+type SpecExtra = Partial<Omit<TaskSpec, 'runtime'>>;
+
+function ctask(name: string, image: string, container: Partial<ContainerSpec>, spec: SpecExtra = {}): Task {
+  return {
+    name,
+    spec: TaskSpec.fromPartial({ ...spec, runtime: { $case: 'container', value: ContainerSpec.fromPartial({ ...container, image }) } }),
+  };
+}
+
+/** The payloads of a task's CRI-format log files, oldest first. */
+function logLines(dataDir: string, name: string): string[] {
+  const dir = join(dataDir, name, 'logs');
+  return readdirSync(dir)
+    .filter((f) => /^output\.\d+\.log$/.test(f))
+    .sort((a, b) => Number(a.split('.')[1]) - Number(b.split('.')[1]))
+    .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n'))
+    .filter(Boolean)
+    .map((line) => line.split(' ').slice(3).join(' '));
+}
+
+test('containerd, runc and busybox-static are installed (CI installs them with .ci/run)', () => {
+  requireContainerd();
+});
+
+describe('container backend over CRI', () => {
+  let ctrd: PrivateContainerd;
+  let te: TestExecutor;
+  let volume: string;
+  let busybox: string;
+  const events: TaskEvent[] = [];
+
+  const startExecutorOn = async (dataDir?: string) => {
+    const started = await startTestExecutor(
+      {
+        enableContainerMode: true,
+        criSocket: ctrd.socket,
+        containerCgroupParent: ctrd.cgroupParent,
+        volumes: { data: volume },
+        // Slow or failing CRI calls and reconcile errors show up in the test output.
+        logLevel: process.env.TEST_LOG_LEVEL ?? 'warn',
+      },
+      dataDir,
+    );
+    started.executor.manager.subscribe((event) => events.push(event));
+    return started;
+  };
+
+  before(async () => {
+    ctrd = await startPrivateContainerd();
+    busybox = ctrd.images.busybox;
+    volume = mkdtempSync(join(tmpdir(), 'te-volume-'));
+    te = await startExecutorOn();
+  });
+
+  after(async () => {
+    let leftovers;
+    try {
+      if (te) {
+        // Deleting every task must remove every sandbox and container it made.
+        await te.api.setTasks({ tasks: [] });
+        await waitFor('every task to be deleted', async () => (await te.api.listTasks()).tasks.length === 0, { timeoutMs: 30_000 });
+        leftovers = { sandboxes: await ctrd.cri.listPodSandbox({}), containers: await ctrd.cri.listContainers({}) };
+      }
+    } finally {
+      await te?.close();
+      if (volume) rmSync(volume, { recursive: true, force: true });
+    }
+    if (!ctrd) return;
+    const report = await ctrd.stop();
+    if (process.env.TEST_LOG_LEVEL) console.log('private containerd teardown:', report);
+    assert.deepEqual(leftovers, { sandboxes: [], containers: [] }, 'deleting the tasks left CRI objects behind');
+    assert.deepEqual(report.shims, [], 'containerd-shim processes of the private containerd survived teardown');
+    assert.deepEqual(report.mounts, [], 'mounts under the private containerd dir survived teardown');
+    assert.deepEqual(report.cgroups, [], 'cgroups of the test containers survived teardown');
+    assert.deepEqual(report.forced, [], 'teardown had to clean up after the executor');
+  });
+
+  const finished = (name: string, timeoutMs = 20_000) =>
+    waitFor(`task ${name} to terminate`, async () => terminated((await te.api.getTask({ name })).task), { timeoutMs });
+  const running = (name: string) =>
+    waitFor(`task ${name} to run`, async () => stateOf((await te.api.getTask({ name })).task)?.$case === 'running');
+  const gone = (name: string) =>
+    waitFor(
+      `task ${name} to be deleted`,
+      async () => {
+        try {
+          await te.api.getTask({ name });
+          return false;
+        } catch (error) {
+          return (error as ServiceError).code === status.NOT_FOUND;
+        }
+      },
+      { timeoutMs: 20_000 },
+    );
+  const criObjects = async (name: string) => ({
+    sandboxes: await ctrd.cri.listPodSandbox({ [LABEL_TASK]: name }),
+    containers: await ctrd.cri.listContainers({ labelSelector: { [LABEL_TASK]: name } }),
+  });
+
+  test('the executor refuses to start when the CRI socket is unreachable', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'te-test-'));
+    try {
+      const config = testConfig(dataDir, { enableContainerMode: true, criSocket: join(dataDir, 'no-such.sock') });
+      await assert.rejects(
+        startExecutor(config, createLogger('silent')),
+        /--enable-container-mode: cannot reach the CRI runtime at unix:\/\/.*no-such\.sock.*--cri-socket/,
+      );
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  test('a failing container ends Failed with its exit code, and its output is in the log files and the Logs RPC', async () => {
+    const { task } = await te.api.createTask({ task: ctask('fails', busybox, { command: ['sh', '-c', 'echo hi; echo oops >&2; exit 3'] }) });
+    assert.ok(['running', 'terminated'].includes(stateOf(task)?.$case ?? ''), `state ${JSON.stringify(stateOf(task))}`);
+    const end = await finished('fails');
+    assert.equal(end.exitCode, 3);
+    assert.equal(end.reason, 'Failed');
+    assert.ok(end.startedAt && end.finishedAt && end.finishedAt >= end.startedAt);
+    assert.deepEqual(logLines(te.dataDir, 'fails').sort(), ['hi', 'oops']);
+
+    const messages: LogsResponse[] = await new Promise((resolve, reject) => {
+      const got: LogsResponse[] = [];
+      const call = te.client.logs(LogsRequest.fromPartial({ name: 'fails' }));
+      call.on('data', (m: LogsResponse) => got.push(m));
+      call.on('error', reject);
+      call.on('end', () => resolve(got));
+    });
+    const text = messages.map((m) => (m.content?.$case === 'text' ? m.content.value : m.content?.$case === 'data' ? m.content.value.toString() : ''));
+    assert.deepEqual(text.map((t) => t.replace(/\n$/, '')).sort(), ['hi', 'oops']);
+  });
+
+  test('a container that exits 0 ends Succeeded', async () => {
+    await te.api.createTask({ task: ctask('succeeds', busybox, { command: ['true'] }) });
+    const end = await finished('succeeds');
+    assert.equal(end.exitCode, 0);
+    assert.equal(end.reason, 'Succeeded');
+    const { runtime, handle } = te.executor.manager.attachment('succeeds');
+    assert.equal((await runtime!.stats!(handle!)).cpuNanoseconds, undefined, 'an ended container has no cpu sample');
+  });
+
+  test('a failed container restarts under RESTART_POLICY_ON_FAILURE in a fresh sandbox; the earlier run is removed', async () => {
+    await te.api.createTask({
+      task: ctask('flaky', busybox, { command: ['sh', '-c', 'echo run; exit 1'] }, { restartPolicy: RestartPolicy.RESTART_POLICY_ON_FAILURE, maxRestarts: 1 }),
+    });
+    const end = await waitFor(
+      'the restarted run to end',
+      async () => {
+        const { task } = await te.api.getTask({ name: 'flaky' });
+        return task?.status?.restartCount === 1 && terminated(task);
+      },
+      { timeoutMs: 20_000 },
+    );
+    assert.equal(end.exitCode, 1);
+    assert.deepEqual(logLines(te.dataDir, 'flaky'), ['run', 'run']);
+    const objects = await criObjects('flaky');
+    assert.equal(objects.sandboxes.length, 1, 'one sandbox per task: the first run was removed');
+    assert.equal(objects.containers.length, 1);
+  });
+
+  test('env (last entry wins), workingDir and volume mounts from the volume map work', async () => {
+    await te.api.createTask({
+      task: ctask('mounts', busybox, {
+        command: ['sh', '-c'],
+        args: ['echo "$GREETING|$(pwd)" > /data/out.txt; touch /ro/x 2>/dev/null && echo writable || echo read-only'],
+        env: [
+          { name: 'GREETING', value: 'first' },
+          { name: 'GREETING', value: 'hi there' },
+        ],
+        workingDir: '/etc',
+        volumeMounts: [
+          { name: 'data', mountPath: '/data', readOnly: false },
+          { name: 'data', mountPath: '/ro', readOnly: true },
+        ],
+      }),
+    });
+    const end = await finished('mounts');
+    assert.equal(end.reason, 'Succeeded', end.message);
+    assert.equal(readFileSync(join(volume, 'out.txt'), 'utf8'), 'hi there|/etc\n');
+    assert.deepEqual(logLines(te.dataDir, 'mounts'), ['read-only']);
+  });
+
+  test('a volume the executor does not know ends the task VolumeNotFound', async () => {
+    const { task } = await te.api.createTask({
+      task: ctask('no-volume', busybox, { command: ['true'], volumeMounts: [{ name: 'nope', mountPath: '/x', readOnly: false }] }),
+    });
+    const end = terminated(task);
+    assert.equal(end?.reason, 'VolumeNotFound');
+    assert.match(end?.message ?? '', /volume "nope".*known: data.*--volume NAME=HOSTPATH/);
+    assert.deepEqual(await criObjects('no-volume'), { sandboxes: [], containers: [] });
+  });
+
+  test('a program missing from the image ends the task ProcessStartFailed', async () => {
+    const { task } = await te.api.createTask({ task: ctask('no-program', busybox, { command: ['/nonexistent/prog'] }) });
+    const end = terminated(task) ?? (await finished('no-program'));
+    assert.equal(end.reason, 'ProcessStartFailed');
+    assert.match(end.message, /\/nonexistent\/prog/);
+  });
+
+  test('a container over its memory limit is OOMKilled with exit code 137', async () => {
+    await te.api.createTask({
+      task: ctask(
+        'oom',
+        busybox,
+        { command: ['sh', '-c', 'x=$(head -c 200000000 /dev/zero | tr "\\0" a); echo survived ${#x}'] },
+        { resources: { memoryBytes: 32 * 1024 * 1024 } },
+      ),
+    });
+    const end = await finished('oom');
+    assert.equal(end.reason, 'OOMKilled');
+    assert.equal(end.exitCode, 137);
+    assert.ok(!logLines(te.dataDir, 'oom').some((l) => l.startsWith('survived')));
+  });
+
+  test('an image that is not present and cannot be pulled ends the task ImagePullFailed with the runtime error', async () => {
+    const image = '127.0.0.1:1/te-test/absent:latest';
+    const { task } = await te.api.createTask({ task: ctask('no-image', image, { command: ['true'] }) });
+    const end = terminated(task);
+    assert.equal(end?.reason, 'ImagePullFailed');
+    assert.match(end?.message ?? '', /cannot pull image "127\.0\.0\.1:1\/te-test\/absent:latest": .*(connection refused|dial)/);
+    assert.deepEqual(await criObjects('no-image'), { sandboxes: [], containers: [] });
+  });
+
+  test('stats report cpu and memory of a running container; limits the CRI cannot set are warnings', async () => {
+    const { task } = await te.api.createTask({
+      task: ctask(
+        'busy',
+        busybox,
+        { command: ['sh', '-c', 'while :; do :; done'] },
+        { resources: { cpuMillicores: 200, memoryBytes: 64 * 1024 * 1024, pids: 50 }, terminationGracePeriodSeconds: 0 },
+      ),
+    });
+    await running('busy');
+    const { runtime, handle } = te.executor.manager.attachment('busy');
+    assert.ok(runtime?.stats && handle);
+    const sample = await waitFor('cpu time to be counted', async () => {
+      const s = await runtime.stats!(handle);
+      return (s.cpuNanoseconds ?? 0) > 0 && s;
+    });
+    assert.ok((sample.memoryUsageBytes ?? 0) > 0, `memory ${sample.memoryUsageBytes}`);
+    assert.equal(sample.cpuLimitMillicores, 200);
+    assert.equal(sample.memoryLimitBytes, 64 * 1024 * 1024);
+    // The limits are the container's cgroup's, under the executor's --container-cgroup-parent.
+    const id = (handle as { containerId: string }).containerId;
+    const cgroupV2 = existsSync('/sys/fs/cgroup/cgroup.controllers');
+    const memoryLimit = cgroupV2
+      ? join('/sys/fs/cgroup', ctrd.cgroupParent, id, 'memory.max')
+      : join('/sys/fs/cgroup/memory', ctrd.cgroupParent, id, 'memory.limit_in_bytes');
+    assert.equal(readFileSync(memoryLimit, 'utf8').trim(), String(64 * 1024 * 1024));
+    if (!cgroupV2) assert.ok(task?.status?.warnings.some((w) => /resources\.pids is not enforced/.test(w)), String(task?.status?.warnings));
+    await te.api.deleteTask({ name: 'busy' });
+    await gone('busy');
+  });
+
+  test('delete stops a TERM-ignoring container after its grace period and removes container and sandbox', async () => {
+    await te.api.createTask({
+      task: ctask('stubborn', busybox, { command: ['sh', '-c', 'trap "" TERM; echo ready; while :; do sleep 0.1; done'] }, { terminationGracePeriodSeconds: 1 }),
+    });
+    await running('stubborn');
+    await waitFor('the trap to be set', () => logLines(te.dataDir, 'stubborn').includes('ready'));
+    const before = await criObjects('stubborn');
+    assert.equal(before.sandboxes.length, 1);
+    assert.equal(before.containers.length, 1);
+    const t0 = Date.now();
+    await te.api.deleteTask({ name: 'stubborn' });
+    await gone('stubborn');
+    const elapsed = Date.now() - t0;
+    assert.ok(elapsed >= 900 && elapsed < 8000, `stopping took ${elapsed} ms with a 1 s grace period`);
+    const last = events.filter((e) => e.task.name === 'stubborn' && e.task.state.phase === 'terminated').at(-1)?.task.state;
+    assert.equal(last?.phase === 'terminated' && last.reason, 'Stopped');
+    assert.equal(last?.phase === 'terminated' && last.exitCode, 137);
+    assert.deepEqual(await criObjects('stubborn'), { sandboxes: [], containers: [] });
+  });
+
+  test('a restarted executor re-attaches to running containers (also by label when the handle is stale) and reports their exit codes', async () => {
+    const waiter = (name: string, code: number) =>
+      ctask(name, busybox, {
+        command: ['sh', '-c', `while [ ! -e /data/go-${name} ]; do sleep 0.05; done; exit ${code}`],
+        volumeMounts: [{ name: 'data', mountPath: '/data', readOnly: false }],
+      });
+    await te.api.createTask({ task: waiter('survivor', 7) });
+    await te.api.createTask({ task: waiter('stale', 8) });
+    await te.api.createTask({ task: waiter('unrecorded', 9) });
+    for (const name of ['survivor', 'stale', 'unrecorded']) await running(name);
+
+    await te.stop();
+    const edit = (name: string, change: (task: Record<string, unknown> & { runtime: { handle: Record<string, unknown> } }) => void) => {
+      const file = join(te.dataDir, name, 'task.json');
+      const record = JSON.parse(readFileSync(file, 'utf8'));
+      change(record.task);
+      writeFileSync(file, JSON.stringify(record));
+    };
+    // A persisted handle naming a container the runtime does not know...
+    edit('stale', (task) => (task.runtime.handle.containerId = 'f'.repeat(64)));
+    // ...and a start the executor died before recording.
+    edit('unrecorded', (task) => {
+      delete (task as { runtime?: unknown }).runtime;
+      task.state = { phase: 'waiting', reason: 'Pending' };
+    });
+    te = await startExecutorOn(te.dataDir);
+
+    for (const name of ['survivor', 'stale', 'unrecorded']) {
+      assert.equal(stateOf((await te.api.getTask({ name })).task)?.$case, 'running', name);
+    }
+    assert.equal((await criObjects('unrecorded')).containers.length, 1, 'the unrecorded start was adopted, not repeated');
+    for (const name of ['survivor', 'stale', 'unrecorded']) writeFileSync(join(volume, `go-${name}`), '');
+    const [a, b, c] = await Promise.all([finished('survivor'), finished('stale'), finished('unrecorded')]);
+    assert.deepEqual([a.exitCode, b.exitCode, c.exitCode], [7, 8, 9]);
+    assert.deepEqual([a.reason, b.reason, c.reason], ['Failed', 'Failed', 'Failed']);
+
+    await te.api.deleteTask({ name: 'stale' });
+    await gone('stale');
+    assert.deepEqual(await criObjects('stale'), { sandboxes: [], containers: [] });
+  });
+});
+
+describe('CRI mapping (pure)', () => {
+  const statusOf = (over: Partial<ContainerStatus>): ContainerStatus => ({
+    id: 'c1',
+    metadata: null,
+    state: 'CONTAINER_EXITED',
+    created_at: '0',
+    started_at: '1700000000000000000',
+    finished_at: '1700000001000000000',
+    exit_code: 0,
+    reason: 'Completed',
+    message: '',
+    labels: {},
+    log_path: '',
+    ...over,
+  });
+
+  test('resources become CFS quota, memory limit and (cgroup v2 only) pids.max', () => {
+    const v1 = linuxResources({ cpuMillicores: 250, memoryBytes: 64 << 20, pids: 10 }, false);
+    assert.deepEqual(v1.resources, { cpu_period: 100_000, cpu_quota: 25_000, memory_limit_in_bytes: 64 << 20 });
+    assert.match(v1.warnings.join(), /resources\.pids is not enforced/);
+    const v2 = linuxResources({ pids: 10 }, true);
+    assert.deepEqual(v2.resources, { unified: { 'pids.max': '10' } });
+    assert.deepEqual(v2.warnings, []);
+    const tiny = linuxResources({ cpuMillicores: 1 }, true);
+    assert.equal(tiny.resources?.cpu_quota, 1000);
+    assert.equal(tiny.applied.cpuMillicores, 10);
+    assert.match(tiny.warnings.join(), /smallest CFS quota/);
+    assert.deepEqual(linuxResources(undefined, false), { resources: undefined, applied: {}, warnings: [] });
+  });
+
+  test('container status becomes an observation; only informative reasons are kept', () => {
+    assert.deepEqual(observationFromStatus(statusOf({ exit_code: 0 })), {
+      state: 'exited',
+      exitCode: 0,
+      signal: 0,
+      startedAt: '2023-11-14T22:13:20.000Z',
+      finishedAt: '2023-11-14T22:13:21.000Z',
+    });
+    const error = observationFromStatus(statusOf({ exit_code: 3, reason: 'Error' }));
+    assert.equal(error.state === 'exited' && error.reason, undefined);
+    const oom = observationFromStatus(statusOf({ exit_code: 137, reason: 'OOMKilled' }));
+    assert.ok(oom.state === 'exited' && oom.reason === 'OOMKilled' && oom.signal === 9 && /memory limit/.test(oom.message ?? ''));
+    const early = observationFromStatus(statusOf({ started_at: '1700000002000000000' }));
+    assert.ok(early.state === 'exited' && early.startedAt === early.finishedAt, 'start clamped to the finish');
+    assert.equal(observationFromStatus(statusOf({ state: 'CONTAINER_RUNNING' })).state, 'running');
+    assert.equal(observationFromStatus(statusOf({ state: 'CONTAINER_UNKNOWN' })).state, 'lost');
+    const created = observationFromStatus(statusOf({ state: 'CONTAINER_CREATED' }));
+    assert.ok(created.state === 'exited' && created.reason === 'ProcessStartFailed');
+  });
+
+  test('stats keep absent values absent', () => {
+    assert.deepEqual(sampleFromStats(undefined, {}, 5), { time: 5 });
+    const sample = sampleFromStats(
+      {
+        attributes: null,
+        cpu: { timestamp: '2000000', usage_core_nano_seconds: { value: '1234' }, usage_nano_cores: null },
+        memory: { timestamp: '0', working_set_bytes: null, available_bytes: null, usage_bytes: { value: '4096' }, rss_bytes: null },
+      },
+      { memoryBytes: 8192 },
+    );
+    assert.deepEqual(sample, { time: 2, cpuNanoseconds: 1234, memoryUsageBytes: 4096, memoryLimitBytes: 8192 });
+  });
+
+  test('volume mounts resolve through the volume map', () => {
+    const volumes = new Map([['data', '/srv/data']]);
+    assert.deepEqual(resolveMounts([{ name: 'data', mountPath: '/d', readOnly: true }], volumes), {
+      mounts: [{ container_path: '/d', host_path: '/srv/data', readonly: true }],
+    });
+    assert.deepEqual(resolveMounts([{ name: 'data', mountPath: '/d', readOnly: false }, { name: 'x', mountPath: '/x', readOnly: false }], volumes), {
+      missing: { index: 1, name: 'x' },
+    });
+  });
+
+  test('the CRI socket may be a path or a unix:// address', () => {
+    assert.equal(criAddress('/run/containerd/containerd.sock'), 'unix:///run/containerd/containerd.sock');
+    assert.equal(criAddress('unix:///run/c.sock'), 'unix:///run/c.sock');
+  });
+});
