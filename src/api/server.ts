@@ -3,7 +3,7 @@
 import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { Server } from '@grpc/grpc-js';
+import { Server, type ServerInterceptor } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { TaskExecutorServiceService } from '../../gen/taskexecutor/v1/task_executor_service.js';
@@ -29,13 +29,19 @@ export interface ServerOptions {
   manager: TaskManager;
   log: Logger;
   security: Security;
+  /** Extra interceptors, e.g. for metrics; they see every call, rejected ones too. */
+  interceptors?: ServerInterceptor[];
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { listenAddr, manager, log, security } = options;
   const server = new Server({
     'grpc.max_receive_message_length': 4 * 1024 * 1024,
-    interceptors: [...(security.token ? [bearerTokenInterceptor(security.token)] : []), rejectMalformedRequests],
+    interceptors: [
+      ...(options.interceptors ?? []),
+      ...(security.token ? [bearerTokenInterceptor(security.token)] : []),
+      rejectMalformedRequests,
+    ],
   });
   server.addService(withTolerantDecoding(TaskExecutorServiceService), taskExecutorService(manager, log));
 

@@ -1,0 +1,26 @@
+// Serves /metrics (Prometheus text format) on its own, optional address.
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Metrics } from './metrics.js';
+
+export async function startMetricsServer(listenAddr: string, metrics: Metrics): Promise<{ address: string; close(): Promise<void> }> {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(listenAddr);
+  if (!match) throw new Error(`invalid --metrics-listen-addr ${JSON.stringify(listenAddr)}: use host:port, e.g. 0.0.0.0:9090`);
+  const host = match[1] ?? (match[2] || '0.0.0.0');
+  const server = createServer((request, response) => {
+    if (request.method !== 'GET' || new URL(request.url ?? '/', 'http://x').pathname !== '/metrics') {
+      response.writeHead(404, { 'Content-Type': 'text/plain' }).end('try GET /metrics\n');
+      return;
+    }
+    metrics.render().then(
+      ({ contentType, body }) => response.writeHead(200, { 'Content-Type': contentType }).end(body),
+      (error: unknown) => response.writeHead(500, { 'Content-Type': 'text/plain' }).end(String(error)),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (error) => reject(new Error(`cannot listen on ${listenAddr}: ${error.message}`)));
+    server.listen(Number(match[3]), host, resolve);
+  });
+  const port = (server.address() as AddressInfo).port;
+  return { address: `${host}:${port}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
