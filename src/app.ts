@@ -8,13 +8,20 @@ import { type Config, perUserDataDir } from './config.js';
 import { errorMessage } from './errors.js';
 import { isAuthenticated, loadSecurity, type Security } from './security.js';
 import { TaskManager } from './manager/task-manager.js';
+import { Metrics } from './metrics/metrics.js';
+import { startMetricsServer } from './metrics/metrics-server.js';
+import { CgroupDriver } from './runtime/cgroups/index.js';
+import { type ContainerRuntime, startContainerRuntime } from './runtime/container/container-runtime.js';
 import { ProcessRuntime } from './runtime/process/process-runtime.js';
 import { RuntimeRegistry } from './runtime/registry.js';
+import { processBackends, sidecarModeProblem } from './runtime/sidecar/index.js';
 import { TaskStore } from './store/task-store.js';
 import { packageRoot } from './util/package-root.js';
 
 export interface Executor {
   address: string;
+  /** host:port of /metrics, when enabled. */
+  metricsAddress?: string;
   /** host:port of the original REST API, when enabled. */
   restAddress?: string;
   dataDir: string;
@@ -26,12 +33,8 @@ export interface Executor {
 export class StartupError extends Error {}
 
 export async function startExecutor(config: Config, log: Logger): Promise<Executor> {
-  if (config.enableSidecarMode) {
-    throw new StartupError('--enable-sidecar-mode: the sidecar backend is not available in this version yet');
-  }
-  if (config.enableContainerMode) {
-    throw new StartupError('--enable-container-mode: the container (CRI) backend is not available in this version yet');
-  }
+  const sidecarProblem = config.enableSidecarMode ? sidecarModeProblem() : undefined;
+  if (sidecarProblem) throw new StartupError(`--enable-sidecar-mode: ${sidecarProblem}`);
   let security: Security;
   try {
     security = loadSecurity(config);
@@ -39,17 +42,34 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
     throw new StartupError(errorMessage(error));
   }
   const dataDir = await resolveDataDir(config, log);
+  let containers: ContainerRuntime | undefined;
+  if (config.enableContainerMode) {
+    try {
+      containers = await startContainerRuntime({
+        criSocket: config.criSocket,
+        volumes: new Map(Object.entries(config.volumes)),
+        cgroupParent: config.containerCgroupParent,
+        pullTimeoutMs: config.imagePullTimeoutMs,
+        log: log.child({ component: 'container-runtime' }),
+      });
+    } catch (error) {
+      throw new StartupError(`--enable-container-mode: ${errorMessage(error)}`);
+    }
+  }
   const store = new TaskStore(dataDir, log.child({ component: 'store' }));
   const runtimes = new RuntimeRegistry(
     [
-      new ProcessRuntime({
+      // In sidecar mode, new process tasks go to the sidecar backend, which wraps this runtime.
+      ...processBackends(config, log, new ProcessRuntime({
         shimPath: process.env.TASK_SHIM_PATH || join(packageRoot(), 'build', 'task-shim'),
         logMaxBytes: config.logMaxBytes,
         logMaxFiles: config.logMaxFiles,
         log: log.child({ component: 'process-runtime' }),
-      }),
+        cgroups: new CgroupDriver({ root: config.cgroupRoot || undefined, log: log.child({ component: 'cgroups' }) }),
+      })),
+      ...(containers ? [containers] : []),
     ],
-    [{ accepts: (spec) => spec.container !== undefined, reason: 'start the executor with --enable-container-mode' }],
+    containers ? [] : [{ accepts: (spec) => spec.container !== undefined, reason: 'start the executor with --enable-container-mode' }],
   );
   const manager = new TaskManager({
     store,
@@ -59,39 +79,49 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
     stopSignal: config.stopSignal,
     stopGraceMs: config.stopGraceMs,
   });
-  await manager.start();
-  let server;
-  try {
-    server = await startServer({ listenAddr: config.listenAddr, manager, log: log.child({ component: 'api' }), security });
-  } catch (error) {
-    await manager.close();
-    throw new StartupError(errorMessage(error));
-  }
-  let rest: RunningRestServer | undefined;
-  if (config.httpListenAddr) {
-    try {
-      rest = await startRestServer({ listenAddr: config.httpListenAddr, manager, log: log.child({ component: 'rest' }), security });
-    } catch (error) {
-      await server.close();
-      await manager.close();
-      throw new StartupError(errorMessage(error));
-    }
-    warnIfExposed(rest.address, security, log);
-    log.info({ address: rest.address }, 'original REST API listening');
-  }
-  warnIfExposed(server.address, security, log);
-  log.info({ address: server.address, dataDir }, 'task-executor listening');
-  return {
-    address: server.address,
-    restAddress: rest?.address,
-    dataDir,
-    manager,
-    close: async () => {
-      await rest?.close();
-      await server.close();
-      await manager.close();
-    },
+  // Everything started so far, closed in reverse order on shutdown or on a failed start.
+  const closers: (() => unknown)[] = [() => containers?.close()];
+  const closeAll = async () => {
+    for (const close of closers.reverse().splice(0)) await close();
   };
+  try {
+    await manager.start();
+    closers.push(() => manager.close());
+    const metrics = config.metricsListenAddr ? new Metrics(manager) : undefined;
+    const server = await startServer({
+      listenAddr: config.listenAddr,
+      manager,
+      log: log.child({ component: 'api' }),
+      security,
+      interceptors: metrics ? [metrics.interceptor] : [],
+    });
+    closers.push(() => server.close());
+    const metricsServer = metrics ? await startMetricsServer(config.metricsListenAddr, metrics) : undefined;
+    if (metricsServer) {
+      closers.push(() => metricsServer.close());
+      log.info({ address: metricsServer.address }, 'metrics listening on /metrics');
+    }
+    let rest: RunningRestServer | undefined;
+    if (config.httpListenAddr) {
+      rest = await startRestServer({ listenAddr: config.httpListenAddr, manager, log: log.child({ component: 'rest' }), security });
+      closers.push(() => rest?.close());
+      warnIfExposed(rest.address, security, log);
+      log.info({ address: rest.address }, 'original REST API listening');
+    }
+    warnIfExposed(server.address, security, log);
+    log.info({ address: server.address, dataDir }, 'task-executor listening');
+    return {
+      address: server.address,
+      restAddress: rest?.address,
+      metricsAddress: metricsServer?.address,
+      dataDir,
+      manager,
+      close: closeAll,
+    };
+  } catch (error) {
+    await closeAll();
+    throw error instanceof StartupError ? error : new StartupError(errorMessage(error));
+  }
 }
 
 async function resolveDataDir(config: Config, log: Logger): Promise<string> {

@@ -17,8 +17,18 @@ export interface Config {
   httpListenAddr: string;
   enableSidecarMode: boolean;
   mainContainerName: string;
+  /** Sidecar mode: the main container's pid, instead of looking for SANDBOX_MAIN_CONTAINER. */
+  mainContainerPid?: number;
+  /** Sidecar mode: a file holding the main container's pid, read again before every start. */
+  mainContainerPidFile?: string;
   enableContainerMode: boolean;
   criSocket: string;
+  /** Container mode: volume name -> absolute host path, for ContainerSpec.volumeMounts (--volume). */
+  volumes: Record<string, string>;
+  /** Container mode: cgroup parent of every task's pod sandbox; empty for the runtime's default. */
+  containerCgroupParent: string;
+  /** Container mode: how long one image pull may take. */
+  imagePullTimeoutMs: number;
   reconcileIntervalMs: number;
   stopSignal: NodeJS.Signals;
   stopGraceMs: number;
@@ -30,6 +40,10 @@ export interface Config {
   tlsClientCaFile: string;
   authTokenFile: string;
   unixSocketMode: number;
+  /** Optional Prometheus /metrics listener; empty when off. */
+  metricsListenAddr: string;
+  /** Where the cgroup hierarchies are mounted; empty: detect; "off": no cgroups. */
+  cgroupRoot: string;
 }
 
 const bool = (value: string | undefined): boolean => {
@@ -55,6 +69,26 @@ const positiveInt = (min: number) => (value: string): number => {
 const octalMode = (value: string): number => {
   if (!/^0?[0-7]{3}$/.test(value)) throw new InvalidArgumentError('expected octal permission bits such as 0660');
   return parseInt(value, 8);
+};
+
+// A volume name is what ContainerSpec.volumeMounts[].name must match: a DNS-1123 subdomain.
+const VOLUME_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** NAME=HOSTPATH, repeatable; the env var takes a comma-separated list. */
+const volumes = (value: string, previous: Record<string, string>): Record<string, string> => {
+  const result = { ...previous };
+  for (const entry of value.split(',').map((e) => e.trim()).filter(Boolean)) {
+    const eq = entry.indexOf('=');
+    const name = entry.slice(0, eq);
+    const hostPath = entry.slice(eq + 1);
+    if (eq <= 0 || !VOLUME_NAME.test(name) || name.length > 253) {
+      throw new InvalidArgumentError(`expected NAME=HOSTPATH with NAME a DNS-1123 name such as "data"; got ${JSON.stringify(entry)}`);
+    }
+    if (!hostPath.startsWith('/')) throw new InvalidArgumentError(`the host path of volume "${name}" must be absolute; got ${JSON.stringify(hostPath)}`);
+    if (name in result) throw new InvalidArgumentError(`volume "${name}" is given more than once`);
+    result[name] = hostPath;
+  }
+  return result;
 };
 
 const signal = (value: string): NodeJS.Signals => {
@@ -87,6 +121,15 @@ function program(): Command {
         .default('main'),
     )
     .addOption(
+      new Option('--main-container-pid <pid>', 'sidecar mode: pid of the main container (instead of the SANDBOX_MAIN_CONTAINER lookup)')
+        .env('MAIN_CONTAINER_PID')
+        .argParser(positiveInt(1)),
+    )
+    .addOption(
+      new Option('--main-container-pid-file <path>', "sidecar mode: file holding the main container's pid, read before every start")
+        .env('MAIN_CONTAINER_PID_FILE'),
+    )
+    .addOption(
       new Option('--enable-container-mode [bool]', 'run container tasks through the CRI')
         .env('ENABLE_CONTAINER_MODE')
         .argParser(bool)
@@ -94,6 +137,23 @@ function program(): Command {
     )
     .addOption(
       new Option('--cri-socket <path>', 'CRI runtime socket').env('CRI_SOCKET').default('/var/run/containerd/containerd.sock'),
+    )
+    .addOption(
+      new Option('--volume <name=hostpath>', 'container mode: a volume container tasks may mount by name (repeatable; env: comma-separated)')
+        .env('TASK_VOLUMES')
+        .argParser(volumes)
+        .default({}, 'none'),
+    )
+    .addOption(
+      new Option('--container-cgroup-parent <path>', "container mode: cgroup parent of the tasks' pod sandboxes")
+        .env('CONTAINER_CGROUP_PARENT')
+        .default('', "the runtime's"),
+    )
+    .addOption(
+      new Option('--image-pull-timeout <duration>', 'container mode: how long one image pull may take')
+        .env('IMAGE_PULL_TIMEOUT')
+        .argParser(duration)
+        .default(300_000, '5m'),
     )
     .addOption(
       new Option('--reconcile-interval <duration>', 'how often task states are refreshed')
@@ -146,6 +206,16 @@ function program(): Command {
         .argParser(octalMode)
         .default(0o660, '0660'),
     )
+    .addOption(
+      new Option('--metrics-listen-addr <addr>', 'serve Prometheus metrics at http://<addr>/metrics; off when empty')
+        .env('METRICS_LISTEN_ADDR')
+        .default(''),
+    )
+    .addOption(
+      new Option('--cgroup-root <path|off>', 'cgroup mount to use for per-task cgroups (default: detected; "off": none)')
+        .env('TASK_EXECUTOR_CGROUP_ROOT')
+        .default(''),
+    )
     .helpOption('-h, --help', 'show this help')
     .showHelpAfterError();
 }
@@ -169,8 +239,13 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       httpListenAddr: o.httpListenAddr,
       enableSidecarMode: o.enableSidecarMode,
       mainContainerName: o.mainContainerName,
+      mainContainerPid: o.mainContainerPid,
+      mainContainerPidFile: o.mainContainerPidFile || undefined,
       enableContainerMode: o.enableContainerMode,
       criSocket: o.criSocket,
+      volumes: o.volume,
+      containerCgroupParent: o.containerCgroupParent,
+      imagePullTimeoutMs: o.imagePullTimeout,
       reconcileIntervalMs: o.reconcileInterval,
       stopSignal: o.stopSignal,
       stopGraceMs: o.stopGracePeriod,
@@ -182,6 +257,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       tlsClientCaFile: o.tlsClientCaFile,
       authTokenFile: o.authTokenFile,
       unixSocketMode: o.unixSocketMode,
+      metricsListenAddr: o.metricsListenAddr,
+      cgroupRoot: o.cgroupRoot,
     };
   } finally {
     process.env = saved;

@@ -1,5 +1,5 @@
 // gRPC handlers: decode, call the manager, encode. No decisions are made here.
-import { status, type handleServerStreamingCall, type handleUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
+import type { handleUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import {
   type TaskExecutorServiceServer,
@@ -10,6 +10,8 @@ import {
 import { invalidArgument } from '../errors.js';
 import type { TaskEvent, TaskManager } from '../manager/task-manager.js';
 import { specFromWire, taskToWire } from './convert.js';
+import { logsHandler } from './logs-handler.js';
+import { statsHandler } from './stats-handler.js';
 import { toServiceError } from './status.js';
 
 const EVENT_TYPES: Record<TaskEvent['type'], WatchEventType> = {
@@ -30,11 +32,6 @@ export function taskExecutorService(manager: TaskManager, log: Logger): TaskExec
         );
     };
 
-  const unimplemented =
-    (rpc: string): handleServerStreamingCall<unknown, unknown> =>
-    (call) =>
-      call.emit('error', { code: status.UNIMPLEMENTED, details: `${rpc} is not implemented by this executor yet` });
-
   return {
     createTask: unary(async ({ task }) => {
       if (!task) throw invalidArgument('task is required, e.g. {"task": {"name": "t1", "spec": {"process": {"command": ["true"]}}}}');
@@ -47,8 +44,8 @@ export function taskExecutorService(manager: TaskManager, log: Logger): TaskExec
       return { tasks: (await manager.setTasks(desired)).map(taskToWire) };
     }),
     listTasks: unary(() => ({ tasks: manager.list().map(taskToWire) })),
-    logs: unimplemented('Logs'),
-    stats: unimplemented('Stats'),
+    logs: logsHandler(manager, log),
+    stats: statsHandler(manager, log),
     watch: (call: ServerWritableStream<WatchRequest, WatchResponse>) => {
       const send = (event: TaskEvent) => call.write({ type: EVENT_TYPES[event.type], task: taskToWire(event.task) });
       const unsubscribe = manager.subscribe(send);

@@ -48,8 +48,12 @@ export class TaskManager {
   private readonly mutex = new Mutex();
   private readonly stopping = new Map<string, Promise<void>>();
   private readonly unwatch = new Map<string, () => void>();
+  /** Tasks whose latest state is not on disk yet (see persist). */
+  private readonly unsaved = new Set<string>();
   private readonly events = new EventEmitter();
   private timer: NodeJS.Timeout | undefined;
+  /** A full reconcile pass is waiting for the lock (see reconcileAll). */
+  private passPending = false;
   private closed = false;
 
   constructor(private readonly options: ManagerOptions) {
@@ -61,6 +65,7 @@ export class TaskManager {
     const { records, quarantined } = await this.options.store.load();
     for (const record of records) {
       this.tasks.set(record.name, record);
+      if (!record.runtime && !record.restartAt && record.state.phase === 'waiting') await this.resumeAdmission(record);
       this.watchRuntime(record);
     }
     this.options.log.info({ tasks: records.length, quarantined: quarantined.length }, 'task state recovered');
@@ -192,6 +197,32 @@ export class TaskManager {
     return record;
   }
 
+  /**
+   * A record without a runtime handle was admitted by an executor that died
+   * before recording the start. Adopt the task if it did start; otherwise start
+   * it now (unless it is being deleted), so that it runs exactly once.
+   */
+  private async resumeAdmission(record: TaskRecord): Promise<void> {
+    let runtime: TaskRuntime;
+    try {
+      runtime = this.options.runtimes.forSpec(record.spec);
+    } catch {
+      return; // reconcile reports the missing backend
+    }
+    const request = { name: record.name, taskDir: this.options.store.taskDir(record.name), spec: record.spec };
+    const adopted = await runtime.recover?.(request);
+    if (adopted) {
+      record.runtime = { runtime: runtime.name, handle: adopted.handle };
+      record.warnings = adopted.warnings;
+      record.state = stateFromObservation(record, adopted.observation);
+      await this.persist(record);
+      this.options.log.info({ task: record.name }, 'adopted a task whose start was not recorded before a restart');
+    } else if (!record.deletionRequestedAt) {
+      this.options.log.info({ task: record.name }, 'starting a task admitted before a restart but never started');
+      await this.launch(record, runtime);
+    }
+  }
+
   /** Starts (or restarts) a task's process and records the outcome. */
   private async launch(record: TaskRecord, runtime: TaskRuntime): Promise<void> {
     const { name, spec } = record;
@@ -204,30 +235,57 @@ export class TaskManager {
       this.options.log.error({ task: name, err: error }, 'runtime failed to start task');
       record.state = startFailedState(`the ${runtime.name} runtime could not start the task: ${errorMessage(error)}`);
     }
-    await this.options.store.save(record);
+    await this.persist(record);
     this.watchRuntime(record);
   }
 
   private async markForDeletion(record: TaskRecord): Promise<void> {
     if (record.deletionRequestedAt) return;
     record.deletionRequestedAt = new Date().toISOString();
-    await this.options.store.save(record);
+    try {
+      await this.options.store.save(record);
+    } catch (error) {
+      record.deletionRequestedAt = undefined;
+      throw error;
+    }
     this.options.log.info({ task: record.name }, 'task marked for deletion');
     this.emit('modified', record);
   }
 
   private watchRuntime(record: TaskRecord): void {
-    if (!record.runtime || isTerminated(record.state)) return;
+    if (!record.runtime || isTerminated(record.state) || this.unwatch.has(record.name)) return;
     const runtime = this.options.runtimes.byName(record.runtime.runtime);
     const stop = runtime?.watch?.(record.runtime.handle, () => void this.reconcileOne(record.name));
     if (stop) this.unwatch.set(record.name, stop);
   }
 
   private async reconcileAll(): Promise<void> {
-    if (this.closed) return;
+    // With many tasks a pass can outlast the interval: never queue a second one behind it.
+    if (this.closed || this.passPending) return;
+    this.passPending = true;
     await this.mutex.runExclusive(async () => {
+      this.passPending = false;
+      for (const name of [...this.unsaved]) {
+        const record = this.tasks.get(name);
+        this.unsaved.delete(name);
+        if (record) await this.persist(record);
+      }
       for (const name of [...this.tasks.keys()]) await this.reconcileLocked(name);
     });
+  }
+
+  /**
+   * Saves a record the executor already acted on (the task started, stopped or
+   * ended). A failure (e.g. a full disk) must not undo that, so it is logged
+   * and the save retried on every reconcile pass until it succeeds.
+   */
+  private async persist(record: TaskRecord): Promise<void> {
+    try {
+      await this.options.store.save(record);
+    } catch (error) {
+      if (!this.unsaved.has(record.name)) this.options.log.error({ task: record.name, err: error }, 'cannot save task state; will retry');
+      this.unsaved.add(record.name);
+    }
   }
 
   private async reconcileOne(name: string): Promise<void> {
@@ -270,12 +328,12 @@ export class TaskManager {
       }
       if (!isTerminated(record.state) && hasTimedOut(record, Date.now()) && !record.stop) {
         record.stop = { cause: 'timeout', requestedAt: new Date().toISOString() };
-        await this.options.store.save(record);
+        await this.persist(record);
         this.options.log.info({ task: name }, 'task timed out; stopping it');
       }
       if (record.deletionRequestedAt && !isTerminated(record.state) && !record.stop) {
         record.stop = { cause: 'deletion', requestedAt: new Date().toISOString() };
-        await this.options.store.save(record);
+        await this.persist(record);
       }
       if (record.stop && !isTerminated(record.state) && runtime && record.runtime) {
         this.beginStop(record, runtime);
@@ -345,7 +403,7 @@ export class TaskManager {
     if (JSON.stringify(state) === JSON.stringify(record.state)) return;
     const previous = record.state.phase;
     record.state = state;
-    await this.options.store.save(record);
+    await this.persist(record);
     if (isTerminated(state)) {
       this.unwatch.get(record.name)?.();
       this.unwatch.delete(record.name);

@@ -81,6 +81,12 @@ export interface TaskRuntime {
   start(request: StartRequest): Promise<Started>;
   /** Works for handles from an earlier executor process too. */
   inspect(handle: RuntimeHandle): Promise<Observation>;
+  /**
+   * Finds a task this runtime started for `request` whose handle was never
+   * recorded, because the executor died between starting it and saving the
+   * handle. Undefined when it was never started, so starting it is safe.
+   */
+  recover?(request: StartRequest): Promise<Started | undefined>;
   /** Resolves once the task and everything it started are gone. */
   stop(handle: RuntimeHandle, options: StopOptions): Promise<void>;
   /** Frees what the runtime keeps after the task ended; the task directory is removed afterwards. */

@@ -6,7 +6,7 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { errorMessage } from '../errors.js';
+import { errorMessage, TaskError } from '../errors.js';
 import { validateName, validateSpec } from '../manager/validation.js';
 import type { TaskRecord } from '../model/task.js';
 import { TEMP_MARKER, writeFileAtomic } from '../util/atomic-file.js';
@@ -72,13 +72,26 @@ export class TaskStore {
     // A directory without a loaded record is a leftover of a crash between
     // mkdir and the first write: nothing in it belongs to a known task.
     await rm(dir, { recursive: true, force: true });
-    await mkdir(dir, { mode: 0o755 });
-    await this.save(record);
+    try {
+      await mkdir(dir, { mode: 0o755 });
+    } catch (error) {
+      throw asStoreError(error, `cannot create the directory of task "${record.name}"`);
+    }
+    try {
+      await this.save(record);
+    } catch (error) {
+      await rm(dir, { recursive: true, force: true });
+      throw error;
+    }
   }
 
   async save(record: TaskRecord): Promise<void> {
     const body = JSON.stringify({ version: FORMAT_VERSION, task: record }, null, 2) + '\n';
-    await writeFileAtomic(join(this.taskDir(record.name), RECORD_FILE), body);
+    try {
+      await writeFileAtomic(join(this.taskDir(record.name), RECORD_FILE), body);
+    } catch (error) {
+      throw asStoreError(error, `cannot save task "${record.name}"`);
+    }
   }
 
   async remove(name: string): Promise<void> {
@@ -114,4 +127,13 @@ export class TaskStore {
       if (file.includes(TEMP_MARKER)) await rm(join(dir, file), { force: true });
     }
   }
+}
+
+/** A full data dir is the caller's resource problem, reported as such; anything else stays internal. */
+function asStoreError(error: unknown, what: string): Error {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new TaskError('ResourceExhausted', `${what}: the data dir has no space left (${errorMessage(error)})`, { cause: error });
+  }
+  return error instanceof Error ? error : new Error(String(error));
 }

@@ -2,15 +2,54 @@
 // (src/runtime/shim/task-shim.c). The shim, not the executor, owns the task's
 // pipes and exit status, so the task neither dies nor blocks when the executor
 // restarts, and its exit status is written atomically (exit.json).
-import { existsSync } from 'node:fs';
+//
+// Where cgroups are writable every task also gets its own cgroup (see
+// ../cgroups/): limits from spec.resources, OOM detection, a stop that reaches
+// processes which left both the process group and the shim's tree, and exact
+// accounting for stats. Without cgroups the task still runs; limits it asked
+// for are reported as not enforced in Started.warnings.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import type { Logger } from 'pino';
 import type { ProcessSpec, TaskSpec } from '../../model/task.js';
-import type { LogLocation, Observation, RuntimeHandle, Started, StartRequest, StopOptions, TaskRuntime } from '../runtime.js';
-import { bootId, descendantsOf, groupMembers, isSameProcessAlive, signalQuietly, startTimeOf } from './procfs.js';
+import {
+  allCgroupPids,
+  CgroupDriver,
+  cgroupPids,
+  killCgroup,
+  oomKillCount,
+  procsFiles,
+  readCgroupUsage,
+  removeCgroup,
+  scopeOf,
+  type TaskCgroup,
+} from '../cgroups/index.js';
+import type {
+  LogLocation,
+  Observation,
+  ResourceSample,
+  RuntimeHandle,
+  Started,
+  StartRequest,
+  StopOptions,
+  TaskRuntime,
+} from '../runtime.js';
+import {
+  bootId,
+  descendantsByChildren,
+  descendantsOf,
+  groupMembers,
+  isSameProcessAlive,
+  processTable,
+  readStat,
+  recentProcessTable,
+  sampleProcesses,
+  signalQuietly,
+  startTimeOf,
+} from './procfs.js';
 
 export interface ProcessRuntimeOptions {
   shimPath: string;
@@ -22,6 +61,8 @@ export interface ProcessRuntimeOptions {
   /** Turns a spec into the argv the shim runs (the sidecar backend wraps it in nsenter). */
   command?: (spec: ProcessSpec) => string[];
   name?: string;
+  /** Per-task cgroups; default: detected (TASK_EXECUTOR_CGROUP_ROOT overrides, "off" disables). */
+  cgroups?: CgroupDriver;
 }
 
 /** Persisted handle: enough to find the task again after an executor restart. */
@@ -35,6 +76,8 @@ export interface ShimHandle {
   pgid: number;
   startTime: string;
   startedAt: string;
+  /** The task's cgroup, when it has one. */
+  cgroup?: TaskCgroup;
 }
 
 interface ShimStarted {
@@ -61,17 +104,32 @@ interface ExitRecord {
 }
 
 const POLL_MS = 25;
+/** How often a stop checks whether the tree has exited during its grace period. */
+const GRACE_POLL_MS = 50;
 const EXIT_RECORD_WAIT_MS = 5000;
+/** How old the shared process table used to find a cgroup-less task's tree for stats may be (when the shim is gone). */
+const STATS_TABLE_MAX_AGE_MS = 1000;
+/**
+ * Empty cgroups of other executor instances (left by data dirs deleted without
+ * deleting their tasks, as test runs do) are removed once this old. A live
+ * executor notices a task's exit (and its OOM-kill counter) within a second.
+ */
+const FOREIGN_CGROUP_MIN_AGE_MS = 10 * 60 * 1000;
 
 export class ProcessRuntime implements TaskRuntime {
   readonly name: string;
   private readonly listeners = new Map<number, Set<() => void>>();
+  private readonly cgroups: CgroupDriver;
+  /** Scopes (data dirs) whose leftover cgroups were swept since this runtime started. */
+  private readonly swept = new Set<string>();
 
   constructor(private readonly options: ProcessRuntimeOptions) {
     this.name = options.name ?? 'process';
     if (!existsSync(options.shimPath)) {
       throw new Error(`task-shim not found at ${options.shimPath}: run "npm run build:shim" (needs a C compiler)`);
     }
+    this.cgroups = options.cgroups ?? CgroupDriver.fromEnvironment(options.log);
+    options.log.info(this.cgroups.describe(), 'task cgroups');
   }
 
   accepts(spec: TaskSpec): boolean {
@@ -88,8 +146,29 @@ export class ProcessRuntime implements TaskRuntime {
     if (spec.user) args.push('--user', spec.user);
     if (spec.group) args.push('--group', spec.group);
     if (spec.chroot) args.push('--chroot', spec.chroot);
-    args.push('--', ...argv);
 
+    const dataDir = dirname(request.taskDir);
+    const scope = scopeOf(dataDir);
+    if (!this.swept.has(scope)) {
+      this.swept.add(scope);
+      await this.sweepCgroups(dataDir);
+      await this.cgroups.sweepForeign(scope, FOREIGN_CGROUP_MIN_AGE_MS);
+    }
+    const { cgroup, warnings } = this.cgroups.create(scope, request.name, request.spec.resources);
+    if (warnings.length > 0) this.options.log.warn({ task: request.name, warnings }, 'task runs without some of the limits it asked for');
+    for (const file of cgroup ? procsFiles(cgroup) : []) args.push('--cgroup-procs', file);
+    args.push('--', ...argv);
+    try {
+      const started = await this.launch(request, args, spec, cgroup);
+      if (started.observation.state !== 'running' && cgroup) await removeCgroup(cgroup);
+      return warnings.length > 0 ? { ...started, warnings } : started;
+    } catch (error) {
+      if (cgroup) await removeCgroup(cgroup);
+      throw error;
+    }
+  }
+
+  private async launch(request: StartRequest, args: string[], spec: ProcessSpec, cgroup: TaskCgroup | undefined): Promise<Started> {
     const shim = execa(this.options.shimPath, args, {
       env: taskEnvironment(this.options.baseEnv ?? process.env, spec),
       extendEnv: false,
@@ -142,8 +221,41 @@ export class ProcessRuntime implements TaskRuntime {
       pgid: event.pgid,
       startTime: event.startTime,
       startedAt: event.startedAt,
+      ...(cgroup ? { cgroup } : {}),
     };
     return { handle, observation: { state: 'running', startedAt: event.startedAt } };
+  }
+
+  /**
+   * Adopts a task whose start the executor did not live to record: the shim's
+   * start.json (or a start failure in exit.json) says it started. A shim still
+   * starting for this directory is waited for, so the task never runs twice.
+   * The adopted handle has no cgroup: such a task is stopped through its
+   * process group and the shim's tree, and its cgroup is swept once empty.
+   */
+  async recover(request: StartRequest): Promise<Started | undefined> {
+    const starting = shimsFor(request.taskDir);
+    const deadline = Date.now() + EXIT_RECORD_WAIT_MS;
+    for (;;) {
+      const start = await readJson<ShimStarted>(join(request.taskDir, 'start.json'));
+      if (start) {
+        const handle: ShimHandle = {
+          dir: request.taskDir,
+          bootId: bootId(),
+          shimPid: start.shimPid,
+          shimStartTime: startTimeOf(start.shimPid) ?? '',
+          pid: start.pid,
+          pgid: start.pgid,
+          startTime: start.startTime,
+          startedAt: start.startedAt,
+        };
+        return { handle, observation: await this.inspect(handle) };
+      }
+      const exit = await readExitRecord(request.taskDir);
+      if (exit) return { handle: { dir: request.taskDir }, observation: exitObservation({ dir: request.taskDir } as ShimHandle, exit) };
+      if (!starting.some((pid) => readStat(pid) !== undefined) || Date.now() > deadline) return undefined;
+      await delay(POLL_MS);
+    }
   }
 
   async inspect(raw: RuntimeHandle): Promise<Observation> {
@@ -162,10 +274,13 @@ export class ProcessRuntime implements TaskRuntime {
       const late = await waitForExitRecord(handle.dir, () => isSameProcessAlive(handle.shimPid, handle.shimStartTime));
       if (late) return exitObservation(handle, late);
     }
+    // The shim may have written the record and exited since the first read above.
+    const last = await readExitRecord(handle.dir);
+    if (last) return exitObservation(handle, last);
     return {
       state: 'lost',
       startedAt: handle.startedAt,
-      message: 'the process exited without recording an exit status (its supervisor was killed)',
+      message: 'the process exited without recording an exit status (its supervisor was killed, or the data dir was full)',
     };
   }
 
@@ -175,18 +290,70 @@ export class ProcessRuntime implements TaskRuntime {
     if (handle.bootId !== bootId()) return;
     this.signalTree(handle, options.signal);
     const deadline = Date.now() + options.graceMs;
-    while (Date.now() < deadline && this.treeAlive(handle)) await delay(POLL_MS);
+    while (Date.now() < deadline && this.treeAlive(handle)) await delay(GRACE_POLL_MS);
     this.killLeftovers(handle);
+    // Whatever escaped both the process group and the shim's tree (e.g. a daemon
+    // reparented elsewhere after the shim died) is still in the task's cgroup.
+    if (handle.cgroup && !(await killCgroup(handle.cgroup))) {
+      this.options.log.warn({ cgroup: handle.cgroup.dirs }, "processes in a stopped task's cgroup survived SIGKILL");
+    }
     await waitForExitRecord(handle.dir, () => isSameProcessAlive(handle.shimPid, handle.shimStartTime));
   }
 
   async release(raw: RuntimeHandle): Promise<void> {
     const handle = raw as ShimHandle;
-    if (handle.shimPid !== undefined && handle.bootId === bootId() && isSameProcessAlive(handle.shimPid, handle.shimStartTime)) {
+    const sameBoot = handle.bootId === bootId();
+    if (handle.shimPid !== undefined && sameBoot && isSameProcessAlive(handle.shimPid, handle.shimStartTime)) {
       // SIGTERM tells the shim to stop logging and leave once the pipes close.
       signalQuietly(handle.shimPid, 'SIGTERM');
     }
     this.listeners.delete(handle.shimPid);
+    if (handle.cgroup && sameBoot) {
+      // Never kills: a task that ended may have left processes running on
+      // purpose (the original's `bootstrap.sh &`); their cgroup then stays
+      // until they are gone (a later sweep removes it).
+      const { busy } = await removeCgroup(handle.cgroup);
+      if (busy.length > 0) this.options.log.debug({ cgroups: busy }, 'the task left processes running; keeping its cgroup until they exit');
+    }
+    if (handle.dir) await this.sweepCgroups(dirname(handle.dir));
+  }
+
+  /**
+   * Resource usage of the task's whole tree. With a cgroup: its processes,
+   * CPU time (cpuacct.usage / cpu.stat, which keeps the time of exited
+   * processes), memory usage and limit, pids and I/O (v2 io.stat). Without:
+   * the process group plus the shim's descendants, summed from /proc.
+   * RSS is always the sum over the live processes (/proc/<pid>/stat), and I/O
+   * without v2 io.stat the sum of /proc/<pid>/io read_bytes/write_bytes
+   * (storage I/O, not rchar/wchar, which count pipes and terminals too).
+   */
+  async stats(raw: RuntimeHandle): Promise<ResourceSample> {
+    const handle = raw as ShimHandle;
+    const time = Date.now();
+    if (handle.pgid === undefined || handle.bootId !== bootId()) return { time, pids: 0, rssBytes: 0 };
+    const cgroup = handle.cgroup;
+    const usage = cgroup ? readCgroupUsage(cgroup) : {};
+    const pids = (cgroup && cgroupPids(cgroup)) ?? this.measuredTree(handle);
+    const processes = sampleProcesses(pids);
+    const sample: ResourceSample = {
+      time,
+      cpuNanoseconds: usage.cpuNanoseconds ?? (processes.count > 0 ? processes.cpuNanoseconds : undefined),
+      cpuLimitMillicores: usage.cpuLimitMillicores,
+      rssBytes: processes.rssBytes,
+      memoryUsageBytes: usage.memoryUsageBytes,
+      memoryLimitBytes: usage.memoryLimitBytes,
+      readBytes: usage.readBytes ?? processes.readBytes,
+      writeBytes: usage.writeBytes ?? processes.writeBytes,
+      pids: usage.pids ?? processes.count,
+      pidsLimit: usage.pidsLimit,
+    };
+    for (const key of Object.keys(sample) as (keyof ResourceSample)[]) if (sample[key] === undefined) delete sample[key];
+    return sample;
+  }
+
+  /** Removes empty cgroups of tasks whose directory is gone (e.g. once the processes a deleted task left behind exited). */
+  private async sweepCgroups(dataDir: string): Promise<void> {
+    await this.cgroups.sweep(scopeOf(dataDir), (taskName) => existsSync(join(dataDir, taskName)));
   }
 
   logs(raw: RuntimeHandle): LogLocation | undefined {
@@ -208,16 +375,54 @@ export class ProcessRuntime implements TaskRuntime {
   }
 
   /** The task's process group plus descendants that left it (setsid daemons), which the shim adopts as subreaper. */
+  /**
+   * Everything the task started: its cgroup's processes, and its tree. While the
+   * shim lives it is the subreaper of the whole tree, so walking its children
+   * lists finds every descendant cheaply (many stops may run at once); once it
+   * is gone, a /proc scan finds the process group and what the shim left.
+   */
   private treeMembers(handle: ShimHandle): number[] {
-    const members = new Set(groupMembers(handle.pgid));
-    if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) {
-      for (const pid of descendantsOf(handle.shimPid)) members.add(pid);
+    const members = new Set(handle.cgroup ? allCgroupPids(handle.cgroup) : []);
+    const viaShim = isSameProcessAlive(handle.shimPid, handle.shimStartTime) ? descendantsByChildren(handle.shimPid) : undefined;
+    if (viaShim) {
+      for (const pid of viaShim) members.add(pid);
+    } else {
+      const table = processTable();
+      for (const pid of groupMembers(handle.pgid, table)) members.add(pid);
+      if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) for (const pid of descendantsOf(handle.shimPid, table)) members.add(pid);
     }
     return [...members];
   }
 
+  /**
+   * The tree for stats without a cgroup: the shim's descendants (the whole
+   * process group is among them while the shim lives), walked cheaply through
+   * the children lists; else a shared, at most 1 s old scan of /proc.
+   */
+  private measuredTree(handle: ShimHandle): number[] {
+    if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) {
+      const tree = descendantsByChildren(handle.shimPid);
+      if (tree) return tree;
+    }
+    const table = recentProcessTable(STATS_TABLE_MAX_AGE_MS);
+    const members = new Set(groupMembers(handle.pgid, table));
+    if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) for (const pid of descendantsOf(handle.shimPid, table)) members.add(pid);
+    return [...members];
+  }
+
+  /**
+   * Whether to keep waiting for the tree to exit during the grace period. Cheap,
+   * as many stops may wait at once: while the shim lives it is the subreaper of
+   * the whole tree, so its children lists suffice; otherwise a shared, briefly
+   * cached /proc scan. A wrong "gone" only ends the wait early: what is left is
+   * then found by killLeftovers' fresh scans.
+   */
   private treeAlive(handle: ShimHandle): boolean {
-    return isSameProcessAlive(handle.pid, handle.startTime) || this.treeMembers(handle).length > 0;
+    if (isSameProcessAlive(handle.pid, handle.startTime)) return true;
+    if (handle.cgroup && allCgroupPids(handle.cgroup).length > 0) return true;
+    const viaShim = isSameProcessAlive(handle.shimPid, handle.shimStartTime) ? descendantsByChildren(handle.shimPid) : undefined;
+    if (viaShim) return viaShim.length > 0;
+    return groupMembers(handle.pgid, recentProcessTable(GRACE_POLL_MS)).length > 0;
   }
 
   private signalTree(handle: ShimHandle, signal: NodeJS.Signals): void {
@@ -256,7 +461,32 @@ function exitObservation(handle: ShimHandle, exit: ExitRecord): Observation {
       message: exit.startError,
     };
   }
-  return { state: 'exited', exitCode: exit.exitCode, signal: exit.signal, startedAt: handle.startedAt, finishedAt: exit.finishedAt };
+  const observation: Observation = {
+    state: 'exited',
+    exitCode: exit.exitCode,
+    signal: exit.signal,
+    startedAt: handle.startedAt,
+    finishedAt: exit.finishedAt,
+  };
+  // SIGKILLed (directly, or a shell reporting its last command's 128+9) while
+  // the kernel's OOM killer was at work in the task's memory cgroup.
+  if (exit.exitCode === 137 && handle.cgroup && (oomKillCount(handle.cgroup) ?? 0) > 0) {
+    const limit = handle.cgroup.limits?.memoryBytes;
+    return {
+      ...observation,
+      reason: 'OOMKilled',
+      message: limit !== undefined ? `memory limit of ${formatBytes(limit)} exceeded` : 'killed by the kernel because its cgroup ran out of memory',
+    };
+  }
+  return observation;
+}
+
+/** 67108864 → "64 MiB"; sizes that are not a whole number of a unit keep their bytes. */
+export function formatBytes(bytes: number): string {
+  for (const [unit, size] of [['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 2 ** 10]] as const) {
+    if (bytes >= size && bytes % size === 0) return `${bytes / size} ${unit}`;
+  }
+  return `${bytes} bytes`;
 }
 
 async function readExitRecord(dir: string): Promise<ExitRecord | undefined> {
@@ -283,3 +513,27 @@ async function waitForExitRecord(dir: string, stillWorthWaiting: () => boolean):
 }
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Live task-shims started for this task directory (found by their command line). */
+function shimsFor(taskDir: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid <= 0) continue;
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (argv[0]?.endsWith('task-shim') && argv[argv.indexOf('--dir') + 1] === taskDir) found.push(pid);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
+async function readJson<T>(path: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,5 +1,6 @@
 // Facts about processes read from /proc. A pid alone is not an identity (pids
 // are reused), so every check pairs it with the process's start time.
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
 let cachedBootId: string | undefined;
@@ -9,11 +10,18 @@ export function bootId(): string {
   return cachedBootId;
 }
 
-interface StatFields {
+export interface StatFields {
   state: string;
   ppid: number;
   pgid: number;
   startTime: string;
+  /** CPU time in clock ticks: own user and system time, and that of waited-for (reaped) children. */
+  utime: number;
+  stime: number;
+  cutime: number;
+  cstime: number;
+  /** Resident set size in pages. */
+  rssPages: number;
 }
 
 /** Parses /proc/<pid>/stat; undefined when the process does not exist. */
@@ -27,7 +35,17 @@ export function readStat(pid: number): StatFields | undefined {
   // comm (field 2) may contain spaces and parentheses: fields resume after the last ')'.
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
   // rest[0] is field 3 (state); field N is rest[N - 3].
-  return { state: rest[0] ?? '?', ppid: Number(rest[1]), pgid: Number(rest[2]), startTime: rest[19] ?? '' };
+  return {
+    state: rest[0] ?? '?',
+    ppid: Number(rest[1]),
+    pgid: Number(rest[2]),
+    startTime: rest[19] ?? '',
+    utime: Number(rest[11]),
+    stime: Number(rest[12]),
+    cutime: Number(rest[13]),
+    cstime: Number(rest[14]),
+    rssPages: Number(rest[21]),
+  };
 }
 
 export function startTimeOf(pid: number): string | undefined {
@@ -40,14 +58,37 @@ export function isSameProcessAlive(pid: number, startTime: string): boolean {
   return stat !== undefined && stat.startTime === startTime && stat.state !== 'Z' && stat.state !== 'X';
 }
 
-/** Every live descendant of pid (not pid itself), found through parent links. */
-export function descendantsOf(pid: number): number[] {
-  const children = new Map<number, number[]>();
+/** A snapshot of every live process (zombies excluded), read once for several tree walks. */
+export type ProcessTable = Map<number, StatFields>;
+
+export function processTable(): ProcessTable {
+  const table: ProcessTable = new Map();
   for (const entry of readdirSync('/proc')) {
-    const child = Number(entry);
-    if (!Number.isInteger(child) || child <= 0) continue;
-    const stat = readStat(child);
-    if (!stat || stat.state === 'Z' || stat.state === 'X') continue;
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid <= 0) continue;
+    const stat = readStat(pid);
+    if (stat && stat.state !== 'Z' && stat.state !== 'X') table.set(pid, stat);
+  }
+  return table;
+}
+
+let cachedTable: { at: number; table: ProcessTable } | undefined;
+
+/**
+ * A process table at most `maxAgeMs` old, shared by callers that only need
+ * membership (stats of many tasks sampled at the same moment); never use it to
+ * decide what to kill.
+ */
+export function recentProcessTable(maxAgeMs: number): ProcessTable {
+  const now = Date.now();
+  if (!cachedTable || now - cachedTable.at > maxAgeMs) cachedTable = { at: now, table: processTable() };
+  return cachedTable.table;
+}
+
+/** Every live descendant of pid (not pid itself), found through parent links. */
+export function descendantsOf(pid: number, table: ProcessTable = processTable()): number[] {
+  const children = new Map<number, number[]>();
+  for (const [child, stat] of table) {
     const siblings = children.get(stat.ppid) ?? [];
     siblings.push(child);
     children.set(stat.ppid, siblings);
@@ -63,16 +104,120 @@ export function descendantsOf(pid: number): number[] {
   return result;
 }
 
-/** Live members of a process group. */
-export function groupMembers(pgid: number): number[] {
-  const members: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    const pid = Number(entry);
-    if (!Number.isInteger(pid) || pid <= 0) continue;
-    const stat = readStat(pid);
-    if (stat && stat.pgid === pgid && stat.state !== 'Z' && stat.state !== 'X') members.push(pid);
+/**
+ * Descendants of pid through /proc/<pid>/task/<tid>/children: costs the size of
+ * the tree, not of the process table. The kernel documents these lists as
+ * racy while the tree changes, so use it to measure, never to decide what to
+ * kill. Undefined when the kernel lacks the files (CONFIG_PROC_CHILDREN).
+ */
+export function descendantsByChildren(pid: number): number[] | undefined {
+  const result: number[] = [];
+  const seen = new Set<number>([pid]);
+  const queue = [pid];
+  while (queue.length > 0) {
+    const parent = queue.shift()!;
+    let threads: string[];
+    try {
+      threads = readdirSync(`/proc/${parent}/task`);
+    } catch {
+      continue; // exited meanwhile
+    }
+    for (const tid of threads) {
+      let text: string;
+      try {
+        text = readFileSync(`/proc/${parent}/task/${tid}/children`, 'utf8');
+      } catch (error) {
+        if (parent === pid && (error as NodeJS.ErrnoException).code === 'ENOENT' && tid === String(pid)) return undefined;
+        continue;
+      }
+      for (const word of text.split(' ')) {
+        const child = Number(word);
+        if (!word || !Number.isInteger(child) || seen.has(child)) continue;
+        seen.add(child);
+        result.push(child);
+        queue.push(child);
+      }
+    }
   }
+  return result;
+}
+
+/** Live members of a process group. */
+export function groupMembers(pgid: number, table: ProcessTable = processTable()): number[] {
+  const members: number[] = [];
+  for (const [pid, stat] of table) if (stat.pgid === pgid) members.push(pid);
   return members;
+}
+
+let cachedClockTicks: number | undefined;
+let cachedPageSize: number | undefined;
+
+function getconf(name: string, fallback: number): number {
+  try {
+    const value = Number(execFileSync('getconf', [name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+    return Number.isInteger(value) && value > 0 ? value : fallback;
+  } catch {
+    return fallback;
+  }
+}
+
+/** Clock ticks per second (USER_HZ) of the times in /proc/<pid>/stat; 100 almost everywhere. */
+export function clockTicks(): number {
+  cachedClockTicks ??= getconf('CLK_TCK', 100);
+  return cachedClockTicks;
+}
+
+export function pageSize(): number {
+  cachedPageSize ??= getconf('PAGESIZE', 4096);
+  return cachedPageSize;
+}
+
+/** Storage I/O of a process (read_bytes/write_bytes of /proc/<pid>/io); undefined when not readable. */
+export function readIo(pid: number): { readBytes: number; writeBytes: number } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/io`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const read = /^read_bytes:\s*(\d+)/m.exec(text);
+  const write = /^write_bytes:\s*(\d+)/m.exec(text);
+  if (!read || !write) return undefined;
+  return { readBytes: Number(read[1]), writeBytes: Number(write[1]) };
+}
+
+export interface ProcessesUsage {
+  /** Processes measured (those still alive when read). */
+  count: number;
+  /**
+   * utime+stime+cutime+cstime of the processes: includes children they reaped,
+   * misses exited processes reaped outside the set (orphans reaped by the shim).
+   */
+  cpuNanoseconds: number;
+  rssBytes: number;
+  /** Sums of /proc/<pid>/io read_bytes/write_bytes; undefined when no process's io file was readable. */
+  readBytes?: number;
+  writeBytes?: number;
+}
+
+/** Sums the CPU time, RSS and storage I/O of a set of processes, read fresh from /proc. */
+export function sampleProcesses(pids: Iterable<number>): ProcessesUsage {
+  const usage: ProcessesUsage = { count: 0, cpuNanoseconds: 0, rssBytes: 0 };
+  let ticks = 0;
+  for (const pid of pids) {
+    const stat = readStat(pid);
+    if (!stat || stat.state === 'Z' || stat.state === 'X') continue;
+    usage.count++;
+    ticks += stat.utime + stat.stime + stat.cutime + stat.cstime;
+    usage.rssBytes += stat.rssPages * pageSize();
+    const io = readIo(pid);
+    if (io) {
+      usage.readBytes = (usage.readBytes ?? 0) + io.readBytes;
+      usage.writeBytes = (usage.writeBytes ?? 0) + io.writeBytes;
+    }
+  }
+  usage.cpuNanoseconds = Math.round((ticks * 1e9) / clockTicks());
+  return usage;
 }
 
 /** kill(2) that treats "no such process" as done. */

@@ -427,6 +427,26 @@ static void proc_start_time(pid_t pid, char *out, size_t size) {
   if (tok && strspn(tok, "0123456789") == strlen(tok)) snprintf(out, size, "%s", tok);
 }
 
+/* Reads both pipes until they are empty (they are non-blocking), closing them at EOF;
+ * bounded, so a background process that keeps writing cannot delay the exit record. */
+static void drain_pipes(struct pollfd *pf, const char *const *stream, char *chunk) {
+  for (int k = 1; k < 3; k++) {
+    for (int reads = 0; pf[k].fd >= 0 && reads < 64; reads++) {
+      ssize_t n = read(pf[k].fd, chunk, CHUNK);
+      if (n > 0) {
+        handle_chunk(stream[k], chunk, (size_t)n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n == 0 || errno != EAGAIN) {
+        close(pf[k].fd);
+        pf[k].fd = -1;
+      }
+      break;
+    }
+  }
+}
+
 int main(int argc, char **argv) {
   const char *dir = NULL, *cwd = NULL;
   struct identity id = {NULL, NULL, NULL};
@@ -524,7 +544,7 @@ int main(int argc, char **argv) {
   emit(&e);
 
   struct pollfd pf[3] = {{sfd, POLLIN, 0}, {out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-  const char *stream[3] = {"", "stdout", "stderr"};
+  const char *const stream[3] = {"", "stdout", "stderr"};
   int task_done = 0;
   while (!task_done || pf[1].fd >= 0 || pf[2].fd >= 0) {
     if (poll(pf, 3, -1) < 0) {
@@ -543,6 +563,9 @@ int main(int argc, char **argv) {
         jraw(&r, "{\"event\":\"released\"}\n");
         emit(&r);
       }
+      /* Log what the task wrote before it exited ahead of recording the exit, so a
+       * terminated task's output is complete in the files (background writers aside). */
+      if (!task_done) drain_pipes(pf, stream, chunk);
       reap(pid, &task_done);
     }
     for (int k = 1; k < 3; k++) {

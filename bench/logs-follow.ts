@@ -1,0 +1,184 @@
+// Logs RPC against plain-file baselines measured in the same run:
+//  (a) follow latency: a task writes a line stamped with the wall clock every
+//      20 ms; the time until a Logs(follow) client holds it, next to `tail -F`
+//      following a plain file that a shell loop appends to at the same rate
+//      (both run at the same time);
+//  (b) reading an existing ~50 MB log through Logs (no follow), next to `cat`
+//      of the same files into this process, and src/logs alone (no gRPC).
+// The executor runs as its own process (src/main.ts), as in production, so the
+// client's work does not share its event loop.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LogsRequest, type LogsResponse } from '../gen/taskexecutor/v1/task_executor_service.js';
+import { streamLogs } from '../src/logs/stream-logs.js';
+import { type Api, processTask, shell, terminated } from '../test/support/executor.js';
+import { killTaskTrees } from '../test/support/processes.js';
+import { connect, spawnExecutor } from '../test/support/subprocess.js';
+import { waitFor } from '../test/support/wait.js';
+import type { TaskExecutorServiceClient } from '../gen/taskexecutor/v1/task_executor_service.js';
+
+interface Target {
+  client: TaskExecutorServiceClient;
+  api: Api;
+  dataDir: string;
+}
+
+const LINES = 200;
+const GAP = '0.02';
+const BIG_BYTES = 50_000_000;
+const LINE = 120;
+
+/**
+ * Wall-clock nanoseconds with sub-millisecond resolution: the monotonic clock
+ * anchored at the moment Date.now() ticks. A tick noticed late only makes the
+ * anchor smaller, so the largest of several anchors is the most accurate.
+ */
+const wallNs = (() => {
+  let offset: bigint | undefined;
+  for (let i = 0; i < 20; i++) {
+    const start = Date.now();
+    let now = start;
+    while (now === start) now = Date.now();
+    const candidate = BigInt(now) * 1_000_000n - process.hrtime.bigint();
+    if (offset === undefined || candidate > offset) offset = candidate;
+  }
+  return () => process.hrtime.bigint() + offset!;
+})();
+
+function stats(samplesMs: number[]) {
+  const sorted = [...samplesMs].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+  return { n: sorted.length, median: at(0.5), p90: at(0.9), max: sorted.at(-1)! };
+}
+
+/** Latencies (ms) of lines that carry their write time (`date +%s%N`). */
+function latencyOf(line: string, into: number[]): void {
+  if (/^\d{19}$/.test(line)) into.push(Number(wallNs() - BigInt(line)) / 1e6);
+}
+
+async function followLatency(te: Target, scratch: string) {
+  const loop = (out: string) => `i=0; while [ $i -lt ${LINES} ]; do date +%s%N${out}; sleep ${GAP}; i=$((i+1)); done`;
+
+  // Baseline: tail -F on a plain file, written by a shell loop.
+  const file = join(scratch, 'plain.log');
+  writeFileSync(file, '');
+  const tail = spawn('tail', ['-F', '-n', '+1', file], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const tailMs: number[] = [];
+  let rest = '';
+  tail.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    const parts = (rest + chunk).split('\n');
+    rest = parts.pop()!;
+    for (const line of parts) latencyOf(line, tailMs);
+  });
+  const gate = `while [ ! -e ${scratch}/go ]; do sleep 0.01; done`;
+  const writer = spawn('sh', ['-c', `${gate}; ${loop(` >> ${file}`)}`], { stdio: 'ignore' });
+  const written = new Promise((resolve) => writer.on('exit', resolve));
+
+  // The Logs RPC following a task; both writers start when the follower has seen "ready".
+  await te.api.createTask({ task: shell('latency', `echo ready; ${gate}; ${loop('')}`) });
+  const rpcMs: number[] = [];
+  const call = te.client.logs(LogsRequest.fromPartial({ name: 'latency', follow: true }));
+  const ended = new Promise<void>((resolve, reject) => {
+    call.on('data', (m: LogsResponse) => {
+      if (m.content?.$case !== 'text') return;
+      if (m.content.value === 'ready') writeFileSync(join(scratch, 'go'), '');
+      latencyOf(m.content.value, rpcMs);
+    });
+    call.on('error', reject);
+    call.on('end', resolve);
+  });
+  await Promise.all([ended, written]);
+  await waitFor('tail to catch up', () => tailMs.length >= LINES, { timeoutMs: 5000 });
+  tail.kill();
+  return { rpc: stats(rpcMs), tail: stats(tailMs) };
+}
+
+async function readThroughput(te: Target) {
+  const script = `yes "$(head -c ${LINE - 1} /dev/zero | tr '\\0' x)" | head -c ${BIG_BYTES}`;
+  await te.api.createTask({ task: processTask('big', ['sh', '-c', script], {}, { logs: { maxFileSizeBytes: 16 << 20, maxFiles: 10 } }) });
+  await waitFor('the big task to finish', async () => terminated((await te.api.getTask({ name: 'big' })).task), { timeoutMs: 30_000 });
+  const dir = join(te.dataDir, 'big', 'logs');
+  const files = readdirSync(dir)
+    .sort((a, b) => Number(a.split('.')[1]) - Number(b.split('.')[1]))
+    .map((f) => join(dir, f));
+
+  const cat = async () => {
+    const start = process.hrtime.bigint();
+    let bytes = 0;
+    const child = spawn('cat', files, { stdio: ['ignore', 'pipe', 'ignore'] });
+    child.stdout.on('data', (chunk: Buffer) => (bytes += chunk.length));
+    await new Promise((resolve) => child.on('close', resolve));
+    return { seconds: Number(process.hrtime.bigint() - start) / 1e9, bytes, lines: 0 };
+  };
+  const rpc = async () => {
+    const start = process.hrtime.bigint();
+    let bytes = 0;
+    let lines = 0;
+    const call = te.client.logs(LogsRequest.fromPartial({ name: 'big' }));
+    call.on('data', (m: LogsResponse) => {
+      lines++;
+      bytes += m.content?.$case === 'text' ? m.content.value.length : (m.content?.value.length ?? 0);
+    });
+    await new Promise((resolve, reject) => {
+      call.on('end', resolve);
+      call.on('error', reject);
+    });
+    return { seconds: Number(process.hrtime.bigint() - start) / 1e9, bytes, lines };
+  };
+  const direct = async () => {
+    const start = process.hrtime.bigint();
+    let bytes = 0;
+    let lines = 0;
+    await streamLogs(
+      { directory: dir, streams: ['stdout', 'stderr'], follow: false },
+      { send: (line) => void ((bytes += line.bytes.length), lines++) },
+      { status: () => 'ended', onChange: () => () => {} },
+      new AbortController().signal,
+    );
+    return { seconds: Number(process.hrtime.bigint() - start) / 1e9, bytes, lines };
+  };
+  const best = async (run: () => Promise<{ seconds: number; bytes: number; lines: number }>) => {
+    const runs = [await run(), await run()];
+    return runs.sort((a, b) => a.seconds - b.seconds)[0]!;
+  };
+  // One run of the RPC: it is the slow one.
+  return { cat: await best(cat), rpc: await rpc(), direct: await best(direct) };
+}
+
+const scratch = mkdtempSync(join(tmpdir(), 'te-bench-'));
+const dataDir = join(scratch, 'data');
+const executor = spawnExecutor(['--data-dir', dataDir, '--listen-addr', '127.0.0.1:0']);
+try {
+  const { client, api } = await connect(executor);
+  const te: Target = { client, api, dataDir };
+  const latency = await followLatency(te, scratch);
+  const row = (name: string, s: ReturnType<typeof stats>) =>
+    `  ${name.padEnd(22)} ${s.median.toFixed(2).padStart(8)} ${s.p90.toFixed(2).padStart(8)} ${s.max.toFixed(2).padStart(8)} ${String(s.n).padStart(5)}`;
+  console.log(`(a) follow latency, ${LINES} lines every ${Number(GAP) * 1000} ms (ms from write to receipt)`);
+  console.log(`  ${''.padEnd(22)} ${'median'.padStart(8)} ${'p90'.padStart(8)} ${'max'.padStart(8)} ${'lines'.padStart(5)}`);
+  console.log(row('tail -F (baseline)', latency.tail));
+  console.log(row('Logs follow (gRPC)', latency.rpc));
+  console.log(
+    `  ratio Logs/tail: median ${(latency.rpc.median / latency.tail.median).toFixed(2)}x, p90 ${(latency.rpc.p90 / latency.tail.p90).toFixed(2)}x`,
+  );
+
+  const read = await readThroughput(te);
+  const mbps = (r: { seconds: number; bytes: number }) => r.bytes / 1e6 / r.seconds;
+  const trow = (name: string, r: { seconds: number; bytes: number; lines: number }) =>
+    `  ${name.padEnd(22)} ${r.seconds.toFixed(3).padStart(8)} ${(r.bytes / 1e6).toFixed(1).padStart(8)} ${mbps(r).toFixed(1).padStart(8)} ${(r.lines ? (r.lines / r.seconds / 1000).toFixed(0) : '-').padStart(8)}`;
+  console.log(`\n(b) reading an existing log of ${BIG_BYTES / 1e6} MB of output (${LINE}-byte lines; best of 2, the RPC once)`);
+  console.log(`  ${''.padEnd(22)} ${'seconds'.padStart(8)} ${'MB'.padStart(8)} ${'MB/s'.padStart(8)} ${'klines/s'.padStart(8)}`);
+  console.log(trow('cat files (baseline)', read.cat));
+  console.log(trow('src/logs, no gRPC', read.direct));
+  console.log(trow('Logs RPC (gRPC)', read.rpc));
+  console.log(`  (MB: file bytes for cat, payload bytes otherwise)`);
+  console.log(`  ratio Logs/cat time: ${(read.rpc.seconds / read.cat.seconds).toFixed(1)}x; src/logs alone/cat: ${(read.direct.seconds / read.cat.seconds).toFixed(1)}x`);
+  client.close();
+} finally {
+  executor.child.kill('SIGTERM');
+  await executor.exited;
+  killTaskTrees(dataDir);
+  rmSync(scratch, { recursive: true, force: true });
+}

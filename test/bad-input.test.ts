@@ -1,0 +1,150 @@
+// Random and hostile requests against every RPC: each gets a proper status
+// (never INTERNAL or UNKNOWN), nothing escapes the data dir, and the service
+// stays healthy.
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { Client, credentials, status, type ServiceError } from '@grpc/grpc-js';
+import fc from 'fast-check';
+import { Task } from '../gen/taskexecutor/v1/task.js';
+import { CreateTaskRequest, GetTaskRequest, LogsRequest, SetTasksRequest } from '../gen/taskexecutor/v1/task_executor_service.js';
+import { startTestExecutor, type TestExecutor } from './support/executor.js';
+import { HealthCheckResponse_ServingStatus, HealthClient } from './support/health-client.js';
+
+const SERVICE = '/taskexecutor.v1.TaskExecutorService';
+const UNARY = ['CreateTask', 'GetTask', 'DeleteTask', 'SetTasks', 'ListTasks'];
+const STREAMS = ['Logs', 'Stats', 'Watch'];
+const ACCEPTABLE = new Set([
+  status.OK,
+  status.INVALID_ARGUMENT,
+  status.NOT_FOUND,
+  status.ALREADY_EXISTS,
+  status.FAILED_PRECONDITION,
+  status.RESOURCE_EXHAUSTED,
+  status.CANCELLED,
+]);
+const identity = (b: Buffer) => b;
+
+describe('bad and hostile input', () => {
+  let te: TestExecutor;
+  let raw: Client;
+  before(async () => {
+    te = await startTestExecutor();
+    raw = new Client(te.executor.address, credentials.createInsecure(), { 'grpc.max_send_message_length': -1 });
+  });
+  after(async () => {
+    raw.close();
+    await te.close();
+  });
+
+  const unary = (method: string, bytes: Uint8Array) =>
+    new Promise<status>((resolve) =>
+      raw.makeUnaryRequest(`${SERVICE}/${method}`, identity, identity, Buffer.from(bytes), { deadline: Date.now() + 10_000 }, (error: ServiceError | null) =>
+        resolve(error ? error.code : status.OK),
+      ),
+    );
+
+  /** Streams end by themselves, or are cancelled after a moment (a valid follow never ends). */
+  const stream = (method: string, bytes: Uint8Array) =>
+    new Promise<status>((resolve) => {
+      const call = raw.makeServerStreamRequest(`${SERVICE}/${method}`, identity, identity, Buffer.from(bytes));
+      const timer = setTimeout(() => call.cancel(), 300);
+      call.on('data', () => {});
+      call.on('error', () => {});
+      call.on('status', (s) => {
+        clearTimeout(timer);
+        resolve(s.code);
+      });
+    });
+
+  const expectProper = (code: status, what: string) =>
+    assert.ok(ACCEPTABLE.has(code), `${what} answered ${status[code]}, which blames the server for bad input`);
+
+  async function assertHealthy(): Promise<void> {
+    const health = new HealthClient(te.executor.address, credentials.createInsecure());
+    const serving = await new Promise<number>((resolve, reject) =>
+      health.check({ service: '' }, (error, response) => (error ? reject(error) : resolve(response.status))),
+    );
+    health.close();
+    assert.equal(serving, HealthCheckResponse_ServingStatus.SERVING);
+    assert.ok(Array.isArray((await te.api.listTasks()).tasks));
+  }
+
+  test('random bytes sent to every RPC get a proper status', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...UNARY, ...STREAMS), fc.uint8Array({ maxLength: 512 }), async (method, bytes) => {
+        const code = UNARY.includes(method) ? await unary(method, bytes) : await stream(method, bytes);
+        expectProper(code, `${method} with ${bytes.length} random bytes`);
+      }),
+      { numRuns: 150 },
+    );
+    await assertHealthy();
+  });
+
+  const hostileName = fc.oneof(
+    fc.string(),
+    fc.constantFrom('../etc', '../../root', '/etc/passwd', 'a/b', '.', '..', '.quarantine', 'x\0y', '%2e%2e', 'é', 'A', '-a', 'a'.repeat(300)),
+    fc.stringMatching(/^[a-z0-9][a-z0-9.-]{0,20}[a-z0-9]$/),
+  );
+  const text = fc.oneof(fc.string({ maxLength: 40 }), fc.constantFrom('\0', 'a=b', '../../', '/tmp', 'x'.repeat(200_000)));
+  const taskArbitrary = fc.record({
+    name: hostileName,
+    spec: fc.option(
+      fc.record({
+        process: fc.record({
+          // Only harmless programs: random argv would run random commands.
+          command: fc.oneof(fc.constant([] as string[]), fc.tuple(fc.constantFrom('true', '/nonexistent/program', 'echo')).map((c) => [...c])),
+          args: fc.array(text, { maxLength: 5 }),
+          env: fc.array(fc.record({ name: text, value: text }), { maxLength: 3 }),
+          workingDir: fc.oneof(fc.constant(''), text),
+          timeoutSeconds: fc.option(fc.integer({ min: -5, max: 5 }), { nil: undefined }),
+          user: fc.oneof(fc.constant(''), fc.constantFrom('nobody', 'root;rm', '99999', 'no such')),
+        }),
+        stopSignal: fc.oneof(fc.constant(''), fc.constantFrom('SIGTERM', 'KILL', 'SIGNOPE', '9')),
+        restartPolicy: fc.integer({ min: -1, max: 5 }),
+      }),
+      { nil: undefined },
+    ),
+  });
+
+  test('random and hostile tasks through CreateTask and SetTasks get a proper status and never escape the data dir', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(taskArbitrary, { minLength: 1, maxLength: 3 }), async (tasks) => {
+        const wire = tasks.map((t) =>
+          Task.fromPartial({ name: t.name, spec: t.spec && { ...t.spec, runtime: { $case: 'process', value: t.spec.process } } }),
+        );
+        expectProper(await unary('CreateTask', CreateTaskRequest.encode({ task: wire[0] }).finish()), 'CreateTask');
+        expectProper(await unary('SetTasks', SetTasksRequest.encode({ tasks: wire }).finish()), 'SetTasks');
+        expectProper(await unary('GetTask', GetTaskRequest.encode({ name: wire[0]!.name }).finish()), 'GetTask');
+      }),
+      { numRuns: 60 },
+    );
+    for (const entry of readdirSync(te.dataDir)) {
+      assert.match(entry, /^(\.quarantine|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$/, `unexpected entry ${entry}`);
+    }
+    await assertHealthy();
+  });
+
+  test('invalid UTF-8 in a string field is INVALID_ARGUMENT', async () => {
+    // GetTaskRequest { name (field 1) = 0xff 0xfe 'a' }
+    const code = await unary('GetTask', Uint8Array.from([0x0a, 0x03, 0xff, 0xfe, 0x61]));
+    assert.equal(code, status.INVALID_ARGUMENT);
+  });
+
+  test('unknown enum values are refused with INVALID_ARGUMENT or ignored, never a crash', async () => {
+    const logs = await stream('Logs', LogsRequest.encode({ ...LogsRequest.fromPartial({ name: 'missing' }), stream: 99 as never }).finish());
+    expectProper(logs, 'Logs with stream=99');
+    await assertHealthy();
+  });
+
+  test('huge arrays are INVALID_ARGUMENT and oversized messages RESOURCE_EXHAUSTED', async () => {
+    const many = Task.fromPartial({
+      name: 'many-args',
+      spec: { runtime: { $case: 'process', value: { command: ['true'], args: Array.from({ length: 20_000 }, () => 'a') } } },
+    });
+    assert.equal(await unary('CreateTask', CreateTaskRequest.encode({ task: many }).finish()), status.INVALID_ARGUMENT);
+    const oversized = new Uint8Array(5 * 1024 * 1024);
+    assert.equal(await unary('CreateTask', oversized), status.RESOURCE_EXHAUSTED);
+    await assertHealthy();
+  });
+});
