@@ -11,6 +11,7 @@ import { type LogsQuery, streamLogs, type TaskLiveness } from '../logs/stream-lo
 import { decodeUtf8 } from '../logs/utf8.js';
 import type { TaskManager } from '../manager/task-manager.js';
 import { toServiceError } from './status.js';
+import { writeOrWait } from './backpressure.js';
 
 type LogsCall = ServerWritableStream<LogsRequest, LogsResponse>;
 
@@ -97,21 +98,10 @@ export function toLogsResponse(line: LogLine, timestamps: boolean): LogsResponse
   };
 }
 
-/** Writes to the call; when grpc-js reports its buffer full, waits for 'drain' (or the cancellation). */
 function sinkFor(call: LogsCall, timestamps: boolean, cancelled: AbortSignal) {
   return {
     send(line: LogLine): void | Promise<void> {
-      if (call.write(toLogsResponse(line, timestamps))) return;
-      return new Promise<void>((resolve) => {
-        const done = () => {
-          call.off('drain', done);
-          cancelled.removeEventListener('abort', done);
-          resolve();
-        };
-        call.on('drain', done);
-        cancelled.addEventListener('abort', done);
-        if (cancelled.aborted) done();
-      });
+      return writeOrWait(call, toLogsResponse(line, timestamps), cancelled);
     },
   };
 }

@@ -10,6 +10,7 @@ import type { StatsPoint } from '../stats/sampler.js';
 import { runStatsStream, type StatsSource, type StatsStreamEnd } from '../stats/stream.js';
 import { statsToWire } from '../stats/wire.js';
 import { toServiceError } from './status.js';
+import { writeOrWait } from './backpressure.js';
 
 type StatsCall = ServerWritableStream<StatsRequest, StatsResponse>;
 
@@ -63,17 +64,7 @@ async function serve(call: StatsCall, manager: TaskManager, signal: AbortSignal)
       });
     },
   };
-  const send = (point: StatsPoint) =>
-    new Promise<void>((resolve) => {
-      if (call.write(statsToWire(point))) return resolve();
-      // The client reads slower than we sample: wait for the buffer to drain.
-      const done = () => {
-        call.off('drain', done);
-        signal.removeEventListener('abort', done);
-        resolve();
-      };
-      call.on('drain', done);
-      signal.addEventListener('abort', done);
-    });
+  // The client may read slower than we sample: writeOrWait paces us to it.
+  const send = async (point: StatsPoint) => writeOrWait(call, statsToWire(point), signal);
   return runStatsStream({ source, send, intervalMs: interval, oneShot, signal });
 }

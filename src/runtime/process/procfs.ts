@@ -15,6 +15,8 @@ export interface StatFields {
   ppid: number;
   pgid: number;
   startTime: string;
+  /** Kernel PF_* flags (field 9). */
+  flags: number;
   /** CPU time in clock ticks: own user and system time, and that of waited-for (reaped) children. */
   utime: number;
   stime: number;
@@ -40,6 +42,7 @@ export function readStat(pid: number): StatFields | undefined {
     ppid: Number(rest[1]),
     pgid: Number(rest[2]),
     startTime: rest[19] ?? '',
+    flags: Number(rest[6]),
     utime: Number(rest[11]),
     stime: Number(rest[12]),
     cutime: Number(rest[13]),

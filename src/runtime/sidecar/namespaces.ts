@@ -58,17 +58,9 @@ const PF_EXITING = 0x4;
  * and reaping the namespace's processes is still there, but already dying).
  */
 export function isLiveProcess(pid: number, startTime: string): boolean {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return false;
-  }
-  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  // rest[N - 3] is field N: 3 state, 9 flags, 22 starttime.
-  const state = rest[0];
-  const flags = Number(rest[6]);
-  return rest[19] === startTime && state !== 'Z' && state !== 'X' && (flags & PF_EXITING) === 0;
+  const stat = readStat(pid);
+  if (!stat) return false;
+  return stat.startTime === startTime && stat.state !== 'Z' && stat.state !== 'X' && (stat.flags & PF_EXITING) === 0;
 }
 
 export interface ProcessEntry {
