@@ -241,11 +241,15 @@ export class TaskManager {
 
   private async markForDeletion(record: TaskRecord): Promise<void> {
     if (record.deletionRequestedAt) return;
+    const previousStop = record.stop;
     record.deletionRequestedAt = new Date().toISOString();
+    // Recorded in the same write as the deletion mark: one fsync per task when SetTasks drops many.
+    if (!isTerminated(record.state) && !record.stop && !record.restartAt) record.stop = { cause: 'deletion', requestedAt: record.deletionRequestedAt };
     try {
       await this.options.store.save(record);
     } catch (error) {
       record.deletionRequestedAt = undefined;
+      record.stop = previousStop;
       throw error;
     }
     this.options.log.info({ task: record.name }, 'task marked for deletion');

@@ -419,9 +419,9 @@ export class ProcessRuntime implements TaskRuntime {
    */
   private treeAlive(handle: ShimHandle): boolean {
     if (isSameProcessAlive(handle.pid, handle.startTime)) return true;
-    if (handle.cgroup && allCgroupPids(handle.cgroup).length > 0) return true;
     const viaShim = isSameProcessAlive(handle.shimPid, handle.shimStartTime) ? descendantsByChildren(handle.shimPid) : undefined;
     if (viaShim) return viaShim.length > 0;
+    if (handle.cgroup && allCgroupPids(handle.cgroup).length > 0) return true;
     return groupMembers(handle.pgid, recentProcessTable(GRACE_POLL_MS)).length > 0;
   }
 
