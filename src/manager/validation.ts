@@ -19,6 +19,11 @@ export const LIMITS = {
   timeoutSeconds: 10 * 365 * 24 * 3600,
 };
 
+/** A value for an error message: quoted, and cut short so that a huge input cannot make a huge status. */
+export function quote(value: string, max = 80): string {
+  return value.length > max ? `${JSON.stringify(value.slice(0, max))}… (${value.length} characters)` : JSON.stringify(value);
+}
+
 export function validateName(name: string, field = 'name'): void {
   if (name === '') throw invalidArgument(`${field} is required`);
   if (name.length > MAX_NAME_LENGTH) {
@@ -26,7 +31,7 @@ export function validateName(name: string, field = 'name'): void {
   }
   if (!NAME_PATTERN.test(name)) {
     throw invalidArgument(
-      `${field} ${JSON.stringify(name)} is invalid: use lowercase letters, digits, '-' and '.', ` +
+      `${field} ${quote(name)} is invalid: use lowercase letters, digits, '-' and '.', ` +
         `starting and ending with a letter or digit (a DNS-1123 subdomain, e.g. "my-task-1")`,
     );
   }
@@ -47,7 +52,7 @@ export function validateSpec(spec: TaskSpec | undefined, field = 'spec'): assert
 
 function validateTaskSettings(spec: TaskSpec, field: string): void {
   if (spec.stopSignal !== undefined && !parseSignal(spec.stopSignal)) {
-    throw invalidArgument(`${field}.stopSignal ${JSON.stringify(spec.stopSignal)} is not a signal name (e.g. "SIGTERM", "SIGINT")`);
+    throw invalidArgument(`${field}.stopSignal ${quote(spec.stopSignal)} is not a signal name (e.g. "SIGTERM", "SIGINT")`);
   }
   validateRange(spec.terminationGracePeriodSeconds, `${field}.terminationGracePeriodSeconds`, 0, 86_400);
   if (spec.restartPolicy !== undefined && !['Never', 'OnFailure'].includes(spec.restartPolicy)) {
@@ -74,7 +79,7 @@ const ACCOUNT_PATTERN = /^(\d+|[a-zA-Z_][a-zA-Z0-9_.-]{0,31}\$?)$/;
 function validateAccount(value: string | undefined, field: string): void {
   if (value === undefined) return;
   if (!ACCOUNT_PATTERN.test(value)) {
-    throw invalidArgument(`${field} ${JSON.stringify(value)} is neither a numeric id nor a valid user/group name`);
+    throw invalidArgument(`${field} ${quote(value)} is neither a numeric id nor a valid user/group name`);
   }
 }
 
@@ -110,7 +115,7 @@ function validateContainer(container: ContainerSpec, field: string, budget: Budg
   container.volumeMounts.forEach((mount, i) => {
     validateName(mount.name, `${field}.volumeMounts[${i}].name`);
     if (!mount.mountPath.startsWith('/')) {
-      throw invalidArgument(`${field}.volumeMounts[${i}].mountPath ${JSON.stringify(mount.mountPath)} must be an absolute path`);
+      throw invalidArgument(`${field}.volumeMounts[${i}].mountPath ${quote(mount.mountPath)} must be an absolute path`);
     }
     validateString(mount.mountPath, `${field}.volumeMounts[${i}].mountPath`, budget);
   });
@@ -126,7 +131,7 @@ function validateEnv(env: EnvVar[], field: string, budget: Budget): void {
   }
   env.forEach((entry, i) => {
     if (entry.name === '') throw invalidArgument(`${field}[${i}].name is empty`);
-    if (entry.name.includes('=')) throw invalidArgument(`${field}[${i}].name ${JSON.stringify(entry.name)} must not contain '='`);
+    if (entry.name.includes('=')) throw invalidArgument(`${field}[${i}].name ${quote(entry.name)} must not contain '='`);
     validateString(entry.name, `${field}[${i}].name`, budget);
     validateString(entry.value, `${field}[${i}].value`, budget);
   });
@@ -154,7 +159,8 @@ function validateString(value: string, field: string, budget: Budget): void {
 function validateOptionalAbsolutePath(path: string | undefined, field: string): void {
   if (path === undefined || path === '') return;
   if (path.includes('\0')) throw invalidArgument(`${field} contains a NUL byte`);
-  if (!path.startsWith('/')) throw invalidArgument(`${field} ${JSON.stringify(path)} must be an absolute path`);
+  if (Buffer.byteLength(path) > 4096) throw invalidArgument(`${field} is longer than 4096 bytes (PATH_MAX)`);
+  if (!path.startsWith('/')) throw invalidArgument(`${field} ${quote(path)} must be an absolute path`);
 }
 
 function validateTimeout(seconds: number | undefined, field: string): void {
