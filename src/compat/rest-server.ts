@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { TaskError, type TaskErrorKind, invalidArgument } from '../errors.js';
 import type { TaskManager } from '../manager/task-manager.js';
+import { splitHostPort } from '../util/host-port.js';
 import { bearerTokenMatches, type Security, UNAUTHENTICATED_MESSAGE } from '../security.js';
 import { desiredFromJson, type Json, taskToJson } from './original-json.js';
 
@@ -111,7 +112,7 @@ export async function startRestServer(options: {
     ? createHttpsServer({ cert: tls.cert, key: tls.key, ca: tls.clientCa, requestCert: !!tls.clientCa, rejectUnauthorized: !!tls.clientCa }, listener)
     : createServer(listener);
   server.requestTimeout = 30_000;
-  const [host, port] = splitHostPort(options.listenAddr);
+  const [host, port] = splitHostPort(options.listenAddr, '--http-listen-addr', '0.0.0.0:5758');
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error) => reject(new Error(`cannot listen on ${options.listenAddr}: ${error.message}`)));
     server.listen(port, host, resolve);
@@ -176,10 +177,4 @@ async function readJson(request: IncomingMessage): Promise<unknown> {
   } catch (error) {
     throw new HttpError(400, `invalid request body: ${(error as Error).message}`);
   }
-}
-
-function splitHostPort(address: string): [string, number] {
-  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(address);
-  if (!match) throw new Error(`invalid --http-listen-addr ${JSON.stringify(address)}: use host:port, e.g. 0.0.0.0:5758`);
-  return [match[1] ?? (match[2] || '0.0.0.0'), Number(match[3])];
 }

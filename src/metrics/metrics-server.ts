@@ -1,12 +1,11 @@
 // Serves /metrics (Prometheus text format) on its own, optional address.
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { splitHostPort } from '../util/host-port.js';
 import type { Metrics } from './metrics.js';
 
 export async function startMetricsServer(listenAddr: string, metrics: Metrics): Promise<{ address: string; close(): Promise<void> }> {
-  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(listenAddr);
-  if (!match) throw new Error(`invalid --metrics-listen-addr ${JSON.stringify(listenAddr)}: use host:port, e.g. 0.0.0.0:9090`);
-  const host = match[1] ?? (match[2] || '0.0.0.0');
+  const [host, port] = splitHostPort(listenAddr, '--metrics-listen-addr', '0.0.0.0:9090');
   const server = createServer((request, response) => {
     if (request.method !== 'GET' || new URL(request.url ?? '/', 'http://x').pathname !== '/metrics') {
       response.writeHead(404, { 'Content-Type': 'text/plain' }).end('try GET /metrics\n');
@@ -19,8 +18,8 @@ export async function startMetricsServer(listenAddr: string, metrics: Metrics): 
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error) => reject(new Error(`cannot listen on ${listenAddr}: ${error.message}`)));
-    server.listen(Number(match[3]), host, resolve);
+    server.listen(port, host, resolve);
   });
-  const port = (server.address() as AddressInfo).port;
-  return { address: `${host}:${port}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
+  const bound = (server.address() as AddressInfo).port;
+  return { address: `${host}:${bound}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
 }

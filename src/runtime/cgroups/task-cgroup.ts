@@ -6,6 +6,7 @@
 // Reads are synchronous on purpose: cgroupfs and procfs files are generated in
 // memory, and a sync read costs a fraction of an async one (no thread-pool
 // round trip), which matters when many Stats streams sample every second.
+import { setTimeout as delay } from 'node:timers/promises';
 import { existsSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -165,7 +166,6 @@ function killQuietly(pid: number): void {
   }
 }
 
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function pollUntil(check: () => boolean, timeoutMs: number, intervalMs = 10): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;

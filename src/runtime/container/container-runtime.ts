@@ -4,6 +4,7 @@
 // task, the run (uid) and the executor (owner), so they can be found again
 // after an executor restart and removed completely. The runtime, not the
 // executor, owns the container: it keeps running while the executor restarts.
+import { setTimeout as delay } from 'node:timers/promises';
 import { existsSync, realpathSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -409,7 +410,6 @@ function criDetails(error: unknown): string {
   return error instanceof CriError ? `${error.details} (${error.rpc}: ${status[error.code] ?? error.code})` : errorMessage(error);
 }
 
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * A runtime whose CRI endpoint answered and is ready; throws (and leaves no

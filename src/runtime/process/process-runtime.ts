@@ -8,6 +8,7 @@
 // processes which left both the process group and the shim's tree, and exact
 // accounting for stats. Without cgroups the task still runs; limits it asked
 // for are reported as not enforced in Started.warnings.
+import { setTimeout as delay } from 'node:timers/promises';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -512,7 +513,6 @@ async function waitForExitRecord(dir: string, stillWorthWaiting: () => boolean):
   }
 }
 
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Live task-shims started for this task directory (found by their command line). */
 function shimsFor(taskDir: string): number[] {

@@ -19,6 +19,7 @@
 //   leaves first so their parents can reap them: orphans inside the target
 //   PID namespace would be re-parented to its init, which may never reap;
 // - a task that died because the main container died reads as MainContainerExited.
+import { setTimeout as delay } from 'node:timers/promises';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Logger } from 'pino';
@@ -353,4 +354,3 @@ export function findInPath(program: string): string {
   throw new Error(`sidecar mode needs ${program} (util-linux) in PATH; install it or put it in the executor's PATH`);
 }
 
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
