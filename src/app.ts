@@ -76,6 +76,7 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
     runtimes,
     log: log.child({ component: 'manager' }),
     reconcileIntervalMs: config.reconcileIntervalMs,
+    maxTasks: config.maxTasks > 0 ? config.maxTasks : undefined,
     stopSignal: config.stopSignal,
     stopGraceMs: config.stopGraceMs,
   });

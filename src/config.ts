@@ -29,7 +29,10 @@ export interface Config {
   containerCgroupParent: string;
   /** Container mode: how long one image pull may take. */
   imagePullTimeoutMs: number;
+  /** The safety-net resync of every task; changes are normally pushed by the runtimes. */
   reconcileIntervalMs: number;
+  /** Most tasks held at once (being deleted included); 0: no limit. */
+  maxTasks: number;
   stopSignal: NodeJS.Signals;
   stopGraceMs: number;
   logMaxBytes: number;
@@ -156,10 +159,19 @@ function program(): Command {
         .default(300_000, '5m'),
     )
     .addOption(
-      new Option('--reconcile-interval <duration>', 'how often task states are refreshed')
+      new Option(
+        '--reconcile-interval <duration>',
+        'how often every task is checked against its runtime, as a safety net (exits, timeouts and restarts are acted on at once)',
+      )
         .env('RECONCILE_INTERVAL')
         .argParser(duration)
-        .default(500, '500ms'),
+        .default(10_000, '10s'),
+    )
+    .addOption(
+      new Option('--max-tasks <n>', 'most tasks held at once, being deleted included; more is RESOURCE_EXHAUSTED (HTTP 429); 0: no limit')
+        .env('MAX_TASKS')
+        .argParser(positiveInt(0))
+        .default(0, 'no limit'),
     )
     .addOption(
       new Option('--stop-signal <signal>', 'signal that asks a task to stop').env('STOP_SIGNAL').argParser(signal).default('SIGTERM'),
@@ -247,6 +259,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       containerCgroupParent: o.containerCgroupParent,
       imagePullTimeoutMs: o.imagePullTimeout,
       reconcileIntervalMs: o.reconcileInterval,
+      maxTasks: o.maxTasks,
       stopSignal: o.stopSignal,
       stopGraceMs: o.stopGracePeriod,
       logMaxBytes: o.logMaxFileSize,

@@ -18,7 +18,7 @@ describe('configuration', () => {
     assert.equal(config.mainContainerName, 'main');
     assert.equal(config.enableContainerMode, false);
     assert.equal(config.criSocket, '/var/run/containerd/containerd.sock');
-    assert.equal(config.reconcileIntervalMs, 500);
+    assert.equal(config.reconcileIntervalMs, 10_000);
     assert.equal(config.stopSignal, 'SIGTERM');
     assert.equal(config.stopGraceMs, 10_000);
   });

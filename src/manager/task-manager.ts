@@ -1,27 +1,48 @@
-// The task state machine: admission (create, delete, SetTasks diffing), a
-// reconcile loop that follows each task through its runtime, graceful stops
-// for deletion and timeouts, and recovery of every task after a restart.
-// The manager owns the store; it reaches runtimes only through the registry.
+// The task state machine: admission (create, delete, SetTasks diffing), one
+// serial actor per task that follows it through its runtime (start, observe,
+// stop, restart, finalize), and recovery of every task after a restart.
+//
+// Concurrency: a short admission lock covers only name admission (so two
+// SetTasks never interleave their diffs); everything else is per-task work
+// (KeyedSerializer), so one task's slow start, stop or disk write never
+// delays another task. Runtimes push changes (watch); a slow periodic resync
+// (--reconcile-interval) is only a safety net, and per-task timers carry
+// timeouts, restart backoff and retries.
+//
+// Records are immutable snapshots: a change makes a new record, writes it,
+// then swaps it into the map and publishes it (persist -> memory -> publish),
+// so nothing a client sees is ahead of the disk. The one exception is a disk
+// that refuses the write (full, read-only): a fact the executor already acted
+// on (a task started, ended, is being deleted) is kept in memory, logged once
+// and written when the disk takes it again, because refusing it would lose
+// an exit code or make a task impossible to delete.
 import { EventEmitter } from 'node:events';
-import { Mutex } from 'async-mutex';
+import { availableParallelism } from 'node:os';
+import { Mutex, Semaphore } from 'async-mutex';
 import type { Logger } from 'pino';
-import { alreadyExists, errorMessage, failedPrecondition, invalidArgument, notFound } from '../errors.js';
-import { cloneRecord, isTerminated, Reason, type TaskRecord, type TaskSpec, type TaskState } from '../model/task.js';
+import { alreadyExists, errorMessage, failedPrecondition, invalidArgument, notFound, TaskError } from '../errors.js';
+import { isTerminated, Reason, type TaskRecord, type TaskSpec, type TaskState } from '../model/task.js';
+import { canonicalSpec, validateName, validateSpec } from '../model/validation.js';
 import type { RuntimeRegistry } from '../runtime/registry.js';
-import type { RuntimeHandle, TaskRuntime } from '../runtime/runtime.js';
-import type { TaskStore } from '../store/task-store.js';
-import { hasTimedOut, startFailedState, stateFromObservation } from './transitions.js';
+import type { LogLocation, ResourceSample, TaskRuntime } from '../runtime/runtime.js';
+import type { TaskStore, UnreadableRecord } from '../store/task-store.js';
 import { parseSignal } from '../util/signals.js';
+import { KeyedSerializer } from './keyed-serializer.js';
 import { nextRestart } from './restart-policy.js';
-import { canonicalSpec, validateName, validateSpec } from './validation.js';
+import { hasTimedOut, startFailedState, stateFromObservation, timeoutSeconds } from './transitions.js';
 
 export interface ManagerOptions {
   store: TaskStore;
   runtimes: RuntimeRegistry;
   log: Logger;
+  /** How often every task is checked against its runtime, as a safety net behind pushed changes. */
   reconcileIntervalMs: number;
   stopSignal: NodeJS.Signals;
   stopGraceMs: number;
+  /** Tasks the executor holds at most (being deleted included); undefined: no limit. */
+  maxTasks?: number;
+  /** Task starts in flight at once; default: 4 per core. */
+  startConcurrency?: number;
 }
 
 export interface DesiredTask {
@@ -31,82 +52,109 @@ export interface DesiredTask {
 
 export type TaskEventType = 'added' | 'modified' | 'deleted';
 
-export interface TaskAttachment {
-  /** Undefined when the task never started or its backend is not enabled. */
-  runtime: TaskRuntime | undefined;
-  handle: RuntimeHandle | undefined;
-}
-
 export interface TaskEvent {
   type: TaskEventType;
+  /** An immutable snapshot: never modify it. */
   task: TaskRecord;
 }
 
+/** How soon a task whose runtime is unreachable tries to start again. */
+const UNAVAILABLE_RETRY_MS = 1000;
+/** Longest delay Node's timers take (about 24.8 days); later deadlines are re-armed. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+export const RUNTIME_UNAVAILABLE = 'RuntimeUnavailable';
+
 export class TaskManager {
+  /** Committed records by name; each is replaced, never modified. */
   private readonly tasks = new Map<string, TaskRecord>();
-  /** Serialises every change to `tasks`; stops run outside it. */
-  private readonly mutex = new Mutex();
+  /** The sorted list, built once per change. */
+  private sorted: readonly TaskRecord[] | undefined;
+  /** Admission only: name checks and the first write of new tasks. */
+  private readonly admission = new Mutex();
+  /** Each task's steps (start, reconcile, restart, finalize), one at a time. */
+  private readonly work = new KeyedSerializer();
+  /** Each task's record commits, one at a time, always applied to the latest record. */
+  private readonly commits = new KeyedSerializer();
+  private readonly starts: Semaphore;
+  /** Tasks with a reconcile step queued but not yet begun (a burst of changes costs one step). */
+  private readonly queued = new Set<string>();
   private readonly stopping = new Map<string, Promise<void>>();
   private readonly unwatch = new Map<string, () => void>();
-  /** Tasks whose latest state is not on disk yet (see persist). */
+  /** Each task's next timed wake-up: timeout, restart backoff or a retry. */
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** Tasks whose latest record is not on disk yet (the disk refused it). */
   private readonly unsaved = new Set<string>();
+  /** The last failure logged per task, so a persistent one is logged once, not on every pass. */
+  private readonly reported = new Map<string, string>();
   private readonly events = new EventEmitter();
-  private timer: NodeJS.Timeout | undefined;
-  /** A full reconcile pass is waiting for the lock (see reconcileAll). */
-  private passPending = false;
+  private safetyNet: NodeJS.Timeout | undefined;
   private closed = false;
 
   constructor(private readonly options: ManagerOptions) {
     this.events.setMaxListeners(0);
+    this.starts = new Semaphore(options.startConcurrency ?? 4 * availableParallelism());
   }
 
-  /** Loads every persisted task, re-attaches to running ones and starts the reconcile loop. */
+  /**
+   * Loads every persisted task, stops what unreadable records owned, and
+   * re-attaches to every task in parallel; then starts the safety-net resync.
+   */
   async start(): Promise<void> {
-    const { records, quarantined } = await this.options.store.load();
-    for (const record of records) {
-      this.tasks.set(record.name, record);
-      if (!record.runtime && !record.restartAt && record.state.phase === 'waiting') await this.resumeAdmission(record);
-      this.watchRuntime(record);
-    }
-    this.options.log.info({ tasks: records.length, quarantined: quarantined.length }, 'task state recovered');
-    await this.reconcileAll();
-    this.timer = setInterval(() => void this.reconcileAll(), this.options.reconcileIntervalMs);
-    this.timer.unref();
+    const { records, unreadable } = await this.options.store.load();
+    for (const record of records) this.tasks.set(record.name, record);
+    this.sorted = undefined;
+    await Promise.all(unreadable.map((entry) => this.reclaimUnreadable(entry)));
+    await Promise.all(records.map((record) => this.work.run(record.name, () => this.resume(record.name))));
+    this.options.log.info({ tasks: records.length, quarantined: unreadable.length }, 'task state recovered');
+    this.safetyNet = setInterval(() => this.resyncAll(), this.options.reconcileIntervalMs);
+    this.safetyNet.unref();
   }
 
   /** Stops supervising. Tasks keep running and are picked up again on the next start. */
   async close(): Promise<void> {
     this.closed = true;
-    clearInterval(this.timer);
-    await this.mutex.waitForUnlock();
+    clearInterval(this.safetyNet);
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+    await this.work.drain();
     for (const stop of this.unwatch.values()) stop();
+    this.unwatch.clear();
     this.events.removeAllListeners();
   }
 
-  list(): TaskRecord[] {
-    return [...this.tasks.values()].sort((a, b) => (a.name < b.name ? -1 : 1)).map(cloneRecord);
+  /** Every task, sorted by name: a shared, immutable view rebuilt only after a change. */
+  list(): readonly TaskRecord[] {
+    this.sorted ??= [...this.tasks.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+    return this.sorted;
   }
 
   get(name: string): TaskRecord {
     validateName(name);
-    return cloneRecord(this.require(name));
+    return this.require(name);
   }
 
-  /** The task if it exists (a copy), without throwing. */
+  /** The task if it exists, without throwing. */
   find(name: string): TaskRecord | undefined {
-    const record = this.tasks.get(name);
-    return record && cloneRecord(record);
+    return this.tasks.get(name);
   }
 
-  /**
-   * The runtime and handle behind a task, for streams that read from the
-   * runtime directly (logs, stats). NOT_FOUND for an unknown task.
-   */
-  attachment(name: string): TaskAttachment {
-    validateName(name);
-    const record = this.require(name);
-    const runtime = record.runtime && this.options.runtimes.byName(record.runtime.runtime);
+  /** Where a task's output is captured; NOT_FOUND for an unknown task, undefined while it has none. */
+  logLocation(name: string): LogLocation | undefined {
+    const { runtime, record } = this.runtimeOf(name);
+    return record.runtime && runtime?.logs?.(record.runtime.handle);
+  }
+
+  /** @deprecated until the stream handlers use logLocation/sample. */
+  attachment(name: string): { runtime: TaskRuntime | undefined; handle: Record<string, unknown> | undefined } {
+    const { runtime, record } = this.runtimeOf(name);
     return { runtime, handle: record.runtime?.handle };
+  }
+
+  /** Resource usage of a task's tree now; NOT_FOUND for an unknown task, undefined when it cannot be measured. */
+  async sample(name: string): Promise<ResourceSample | undefined> {
+    const { runtime, record } = this.runtimeOf(name);
+    if (!record.runtime || !runtime?.stats) return undefined;
+    return runtime.stats(record.runtime.handle);
   }
 
   subscribe(listener: (event: TaskEvent) => void): () => void {
@@ -117,33 +165,36 @@ export class TaskManager {
   async create(name: string, spec: TaskSpec | undefined): Promise<TaskRecord> {
     validateName(name, 'task.name');
     validateSpec(spec, 'task.spec');
-    return this.mutex.runExclusive(async () => {
+    const admitted = await this.admission.runExclusive(async () => {
       const existing = this.tasks.get(name);
       if (existing) {
         const deleting = existing.deletionRequestedAt ? ' and is being deleted; create it again once it is gone' : '';
         throw alreadyExists(`task "${name}" already exists${deleting}`);
       }
-      const runtime = this.options.runtimes.forSpec(spec);
-      return cloneRecord(await this.admit(name, spec, runtime));
+      this.checkCapacity(1);
+      this.options.runtimes.forSpec(spec);
+      const [record] = await this.admit([{ name, spec }]);
+      return record!;
     });
+    await this.work.run(name, () => this.launch(name));
+    return this.tasks.get(name) ?? admitted;
   }
 
   async delete(name: string): Promise<TaskRecord> {
     validateName(name);
-    return this.mutex.runExclusive(async () => {
-      const record = this.require(name);
-      await this.markForDeletion(record);
-      queueMicrotask(() => void this.reconcileOne(name));
-      return cloneRecord(record);
-    });
+    const record = this.require(name);
+    await this.markForDeletion(name);
+    this.schedule(name);
+    return this.tasks.get(name) ?? record;
   }
 
   /**
    * Makes the set of tasks match `desired`: unknown names are created, names
    * missing from `desired` are deleted, known names are left alone. Checks
    * everything before changing anything, so a rejected call changes nothing.
+   * Returns once the new tasks have started (in parallel).
    */
-  async setTasks(desired: DesiredTask[]): Promise<TaskRecord[]> {
+  async setTasks(desired: DesiredTask[]): Promise<readonly TaskRecord[]> {
     const seen = new Set<string>();
     desired.forEach((task, i) => {
       validateName(task.name, `tasks[${i}].name`);
@@ -151,7 +202,7 @@ export class TaskManager {
       if (seen.has(task.name)) throw invalidArgument(`tasks[${i}].name "${task.name}" appears more than once`);
       seen.add(task.name);
     });
-    return this.mutex.runExclusive(async () => {
+    const created = await this.admission.runExclusive(async () => {
       const conflicts = desired.filter((task) => {
         const existing = this.tasks.get(task.name);
         return existing && canonicalSpec(existing.spec) !== canonicalSpec(task.spec!);
@@ -163,17 +214,19 @@ export class TaskManager {
             `delete the task (leave it out of SetTasks), wait until it is gone, then create it again, or use a new name`,
         );
       }
-      const toCreate = desired
-        .filter((task) => !this.tasks.has(task.name))
-        .map((task) => ({ name: task.name, spec: task.spec!, runtime: this.options.runtimes.forSpec(task.spec!) }));
-
-      for (const record of this.tasks.values()) {
-        if (!seen.has(record.name)) await this.markForDeletion(record);
-      }
-      for (const task of toCreate) await this.admit(task.name, task.spec, task.runtime);
-      queueMicrotask(() => void this.reconcileAll());
-      return this.list();
+      const toCreate = desired.filter((task) => !this.tasks.has(task.name)).map((task) => ({ name: task.name, spec: task.spec! }));
+      for (const task of toCreate) this.options.runtimes.forSpec(task.spec);
+      this.checkCapacity(toCreate.length);
+      const toDelete = [...this.tasks.keys()].filter((name) => !seen.has(name));
+      // New tasks first: their write is the step that can fail (a full disk),
+      // and a failed call must not have deleted anything.
+      await this.admit(toCreate);
+      await Promise.all(toDelete.map((name) => this.markForDeletion(name)));
+      for (const name of toDelete) this.schedule(name);
+      return toCreate;
     });
+    await Promise.all(created.map((task) => this.work.run(task.name, () => this.launch(task.name))));
+    return this.list();
   }
 
   private require(name: string): TaskRecord {
@@ -182,241 +235,438 @@ export class TaskManager {
     return record;
   }
 
-  private async admit(name: string, spec: TaskSpec, runtime: TaskRuntime): Promise<TaskRecord> {
-    const record: TaskRecord = {
-      name,
-      spec,
-      state: { phase: 'waiting', reason: Reason.Pending },
-      createdAt: new Date().toISOString(),
-    };
-    await this.options.store.create(record);
-    this.tasks.set(name, record);
-    await this.launch(record, runtime);
-    this.options.log.info({ task: name, state: record.state }, 'task created');
-    this.emit('added', record);
-    return record;
+  private runtimeOf(name: string): { record: TaskRecord; runtime: TaskRuntime | undefined } {
+    const record = this.get(name);
+    return { record, runtime: record.runtime && this.options.runtimes.byName(record.runtime.runtime) };
+  }
+
+  private checkCapacity(adding: number): void {
+    const max = this.options.maxTasks;
+    if (max === undefined || this.tasks.size + adding <= max) return;
+    const deleting = [...this.tasks.values()].filter((r) => r.deletionRequestedAt).length;
+    throw new TaskError(
+      'ResourceExhausted',
+      `this executor holds at most ${max} tasks (--max-tasks); it has ${this.tasks.size} (${deleting} being deleted) ` +
+        `and the request adds ${adding}: wait for deletions to finish or delete tasks first`,
+    );
+  }
+
+  /** Writes the first records of new tasks (one batch), then makes them visible. */
+  private async admit(tasks: readonly { name: string; spec: TaskSpec }[]): Promise<TaskRecord[]> {
+    if (tasks.length === 0) return [];
+    const createdAt = new Date().toISOString();
+    const records = tasks.map(({ name, spec }): TaskRecord => ({ name, spec, state: { phase: 'waiting', reason: Reason.Pending }, createdAt }));
+    await this.options.store.createAll(records);
+    for (const record of records) {
+      this.publish('added', record);
+      this.options.log.info({ task: record.name }, 'task created');
+    }
+    return records;
   }
 
   /**
-   * A record without a runtime handle was admitted by an executor that died
-   * before recording the start. Adopt the task if it did start; otherwise start
-   * it now (unless it is being deleted), so that it runs exactly once.
+   * Picks a task up after a restart. A record without a runtime handle was
+   * admitted (or set to restart) by an executor that died before recording
+   * the start: adopt the task if it did start, otherwise start it now (unless
+   * it is being deleted), so that it runs exactly once.
    */
-  private async resumeAdmission(record: TaskRecord): Promise<void> {
-    let runtime: TaskRuntime;
-    try {
-      runtime = this.options.runtimes.forSpec(record.spec);
-    } catch {
-      return; // reconcile reports the missing backend
-    }
-    const request = { name: record.name, taskDir: this.options.store.taskDir(record.name), spec: record.spec };
-    const adopted = await runtime.recover?.(request);
-    if (adopted) {
-      record.runtime = { runtime: runtime.name, handle: adopted.handle };
-      record.warnings = adopted.warnings;
-      record.state = stateFromObservation(record, adopted.observation);
-      await this.persist(record);
-      this.options.log.info({ task: record.name }, 'adopted a task whose start was not recorded before a restart');
-    } else if (!record.deletionRequestedAt) {
-      this.options.log.info({ task: record.name }, 'starting a task admitted before a restart but never started');
-      await this.launch(record, runtime);
-    }
-  }
-
-  /** Starts (or restarts) a task's process and records the outcome. */
-  private async launch(record: TaskRecord, runtime: TaskRuntime): Promise<void> {
-    const { name, spec } = record;
-    try {
-      const started = await runtime.start({ name, taskDir: this.options.store.taskDir(name), spec });
-      record.runtime = { runtime: runtime.name, handle: started.handle };
-      record.warnings = started.warnings;
-      record.state = stateFromObservation(record, started.observation);
-    } catch (error) {
-      this.options.log.error({ task: name, err: error }, 'runtime failed to start task');
-      record.state = startFailedState(`the ${runtime.name} runtime could not start the task: ${errorMessage(error)}`);
-    }
-    await this.persist(record);
-    this.watchRuntime(record);
-  }
-
-  private async markForDeletion(record: TaskRecord): Promise<void> {
-    if (record.deletionRequestedAt) return;
-    const previousStop = record.stop;
-    record.deletionRequestedAt = new Date().toISOString();
-    // Recorded in the same write as the deletion mark: one fsync per task when SetTasks drops many.
-    if (!isTerminated(record.state) && !record.stop && !record.restartAt) record.stop = { cause: 'deletion', requestedAt: record.deletionRequestedAt };
-    try {
-      await this.options.store.save(record);
-    } catch (error) {
-      record.deletionRequestedAt = undefined;
-      record.stop = previousStop;
-      throw error;
-    }
-    this.options.log.info({ task: record.name }, 'task marked for deletion');
-    this.emit('modified', record);
-  }
-
-  private watchRuntime(record: TaskRecord): void {
-    if (!record.runtime || isTerminated(record.state) || this.unwatch.has(record.name)) return;
-    const runtime = this.options.runtimes.byName(record.runtime.runtime);
-    const stop = runtime?.watch?.(record.runtime.handle, () => void this.reconcileOne(record.name));
-    if (stop) this.unwatch.set(record.name, stop);
-  }
-
-  private async reconcileAll(): Promise<void> {
-    // With many tasks a pass can outlast the interval: never queue a second one behind it.
-    if (this.closed || this.passPending) return;
-    this.passPending = true;
-    await this.mutex.runExclusive(async () => {
-      this.passPending = false;
-      for (const name of [...this.unsaved]) {
-        const record = this.tasks.get(name);
-        this.unsaved.delete(name);
-        if (record) await this.persist(record);
+  private async resume(name: string): Promise<void> {
+    const record = this.tasks.get(name);
+    if (!record) return;
+    if (!record.runtime && !record.restartAt && record.state.phase === 'waiting') {
+      const runtime = this.runtimeFor(record);
+      const request = { name, taskDir: this.options.store.taskDir(name), spec: record.spec };
+      let adopted;
+      try {
+        adopted = runtime && (await runtime.recover?.(request));
+      } catch (error) {
+        if (!isUnavailable(error)) throw error;
+        await this.waitForRuntime(name, error);
+        return;
       }
-      for (const name of [...this.tasks.keys()]) await this.reconcileLocked(name);
+      if (runtime && adopted) {
+        await this.update(name, (r) => ({ ...r, runtime: { runtime: runtime.name, handle: adopted.handle }, warnings: adopted.warnings, state: stateFromObservation(r, adopted.observation) }));
+        this.options.log.info({ task: name }, 'adopted a task whose start was not recorded before a restart');
+        this.watch(name);
+      } else if (!record.deletionRequestedAt) {
+        this.options.log.info({ task: name }, 'starting a task admitted before a restart but never started');
+        await this.launch(name);
+        return;
+      }
+    } else {
+      this.watch(name);
+    }
+    await this.step(name);
+  }
+
+  /**
+   * Stops whatever an unreadable record's task still runs, then moves the
+   * record aside (or, for an admission that never wrote its record, removes
+   * the empty directory).
+   */
+  private async reclaimUnreadable({ name, reason, missing }: UnreadableRecord): Promise<void> {
+    const taskDir = this.options.store.taskDir(name);
+    for (const runtime of this.options.runtimes.all()) {
+      try {
+        const stopped = await runtime.reclaim?.(name, taskDir);
+        if (stopped) this.options.log.warn({ task: name, runtime: runtime.name, stopped }, 'stopped the processes of a task whose record is unreadable');
+      } catch (error) {
+        this.options.log.error({ task: name, runtime: runtime.name, err: error }, 'cannot stop what a task with an unreadable record runs');
+      }
+    }
+    try {
+      if (missing) {
+        await this.options.store.remove(name);
+        this.options.log.info({ task: name }, 'removed the directory of an admission interrupted before its record was written');
+      } else {
+        await this.options.store.quarantine(name, reason);
+      }
+    } catch (error) {
+      this.options.log.error({ task: name, err: error }, 'cannot quarantine an unreadable task record');
+    }
+  }
+
+  private runtimeFor(record: TaskRecord): TaskRuntime | undefined {
+    try {
+      return this.options.runtimes.forSpec(record.spec);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Starts (or restarts) a task that has no run yet, and records the outcome. Runs in the task's actor. */
+  private async launch(name: string): Promise<void> {
+    const record = this.tasks.get(name);
+    if (!record || record.runtime || record.deletionRequestedAt || isTerminated(record.state)) return;
+    const runtime = this.runtimeFor(record);
+    if (!runtime) {
+      await this.setState(name, startFailedState(`no backend of this executor runs this task any more`));
+      return;
+    }
+    let next: (r: TaskRecord) => TaskRecord;
+    try {
+      const started = await this.starts.runExclusive(() =>
+        runtime.start({ name, taskDir: this.options.store.taskDir(name), spec: record.spec }),
+      );
+      next = (r) => ({
+        ...r,
+        runtime: { runtime: runtime.name, handle: started.handle },
+        warnings: started.warnings,
+        state: stateFromObservation(r, started.observation),
+      });
+    } catch (error) {
+      if (isUnavailable(error)) {
+        await this.waitForRuntime(name, error);
+        return;
+      }
+      this.options.log.error({ task: name, err: error }, 'runtime failed to start task');
+      const state = startFailedState(`the ${runtime.name} runtime could not start the task: ${errorMessage(error)}`);
+      next = (r) => ({ ...r, state });
+    }
+    await this.update(name, next);
+    this.watch(name);
+    // An exit announced before the watch was registered would otherwise wait for the safety net.
+    this.schedule(name);
+  }
+
+  /** The runtime cannot be reached: the task waits and its start is tried again shortly. */
+  private async waitForRuntime(name: string, error: unknown): Promise<void> {
+    await this.setState(name, { phase: 'waiting', reason: RUNTIME_UNAVAILABLE, message: errorMessage(error) });
+    this.arm(name, UNAVAILABLE_RETRY_MS);
+  }
+
+  private async markForDeletion(name: string): Promise<void> {
+    const requestedAt = new Date().toISOString();
+    const marked = await this.update(name, (r) => {
+      if (r.deletionRequestedAt) return r;
+      // The stop is recorded in the same write as the deletion mark: one write per task.
+      const stop = !isTerminated(r.state) && !r.stop && !r.restartAt ? { cause: 'deletion' as const, requestedAt } : r.stop;
+      return { ...r, deletionRequestedAt: requestedAt, stop };
+    });
+    if (marked) this.options.log.info({ task: name }, 'task marked for deletion');
+  }
+
+  private watch(name: string): void {
+    const record = this.tasks.get(name);
+    if (!record?.runtime || isTerminated(record.state) || this.unwatch.has(name)) return;
+    const runtime = this.options.runtimes.byName(record.runtime.runtime);
+    const stop = runtime?.watch?.(record.runtime.handle, () => this.schedule(name));
+    if (stop) this.unwatch.set(name, stop);
+  }
+
+  private unwatchTask(name: string): void {
+    this.unwatch.get(name)?.();
+    this.unwatch.delete(name);
+  }
+
+  /** Queues one reconcile step for a task; a step already queued covers this request too. */
+  private schedule(name: string): void {
+    if (this.closed || this.queued.has(name)) return;
+    this.queued.add(name);
+    void this.work.run(name, async () => {
+      this.queued.delete(name);
+      await this.step(name);
     });
   }
 
-  /**
-   * Saves a record the executor already acted on (the task started, stopped or
-   * ended). A failure (e.g. a full disk) must not undo that, so it is logged
-   * and the save retried on every reconcile pass until it succeeds.
-   */
-  private async persist(record: TaskRecord): Promise<void> {
-    try {
-      await this.options.store.save(record);
-    } catch (error) {
-      if (!this.unsaved.has(record.name)) this.options.log.error({ task: record.name, err: error }, 'cannot save task state; will retry');
-      this.unsaved.add(record.name);
+  /** The safety net: every task that is not at rest gets a step. */
+  private resyncAll(): void {
+    for (const name of this.unsaved) {
+      const record = this.tasks.get(name);
+      if (record) void this.commits.run(name, () => this.retrySave(name));
     }
-  }
-
-  private async reconcileOne(name: string): Promise<void> {
-    if (this.closed) return;
-    await this.mutex.runExclusive(() => this.reconcileLocked(name));
+    for (const record of this.tasks.values()) {
+      if (!isTerminated(record.state) || record.deletionRequestedAt || record.restartAt) this.schedule(record.name);
+    }
   }
 
   /** One step of one task's state machine. Never throws: a failing task must not stall the others. */
-  private async reconcileLocked(name: string): Promise<void> {
-    const record = this.tasks.get(name);
-    if (!record) return;
+  private async step(name: string): Promise<void> {
     try {
-      const runtime = record.runtime && this.options.runtimes.byName(record.runtime.runtime);
-      if (record.runtime && !runtime) {
-        await this.setState(record, {
-          phase: 'terminated',
-          exitCode: 128,
-          signal: 0,
-          reason: 'RuntimeUnavailable',
-          message: `the "${record.runtime.runtime}" backend that ran this task is not enabled in this executor`,
-          finishedAt: new Date().toISOString(),
-        });
-      }
-      if (record.restartAt) {
-        if (record.deletionRequestedAt) {
-          await this.giveUpRestart(record);
-        } else if (Date.parse(record.restartAt) <= Date.now() && runtime) {
-          record.restartAt = undefined;
-          record.lastTermination = undefined;
-          record.restartCount = (record.restartCount ?? 0) + 1;
-          this.options.log.info({ task: name, restartCount: record.restartCount }, 'restarting task under its restart policy');
-          await this.launch(record, runtime);
-          this.emit('modified', record);
-        }
-        return;
-      }
-      if (runtime && record.runtime && !isTerminated(record.state)) {
-        await this.setState(record, stateFromObservation(record, await runtime.inspect(record.runtime.handle)));
-        if (isTerminated(record.state)) await this.scheduleRestart(record);
-      }
-      if (!isTerminated(record.state) && hasTimedOut(record, Date.now()) && !record.stop) {
-        record.stop = { cause: 'timeout', requestedAt: new Date().toISOString() };
-        await this.persist(record);
-        this.options.log.info({ task: name }, 'task timed out; stopping it');
-      }
-      if (record.deletionRequestedAt && !isTerminated(record.state) && !record.stop) {
-        record.stop = { cause: 'deletion', requestedAt: new Date().toISOString() };
-        await this.persist(record);
-      }
-      if (record.stop && !isTerminated(record.state) && runtime && record.runtime) {
-        this.beginStop(record, runtime);
-      } else if (record.deletionRequestedAt && !this.stopping.has(name) && (isTerminated(record.state) || !record.runtime)) {
-        await this.finalize(record, runtime);
-      }
+      await this.advance(name);
+      this.reported.delete(name);
     } catch (error) {
-      this.options.log.error({ task: name, err: error }, 'reconcile failed; will retry');
+      const message = errorMessage(error);
+      if (this.reported.get(name) !== message) {
+        this.reported.set(name, message);
+        this.options.log.error({ task: name, err: error }, 'reconcile failed; will retry');
+      }
+    }
+    this.armNext(name);
+  }
+
+  private async advance(name: string): Promise<void> {
+    let record = this.tasks.get(name);
+    if (!record) return;
+    const runtime = record.runtime && this.options.runtimes.byName(record.runtime.runtime);
+    if (record.runtime && !runtime && !isTerminated(record.state)) {
+      await this.setState(name, {
+        phase: 'terminated',
+        exitCode: 128,
+        signal: 0,
+        reason: RUNTIME_UNAVAILABLE,
+        message: `the "${record.runtime.runtime}" backend that ran this task is not enabled in this executor`,
+        finishedAt: new Date().toISOString(),
+      });
+    }
+    if (record.restartAt) {
+      if (record.deletionRequestedAt) await this.giveUpRestart(name);
+      else if (Date.parse(record.restartAt) <= Date.now() && runtime) return this.restart(name, runtime);
+      else return;
+    }
+    record = this.tasks.get(name)!;
+    if (!record.runtime && record.state.phase === 'waiting' && !record.deletionRequestedAt) return this.launch(name);
+    if (runtime && record.runtime && !isTerminated(record.state)) {
+      try {
+        await this.setState(name, stateFromObservation(record, await runtime.inspect(record.runtime.handle)));
+      } catch (error) {
+        // An unreachable runtime says nothing about the task: keep what is known (the runtime logs the outage).
+        if (!isUnavailable(error)) throw error;
+      }
+      await this.scheduleRestart(name);
+    }
+    record = this.tasks.get(name)!;
+    if (!isTerminated(record.state) && !record.stop && hasTimedOut(record, Date.now())) {
+      await this.update(name, (r) => ({ ...r, stop: r.stop ?? { cause: 'timeout', requestedAt: new Date().toISOString() } }));
+      this.options.log.info({ task: name }, 'task timed out; stopping it');
+    }
+    record = this.tasks.get(name)!;
+    if (record.deletionRequestedAt && !isTerminated(record.state) && !record.stop) {
+      await this.update(name, (r) => ({ ...r, stop: r.stop ?? { cause: 'deletion', requestedAt: new Date().toISOString() } }));
+    }
+    record = this.tasks.get(name)!;
+    if (record.stop && !isTerminated(record.state) && runtime && record.runtime) {
+      this.beginStop(record, runtime);
+    } else if (record.deletionRequestedAt && !this.stopping.has(name) && (isTerminated(record.state) || !record.runtime)) {
+      await this.finalize(record, runtime);
     }
   }
 
+  /**
+   * Starts the next run under the restart policy. The old run is released
+   * first and the restart is recorded (without a handle) before the new run
+   * starts, exactly like a first start: an executor that dies anywhere in
+   * between finds either the old run (and restarts again) or a pending start
+   * (and recovers or starts it), never two runs.
+   */
+  private async restart(name: string, runtime: TaskRuntime): Promise<void> {
+    const record = this.tasks.get(name)!;
+    this.unwatchTask(name);
+    if (record.runtime) await runtime.release(record.runtime.handle);
+    const restartCount = (record.restartCount ?? 0) + 1;
+    await this.update(name, (r) => ({
+      ...r,
+      runtime: undefined,
+      restartAt: undefined,
+      lastTermination: undefined,
+      restartCount,
+      state: { phase: 'waiting', reason: Reason.Pending, message: `restart ${restartCount} under the restart policy` },
+    }));
+    this.options.log.info({ task: name, restartCount }, 'restarting task under its restart policy');
+    await this.launch(name);
+  }
+
   private beginStop(record: TaskRecord, runtime: TaskRuntime): void {
-    if (this.stopping.has(record.name) || !record.runtime) return;
+    const { name } = record;
+    if (this.stopping.has(name) || !record.runtime) return;
     const { handle } = record.runtime;
     const signal = (record.spec.stopSignal && parseSignal(record.spec.stopSignal)) || this.options.stopSignal;
     const grace = record.spec.terminationGracePeriodSeconds;
     const graceMs = grace !== undefined ? grace * 1000 : this.options.stopGraceMs;
-    this.options.log.info({ task: record.name, cause: record.stop?.cause, signal, graceMs }, 'stopping task');
+    this.options.log.info({ task: name, cause: record.stop?.cause, signal, graceMs }, 'stopping task');
     const stop = runtime
       .stop(handle, { signal, graceMs })
-      .catch((error: unknown) => this.options.log.error({ task: record.name, err: error }, 'stop failed; will retry'))
+      .catch((error: unknown) => this.options.log.error({ task: name, err: error }, 'stop failed; will retry'))
       .finally(() => {
-        this.stopping.delete(record.name);
-        void this.reconcileOne(record.name);
+        this.stopping.delete(name);
+        this.schedule(name);
       });
-    this.stopping.set(record.name, stop);
+    this.stopping.set(name, stop);
   }
 
   private async finalize(record: TaskRecord, runtime: TaskRuntime | undefined): Promise<void> {
     // A task that already ended is not stopped: processes it left in the
     // background on purpose keep running (the original's bootstrap pattern).
     if (runtime && record.runtime) await runtime.release(record.runtime.handle);
-    this.unwatch.get(record.name)?.();
-    this.unwatch.delete(record.name);
+    this.unwatchTask(record.name);
     await this.options.store.remove(record.name);
     this.tasks.delete(record.name);
+    this.sorted = undefined;
+    this.unsaved.delete(record.name);
+    this.reported.delete(record.name);
+    clearTimeout(this.timers.get(record.name));
+    this.timers.delete(record.name);
     this.options.log.info({ task: record.name }, 'task deleted');
     this.emit('deleted', record);
   }
 
   /** Under RESTART_POLICY_ON_FAILURE, a failed run becomes a waiting task with a backoff. */
-  private async scheduleRestart(record: TaskRecord): Promise<void> {
+  private async scheduleRestart(name: string): Promise<void> {
+    const record = this.tasks.get(name)!;
     if (record.state.phase !== 'terminated' || record.stop || record.deletionRequestedAt) return;
     const restart = nextRestart(record.spec, record.state, record.restartCount ?? 0);
     if (!restart) return;
     const { exitCode, reason } = record.state;
-    record.lastTermination = record.state;
-    record.restartAt = new Date(Date.now() + restart.delayMs).toISOString();
-    await this.setState(record, {
-      phase: 'waiting',
-      reason: Reason.BackOff,
-      message: `exited with code ${exitCode} (${reason}); restart ${restart.attempt} of ${restart.of} in ${restart.delayMs / 1000}s`,
-    });
+    const lastTermination = record.state;
+    await this.update(name, (r) => ({
+      ...r,
+      lastTermination,
+      restartAt: new Date(Date.now() + restart.delayMs).toISOString(),
+      state: {
+        phase: 'waiting',
+        reason: Reason.BackOff,
+        message: `exited with code ${exitCode} (${reason}); restart ${restart.attempt} of ${restart.of} in ${restart.delayMs / 1000}s`,
+      },
+    }));
   }
 
   /** A task waiting for a restart that gets deleted ends as it last ended. */
-  private async giveUpRestart(record: TaskRecord): Promise<void> {
-    record.restartAt = undefined;
-    await this.setState(record, {
-      ...(record.lastTermination ?? { phase: 'terminated', exitCode: 1, signal: 0, finishedAt: new Date().toISOString() }),
-      reason: Reason.Stopped,
-      message: 'deleted while waiting to restart',
+  private async giveUpRestart(name: string): Promise<void> {
+    await this.update(name, (r) => ({
+      ...r,
+      restartAt: undefined,
+      state: {
+        ...(r.lastTermination ?? { phase: 'terminated', exitCode: 1, signal: 0, finishedAt: new Date().toISOString() }),
+        reason: Reason.Stopped,
+        message: 'deleted while waiting to restart',
+      },
+    }));
+  }
+
+  private async setState(name: string, state: TaskState): Promise<void> {
+    await this.update(name, (r) => (JSON.stringify(state) === JSON.stringify(r.state) ? r : { ...r, state }));
+  }
+
+  /**
+   * Applies `change` to the task's latest record and commits the result:
+   * write, then swap into memory, then publish. Returns whether anything
+   * changed. A write the disk refuses is kept in memory and retried (see
+   * the file comment); it never throws for that.
+   */
+  private async update(name: string, change: (record: TaskRecord) => TaskRecord): Promise<boolean> {
+    return this.commits.run(name, async () => {
+      const current = this.tasks.get(name);
+      if (!current) return false;
+      const next = change(current);
+      if (next === current) return false;
+      try {
+        await this.options.store.save(next);
+        this.saved(name);
+      } catch (error) {
+        this.notSaved(name, error);
+      }
+      if (this.tasks.get(name) !== current) return false; // finalized meanwhile
+      this.publish('modified', next);
+      if (current.state !== next.state && JSON.stringify(current.state) !== JSON.stringify(next.state)) {
+        if (isTerminated(next.state)) this.unwatchTask(name);
+        this.options.log.info({ task: name, from: current.state.phase, state: next.state }, 'task state changed');
+      }
+      return true;
     });
   }
 
-  private async setState(record: TaskRecord, state: TaskState): Promise<void> {
-    if (JSON.stringify(state) === JSON.stringify(record.state)) return;
-    const previous = record.state.phase;
-    record.state = state;
-    await this.persist(record);
-    if (isTerminated(state)) {
-      this.unwatch.get(record.name)?.();
-      this.unwatch.delete(record.name);
+  private async retrySave(name: string): Promise<void> {
+    const record = this.tasks.get(name);
+    if (!record || !this.unsaved.has(name)) return;
+    try {
+      await this.options.store.save(record);
+      this.saved(name);
+    } catch {
+      // still refused; logged once when it first failed
     }
-    this.options.log.info({ task: record.name, from: previous, state }, 'task state changed');
-    this.emit('modified', record);
   }
 
-  private emit(type: TaskEventType, record: TaskRecord): void {
-    this.events.emit('event', { type, task: cloneRecord(record) } satisfies TaskEvent);
+  private saved(name: string): void {
+    if (this.unsaved.delete(name)) this.options.log.info({ task: name }, 'task state saved again');
   }
+
+  private notSaved(name: string, error: unknown): void {
+    if (!this.unsaved.has(name)) {
+      this.options.log.error({ task: name, err: error }, 'cannot save task state; keeping it in memory and retrying on every resync');
+    }
+    this.unsaved.add(name);
+  }
+
+  private publish(type: TaskEventType, record: TaskRecord): void {
+    this.tasks.set(record.name, record);
+    this.sorted = undefined;
+    this.emit(type, record);
+  }
+
+  private emit(type: TaskEventType, task: TaskRecord): void {
+    this.events.emit('event', { type, task } satisfies TaskEvent);
+  }
+
+  /** Arms the task's next timed wake-up from its record: a timeout, a due restart. */
+  private armNext(name: string): void {
+    const record = this.tasks.get(name);
+    if (!record || this.closed) return;
+    if (record.restartAt && !record.deletionRequestedAt) {
+      this.arm(name, Date.parse(record.restartAt) - Date.now());
+      return;
+    }
+    const seconds = timeoutSeconds(record);
+    if (seconds !== undefined && record.state.phase === 'running' && !record.stop) {
+      this.arm(name, Date.parse(record.state.startedAt) + seconds * 1000 - Date.now() + 1);
+      return;
+    }
+    if (record.state.phase === 'waiting' && record.state.reason === RUNTIME_UNAVAILABLE) return; // armed by waitForRuntime
+    clearTimeout(this.timers.get(name));
+    this.timers.delete(name);
+  }
+
+  private arm(name: string, delayMs: number): void {
+    if (this.closed) return;
+    clearTimeout(this.timers.get(name));
+    const timer = setTimeout(() => {
+      this.timers.delete(name);
+      this.schedule(name);
+    }, Math.min(Math.max(delayMs, 0), MAX_TIMER_MS));
+    timer.unref();
+    this.timers.set(name, timer);
+  }
+}
+
+function isUnavailable(error: unknown): boolean {
+  return error instanceof TaskError && error.kind === 'Unavailable';
 }

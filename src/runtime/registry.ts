@@ -26,6 +26,11 @@ export class RuntimeRegistry {
     throw failedPrecondition(`this executor cannot run ${kind} tasks: ${hint?.reason ?? 'no backend accepts them'}`);
   }
 
+  /** Every enabled backend. */
+  all(): readonly TaskRuntime[] {
+    return this.runtimes;
+  }
+
   byName(name: string): TaskRuntime | undefined {
     return this.runtimes.find((r) => r.name === name);
   }

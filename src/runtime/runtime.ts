@@ -76,10 +76,15 @@ export interface TaskRuntime {
   /**
    * Starts the task. A task that cannot start for reasons of its own (missing
    * program, bad working directory) is reported as an exited observation with a
-   * reason; a throw means the runtime itself failed.
+   * reason; a throw means the runtime itself failed. A TaskError of kind
+   * 'Unavailable' means the runtime cannot be reached right now: the task
+   * then waits (reason RuntimeUnavailable) and its start is tried again.
    */
   start(request: StartRequest): Promise<Started>;
-  /** Works for handles from an earlier executor process too. */
+  /**
+   * Works for handles from an earlier executor process too. A TaskError of
+   * kind 'Unavailable' (runtime unreachable) leaves the task's state as it was.
+   */
   inspect(handle: RuntimeHandle): Promise<Observation>;
   /**
    * Finds a task this runtime started for `request` whose handle was never
@@ -87,6 +92,13 @@ export interface TaskRuntime {
    * handle. Undefined when it was never started, so starting it is safe.
    */
   recover?(request: StartRequest): Promise<Started | undefined>;
+  /**
+   * Stops and frees everything this runtime runs for a task whose record was
+   * lost (unreadable): the executor cannot supervise it, and its name is about
+   * to be free again, so nothing of it may keep running. Returns how many
+   * runs it stopped (0 when it ran nothing for that task).
+   */
+  reclaim?(name: string, taskDir: string): Promise<number>;
   /** Resolves once the task and everything it started are gone. */
   stop(handle: RuntimeHandle, options: StopOptions): Promise<void>;
   /** Frees what the runtime keeps after the task ended; the task directory is removed afterwards. */

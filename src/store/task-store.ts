@@ -1,19 +1,27 @@
 // Persists one directory per task under the data dir:
 //   <dataDir>/<name>/task.json   the task record (written atomically)
 //   <dataDir>/<name>/...         runtime files (shim state, logs)
-// A record that cannot be read is moved to <dataDir>/.quarantine/ and
-// reported, so it neither crashes the executor nor blocks its name for ever.
+// A record that cannot be read is reported by load(); the manager stops what
+// it owned and then moves it to <dataDir>/.quarantine/, so it neither crashes
+// the executor nor blocks its name for ever.
+//
+// Writes that arrive together run together (bounded), so their fsyncs share
+// the file system's journal commits instead of queueing one behind another,
+// and a batch of new task directories costs one fsync of the data dir.
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Semaphore } from 'async-mutex';
 import type { Logger } from 'pino';
 import { errorMessage, TaskError } from '../errors.js';
-import { validateName, validateSpec } from '../manager/validation.js';
+import { validateName, validateSpec } from '../model/validation.js';
 import type { TaskRecord } from '../model/task.js';
-import { TEMP_MARKER, writeFileAtomic } from '../util/atomic-file.js';
+import { fsyncDirectory, TEMP_MARKER, writeFileAtomic } from '../util/atomic-file.js';
 
 const RECORD_FILE = 'task.json';
 const QUARANTINE_DIR = '.quarantine';
 const FORMAT_VERSION = 1;
+/** File operations in flight at once: enough to keep the disk's queue full, few enough to bound memory and fds. */
+const IO_CONCURRENCY = 32;
 
 export interface QuarantinedRecord {
   name: string;
@@ -21,12 +29,25 @@ export interface QuarantinedRecord {
   movedTo: string;
 }
 
+export interface UnreadableRecord {
+  name: string;
+  reason: string;
+  /**
+   * No record file at all: the directory of an admission interrupted between
+   * mkdir and the first write, which no client was ever told about.
+   */
+  missing: boolean;
+}
+
 export interface LoadResult {
   records: TaskRecord[];
-  quarantined: QuarantinedRecord[];
+  /** Task directories whose record cannot be read; see quarantine(). */
+  unreadable: UnreadableRecord[];
 }
 
 export class TaskStore {
+  private readonly io = new Semaphore(IO_CONCURRENCY);
+
   constructor(
     readonly root: string,
     private readonly log: Logger,
@@ -47,55 +68,105 @@ export class TaskStore {
     return join(this.root, name);
   }
 
+  /** Reads every record, in parallel; the result is sorted by name. */
   async load(): Promise<LoadResult> {
     await TaskStore.ensureWritable(this.root);
     const entries = await readdir(this.root, { withFileTypes: true });
     const records: TaskRecord[] = [];
-    const quarantined: QuarantinedRecord[] = [];
-    for (const entry of entries) {
-      if (!entry.isDirectory() || entry.name.startsWith('.')) continue;
-      const dir = join(this.root, entry.name);
-      await this.removeTempFiles(dir);
-      try {
-        records.push(await this.readRecord(entry.name));
-      } catch (error) {
-        quarantined.push(await this.quarantine(entry.name, errorMessage(error)));
-      }
-    }
+    const unreadable: UnreadableRecord[] = [];
+    await Promise.all(
+      entries
+        .filter((entry) => entry.isDirectory() && !entry.name.startsWith('.'))
+        .map((entry) =>
+          this.io.runExclusive(async () => {
+            try {
+              await this.removeTempFiles(join(this.root, entry.name));
+              records.push(await this.readRecord(entry.name));
+            } catch (error) {
+              const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
+              unreadable.push({ name: entry.name, reason: errorMessage(error), missing });
+            }
+          }),
+        ),
+    );
     records.sort((a, b) => (a.name < b.name ? -1 : 1));
-    return { records, quarantined };
+    return { records, unreadable };
   }
 
-  /** Makes the task's directory and writes its first record. */
-  async create(record: TaskRecord): Promise<void> {
-    const dir = this.taskDir(record.name);
-    // A directory without a loaded record is a leftover of a crash between
-    // mkdir and the first write: nothing in it belongs to a known task.
-    await rm(dir, { recursive: true, force: true });
+  /** Makes the tasks' directories and writes their first records; one fsync of the data dir covers them all. */
+  async createAll(records: readonly TaskRecord[]): Promise<void> {
+    const created: string[] = [];
     try {
-      await mkdir(dir, { mode: 0o755 });
+      await Promise.all(
+        records.map((record) =>
+          this.io.runExclusive(async () => {
+            const dir = this.taskDir(record.name);
+            // A directory without a loaded record is a leftover of a crash between
+            // mkdir and the first write: nothing in it belongs to a known task.
+            await rm(dir, { recursive: true, force: true });
+            try {
+              await mkdir(dir, { mode: 0o755 });
+            } catch (error) {
+              throw storeError(error, `cannot create the directory of task "${record.name}"`);
+            }
+            created.push(dir);
+            await this.write(record);
+          }),
+        ),
+      );
+      await fsyncDirectory(this.root).catch((error: unknown) => {
+        throw storeError(error, 'cannot save the new tasks');
+      });
     } catch (error) {
-      throw asStoreError(error, `cannot create the directory of task "${record.name}"`);
-    }
-    try {
-      await this.save(record);
-    } catch (error) {
-      await rm(dir, { recursive: true, force: true });
+      await Promise.all(created.map((dir) => rm(dir, { recursive: true, force: true })));
       throw error;
     }
   }
 
+  async create(record: TaskRecord): Promise<void> {
+    await this.createAll([record]);
+  }
+
+  /**
+   * Replaces a task's record atomically. A task directory removed from under
+   * the executor is made again, so one damaged task never blocks the others.
+   */
   async save(record: TaskRecord): Promise<void> {
-    const body = JSON.stringify({ version: FORMAT_VERSION, task: record }, null, 2) + '\n';
-    try {
-      await writeFileAtomic(join(this.taskDir(record.name), RECORD_FILE), body);
-    } catch (error) {
-      throw asStoreError(error, `cannot save task "${record.name}"`);
-    }
+    await this.io.runExclusive(async () => {
+      try {
+        await this.write(record);
+      } catch (error) {
+        if ((error as TaskError).cause && causeCode(error) === 'ENOENT') {
+          this.log.warn({ task: record.name }, 'the task directory was removed from under the executor; writing its record again');
+          await mkdir(this.taskDir(record.name), { recursive: true, mode: 0o755 });
+          await this.write(record);
+          return;
+        }
+        throw error;
+      }
+    });
   }
 
   async remove(name: string): Promise<void> {
     await rm(this.taskDir(name), { recursive: true, force: true });
+  }
+
+  /** Moves an unreadable task directory aside, freeing its name; the move is logged with the reason. */
+  async quarantine(name: string, reason: string): Promise<QuarantinedRecord> {
+    const target = join(this.root, QUARANTINE_DIR, `${name}.${new Date().toISOString().replace(/[:.]/g, '-')}`);
+    await mkdir(join(this.root, QUARANTINE_DIR), { recursive: true });
+    await rename(join(this.root, name), target);
+    this.log.error({ task: name, reason, movedTo: target }, 'unreadable task record quarantined; the name is free again');
+    return { name, reason, movedTo: target };
+  }
+
+  private async write(record: TaskRecord): Promise<void> {
+    const body = JSON.stringify({ version: FORMAT_VERSION, task: record }, null, 2) + '\n';
+    try {
+      await writeFileAtomic(join(this.taskDir(record.name), RECORD_FILE), body);
+    } catch (error) {
+      throw storeError(error, `cannot save task "${record.name}"`);
+    }
   }
 
   private async readRecord(dirName: string): Promise<TaskRecord> {
@@ -114,14 +185,6 @@ export class TaskStore {
     return record;
   }
 
-  private async quarantine(name: string, reason: string): Promise<QuarantinedRecord> {
-    const target = join(this.root, QUARANTINE_DIR, `${name}.${new Date().toISOString().replace(/[:.]/g, '-')}`);
-    await mkdir(join(this.root, QUARANTINE_DIR), { recursive: true });
-    await rename(join(this.root, name), target);
-    this.log.error({ task: name, reason, movedTo: target }, 'unreadable task record quarantined; the name is free again');
-    return { name, reason, movedTo: target };
-  }
-
   private async removeTempFiles(dir: string): Promise<void> {
     for (const file of await readdir(dir)) {
       if (file.includes(TEMP_MARKER)) await rm(join(dir, file), { force: true });
@@ -129,11 +192,26 @@ export class TaskStore {
   }
 }
 
-/** A full data dir is the caller's resource problem, reported as such; anything else stays internal. */
-function asStoreError(error: unknown, what: string): Error {
-  const code = (error as NodeJS.ErrnoException).code;
+function causeCode(error: unknown): string | undefined {
+  const cause = error instanceof Error && error.cause !== undefined ? error.cause : error;
+  return (cause as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/**
+ * A store failure as the caller should see it: a full data dir is a resource
+ * problem, a read-only one makes the executor unavailable; both say what an
+ * operator must do. Paths stay in the executor's log, not in client messages.
+ */
+function storeError(error: unknown, what: string): Error {
+  const code = causeCode(error);
   if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new TaskError('ResourceExhausted', `${what}: the data dir has no space left (${errorMessage(error)})`, { cause: error });
+    return new TaskError('ResourceExhausted', `${what}: the executor's data dir has no space left; free space on the node`, { cause: error });
   }
-  return error instanceof Error ? error : new Error(String(error));
+  if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') {
+    return new TaskError('Unavailable', `${what}: the executor cannot write its data dir (${code}); an operator must make it writable`, {
+      cause: error,
+    });
+  }
+  if (error instanceof TaskError) return error;
+  return new TaskError('Internal', `${what}: ${code ?? errorMessage(error)}`, { cause: error });
 }

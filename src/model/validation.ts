@@ -1,7 +1,7 @@
 // Admission checks for names and specs. Shared by every API front end so that
 // they all reject the same input with the same message.
 import { invalidArgument } from '../errors.js';
-import type { ContainerSpec, EnvVar, ProcessSpec, TaskSpec } from '../model/task.js';
+import type { ContainerSpec, EnvVar, ProcessSpec, TaskSpec } from './task.js';
 import { parseSignal } from '../util/signals.js';
 
 // Kubernetes object names are DNS-1123 subdomains, and the original's controller
