@@ -463,8 +463,8 @@ export class TaskManager {
         // An unreachable runtime says nothing about the task: keep what is known (the runtime logs the outage).
         if (!isUnavailable(error)) throw error;
       }
-      await this.scheduleRestart(name);
     }
+    await this.scheduleRestart(name);
     record = this.tasks.get(name)!;
     if (!isTerminated(record.state) && !record.stop && hasTimedOut(record, Date.now())) {
       await this.update(name, (r) => ({ ...r, stop: r.stop ?? { cause: 'timeout', requestedAt: new Date().toISOString() } }));

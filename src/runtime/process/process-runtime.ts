@@ -10,7 +10,7 @@
 // for are reported as not enforced in Started.warnings.
 import { setTimeout as delay } from 'node:timers/promises';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
@@ -105,6 +105,8 @@ interface ExitRecord {
 }
 
 const POLL_MS = 25;
+/** The files one run of the shim leaves in the task directory. */
+const RUN_RECORDS = ['start.json', 'exit.json'];
 /** How often a stop checks whether the tree has exited during its grace period. */
 const GRACE_POLL_MS = 50;
 const EXIT_RECORD_WAIT_MS = 5000;
@@ -259,6 +261,36 @@ export class ProcessRuntime implements TaskRuntime {
     }
   }
 
+  /**
+   * Stops everything run for a task directory whose record is lost: the
+   * shims started for it (found by their command line, even one that has not
+   * exec'd its task yet) and the task's tree as start.json names it.
+   */
+  async reclaim(_name: string, taskDir: string): Promise<number> {
+    const shims = shimsFor(taskDir).map((pid) => ({ pid, startTime: startTimeOf(pid) ?? '' }));
+    const start = await readJson<ShimStarted>(join(taskDir, 'start.json'));
+    const running = start !== undefined && isSameProcessAlive(start.pid, start.startTime);
+    if (shims.length === 0 && !running) return 0;
+    if (start) {
+      const handle: ShimHandle = {
+        dir: taskDir,
+        bootId: bootId(),
+        shimPid: start.shimPid,
+        shimStartTime: startTimeOf(start.shimPid) ?? '',
+        pid: start.pid,
+        pgid: start.pgid,
+        startTime: start.startTime,
+        startedAt: start.startedAt,
+      };
+      this.killLeftovers(handle);
+    }
+    for (const shim of shims) {
+      for (const pid of descendantsOf(shim.pid)) signalQuietly(pid, 'SIGKILL');
+      if (isSameProcessAlive(shim.pid, shim.startTime)) signalQuietly(shim.pid, 'SIGKILL');
+    }
+    return Math.max(shims.length, running ? 1 : 0);
+  }
+
   async inspect(raw: RuntimeHandle): Promise<Observation> {
     const handle = raw as ShimHandle;
     const exit = await readExitRecord(handle.dir);
@@ -316,7 +348,12 @@ export class ProcessRuntime implements TaskRuntime {
       const { busy } = await removeCgroup(handle.cgroup);
       if (busy.length > 0) this.options.log.debug({ cgroups: busy }, 'the task left processes running; keeping its cgroup until they exit');
     }
-    if (handle.dir) await this.sweepCgroups(dirname(handle.dir));
+    if (handle.dir) {
+      // The run's records go with it: a restart recorded next must never find
+      // (and adopt) this run's start.json after an executor crash.
+      await Promise.all(RUN_RECORDS.map((file) => rm(join(handle.dir, file), { force: true })));
+      await this.sweepCgroups(dirname(handle.dir));
+    }
   }
 
   /**
