@@ -80,10 +80,18 @@ function containerFromWire(c: wire.ContainerSpec): ContainerSpec {
 
 const envFromWire = (env: wire.EnvVar[]): EnvVar[] => env.map((e) => ({ name: e.name, value: e.value }));
 
-export function taskToWire(record: TaskRecord): wire.Task {
+/** How much of a task a reply carries; see TaskView in the proto. */
+export type TaskView = 'full' | 'compact';
+
+/**
+ * A task as the API shows it. The compact view (TaskView COMPACT) leaves out
+ * the spec, which is the bulk of a task (up to about 1 MiB) and which the
+ * caller already knows.
+ */
+export function taskToWire(record: TaskRecord, view: TaskView = 'full'): wire.Task {
   return {
     name: record.name,
-    spec: specToWire(record.spec),
+    spec: view === 'full' ? specToWire(record.spec) : undefined,
     status: { state: stateToWire(record.state), restartCount: record.restartCount ?? 0, warnings: record.warnings ?? [] },
     deletionTimestamp: record.deletionRequestedAt ? new Date(record.deletionRequestedAt) : undefined,
     creationTimestamp: new Date(record.createdAt),

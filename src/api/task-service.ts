@@ -11,6 +11,8 @@ import { invalidArgument } from '../errors.js';
 import type { TaskEvent, TaskManager } from '../manager/task-manager.js';
 import { specFromWire, taskToWire } from './convert.js';
 import { logsHandler } from './logs-handler.js';
+import { listPage } from './paging.js';
+import { setTasksReply, setTasksView } from './set-tasks-reply.js';
 import { statsHandler } from './stats-handler.js';
 import { toServiceError } from './status.js';
 
@@ -39,11 +41,12 @@ export function taskExecutorService(manager: TaskManager, log: Logger): TaskExec
     }),
     getTask: unary(({ name }) => ({ task: taskToWire(manager.get(name)) })),
     deleteTask: unary(async ({ name }) => ({ task: taskToWire(await manager.delete(name)) })),
-    setTasks: unary(async ({ tasks }) => {
+    setTasks: unary(async ({ tasks, view }) => {
+      const replyView = setTasksView(view); // checked before anything changes
       const desired = tasks.map((task) => ({ name: task.name, spec: specFromWire(task.spec) }));
-      return { tasks: (await manager.setTasks(desired)).map(taskToWire) };
+      return setTasksReply(await manager.setTasks(desired), replyView);
     }),
-    listTasks: unary(() => ({ tasks: manager.list().map(taskToWire) })),
+    listTasks: unary((request) => listPage(manager.list(), request)),
     logs: logsHandler(manager, log),
     stats: statsHandler(manager, log),
     watch: (call: ServerWritableStream<WatchRequest, WatchResponse>) => {

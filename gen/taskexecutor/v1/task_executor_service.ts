@@ -28,6 +28,53 @@ export const protobufPackage = "taskexecutor.v1";
 
 export const protobufFileName = "taskexecutor/v1/task_executor_service.proto";
 
+/** How much of each task a reply carries (AIP-157 style). */
+export enum TaskView {
+  /** TASK_VIEW_UNSPECIFIED - The method's default: TASK_VIEW_COMPACT for SetTasks. */
+  TASK_VIEW_UNSPECIFIED = 0,
+  /**
+   * TASK_VIEW_COMPACT - Everything but the spec: name, status, creation_timestamp and
+   * deletion_timestamp. The spec is what the caller sent, and it can be up to
+   * about 1 MiB per task.
+   */
+  TASK_VIEW_COMPACT = 1,
+  /** TASK_VIEW_FULL - Every field, spec included. */
+  TASK_VIEW_FULL = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function taskViewFromJSON(object: any): TaskView {
+  switch (object) {
+    case 0:
+    case "TASK_VIEW_UNSPECIFIED":
+      return TaskView.TASK_VIEW_UNSPECIFIED;
+    case 1:
+    case "TASK_VIEW_COMPACT":
+      return TaskView.TASK_VIEW_COMPACT;
+    case 2:
+    case "TASK_VIEW_FULL":
+      return TaskView.TASK_VIEW_FULL;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return TaskView.UNRECOGNIZED;
+  }
+}
+
+export function taskViewToJSON(object: TaskView): string {
+  switch (object) {
+    case TaskView.TASK_VIEW_UNSPECIFIED:
+      return "TASK_VIEW_UNSPECIFIED";
+    case TaskView.TASK_VIEW_COMPACT:
+      return "TASK_VIEW_COMPACT";
+    case TaskView.TASK_VIEW_FULL:
+      return "TASK_VIEW_FULL";
+    case TaskView.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum LogStream {
   /** LOG_STREAM_UNSPECIFIED - Both streams, interleaved in the order they were written. */
   LOG_STREAM_UNSPECIFIED = 0,
@@ -141,17 +188,71 @@ export interface DeleteTaskResponse {
 export interface SetTasksRequest {
   /** The desired set of tasks. An empty list deletes every task. */
   tasks: Task[];
+  /**
+   * How much of each task the reply carries. Unset: TASK_VIEW_COMPACT.
+   * Any other value is INVALID_ARGUMENT, and nothing is changed. (The new
+   * request fields are `optional` so that code generated with presence-less
+   * scalars, e.g. ts-proto, still compiles without setting them.)
+   */
+  view?: TaskView | undefined;
 }
 
+/**
+ * The tasks after the change, sorted by name, including those being deleted
+ * (with deletion_timestamp set), in the view named by `view`.
+ *
+ * The reply is bounded (about 2 MiB) so that a client with gRPC's default
+ * 4 MiB receive limit can always read it, and never learns of a change only
+ * through a failed call:
+ *   - TASK_VIEW_FULL is honoured when every full task fits; otherwise the
+ *     reply is compact, and `view` says TASK_VIEW_COMPACT. Read the specs
+ *     with ListTasks or GetTask.
+ *   - If even compact tasks do not fit (tens of thousands of tasks), `tasks`
+ *     holds the first ones by name and `next_page_token` is set: pass it to
+ *     ListTasks as page_token to read the rest.
+ */
 export interface SetTasksResponse {
   tasks: Task[];
+  /**
+   * The view `tasks` are in: TASK_VIEW_COMPACT or TASK_VIEW_FULL, never
+   * TASK_VIEW_UNSPECIFIED.
+   */
+  view: TaskView;
+  /**
+   * Empty when `tasks` holds every task; else a ListTasks page_token that
+   * continues the list after the last task here.
+   */
+  nextPageToken: string;
 }
 
+/**
+ * Paged as in AIP-158. Pages are in name order; a page token resumes after
+ * the last name of the previous page, so it stays valid while tasks are
+ * created and deleted between pages: no task is returned twice, and none
+ * that existed throughout is skipped. A task created or deleted meanwhile
+ * may or may not be seen.
+ */
 export interface ListTasksRequest {
+  /**
+   * Most tasks in one page. 0: 500. Values above 1000 are treated as 1000;
+   * negative values are INVALID_ARGUMENT. A page may hold fewer tasks: it is
+   * also cut at about 2 MiB (always at least one task), so that a client
+   * with gRPC's default 4 MiB receive limit can read it.
+   */
+  pageSize?:
+    | number
+    | undefined;
+  /**
+   * The next_page_token of the previous reply; empty for the first page.
+   * A token this service did not issue is INVALID_ARGUMENT.
+   */
+  pageToken?: string | undefined;
 }
 
 export interface ListTasksResponse {
   tasks: Task[];
+  /** Pass as page_token to get the next page; empty on the last page. */
+  nextPageToken: string;
 }
 
 export interface LogsRequest {
@@ -661,13 +762,16 @@ export const DeleteTaskResponse: MessageFns<DeleteTaskResponse> = {
 };
 
 function createBaseSetTasksRequest(): SetTasksRequest {
-  return { tasks: [] };
+  return { tasks: [], view: undefined };
 }
 
 export const SetTasksRequest: MessageFns<SetTasksRequest> = {
   encode(message: SetTasksRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.tasks) {
       Task.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.view !== undefined) {
+      writer.uint32(16).int32(message.view);
     }
     return writer;
   },
@@ -693,6 +797,14 @@ export const SetTasksRequest: MessageFns<SetTasksRequest> = {
             message.tasks.push(Task.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.view = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -706,13 +818,19 @@ export const SetTasksRequest: MessageFns<SetTasksRequest> = {
   },
 
   fromJSON(object: any): SetTasksRequest {
-    return { tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => Task.fromJSON(e)) : [] };
+    return {
+      tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => Task.fromJSON(e)) : [],
+      view: isSet(object.view) ? taskViewFromJSON(object.view) : undefined,
+    };
   },
 
   toJSON(message: SetTasksRequest): unknown {
     const obj: any = {};
     if (message.tasks?.length) {
       obj.tasks = message.tasks.map((e) => Task.toJSON(e));
+    }
+    if (message.view !== undefined) {
+      obj.view = taskViewToJSON(message.view);
     }
     return obj;
   },
@@ -723,18 +841,25 @@ export const SetTasksRequest: MessageFns<SetTasksRequest> = {
   fromPartial(object: DeepPartial<SetTasksRequest>): SetTasksRequest {
     const message = createBaseSetTasksRequest();
     message.tasks = object.tasks?.map((e) => Task.fromPartial(e)) || [];
+    message.view = object.view ?? undefined;
     return message;
   },
 };
 
 function createBaseSetTasksResponse(): SetTasksResponse {
-  return { tasks: [] };
+  return { tasks: [], view: 0, nextPageToken: "" };
 }
 
 export const SetTasksResponse: MessageFns<SetTasksResponse> = {
   encode(message: SetTasksResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.tasks) {
       Task.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.view !== 0) {
+      writer.uint32(16).int32(message.view);
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(26).string(message.nextPageToken);
     }
     return writer;
   },
@@ -760,6 +885,22 @@ export const SetTasksResponse: MessageFns<SetTasksResponse> = {
             message.tasks.push(Task.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.view = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -773,13 +914,27 @@ export const SetTasksResponse: MessageFns<SetTasksResponse> = {
   },
 
   fromJSON(object: any): SetTasksResponse {
-    return { tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => Task.fromJSON(e)) : [] };
+    return {
+      tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => Task.fromJSON(e)) : [],
+      view: isSet(object.view) ? taskViewFromJSON(object.view) : 0,
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
   },
 
   toJSON(message: SetTasksResponse): unknown {
     const obj: any = {};
     if (message.tasks?.length) {
       obj.tasks = message.tasks.map((e) => Task.toJSON(e));
+    }
+    if (message.view !== 0) {
+      obj.view = taskViewToJSON(message.view);
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
     }
     return obj;
   },
@@ -790,16 +945,24 @@ export const SetTasksResponse: MessageFns<SetTasksResponse> = {
   fromPartial(object: DeepPartial<SetTasksResponse>): SetTasksResponse {
     const message = createBaseSetTasksResponse();
     message.tasks = object.tasks?.map((e) => Task.fromPartial(e)) || [];
+    message.view = object.view ?? 0;
+    message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
 };
 
 function createBaseListTasksRequest(): ListTasksRequest {
-  return {};
+  return { pageSize: undefined, pageToken: undefined };
 }
 
 export const ListTasksRequest: MessageFns<ListTasksRequest> = {
-  encode(_: ListTasksRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: ListTasksRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pageSize !== undefined) {
+      writer.uint32(8).int32(message.pageSize);
+    }
+    if (message.pageToken !== undefined) {
+      writer.uint32(18).string(message.pageToken);
+    }
     return writer;
   },
 
@@ -816,6 +979,22 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -828,32 +1007,54 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
     }
   },
 
-  fromJSON(_: any): ListTasksRequest {
-    return {};
+  fromJSON(object: any): ListTasksRequest {
+    return {
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : undefined,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : undefined,
+    };
   },
 
-  toJSON(_: ListTasksRequest): unknown {
+  toJSON(message: ListTasksRequest): unknown {
     const obj: any = {};
+    if (message.pageSize !== undefined) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== undefined) {
+      obj.pageToken = message.pageToken;
+    }
     return obj;
   },
 
   create(base?: DeepPartial<ListTasksRequest>): ListTasksRequest {
     return ListTasksRequest.fromPartial(base ?? {});
   },
-  fromPartial(_: DeepPartial<ListTasksRequest>): ListTasksRequest {
+  fromPartial(object: DeepPartial<ListTasksRequest>): ListTasksRequest {
     const message = createBaseListTasksRequest();
+    message.pageSize = object.pageSize ?? undefined;
+    message.pageToken = object.pageToken ?? undefined;
     return message;
   },
 };
 
 function createBaseListTasksResponse(): ListTasksResponse {
-  return { tasks: [] };
+  return { tasks: [], nextPageToken: "" };
 }
 
 export const ListTasksResponse: MessageFns<ListTasksResponse> = {
   encode(message: ListTasksResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.tasks) {
       Task.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
     }
     return writer;
   },
@@ -879,6 +1080,14 @@ export const ListTasksResponse: MessageFns<ListTasksResponse> = {
             message.tasks.push(Task.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -892,13 +1101,23 @@ export const ListTasksResponse: MessageFns<ListTasksResponse> = {
   },
 
   fromJSON(object: any): ListTasksResponse {
-    return { tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => Task.fromJSON(e)) : [] };
+    return {
+      tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => Task.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
   },
 
   toJSON(message: ListTasksResponse): unknown {
     const obj: any = {};
     if (message.tasks?.length) {
       obj.tasks = message.tasks.map((e) => Task.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
     }
     return obj;
   },
@@ -909,6 +1128,7 @@ export const ListTasksResponse: MessageFns<ListTasksResponse> = {
   fromPartial(object: DeepPartial<ListTasksResponse>): ListTasksResponse {
     const message = createBaseListTasksResponse();
     message.tasks = object.tasks?.map((e) => Task.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
 };
@@ -2121,7 +2341,8 @@ export const TaskExecutorServiceService = {
    * Declarative sync: names not yet known are created, known names missing
    * from the request are marked for deletion, known names are left alone.
    * FAILED_PRECONDITION (and nothing changed) if a known name comes with a
-   * different spec. Returns the current list.
+   * different spec. Returns the current list, compact by default (see
+   * SetTasksResponse); the reply always fits a default client's 4 MiB limit.
    */
   setTasks: {
     path: "/taskexecutor.v1.TaskExecutorService/SetTasks" as const,
@@ -2132,7 +2353,10 @@ export const TaskExecutorServiceService = {
     responseSerialize: (value: SetTasksResponse): Buffer => Buffer.from(SetTasksResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SetTasksResponse => SetTasksResponse.decode(value),
   },
-  /** All tasks, including those being deleted, sorted by name. */
+  /**
+   * All tasks, including those being deleted, sorted by name, one page at a
+   * time (see ListTasksRequest). Each reply stays below about 2 MiB.
+   */
   listTasks: {
     path: "/taskexecutor.v1.TaskExecutorService/ListTasks" as const,
     requestStream: false as const,
@@ -2192,10 +2416,14 @@ export interface TaskExecutorServiceServer extends UntypedServiceImplementation 
    * Declarative sync: names not yet known are created, known names missing
    * from the request are marked for deletion, known names are left alone.
    * FAILED_PRECONDITION (and nothing changed) if a known name comes with a
-   * different spec. Returns the current list.
+   * different spec. Returns the current list, compact by default (see
+   * SetTasksResponse); the reply always fits a default client's 4 MiB limit.
    */
   setTasks: handleUnaryCall<SetTasksRequest, SetTasksResponse>;
-  /** All tasks, including those being deleted, sorted by name. */
+  /**
+   * All tasks, including those being deleted, sorted by name, one page at a
+   * time (see ListTasksRequest). Each reply stays below about 2 MiB.
+   */
   listTasks: handleUnaryCall<ListTasksRequest, ListTasksResponse>;
   /** Streams a task's output (stdout, stderr or both in write order). */
   logs: handleServerStreamingCall<LogsRequest, LogsResponse>;
@@ -2265,7 +2493,8 @@ export interface TaskExecutorServiceClient extends Client {
    * Declarative sync: names not yet known are created, known names missing
    * from the request are marked for deletion, known names are left alone.
    * FAILED_PRECONDITION (and nothing changed) if a known name comes with a
-   * different spec. Returns the current list.
+   * different spec. Returns the current list, compact by default (see
+   * SetTasksResponse); the reply always fits a default client's 4 MiB limit.
    */
   setTasks(
     request: SetTasksRequest,
@@ -2282,7 +2511,10 @@ export interface TaskExecutorServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SetTasksResponse) => void,
   ): ClientUnaryCall;
-  /** All tasks, including those being deleted, sorted by name. */
+  /**
+   * All tasks, including those being deleted, sorted by name, one page at a
+   * time (see ListTasksRequest). Each reply stays below about 2 MiB.
+   */
   listTasks(
     request: ListTasksRequest,
     callback: (error: ServiceError | null, response: ListTasksResponse) => void,
