@@ -32,7 +32,7 @@ const ROUTES: Route[] = [
     pattern: /^\/tasks$/,
     methods: {
       POST: async (manager, body) => {
-        const task = desiredFromJson(await body());
+        const task = desiredFromJson(await body(), '');
         if (task.name === '') throw invalidArgument('task name is required');
         return [201, taskToJson(await manager.create(task.name, task.spec))];
       },
@@ -55,7 +55,7 @@ const ROUTES: Route[] = [
         const parsed = await body();
         // The original treats a literal null as "no tasks".
         if (parsed !== null && !Array.isArray(parsed)) throw invalidArgument('request body must be a JSON array of tasks');
-        const tasks = await manager.setTasks((parsed ?? []).map(desiredFromJson));
+        const tasks = await manager.setTasks((parsed ?? []).map((entry, i) => desiredFromJson(entry, `tasks[${i}]`)));
         return [200, tasks.map(taskToJson)];
       },
     },
