@@ -13,9 +13,10 @@ import { Task } from '../gen/taskexecutor/v1/task.js';
 import { CreateTaskRequest, GetTaskRequest, LogsRequest, SetTasksRequest, TaskExecutorServiceClient } from '../gen/taskexecutor/v1/task_executor_service.js';
 import { splitHostPort } from '../src/util/host-port.js';
 import { type RunningHttpListener, startHttpListener } from '../src/util/http-listener.js';
-import { type Api, apiFor, startTestExecutor, tempDir, type TestExecutor } from './support/executor.js';
+import { type Api, apiFor, processTask, startTestExecutor, tempDir, terminated, type TestExecutor } from './support/executor.js';
 import { HealthCheckResponse_ServingStatus, HealthClient } from './support/health-client.js';
 import { connect, type ExecutorProcess, spawnExecutor } from './support/subprocess.js';
+import { waitFor } from './support/wait.js';
 
 const SERVICE = '/taskexecutor.v1.TaskExecutorService';
 const UNARY = ['CreateTask', 'GetTask', 'DeleteTask', 'SetTasks', 'ListTasks'];
@@ -159,6 +160,16 @@ describe('bad and hostile input', () => {
     const logs = await stream('Logs', LogsRequest.encode({ ...LogsRequest.fromPartial({ name: 'missing' }), stream: 99 as never }).finish());
     expectProper(logs, 'Logs with stream=99');
     await assertHealthy();
+  });
+
+  test('env names that are Object.prototype keys (__proto__, constructor) reach the task', async () => {
+    for (const name of ['__proto__', 'constructor', 'hasOwnProperty']) {
+      const task = `env-${name.replaceAll('_', '').toLowerCase()}`;
+      // printenv exits 0 only when the variable is there, and prints its value.
+      await te.api.createTask({ task: processTask(task, ['printenv', name], { env: [{ name, value: `value of ${name}` }] }) });
+      const end = await waitFor(`${task} to end`, async () => terminated((await te.api.getTask({ name: task })).task));
+      assert.equal(end.exitCode, 0, `${name} is missing from the task's environment`);
+    }
   });
 
   test('huge arrays are INVALID_ARGUMENT and oversized messages RESOURCE_EXHAUSTED', async () => {
