@@ -6,7 +6,7 @@ import { startServer } from './api/server.js';
 import { type RunningRestServer, startRestServer } from './compat/rest-server.js';
 import { type Config, perUserDataDir } from './config.js';
 import { errorMessage } from './errors.js';
-import { isAuthenticated, loadSecurity, type Security } from './security.js';
+import { describeAccess, isAuthenticated, loadSecurity, metricsAccess, type Security } from './security.js';
 import { TaskManager } from './manager/task-manager.js';
 import { Metrics } from './metrics/metrics.js';
 import { startMetricsServer } from './metrics/metrics-server.js';
@@ -97,10 +97,16 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
       interceptors: metrics ? [metrics.interceptor] : [],
     });
     closers.push(() => server.close());
-    const metricsServer = metrics ? await startMetricsServer(config.metricsListenAddr, metrics) : undefined;
+    const access = metricsAccess(security, config.metricsAuth);
+    const metricsServer = metrics
+      ? await startMetricsServer({ listenAddr: config.metricsListenAddr, metrics, access, log: log.child({ component: 'metrics' }) })
+      : undefined;
     if (metricsServer) {
       closers.push(() => metricsServer.close());
-      log.info({ address: metricsServer.address }, 'metrics listening on /metrics');
+      log.info(
+        { address: metricsServer.address, metricsAuth: config.metricsAuth },
+        `metrics listening on /metrics: --metrics-auth ${config.metricsAuth} (${describeAccess(access)})`,
+      );
     }
     let rest: RunningRestServer | undefined;
     if (config.httpListenAddr) {

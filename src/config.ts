@@ -3,6 +3,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { METRICS_AUTH_MODES, type MetricsAuth } from './security.js';
 import { parseDuration } from './util/duration.js';
 import { parseSignal } from './util/signals.js';
 
@@ -45,6 +46,8 @@ export interface Config {
   unixSocketMode: number;
   /** Optional Prometheus /metrics listener; empty when off. */
   metricsListenAddr: string;
+  /** Access to /metrics: "api" (the API's TLS and token) or "none" (plain HTTP, open). */
+  metricsAuth: MetricsAuth;
   /** Where the cgroup hierarchies are mounted; empty: detect; "off": no cgroups. */
   cgroupRoot: string;
 }
@@ -219,9 +222,18 @@ function program(): Command {
         .default(0o660, '0660'),
     )
     .addOption(
-      new Option('--metrics-listen-addr <addr>', 'serve Prometheus metrics at http://<addr>/metrics; off when empty')
+      new Option('--metrics-listen-addr <addr>', 'serve Prometheus metrics at <addr>/metrics; off when empty')
         .env('METRICS_LISTEN_ADDR')
         .default(''),
+    )
+    .addOption(
+      new Option(
+        '--metrics-auth <mode>',
+        '/metrics access: "api" = the same TLS (mutual with --tls-client-ca-file) and bearer token as the API; "none" = plain HTTP, no token',
+      )
+        .env('METRICS_AUTH')
+        .choices(METRICS_AUTH_MODES)
+        .default('api'),
     )
     .addOption(
       new Option('--cgroup-root <path|off>', 'cgroup mount to use for per-task cgroups (default: detected; "off": none)')
@@ -271,6 +283,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       authTokenFile: o.authTokenFile,
       unixSocketMode: o.unixSocketMode,
       metricsListenAddr: o.metricsListenAddr,
+      metricsAuth: o.metricsAuth,
       cgroupRoot: o.cgroupRoot,
     };
   } finally {

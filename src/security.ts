@@ -1,4 +1,4 @@
-// Access control shared by the gRPC and REST front ends: TLS material, mutual
+// Access control shared by the gRPC, REST and metrics listeners: TLS material, mutual
 // TLS, and an optional bearer token. Loaded once at start, with clear errors.
 import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -9,6 +9,27 @@ export interface Security {
   token?: string;
   /** Permission bits for a unix socket listener. */
   unixSocketMode: number;
+}
+
+/** What an HTTP listener enforces: TLS (mutual when a client CA is set) and an optional bearer token. */
+export type HttpAccess = Pick<Security, 'tls' | 'token'>;
+
+/**
+ * --metrics-auth: "api" puts /metrics behind the API's TLS and token (a scrape
+ * reveals task names and counts); "none" serves it in plain HTTP to anyone who
+ * can reach the port, which must be asked for explicitly.
+ */
+export const METRICS_AUTH_MODES = ['api', 'none'] as const;
+export type MetricsAuth = (typeof METRICS_AUTH_MODES)[number];
+
+export function metricsAccess(security: Security, mode: MetricsAuth): HttpAccess {
+  return mode === 'none' ? {} : { tls: security.tls, token: security.token };
+}
+
+/** For the start-up log: what a client of a listener must present. */
+export function describeAccess(access: HttpAccess): string {
+  const transport = !access.tls ? 'plain HTTP' : access.tls.clientCa ? 'HTTPS with client certificates (mutual TLS)' : 'HTTPS';
+  return `${transport}, ${access.token ? 'bearer token required' : 'no token'}`;
 }
 
 export interface SecurityFlags {

@@ -2,14 +2,21 @@
 // (never INTERNAL or UNKNOWN), nothing escapes the data dir, and the service
 // stays healthy.
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Client, credentials, status, type ServiceError } from '@grpc/grpc-js';
+import { Client, credentials, InterceptingCall, status, type Interceptor, type ServiceError } from '@grpc/grpc-js';
 import fc from 'fast-check';
+import { pino } from 'pino';
 import { Task } from '../gen/taskexecutor/v1/task.js';
-import { CreateTaskRequest, GetTaskRequest, LogsRequest, SetTasksRequest } from '../gen/taskexecutor/v1/task_executor_service.js';
-import { startTestExecutor, type TestExecutor } from './support/executor.js';
+import { CreateTaskRequest, GetTaskRequest, LogsRequest, SetTasksRequest, TaskExecutorServiceClient } from '../gen/taskexecutor/v1/task_executor_service.js';
+import { splitHostPort } from '../src/util/host-port.js';
+import { type RunningHttpListener, startHttpListener } from '../src/util/http-listener.js';
+import { type Api, apiFor, processTask, startTestExecutor, tempDir, terminated, type TestExecutor } from './support/executor.js';
 import { HealthCheckResponse_ServingStatus, HealthClient } from './support/health-client.js';
+import { connect, type ExecutorProcess, spawnExecutor } from './support/subprocess.js';
+import { waitFor } from './support/wait.js';
 
 const SERVICE = '/taskexecutor.v1.TaskExecutorService';
 const UNARY = ['CreateTask', 'GetTask', 'DeleteTask', 'SetTasks', 'ListTasks'];
@@ -155,6 +162,16 @@ describe('bad and hostile input', () => {
     await assertHealthy();
   });
 
+  test('env names that are Object.prototype keys (__proto__, constructor) reach the task', async () => {
+    for (const name of ['__proto__', 'constructor', 'hasOwnProperty']) {
+      const task = `env-${name.replaceAll('_', '').toLowerCase()}`;
+      // printenv exits 0 only when the variable is there, and prints its value.
+      await te.api.createTask({ task: processTask(task, ['printenv', name], { env: [{ name, value: `value of ${name}` }] }) });
+      const end = await waitFor(`${task} to end`, async () => terminated((await te.api.getTask({ name: task })).task));
+      assert.equal(end.exitCode, 0, `${name} is missing from the task's environment`);
+    }
+  });
+
   test('huge arrays are INVALID_ARGUMENT and oversized messages RESOURCE_EXHAUSTED', async () => {
     const many = Task.fromPartial({
       name: 'many-args',
@@ -164,5 +181,115 @@ describe('bad and hostile input', () => {
     const oversized = new Uint8Array(5 * 1024 * 1024);
     assert.equal(await unary('CreateTask', oversized), status.RESOURCE_EXHAUSTED);
     await assertHealthy();
+  });
+});
+
+/** Sends `request` as raw bytes and returns the status and body of the answer (status 0: the connection closed without one). */
+function rawHttp(address: string, request: string): Promise<{ status: number; body: string }> {
+  const [host, port] = splitHostPort(address, 'address', '127.0.0.1:1');
+  return new Promise((resolve, reject) => {
+    const socket = netConnect(port, host);
+    let text = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+    socket.on('error', (error: NodeJS.ErrnoException) => (error.code === 'ECONNRESET' ? undefined : reject(error)));
+    socket.on('close', () => resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0), body: text.split('\r\n\r\n').slice(1).join('') }));
+    socket.write(request);
+  });
+}
+
+describe('malformed HTTP requests on the REST and metrics listeners', () => {
+  const scratch = tempDir('te-http-');
+  const token = 'a-very-secret-token-123';
+  const tokenFile = join(scratch, 'token');
+  let executor: ExecutorProcess;
+  let grpc: TaskExecutorServiceClient;
+  let api: Api;
+  let rest: string;
+  let metrics: string;
+  const authorization = `Authorization: Bearer ${token}\r\n`;
+  before(async () => {
+    writeFileSync(tokenFile, token);
+    executor = spawnExecutor([
+      '--data-dir', join(scratch, 'data'),
+      '--listen-addr', '127.0.0.1:0',
+      '--http-listen-addr', '127.0.0.1:0',
+      '--metrics-listen-addr', '127.0.0.1:0',
+      '--auth-token-file', tokenFile,
+    ]);
+    const { client, address } = await connect(executor);
+    client.close();
+    const withToken: Interceptor = (options, next) =>
+      new InterceptingCall(next(options), {
+        start: (metadata, listener, start) => {
+          metadata.set('authorization', `Bearer ${token}`);
+          start(metadata, listener);
+        },
+      });
+    grpc = new TaskExecutorServiceClient(address, credentials.createInsecure(), { interceptors: [withToken] });
+    api = apiFor(grpc);
+    rest = /"address":"([^"]+)"[^\n]*original REST API listening/.exec(executor.output())![1]!;
+    metrics = /"address":"([^"]+)"[^\n]*metrics listening/.exec(executor.output())![1]!;
+  });
+  after(() => {
+    grpc.close();
+    executor.child.kill('SIGKILL');
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  async function assertStillServing(): Promise<void> {
+    assert.equal(executor.child.exitCode, null, `the executor exited: ${executor.output().slice(-2000)}`);
+    assert.equal((await rawHttp(rest, `GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)).status, 200);
+    assert.equal((await rawHttp(metrics, `GET /metrics HTTP/1.1\r\nHost: x\r\n${authorization}Connection: close\r\n\r\n`)).status, 200);
+    assert.deepEqual((await api.listTasks()).tasks, []);
+  }
+
+  for (const [listener, request, status, message] of [
+    ['metrics', `GET // HTTP/1.1\r\nHost: x\r\n${authorization}Connection: close\r\n\r\n`, 404, /serves only GET \/metrics/],
+    ['metrics', `GET // HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, 401, /authorization: Bearer/],
+    ['metrics', `GET * HTTP/1.1\r\nHost: x\r\n${authorization}Connection: close\r\n\r\n`, 400, /malformed request target "\*"/],
+    ['REST', `GET // HTTP/1.1\r\nHost: x\r\n${authorization}Connection: close\r\n\r\n`, 404, /404 page not found/],
+    ['REST', `GET /tasks/%E0%A4%A HTTP/1.1\r\nHost: x\r\n${authorization}Connection: close\r\n\r\n`, 400, /"%E0%A4%A" in the path is not valid percent-encoding/],
+    ['REST', `DELETE /tasks/%zz HTTP/1.1\r\nHost: x\r\n${authorization}Connection: close\r\n\r\n`, 400, /not valid percent-encoding/],
+    ['REST', 'NOT AN HTTP REQUEST\r\n\r\n', 400, /malformed HTTP request/],
+    ['metrics', 'GET /metrics HTTP/1.1\r\nBad Header Line\r\n\r\n', 400, /malformed HTTP request/],
+  ] as const) {
+    test(`${listener}: ${JSON.stringify(request.split('\r\n')[0])}${request.includes('Authorization') ? ' with the token' : ''} is ${status}, and every API keeps serving`, async () => {
+      const answer = await rawHttp(listener === 'REST' ? rest : metrics, request);
+      assert.equal(answer.status, status, `answer: ${JSON.stringify(answer)}; executor output: ${executor.output().slice(-1500)}`);
+      assert.match(answer.body.startsWith('{') ? (JSON.parse(answer.body) as { message: string }).message : answer.body, message);
+      await assertStillServing();
+    });
+  }
+});
+
+describe('the HTTP listener behind the REST and metrics servers', () => {
+  const lines: string[] = [];
+  const log = pino({ level: 'error' }, { write: (line: string) => lines.push(line) });
+  let listener: RunningHttpListener;
+  before(async () => {
+    listener = await startHttpListener({
+      listenAddr: '127.0.0.1:0',
+      flag: '--test-listen-addr',
+      example: '127.0.0.1:0',
+      access: {},
+      log,
+      handle: async (_request, response, path) => {
+        if (path === '/throws') throw new Error('a synchronous bug');
+        await Promise.resolve();
+        if (path === '/rejects') throw new Error('an asynchronous bug');
+        response.writeHead(200).end('fine');
+      },
+    });
+  });
+  after(() => listener.close());
+
+  test('a handler that throws, synchronously or not, gets a 500 and a logged error, and the listener keeps serving', async () => {
+    for (const [path, bug] of [['/throws', 'a synchronous bug'], ['/rejects', 'an asynchronous bug']] as const) {
+      const response = await fetch(`http://${listener.address}${path}`);
+      assert.equal(response.status, 500);
+      assert.match(((await response.json()) as { message: string }).message, /executor log has the details/);
+      assert.ok(lines.some((line) => line.includes(bug)), `the log names "${bug}": ${lines.join('')}`);
+    }
+    assert.equal(await (await fetch(`http://${listener.address}/ok`)).text(), 'fine');
   });
 });

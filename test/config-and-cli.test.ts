@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { chownSync, mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { chownSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { parseConfig, perUserDataDir } from '../src/config.js';
 import { shell, tempDir } from './support/executor.js';
@@ -43,6 +43,12 @@ describe('configuration', () => {
     assert.equal(config.reconcileIntervalMs, 90_000);
     assert.equal(config.enableContainerMode, true);
     assert.equal(config.stopGraceMs, 250);
+  });
+
+  test('--metrics-auth is "api" unless "none" is asked for, by flag or METRICS_AUTH', () => {
+    assert.equal(parseConfig([], {}).metricsAuth, 'api');
+    assert.equal(parseConfig([], { METRICS_AUTH: 'none' }).metricsAuth, 'none');
+    assert.equal(parseConfig(['--metrics-auth', 'api'], { METRICS_AUTH: 'none' }).metricsAuth, 'api');
   });
 
   test('the per-user data dir follows XDG_STATE_HOME, then HOME', () => {
@@ -99,6 +105,30 @@ describe('command line', () => {
     });
     assert.equal(task.exitCode, 0);
     client.close();
+  });
+
+  test('an unknown --metrics-auth is refused with the allowed values', async () => {
+    const bad = spawnExecutor(['--metrics-auth', 'open']);
+    assert.notEqual(await bad.exited, 0);
+    assert.match(bad.output(), /--metrics-auth <mode>' argument 'open' is invalid. Allowed choices are api, none/);
+  });
+
+  test('the start-up log says which --metrics-auth is in force and what it requires', async () => {
+    const tokenFile = join(tempDir('te-token-'), 'token');
+    writeFileSync(tokenFile, 'a-very-secret-token-123');
+    cleanups.push(() => rmSync(dirname(tokenFile), { recursive: true, force: true }));
+    for (const [args, pattern] of [
+      [['--auth-token-file', tokenFile], /metrics listening on \/metrics: --metrics-auth api \(plain HTTP, bearer token required\)/],
+      [['--auth-token-file', tokenFile, '--metrics-auth=none'], /metrics listening on \/metrics: --metrics-auth none \(plain HTTP, no token\)/],
+    ] as const) {
+      const dataDir = tempDir();
+      cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+      const executor = spawnExecutor(['--data-dir', dataDir, '--listen-addr', '127.0.0.1:0', '--metrics-listen-addr', '127.0.0.1:0', ...args]);
+      cleanups.push(() => executor.child.kill('SIGKILL'));
+      const { client } = await connect(executor);
+      client.close();
+      assert.match(executor.output(), pattern);
+    }
   });
 
   test('listening beyond loopback without authentication logs a loud warning', async () => {

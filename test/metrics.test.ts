@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
+import { rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest, type RequestOptions } from 'node:https';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { shell, startTestExecutor, terminated, type TestExecutor } from './support/executor.js';
+import { makeCerts, type TestCerts } from './support/certs.js';
+import { shell, startTestExecutor, tempDir, terminated, type TestExecutor } from './support/executor.js';
 import { waitFor } from './support/wait.js';
 
 describe('Prometheus metrics', () => {
@@ -36,7 +40,96 @@ describe('Prometheus metrics', () => {
     await te.api.deleteTask({ name: 'long' });
   });
 
-  test('anything but GET /metrics is 404', async () => {
-    assert.equal((await fetch(`http://${te.executor.metricsAddress}/`)).status, 404);
+  test('other paths are 404 and other methods 405, with a message saying what is served', async () => {
+    const other = await fetch(`http://${te.executor.metricsAddress}/`);
+    assert.equal(other.status, 404);
+    assert.match(((await other.json()) as { message: string }).message, /serves only GET \/metrics/);
+    const post = await fetch(`http://${te.executor.metricsAddress}/metrics`, { method: 'POST' });
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.get('allow'), 'GET, HEAD');
+  });
+});
+
+/** GET over HTTPS with the given TLS material; rejects when the handshake fails. */
+function httpsGet(url: string, options: RequestOptions): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const request = httpsRequest(url, { ...options, method: 'GET' }, (response) => {
+      let body = '';
+      response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+      response.on('error', reject);
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}
+
+describe('access to /metrics (--metrics-auth)', () => {
+  const scratch = tempDir('te-metrics-');
+  const token = 'a-very-secret-token-123';
+  const tokenFile = join(scratch, 'token');
+  let certs: TestCerts;
+  const executors: TestExecutor[] = [];
+  const start = async (...args: Parameters<typeof startTestExecutor>) => {
+    const te = await startTestExecutor(...args);
+    executors.push(te);
+    return te;
+  };
+  before(() => {
+    certs = makeCerts(scratch);
+    writeFileSync(tokenFile, `${token}\n`);
+  });
+  after(async () => {
+    for (const te of executors) await te.close();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  test('by default it needs the API bearer token: 401 without it or with a wrong one, 200 with it', async () => {
+    const te = await start({ metricsListenAddr: '127.0.0.1:0', authTokenFile: tokenFile });
+    const url = `http://${te.executor.metricsAddress}/metrics`;
+    const without = await fetch(url);
+    assert.equal(without.status, 401);
+    assert.equal(without.headers.get('www-authenticate'), 'Bearer');
+    assert.match(((await without.json()) as { message: string }).message, /authorization: Bearer <token>/);
+    assert.equal((await fetch(url, { headers: { authorization: 'Bearer not-the-token-at-all' } })).status, 401);
+    const scraped = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(scraped.status, 200);
+    assert.match(await scraped.text(), /task_executor_task_starts_total/);
+  });
+
+  test("by default it is served over the API's TLS, and with a client CA only to clients with a certificate", async () => {
+    const tls = await start({ metricsListenAddr: '127.0.0.1:0', tlsCertFile: certs.serverCert, tlsKeyFile: certs.serverKey });
+    const port = (te: TestExecutor) => te.executor.metricsAddress!.split(':').at(-1);
+    const served = await httpsGet(`https://localhost:${port(tls)}/metrics`, { ca: certs.read(certs.caCert) });
+    assert.equal(served.status, 200);
+    assert.match(served.body, /task_executor_task_starts_total/);
+    await assert.rejects(fetch(`http://${tls.executor.metricsAddress}/metrics`), 'plain HTTP is not answered');
+
+    const mutual = await start({
+      metricsListenAddr: '127.0.0.1:0',
+      tlsCertFile: certs.serverCert,
+      tlsKeyFile: certs.serverKey,
+      tlsClientCaFile: certs.caCert,
+    });
+    const withCert = await httpsGet(`https://localhost:${port(mutual)}/metrics`, {
+      ca: certs.read(certs.caCert),
+      cert: certs.read(certs.clientCert),
+      key: certs.read(certs.clientKey),
+    });
+    assert.equal(withCert.status, 200);
+    await assert.rejects(httpsGet(`https://localhost:${port(mutual)}/metrics`, { ca: certs.read(certs.caCert) }), 'no client certificate, no answer');
+  });
+
+  test('--metrics-auth none serves plain HTTP without a token, while the API keeps its TLS and token', async () => {
+    const te = await start({
+      metricsListenAddr: '127.0.0.1:0',
+      metricsAuth: 'none',
+      tlsCertFile: certs.serverCert,
+      tlsKeyFile: certs.serverKey,
+      authTokenFile: tokenFile,
+    });
+    const scraped = await fetch(`http://${te.executor.metricsAddress}/metrics`);
+    assert.equal(scraped.status, 200);
+    assert.match(await scraped.text(), /task_executor_task_starts_total/);
   });
 });

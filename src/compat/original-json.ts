@@ -5,15 +5,19 @@
 // `process` and `processStatus`, which its Go controller reads.
 import { Task as WireTask } from '../../gen/taskexecutor/v1/task.js';
 import { specFromWire, taskToWire } from '../api/convert.js';
+import { checkTaskJson } from './json-shape.js';
 import type { DesiredTask } from '../manager/task-manager.js';
 import type { TaskRecord, TaskState } from '../model/task.js';
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
-/** A request body entry as the manager wants it; tolerant of both request shapes. */
-export function desiredFromJson(value: unknown): DesiredTask {
-  const object = (value && typeof value === 'object' && !Array.isArray(value) ? value : {}) as Record<string, unknown>;
-  const withSpec = object.spec === undefined && object.process !== undefined ? { ...object, spec: { process: object.process } } : object;
+/**
+ * A request body entry as the manager wants it, from either request shape.
+ * `path` names the entry in errors ("" for a lone task, "tasks[1]" in a list).
+ */
+export function desiredFromJson(value: unknown, path: string): DesiredTask {
+  checkTaskJson(value, path);
+  const withSpec = value.spec == null && value.process != null ? { ...value, spec: { process: value.process } } : value;
   const wire = WireTask.fromJSON(withSpec);
   return { name: wire.name, spec: specFromWire(wire.spec) };
 }

@@ -1,25 +1,23 @@
-// Serves /metrics (Prometheus text format) on its own, optional address.
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { splitHostPort } from '../util/host-port.js';
+// Serves /metrics (Prometheus text format) on its own, optional address, with
+// the access rules --metrics-auth chose (by default the API's TLS and token).
+import type { Logger } from 'pino';
+import type { HttpAccess } from '../security.js';
+import { HttpError, type RunningHttpListener, startHttpListener } from '../util/http-listener.js';
 import type { Metrics } from './metrics.js';
 
-export async function startMetricsServer(listenAddr: string, metrics: Metrics): Promise<{ address: string; close(): Promise<void> }> {
-  const [host, port] = splitHostPort(listenAddr, '--metrics-listen-addr', '0.0.0.0:9090');
-  const server = createServer((request, response) => {
-    if (request.method !== 'GET' || new URL(request.url ?? '/', 'http://x').pathname !== '/metrics') {
-      response.writeHead(404, { 'Content-Type': 'text/plain' }).end('try GET /metrics\n');
-      return;
-    }
-    metrics.render().then(
-      ({ contentType, body }) => response.writeHead(200, { 'Content-Type': contentType }).end(body),
-      (error: unknown) => response.writeHead(500, { 'Content-Type': 'text/plain' }).end(String(error)),
-    );
+export function startMetricsServer(options: { listenAddr: string; metrics: Metrics; access: HttpAccess; log: Logger }): Promise<RunningHttpListener> {
+  return startHttpListener({
+    listenAddr: options.listenAddr,
+    flag: '--metrics-listen-addr',
+    example: '0.0.0.0:9090',
+    access: options.access,
+    log: options.log,
+    handle: async (request, response, path) => {
+      if (path !== '/metrics') throw new HttpError(404, `no such path ${JSON.stringify(path.slice(0, 200))}: this listener serves only GET /metrics`);
+      if (request.method !== 'GET' && request.method !== 'HEAD') throw new HttpError(405, 'use GET /metrics', { Allow: 'GET, HEAD' });
+      request.resume();
+      const { contentType, body } = await options.metrics.render();
+      response.writeHead(200, { 'Content-Type': contentType }).end(body);
+    },
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (error) => reject(new Error(`cannot listen on ${listenAddr}: ${error.message}`)));
-    server.listen(port, host, resolve);
-  });
-  const bound = (server.address() as AddressInfo).port;
-  return { address: `${host}:${bound}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
 }

@@ -483,7 +483,8 @@ export class ProcessRuntime implements TaskRuntime {
 
 /** The executor's environment (none with cleanEnv), then the task's entries; the last entry for a name wins. */
 export function taskEnvironment(base: NodeJS.ProcessEnv, spec: ProcessSpec): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = spec.cleanEnv ? {} : { ...base };
+  // No prototype: on a plain object, env["__proto__"] = value would not add a variable.
+  const env: NodeJS.ProcessEnv = Object.assign(Object.create(null) as NodeJS.ProcessEnv, spec.cleanEnv ? {} : base);
   for (const { name, value } of spec.env) env[name] = value;
   return env;
 }
