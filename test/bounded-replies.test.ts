@@ -17,7 +17,7 @@ import {
 import { Task } from '../gen/taskexecutor/v1/task.js';
 import { taskToWire } from '../src/api/convert.js';
 import { MAX_REPLY_BYTES } from '../src/api/paging.js';
-import { LIMITS, MAX_NAME_LENGTH, validateName, validateSpec } from '../src/manager/validation.js';
+import { LIMITS, MAX_NAME_LENGTH, validateName, validateSpec } from '../src/model/validation.js';
 import type { TaskRecord, TaskSpec } from '../src/model/task.js';
 import { processTask, startTestExecutor, stateOf, tempDir, type TestExecutor } from './support/executor.js';
 import { waitFor } from './support/wait.js';

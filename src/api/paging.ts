@@ -4,7 +4,7 @@
 import { Task } from '../../gen/taskexecutor/v1/task.js';
 import type { ListTasksRequest, ListTasksResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
 import { invalidArgument } from '../errors.js';
-import { quote, validateName } from '../manager/validation.js';
+import { quote, validateName } from '../model/validation.js';
 import type { TaskRecord } from '../model/task.js';
 import { taskToWire } from './convert.js';
 

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { createFileRegistry, type DescEnum, type DescField, type DescMessage, fromBinary, ScalarType } from '@bufbuild/protobuf';
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { invalidArgument } from '../errors.js';
-import { quote } from '../manager/validation.js';
+import { quote } from '../model/validation.js';
 import { packageRoot } from '../util/package-root.js';
 
 type Expected =
