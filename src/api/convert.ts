@@ -88,7 +88,26 @@ export type TaskView = 'full' | 'compact';
  * the spec, which is the bulk of a task (up to about 1 MiB) and which the
  * caller already knows.
  */
+/**
+ * Conversions already made, per record and view. Records are immutable
+ * snapshots (a change makes a new one), so a conversion stays right for as
+ * long as its record lives, and List/Watch/getTasks convert each task once
+ * per change instead of once per request.
+ */
+const converted = { full: new WeakMap<TaskRecord, wire.Task>(), compact: new WeakMap<TaskRecord, wire.Task>() };
+
+/** The wire form of a task; shared between calls, so never modify the result. */
 export function taskToWire(record: TaskRecord, view: TaskView = 'full'): wire.Task {
+  const cache = converted[view];
+  let task = cache.get(record);
+  if (!task) {
+    task = convertTask(record, view);
+    cache.set(record, task);
+  }
+  return task;
+}
+
+function convertTask(record: TaskRecord, view: TaskView): wire.Task {
   return {
     name: record.name,
     spec: view === 'full' ? specToWire(record.spec) : undefined,

@@ -31,11 +31,23 @@ export function takeWithinBound(records: readonly TaskRecord[], toWire: (record:
   for (const record of records) {
     if (taken.length >= maxCount) break;
     const task = toWire(record);
-    bytes += repeatedFieldBytes(Task.encode(task).finish().length);
+    bytes += repeatedFieldBytes(encodedSize(task));
     if (bytes > MAX_REPLY_BYTES && taken.length > 0) break;
     taken.push(task);
   }
   return taken;
+}
+
+/** Encoded sizes of wire tasks, which taskToWire shares while their record is unchanged. */
+const sizes = new WeakMap<Task, number>();
+
+function encodedSize(task: Task): number {
+  let size = sizes.get(task);
+  if (size === undefined) {
+    size = Task.encode(task).finish().length;
+    sizes.set(task, size);
+  }
+  return size;
 }
 
 /** One element of `repeated Task tasks = 1`: a one-byte tag, the length as a varint, the message. */

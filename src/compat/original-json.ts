@@ -22,7 +22,20 @@ export function desiredFromJson(value: unknown, path: string): DesiredTask {
   return { name: wire.name, spec: specFromWire(wire.spec) };
 }
 
+/** Conversions already made; records are immutable snapshots (see api/convert.ts). */
+const converted = new WeakMap<TaskRecord, Json>();
+
+/** The original's JSON for a task; shared between calls, so never modify the result. */
 export function taskToJson(record: TaskRecord): Json {
+  let json = converted.get(record);
+  if (json === undefined) {
+    json = convertTask(record);
+    converted.set(record, json);
+  }
+  return json;
+}
+
+function convertTask(record: TaskRecord): Json {
   const json = WireTask.toJSON(taskToWire(record)) as Record<string, Json>;
   const spec = json.spec as Record<string, Json> | undefined;
   if (spec?.process) json.process = spec.process;

@@ -18,6 +18,7 @@
 // an exit code or make a task impossible to delete.
 import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Mutex, Semaphore } from 'async-mutex';
 import type { Logger } from 'pino';
 import { alreadyExists, errorMessage, failedPrecondition, invalidArgument, notFound, TaskError } from '../errors.js';
@@ -58,6 +59,8 @@ export interface TaskEvent {
   task: TaskRecord;
 }
 
+/** How long CreateTask waits for the task's start before answering with its current (waiting) state. */
+const CREATE_REPLY_WAIT_MS = 2000;
 /** How soon a task whose runtime is unreachable tries to start again. */
 const UNAVAILABLE_RETRY_MS = 1000;
 /** Longest delay Node's timers take (about 24.8 days); later deadlines are re-armed. */
@@ -176,7 +179,10 @@ export class TaskManager {
       const [record] = await this.admit([{ name, spec }]);
       return record!;
     });
-    await this.work.run(name, () => this.launch(name));
+    // The reply shows the started task, unless its start is slow (an image
+    // pull): then it shows why it still waits, and the start goes on.
+    const launched = this.work.run(name, () => this.launch(name));
+    await Promise.race([launched, sleep(CREATE_REPLY_WAIT_MS, undefined, { ref: false })]);
     return this.tasks.get(name) ?? admitted;
   }
 
@@ -345,8 +351,9 @@ export class TaskManager {
     }
     let next: (r: TaskRecord) => TaskRecord;
     try {
+      const progress = (reason: string, message?: string) => void this.setState(name, { phase: 'waiting', reason, ...(message ? { message } : {}) });
       const started = await this.starts.runExclusive(() =>
-        runtime.start({ name, taskDir: this.options.store.taskDir(name), spec: record.spec }),
+        runtime.start({ name, taskDir: this.options.store.taskDir(name), spec: record.spec, progress }),
       );
       next = (r) => ({
         ...r,

@@ -7,6 +7,11 @@ export interface StartRequest {
   /** The task's own directory (exists); the runtime may keep files in it. */
   taskDir: string;
   spec: TaskSpec;
+  /**
+   * Reports a slow step of the start (e.g. an image pull) while it runs; the
+   * task shows `waiting {reason, message}` until start() returns.
+   */
+  progress?(reason: string, message?: string): void;
 }
 
 /**
