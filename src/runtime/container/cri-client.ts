@@ -5,7 +5,17 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type ChannelCredentials, type Client, credentials, loadPackageDefinition, type ServiceError, status } from '@grpc/grpc-js';
+import {
+  type ChannelCredentials,
+  type ChannelOptions,
+  type Client,
+  type ClientOptions,
+  connectivityState,
+  credentials,
+  loadPackageDefinition,
+  type ServiceError,
+  status,
+} from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { packageRoot } from '../../util/package-root.js';
 
@@ -122,7 +132,7 @@ export interface RuntimeCondition {
   message: string;
 }
 
-/** A failed CRI call: which RPC, the gRPC code, and the runtime's own words. */
+/** A failed CRI call: which RPC, the gRPC code, and the runtime's own words (or why it could not be reached). */
 export class CriError extends Error {
   constructor(
     readonly rpc: string,
@@ -132,9 +142,47 @@ export class CriError extends Error {
     super(`CRI ${rpc} failed (${status[code] ?? code}): ${details}`);
     this.name = 'CriError';
   }
+
+  /** The runtime could not be reached (or is not serving yet): the call may work later, unchanged. */
+  get unreachable(): boolean {
+    return this.code === status.UNAVAILABLE;
+  }
 }
 
 export const isNotFound = (error: unknown): boolean => error instanceof CriError && error.code === status.NOT_FOUND;
+export const isUnreachable = (error: unknown): error is CriError => error instanceof CriError && error.unreachable;
+
+/**
+ * Why a runtime is unreachable, in a person's words, from grpc-js' text for a
+ * failed connection (e.g. "No connection established. Last error: Error:
+ * connect ENOENT /run/x.sock (2024-...). Resolution note: ").
+ */
+export function unreachableReason(details: string): string {
+  const errno = /\b(ENOENT|ECONNREFUSED|EACCES|EPERM|ECONNRESET|EPIPE|ETIMEDOUT)\b/.exec(details)?.[1];
+  switch (errno) {
+    case 'ENOENT':
+      return 'its socket does not exist (is it running?)';
+    case 'ECONNREFUSED':
+      return 'connection refused';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied on its socket';
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return 'the connection was reset';
+    case 'ETIMEDOUT':
+      return 'the connection timed out';
+  }
+  if (/not initialized/i.test(details)) return 'it is still starting up';
+  if (/connection dropped|goaway|socket closed|stream removed/i.test(details)) return 'the connection was lost';
+  const words = details
+    .replace(/^(\d+ UNAVAILABLE: )?No connection established\.( Last error: )?/, '')
+    .replace(/\.? Resolution note: .*$/s, '')
+    .replace(/^(Error: )+/, '')
+    .replace(/ \(\d{4}-\d\d-\d\dT[^)]*\)$/, '')
+    .trim();
+  return words === '' || words === 'null' ? 'no connection' : words;
+}
 
 /** "unix:///run/x.sock" for "/run/x.sock" or "unix:///run/x.sock". */
 export function criAddress(socket: string): string {
@@ -145,6 +193,12 @@ export function criAddress(socket: string): string {
 export interface CriClientOptions {
   /** Deadline of ordinary calls. */
   timeoutMs?: number;
+  /**
+   * How long a call waits for a connection before it fails as unreachable:
+   * short, so that a runtime that is down is noticed at once rather than after
+   * a call's own (possibly minutes long) deadline.
+   */
+  connectTimeoutMs?: number;
   /** Told about every call when it ends: for logging slow or failing calls. */
   onCall?: (rpc: string, ms: number, error?: CriError) => void;
 }
@@ -162,7 +216,7 @@ function protoPath(): string {
   return found;
 }
 
-type ServiceConstructor = new (address: string, creds: ChannelCredentials) => Client;
+type ServiceConstructor = new (address: string, creds: ChannelCredentials, options?: ClientOptions) => Client;
 interface Services {
   RuntimeService: ServiceConstructor;
   ImageService: ServiceConstructor;
@@ -177,25 +231,36 @@ function loadServices(): Services {
   return services;
 }
 
+/**
+ * grpc-js backs off reconnection attempts up to 2 minutes by default; a local
+ * runtime that restarts should be used again within a second of its return.
+ */
+const CHANNEL_OPTIONS: ChannelOptions = {
+  'grpc.initial_reconnect_backoff_ms': 100,
+  'grpc.max_reconnect_backoff_ms': 500,
+};
+
 export class CriClient {
   readonly address: string;
   private readonly runtime: Client;
   private readonly images: Client;
   private readonly timeoutMs: number;
+  private readonly connectTimeoutMs: number;
   private readonly onCall: CriClientOptions['onCall'];
 
   constructor(socket: string, options: CriClientOptions = {}) {
     const { RuntimeService, ImageService } = loadServices();
     this.address = criAddress(socket);
-    this.runtime = new RuntimeService(this.address, credentials.createInsecure());
-    this.images = new ImageService(this.address, credentials.createInsecure());
+    this.runtime = new RuntimeService(this.address, credentials.createInsecure(), CHANNEL_OPTIONS);
+    // One connection for both services: one connectivity state to follow.
+    this.images = new ImageService(this.address, credentials.createInsecure(), { channelOverride: this.runtime.getChannel() });
     this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 1500;
     this.onCall = options.onCall;
   }
 
   close(): void {
     this.runtime.close();
-    this.images.close();
   }
 
   version(timeoutMs?: number): Promise<VersionResponse> {
@@ -278,16 +343,55 @@ export class CriClient {
     return (await this.call<{ stats: ContainerStats | null }>(this.runtime, 'ContainerStats', { container_id: id })).stats ?? undefined;
   }
 
-  private call<Res>(client: Client, rpc: string, request: unknown, timeoutMs = this.timeoutMs): Promise<Res> {
-    const method = (client as unknown as Record<string, Rpc>)[rpc]!.bind(client);
+  private async call<Res>(client: Client, rpc: string, request: unknown, timeoutMs = this.timeoutMs): Promise<Res> {
     const started = Date.now();
+    try {
+      await this.connection(rpc, Math.min(timeoutMs, this.connectTimeoutMs));
+      const response = await this.invoke<Res>(client, rpc, request, started + timeoutMs);
+      this.onCall?.(rpc, Date.now() - started);
+      return response;
+    } catch (error) {
+      const failure = error instanceof CriError ? error : new CriError(rpc, status.UNKNOWN, String(error));
+      this.onCall?.(rpc, Date.now() - started, failure);
+      throw failure;
+    }
+  }
+
+  /**
+   * Resolves once the channel is connected, or when it is known to have
+   * failed (the call then fails at once with the connection's error); rejects
+   * as unreachable when no connection is made within `timeoutMs` (a runtime
+   * that accepts but does not answer, e.g. stopped with SIGSTOP).
+   */
+  private async connection(rpc: string, timeoutMs: number): Promise<void> {
+    const channel = this.runtime.getChannel();
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const state = channel.getConnectivityState(true);
+      if (state === connectivityState.READY || state === connectivityState.TRANSIENT_FAILURE) return;
+      if (state === connectivityState.SHUTDOWN) throw new CriError(rpc, status.UNAVAILABLE, 'the CRI client was closed');
+      const changed = await new Promise<boolean>((resolve) => channel.watchConnectivityState(state, deadline, (error) => resolve(!error)));
+      if (!changed) throw new CriError(rpc, status.UNAVAILABLE, `it accepted no connection within ${timeoutMs} ms`);
+    }
+  }
+
+  private invoke<Res>(client: Client, rpc: string, request: unknown, deadline: number): Promise<Res> {
+    const method = (client as unknown as Record<string, Rpc>)[rpc]!.bind(client);
     return new Promise((resolve, reject) => {
-      method(request, { deadline: started + timeoutMs }, (error, response) => {
-        const failure = error ? new CriError(rpc, error.code, error.details || error.message) : undefined;
-        this.onCall?.(rpc, Date.now() - started, failure);
-        if (failure) reject(failure);
+      method(request, { deadline }, (error, response) => {
+        if (error) reject(criError(rpc, error));
         else resolve(response as Res);
       });
     });
   }
+}
+
+/** A failed call as a CriError; connection failures get a reason a person can act on instead of grpc-js' text. */
+function criError(rpc: string, error: ServiceError): CriError {
+  const details = error.details || error.message;
+  // containerd's CRI answers UNKNOWN "server is not initialized yet" for a while after it starts.
+  if (error.code === status.UNAVAILABLE || /server is not initialized yet/.test(details)) {
+    return new CriError(rpc, status.UNAVAILABLE, unreachableReason(details));
+  }
+  return new CriError(rpc, error.code, details);
 }
