@@ -176,7 +176,7 @@ export function unreachableReason(details: string): string {
   if (/not initialized/i.test(details)) return 'it is still starting up';
   if (/connection dropped|goaway|socket closed|stream removed/i.test(details)) return 'the connection was lost';
   const words = details
-    .replace(/^(\d+ UNAVAILABLE: )?No connection established\.( Last error: )?/, '')
+    .replace(/^(\d+ UNAVAILABLE: )?No connection established\.?( Last error: )?/, '')
     .replace(/\.? Resolution note: .*$/s, '')
     .replace(/^(Error: )+/, '')
     .replace(/ \(\d{4}-\d\d-\d\dT[^)]*\)$/, '')
