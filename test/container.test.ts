@@ -10,7 +10,8 @@ import { pino } from 'pino';
 import { LogsRequest, type LogsResponse } from '../gen/taskexecutor/v1/task_executor_service.js';
 import { ContainerSpec, RestartPolicy, type Task, TaskSpec } from '../gen/taskexecutor/v1/task.js';
 import type { TaskEvent } from '../src/manager/task-manager.js';
-import { type ContainerStatus, criAddress, unreachableReason } from '../src/runtime/container/cri-client.js';
+import { criAddress, unreachableReason } from '../src/runtime/container/cri-client.js';
+import { ContainerState, ContainerStats, ContainerStatus } from '../gen/cri/runtime/v1/api.js';
 import { type ContainerRuntime, startContainerRuntime } from '../src/runtime/container/container-runtime.js';
 import type { RuntimeHandle } from '../src/runtime/runtime.js';
 import type { TaskSpec as ModelTaskSpec } from '../src/model/task.js';
@@ -340,63 +341,58 @@ describe('container backend over CRI', () => {
 });
 
 describe('CRI mapping (pure)', () => {
-  const statusOf = (over: Partial<ContainerStatus>): ContainerStatus => ({
-    id: 'c1',
-    metadata: null,
-    state: 'CONTAINER_EXITED',
-    created_at: '0',
-    started_at: '1700000000000000000',
-    finished_at: '1700000001000000000',
-    exit_code: 0,
-    reason: 'Completed',
-    message: '',
-    labels: {},
-    log_path: '',
-    ...over,
-  });
+  const statusOf = (over: Partial<ContainerStatus>): ContainerStatus =>
+    ContainerStatus.fromPartial({
+      id: 'c1',
+      state: ContainerState.CONTAINER_EXITED,
+      startedAt: 1700000000000000000n,
+      finishedAt: 1700000001000000000n,
+      exitCode: 0,
+      reason: 'Completed',
+      ...over,
+    });
 
   test('resources become CFS quota, memory limit and (cgroup v2 only) pids.max', () => {
     const v1 = linuxResources({ cpuMillicores: 250, memoryBytes: 64 << 20, pids: 10 }, false);
-    assert.deepEqual(v1.resources, { cpu_period: 100_000, cpu_quota: 25_000, memory_limit_in_bytes: 64 << 20 });
+    assert.deepEqual(v1.resources, { cpuPeriod: 100_000, cpuQuota: 25_000, memoryLimitInBytes: 64 << 20 });
     assert.match(v1.warnings.join(), /resources\.pids is not enforced/);
     const v2 = linuxResources({ pids: 10 }, true);
     assert.deepEqual(v2.resources, { unified: { 'pids.max': '10' } });
     assert.deepEqual(v2.warnings, []);
     const tiny = linuxResources({ cpuMillicores: 1 }, true);
-    assert.equal(tiny.resources?.cpu_quota, 1000);
+    assert.equal(tiny.resources?.cpuQuota, 1000);
     assert.equal(tiny.applied.cpuMillicores, 10);
     assert.match(tiny.warnings.join(), /smallest CFS quota/);
     assert.deepEqual(linuxResources(undefined, false), { resources: undefined, applied: {}, warnings: [] });
   });
 
   test('container status becomes an observation; only informative reasons are kept', () => {
-    assert.deepEqual(observationFromStatus(statusOf({ exit_code: 0 })), {
+    assert.deepEqual(observationFromStatus(statusOf({ exitCode: 0 })), {
       state: 'exited',
       exitCode: 0,
       signal: 0,
       startedAt: '2023-11-14T22:13:20.000Z',
       finishedAt: '2023-11-14T22:13:21.000Z',
     });
-    const error = observationFromStatus(statusOf({ exit_code: 3, reason: 'Error' }));
+    const error = observationFromStatus(statusOf({ exitCode: 3, reason: 'Error' }));
     assert.equal(error.state === 'exited' && error.reason, undefined);
-    const oom = observationFromStatus(statusOf({ exit_code: 137, reason: 'OOMKilled' }));
+    const oom = observationFromStatus(statusOf({ exitCode: 137, reason: 'OOMKilled' }));
     assert.ok(oom.state === 'exited' && oom.reason === 'OOMKilled' && oom.signal === 9 && /memory limit/.test(oom.message ?? ''));
-    const early = observationFromStatus(statusOf({ started_at: '1700000002000000000' }));
+    const early = observationFromStatus(statusOf({ startedAt: 1700000002000000000n }));
     assert.ok(early.state === 'exited' && early.startedAt === early.finishedAt, 'start clamped to the finish');
-    assert.equal(observationFromStatus(statusOf({ state: 'CONTAINER_RUNNING' })).state, 'running');
-    assert.equal(observationFromStatus(statusOf({ state: 'CONTAINER_UNKNOWN' })).state, 'lost');
-    const created = observationFromStatus(statusOf({ state: 'CONTAINER_CREATED' }));
+    assert.equal(observationFromStatus(statusOf({ state: ContainerState.CONTAINER_RUNNING })).state, 'running');
+    assert.equal(observationFromStatus(statusOf({ state: ContainerState.CONTAINER_UNKNOWN })).state, 'lost');
+    const created = observationFromStatus(statusOf({ state: ContainerState.CONTAINER_CREATED }));
     assert.ok(created.state === 'exited' && created.reason === 'ProcessStartFailed');
   });
 
   test('stats keep absent values absent', () => {
     assert.deepEqual(sampleFromStats(undefined, {}, 5), { time: 5 });
     const sample = sampleFromStats(
-      {
-        attributes: null,
-        cpu: { timestamp: '2000000', usage_core_nano_seconds: { value: '1234' }, usage_nano_cores: null },
-        memory: { timestamp: '0', working_set_bytes: null, available_bytes: null, usage_bytes: { value: '4096' }, rss_bytes: null },
-      },
+      ContainerStats.fromPartial({
+        cpu: { timestamp: 2_000_000, usageCoreNanoSeconds: { value: 1234 } },
+        memory: { timestamp: 0, usageBytes: { value: 4096 } },
+      }),
       { memoryBytes: 8192 },
     );
     assert.deepEqual(sample, { time: 2, cpuNanoseconds: 1234, memoryUsageBytes: 4096, memoryLimitBytes: 8192 });
@@ -405,7 +401,7 @@ describe('CRI mapping (pure)', () => {
   test('volume mounts resolve through the volume map', () => {
     const volumes = new Map([['data', '/srv/data']]);
     assert.deepEqual(resolveMounts([{ name: 'data', mountPath: '/d', readOnly: true }], volumes), {
-      mounts: [{ container_path: '/d', host_path: '/srv/data', readonly: true }],
+      mounts: [{ containerPath: '/d', hostPath: '/srv/data', readonly: true }],
     });
     assert.deepEqual(resolveMounts([{ name: 'data', mountPath: '/d', readOnly: false }, { name: 'x', mountPath: '/x', readOnly: false }], volumes), {
       missing: { index: 1, name: 'x' },

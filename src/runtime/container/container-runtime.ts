@@ -15,7 +15,8 @@ import { errorMessage, TaskError } from '../../errors.js';
 import type { TaskSpec } from '../../model/task.js';
 import type { LogLocation, Observation, ResourceSample, RuntimeHandle, Started, StartRequest, StopOptions, TaskRuntime } from '../runtime.js';
 import { Availability, type AvailabilityListener } from './availability.js';
-import { CriClient, CriError, isNotFound, isUnreachable, type PodSandboxConfig } from './cri-client.js';
+import { ContainerState, type DeepPartial, type PodSandboxConfig } from '../../../gen/cri/runtime/v1/api.js';
+import { CriClient, CriError, isNotFound, isUnreachable } from './cri-client.js';
 import {
   containerConfig,
   LABEL_OWNER,
@@ -143,14 +144,14 @@ export class ContainerRuntime implements TaskRuntime {
     try {
       conditions = await this.cri.status(timeoutMs);
     } catch (error) {
-      throw new Error(`${where} (${version.runtime_name} ${version.runtime_version}) does not report its status: ${criDetails(error)}`);
+      throw new Error(`${where} (${version.runtimeName} ${version.runtimeVersion}) does not report its status: ${criDetails(error)}`);
     }
     const ready = conditions.find((c) => c.type === 'RuntimeReady');
     if (!ready?.status) {
       const why = ready ? `${ready.reason}: ${ready.message}` : 'no RuntimeReady condition';
-      throw new Error(`${where} (${version.runtime_name} ${version.runtime_version}) is not ready to run containers (${why})`);
+      throw new Error(`${where} (${version.runtimeName} ${version.runtimeVersion}) is not ready to run containers (${why})`);
     }
-    return `${version.runtime_name} ${version.runtime_version} (CRI ${version.runtime_api_version})`;
+    return `${version.runtimeName} ${version.runtimeVersion} (CRI ${version.runtimeApiVersion})`;
   }
 
   close(): void {
@@ -257,8 +258,8 @@ export class ContainerRuntime implements TaskRuntime {
     const owner = ownerOf(dataDirOf(taskDir));
     const log = this.options.log.child({ task: request.name });
     const labels = { [LABEL_TASK]: request.name, [LABEL_OWNER]: owner };
-    const containers = (await this.cri.listContainers({ labelSelector: labels })).filter((c) => c.state !== 'CONTAINER_CREATED');
-    const newest = containers.sort((a, b) => (BigInt(b.created_at) > BigInt(a.created_at) ? 1 : -1))[0];
+    const containers = (await this.cri.listContainers({ labelSelector: labels })).filter((c) => c.state !== ContainerState.CONTAINER_CREATED);
+    const newest = containers.sort((a, b) => (b.createdAt > a.createdAt ? 1 : -1))[0];
     if (!newest) {
       await this.removeRuns(labels, log, true);
       return undefined;
@@ -271,7 +272,7 @@ export class ContainerRuntime implements TaskRuntime {
       uid: newest.labels[LABEL_UID] ?? '',
       owner,
       image: spec.image,
-      sandboxId: newest.pod_sandbox_id,
+      sandboxId: newest.podSandboxId,
       containerId: newest.id,
       limits: resources.applied,
     };
@@ -330,8 +331,8 @@ export class ContainerRuntime implements TaskRuntime {
         if (isNotFound(error)) return;
         throw error;
       }
-      if (state === 'CONTAINER_EXITED') return;
-      if (Date.now() > deadline) throw new Error(`container ${id} did not exit after StopContainer (state ${state})`);
+      if (state === ContainerState.CONTAINER_EXITED) return;
+      if (Date.now() > deadline) throw new Error(`container ${id} did not exit after StopContainer (state ${ContainerState[state] ?? state})`);
       await delay(POLL_MS);
     }
   }
@@ -372,7 +373,7 @@ export class ContainerRuntime implements TaskRuntime {
       // An ended (or removed) container has nothing to measure: containerd
       // answers with an error rather than an empty sample.
       const state = isNotFound(error) ? undefined : await this.cri.containerStatus(id).then((s) => s.state, () => undefined);
-      if (state !== 'CONTAINER_RUNNING') return sampleFromStats(undefined, handle.limits);
+      if (state !== ContainerState.CONTAINER_RUNNING) return sampleFromStats(undefined, handle.limits);
       throw error;
     }
   }
@@ -439,7 +440,7 @@ export class ContainerRuntime implements TaskRuntime {
   }
 
   /** Pulls the image unless the runtime has it; returns an error message if it cannot be had. */
-  private async ensureImage(image: string, sandbox: PodSandboxConfig, log: Logger): Promise<string | undefined> {
+  private async ensureImage(image: string, sandbox: DeepPartial<PodSandboxConfig>, log: Logger): Promise<string | undefined> {
     if (await this.cri.imageStatus(image)) return undefined;
     log.info({ image }, 'pulling image');
     try {

@@ -1,136 +1,49 @@
 // A small promise-based client for the Kubernetes CRI (runtime.v1) over a
-// unix socket: the RuntimeService and ImageService RPCs the container backend
-// uses, typed by hand after proto/api.proto (loaded with @grpc/proto-loader,
-// keepCase: fields keep their snake_case names; int64 arrive as strings).
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// unix socket, kubelet-style: the RuntimeService and ImageService RPCs the
+// container backend uses, with deadlines, a short connect deadline, and
+// errors as CriError. Types and stubs are generated (gen/cri) from the
+// vendored upstream api.proto (third_party/cri-api); int64 fields are bigint.
 import {
-  type ChannelCredentials,
+  type CallOptions,
   type ChannelOptions,
-  type Client,
-  type ClientOptions,
+  type ClientUnaryCall,
   connectivityState,
   credentials,
-  loadPackageDefinition,
+  type Metadata,
+  Metadata as GrpcMetadata,
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
-import { packageRoot } from '../../util/package-root.js';
+import {
+  type Container,
+  ContainerStatsRequest,
+  type ContainerStats,
+  type ContainerConfig,
+  ContainerStatusRequest,
+  type ContainerStatus,
+  CreateContainerRequest,
+  type DeepPartial,
+  ImageServiceClient,
+  ImageStatusRequest,
+  ListContainersRequest,
+  ListPodSandboxRequest,
+  type PodSandbox,
+  type PodSandboxConfig,
+  PullImageRequest,
+  RemoveContainerRequest,
+  RemovePodSandboxRequest,
+  RunPodSandboxRequest,
+  type RuntimeCondition,
+  RuntimeServiceClient,
+  StartContainerRequest,
+  StatusRequest,
+  StopContainerRequest,
+  StopPodSandboxRequest,
+  VersionRequest,
+  type VersionResponse,
+} from '../../../gen/cri/runtime/v1/api.js';
 
-export type NamespaceMode = 'POD' | 'CONTAINER' | 'NODE' | 'TARGET';
-export type ContainerState = 'CONTAINER_CREATED' | 'CONTAINER_RUNNING' | 'CONTAINER_EXITED' | 'CONTAINER_UNKNOWN';
-export type PodSandboxState = 'SANDBOX_READY' | 'SANDBOX_NOTREADY';
 export type Labels = Record<string, string>;
-/** int64/uint64 fields: strings when read (longs: String), numbers or strings when written. */
-export type Int64 = string | number;
-
-export interface NamespaceOption {
-  network?: NamespaceMode;
-  pid?: NamespaceMode;
-  ipc?: NamespaceMode;
-}
-
-export interface PodSandboxConfig {
-  metadata: { name: string; uid: string; namespace: string; attempt?: number };
-  hostname?: string;
-  log_directory?: string;
-  labels?: Labels;
-  annotations?: Labels;
-  linux?: {
-    cgroup_parent?: string;
-    security_context?: { namespace_options?: NamespaceOption };
-  };
-}
-
-export interface Mount {
-  container_path: string;
-  host_path: string;
-  readonly?: boolean;
-}
-
-export interface LinuxContainerResources {
-  cpu_period?: Int64;
-  cpu_quota?: Int64;
-  memory_limit_in_bytes?: Int64;
-  unified?: Record<string, string>;
-}
-
-export interface ContainerConfig {
-  metadata: { name: string; attempt?: number };
-  image: { image: string };
-  command?: string[];
-  args?: string[];
-  working_dir?: string;
-  envs?: { key: string; value: string }[];
-  mounts?: Mount[];
-  labels?: Labels;
-  annotations?: Labels;
-  log_path?: string;
-  linux?: {
-    resources?: LinuxContainerResources;
-    security_context?: { namespace_options?: NamespaceOption };
-  };
-}
-
-export interface ContainerStatus {
-  id: string;
-  metadata: { name: string; attempt: number } | null;
-  state: ContainerState;
-  created_at: string;
-  started_at: string;
-  finished_at: string;
-  exit_code: number;
-  reason: string;
-  message: string;
-  labels: Labels;
-  log_path: string;
-}
-
-export interface PodSandbox {
-  id: string;
-  state: PodSandboxState;
-  labels: Labels;
-}
-
-export interface Container {
-  id: string;
-  pod_sandbox_id: string;
-  state: ContainerState;
-  created_at: string;
-  labels: Labels;
-}
-
-export interface UInt64Value {
-  value: string;
-}
-
-export interface ContainerStats {
-  attributes: { id: string } | null;
-  cpu: { timestamp: string; usage_core_nano_seconds: UInt64Value | null; usage_nano_cores: UInt64Value | null } | null;
-  memory: {
-    timestamp: string;
-    working_set_bytes: UInt64Value | null;
-    available_bytes: UInt64Value | null;
-    usage_bytes: UInt64Value | null;
-    rss_bytes: UInt64Value | null;
-  } | null;
-}
-
-export interface VersionResponse {
-  version: string;
-  runtime_name: string;
-  runtime_version: string;
-  runtime_api_version: string;
-}
-
-export interface RuntimeCondition {
-  type: string;
-  status: boolean;
-  reason: string;
-  message: string;
-}
 
 /** A failed CRI call: which RPC, the gRPC code, and the runtime's own words (or why it could not be reached). */
 export class CriError extends Error {
@@ -203,33 +116,13 @@ export interface CriClientOptions {
   onCall?: (rpc: string, ms: number, error?: CriError) => void;
 }
 
-type Rpc = (request: unknown, options: { deadline: number }, callback: (error: ServiceError | null, response: unknown) => void) => void;
-
-/** Next to this module when run from src/ (tsx); from the package root when compiled to dist/. */
-function protoPath(): string {
-  const candidates = [
-    join(dirname(fileURLToPath(import.meta.url)), 'proto', 'api.proto'),
-    join(packageRoot(), 'src', 'runtime', 'container', 'proto', 'api.proto'),
-  ];
-  const found = candidates.find((path) => existsSync(path));
-  if (!found) throw new Error(`the CRI proto is missing (looked for ${candidates.join(', ')}); ship src/runtime/container/proto with the executor`);
-  return found;
-}
-
-type ServiceConstructor = new (address: string, creds: ChannelCredentials, options?: ClientOptions) => Client;
-interface Services {
-  RuntimeService: ServiceConstructor;
-  ImageService: ServiceConstructor;
-}
-let services: Services | undefined;
-
-function loadServices(): Services {
-  if (!services) {
-    const definition = loadSync(protoPath(), { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
-    services = (loadPackageDefinition(definition) as unknown as { runtime: { v1: Services } }).runtime.v1;
-  }
-  return services;
-}
+/** A generated unary stub, in the form the client calls it. */
+type Unary<Req, Res> = (
+  request: Req,
+  metadata: Metadata,
+  options: Partial<CallOptions>,
+  callback: (error: ServiceError | null, response: Res) => void,
+) => ClientUnaryCall;
 
 /**
  * grpc-js backs off reconnection attempts up to 2 minutes by default; a local
@@ -242,18 +135,17 @@ const CHANNEL_OPTIONS: ChannelOptions = {
 
 export class CriClient {
   readonly address: string;
-  private readonly runtime: Client;
-  private readonly images: Client;
+  private readonly runtime: RuntimeServiceClient;
+  private readonly images: ImageServiceClient;
   private readonly timeoutMs: number;
   private readonly connectTimeoutMs: number;
   private readonly onCall: CriClientOptions['onCall'];
 
   constructor(socket: string, options: CriClientOptions = {}) {
-    const { RuntimeService, ImageService } = loadServices();
     this.address = criAddress(socket);
-    this.runtime = new RuntimeService(this.address, credentials.createInsecure(), CHANNEL_OPTIONS);
+    this.runtime = new RuntimeServiceClient(this.address, credentials.createInsecure(), CHANNEL_OPTIONS);
     // One connection for both services: one connectivity state to follow.
-    this.images = new ImageService(this.address, credentials.createInsecure(), { channelOverride: this.runtime.getChannel() });
+    this.images = new ImageServiceClient(this.address, credentials.createInsecure(), { channelOverride: this.runtime.getChannel() });
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 1500;
     this.onCall = options.onCall;
@@ -264,90 +156,81 @@ export class CriClient {
   }
 
   version(timeoutMs?: number): Promise<VersionResponse> {
-    return this.call(this.runtime, 'Version', { version: 'v1' }, timeoutMs);
+    return this.call('Version', this.runtime.version, VersionRequest.fromPartial({ version: 'v1' }), timeoutMs);
   }
 
   async status(timeoutMs?: number): Promise<RuntimeCondition[]> {
-    const response = await this.call<{ status: { conditions: RuntimeCondition[] } | null }>(this.runtime, 'Status', {}, timeoutMs);
+    const response = await this.call('Status', this.runtime.status, StatusRequest.fromPartial({}), timeoutMs);
     return response.status?.conditions ?? [];
   }
 
   /** The image if the runtime has it, else undefined. */
   async imageStatus(image: string): Promise<{ id: string } | undefined> {
-    const response = await this.call<{ image: { id: string } | null }>(this.images, 'ImageStatus', { image: { image } });
-    return response.image ?? undefined;
+    const response = await this.call('ImageStatus', this.images.imageStatus, ImageStatusRequest.fromPartial({ image: { image } }));
+    return response.image;
   }
 
-  async pullImage(image: string, sandboxConfig: PodSandboxConfig, timeoutMs: number): Promise<string> {
-    const response = await this.call<{ image_ref: string }>(
-      this.images,
-      'PullImage',
-      { image: { image }, sandbox_config: sandboxConfig },
-      timeoutMs,
-    );
-    return response.image_ref;
+  async pullImage(image: string, sandboxConfig: DeepPartial<PodSandboxConfig>, timeoutMs: number): Promise<string> {
+    const request = PullImageRequest.fromPartial({ image: { image }, sandboxConfig });
+    return (await this.call('PullImage', this.images.pullImage, request, timeoutMs)).imageRef;
   }
 
-  async runPodSandbox(config: PodSandboxConfig): Promise<string> {
-    return (await this.call<{ pod_sandbox_id: string }>(this.runtime, 'RunPodSandbox', { config })).pod_sandbox_id;
+  async runPodSandbox(config: DeepPartial<PodSandboxConfig>): Promise<string> {
+    return (await this.call('RunPodSandbox', this.runtime.runPodSandbox, RunPodSandboxRequest.fromPartial({ config }))).podSandboxId;
   }
 
   async stopPodSandbox(id: string): Promise<void> {
-    await this.call(this.runtime, 'StopPodSandbox', { pod_sandbox_id: id });
+    await this.call('StopPodSandbox', this.runtime.stopPodSandbox, StopPodSandboxRequest.fromPartial({ podSandboxId: id }));
   }
 
   async removePodSandbox(id: string): Promise<void> {
-    await this.call(this.runtime, 'RemovePodSandbox', { pod_sandbox_id: id });
+    await this.call('RemovePodSandbox', this.runtime.removePodSandbox, RemovePodSandboxRequest.fromPartial({ podSandboxId: id }));
   }
 
   async listPodSandbox(labelSelector: Labels): Promise<PodSandbox[]> {
-    return (await this.call<{ items: PodSandbox[] }>(this.runtime, 'ListPodSandbox', { filter: { label_selector: labelSelector } })).items;
+    const request = ListPodSandboxRequest.fromPartial({ filter: { labelSelector } });
+    return (await this.call('ListPodSandbox', this.runtime.listPodSandbox, request)).items;
   }
 
-  async createContainer(podSandboxId: string, config: ContainerConfig, sandboxConfig: PodSandboxConfig): Promise<string> {
-    const response = await this.call<{ container_id: string }>(this.runtime, 'CreateContainer', {
-      pod_sandbox_id: podSandboxId,
-      config,
-      sandbox_config: sandboxConfig,
-    });
-    return response.container_id;
+  async createContainer(podSandboxId: string, config: DeepPartial<ContainerConfig>, sandboxConfig: DeepPartial<PodSandboxConfig>): Promise<string> {
+    const request = CreateContainerRequest.fromPartial({ podSandboxId, config, sandboxConfig });
+    return (await this.call('CreateContainer', this.runtime.createContainer, request)).containerId;
   }
 
   async startContainer(id: string): Promise<void> {
-    await this.call(this.runtime, 'StartContainer', { container_id: id });
+    await this.call('StartContainer', this.runtime.startContainer, StartContainerRequest.fromPartial({ containerId: id }));
   }
 
   /** Asks the container to stop, SIGKILLs it after timeoutSeconds; the call returns once it stopped. */
   async stopContainer(id: string, timeoutSeconds: number): Promise<void> {
-    await this.call(this.runtime, 'StopContainer', { container_id: id, timeout: timeoutSeconds }, (timeoutSeconds + 30) * 1000);
+    const request = StopContainerRequest.fromPartial({ containerId: id, timeout: timeoutSeconds });
+    await this.call('StopContainer', this.runtime.stopContainer, request, (timeoutSeconds + 30) * 1000);
   }
 
   async removeContainer(id: string): Promise<void> {
-    await this.call(this.runtime, 'RemoveContainer', { container_id: id });
+    await this.call('RemoveContainer', this.runtime.removeContainer, RemoveContainerRequest.fromPartial({ containerId: id }));
   }
 
   async listContainers(filter: { labelSelector?: Labels; podSandboxId?: string }): Promise<Container[]> {
-    const response = await this.call<{ containers: Container[] }>(this.runtime, 'ListContainers', {
-      filter: { label_selector: filter.labelSelector ?? {}, pod_sandbox_id: filter.podSandboxId ?? '' },
-    });
-    return response.containers;
+    const request = ListContainersRequest.fromPartial({ filter: { labelSelector: filter.labelSelector ?? {}, podSandboxId: filter.podSandboxId ?? '' } });
+    return (await this.call('ListContainers', this.runtime.listContainers, request)).containers;
   }
 
   async containerStatus(id: string): Promise<ContainerStatus> {
-    const response = await this.call<{ status: ContainerStatus | null }>(this.runtime, 'ContainerStatus', { container_id: id });
+    const response = await this.call('ContainerStatus', this.runtime.containerStatus, ContainerStatusRequest.fromPartial({ containerId: id }));
     if (!response.status) throw new CriError('ContainerStatus', status.NOT_FOUND, `no status for container ${id}`);
     return response.status;
   }
 
   async containerStats(id: string): Promise<ContainerStats | undefined> {
-    return (await this.call<{ stats: ContainerStats | null }>(this.runtime, 'ContainerStats', { container_id: id })).stats ?? undefined;
+    return (await this.call('ContainerStats', this.runtime.containerStats, ContainerStatsRequest.fromPartial({ containerId: id }))).stats;
   }
 
-  private async call<Res>(client: Client, rpc: string, request: unknown, timeoutMs = this.timeoutMs): Promise<Res> {
+  private async call<Req, Res>(rpc: string, method: Unary<Req, Res>, request: Req, timeoutMs = this.timeoutMs): Promise<Res> {
     const started = Date.now();
     try {
       await this.connection(rpc, Math.min(timeoutMs, this.connectTimeoutMs));
-      const response = await this.invoke<Res>(client, rpc, request, started + timeoutMs);
+      const response = await this.invoke(rpc, method, request, started + timeoutMs);
       this.onCall?.(rpc, Date.now() - started);
       return response;
     } catch (error) {
@@ -375,12 +258,12 @@ export class CriClient {
     }
   }
 
-  private invoke<Res>(client: Client, rpc: string, request: unknown, deadline: number): Promise<Res> {
-    const method = (client as unknown as Record<string, Rpc>)[rpc]!.bind(client);
+  private invoke<Req, Res>(rpc: string, method: Unary<Req, Res>, request: Req, deadline: number): Promise<Res> {
     return new Promise((resolve, reject) => {
-      method(request, { deadline }, (error, response) => {
+      // The stubs are methods of the generic client: called with either client, they share one channel.
+      method.call(this.runtime, request, new GrpcMetadata(), { deadline }, (error, response) => {
         if (error) reject(criError(rpc, error));
-        else resolve(response as Res);
+        else resolve(response);
       });
     });
   }
