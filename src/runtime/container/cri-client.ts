@@ -9,8 +9,7 @@ import {
   type ClientUnaryCall,
   connectivityState,
   credentials,
-  type Metadata,
-  Metadata as GrpcMetadata,
+  Metadata,
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
@@ -261,7 +260,7 @@ export class CriClient {
   private invoke<Req, Res>(rpc: string, method: Unary<Req, Res>, request: Req, deadline: number): Promise<Res> {
     return new Promise((resolve, reject) => {
       // The stubs are methods of the generic client: called with either client, they share one channel.
-      method.call(this.runtime, request, new GrpcMetadata(), { deadline }, (error, response) => {
+      method.call(this.runtime, request, new Metadata(), { deadline }, (error, response) => {
         if (error) reject(criError(rpc, error));
         else resolve(response);
       });
