@@ -20,8 +20,6 @@ COPY --from=build /src/dist ./dist
 COPY --from=build /src/build/task-shim ./build/task-shim
 COPY --from=build /src/gen ./gen
 COPY --from=build /src/proto ./proto
-# The CRI proto is loaded at run time by the container backend.
-COPY --from=build /src/src/runtime/container/proto ./src/runtime/container/proto
 ENV DATA_DIR=/var/lib/sandbox/tasks LISTEN_ADDR=0.0.0.0:5758
 EXPOSE 5758 9090
 # tini reaps the task-shims the executor leaves behind when it restarts in place.

@@ -1,15 +1,21 @@
 // The container backend end to end: a private containerd (test/support/containerd.ts),
 // a real executor in container mode talking CRI to it, and the gRPC API.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type ServiceError, status } from '@grpc/grpc-js';
+import { pino } from 'pino';
 import { LogsRequest, type LogsResponse } from '../gen/taskexecutor/v1/task_executor_service.js';
 import { ContainerSpec, RestartPolicy, type Task, TaskSpec } from '../gen/taskexecutor/v1/task.js';
 import type { TaskEvent } from '../src/manager/task-manager.js';
-import { type ContainerStatus, criAddress } from '../src/runtime/container/cri-client.js';
+import { criAddress, unreachableReason } from '../src/runtime/container/cri-client.js';
+import { ContainerState, ContainerStats, ContainerStatus } from '../gen/cri/runtime/v1/api.js';
+import { type ContainerRuntime, startContainerRuntime } from '../src/runtime/container/container-runtime.js';
+import type { RuntimeHandle } from '../src/runtime/runtime.js';
+import type { TaskSpec as ModelTaskSpec } from '../src/model/task.js';
+import { TaskError } from '../src/errors.js';
 import { LABEL_TASK, linuxResources, observationFromStatus, resolveMounts, sampleFromStats } from '../src/runtime/container/mapping.js';
 import { startExecutor } from '../src/app.js';
 import { createLogger } from '../src/logger.js';
@@ -91,6 +97,7 @@ describe('container backend over CRI', () => {
     assert.deepEqual(report.shims, [], 'containerd-shim processes of the private containerd survived teardown');
     assert.deepEqual(report.mounts, [], 'mounts under the private containerd dir survived teardown');
     assert.deepEqual(report.cgroups, [], 'cgroups of the test containers survived teardown');
+    assert.deepEqual(report.leftovers, [], 'deleted tasks left cgroups or runtime state behind');
     assert.deepEqual(report.forced, [], 'teardown had to clean up after the executor');
   });
 
@@ -334,63 +341,58 @@ describe('container backend over CRI', () => {
 });
 
 describe('CRI mapping (pure)', () => {
-  const statusOf = (over: Partial<ContainerStatus>): ContainerStatus => ({
-    id: 'c1',
-    metadata: null,
-    state: 'CONTAINER_EXITED',
-    created_at: '0',
-    started_at: '1700000000000000000',
-    finished_at: '1700000001000000000',
-    exit_code: 0,
-    reason: 'Completed',
-    message: '',
-    labels: {},
-    log_path: '',
-    ...over,
-  });
+  const statusOf = (over: Partial<ContainerStatus>): ContainerStatus =>
+    ContainerStatus.fromPartial({
+      id: 'c1',
+      state: ContainerState.CONTAINER_EXITED,
+      startedAt: 1700000000000000000n,
+      finishedAt: 1700000001000000000n,
+      exitCode: 0,
+      reason: 'Completed',
+      ...over,
+    });
 
   test('resources become CFS quota, memory limit and (cgroup v2 only) pids.max', () => {
     const v1 = linuxResources({ cpuMillicores: 250, memoryBytes: 64 << 20, pids: 10 }, false);
-    assert.deepEqual(v1.resources, { cpu_period: 100_000, cpu_quota: 25_000, memory_limit_in_bytes: 64 << 20 });
+    assert.deepEqual(v1.resources, { cpuPeriod: 100_000, cpuQuota: 25_000, memoryLimitInBytes: 64 << 20 });
     assert.match(v1.warnings.join(), /resources\.pids is not enforced/);
     const v2 = linuxResources({ pids: 10 }, true);
     assert.deepEqual(v2.resources, { unified: { 'pids.max': '10' } });
     assert.deepEqual(v2.warnings, []);
     const tiny = linuxResources({ cpuMillicores: 1 }, true);
-    assert.equal(tiny.resources?.cpu_quota, 1000);
+    assert.equal(tiny.resources?.cpuQuota, 1000);
     assert.equal(tiny.applied.cpuMillicores, 10);
     assert.match(tiny.warnings.join(), /smallest CFS quota/);
     assert.deepEqual(linuxResources(undefined, false), { resources: undefined, applied: {}, warnings: [] });
   });
 
   test('container status becomes an observation; only informative reasons are kept', () => {
-    assert.deepEqual(observationFromStatus(statusOf({ exit_code: 0 })), {
+    assert.deepEqual(observationFromStatus(statusOf({ exitCode: 0 })), {
       state: 'exited',
       exitCode: 0,
       signal: 0,
       startedAt: '2023-11-14T22:13:20.000Z',
       finishedAt: '2023-11-14T22:13:21.000Z',
     });
-    const error = observationFromStatus(statusOf({ exit_code: 3, reason: 'Error' }));
+    const error = observationFromStatus(statusOf({ exitCode: 3, reason: 'Error' }));
     assert.equal(error.state === 'exited' && error.reason, undefined);
-    const oom = observationFromStatus(statusOf({ exit_code: 137, reason: 'OOMKilled' }));
+    const oom = observationFromStatus(statusOf({ exitCode: 137, reason: 'OOMKilled' }));
     assert.ok(oom.state === 'exited' && oom.reason === 'OOMKilled' && oom.signal === 9 && /memory limit/.test(oom.message ?? ''));
-    const early = observationFromStatus(statusOf({ started_at: '1700000002000000000' }));
+    const early = observationFromStatus(statusOf({ startedAt: 1700000002000000000n }));
     assert.ok(early.state === 'exited' && early.startedAt === early.finishedAt, 'start clamped to the finish');
-    assert.equal(observationFromStatus(statusOf({ state: 'CONTAINER_RUNNING' })).state, 'running');
-    assert.equal(observationFromStatus(statusOf({ state: 'CONTAINER_UNKNOWN' })).state, 'lost');
-    const created = observationFromStatus(statusOf({ state: 'CONTAINER_CREATED' }));
+    assert.equal(observationFromStatus(statusOf({ state: ContainerState.CONTAINER_RUNNING })).state, 'running');
+    assert.equal(observationFromStatus(statusOf({ state: ContainerState.CONTAINER_UNKNOWN })).state, 'lost');
+    const created = observationFromStatus(statusOf({ state: ContainerState.CONTAINER_CREATED }));
     assert.ok(created.state === 'exited' && created.reason === 'ProcessStartFailed');
   });
 
   test('stats keep absent values absent', () => {
     assert.deepEqual(sampleFromStats(undefined, {}, 5), { time: 5 });
     const sample = sampleFromStats(
-      {
-        attributes: null,
-        cpu: { timestamp: '2000000', usage_core_nano_seconds: { value: '1234' }, usage_nano_cores: null },
-        memory: { timestamp: '0', working_set_bytes: null, available_bytes: null, usage_bytes: { value: '4096' }, rss_bytes: null },
-      },
+      ContainerStats.fromPartial({
+        cpu: { timestamp: 2_000_000, usageCoreNanoSeconds: { value: 1234 } },
+        memory: { timestamp: 0, usageBytes: { value: 4096 } },
+      }),
       { memoryBytes: 8192 },
     );
     assert.deepEqual(sample, { time: 2, cpuNanoseconds: 1234, memoryUsageBytes: 4096, memoryLimitBytes: 8192 });
@@ -399,15 +401,213 @@ describe('CRI mapping (pure)', () => {
   test('volume mounts resolve through the volume map', () => {
     const volumes = new Map([['data', '/srv/data']]);
     assert.deepEqual(resolveMounts([{ name: 'data', mountPath: '/d', readOnly: true }], volumes), {
-      mounts: [{ container_path: '/d', host_path: '/srv/data', readonly: true }],
+      mounts: [{ containerPath: '/d', hostPath: '/srv/data', readonly: true }],
     });
     assert.deepEqual(resolveMounts([{ name: 'data', mountPath: '/d', readOnly: false }, { name: 'x', mountPath: '/x', readOnly: false }], volumes), {
       missing: { index: 1, name: 'x' },
     });
   });
 
+  test("grpc-js connection errors become a reason a person can act on, keeping the runtime's own words otherwise", () => {
+    const raw = (error: string) => `No connection established. Last error: Error: ${error}. Resolution note: `;
+    assert.equal(unreachableReason(raw('connect ENOENT /run/c.sock')), 'its socket does not exist (is it running?)');
+    assert.equal(unreachableReason(raw('connect ECONNREFUSED /run/c.sock')), 'connection refused');
+    assert.equal(unreachableReason(raw('connect EACCES /run/c.sock')), 'permission denied on its socket');
+    assert.equal(unreachableReason('Connection dropped'), 'the connection was lost');
+    assert.equal(unreachableReason('server is not initialized yet'), 'it is still starting up');
+    assert.equal(unreachableReason(raw('something new (2025-01-01T00:00:00.000Z)')), 'something new');
+    assert.equal(unreachableReason('No connection established'), 'no connection');
+  });
+
   test('the CRI socket may be a path or a unix:// address', () => {
     assert.equal(criAddress('/run/containerd/containerd.sock'), 'unix:///run/containerd/containerd.sock');
     assert.equal(criAddress('unix:///run/c.sock'), 'unix:///run/c.sock');
+  });
+});
+
+/** A pino logger whose lines are kept, parsed, for assertions. */
+function capturingLogger() {
+  const lines: { level: number; msg: string; [key: string]: unknown }[] = [];
+  const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  return { log, lines };
+}
+
+const WARN = 40;
+const INFO = 30;
+
+describe('container tasks while containerd is down', () => {
+  let ctrd: PrivateContainerd;
+  let volume: string;
+  let dataDir: string;
+  /** False while a test has containerd stopped: the tests start it again whatever happens. */
+  let daemonUp = true;
+
+  const stopContainerd = async () => {
+    daemonUp = false;
+    await ctrd.stopDaemon();
+  };
+  const startContainerd = async () => {
+    await ctrd.startDaemon();
+    daemonUp = true;
+  };
+
+  before(async () => {
+    ctrd = await startPrivateContainerd();
+    volume = mkdtempSync(join(tmpdir(), 'te-volume-'));
+    dataDir = mkdtempSync(join(tmpdir(), 'te-outage-'));
+  });
+
+  after(async () => {
+    if (volume) rmSync(volume, { recursive: true, force: true });
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    if (!ctrd) return;
+    if (!daemonUp) await ctrd.startDaemon();
+    const leftovers = { sandboxes: await ctrd.cri.listPodSandbox({}), containers: await ctrd.cri.listContainers({}) };
+    const report = await ctrd.stop();
+    assert.deepEqual(leftovers, { sandboxes: [], containers: [] }, 'the tests left CRI objects behind');
+    assert.deepEqual(report.forced, [], 'teardown had to clean up after the tests');
+    assert.deepEqual(report.leftovers, [], 'removed runs left cgroups or runtime state behind');
+  });
+
+  /** A container that waits for /data/go-<name> in the volume, then exits with `code`. */
+  const waiterSpec = (name: string, code: number): ModelTaskSpec => ({
+    container: {
+      image: ctrd.images.busybox,
+      command: ['sh', '-c', `while [ ! -e /data/go-${name} ]; do sleep 0.05; done; exit ${code}`],
+      args: [],
+      env: [],
+      volumeMounts: [{ name: 'data', mountPath: '/data', readOnly: false }],
+    },
+  });
+  const startRequest = (name: string, spec: ModelTaskSpec) => {
+    const taskDir = join(dataDir, name);
+    mkdirSync(taskDir, { recursive: true });
+    return { name, taskDir, spec };
+  };
+
+  test('while containerd is down every runtime call throws Unavailable at once and the outage is logged once; calls work again within seconds of its return', async (t) => {
+    const { log, lines } = capturingLogger();
+    const runtime: ContainerRuntime = await startContainerRuntime({
+      criSocket: ctrd.socket,
+      volumes: new Map([['data', volume]]),
+      cgroupParent: ctrd.cgroupParent,
+      log,
+    });
+    const changes: boolean[] = [];
+    runtime.onAvailabilityChange((available) => changes.push(available));
+    let handle: RuntimeHandle | undefined;
+    try {
+      const started = await runtime.start(startRequest('survivor', waiterSpec('survivor', 5)));
+      handle = started.handle;
+      assert.equal(started.observation.state, 'running');
+      assert.equal(runtime.available(), true);
+
+      await stopContainerd();
+      const running = handle;
+      const calls: [string, () => Promise<unknown>][] = [
+        ['start', () => runtime.start(startRequest('newcomer', waiterSpec('newcomer', 0)))],
+        ['inspect', () => runtime.inspect(running)],
+        ['stats', () => runtime.stats(running)],
+        ['stop', () => runtime.stop(running, { signal: 'SIGTERM', graceMs: 1000 })],
+        ['release', () => runtime.release(running)],
+        ['inspect again', () => runtime.inspect(running)],
+      ];
+      for (const [what, call] of calls) {
+        const t0 = Date.now();
+        const error = await call().then(
+          () => assert.fail(`${what} succeeded while containerd was down`),
+          (e: unknown) => e,
+        );
+        const ms = Date.now() - t0;
+        assert.ok(error instanceof TaskError && error.kind === 'Unavailable', `${what}: ${String(error)}`);
+        assert.match(
+          error.message,
+          /^the container runtime at unix:\/\/.*containerd\.sock is unreachable: its socket does not exist \(is it running\?\); tasks wait until it is back$/,
+          what,
+        );
+        // The ordinary call deadline is 30 s: an unreachable runtime must not wait for it.
+        assert.ok(ms < 10_000, `${what} took ${ms} ms to fail`);
+      }
+      assert.equal(runtime.available(), false);
+      assert.deepEqual(changes, [false]);
+
+      await startContainerd();
+      const returned = Date.now();
+      await waitFor('the runtime to notice containerd is back', () => runtime.available(), { timeoutMs: 5000, intervalMs: 10 });
+      t.diagnostic(`available again ${Date.now() - returned} ms after containerd answered the harness`);
+      assert.deepEqual(changes, [false, true]);
+      assert.equal((await runtime.inspect(running)).state, 'running', 'the container outlived the containerd restart');
+
+      writeFileSync(join(volume, 'go-survivor'), '');
+      const end = await waitFor('the container to exit', async () => {
+        const observation = await runtime.inspect(running);
+        return observation.state === 'exited' && observation;
+      });
+      assert.equal(end.exitCode, 5);
+
+      const outage = lines.filter((l) => /unreachable/.test(l.msg));
+      assert.equal(outage.length, 1, `one line for the outage, got ${JSON.stringify(outage)}`);
+      assert.equal(outage[0]!.level, WARN);
+      const back = lines.filter((l) => /reachable again/.test(l.msg));
+      assert.equal(back.length, 1, `one line for the return, got ${JSON.stringify(back)}`);
+      assert.equal(back[0]!.level, INFO);
+      const noisy = lines.filter((l) => l.level >= WARN && /stack|UNAVAILABLE|No connection established/.test(JSON.stringify(l)));
+      assert.deepEqual(noisy, [], 'no stack traces or raw grpc-js text in the log');
+    } finally {
+      if (!daemonUp) await startContainerd();
+      if (handle) await runtime.release(handle);
+      runtime.close();
+    }
+  });
+
+  // Needs the manager to treat TaskError('Unavailable') from start() as "wait and retry"
+  // (waiting/RuntimeUnavailable) and from inspect() as "keep the last known state".
+  test('e2e: a container task created while containerd is down waits as RuntimeUnavailable and runs once it is back; a running task keeps its state', async () => {
+    const te = await startTestExecutor({
+      enableContainerMode: true,
+      criSocket: ctrd.socket,
+      containerCgroupParent: ctrd.cgroupParent,
+      volumes: { data: volume },
+      logLevel: process.env.TEST_LOG_LEVEL ?? 'silent',
+    });
+    const state = async (name: string) => stateOf((await te.api.getTask({ name })).task);
+    try {
+      await te.api.createTask({
+        task: ctask('early', ctrd.images.busybox, {
+          command: ['sh', '-c', 'while [ ! -e /data/go-early ]; do sleep 0.05; done; exit 7'],
+          volumeMounts: [{ name: 'data', mountPath: '/data', readOnly: false }],
+        }),
+      });
+      await waitFor('task early to run', async () => (await state('early'))?.$case === 'running');
+
+      await stopContainerd();
+      const { task } = await te.api.createTask({ task: ctask('late', ctrd.images.busybox, { command: ['true'] }) });
+      assert.notEqual(stateOf(task)?.$case, 'terminated', `CreateTask answered ${JSON.stringify(stateOf(task))}`);
+      const waiting = await waitFor('task late to wait for the runtime', async () => {
+        const s = await state('late');
+        assert.notEqual(s?.$case, 'terminated', `task late ended while containerd was down: ${JSON.stringify(s)}`);
+        return s?.$case === 'waiting' && s.value.reason === 'RuntimeUnavailable' && s.value;
+      });
+      assert.match(waiting.message, /container runtime at unix:\/\/.* is unreachable/);
+      assert.doesNotMatch(waiting.message, /UNAVAILABLE|No connection established/);
+      // Its inspections fail meanwhile: the manager keeps what it last knew.
+      assert.equal((await state('early'))?.$case, 'running');
+
+      await startContainerd();
+      const late = await waitFor(
+        'task late to run once containerd is back',
+        async () => terminated((await te.api.getTask({ name: 'late' })).task),
+        { timeoutMs: 20_000 },
+      );
+      assert.equal(late.reason, 'Succeeded', late.message);
+      writeFileSync(join(volume, 'go-early'), '');
+      const early = await waitFor('task early to end', async () => terminated((await te.api.getTask({ name: 'early' })).task), { timeoutMs: 20_000 });
+      assert.deepEqual([early.exitCode, early.reason], [7, 'Failed']);
+    } finally {
+      if (!daemonUp) await startContainerd();
+      await te.api.setTasks({ tasks: [] });
+      await waitFor('every task to be deleted', async () => (await te.api.listTasks()).tasks.length === 0, { timeoutMs: 30_000 }).catch(() => undefined);
+      await te.close();
+    }
   });
 });

@@ -22,7 +22,15 @@ export interface PrivateContainerd {
   images: { busybox: string; pause: string };
   /** A CRI client for assertions (closed by stop()). */
   cri: CriClient;
-  pid: number;
+  /** The running containerd's pid (changes with restartDaemon). */
+  readonly pid: number;
+  /**
+   * Stops containerd alone (SIGTERM, as a service manager would), leaving its
+   * containers' shims running, and resolves once it exited and its socket is gone.
+   */
+  stopDaemon(): Promise<void>;
+  /** Starts containerd again on the same config, state and socket; resolves once its CRI is ready. */
+  startDaemon(): Promise<void>;
   /** Removes every sandbox, stops containerd, and cleans up; reports what was left over. */
   stop(): Promise<CleanupReport>;
 }
@@ -34,6 +42,12 @@ export interface CleanupReport {
   mounts: string[];
   /** cgroup directories under the cgroup parent still present (should be empty). */
   cgroups: string[];
+  /**
+   * What the executor's runs left once their sandboxes were removed and
+   * containerd stopped, before teardown removed it: cgroups under the cgroup
+   * parent, task bundles in containerd's state dir (should be empty).
+   */
+  leftovers: string[];
   /** What teardown had to force: useful when a test misbehaved. */
   forced: string[];
 }
@@ -116,6 +130,53 @@ disabled_plugins = ["io.containerd.internal.v1.opt"]
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** One containerd process on a private config. */
+interface Daemon {
+  child: ChildProcess;
+  pid: number;
+  exited: () => boolean;
+}
+
+function spawnDaemon(containerd: string, dir: string): Daemon {
+  const logFd = openSync(join(dir, 'containerd.log'), 'a');
+  const child: ChildProcess = spawn(containerd, ['--config', join(dir, 'config.toml')], {
+    detached: true,
+    stdio: ['ignore', logFd, logFd],
+  });
+  closeSync(logFd);
+  let exited = false;
+  child.on('exit', () => (exited = true));
+  return { child, pid: child.pid!, exited: () => exited };
+}
+
+async function untilReady(daemon: Daemon, cri: CriClient, logTail: () => string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (daemon.exited()) throw new Error(`containerd exited during startup:\n${logTail()}`);
+    try {
+      await cri.version(1000);
+      const ready = (await cri.status(1000)).find((c) => c.type === 'RuntimeReady');
+      if (ready?.status) return;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) throw new Error(`containerd did not become ready within 20 s:\n${logTail()}`);
+    await delay(50);
+  }
+}
+
+/** SIGTERM, then SIGKILL after 10 s; resolves once it exited. Returns whether it had to be killed. */
+async function terminate(daemon: Daemon): Promise<boolean> {
+  if (daemon.exited()) return false;
+  signal(daemon.pid, 'SIGTERM');
+  const deadline = Date.now() + 10_000;
+  while (!daemon.exited() && Date.now() < deadline) await delay(25);
+  if (daemon.exited()) return false;
+  signal(daemon.pid, 'SIGKILL');
+  while (!daemon.exited()) await delay(25);
+  return true;
+}
+
 export async function startPrivateContainerd(): Promise<PrivateContainerd> {
   const bins = requireContainerd();
   const dir = mkdtempSync('/tmp/te-ctrd-');
@@ -127,15 +188,7 @@ export async function startPrivateContainerd(): Promise<PrivateContainerd> {
   writeFileSync(join(dir, 'config.toml'), configToml(dir, socket, built.pause));
   writeFileSync(join(dir, 'image.tar'), built.tarball);
 
-  const logFd = openSync(join(dir, 'containerd.log'), 'a');
-  const child: ChildProcess = spawn(bins.containerd!, ['--config', join(dir, 'config.toml')], {
-    detached: true,
-    stdio: ['ignore', logFd, logFd],
-  });
-  closeSync(logFd);
-  let exited = false;
-  child.on('exit', () => (exited = true));
-  const pid = child.pid!;
+  let daemon = spawnDaemon(bins.containerd!, dir);
   const logTail = () => {
     try {
       return readFileSync(join(dir, 'containerd.log'), 'utf8').split('\n').slice(-15).join('\n');
@@ -145,21 +198,9 @@ export async function startPrivateContainerd(): Promise<PrivateContainerd> {
   };
 
   const cri = new CriClient(socket, { timeoutMs: 10_000 });
-  const stop = async (): Promise<CleanupReport> => teardown({ dir, socket, cgroupParent, child, pid, cri, shimDirExisted, exited: () => exited });
+  const stop = async (): Promise<CleanupReport> => teardown({ dir, socket, cgroupParent, daemon, cri, shimDirExisted });
   try {
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      if (exited) throw new Error(`containerd exited during startup:\n${logTail()}`);
-      try {
-        await cri.version(1000);
-        const ready = (await cri.status(1000)).find((c) => c.type === 'RuntimeReady');
-        if (ready?.status) break;
-      } catch {
-        // not yet
-      }
-      if (Date.now() > deadline) throw new Error(`containerd did not become ready within 20 s:\n${logTail()}`);
-      await delay(50);
-    }
+    await untilReady(daemon, cri, logTail);
     execFileSync(bins.ctr!, ['-a', socket, '-n', CRI_NAMESPACE, 'images', 'import', join(dir, 'image.tar')], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -170,24 +211,41 @@ export async function startPrivateContainerd(): Promise<PrivateContainerd> {
     await stop();
     throw error;
   }
-  return { socket, dir, cgroupParent, images: { busybox: built.busybox, pause: built.pause }, cri, pid, stop };
+  return {
+    socket,
+    dir,
+    cgroupParent,
+    images: { busybox: built.busybox, pause: built.pause },
+    cri,
+    get pid() {
+      return daemon.pid;
+    },
+    stopDaemon: async () => {
+      if (await terminate(daemon)) throw new Error(`containerd did not exit within 10 s of SIGTERM:\n${logTail()}`);
+      await waitUntil(() => !existsSync(socket), 5000);
+    },
+    startDaemon: async () => {
+      if (!daemon.exited()) throw new Error('containerd is still running');
+      daemon = spawnDaemon(bins.containerd!, dir);
+      await untilReady(daemon, cri, logTail);
+    },
+    stop,
+  };
 }
 
 interface TeardownState {
   dir: string;
   socket: string;
   cgroupParent: string;
-  child: ChildProcess;
-  pid: number;
+  daemon: Daemon;
   cri: CriClient;
   shimDirExisted: boolean;
-  exited: () => boolean;
 }
 
 async function teardown(state: TeardownState): Promise<CleanupReport> {
   const forced: string[] = [];
   // 1. Everything through the CRI while containerd is healthy.
-  if (!state.exited()) {
+  if (!state.daemon.exited()) {
     try {
       for (const sandbox of await state.cri.listPodSandbox({})) {
         forced.push(`sandbox ${sandbox.id} (labels ${JSON.stringify(sandbox.labels)})`);
@@ -201,16 +259,8 @@ async function teardown(state: TeardownState): Promise<CleanupReport> {
   state.cri.close();
   // 2. containerd: SIGTERM, then SIGKILL.
   const shimsBefore = shimPids(state.socket);
-  if (!state.exited()) {
-    signal(state.pid, 'SIGTERM');
-    const deadline = Date.now() + 10_000;
-    while (!state.exited() && Date.now() < deadline) await delay(25);
-    if (!state.exited()) {
-      forced.push('containerd SIGKILLed');
-      signal(state.pid, 'SIGKILL');
-      while (!state.exited()) await delay(25);
-    }
-  }
+  if (await terminate(state.daemon)) forced.push('containerd SIGKILLed');
+  const leftovers = runLeftovers(state.dir, state.cgroupParent);
   // 3. Shims outlive containerd by design: kill this containerd's (matched by its socket path).
   for (const pid of new Set([...shimsBefore, ...shimPids(state.socket)])) {
     forced.push(`shim ${pid} killed`);
@@ -256,8 +306,34 @@ async function teardown(state: TeardownState): Promise<CleanupReport> {
     shims: shimPids(state.socket),
     mounts: mountsUnder(state.dir),
     cgroups: cgroupDirs(state.cgroupParent),
+    leftovers,
     forced,
   };
+}
+
+/**
+ * Per-run state that should be gone once every sandbox was removed: cgroups
+ * under the cgroup parent (the parent itself is made by runc and stays), and
+ * per-container or per-sandbox dirs in containerd's and runc's state.
+ */
+function runLeftovers(dir: string, cgroupParent: string): string[] {
+  const perRunDirs = [
+    'state/io.containerd.runtime.v2.task/k8s.io',
+    'state/io.containerd.grpc.v1.cri/sandboxes',
+    'state/io.containerd.grpc.v1.cri/containers',
+    'root/io.containerd.grpc.v1.cri/sandboxes',
+    'root/io.containerd.grpc.v1.cri/containers',
+    `runc/${CRI_NAMESPACE}`,
+  ];
+  const found: string[] = [];
+  for (const sub of perRunDirs) {
+    const path = join(dir, sub);
+    if (existsSync(path)) found.push(...readdirSync(path).map((entry) => join(path, entry)));
+  }
+  for (const parent of cgroupDirs(cgroupParent)) {
+    found.push(...readdirSync(parent, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => join(parent, e.name)));
+  }
+  return found;
 }
 
 function signal(pid: number, name: NodeJS.Signals): void {

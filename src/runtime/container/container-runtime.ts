@@ -11,10 +11,12 @@ import { dirname, join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { errorMessage } from '../../errors.js';
+import { errorMessage, TaskError } from '../../errors.js';
 import type { TaskSpec } from '../../model/task.js';
 import type { LogLocation, Observation, ResourceSample, RuntimeHandle, Started, StartRequest, StopOptions, TaskRuntime } from '../runtime.js';
-import { CriClient, CriError, isNotFound, type PodSandboxConfig } from './cri-client.js';
+import { Availability, type AvailabilityListener } from './availability.js';
+import { ContainerState, type DeepPartial, type PodSandboxConfig } from '../../../gen/cri/runtime/v1/api.js';
+import { CriClient, CriError, isNotFound, isUnreachable } from './cri-client.js';
 import {
   containerConfig,
   LABEL_OWNER,
@@ -41,6 +43,8 @@ export interface ContainerRuntimeOptions {
   pullTimeoutMs?: number;
   /** Deadline of other CRI calls. */
   callTimeoutMs?: number;
+  /** How long a call waits for a connection to the runtime before it counts as unreachable. */
+  connectTimeoutMs?: number;
   log: Logger;
   /** Whether the host uses the unified cgroup v2 hierarchy (decides how a pids limit is applied). */
   cgroupV2?: boolean;
@@ -64,6 +68,9 @@ const DEFAULT_PULL_TIMEOUT_MS = 5 * 60_000;
 const EXIT_WAIT_MS = 10_000;
 const POLL_MS = 50;
 const SLOW_CALL_MS = 5_000;
+const CONNECT_TIMEOUT_MS = 1_500;
+/** How often an unreachable runtime is asked whether it is back. */
+const PROBE_MS = 500;
 
 export class ContainerRuntime implements TaskRuntime {
   readonly name = 'container';
@@ -73,17 +80,52 @@ export class ContainerRuntime implements TaskRuntime {
   private readonly reattached = new Map<string, string>();
   /** Sandboxes already stopped after their container exited. */
   private readonly quiesced = new Set<string>();
+  /** Runs (uid labels) a start left half-made when the runtime went away: removed once it is back. */
+  private readonly orphans = new Set<string>();
+  private readonly availability: Availability;
+  private readonly connectTimeoutMs: number;
 
   constructor(private readonly options: ContainerRuntimeOptions) {
+    this.connectTimeoutMs = options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
     this.cri = new CriClient(options.criSocket, {
       timeoutMs: options.callTimeoutMs ?? 30_000,
+      connectTimeoutMs: this.connectTimeoutMs,
       onCall: (rpc, ms, error) => {
+        // An outage is logged once by the availability tracker, not once per call.
+        if (error?.unreachable) return this.availability.unreachable(error.details);
+        this.availability.reachable();
         const level = ms >= SLOW_CALL_MS ? 'warn' : 'debug';
         if (error && !isNotFound(error)) options.log[level]({ rpc, ms, err: error.message }, 'CRI call failed');
         else options.log[level]({ rpc, ms }, ms >= SLOW_CALL_MS ? 'slow CRI call' : 'CRI call');
       },
     });
+    this.availability = new Availability({
+      address: this.cri.address,
+      log: options.log,
+      probe: () => this.cri.version(this.connectTimeoutMs),
+      probeIntervalMs: PROBE_MS,
+    });
+    this.availability.subscribe((available) => {
+      if (available) void this.removeOrphans();
+    });
     this.cgroupV2 = options.cgroupV2 ?? existsSync('/sys/fs/cgroup/cgroup.controllers');
+  }
+
+  /**
+   * False from the moment a call finds the CRI runtime unreachable until one
+   * gets an answer again (a probe asks every PROBE_MS meanwhile). While false,
+   * start/inspect/stop/release/stats throw TaskError('Unavailable').
+   */
+  available(): boolean {
+    return this.availability.available;
+  }
+
+  /**
+   * Calls `listener(false)` when the runtime becomes unreachable and
+   * `listener(true)` as soon as it answers again; returns the unsubscribe function.
+   */
+  onAvailabilityChange(listener: AvailabilityListener): () => void {
+    return this.availability.subscribe(listener);
   }
 
   /**
@@ -102,17 +144,18 @@ export class ContainerRuntime implements TaskRuntime {
     try {
       conditions = await this.cri.status(timeoutMs);
     } catch (error) {
-      throw new Error(`${where} (${version.runtime_name} ${version.runtime_version}) does not report its status: ${criDetails(error)}`);
+      throw new Error(`${where} (${version.runtimeName} ${version.runtimeVersion}) does not report its status: ${criDetails(error)}`);
     }
     const ready = conditions.find((c) => c.type === 'RuntimeReady');
     if (!ready?.status) {
       const why = ready ? `${ready.reason}: ${ready.message}` : 'no RuntimeReady condition';
-      throw new Error(`${where} (${version.runtime_name} ${version.runtime_version}) is not ready to run containers (${why})`);
+      throw new Error(`${where} (${version.runtimeName} ${version.runtimeVersion}) is not ready to run containers (${why})`);
     }
-    return `${version.runtime_name} ${version.runtime_version} (CRI ${version.runtime_api_version})`;
+    return `${version.runtimeName} ${version.runtimeVersion} (CRI ${version.runtimeApiVersion})`;
   }
 
   close(): void {
+    this.availability.close();
     this.cri.close();
   }
 
@@ -120,7 +163,11 @@ export class ContainerRuntime implements TaskRuntime {
     return spec.container !== undefined;
   }
 
-  async start(request: StartRequest): Promise<Started> {
+  start(request: StartRequest): Promise<Started> {
+    return this.guard(this.startRun(request));
+  }
+
+  private async startRun(request: StartRequest): Promise<Started> {
     const spec = request.spec.container!;
     const taskDir = resolve(request.taskDir);
     const owner = ownerOf(dataDirOf(taskDir));
@@ -161,6 +208,7 @@ export class ContainerRuntime implements TaskRuntime {
       handle.sandboxId = await this.cri.runPodSandbox(sandbox);
     } catch (error) {
       // The runtime may have made the sandbox before failing: leave nothing behind.
+      this.orphanIfUnreachable(error, uid);
       await this.removeRuns({ [LABEL_UID]: uid }, log);
       throw new Error(`cannot create the pod sandbox: ${criDetails(error)}`);
     }
@@ -168,12 +216,14 @@ export class ContainerRuntime implements TaskRuntime {
     try {
       handle.containerId = await this.cri.createContainer(handle.sandboxId, config, sandbox);
     } catch (error) {
+      this.orphanIfUnreachable(error, uid);
       await this.quiesce(handle.sandboxId, log);
       return failed('CreateContainerError', `cannot create the container: ${criDetails(error)}`);
     }
     try {
       await this.cri.startContainer(handle.containerId);
     } catch (error) {
+      this.orphanIfUnreachable(error, uid);
       await this.quiesce(handle.sandboxId, log);
       return failed('ProcessStartFailed', `cannot start the container: ${criDetails(error)}`);
     }
@@ -182,7 +232,7 @@ export class ContainerRuntime implements TaskRuntime {
       observation = observationFromStatus(await this.cri.containerStatus(handle.containerId));
     } catch (error) {
       // Started, so it must not be lost track of: the next inspect tells how it is doing.
-      log.warn({ err: errorMessage(error) }, 'cannot read the status of the container just started');
+      if (!isUnreachable(error)) log.warn({ err: errorMessage(error) }, 'cannot read the status of the container just started');
       observation = { state: 'running', startedAt: new Date().toISOString() };
     }
     handle.startedAt = 'startedAt' in observation ? observation.startedAt : new Date().toISOString();
@@ -197,15 +247,19 @@ export class ContainerRuntime implements TaskRuntime {
    * labels. A sandbox without a started container is removed instead: the task
    * never ran, so starting it again is safe.
    */
-  async recover(request: StartRequest): Promise<Started | undefined> {
+  recover(request: StartRequest): Promise<Started | undefined> {
+    return this.guard(this.recoverRun(request));
+  }
+
+  private async recoverRun(request: StartRequest): Promise<Started | undefined> {
     const spec = request.spec.container;
     if (!spec) return undefined;
     const taskDir = resolve(request.taskDir);
     const owner = ownerOf(dataDirOf(taskDir));
     const log = this.options.log.child({ task: request.name });
     const labels = { [LABEL_TASK]: request.name, [LABEL_OWNER]: owner };
-    const containers = (await this.cri.listContainers({ labelSelector: labels })).filter((c) => c.state !== 'CONTAINER_CREATED');
-    const newest = containers.sort((a, b) => (BigInt(b.created_at) > BigInt(a.created_at) ? 1 : -1))[0];
+    const containers = (await this.cri.listContainers({ labelSelector: labels })).filter((c) => c.state !== ContainerState.CONTAINER_CREATED);
+    const newest = containers.sort((a, b) => (b.createdAt > a.createdAt ? 1 : -1))[0];
     if (!newest) {
       await this.removeRuns(labels, log, true);
       return undefined;
@@ -218,18 +272,21 @@ export class ContainerRuntime implements TaskRuntime {
       uid: newest.labels[LABEL_UID] ?? '',
       owner,
       image: spec.image,
-      sandboxId: newest.pod_sandbox_id,
+      sandboxId: newest.podSandboxId,
       containerId: newest.id,
       limits: resources.applied,
     };
-    const observation = await this.inspect(handle);
+    const observation = await this.observe(handle);
     if ('startedAt' in observation && observation.startedAt) handle.startedAt = observation.startedAt;
     log.info({ sandboxId: handle.sandboxId, containerId: handle.containerId }, 'adopted the container of an unrecorded start by its labels');
     return { handle, observation, ...(warnings.length > 0 ? { warnings } : {}) };
   }
 
-  async inspect(raw: RuntimeHandle): Promise<Observation> {
-    const handle = raw as ContainerHandle;
+  inspect(raw: RuntimeHandle): Promise<Observation> {
+    return this.guard(this.observe(raw as ContainerHandle));
+  }
+
+  private async observe(handle: ContainerHandle): Promise<Observation> {
     if (!handle.containerId) return { state: 'lost', message: 'the container was never created' };
     const status = await this.findStatus(handle);
     if (!status) {
@@ -246,8 +303,11 @@ export class ContainerRuntime implements TaskRuntime {
     return observation;
   }
 
-  async stop(raw: RuntimeHandle, options: StopOptions): Promise<void> {
-    const handle = raw as ContainerHandle;
+  stop(raw: RuntimeHandle, options: StopOptions): Promise<void> {
+    return this.guard(this.stopRun(raw as ContainerHandle, options));
+  }
+
+  private async stopRun(handle: ContainerHandle, options: StopOptions): Promise<void> {
     const id = this.containerIdOf(handle);
     if (!id) return;
     if (options.signal !== 'SIGTERM') {
@@ -271,14 +331,17 @@ export class ContainerRuntime implements TaskRuntime {
         if (isNotFound(error)) return;
         throw error;
       }
-      if (state === 'CONTAINER_EXITED') return;
-      if (Date.now() > deadline) throw new Error(`container ${id} did not exit after StopContainer (state ${state})`);
+      if (state === ContainerState.CONTAINER_EXITED) return;
+      if (Date.now() > deadline) throw new Error(`container ${id} did not exit after StopContainer (state ${ContainerState[state] ?? state})`);
       await delay(POLL_MS);
     }
   }
 
-  async release(raw: RuntimeHandle): Promise<void> {
-    const handle = raw as ContainerHandle;
+  release(raw: RuntimeHandle): Promise<void> {
+    return this.guard(this.releaseRun(raw as ContainerHandle));
+  }
+
+  private async releaseRun(handle: ContainerHandle): Promise<void> {
     const log = this.options.log.child({ task: handle.task, uid: handle.uid });
     if (handle.containerId) await ignoreNotFound(this.cri.removeContainer(handle.containerId));
     if (handle.sandboxId) {
@@ -296,18 +359,59 @@ export class ContainerRuntime implements TaskRuntime {
     return taskDir ? { directory: join(taskDir, 'logs') } : undefined;
   }
 
-  async stats(raw: RuntimeHandle): Promise<ResourceSample> {
-    const handle = raw as ContainerHandle;
+  stats(raw: RuntimeHandle): Promise<ResourceSample> {
+    return this.guard(this.measure(raw as ContainerHandle));
+  }
+
+  private async measure(handle: ContainerHandle): Promise<ResourceSample> {
     const id = this.containerIdOf(handle);
     if (!id) return { time: Date.now() };
     try {
       return sampleFromStats(await this.cri.containerStats(id), handle.limits);
     } catch (error) {
+      if (isUnreachable(error)) throw error;
       // An ended (or removed) container has nothing to measure: containerd
       // answers with an error rather than an empty sample.
       const state = isNotFound(error) ? undefined : await this.cri.containerStatus(id).then((s) => s.state, () => undefined);
-      if (state !== 'CONTAINER_RUNNING') return sampleFromStats(undefined, handle.limits);
+      if (state !== ContainerState.CONTAINER_RUNNING) return sampleFromStats(undefined, handle.limits);
       throw error;
+    }
+  }
+
+  /**
+   * Every public operation: an unreachable runtime becomes TaskError
+   * ('Unavailable') with a message saying so, which the manager treats as
+   * "wait and try again", not as the task failing.
+   */
+  private async guard<T>(work: Promise<T>): Promise<T> {
+    try {
+      return await work;
+    } catch (error) {
+      if (isUnreachable(error)) {
+        throw new TaskError('Unavailable', `the container runtime at ${this.cri.address} is unreachable: ${error.details}; tasks wait until it is back`, {
+          cause: error,
+        });
+      }
+      throw error;
+    }
+  }
+
+  /** Rethrows an unreachable-runtime error, remembering the run it interrupted for removal once the runtime is back. */
+  private orphanIfUnreachable(error: unknown, uid: string): void {
+    if (!isUnreachable(error)) return;
+    this.orphans.add(uid);
+    throw error;
+  }
+
+  private async removeOrphans(): Promise<void> {
+    for (const uid of [...this.orphans]) {
+      try {
+        await this.removeRuns({ [LABEL_UID]: uid }, this.options.log, true);
+        this.orphans.delete(uid);
+      } catch {
+        // Gone again: the next return retries.
+        return;
+      }
     }
   }
 
@@ -336,13 +440,14 @@ export class ContainerRuntime implements TaskRuntime {
   }
 
   /** Pulls the image unless the runtime has it; returns an error message if it cannot be had. */
-  private async ensureImage(image: string, sandbox: PodSandboxConfig, log: Logger): Promise<string | undefined> {
+  private async ensureImage(image: string, sandbox: DeepPartial<PodSandboxConfig>, log: Logger): Promise<string | undefined> {
     if (await this.cri.imageStatus(image)) return undefined;
     log.info({ image }, 'pulling image');
     try {
       await this.cri.pullImage(image, sandbox, this.options.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS);
       return undefined;
     } catch (error) {
+      if (isUnreachable(error)) throw error;
       return `cannot pull image "${image}": ${criDetails(error)}`;
     }
   }
@@ -354,6 +459,8 @@ export class ContainerRuntime implements TaskRuntime {
       await this.cri.stopPodSandbox(sandboxId);
       this.quiesced.add(sandboxId);
     } catch (error) {
+      // Unreachable: logged once as an outage; the next inspect or the release tries again.
+      if (isUnreachable(error)) return;
       if (isNotFound(error)) this.quiesced.add(sandboxId);
       else log.warn({ sandboxId, err: errorMessage(error) }, 'cannot stop the sandbox of an ended container; will try again');
     }
@@ -371,7 +478,7 @@ export class ContainerRuntime implements TaskRuntime {
         await ignoreNotFound(this.cri.removePodSandbox(sandbox.id));
       }
     } catch (error) {
-      if (strict) throw error;
+      if (strict || isUnreachable(error)) throw error;
       log.warn({ labels, err: errorMessage(error) }, 'cannot remove earlier sandboxes of this task');
     }
   }
@@ -406,8 +513,10 @@ async function ignoreNotFound(call: Promise<unknown>): Promise<void> {
   }
 }
 
+/** The runtime's own words, and which call failed with which code when that adds something. */
 function criDetails(error: unknown): string {
-  return error instanceof CriError ? `${error.details} (${error.rpc}: ${status[error.code] ?? error.code})` : errorMessage(error);
+  if (!(error instanceof CriError)) return errorMessage(error);
+  return error.code === status.UNKNOWN ? error.details : `${error.details} (${error.rpc}: ${status[error.code] ?? error.code})`;
 }
 
 

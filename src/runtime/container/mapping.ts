@@ -4,7 +4,18 @@
 import { createHash } from 'node:crypto';
 import type { ContainerSpec, Resources, VolumeMount } from '../../model/task.js';
 import type { Observation, ResourceSample } from '../runtime.js';
-import type { ContainerConfig, ContainerStats, ContainerStatus, LinuxContainerResources, Mount, PodSandboxConfig, UInt64Value } from './cri-client.js';
+import {
+  type ContainerConfig,
+  ContainerState,
+  type ContainerStats,
+  type ContainerStatus,
+  type DeepPartial,
+  type LinuxContainerResources,
+  type Mount,
+  NamespaceMode,
+  type PodSandboxConfig,
+  type UInt64Value,
+} from '../../../gen/cri/runtime/v1/api.js';
 
 /** Labels on every sandbox and container the backend creates. */
 export const LABEL_TASK = 'io.task-executor.task';
@@ -50,35 +61,35 @@ export interface SandboxOptions {
  * One sandbox per task run, in the host's network namespace (no CNI needed),
  * which requires an empty hostname (the host's UTS namespace).
  */
-export function sandboxConfig(options: SandboxOptions): PodSandboxConfig {
+export function sandboxConfig(options: SandboxOptions): DeepPartial<PodSandboxConfig> {
   return {
     metadata: { name: options.task, uid: options.uid, namespace: SANDBOX_NAMESPACE, attempt: 0 },
     hostname: '',
-    log_directory: options.logDirectory,
+    logDirectory: options.logDirectory,
     labels: { ...options.labels },
     annotations: {},
     linux: {
-      cgroup_parent: options.cgroupParent ?? '',
-      security_context: { namespace_options: { network: 'NODE', pid: 'POD', ipc: 'POD' } },
+      cgroupParent: options.cgroupParent ?? '',
+      securityContext: { namespaceOptions: { network: NamespaceMode.NODE, pid: NamespaceMode.POD, ipc: NamespaceMode.POD } },
     },
   };
 }
 
-export type MountResolution = { mounts: Mount[] } | { missing: { index: number; name: string } };
+export type MountResolution = { mounts: DeepPartial<Mount>[] } | { missing: { index: number; name: string } };
 
 /** Turns volume mounts into host bind mounts through the executor's volume map (name -> host path). */
 export function resolveMounts(volumeMounts: readonly VolumeMount[], volumes: ReadonlyMap<string, string>): MountResolution {
-  const mounts: Mount[] = [];
+  const mounts: DeepPartial<Mount>[] = [];
   for (const [index, mount] of volumeMounts.entries()) {
     const hostPath = volumes.get(mount.name);
     if (hostPath === undefined) return { missing: { index, name: mount.name } };
-    mounts.push({ container_path: mount.mountPath, host_path: hostPath, readonly: mount.readOnly });
+    mounts.push({ containerPath: mount.mountPath, hostPath, readonly: mount.readOnly });
   }
   return { mounts };
 }
 
 export interface ResourceMapping {
-  resources?: LinuxContainerResources;
+  resources?: DeepPartial<LinuxContainerResources>;
   /** What is actually enforced, for stats. */
   applied: { cpuMillicores?: number; memoryBytes?: number; pids?: number };
   warnings: string[];
@@ -90,7 +101,7 @@ export interface ResourceMapping {
  * v2 only (on cgroup v1 the CRI has no pids limit: a warning instead).
  */
 export function linuxResources(resources: Resources | undefined, cgroupV2: boolean): ResourceMapping {
-  const out: LinuxContainerResources = {};
+  const out: DeepPartial<LinuxContainerResources> = {};
   const applied: ResourceMapping['applied'] = {};
   const warnings: string[] = [];
   if (resources?.cpuMillicores !== undefined) {
@@ -102,12 +113,12 @@ export function linuxResources(resources: Resources | undefined, cgroupV2: boole
       );
       quota = MIN_CPU_QUOTA_US;
     }
-    out.cpu_period = CPU_PERIOD_US;
-    out.cpu_quota = quota;
+    out.cpuPeriod = CPU_PERIOD_US;
+    out.cpuQuota = quota;
     applied.cpuMillicores = (quota * 1000) / CPU_PERIOD_US;
   }
   if (resources?.memoryBytes !== undefined) {
-    out.memory_limit_in_bytes = resources.memoryBytes;
+    out.memoryLimitInBytes = resources.memoryBytes;
     applied.memoryBytes = resources.memoryBytes;
   }
   if (resources?.pids !== undefined) {
@@ -127,8 +138,8 @@ export function linuxResources(resources: Resources | undefined, cgroupV2: boole
 export interface ContainerOptions {
   spec: ContainerSpec;
   labels: RunLabels;
-  mounts: Mount[];
-  resources?: LinuxContainerResources;
+  mounts: DeepPartial<Mount>[];
+  resources?: DeepPartial<LinuxContainerResources>;
 }
 
 /**
@@ -136,46 +147,45 @@ export interface ContainerOptions {
  * every process it starts dies with it), the host network like its sandbox,
  * output to `<log_directory>/output.0.log` in the CRI log format.
  */
-export function containerConfig(options: ContainerOptions): ContainerConfig {
+export function containerConfig(options: ContainerOptions): DeepPartial<ContainerConfig> {
   const { spec } = options;
   return {
     metadata: { name: CONTAINER_NAME, attempt: 0 },
     image: { image: spec.image },
     command: [...spec.command],
     args: [...spec.args],
-    working_dir: spec.workingDir ?? '',
-    // The runtime applies envs in order, so a later entry for a name wins, as for process tasks.
-    envs: spec.env.map((e) => ({ key: e.name, value: e.value })),
+    workingDir: spec.workingDir ?? '',
+    // The runtime applies envs in order, so a later entry for a name wins, as
+    // for process tasks. (The CRI's value is bytes since v0.31; same wire format as string.)
+    envs: spec.env.map((e) => ({ key: e.name, value: Buffer.from(e.value) })),
     mounts: options.mounts,
     labels: { ...options.labels },
     annotations: {},
-    log_path: LOG_FILE,
+    logPath: LOG_FILE,
     linux: {
       ...(options.resources ? { resources: options.resources } : {}),
-      security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } },
+      securityContext: { namespaceOptions: { network: NamespaceMode.NODE, pid: NamespaceMode.CONTAINER, ipc: NamespaceMode.POD } },
     },
   };
 }
 
-/** CRI times are nanoseconds since the epoch (as strings); 0 means unset. */
-export function nanosToIso(nanos: string | number | undefined): string | undefined {
-  if (nanos === undefined) return undefined;
-  const value = BigInt(nanos);
-  if (value <= 0n) return undefined;
-  return new Date(Number(value / 1_000_000n)).toISOString();
+/** CRI times are nanoseconds since the epoch; 0 means unset. */
+export function nanosToIso(nanos: bigint | undefined): string | undefined {
+  if (nanos === undefined || nanos <= 0n) return undefined;
+  return new Date(Number(nanos / 1_000_000n)).toISOString();
 }
 
 /** Reasons that only restate the exit code: the manager derives Succeeded/Failed/Stopped itself. */
 const PLAIN_REASONS = new Set(['', 'Completed', 'Error']);
 
 export function observationFromStatus(status: ContainerStatus, now = new Date()): Observation {
-  const startedAt = nanosToIso(status.started_at);
+  const startedAt = nanosToIso(status.startedAt);
   switch (status.state) {
-    case 'CONTAINER_RUNNING':
+    case ContainerState.CONTAINER_RUNNING:
       return { state: 'running', startedAt: startedAt ?? now.toISOString() };
-    case 'CONTAINER_EXITED': {
-      const exitCode = status.exit_code;
-      const finishedAt = nanosToIso(status.finished_at) ?? now.toISOString();
+    case ContainerState.CONTAINER_EXITED: {
+      const exitCode = status.exitCode;
+      const finishedAt = nanosToIso(status.finishedAt) ?? now.toISOString();
       const observation: Observation = {
         state: 'exited',
         exitCode,
@@ -199,7 +209,7 @@ export function observationFromStatus(status: ContainerStatus, now = new Date())
       }
       return observation;
     }
-    case 'CONTAINER_CREATED':
+    case ContainerState.CONTAINER_CREATED:
       return {
         state: 'exited',
         exitCode: 128,
@@ -217,19 +227,19 @@ export function observationFromStatus(status: ContainerStatus, now = new Date())
   }
 }
 
-const u64 = (value: UInt64Value | null | undefined): number | undefined => (value ? Number(value.value) : undefined);
+const u64 = (value: UInt64Value | undefined): number | undefined => (value ? Number(value.value) : undefined);
 
 export function sampleFromStats(stats: ContainerStats | undefined, limits: ResourceMapping['applied'] | undefined, now = Date.now()): ResourceSample {
   const sample: ResourceSample = { time: now };
-  const cpuTime = stats?.cpu?.timestamp ? Number(BigInt(stats.cpu.timestamp) / 1_000_000n) : 0;
+  const cpuTime = stats?.cpu?.timestamp ? Number(stats.cpu.timestamp / 1_000_000n) : 0;
   if (cpuTime > 0) sample.time = cpuTime;
-  const cpu = u64(stats?.cpu?.usage_core_nano_seconds);
+  const cpu = u64(stats?.cpu?.usageCoreNanoSeconds);
   if (cpu !== undefined) sample.cpuNanoseconds = cpu;
   const memory = stats?.memory;
-  const workingSet = u64(memory?.working_set_bytes);
-  const usage = workingSet ?? u64(memory?.usage_bytes);
+  const workingSet = u64(memory?.workingSetBytes);
+  const usage = workingSet ?? u64(memory?.usageBytes);
   if (usage !== undefined) sample.memoryUsageBytes = usage;
-  const rss = u64(memory?.rss_bytes);
+  const rss = u64(memory?.rssBytes);
   if (rss !== undefined) sample.rssBytes = rss;
   if (limits?.memoryBytes !== undefined) sample.memoryLimitBytes = limits.memoryBytes;
   if (limits?.cpuMillicores !== undefined) sample.cpuLimitMillicores = limits.cpuMillicores;
