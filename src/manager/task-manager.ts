@@ -91,6 +91,8 @@ export class TaskManager {
   private readonly reported = new Map<string, string>();
   private readonly events = new EventEmitter();
   private safetyNet: NodeJS.Timeout | undefined;
+  /** Subscriptions to the runtimes, undone on close. */
+  private readonly detach: (() => void)[] = [];
   private closed = false;
 
   constructor(private readonly options: ManagerOptions) {
@@ -109,6 +111,12 @@ export class TaskManager {
     await Promise.all(unreadable.map((entry) => this.reclaimUnreadable(entry)));
     await Promise.all(records.map((record) => this.work.run(record.name, () => this.resume(record.name))));
     this.options.log.info({ tasks: records.length, quarantined: unreadable.length }, 'task state recovered');
+    for (const runtime of this.options.runtimes.all()) {
+      const stop = runtime.onAvailabilityChange?.((available) => {
+        if (available) this.retryWaitingStarts();
+      });
+      if (stop) this.detach.push(stop);
+    }
     this.safetyNet = setInterval(() => this.resyncAll(), this.options.reconcileIntervalMs);
     this.safetyNet.unref();
   }
@@ -119,6 +127,7 @@ export class TaskManager {
     clearInterval(this.safetyNet);
     for (const timer of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
+    for (const stop of this.detach.splice(0)) stop();
     await this.work.drain();
     for (const stop of this.unwatch.values()) stop();
     this.unwatch.clear();
@@ -416,6 +425,13 @@ export class TaskManager {
     });
   }
 
+  /** A runtime is reachable again: tasks waiting for it start now. */
+  private retryWaitingStarts(): void {
+    for (const record of this.tasks.values()) {
+      if (record.state.phase === 'waiting' && record.state.reason === RUNTIME_UNAVAILABLE) this.schedule(record.name);
+    }
+  }
+
   /** The safety net: every task that is not at rest gets a step. */
   private resyncAll(): void {
     for (const name of this.unsaved) {
@@ -434,7 +450,8 @@ export class TaskManager {
       this.reported.delete(name);
     } catch (error) {
       const message = errorMessage(error);
-      if (this.reported.get(name) !== message) {
+      // An unreachable runtime logs its outage itself, once; per-task lines would repeat it.
+      if (!isUnavailable(error) && this.reported.get(name) !== message) {
         this.reported.set(name, message);
         this.options.log.error({ task: name, err: error }, 'reconcile failed; will retry');
       }
@@ -523,7 +540,9 @@ export class TaskManager {
     this.options.log.info({ task: name, cause: record.stop?.cause, signal, graceMs }, 'stopping task');
     const stop = runtime
       .stop(handle, { signal, graceMs })
-      .catch((error: unknown) => this.options.log.error({ task: name, err: error }, 'stop failed; will retry'))
+      .catch((error: unknown) => {
+        if (!isUnavailable(error)) this.options.log.error({ task: name, err: error }, 'stop failed; will retry');
+      })
       .finally(() => {
         this.stopping.delete(name);
         this.schedule(name);

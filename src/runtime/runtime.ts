@@ -108,6 +108,11 @@ export interface TaskRuntime {
   stop(handle: RuntimeHandle, options: StopOptions): Promise<void>;
   /** Frees what the runtime keeps after the task ended; the task directory is removed afterwards. */
   release(handle: RuntimeHandle): Promise<void>;
+  /**
+   * For runtimes that can become unreachable (a CRI runtime): tells when it
+   * goes away (false) and comes back (true), so waiting starts are retried at once.
+   */
+  onAvailabilityChange?(listener: (available: boolean) => void): () => void;
   /** Optional push notification of changes, so the manager need not wait for its next poll. */
   watch?(handle: RuntimeHandle, onChange: () => void): () => void;
   /** Where the task's output is captured; undefined when it has none. */
