@@ -235,8 +235,9 @@ describe('original REST API and gRPC behave the same (shared table)', () => {
         executors.push(te);
         api = make === 'grpc' ? grpcFrontEnd(te) : restFrontEnd(`http://${te.executor.restAddress}`);
       });
-      for (const c of CASES) {
-        test(c.title, { skip: make === 'grpc' && c.restOnly }, async () => {
+      // Cases that exist only on REST (restOnly says why) are not cases of the gRPC API at all.
+      for (const c of CASES.filter((c) => make === 'rest' || !c.restOnly)) {
+        test(c.title, async () => {
           const outcome = await c.run(api);
           if (c.expect === 'ok') {
             assert.ok(outcome.ok, `expected success, got ${JSON.stringify(outcome)}`);
