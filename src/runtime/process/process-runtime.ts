@@ -9,8 +9,7 @@
 // accounting for stats. Without cgroups the task still runs; limits it asked
 // for are reported as not enforced in Started.warnings.
 import { setTimeout as delay } from 'node:timers/promises';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
@@ -45,12 +44,22 @@ import {
   groupMembers,
   isSameProcessAlive,
   processTable,
-  readStat,
   recentProcessTable,
   sampleProcesses,
   signalQuietly,
   startTimeOf,
 } from './procfs.js';
+import {
+  type ExitRecord,
+  type ExitRecordRead,
+  exitRecordPath,
+  parseEvent,
+  ProcessReason,
+  readExitRecord,
+  readStartRecord,
+  type ShimEvent,
+} from './shim-protocol.js';
+import { freeze, killShimTree, shimAlive, shimsFor, thaw } from './stalled-shims.js';
 
 export interface ProcessRuntimeOptions {
   shimPath: string;
@@ -81,33 +90,17 @@ export interface ShimHandle {
   cgroup?: TaskCgroup;
 }
 
-interface ShimStarted {
-  event: 'started';
-  pid: number;
-  pgid: number;
-  shimPid: number;
-  startTime: string;
-  startedAt: string;
-}
-
-interface ShimStartFailed {
-  event: 'start-failed';
-  exitCode: number;
-  startError: string;
-  finishedAt: string;
-}
-
-interface ExitRecord {
-  exitCode: number;
-  signal: number;
-  finishedAt: string;
-  startError?: string;
+/** An exit status the shim announced on its stdout but could not write to exit.json (yet). */
+interface HeldExit extends ExitRecord {
+  recordError: string;
 }
 
 const POLL_MS = 25;
 /** How often a stop checks whether the tree has exited during its grace period. */
 const GRACE_POLL_MS = 50;
 const EXIT_RECORD_WAIT_MS = 5000;
+/** Reported for a task whose exit status is unknown (as the manager does for a lost one). */
+const UNKNOWN_EXIT_CODE = 137;
 /** How old the shared process table used to find a cgroup-less task's tree for stats may be (when the shim is gone). */
 const STATS_TABLE_MAX_AGE_MS = 1000;
 /**
@@ -120,6 +113,8 @@ const FOREIGN_CGROUP_MIN_AGE_MS = 10 * 60 * 1000;
 export class ProcessRuntime implements TaskRuntime {
   readonly name: string;
   private readonly listeners = new Map<number, Set<() => void>>();
+  /** By task dir: exit statuses learned from a shim's events that it could not write to disk. */
+  private readonly held = new Map<string, HeldExit>();
   private readonly cgroups: CgroupDriver;
   /** Scopes (data dirs) whose leftover cgroups were swept since this runtime started. */
   private readonly swept = new Set<string>();
@@ -197,22 +192,16 @@ export class ProcessRuntime implements TaskRuntime {
       const result = await shim;
       throw new Error(`task-shim exited (${result.exitCode ?? result.signal}) before starting the task: ${stderr.join('').trim()}`);
     }
-    const event = JSON.parse(first) as ShimStarted | ShimStartFailed;
-    if (event.event === 'start-failed') {
-      return {
-        handle: { dir: request.taskDir },
-        observation: {
-          state: 'exited',
-          exitCode: event.exitCode,
-          signal: 0,
-          finishedAt: event.finishedAt,
-          reason: 'ProcessStartFailed',
-          message: event.startError,
-        },
-      };
+    const event = parseEvent(first);
+    if (event?.event === 'start-failed') {
+      return { handle: { dir: request.taskDir }, observation: exitObservation({ dir: request.taskDir }, event) };
+    }
+    if (event?.event !== 'started') {
+      signalQuietly(shimPid, 'SIGKILL');
+      throw new Error(`task-shim said ${JSON.stringify(first.slice(0, 200))} instead of announcing the start: ${stderr.join('').trim()}`);
     }
     // Later lines announce the exit; tell watchers at once instead of waiting for a poll.
-    lines.on('line', () => this.notify(shimPid));
+    lines.on('line', (line) => this.onEvent(request.taskDir, shimPid, parseEvent(line)));
     const handle: ShimHandle = {
       dir: request.taskDir,
       bootId: bootId(),
@@ -227,57 +216,100 @@ export class ProcessRuntime implements TaskRuntime {
     return { handle, observation: { state: 'running', startedAt: event.startedAt } };
   }
 
+  /** A later event of a running shim: remember an exit it could not write, and tell watchers at once. */
+  private onEvent(dir: string, shimPid: number, event: ShimEvent | undefined): void {
+    if (event?.event === 'exited' && event.recordError !== undefined) {
+      const { event: _, ...exit } = event;
+      this.held.set(dir, { ...exit, recordError: event.recordError });
+      this.options.log.warn({ dir, exit }, 'task-shim could not write the exit status to disk; it keeps it and retries');
+    }
+    this.notify(shimPid);
+  }
+
   /**
    * Adopts a task whose start the executor did not live to record: the shim's
    * start.json (or a start failure in exit.json) says it started. A shim still
-   * starting for this directory is waited for, so the task never runs twice.
-   * The adopted handle has no cgroup: such a task is stopped through its
-   * process group and the shim's tree, and its cgroup is swept once empty.
+   * starting for this directory is waited for; one that has not started the
+   * task by then (it stalled) is frozen and, unless it wrote start.json
+   * meanwhile, killed with everything below it before this returns, so the
+   * task never runs twice. The adopted handle has no cgroup: such a task is
+   * stopped through its process group and the shim's tree, and its cgroup is
+   * swept once empty.
    */
   async recover(request: StartRequest): Promise<Started | undefined> {
     const starting = shimsFor(request.taskDir);
     const deadline = Date.now() + EXIT_RECORD_WAIT_MS;
     for (;;) {
-      const start = await readJson<ShimStarted>(join(request.taskDir, 'start.json'));
-      if (start) {
-        const handle: ShimHandle = {
-          dir: request.taskDir,
-          bootId: bootId(),
-          shimPid: start.shimPid,
-          shimStartTime: startTimeOf(start.shimPid) ?? '',
-          pid: start.pid,
-          pgid: start.pgid,
-          startTime: start.startTime,
-          startedAt: start.startedAt,
-        };
-        return { handle, observation: await this.inspect(handle) };
-      }
-      const exit = await readExitRecord(request.taskDir);
-      if (exit) return { handle: { dir: request.taskDir }, observation: exitObservation({ dir: request.taskDir } as ShimHandle, exit) };
-      if (!starting.some((pid) => readStat(pid) !== undefined) || Date.now() > deadline) return undefined;
+      const found = await this.recorded(request.taskDir);
+      if (found) return found;
+      const live = starting.filter(shimAlive);
+      if (live.length === 0) return undefined;
+      if (Date.now() > deadline) break;
       await delay(POLL_MS);
     }
+    const stalled = starting.filter(shimAlive);
+    await Promise.all(stalled.map(freeze));
+    const found = await this.recorded(request.taskDir);
+    if (found) {
+      stalled.forEach(thaw);
+      return found;
+    }
+    const gone = await Promise.all(stalled.map(killShimTree));
+    this.options.log.warn({ dir: request.taskDir, shims: stalled.map((s) => s.pid) }, 'killed a task-shim that stalled before starting the task');
+    if (gone.includes(false)) {
+      throw new Error(`a task-shim for ${request.taskDir} stalled before starting the task and survived SIGKILL; not starting the task again`);
+    }
+    return this.recorded(request.taskDir);
+  }
+
+  /** What start.json or exit.json say about a start the executor did not record. */
+  private async recorded(dir: string): Promise<Started | undefined> {
+    const start = await readStartRecord(dir);
+    if (start) {
+      const handle: ShimHandle = {
+        dir,
+        bootId: bootId(),
+        shimPid: start.shimPid,
+        shimStartTime: startTimeOf(start.shimPid) ?? '',
+        pid: start.pid,
+        pgid: start.pgid,
+        startTime: start.startTime,
+        startedAt: start.startedAt,
+      };
+      return { handle, observation: await this.inspect(handle) };
+    }
+    const exit = await readExitRecord(dir);
+    if (exit.state === 'absent') return undefined;
+    return { handle: { dir }, observation: exit.state === 'valid' ? exitObservation({ dir }, exit.record) : unreadableObservation(dir, exit) };
   }
 
   async inspect(raw: RuntimeHandle): Promise<Observation> {
     const handle = raw as ShimHandle;
     const exit = await readExitRecord(handle.dir);
-    if (exit) return exitObservation(handle, exit);
+    if (exit.state === 'valid') return exitObservation(handle, exit.record);
+    const held = this.held.get(handle.dir);
+    if (held) return heldObservation(handle, held);
+    const running: Observation = { state: 'running', startedAt: handle.startedAt };
+    const sameBoot = handle.pid !== undefined && handle.bootId === bootId();
+    if (exit.state === 'unreadable') {
+      // While the task (or its shim, which replaces the file when the task exits) lives, it runs.
+      const live = sameBoot && (isSameProcessAlive(handle.pid, handle.startTime) || isSameProcessAlive(handle.shimPid, handle.shimStartTime));
+      return live ? running : unreadableObservation(handle.dir, exit);
+    }
     if (handle.pid === undefined) {
       return { state: 'lost', message: 'the task never started and left no exit status' };
     }
-    if (handle.bootId !== bootId()) {
+    if (!sameBoot) {
       return { state: 'lost', startedAt: handle.startedAt, message: 'the machine restarted while the task ran' };
     }
-    if (isSameProcessAlive(handle.pid, handle.startTime)) return { state: 'running', startedAt: handle.startedAt };
-    // The shim writes exit.json right after reaping the task: while it lives, the record is on its way.
-    if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) {
-      const late = await waitForExitRecord(handle.dir, () => isSameProcessAlive(handle.shimPid, handle.shimStartTime));
-      if (late) return exitObservation(handle, late);
-    }
+    if (isSameProcessAlive(handle.pid, handle.startTime)) return running;
+    // The shim writes exit.json right after reaping the task, and keeps an exit status it
+    // could not write (full data dir) while it retries: while it lives, the status is not lost.
+    if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) return running;
     // The shim may have written the record and exited since the first read above.
     const last = await readExitRecord(handle.dir);
-    if (last) return exitObservation(handle, last);
+    if (last.state === 'valid') return exitObservation(handle, last.record);
+    if (last.state === 'unreadable') return unreadableObservation(handle.dir, last);
     return {
       state: 'lost',
       startedAt: handle.startedAt,
@@ -287,7 +319,9 @@ export class ProcessRuntime implements TaskRuntime {
 
   async stop(raw: RuntimeHandle, options: StopOptions): Promise<void> {
     const handle = raw as ShimHandle;
-    if (handle.pid === undefined || (await readExitRecord(handle.dir))) return this.killLeftovers(handle);
+    // An exit record that cannot be read says nothing about the tree: stop it all the same.
+    const exited = (await readExitRecord(handle.dir)).state === 'valid' || this.held.has(handle.dir);
+    if (handle.pid === undefined || exited) return this.killLeftovers(handle);
     if (handle.bootId !== bootId()) return;
     this.signalTree(handle, options.signal);
     const deadline = Date.now() + options.graceMs;
@@ -309,6 +343,7 @@ export class ProcessRuntime implements TaskRuntime {
       signalQuietly(handle.shimPid, 'SIGTERM');
     }
     this.listeners.delete(handle.shimPid);
+    if (handle.dir) this.held.delete(handle.dir);
     if (handle.cgroup && sameBoot) {
       // Never kills: a task that ended may have left processes running on
       // purpose (the original's `bootstrap.sh &`); their cgroup then stays
@@ -451,14 +486,14 @@ export function taskEnvironment(base: NodeJS.ProcessEnv, spec: ProcessSpec): Nod
   return env;
 }
 
-function exitObservation(handle: ShimHandle, exit: ExitRecord): Observation {
+function exitObservation(handle: Pick<ShimHandle, 'dir'> & Partial<ShimHandle>, exit: ExitRecord): Observation {
   if (exit.startError !== undefined) {
     return {
       state: 'exited',
       exitCode: exit.exitCode,
       signal: 0,
       finishedAt: exit.finishedAt,
-      reason: 'ProcessStartFailed',
+      reason: exit.reason ?? ProcessReason.ProcessStartFailed,
       message: exit.startError,
     };
   }
@@ -482,6 +517,26 @@ function exitObservation(handle: ShimHandle, exit: ExitRecord): Observation {
   return observation;
 }
 
+/** The real exit status, known only from the shim's event: exit.json could not be written. */
+function heldObservation(handle: ShimHandle, held: HeldExit): Observation {
+  const observation = exitObservation(handle, held);
+  if (observation.state !== 'exited' || observation.reason !== undefined) return observation;
+  const message = `the exit status comes from the task's supervisor, which ${held.recordError.replace(/^cannot/, 'could not')} (is the data dir full?) and keeps retrying`;
+  return { ...observation, message };
+}
+
+/** exit.json is there but is not an exit record: the task ended (its process is gone) with an unknown status. */
+function unreadableObservation(dir: string, read: Extract<ExitRecordRead, { state: 'unreadable' }>): Observation {
+  return {
+    state: 'exited',
+    exitCode: UNKNOWN_EXIT_CODE,
+    signal: 0,
+    finishedAt: read.modifiedAt,
+    reason: ProcessReason.ExitStatusUnreadable,
+    message: `${exitRecordPath(dir)} is not a valid exit record (${read.problem}); the task's exit status is unknown`,
+  };
+}
+
 /** 67108864 → "64 MiB"; sizes that are not a whole number of a unit keep their bytes. */
 export function formatBytes(bytes: number): string {
   for (const [unit, size] of [['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 2 ** 10]] as const) {
@@ -490,50 +545,8 @@ export function formatBytes(bytes: number): string {
   return `${bytes} bytes`;
 }
 
-async function readExitRecord(dir: string): Promise<ExitRecord | undefined> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, 'exit.json'), 'utf8');
-  } catch {
-    return undefined;
-  }
-  // The shim renames a complete file into place, so a parse failure means
-  // corruption, never a half-written record: report it rather than guess.
-  const record = JSON.parse(text) as ExitRecord;
-  if (!Number.isInteger(record.exitCode)) throw new Error(`${join(dir, 'exit.json')} has no valid exitCode`);
-  return record;
-}
-
-async function waitForExitRecord(dir: string, stillWorthWaiting: () => boolean): Promise<ExitRecord | undefined> {
+/** Waits while the shim lives for exit.json to appear (valid or not). */
+async function waitForExitRecord(dir: string, stillWorthWaiting: () => boolean): Promise<void> {
   const deadline = Date.now() + EXIT_RECORD_WAIT_MS;
-  for (;;) {
-    const record = await readExitRecord(dir);
-    if (record || Date.now() > deadline || !stillWorthWaiting()) return record;
-    await delay(POLL_MS);
-  }
-}
-
-
-/** Live task-shims started for this task directory (found by their command line). */
-function shimsFor(taskDir: string): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    const pid = Number(entry);
-    if (!Number.isInteger(pid) || pid <= 0) continue;
-    try {
-      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      if (argv[0]?.endsWith('task-shim') && argv[argv.indexOf('--dir') + 1] === taskDir) found.push(pid);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return found;
-}
-
-async function readJson<T>(path: string): Promise<T | undefined> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8')) as T;
-  } catch {
-    return undefined;
-  }
+  while ((await readExitRecord(dir)).state === 'absent' && Date.now() <= deadline && stillWorthWaiting()) await delay(POLL_MS);
 }
