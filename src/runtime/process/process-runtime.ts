@@ -15,18 +15,7 @@ import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import type { Logger } from 'pino';
 import type { ProcessSpec, TaskSpec } from '../../model/task.js';
-import {
-  allCgroupPids,
-  CgroupDriver,
-  cgroupPids,
-  killCgroup,
-  oomKillCount,
-  procsFiles,
-  readCgroupUsage,
-  removeCgroup,
-  scopeOf,
-  type TaskCgroup,
-} from '../cgroups/index.js';
+import { CgroupDriver, cgroupPids, killCgroup, procsFiles, readCgroupUsage, removeCgroup, scopeOf, type TaskCgroup } from '../cgroups/index.js';
 import type {
   LogLocation,
   Observation,
@@ -37,29 +26,14 @@ import type {
   StopOptions,
   TaskRuntime,
 } from '../runtime.js';
-import {
-  bootId,
-  descendantsByChildren,
-  descendantsOf,
-  groupMembers,
-  isSameProcessAlive,
-  processTable,
-  recentProcessTable,
-  sampleProcesses,
-  signalQuietly,
-  startTimeOf,
-} from './procfs.js';
-import {
-  type ExitRecord,
-  type ExitRecordRead,
-  exitRecordPath,
-  parseEvent,
-  ProcessReason,
-  readExitRecord,
-  readStartRecord,
-  type ShimEvent,
-} from './shim-protocol.js';
+import { exitObservation, type HeldExit, heldObservation, unreadableObservation } from './observations.js';
+import { bootId, isSameProcessAlive, sampleProcesses, signalQuietly, startTimeOf } from './procfs.js';
+import type { ShimHandle } from './shim-handle.js';
+import { parseEvent, readExitRecord, readStartRecord, type ShimEvent } from './shim-protocol.js';
 import { freeze, killShimTree, shimAlive, shimsFor, thaw } from './stalled-shims.js';
+import { GRACE_POLL_MS, killTree, measuredTree, signalTree, treeAlive } from './task-tree.js';
+
+export type { ShimHandle } from './shim-handle.js';
 
 export interface ProcessRuntimeOptions {
   shimPath: string;
@@ -75,34 +49,8 @@ export interface ProcessRuntimeOptions {
   cgroups?: CgroupDriver;
 }
 
-/** Persisted handle: enough to find the task again after an executor restart. */
-export interface ShimHandle {
-  [key: string]: unknown;
-  dir: string;
-  bootId: string;
-  shimPid: number;
-  shimStartTime: string;
-  pid: number;
-  pgid: number;
-  startTime: string;
-  startedAt: string;
-  /** The task's cgroup, when it has one. */
-  cgroup?: TaskCgroup;
-}
-
-/** An exit status the shim announced on its stdout but could not write to exit.json (yet). */
-interface HeldExit extends ExitRecord {
-  recordError: string;
-}
-
 const POLL_MS = 25;
-/** How often a stop checks whether the tree has exited during its grace period. */
-const GRACE_POLL_MS = 50;
 const EXIT_RECORD_WAIT_MS = 5000;
-/** Reported for a task whose exit status is unknown (as the manager does for a lost one). */
-const UNKNOWN_EXIT_CODE = 137;
-/** How old the shared process table used to find a cgroup-less task's tree for stats may be (when the shim is gone). */
-const STATS_TABLE_MAX_AGE_MS = 1000;
 /**
  * Empty cgroups of other executor instances (left by data dirs deleted without
  * deleting their tasks, as test runs do) are removed once this old. A live
@@ -323,9 +271,9 @@ export class ProcessRuntime implements TaskRuntime {
     const exited = (await readExitRecord(handle.dir)).state === 'valid' || this.held.has(handle.dir);
     if (handle.pid === undefined || exited) return this.killLeftovers(handle);
     if (handle.bootId !== bootId()) return;
-    this.signalTree(handle, options.signal);
+    signalTree(handle, options.signal);
     const deadline = Date.now() + options.graceMs;
-    while (Date.now() < deadline && this.treeAlive(handle)) await delay(GRACE_POLL_MS);
+    while (Date.now() < deadline && treeAlive(handle)) await delay(GRACE_POLL_MS);
     this.killLeftovers(handle);
     // Whatever escaped both the process group and the shim's tree (e.g. a daemon
     // reparented elsewhere after the shim died) is still in the task's cgroup.
@@ -369,7 +317,7 @@ export class ProcessRuntime implements TaskRuntime {
     if (handle.pgid === undefined || handle.bootId !== bootId()) return { time, pids: 0, rssBytes: 0 };
     const cgroup = handle.cgroup;
     const usage = cgroup ? readCgroupUsage(cgroup) : {};
-    const pids = (cgroup && cgroupPids(cgroup)) ?? this.measuredTree(handle);
+    const pids = (cgroup && cgroupPids(cgroup)) ?? measuredTree(handle);
     const processes = sampleProcesses(pids);
     const sample: ResourceSample = {
       time,
@@ -410,73 +358,10 @@ export class ProcessRuntime implements TaskRuntime {
     for (const listener of this.listeners.get(shimPid) ?? []) listener();
   }
 
-  /** The task's process group plus descendants that left it (setsid daemons), which the shim adopts as subreaper. */
-  /**
-   * Everything the task started: its cgroup's processes, and its tree. While the
-   * shim lives it is the subreaper of the whole tree, so walking its children
-   * lists finds every descendant cheaply (many stops may run at once); once it
-   * is gone, a /proc scan finds the process group and what the shim left.
-   */
-  private treeMembers(handle: ShimHandle): number[] {
-    const members = new Set(handle.cgroup ? allCgroupPids(handle.cgroup) : []);
-    const viaShim = isSameProcessAlive(handle.shimPid, handle.shimStartTime) ? descendantsByChildren(handle.shimPid) : undefined;
-    if (viaShim) {
-      for (const pid of viaShim) members.add(pid);
-    } else {
-      const table = processTable();
-      for (const pid of groupMembers(handle.pgid, table)) members.add(pid);
-      if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) for (const pid of descendantsOf(handle.shimPid, table)) members.add(pid);
-    }
-    return [...members];
-  }
-
-  /**
-   * The tree for stats without a cgroup: the shim's descendants (the whole
-   * process group is among them while the shim lives), walked cheaply through
-   * the children lists; else a shared, at most 1 s old scan of /proc.
-   */
-  private measuredTree(handle: ShimHandle): number[] {
-    if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) {
-      const tree = descendantsByChildren(handle.shimPid);
-      if (tree) return tree;
-    }
-    const table = recentProcessTable(STATS_TABLE_MAX_AGE_MS);
-    const members = new Set(groupMembers(handle.pgid, table));
-    if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) for (const pid of descendantsOf(handle.shimPid, table)) members.add(pid);
-    return [...members];
-  }
-
-  /**
-   * Whether to keep waiting for the tree to exit during the grace period. Cheap,
-   * as many stops may wait at once: while the shim lives it is the subreaper of
-   * the whole tree, so its children lists suffice; otherwise a shared, briefly
-   * cached /proc scan. A wrong "gone" only ends the wait early: what is left is
-   * then found by killLeftovers' fresh scans.
-   */
-  private treeAlive(handle: ShimHandle): boolean {
-    if (isSameProcessAlive(handle.pid, handle.startTime)) return true;
-    const viaShim = isSameProcessAlive(handle.shimPid, handle.shimStartTime) ? descendantsByChildren(handle.shimPid) : undefined;
-    if (viaShim) return viaShim.length > 0;
-    if (handle.cgroup && allCgroupPids(handle.cgroup).length > 0) return true;
-    return groupMembers(handle.pgid, recentProcessTable(GRACE_POLL_MS)).length > 0;
-  }
-
-  private signalTree(handle: ShimHandle, signal: NodeJS.Signals): void {
-    signalQuietly(-handle.pgid, signal);
-    for (const pid of this.treeMembers(handle)) signalQuietly(pid, signal);
-  }
-
-  /** SIGKILL until nothing of the tree is left (a forking tree may need a few rounds). */
   private killLeftovers(handle: ShimHandle): void {
-    if (handle.pgid === undefined || handle.bootId !== bootId()) return;
-    for (let round = 0; round < 20; round++) {
-      const members = this.treeMembers(handle);
-      signalQuietly(-handle.pgid, 'SIGKILL');
-      if (members.length === 0) return;
-      for (const pid of members) signalQuietly(pid, 'SIGKILL');
-    }
-    this.options.log.warn({ pgid: handle.pgid }, 'processes of a stopped task survived 20 rounds of SIGKILL');
+    if (!killTree(handle)) this.options.log.warn({ pgid: handle.pgid }, 'processes of a stopped task survived 20 rounds of SIGKILL');
   }
+
 }
 
 /** The executor's environment (none with cleanEnv), then the task's entries; the last entry for a name wins. */
@@ -484,65 +369,6 @@ export function taskEnvironment(base: NodeJS.ProcessEnv, spec: ProcessSpec): Nod
   const env: NodeJS.ProcessEnv = spec.cleanEnv ? {} : { ...base };
   for (const { name, value } of spec.env) env[name] = value;
   return env;
-}
-
-function exitObservation(handle: Pick<ShimHandle, 'dir'> & Partial<ShimHandle>, exit: ExitRecord): Observation {
-  if (exit.startError !== undefined) {
-    return {
-      state: 'exited',
-      exitCode: exit.exitCode,
-      signal: 0,
-      finishedAt: exit.finishedAt,
-      reason: exit.reason ?? ProcessReason.ProcessStartFailed,
-      message: exit.startError,
-    };
-  }
-  const observation: Observation = {
-    state: 'exited',
-    exitCode: exit.exitCode,
-    signal: exit.signal,
-    startedAt: handle.startedAt,
-    finishedAt: exit.finishedAt,
-  };
-  // SIGKILLed (directly, or a shell reporting its last command's 128+9) while
-  // the kernel's OOM killer was at work in the task's memory cgroup.
-  if (exit.exitCode === 137 && handle.cgroup && (oomKillCount(handle.cgroup) ?? 0) > 0) {
-    const limit = handle.cgroup.limits?.memoryBytes;
-    return {
-      ...observation,
-      reason: 'OOMKilled',
-      message: limit !== undefined ? `memory limit of ${formatBytes(limit)} exceeded` : 'killed by the kernel because its cgroup ran out of memory',
-    };
-  }
-  return observation;
-}
-
-/** The real exit status, known only from the shim's event: exit.json could not be written. */
-function heldObservation(handle: ShimHandle, held: HeldExit): Observation {
-  const observation = exitObservation(handle, held);
-  if (observation.state !== 'exited' || observation.reason !== undefined) return observation;
-  const message = `the exit status comes from the task's supervisor, which ${held.recordError.replace(/^cannot/, 'could not')} (is the data dir full?) and keeps retrying`;
-  return { ...observation, message };
-}
-
-/** exit.json is there but is not an exit record: the task ended (its process is gone) with an unknown status. */
-function unreadableObservation(dir: string, read: Extract<ExitRecordRead, { state: 'unreadable' }>): Observation {
-  return {
-    state: 'exited',
-    exitCode: UNKNOWN_EXIT_CODE,
-    signal: 0,
-    finishedAt: read.modifiedAt,
-    reason: ProcessReason.ExitStatusUnreadable,
-    message: `${exitRecordPath(dir)} is not a valid exit record (${read.problem}); the task's exit status is unknown`,
-  };
-}
-
-/** 67108864 → "64 MiB"; sizes that are not a whole number of a unit keep their bytes. */
-export function formatBytes(bytes: number): string {
-  for (const [unit, size] of [['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 2 ** 10]] as const) {
-    if (bytes >= size && bytes % size === 0) return `${bytes / size} ${unit}`;
-  }
-  return `${bytes} bytes`;
 }
 
 /** Waits while the shim lives for exit.json to appear (valid or not). */
