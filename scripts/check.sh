@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Static checks: TypeScript types, buf lint, buf breaking (against the previous
+# Static checks: TypeScript types, task-shim warnings, buf lint, buf breaking (against the previous
 # commit, when it has a proto/), and gen/ being exactly what proto/ generates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 buf=node_modules/.bin/buf
 
 node_modules/.bin/tsc -p tsconfig.json
+node scripts/build-shim.mjs --check   # the shim compiles without warnings (-Werror here only, never at install)
 "$buf" lint
 if git rev-parse --verify -q HEAD~1 >/dev/null && git cat-file -e HEAD~1:proto 2>/dev/null; then
   # proto/ only: the vendored CRI (third_party/cri-api) changes when upstream does.

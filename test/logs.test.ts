@@ -201,7 +201,7 @@ describe('Logs over gRPC', () => {
 
   test('a task writing fast keeps its logs within maxFiles × maxFileSize on disk, and a follower keeps up or skips ahead', async () => {
     const maxFile = 4096;
-    const bound = 3 * (maxFile + 16384 + 64); // each file: at most maxFileSize + one record
+    const bound = 3 * maxFile; // byte-accurate: a record that does not fit is split across files
     const script = `${waitGate('disk')}; for i in $(seq 1 20); do yes "$(printf '%0100d' $i)" | head -n 1500; done`;
     await te.api.createTask({ task: processTask('disk', ['sh', '-c', script], {}, { logs: { maxFileSizeBytes: maxFile, maxFiles: 3 } }) });
     const follower = openLogs(te, { name: 'disk', follow: true });
@@ -226,6 +226,21 @@ describe('Logs over gRPC', () => {
     for (const line of lines) assert.match(line, /^\d{1,100}$/);
     assert.ok(lines.filter((l) => l.length === 100).length > lines.length / 2, 'most lines arrive whole');
     assert.equal(lines.at(-1), '0'.repeat(98) + '20');
+  });
+
+  test('a line longer than a whole log file is split across files, stays within the cap and reads back whole', async () => {
+    const long = 'L'.repeat(1500) + 'M'.repeat(1500);
+    await te.api.createTask({
+      task: shell('split', `printf '%s\\n' short ${long} end`, {}, { logs: { maxFileSizeBytes: 1024, maxFiles: 4 } }),
+    });
+    await finished('split');
+    const files = logFiles(logsDir(te, 'split'));
+    const sizes = files.map((f) => statSync(join(logsDir(te, 'split'), f)).size);
+    assert.ok(files.length >= 3 && files.length <= 4, `files ${files}`);
+    assert.ok(sizes.every((size) => size <= 1024), `file sizes ${sizes}`);
+    assert.ok(dirBytes(logsDir(te, 'split')) <= 4 * 1024);
+    assert.deepEqual(texts(await readLogs(te, { name: 'split' })), ['short', long, 'end']);
+    assert.deepEqual(texts(await readLogs(te, { name: 'split', tailLines: 2 })), [long, 'end']);
   });
 
   test('follow ends with OK once the task has ended and its last output was sent', async () => {

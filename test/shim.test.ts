@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { mountTmpfs } from './support/tmpfs.js';
 
 const SHIM = fileURLToPath(new URL('../build/task-shim', import.meta.url));
 const TS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/;
@@ -116,8 +117,8 @@ interface Env {
 }
 
 /** A fresh task dir per test; processes still running at the end are killed, the dir removed. */
-function setup(t: TestContext): Env {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'task-shim-test-'));
+function setup(t: TestContext, base = os.tmpdir()): Env {
+  const dir = fs.mkdtempSync(path.join(base, 'task-shim-test-'));
   const runs: ShimRun[] = [];
   t.after(() => {
     const kill = (pid: number) => {
@@ -272,12 +273,7 @@ test('a missing program fails to start with exit code 127 and a message naming i
   assert.equal(exit.signal, 0);
   assert.equal(exit.startError, 'exec no-such-program-xyz: No such file or directory');
   assert.match(exit.finishedAt, TS);
-  assert.deepEqual(failed, {
-    event: 'start-failed',
-    exitCode: 127,
-    startError: exit.startError,
-    finishedAt: exit.finishedAt,
-  });
+  assert.deepEqual(failed, { event: 'start-failed', ...exit });
   assert.ok(!fs.existsSync(path.join(env.dir, 'start.json')));
   assert.deepEqual(readRecords(env.dir), []);
 });
@@ -614,5 +610,105 @@ test('usage errors exit 2 with a one-line message and start nothing', async (t) 
     assert.match(result.stderr, /^task-shim: [^\n]*\n$/, 'one line on stderr');
     assert.equal(result.stdout, '');
     assert.deepEqual(fs.readdirSync(env.dir), [], 'nothing was created or started');
+  }
+});
+
+test('a data dir without room for the exit status refuses the start as DataDirFull', async (t) => {
+  const tmpfs = mountTmpfs('64k');
+  t.after(() => tmpfs.unmount());
+  const env = setup(t, tmpfs.path);
+  tmpfs.fill();
+  const marker = path.join(os.tmpdir(), `shim-ran-${process.pid}-${Date.now()}`);
+  const run = env.shim([], ['touch', marker]);
+  const failed = await run.event('start-failed');
+  assert.equal(await run.finish(), 1);
+  assert.equal(failed.reason, 'DataDirFull');
+  assert.match(String(failed.startError), /No space left on device \(the data dir is full: the task was not started\)/);
+  assert.ok(!fs.existsSync(marker), 'the program did not run');
+  assert.match(run.stderr, /data dir is full/);
+});
+
+test('a task that exits after the data dir filled up still gets its exit status recorded', async (t) => {
+  const tmpfs = mountTmpfs('256k');
+  t.after(() => tmpfs.unmount());
+  const env = setup(t, tmpfs.path);
+  const go = path.join(os.tmpdir(), `shim-go-${process.pid}-${Date.now()}`);
+  t.after(() => fs.rmSync(go, { force: true }));
+  const run = env.shim([], ['sh', '-c', `${waitMarker}; exit 42`, 'sh', go]);
+  await run.event('started');
+  tmpfs.fill();
+  assert.equal(tmpfs.free(), 0);
+  fs.writeFileSync(go, '');
+  const exited = await run.event('exited');
+  assert.equal(await run.finish(), 0);
+  assert.equal(exited.exitCode, 42);
+  assert.equal(exited.recordError, undefined, 'written into the space reserved at start');
+  assert.equal(readJson(env.dir, 'exit.json').exitCode, 42);
+  assert.ok(!fs.existsSync(path.join(env.dir, 'exit.json.tmp')));
+});
+
+test('an exit status that cannot be written is reported, held, and written once it can be', async (t) => {
+  const env = setup(t);
+  const run = env.shim([], ['sh', '-c', `${waitMarker}; exit 7`, 'sh', path.join(env.dir, 'go')]);
+  await run.event('started');
+  // A directory in the way makes every rename onto exit.json fail until it is removed.
+  fs.mkdirSync(path.join(env.dir, 'exit.json'));
+  env.touch('go');
+  const exited = await run.event('exited');
+  assert.equal(exited.exitCode, 7);
+  assert.match(String(exited.recordError), /^cannot write exit\.json: Is a directory$/);
+  await waitFor(() => run.stderr.includes('cannot write exit.json: Is a directory; keeping it and retrying'), 'the failure on stderr');
+  assert.ok(run.running, 'the shim stays alive holding the status');
+  fs.rmdirSync(path.join(env.dir, 'exit.json'));
+  assert.equal(await run.finish(), 0);
+  assert.equal(readJson(env.dir, 'exit.json').exitCode, 7);
+  assert.match(run.stderr, /wrote exit\.json after earlier failures/);
+});
+
+test('a numeric user above 2^31 without a passwd entry runs with that uid and gid 0', async (t) => {
+  const env = setup(t);
+  const run = env.shim(['--user', '3000000000'], ['sh', '-c', 'id -u; id -g; id -G']);
+  assert.equal((await run.event('exited')).exitCode, 0, JSON.stringify(run.events));
+  assert.equal(await run.finish(), 0);
+  assert.deepEqual(textLines(env.dir), ['3000000000', '0', '0']);
+
+  const run2 = env.shim(['--user', '4294967294', '--group', '4000000000'], ['sh', '-c', 'id -u; id -g']);
+  assert.equal(await run2.finish(), 0);
+  assert.deepEqual(textLines(env.dir).slice(3), ['4294967294', '4000000000']);
+});
+
+test('numeric ids above 4294967294 fail to start with a message saying so', async (t) => {
+  for (const [option, value, message] of [
+    ['--user', '4294967295', 'user 4294967295: a numeric uid must be at most 4294967294'],
+    ['--user', '99999999999999999999999', 'user 99999999999999999999999: a numeric uid must be at most 4294967294'],
+    ['--group', '4294967295', 'group 4294967295: a numeric gid must be at most 4294967294'],
+  ] as const) {
+    const env = setup(t);
+    const run = env.shim([option, value], ['true']);
+    const failed = await run.event('start-failed');
+    assert.equal(await run.finish(), 0);
+    assert.equal(failed.startError, message);
+  }
+});
+
+test('no log file ever exceeds --log-max-bytes: lines longer than a file are split across files', async (t) => {
+  const lengths = [5000, 10, 3000, 1500, 0, 20000, 981, 982, 983, 7];
+  const script = lengths.map((n) => `head -c ${n} /dev/zero | tr '\\0' x; echo`).join('; ');
+  for (const maxFiles of [1000, 2]) {
+    const env = setup(t);
+    const run = env.shim(['--log-max-bytes', '1024', '--log-max-files', String(maxFiles)], ['sh', '-c', script]);
+    assert.equal((await run.event('exited')).exitCode, 0);
+    assert.equal(await run.finish(), 0);
+    const files = logFiles(env.dir);
+    const sizes = files.map(({ file }) => fs.statSync(file).size);
+    assert.ok(sizes.every((size) => size <= 1024), `file sizes ${sizes}`);
+    assert.ok(files.length <= maxFiles);
+    if (maxFiles === 2) {
+      assert.ok(sizes.reduce((a, b) => a + b, 0) <= 2048);
+      assert.equal(textLines(env.dir).at(-1), 'xxxxxxx');
+    } else {
+      assert.deepEqual(textLines(env.dir).map((line) => line.length), lengths);
+      assert.ok(textLines(env.dir).every((line) => /^x*$/.test(line)));
+    }
   }
 });

@@ -129,6 +129,12 @@ describe('sidecar mode', { skip }, () => {
     assert.equal(asNobody.reason, 'Succeeded', asNobody.message);
     assert.deepEqual(logLines(te.dataDir, 'as-nobody'), ['65534:65534:nobody:/nonexistent']);
 
+    // A numeric uid beyond 2^31 without an account runs with gid 0, as on the host.
+    await te.api.createTask({ task: processTask('big-uid', ['sh', '-c', 'echo "$(id -u):$(id -g)"'], { user: '3000000000' }) });
+    const bigUid = await finished(te, 'big-uid');
+    assert.equal(bigUid.reason, 'Succeeded', bigUid.message);
+    assert.deepEqual(logLines(te.dataDir, 'big-uid'), ['3000000000:0']);
+
     // A root that exists only in the main container's filesystem.
     mkdirSync(join(mc.root, 'mnt/jail/bin'), { recursive: true });
     mkdirSync(join(mc.root, 'mnt/jail/data'));

@@ -9,25 +9,14 @@
 // accounting for stats. Without cgroups the task still runs; limits it asked
 // for are reported as not enforced in Started.warnings.
 import { setTimeout as delay } from 'node:timers/promises';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import type { Logger } from 'pino';
 import type { ProcessSpec, TaskSpec } from '../../model/task.js';
-import {
-  allCgroupPids,
-  CgroupDriver,
-  cgroupPids,
-  killCgroup,
-  oomKillCount,
-  procsFiles,
-  readCgroupUsage,
-  removeCgroup,
-  scopeOf,
-  type TaskCgroup,
-} from '../cgroups/index.js';
+import { CgroupDriver, cgroupPids, killCgroup, procsFiles, readCgroupUsage, removeCgroup, scopeOf, type TaskCgroup } from '../cgroups/index.js';
 import type {
   LogLocation,
   Observation,
@@ -38,19 +27,14 @@ import type {
   StopOptions,
   TaskRuntime,
 } from '../runtime.js';
-import {
-  bootId,
-  descendantsByChildren,
-  descendantsOf,
-  groupMembers,
-  isSameProcessAlive,
-  processTable,
-  readStat,
-  recentProcessTable,
-  sampleProcesses,
-  signalQuietly,
-  startTimeOf,
-} from './procfs.js';
+import { exitObservation, type HeldExit, heldObservation, unreadableObservation } from './observations.js';
+import { bootId, isSameProcessAlive, sampleProcesses, signalQuietly, startTimeOf } from './procfs.js';
+import type { ShimHandle } from './shim-handle.js';
+import { parseEvent, readExitRecord, readStartRecord, type ShimEvent, type StartRecord } from './shim-protocol.js';
+import { freeze, killShimTree, shimAlive, shimsFor, thaw } from './stalled-shims.js';
+import { GRACE_POLL_MS, killTree, measuredTree, signalTree, treeAlive } from './task-tree.js';
+
+export type { ShimHandle } from './shim-handle.js';
 
 export interface ProcessRuntimeOptions {
   shimPath: string;
@@ -66,52 +50,10 @@ export interface ProcessRuntimeOptions {
   cgroups?: CgroupDriver;
 }
 
-/** Persisted handle: enough to find the task again after an executor restart. */
-export interface ShimHandle {
-  [key: string]: unknown;
-  dir: string;
-  bootId: string;
-  shimPid: number;
-  shimStartTime: string;
-  pid: number;
-  pgid: number;
-  startTime: string;
-  startedAt: string;
-  /** The task's cgroup, when it has one. */
-  cgroup?: TaskCgroup;
-}
-
-interface ShimStarted {
-  event: 'started';
-  pid: number;
-  pgid: number;
-  shimPid: number;
-  startTime: string;
-  startedAt: string;
-}
-
-interface ShimStartFailed {
-  event: 'start-failed';
-  exitCode: number;
-  startError: string;
-  finishedAt: string;
-}
-
-interface ExitRecord {
-  exitCode: number;
-  signal: number;
-  finishedAt: string;
-  startError?: string;
-}
-
 const POLL_MS = 25;
 /** The files one run of the shim leaves in the task directory. */
 const RUN_RECORDS = ['start.json', 'exit.json'];
-/** How often a stop checks whether the tree has exited during its grace period. */
-const GRACE_POLL_MS = 50;
 const EXIT_RECORD_WAIT_MS = 5000;
-/** How old the shared process table used to find a cgroup-less task's tree for stats may be (when the shim is gone). */
-const STATS_TABLE_MAX_AGE_MS = 1000;
 /**
  * Empty cgroups of other executor instances (left by data dirs deleted without
  * deleting their tasks, as test runs do) are removed once this old. A live
@@ -122,6 +64,8 @@ const FOREIGN_CGROUP_MIN_AGE_MS = 10 * 60 * 1000;
 export class ProcessRuntime implements TaskRuntime {
   readonly name: string;
   private readonly listeners = new Map<number, Set<() => void>>();
+  /** By task dir: exit statuses learned from a shim's events that it could not write to disk. */
+  private readonly held = new Map<string, HeldExit>();
   private readonly cgroups: CgroupDriver;
   /** Scopes (data dirs) whose leftover cgroups were swept since this runtime started. */
   private readonly swept = new Set<string>();
@@ -199,22 +143,16 @@ export class ProcessRuntime implements TaskRuntime {
       const result = await shim;
       throw new Error(`task-shim exited (${result.exitCode ?? result.signal}) before starting the task: ${stderr.join('').trim()}`);
     }
-    const event = JSON.parse(first) as ShimStarted | ShimStartFailed;
-    if (event.event === 'start-failed') {
-      return {
-        handle: { dir: request.taskDir },
-        observation: {
-          state: 'exited',
-          exitCode: event.exitCode,
-          signal: 0,
-          finishedAt: event.finishedAt,
-          reason: 'ProcessStartFailed',
-          message: event.startError,
-        },
-      };
+    const event = parseEvent(first);
+    if (event?.event === 'start-failed') {
+      return { handle: { dir: request.taskDir }, observation: exitObservation({ dir: request.taskDir }, event) };
+    }
+    if (event?.event !== 'started') {
+      signalQuietly(shimPid, 'SIGKILL');
+      throw new Error(`task-shim said ${JSON.stringify(first.slice(0, 200))} instead of announcing the start: ${stderr.join('').trim()}`);
     }
     // Later lines announce the exit; tell watchers at once instead of waiting for a poll.
-    lines.on('line', () => this.notify(shimPid));
+    lines.on('line', (line) => this.onEvent(request.taskDir, shimPid, parseEvent(line)));
     const handle: ShimHandle = {
       dir: request.taskDir,
       bootId: bootId(),
@@ -229,36 +167,62 @@ export class ProcessRuntime implements TaskRuntime {
     return { handle, observation: { state: 'running', startedAt: event.startedAt } };
   }
 
+  /** A later event of a running shim: remember an exit it could not write, and tell watchers at once. */
+  private onEvent(dir: string, shimPid: number, event: ShimEvent | undefined): void {
+    if (event?.event === 'exited' && event.recordError !== undefined) {
+      const { event: _, ...exit } = event;
+      this.held.set(dir, { ...exit, recordError: event.recordError });
+      this.options.log.warn({ dir, exit }, 'task-shim could not write the exit status to disk; it keeps it and retries');
+    }
+    this.notify(shimPid);
+  }
+
   /**
    * Adopts a task whose start the executor did not live to record: the shim's
    * start.json (or a start failure in exit.json) says it started. A shim still
-   * starting for this directory is waited for, so the task never runs twice.
-   * The adopted handle has no cgroup: such a task is stopped through its
-   * process group and the shim's tree, and its cgroup is swept once empty.
+   * starting for this directory is waited for; one that has not started the
+   * task by then (it stalled) is frozen and, unless it wrote start.json
+   * meanwhile, killed with everything below it before this returns, so the
+   * task never runs twice. The adopted handle has no cgroup: such a task is
+   * stopped through its process group and the shim's tree, and its cgroup is
+   * swept once empty.
    */
   async recover(request: StartRequest): Promise<Started | undefined> {
     const starting = shimsFor(request.taskDir);
     const deadline = Date.now() + EXIT_RECORD_WAIT_MS;
     for (;;) {
-      const start = await readJson<ShimStarted>(join(request.taskDir, 'start.json'));
-      if (start) {
-        const handle: ShimHandle = {
-          dir: request.taskDir,
-          bootId: bootId(),
-          shimPid: start.shimPid,
-          shimStartTime: startTimeOf(start.shimPid) ?? '',
-          pid: start.pid,
-          pgid: start.pgid,
-          startTime: start.startTime,
-          startedAt: start.startedAt,
-        };
-        return { handle, observation: await this.inspect(handle) };
-      }
-      const exit = await readExitRecord(request.taskDir);
-      if (exit) return { handle: { dir: request.taskDir }, observation: exitObservation({ dir: request.taskDir } as ShimHandle, exit) };
-      if (!starting.some((pid) => readStat(pid) !== undefined) || Date.now() > deadline) return undefined;
+      const found = await this.recorded(request.taskDir);
+      if (found) return found;
+      const live = starting.filter(shimAlive);
+      if (live.length === 0) return undefined;
+      if (Date.now() > deadline) break;
       await delay(POLL_MS);
     }
+    const stalled = starting.filter(shimAlive);
+    await Promise.all(stalled.map(freeze));
+    const found = await this.recorded(request.taskDir);
+    if (found) {
+      stalled.forEach(thaw);
+      return found;
+    }
+    const gone = await Promise.all(stalled.map(killShimTree));
+    this.options.log.warn({ dir: request.taskDir, shims: stalled.map((s) => s.pid) }, 'killed a task-shim that stalled before starting the task');
+    if (gone.includes(false)) {
+      throw new Error(`a task-shim for ${request.taskDir} stalled before starting the task and survived SIGKILL; not starting the task again`);
+    }
+    return this.recorded(request.taskDir);
+  }
+
+  /** What start.json or exit.json say about a start the executor did not record. */
+  private async recorded(dir: string): Promise<Started | undefined> {
+    const start = await readStartRecord(dir);
+    if (start) {
+      const handle = handleFromStart(dir, start);
+      return { handle, observation: await this.inspect(handle) };
+    }
+    const exit = await readExitRecord(dir);
+    if (exit.state === 'absent') return undefined;
+    return { handle: { dir }, observation: exit.state === 'valid' ? exitObservation({ dir }, exit.record) : unreadableObservation(dir, exit) };
   }
 
   /**
@@ -267,49 +231,45 @@ export class ProcessRuntime implements TaskRuntime {
    * exec'd its task yet) and the task's tree as start.json names it.
    */
   async reclaim(_name: string, taskDir: string): Promise<number> {
-    const shims = shimsFor(taskDir).map((pid) => ({ pid, startTime: startTimeOf(pid) ?? '' }));
-    const start = await readJson<ShimStarted>(join(taskDir, 'start.json'));
+    const shims = shimsFor(taskDir);
+    // Frozen first, so that no shim starts its task while the tree is killed.
+    await Promise.all(shims.map(freeze));
+    const start = await readStartRecord(taskDir);
     const running = start !== undefined && isSameProcessAlive(start.pid, start.startTime);
-    if (shims.length === 0 && !running) return 0;
-    if (start) {
-      const handle: ShimHandle = {
-        dir: taskDir,
-        bootId: bootId(),
-        shimPid: start.shimPid,
-        shimStartTime: startTimeOf(start.shimPid) ?? '',
-        pid: start.pid,
-        pgid: start.pgid,
-        startTime: start.startTime,
-        startedAt: start.startedAt,
-      };
-      this.killLeftovers(handle);
+    if (start && !killTree(handleFromStart(taskDir, start))) {
+      this.options.log.warn({ dir: taskDir }, 'processes of a task with an unreadable record survived 20 rounds of SIGKILL');
     }
-    for (const shim of shims) {
-      for (const pid of descendantsOf(shim.pid)) signalQuietly(pid, 'SIGKILL');
-      if (isSameProcessAlive(shim.pid, shim.startTime)) signalQuietly(shim.pid, 'SIGKILL');
-    }
-    return Math.max(shims.length, running ? 1 : 0);
+    await Promise.all(shims.map(killShimTree));
+    return shims.length > 0 || running ? Math.max(shims.length, 1) : 0;
   }
 
   async inspect(raw: RuntimeHandle): Promise<Observation> {
     const handle = raw as ShimHandle;
     const exit = await readExitRecord(handle.dir);
-    if (exit) return exitObservation(handle, exit);
+    if (exit.state === 'valid') return exitObservation(handle, exit.record);
+    const held = this.held.get(handle.dir);
+    if (held) return heldObservation(handle, held);
+    const running: Observation = { state: 'running', startedAt: handle.startedAt };
+    const sameBoot = handle.pid !== undefined && handle.bootId === bootId();
+    if (exit.state === 'unreadable') {
+      // While the task (or its shim, which replaces the file when the task exits) lives, it runs.
+      const live = sameBoot && (isSameProcessAlive(handle.pid, handle.startTime) || isSameProcessAlive(handle.shimPid, handle.shimStartTime));
+      return live ? running : unreadableObservation(handle.dir, exit);
+    }
     if (handle.pid === undefined) {
       return { state: 'lost', message: 'the task never started and left no exit status' };
     }
-    if (handle.bootId !== bootId()) {
+    if (!sameBoot) {
       return { state: 'lost', startedAt: handle.startedAt, message: 'the machine restarted while the task ran' };
     }
-    if (isSameProcessAlive(handle.pid, handle.startTime)) return { state: 'running', startedAt: handle.startedAt };
-    // The shim writes exit.json right after reaping the task: while it lives, the record is on its way.
-    if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) {
-      const late = await waitForExitRecord(handle.dir, () => isSameProcessAlive(handle.shimPid, handle.shimStartTime));
-      if (late) return exitObservation(handle, late);
-    }
+    if (isSameProcessAlive(handle.pid, handle.startTime)) return running;
+    // The shim writes exit.json right after reaping the task, and keeps an exit status it
+    // could not write (full data dir) while it retries: while it lives, the status is not lost.
+    if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) return running;
     // The shim may have written the record and exited since the first read above.
     const last = await readExitRecord(handle.dir);
-    if (last) return exitObservation(handle, last);
+    if (last.state === 'valid') return exitObservation(handle, last.record);
+    if (last.state === 'unreadable') return unreadableObservation(handle.dir, last);
     return {
       state: 'lost',
       startedAt: handle.startedAt,
@@ -319,11 +279,13 @@ export class ProcessRuntime implements TaskRuntime {
 
   async stop(raw: RuntimeHandle, options: StopOptions): Promise<void> {
     const handle = raw as ShimHandle;
-    if (handle.pid === undefined || (await readExitRecord(handle.dir))) return this.killLeftovers(handle);
+    // An exit record that cannot be read says nothing about the tree: stop it all the same.
+    const exited = (await readExitRecord(handle.dir)).state === 'valid' || this.held.has(handle.dir);
+    if (handle.pid === undefined || exited) return this.killLeftovers(handle);
     if (handle.bootId !== bootId()) return;
-    this.signalTree(handle, options.signal);
+    signalTree(handle, options.signal);
     const deadline = Date.now() + options.graceMs;
-    while (Date.now() < deadline && this.treeAlive(handle)) await delay(GRACE_POLL_MS);
+    while (Date.now() < deadline && treeAlive(handle)) await delay(GRACE_POLL_MS);
     this.killLeftovers(handle);
     // Whatever escaped both the process group and the shim's tree (e.g. a daemon
     // reparented elsewhere after the shim died) is still in the task's cgroup.
@@ -341,6 +303,7 @@ export class ProcessRuntime implements TaskRuntime {
       signalQuietly(handle.shimPid, 'SIGTERM');
     }
     this.listeners.delete(handle.shimPid);
+    if (handle.dir) this.held.delete(handle.dir);
     if (handle.cgroup && sameBoot) {
       // Never kills: a task that ended may have left processes running on
       // purpose (the original's `bootstrap.sh &`); their cgroup then stays
@@ -371,7 +334,7 @@ export class ProcessRuntime implements TaskRuntime {
     if (handle.pgid === undefined || handle.bootId !== bootId()) return { time, pids: 0, rssBytes: 0 };
     const cgroup = handle.cgroup;
     const usage = cgroup ? readCgroupUsage(cgroup) : {};
-    const pids = (cgroup && cgroupPids(cgroup)) ?? this.measuredTree(handle);
+    const pids = (cgroup && cgroupPids(cgroup)) ?? measuredTree(handle);
     const processes = sampleProcesses(pids);
     const sample: ResourceSample = {
       time,
@@ -412,73 +375,10 @@ export class ProcessRuntime implements TaskRuntime {
     for (const listener of this.listeners.get(shimPid) ?? []) listener();
   }
 
-  /** The task's process group plus descendants that left it (setsid daemons), which the shim adopts as subreaper. */
-  /**
-   * Everything the task started: its cgroup's processes, and its tree. While the
-   * shim lives it is the subreaper of the whole tree, so walking its children
-   * lists finds every descendant cheaply (many stops may run at once); once it
-   * is gone, a /proc scan finds the process group and what the shim left.
-   */
-  private treeMembers(handle: ShimHandle): number[] {
-    const members = new Set(handle.cgroup ? allCgroupPids(handle.cgroup) : []);
-    const viaShim = isSameProcessAlive(handle.shimPid, handle.shimStartTime) ? descendantsByChildren(handle.shimPid) : undefined;
-    if (viaShim) {
-      for (const pid of viaShim) members.add(pid);
-    } else {
-      const table = processTable();
-      for (const pid of groupMembers(handle.pgid, table)) members.add(pid);
-      if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) for (const pid of descendantsOf(handle.shimPid, table)) members.add(pid);
-    }
-    return [...members];
-  }
-
-  /**
-   * The tree for stats without a cgroup: the shim's descendants (the whole
-   * process group is among them while the shim lives), walked cheaply through
-   * the children lists; else a shared, at most 1 s old scan of /proc.
-   */
-  private measuredTree(handle: ShimHandle): number[] {
-    if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) {
-      const tree = descendantsByChildren(handle.shimPid);
-      if (tree) return tree;
-    }
-    const table = recentProcessTable(STATS_TABLE_MAX_AGE_MS);
-    const members = new Set(groupMembers(handle.pgid, table));
-    if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) for (const pid of descendantsOf(handle.shimPid, table)) members.add(pid);
-    return [...members];
-  }
-
-  /**
-   * Whether to keep waiting for the tree to exit during the grace period. Cheap,
-   * as many stops may wait at once: while the shim lives it is the subreaper of
-   * the whole tree, so its children lists suffice; otherwise a shared, briefly
-   * cached /proc scan. A wrong "gone" only ends the wait early: what is left is
-   * then found by killLeftovers' fresh scans.
-   */
-  private treeAlive(handle: ShimHandle): boolean {
-    if (isSameProcessAlive(handle.pid, handle.startTime)) return true;
-    const viaShim = isSameProcessAlive(handle.shimPid, handle.shimStartTime) ? descendantsByChildren(handle.shimPid) : undefined;
-    if (viaShim) return viaShim.length > 0;
-    if (handle.cgroup && allCgroupPids(handle.cgroup).length > 0) return true;
-    return groupMembers(handle.pgid, recentProcessTable(GRACE_POLL_MS)).length > 0;
-  }
-
-  private signalTree(handle: ShimHandle, signal: NodeJS.Signals): void {
-    signalQuietly(-handle.pgid, signal);
-    for (const pid of this.treeMembers(handle)) signalQuietly(pid, signal);
-  }
-
-  /** SIGKILL until nothing of the tree is left (a forking tree may need a few rounds). */
   private killLeftovers(handle: ShimHandle): void {
-    if (handle.pgid === undefined || handle.bootId !== bootId()) return;
-    for (let round = 0; round < 20; round++) {
-      const members = this.treeMembers(handle);
-      signalQuietly(-handle.pgid, 'SIGKILL');
-      if (members.length === 0) return;
-      for (const pid of members) signalQuietly(pid, 'SIGKILL');
-    }
-    this.options.log.warn({ pgid: handle.pgid }, 'processes of a stopped task survived 20 rounds of SIGKILL');
+    if (!killTree(handle)) this.options.log.warn({ pgid: handle.pgid }, 'processes of a stopped task survived 20 rounds of SIGKILL');
   }
+
 }
 
 /** The executor's environment (none with cleanEnv), then the task's entries; the last entry for a name wins. */
@@ -489,89 +389,22 @@ export function taskEnvironment(base: NodeJS.ProcessEnv, spec: ProcessSpec): Nod
   return env;
 }
 
-function exitObservation(handle: ShimHandle, exit: ExitRecord): Observation {
-  if (exit.startError !== undefined) {
-    return {
-      state: 'exited',
-      exitCode: exit.exitCode,
-      signal: 0,
-      finishedAt: exit.finishedAt,
-      reason: 'ProcessStartFailed',
-      message: exit.startError,
-    };
-  }
-  const observation: Observation = {
-    state: 'exited',
-    exitCode: exit.exitCode,
-    signal: exit.signal,
-    startedAt: handle.startedAt,
-    finishedAt: exit.finishedAt,
-  };
-  // SIGKILLed (directly, or a shell reporting its last command's 128+9) while
-  // the kernel's OOM killer was at work in the task's memory cgroup.
-  if (exit.exitCode === 137 && handle.cgroup && (oomKillCount(handle.cgroup) ?? 0) > 0) {
-    const limit = handle.cgroup.limits?.memoryBytes;
-    return {
-      ...observation,
-      reason: 'OOMKilled',
-      message: limit !== undefined ? `memory limit of ${formatBytes(limit)} exceeded` : 'killed by the kernel because its cgroup ran out of memory',
-    };
-  }
-  return observation;
-}
-
-/** 67108864 → "64 MiB"; sizes that are not a whole number of a unit keep their bytes. */
-export function formatBytes(bytes: number): string {
-  for (const [unit, size] of [['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 2 ** 10]] as const) {
-    if (bytes >= size && bytes % size === 0) return `${bytes / size} ${unit}`;
-  }
-  return `${bytes} bytes`;
-}
-
-async function readExitRecord(dir: string): Promise<ExitRecord | undefined> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, 'exit.json'), 'utf8');
-  } catch {
-    return undefined;
-  }
-  // The shim renames a complete file into place, so a parse failure means
-  // corruption, never a half-written record: report it rather than guess.
-  const record = JSON.parse(text) as ExitRecord;
-  if (!Number.isInteger(record.exitCode)) throw new Error(`${join(dir, 'exit.json')} has no valid exitCode`);
-  return record;
-}
-
-async function waitForExitRecord(dir: string, stillWorthWaiting: () => boolean): Promise<ExitRecord | undefined> {
+/** Waits while the shim lives for exit.json to appear (valid or not). */
+async function waitForExitRecord(dir: string, stillWorthWaiting: () => boolean): Promise<void> {
   const deadline = Date.now() + EXIT_RECORD_WAIT_MS;
-  for (;;) {
-    const record = await readExitRecord(dir);
-    if (record || Date.now() > deadline || !stillWorthWaiting()) return record;
-    await delay(POLL_MS);
-  }
+  while ((await readExitRecord(dir)).state === 'absent' && Date.now() <= deadline && stillWorthWaiting()) await delay(POLL_MS);
 }
 
-
-/** Live task-shims started for this task directory (found by their command line). */
-function shimsFor(taskDir: string): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    const pid = Number(entry);
-    if (!Number.isInteger(pid) || pid <= 0) continue;
-    try {
-      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      if (argv[0]?.endsWith('task-shim') && argv[argv.indexOf('--dir') + 1] === taskDir) found.push(pid);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return found;
-}
-
-async function readJson<T>(path: string): Promise<T | undefined> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8')) as T;
-  } catch {
-    return undefined;
-  }
+/** The handle of a run that start.json describes (adopted runs have no cgroup in their handle). */
+function handleFromStart(dir: string, start: StartRecord): ShimHandle {
+  return {
+    dir,
+    bootId: bootId(),
+    shimPid: start.shimPid,
+    shimStartTime: startTimeOf(start.shimPid) ?? '',
+    pid: start.pid,
+    pgid: start.pgid,
+    startTime: start.startTime,
+    startedAt: start.startedAt,
+  };
 }

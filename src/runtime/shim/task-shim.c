@@ -15,24 +15,36 @@
  * Usage: task-shim --dir DIR [--log-max-bytes N] [--log-max-files N] [--cwd PATH]
  *                  [--cgroup-procs FILE]... [--user U] [--group G] [--chroot DIR]
  *                  -- PROGRAM [ARG...]
- * --user/--group take a name or a numeric id, resolved on the host before --chroot. A user
- * name also sets the supplementary groups (initgroups), HOME, USER and LOGNAME; a numeric
- * uid without a passwd entry runs with gid = uid and no supplementary groups.
+ * --user/--group take a name or a numeric id (0..4294967294), resolved on the host
+ * before --chroot. A user name also sets the supplementary groups (initgroups), HOME,
+ * USER and LOGNAME; a numeric uid without a passwd entry runs with gid 0 (as Docker
+ * does) and no supplementary groups; --group overrides the gid either way.
  *
  * Files (DIR is absolute and must exist; <ts> = RFC 3339 UTC with 9 fractional digits):
  *   DIR/start.json {"pid":P,"pgid":P,"shimPid":S,"startTime":"<field 22 of /proc/P/stat>",
  *                   "startedAt":"<ts>"}
  *   DIR/exit.json  {"exitCode":C,"signal":S,"finishedAt":"<ts>"}, or when PROGRAM could not
  *                  be started {"exitCode":C,"signal":0,"startError":"msg","finishedAt":"<ts>"}
+ *                  (plus "reason":"DataDirFull" when DIR had no room for the records).
  *                  Both are written atomically: NAME.tmp, fsync, rename, fsync DIR.
  *   DIR/logs/output.<N>.log  CRI log format, one record per line:
  *                  "<ts> <stdout|stderr> <F|P> <payload>\n"; F ends a line, P is a partial
  *                  line (payload <= 16384 bytes, raw bytes). N only grows, files are never
- *                  renamed, at most --log-max-files of them are kept.
+ *                  renamed, at most --log-max-files of them are kept, and none is ever
+ *                  longer than --log-max-bytes: a line that does not fit in a whole file
+ *                  is split across files as P records.
+ * Full disk: before starting PROGRAM the shim allocates (posix_fallocate) start.json.tmp
+ *   and exit.json.tmp, so both records are written into blocks it already owns. If DIR
+ *   has no room for them, PROGRAM is not started (start failure, reason DataDirFull).
+ *   If a record still cannot be written, the shim says so on stderr and in its event
+ *   ("recordError"), keeps the record and retries every second while it lives; SIGTERM
+ *   (the executor is done with the task) ends that.
  * Shim stdout: one JSON object per line: {"event":"started"|"start-failed"|"exited"|
- *   "released",...}; non-blocking, dropped when the reader is slow or gone.
+ *   "released",...}; dropped when the reader is slow or gone.
  * Shim exit status: 0 (also when PROGRAM failed to start), 1 if the shim could not set
  * itself up (reported on stderr and, if possible, as a start failure), 2 on usage errors.
+ * TASK_SHIM_TEST_STALL_MS (tests only): sleep that long before starting PROGRAM, to
+ * reproduce a shim that stalls before exec; removed from PROGRAM's environment.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -40,6 +52,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -57,13 +70,35 @@
 #define CHUNK (64 * 1024)   /* bytes read from a pipe at once */
 #define MAX_PAYLOAD 16384   /* longest record payload; longer lines become P records */
 #define MSG_MAX 512         /* start error message (fits one atomic pipe write) */
+#define RESERVE_BYTES 4096  /* room allocated up front for each of start.json and exit.json */
+#define RETRY_MS 1000       /* how often a record that could not be written is retried */
+#define MAX_ID 4294967294ULL /* largest uid/gid: (uid_t)-1 means "unchanged" to setuid(2) */
 
 struct jbuf { char p[4096]; size_t n; };   /* bounded JSON text; appends truncate */
+
+/* The longest document is a start-failed event: MSG_MAX bytes that may each escape to 6
+ * ("\u00XX") plus keys, a reason, a record error (< 200 bytes) and a timestamp; jraw
+ * truncates rather than overflow, but a truncated document would not be valid JSON.
+ * Every document must also fit one atomic pipe write, so that event lines never
+ * interleave, and the space reserved for its file. */
+_Static_assert(sizeof ((struct jbuf *)0)->p >= 6 * MSG_MAX + 512, "jbuf too small for a start failure");
+_Static_assert(sizeof ((struct jbuf *)0)->p <= PIPE_BUF, "an event line must be one atomic pipe write");
+_Static_assert(sizeof ((struct jbuf *)0)->p <= RESERVE_BYTES, "a record must fit its reserved space");
+
+/* A record file and the space reserved for it; `pending` while it waits to be written. */
+struct record {
+  const char *name, *tmp;
+  int fd;            /* the reserved, preallocated NAME.tmp; -1 once used */
+  int pending, last_errno;
+  struct jbuf body;
+};
 
 static int dir_fd = -1, logs_fd = -1, log_fd = -1;
 static long long max_bytes = 10485760, max_files = 10, cur_index, cur_size;
 static unsigned long long dropped;   /* output bytes lost since the last good write */
 static int drop_errno, released;
+static struct record start_rec = {"start.json", "start.json.tmp", -1, 0, 0, {"", 0}};
+static struct record exit_rec = {"exit.json", "exit.json.tmp", -1, 0, 0, {"", 0}};
 
 static void usage(const char *fmt, ...) {
   va_list ap;
@@ -82,6 +117,12 @@ static void now_ts(char out[40]) {
   if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || !gmtime_r(&ts.tv_sec, &tm)) memset(&tm, 0, sizeof tm);
   size_t n = strftime(out, 40, "%Y-%m-%dT%H:%M:%S", &tm);
   snprintf(out + n, 40 - n, ".%09ldZ", ts.tv_nsec);
+}
+
+static long long monotonic_ms(void) {
+  struct timespec ts = {0, 0};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void jraw(struct jbuf *b, const char *fmt, ...) {
@@ -126,48 +167,137 @@ static int write_all(int fd, const char *p, size_t n) {
   return 0;
 }
 
-/* Event line on fd 1 (non-blocking, lines < PIPE_BUF): errors and EAGAIN drop it. */
+/* Event line on fd 1. fd 1 is the executor's pipe, shared with nobody else, but its
+ * file description is not ours to make non-blocking: a poll decides instead. A line is
+ * at most PIPE_BUF bytes, so it goes out whole when POLLOUT says there is room; a slow
+ * or gone reader loses it. */
 static void emit(const struct jbuf *b) {
+  struct pollfd p = {1, POLLOUT, 0};
+  if (poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT)) return;
   ssize_t w;
   do w = write(1, b->p, b->n); while (w < 0 && errno == EINTR);
 }
 
-static void atomic_json(const char *name, const struct jbuf *b) {
-  char tmp[64];
-  snprintf(tmp, sizeof tmp, "%s.tmp", name);
-  int fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return;
-  int ok = write_all(fd, b->p, b->n) == 0 && fsync(fd) == 0;
-  if (close(fd) != 0) ok = 0;
-  if (!ok || renameat(dir_fd, tmp, dir_fd, name) != 0) {
-    if (unlinkat(dir_fd, tmp, 0) != 0) { /* nothing more we can do */ }
-    return;
+/* ---- start.json / exit.json: reserved up front, written atomically, held on failure ---- */
+
+/* Creates NAME.tmp with RESERVE_BYTES allocated; returns 0 or an errno value. */
+static int reserve(struct record *r) {
+  int fd = openat(dir_fd, r->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return errno;
+  int e = posix_fallocate(fd, 0, RESERVE_BYTES);   /* returns the error, leaves errno alone */
+  if (e) {
+    close(fd);
+    if (unlinkat(dir_fd, r->tmp, 0) != 0) { /* the next start truncates it anyway */ }
+    return e;
+  }
+  r->fd = fd;
+  return 0;
+}
+
+static int pwrite_all(int fd, const char *p, size_t n) {
+  for (off_t off = 0; n > 0;) {
+    ssize_t w = pwrite(fd, p, n, off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return w < 0 ? errno : ENOSPC;
+    p += w;
+    n -= (size_t)w;
+    off += w;
+  }
+  return 0;
+}
+
+/* One attempt: the body into the reserved blocks (or, once they are gone, a new
+ * NAME.tmp), fsync, rename over NAME, fsync DIR. Returns 0 or an errno value. A
+ * failed write keeps the reserved file for the next attempt. */
+static int try_save(struct record *r) {
+  if (r->fd < 0 && (r->fd = openat(dir_fd, r->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) return errno;
+  int e = pwrite_all(r->fd, r->body.p, r->body.n);
+  if (!e && (ftruncate(r->fd, (off_t)r->body.n) != 0 || fsync(r->fd) != 0)) e = errno;
+  if (e) return e;
+  close(r->fd);
+  r->fd = -1;
+  if (renameat(dir_fd, r->tmp, dir_fd, r->name) != 0) {
+    e = errno;   /* e.g. NAME.tmp was removed: the next attempt starts over */
+    if (unlinkat(dir_fd, r->tmp, 0) != 0) { /* nothing more we can do */ }
+    return e;
   }
   if (fsync(dir_fd) != 0) { /* the rename is done; durability is best effort */ }
+  return 0;
+}
+
+/* Writes the record or keeps it pending; every new kind of failure and the eventual
+ * success after one are reported on stderr. Returns 0 or an errno value. */
+static int save(struct record *r) {
+  int e = try_save(r);
+  if (e && e != r->last_errno)
+    fprintf(stderr, "task-shim: cannot write %s: %s; keeping it and retrying every %d ms\n", r->name, strerror(e),
+            RETRY_MS);
+  else if (!e && r->pending)
+    fprintf(stderr, "task-shim: wrote %s after earlier failures\n", r->name);
+  r->pending = e != 0;
+  r->last_errno = e;
+  return e;
+}
+
+static void retry_pending(void) {
+  static long long last;
+  long long now = monotonic_ms();
+  if (now - last < RETRY_MS) return;
+  last = now;
+  if (start_rec.pending) save(&start_rec);
+  if (exit_rec.pending) save(&exit_rec);
+}
+
+/* The event for a record: {"event":EV,<the record's fields>[,"recordError":"..."]}. */
+static void emit_record(const char *event, const struct record *r, int save_errno) {
+  struct jbuf e = {.n = 0};
+  /* body is "{...}\n": reuse its fields between the braces */
+  jraw(&e, "{\"event\":\"%s\",%.*s", event, (int)(r->body.n > 3 ? r->body.n - 3 : 0), r->body.p + 1);
+  if (save_errno) {
+    char msg[200];
+    snprintf(msg, sizeof msg, "cannot write %s: %s", r->name, strerror(save_errno));
+    jraw(&e, ",\"recordError\":");
+    jstr(&e, msg);
+  }
+  jraw(&e, "}\n");
+  emit(&e);
 }
 
 /* Records a start failure in exit.json and as a start-failed event. */
-static void start_failed(int code, const char *msg) {
+static void start_failed(int code, const char *reason, const char *msg) {
   char ts[40];
-  struct jbuf f = {.n = 0}, e = {.n = 0};
+  struct jbuf *f = &exit_rec.body;
+  if (start_rec.fd >= 0) {   /* there will be no start.json: give its room back */
+    close(start_rec.fd);
+    start_rec.fd = -1;
+    if (unlinkat(dir_fd, start_rec.tmp, 0) != 0) { /* the next start truncates it anyway */ }
+  }
   now_ts(ts);
-  jraw(&f, "{\"exitCode\":%d,\"signal\":0,\"startError\":", code);
-  jstr(&f, msg);
-  jraw(&f, ",\"finishedAt\":\"%s\"}\n", ts);
-  jraw(&e, "{\"event\":\"start-failed\",\"exitCode\":%d,\"startError\":", code);
-  jstr(&e, msg);
-  jraw(&e, ",\"finishedAt\":\"%s\"}\n", ts);
-  if (dir_fd >= 0) atomic_json("exit.json", &f);
-  emit(&e);
+  f->n = 0;
+  jraw(f, "{\"exitCode\":%d,\"signal\":0,", code);
+  if (reason) jraw(f, "\"reason\":\"%s\",", reason);
+  jraw(f, "\"startError\":");
+  jstr(f, msg);
+  jraw(f, ",\"finishedAt\":\"%s\"}\n", ts);
+  emit_record("start-failed", &exit_rec, dir_fd >= 0 ? save(&exit_rec) : 0);
+}
+
+/* errno values meaning "the data dir has no room": the start is refused as DataDirFull. */
+static int no_room(int e) {
+  return e == ENOSPC || e == EDQUOT;
 }
 
 static void setup_fail(const char *what, const char *arg) {
   char msg[MSG_MAX];
-  snprintf(msg, sizeof msg, "task-shim: %s %s: %s", what, arg, strerror(errno));
+  int e = errno;
+  snprintf(msg, sizeof msg, "task-shim: %s %s: %s%s", what, arg, strerror(e),
+           no_room(e) ? " (the data dir is full: the task was not started)" : "");
   fprintf(stderr, "%s\n", msg);
-  start_failed(1, msg);
+  start_failed(1, no_room(e) ? "DataDirFull" : NULL, msg);
   exit(1);
 }
+
+/* ---- log files ---- */
 
 static void log_name(char *out, size_t size, long long index) {
   snprintf(out, size, "output.%lld.log", index);
@@ -189,25 +319,23 @@ static int open_log(void) {
   return 0;
 }
 
-/* Writes one record with a single writev(2); returns 0 or an errno value. */
-static int write_record(const char *ts, const char *stream, char tag, char *p, size_t n) {
+/* Moves on to the next file and deletes the one that falls out of --log-max-files. */
+static void rotate(void) {
+  char old[64];
+  if (log_fd >= 0) close(log_fd);
+  log_fd = -1;
+  cur_index++;
+  log_name(old, sizeof old, cur_index - max_files);
+  if (cur_index - max_files >= 0 && unlinkat(logs_fd, old, 0) != 0 && errno != ENOENT) { /* retry never */ }
+}
+
+/* Appends one record to the open file with a single writev(2); returns 0 or an errno value. */
+static int append(const char *ts, const char *stream, char tag, const char *p, size_t n) {
   static char nl = '\n';
   char hdr[64];
   int h = snprintf(hdr, sizeof hdr, "%s %s %c ", ts, stream, tag);
   long long len = h + (long long)n + 1;
-  if (log_fd >= 0 && cur_size > 0 && cur_size + len > max_bytes) {
-    char old[64];
-    close(log_fd);
-    log_fd = -1;
-    cur_index++;
-    log_name(old, sizeof old, cur_index - max_files);
-    if (cur_index - max_files >= 0 && unlinkat(logs_fd, old, 0) != 0 && errno != ENOENT) { /* retry never */ }
-  }
-  if (log_fd < 0) {
-    int e = open_log();
-    if (e) return e;
-  }
-  struct iovec iov[3] = {{hdr, (size_t)h}, {p, n}, {&nl, 1}};
+  struct iovec iov[3] = {{hdr, (size_t)h}, {(void *)p, n}, {&nl, 1}};
   ssize_t w;
   do w = writev(log_fd, iov, 3); while (w < 0 && errno == EINTR);
   if (w == len) {
@@ -221,12 +349,39 @@ static int write_record(const char *ts, const char *stream, char tag, char *p, s
   return e;
 }
 
-static void log_out(const char *ts, const char *stream, char tag, char *p, size_t n) {
+/* Writes one record so that no file ever exceeds --log-max-bytes: a record that does not
+ * fit in the current file goes to the next one, and one that would not fit even in an
+ * empty file fills files to the byte with P pieces. Returns 0 or an errno value; *left
+ * is the payload not written. */
+static int write_record(const char *ts, const char *stream, char tag, const char *p, size_t n, size_t *left) {
+  long long h = (long long)strlen(ts) + (long long)strlen(stream) + 4;   /* "<ts> <stream> <tag> " */
+  for (;;) {
+    *left = n;
+    if (log_fd < 0) {
+      int e = open_log();
+      if (e) return e;
+    }
+    long long room = max_bytes - cur_size - h - 1;   /* payload bytes that fit in this file */
+    if ((long long)n <= room) return append(ts, stream, tag, p, n);
+    if (h + 1 + (long long)n <= max_bytes || room < 1) {   /* fits a fresh file, or nothing fits here */
+      rotate();
+      continue;
+    }
+    int e = append(ts, stream, 'P', p, (size_t)room);
+    if (e) return e;
+    p += room;
+    n -= (size_t)room;
+    rotate();
+  }
+}
+
+static void log_out(const char *ts, const char *stream, char tag, const char *p, size_t n) {
+  size_t left;
   if (dropped) {
     char msg[200];
     int m = snprintf(msg, sizeof msg, "[task-shim] dropped %llu bytes of output: %s", dropped, strerror(drop_errno));
     if (m >= (int)sizeof msg) m = sizeof msg - 1;
-    int e = write_record(ts, "stderr", 'F', msg, (size_t)m);
+    int e = write_record(ts, "stderr", 'F', msg, (size_t)m, &left);
     if (e) {
       dropped += n + (tag == 'F');
       drop_errno = e;
@@ -234,9 +389,9 @@ static void log_out(const char *ts, const char *stream, char tag, char *p, size_
     }
     dropped = 0;
   }
-  int e = write_record(ts, stream, tag, p, n);
+  int e = write_record(ts, stream, tag, p, n, &left);
   if (e) {
-    dropped += n + (tag == 'F');
+    dropped += left + (tag == 'F');
     drop_errno = e;
   }
 }
@@ -292,6 +447,8 @@ static void scan_logs(void) {
   closedir(d);
 }
 
+/* ---- the task process: identity, setup, exec ---- */
+
 static long long parse_num(const char *opt, const char *s, long long min, long long max) {
   char *end;
   errno = 0;
@@ -314,11 +471,13 @@ static void child_fail(int fd, int code, const char *fmt, ...) {
 
 struct identity { const char *user, *group, *chroot; };
 
+/* A numeric id: 1 (stored in *out), 0 when s is a name, -1 when it is out of range. */
 static int numeric_id(const char *s, unsigned *out) {
   char *end;
   if (!*s || strspn(s, "0123456789") != strlen(s)) return 0;
-  unsigned long v = strtoul(s, &end, 10);
-  if (v > 0x7fffffffUL) return 0;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno == ERANGE || v > MAX_ID) return -1;
   *out = (unsigned)v;
   return 1;
 }
@@ -329,15 +488,19 @@ static void become(int st_w, const struct identity *id, const char *cwd) {
   unsigned uid = 0, gid = 0;
   int have_uid = 0, have_gid = 0;
   if (id->user) {
-    if (numeric_id(id->user, &uid)) pw = getpwuid(uid);
+    int numeric = numeric_id(id->user, &uid);
+    if (numeric < 0) child_fail(st_w, 1, "user %s: a numeric uid must be at most %llu", id->user, MAX_ID);
+    if (numeric) pw = getpwuid((uid_t)uid);
     else if ((pw = getpwnam(id->user))) uid = pw->pw_uid;
     else child_fail(st_w, 1, "user %s: no such user", id->user);
-    gid = pw ? pw->pw_gid : uid;
+    gid = pw ? pw->pw_gid : 0;   /* a uid without a passwd entry: group root, as Docker does */
     have_uid = have_gid = 1;
   }
   if (id->group) {
     struct group *gr = NULL;
-    if (!numeric_id(id->group, &gid)) {
+    int numeric = numeric_id(id->group, &gid);
+    if (numeric < 0) child_fail(st_w, 1, "group %s: a numeric gid must be at most %llu", id->group, MAX_ID);
+    if (!numeric) {
       if (!(gr = getgrnam(id->group))) child_fail(st_w, 1, "group %s: no such group", id->group);
       gid = gr->gr_gid;
     }
@@ -365,8 +528,14 @@ static void become(int st_w, const struct identity *id, const char *cwd) {
   }
 }
 
-static void child(int out_w, int err_w, int st_w, char **cg, int ncg, const char *cwd, const struct identity *id,
-                  char **prog) {
+struct task_options {
+  const char *dir, *cwd;
+  struct identity id;
+  char **cg, **prog;
+  int ncg;
+};
+
+static void child(int out_w, int err_w, int st_w, const struct task_options *o) {
   struct sigaction sa = {.sa_handler = SIG_DFL};
   sigset_t none;
   char pid[32];
@@ -377,18 +546,18 @@ static void child(int out_w, int err_w, int st_w, char **cg, int ncg, const char
   if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) child_fail(st_w, 1, "sigprocmask: %s", strerror(errno));
   if (setsid() < 0) child_fail(st_w, 1, "setsid: %s", strerror(errno));
   int pl = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-  for (int i = 0; i < ncg; i++) {
-    int fd = open(cg[i], O_WRONLY | O_CLOEXEC);
+  for (int i = 0; i < o->ncg; i++) {
+    int fd = open(o->cg[i], O_WRONLY | O_CLOEXEC);
     if (fd < 0 || write_all(fd, pid, (size_t)pl) != 0 || close(fd) != 0)
-      child_fail(st_w, 1, "cgroup %s: %s", cg[i], strerror(errno));
+      child_fail(st_w, 1, "cgroup %s: %s", o->cg[i], strerror(errno));
   }
   int null = open("/dev/null", O_RDONLY | O_CLOEXEC);   /* before a chroot that may lack it */
-  become(st_w, id, cwd);
+  become(st_w, &o->id, o->cwd);
   if (null < 0 || dup2(null, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
     child_fail(st_w, 1, "redirect stdio: %s", strerror(errno));
-  execvp(prog[0], prog);
+  execvp(o->prog[0], o->prog);
   int e = errno;
-  child_fail(st_w, e == ENOENT ? 127 : (e == EACCES || e == ENOEXEC) ? 126 : 1, "exec %s: %s", prog[0], strerror(e));
+  child_fail(st_w, e == ENOENT ? 127 : (e == EACCES || e == ENOEXEC) ? 126 : 1, "exec %s: %s", o->prog[0], strerror(e));
 }
 
 /* Reaps every exited child (the task and adopted orphans); records the task's exit. */
@@ -401,12 +570,10 @@ static void reap(pid_t task, int *task_done) {
     if (p != task || *task_done || !(WIFEXITED(st) || WIFSIGNALED(st))) continue;
     int sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0, code = sig ? 128 + sig : WEXITSTATUS(st);
     char ts[40];
-    struct jbuf f = {.n = 0}, e = {.n = 0};
     now_ts(ts);
-    jraw(&f, "{\"exitCode\":%d,\"signal\":%d,\"finishedAt\":\"%s\"}\n", code, sig, ts);
-    jraw(&e, "{\"event\":\"exited\",%s", f.p + 1);
-    atomic_json("exit.json", &f);
-    emit(&e);
+    exit_rec.body.n = 0;
+    jraw(&exit_rec.body, "{\"exitCode\":%d,\"signal\":%d,\"finishedAt\":\"%s\"}\n", code, sig, ts);
+    emit_record("exited", &exit_rec, save(&exit_rec));
     *task_done = 1;
   }
 }
@@ -420,11 +587,58 @@ static void proc_start_time(pid_t pid, char *out, size_t size) {
   if (fd < 0) return;
   buf[read_full(fd, buf, sizeof buf - 1)] = '\0';
   close(fd);
-  char *p = strrchr(buf, ')'), *save = NULL, *tok = NULL;
+  char *p = strrchr(buf, ')'), *save_ptr = NULL, *tok = NULL;
   if (!p) return;
-  tok = strtok_r(p + 1, " ", &save);
-  for (int field = 3; tok && field < 22; field++) tok = strtok_r(NULL, " ", &save);
+  tok = strtok_r(p + 1, " ", &save_ptr);
+  for (int field = 3; tok && field < 22; field++) tok = strtok_r(NULL, " ", &save_ptr);
   if (tok && strspn(tok, "0123456789") == strlen(tok)) snprintf(out, size, "%s", tok);
+}
+
+/* Test hook: a shim that stalls before it starts the task (see the header). */
+static void test_stall(void) {
+  const char *ms = getenv("TASK_SHIM_TEST_STALL_MS");
+  if (!ms) return;
+  long long v = atoll(ms);
+  struct timespec t = {(time_t)(v / 1000), (long)(v % 1000) * 1000000L};
+  unsetenv("TASK_SHIM_TEST_STALL_MS");
+  while (v > 0 && nanosleep(&t, &t) != 0 && errno == EINTR) {}
+}
+
+/* Forks the task; returns its pid once it has exec'ed, or exits after recording why it
+ * could not start. */
+static pid_t spawn_task(const struct task_options *o, int out_w, int err_w) {
+  int st[2];
+  if (pipe2(st, O_CLOEXEC)) setup_fail("create", "pipes");
+  test_stall();
+  pid_t pid = fork();
+  if (pid < 0) setup_fail("fork", o->prog[0]);
+  if (pid == 0) child(out_w, err_w, st[1], o);
+  close(out_w);
+  close(err_w);
+  close(st[1]);
+  if (chdir("/") != 0) { /* only matters for unmounting; all paths are fds */ }
+
+  char msg[MSG_MAX + 1];
+  size_t mn = read_full(st[0], msg, MSG_MAX);   /* EOF without data: exec succeeded */
+  close(st[0]);
+  if (mn > 0) {   /* the child failed before exec; it has _exit()ed already or will now */
+    msg[mn] = '\0';
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    start_failed((unsigned char)msg[0], NULL, msg + 1);
+    int none = 1;
+    reap(-1, &none);
+    exit(0);
+  }
+
+  char start[32], ts[40];
+  struct jbuf *f = &start_rec.body;
+  proc_start_time(pid, start, sizeof start);
+  now_ts(ts);
+  jraw(f, "{\"pid\":%d,\"pgid\":%d,\"shimPid\":%d,\"startTime\":\"%s\",\"startedAt\":\"%s\"}\n", (int)pid, (int)pid,
+       (int)getpid(), start, ts);
+  emit_record("started", &start_rec, save(&start_rec));
+  return pid;
 }
 
 /* Reads both pipes until they are empty (they are non-blocking), closing them at EOF;
@@ -447,126 +661,42 @@ static void drain_pipes(struct pollfd *pf, const char *const *stream, char *chun
   }
 }
 
-int main(int argc, char **argv) {
-  const char *dir = NULL, *cwd = NULL;
-  struct identity id = {NULL, NULL, NULL};
-  char **cg = calloc((size_t)argc, sizeof *cg), **prog = NULL;
-  int ncg = 0, i;
-  sigset_t mask;
-
-  for (int fd = 0; fd < 3; fd++)   /* make sure 0-2 are open so pipes never land there */
-    if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd) return 1;
-  if (close_range(3, ~0U, 0) != 0)
-    for (long fd = 3, max = sysconf(_SC_OPEN_MAX); fd < max && fd < 65536; fd++) close((int)fd);
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGCHLD);
-  sigaddset(&mask, SIGTERM);
-  /* SIGCHLD/SIGTERM may arrive ignored (SIG_IGN would auto-reap or discard them): the
-   * default disposition plus a blocked mask delivers them to the signalfd. */
-  if (!cg || sigprocmask(SIG_BLOCK, &mask, NULL) != 0 || signal(SIGCHLD, SIG_DFL) == SIG_ERR ||
-      signal(SIGTERM, SIG_DFL) == SIG_ERR || signal(SIGPIPE, SIG_IGN) == SIG_ERR ||
-      signal(SIGINT, SIG_IGN) == SIG_ERR || signal(SIGHUP, SIG_IGN) == SIG_ERR) {
-    perror("task-shim: setup");
-    return 1;
+/* SIGTERM: the executor is done with the task. Stop writing logs but keep draining the
+ * pipes, so writers never block; a record still pending is given up once the rest is. */
+static void handle_signals(int sfd) {
+  struct signalfd_siginfo si;
+  while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+    if (si.ssi_signo != SIGTERM || released) continue;
+    struct jbuf r = {.n = 0};
+    released = 1;
+    if (log_fd >= 0) close(log_fd);
+    log_fd = -1;
+    jraw(&r, "{\"event\":\"released\"}\n");
+    emit(&r);
   }
+}
 
-  for (i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = argv[i + 1];
-    if (strcmp(a, "--") == 0) {
-      prog = argv + i + 1;
-      break;
-    }
-    if (strncmp(a, "--", 2) != 0) usage("unexpected argument \"%s\" (put the program after --)", a);
-    if (!v) usage("option %s needs a value", a);
-    if (strcmp(a, "--dir") == 0) dir = v;
-    else if (strcmp(a, "--cwd") == 0) cwd = v;
-    else if (strcmp(a, "--cgroup-procs") == 0) cg[ncg++] = argv[i + 1];
-    else if (strcmp(a, "--user") == 0) id.user = v;
-    else if (strcmp(a, "--group") == 0) id.group = v;
-    else if (strcmp(a, "--chroot") == 0) id.chroot = v;
-    else if (strcmp(a, "--log-max-bytes") == 0) max_bytes = parse_num(a, v, 1024, 1LL << 50);
-    else if (strcmp(a, "--log-max-files") == 0) max_files = parse_num(a, v, 1, 1000000);
-    else usage("unknown option %s", a);
-    i++;
-  }
-  if (!dir) usage("--dir is required");
-  if (dir[0] != '/') usage("--dir must be an absolute path, got \"%s\"", dir);
-  if (!prog || !prog[0]) usage("no program given after --");
-
-  if ((dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) setup_fail("open", dir);
-  if (mkdirat(dir_fd, "logs", 0755) != 0 && errno != EEXIST) setup_fail("mkdir", "logs");
-  if ((logs_fd = openat(dir_fd, "logs", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) setup_fail("open", "logs");
-  scan_logs();
-  if (open_log() != 0) { /* retried on the first record */ }
-  static const char *const stale[] = {"start.json", "exit.json", "start.json.tmp", "exit.json.tmp"};
-  for (size_t k = 0; k < sizeof stale / sizeof *stale; k++)   /* DIR reused: files must be this run's */
-    if (unlinkat(dir_fd, stale[k], 0) != 0 && errno != ENOENT) setup_fail("remove", stale[k]);
-
-  int out[2], err[2], st[2], sfd;
-  char *chunk = malloc(CHUNK);
-  if (!chunk) setup_fail("allocate", "buffer");
-  if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || pipe2(st, O_CLOEXEC)) setup_fail("create", "pipes");
-  if (fcntl(out[0], F_SETFL, O_NONBLOCK) || fcntl(err[0], F_SETFL, O_NONBLOCK)) setup_fail("configure", "pipes");
-  if ((sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) setup_fail("create", "signalfd");
-  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) setup_fail("prctl", "PR_SET_CHILD_SUBREAPER");
-  int fl = fcntl(1, F_GETFL);
-  if (fl < 0 || fcntl(1, F_SETFL, fl | O_NONBLOCK) != 0) { /* events may then block; still usable */ }
-
-  pid_t pid = fork();
-  if (pid < 0) setup_fail("fork", prog[0]);
-  if (pid == 0) child(out[1], err[1], st[1], cg, ncg, cwd, &id, prog);
-  close(out[1]);
-  close(err[1]);
-  close(st[1]);
-  if (chdir("/") != 0) { /* only matters for unmounting; all paths are fds */ }
-
-  char msg[MSG_MAX + 1];
-  size_t mn = read_full(st[0], msg, MSG_MAX);   /* EOF without data: exec succeeded */
-  close(st[0]);
-  if (mn > 0) {   /* the child failed before exec; it has _exit()ed already or will now */
-    msg[mn] = '\0';
-    int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-    start_failed((unsigned char)msg[0], msg + 1);
-    int none = 1;
-    reap(-1, &none);
-    return 0;
-  }
-
-  char start[32], ts[40];
-  struct jbuf f = {.n = 0}, e = {.n = 0};
-  proc_start_time(pid, start, sizeof start);
-  now_ts(ts);
-  jraw(&f, "{\"pid\":%d,\"pgid\":%d,\"shimPid\":%d,\"startTime\":\"%s\",\"startedAt\":\"%s\"}\n",
-       (int)pid, (int)pid, (int)getpid(), start, ts);
-  jraw(&e, "{\"event\":\"started\",%s", f.p + 1);
-  atomic_json("start.json", &f);
-  emit(&e);
-
-  struct pollfd pf[3] = {{sfd, POLLIN, 0}, {out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+/* Logs the task's output, reaps it and its orphans, and keeps retrying records that could
+ * not be written, until the task has exited, its pipes are closed and nothing is pending. */
+static void supervise(pid_t task, int sfd, int out_r, int err_r, char *chunk) {
+  struct pollfd pf[3] = {{sfd, POLLIN, 0}, {out_r, POLLIN, 0}, {err_r, POLLIN, 0}};
   const char *const stream[3] = {"", "stdout", "stderr"};
   int task_done = 0;
-  while (!task_done || pf[1].fd >= 0 || pf[2].fd >= 0) {
-    if (poll(pf, 3, -1) < 0) {
+  for (;;) {
+    int holding = start_rec.pending || exit_rec.pending;
+    if (task_done && pf[1].fd < 0 && pf[2].fd < 0 && (!holding || released)) break;
+    if (poll(pf, 3, holding ? RETRY_MS : -1) < 0) {
       struct timespec pause = {0, 10 * 1000 * 1000};
       if (errno != EINTR) nanosleep(&pause, NULL);   /* ENOMEM: try again shortly */
       continue;
     }
+    if (holding) retry_pending();
     if (pf[0].revents) {
-      struct signalfd_siginfo si;
-      while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
-        if (si.ssi_signo != SIGTERM || released) continue;
-        struct jbuf r = {.n = 0};
-        released = 1;   /* stop writing logs; keep draining so writers never block */
-        if (log_fd >= 0) close(log_fd);
-        log_fd = -1;
-        jraw(&r, "{\"event\":\"released\"}\n");
-        emit(&r);
-      }
+      handle_signals(sfd);
       /* Log what the task wrote before it exited ahead of recording the exit, so a
        * terminated task's output is complete in the files (background writers aside). */
       if (!task_done) drain_pipes(pf, stream, chunk);
-      reap(pid, &task_done);
+      reap(task, &task_done);
     }
     for (int k = 1; k < 3; k++) {
       if (pf[k].fd < 0 || !pf[k].revents) continue;
@@ -580,7 +710,86 @@ int main(int argc, char **argv) {
       pf[k].fd = -1;
     }
   }
-  reap(pid, &task_done);
+  reap(task, &task_done);
+}
+
+static void parse_args(int argc, char **argv, struct task_options *o) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = argv[i + 1];
+    if (strcmp(a, "--") == 0) {
+      o->prog = argv + i + 1;
+      break;
+    }
+    if (strncmp(a, "--", 2) != 0) usage("unexpected argument \"%s\" (put the program after --)", a);
+    if (!v) usage("option %s needs a value", a);
+    if (strcmp(a, "--dir") == 0) o->dir = v;
+    else if (strcmp(a, "--cwd") == 0) o->cwd = v;
+    else if (strcmp(a, "--cgroup-procs") == 0) o->cg[o->ncg++] = argv[i + 1];
+    else if (strcmp(a, "--user") == 0) o->id.user = v;
+    else if (strcmp(a, "--group") == 0) o->id.group = v;
+    else if (strcmp(a, "--chroot") == 0) o->id.chroot = v;
+    else if (strcmp(a, "--log-max-bytes") == 0) max_bytes = parse_num(a, v, 1024, 1LL << 50);
+    else if (strcmp(a, "--log-max-files") == 0) max_files = parse_num(a, v, 1, 1000000);
+    else usage("unknown option %s", a);
+    i++;
+  }
+  if (!o->dir) usage("--dir is required");
+  if (o->dir[0] != '/') usage("--dir must be an absolute path, got \"%s\"", o->dir);
+  if (!o->prog || !o->prog[0]) usage("no program given after --");
+}
+
+/* Opens DIR and DIR/logs, clears the records of an earlier run and reserves room for this
+ * run's; a data dir without that room refuses the start (DataDirFull). */
+static void prepare_dir(const char *dir) {
+  if ((dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) setup_fail("open", dir);
+  static const char *const stale[] = {"start.json", "exit.json", "start.json.tmp", "exit.json.tmp"};
+  for (size_t k = 0; k < sizeof stale / sizeof *stale; k++)   /* DIR reused: files must be this run's */
+    if (unlinkat(dir_fd, stale[k], 0) != 0 && errno != ENOENT) setup_fail("remove", stale[k]);
+  int e = reserve(&exit_rec);
+  if (!e) e = reserve(&start_rec);
+  if (e) {
+    errno = e;
+    setup_fail("reserve space for the task's records in", dir);
+  }
+  if (mkdirat(dir_fd, "logs", 0755) != 0 && errno != EEXIST) setup_fail("mkdir", "logs");
+  if ((logs_fd = openat(dir_fd, "logs", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) setup_fail("open", "logs");
+  scan_logs();
+  if (open_log() != 0) { /* retried on the first record */ }
+}
+
+int main(int argc, char **argv) {
+  struct task_options o = {.cg = calloc((size_t)argc, sizeof(char *))};
+  sigset_t mask;
+
+  for (int fd = 0; fd < 3; fd++)   /* make sure 0-2 are open so pipes never land there */
+    if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd) return 1;
+  if (close_range(3, ~0U, 0) != 0)
+    for (long fd = 3, max = sysconf(_SC_OPEN_MAX); fd < max && fd < 65536; fd++) close((int)fd);
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  sigaddset(&mask, SIGTERM);
+  /* SIGCHLD/SIGTERM may arrive ignored (SIG_IGN would auto-reap or discard them): the
+   * default disposition plus a blocked mask delivers them to the signalfd. */
+  if (!o.cg || sigprocmask(SIG_BLOCK, &mask, NULL) != 0 || signal(SIGCHLD, SIG_DFL) == SIG_ERR ||
+      signal(SIGTERM, SIG_DFL) == SIG_ERR || signal(SIGPIPE, SIG_IGN) == SIG_ERR ||
+      signal(SIGINT, SIG_IGN) == SIG_ERR || signal(SIGHUP, SIG_IGN) == SIG_ERR) {
+    perror("task-shim: setup");
+    return 1;
+  }
+  parse_args(argc, argv, &o);
+  prepare_dir(o.dir);
+
+  int out[2], err[2], sfd;
+  char *chunk = malloc(CHUNK);
+  if (!chunk) setup_fail("allocate", "buffer");
+  if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) setup_fail("create", "pipes");
+  /* our own read ends only: never the shared descriptions we inherited */
+  if (fcntl(out[0], F_SETFL, O_NONBLOCK) || fcntl(err[0], F_SETFL, O_NONBLOCK)) setup_fail("configure", "pipes");
+  if ((sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) setup_fail("create", "signalfd");
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) setup_fail("prctl", "PR_SET_CHILD_SUBREAPER");
+
+  pid_t task = spawn_task(&o, out[1], err[1]);
+  supervise(task, sfd, out[0], err[0], chunk);
   if (log_fd >= 0) close(log_fd);
   return 0;
 }

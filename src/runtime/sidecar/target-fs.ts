@@ -140,16 +140,23 @@ function readDatabase(root: string, file: string): string[][] {
   }
 }
 
-const isNumeric = (s: string) => /^[0-9]+$/.test(s) && Number(s) <= 0x7fffffff;
+/** Largest uid/gid: (uid_t)-1 means "unchanged" to setuid(2). task-shim uses the same bound. */
+const MAX_ID = 4294967294;
+const isDigits = (s: string) => /^[0-9]+$/.test(s);
+const isNumeric = (s: string) => isDigits(s) && Number(s) <= MAX_ID;
 
 /**
  * A task's user and group, looked up in the main container's /etc/passwd and
  * /etc/group (its own accounts, not the sidecar's), with the process
  * runtime's rules: a user name brings its primary group and HOME/USER/LOGNAME,
- * a numeric uid without an entry runs with gid = uid, a group overrides the gid.
+ * a numeric uid without an entry runs with gid 0 (as Docker does), a group
+ * overrides the gid.
  */
 export function resolveIdentity(root: string, user: string | undefined, group: string | undefined): Identity | { error: string } {
   const identity: Identity = { env: {} };
+  for (const [what, id] of [['user', user], ['group', group]] as const) {
+    if (id !== undefined && isDigits(id) && !isNumeric(id)) return { error: `${what} ${id}: a numeric ${what === 'user' ? 'uid' : 'gid'} must be at most ${MAX_ID}` };
+  }
   if (user !== undefined) {
     const entries: PasswdEntry[] = readDatabase(root, '/etc/passwd')
       .filter((f) => f.length >= 7 && isNumeric(f[2]!) && isNumeric(f[3]!))
@@ -157,7 +164,7 @@ export function resolveIdentity(root: string, user: string | undefined, group: s
     const entry = isNumeric(user) ? entries.find((e) => e.uid === Number(user)) : entries.find((e) => e.name === user);
     if (!entry && !isNumeric(user)) return { error: `user ${user}: no such user in the main container's /etc/passwd` };
     identity.uid = entry?.uid ?? Number(user);
-    identity.gid = entry?.gid ?? identity.uid;
+    identity.gid = entry?.gid ?? 0;
     if (entry) identity.env = { HOME: entry.home || '/', USER: entry.name, LOGNAME: entry.name };
   }
   if (group !== undefined) {
