@@ -11,6 +11,7 @@ import { invalidArgument } from '../errors.js';
 import type { TaskEvent, TaskManager } from '../manager/task-manager.js';
 import { specFromWire, taskToWire } from './convert.js';
 import { logsHandler } from './logs-handler.js';
+import { serverStream } from './server-stream.js';
 import { statsHandler } from './stats-handler.js';
 import { toServiceError } from './status.js';
 
@@ -44,8 +45,8 @@ export function taskExecutorService(manager: TaskManager, log: Logger): TaskExec
       return { tasks: (await manager.setTasks(desired)).map(taskToWire) };
     }),
     listTasks: unary(() => ({ tasks: manager.list().map(taskToWire) })),
-    logs: logsHandler(manager, log),
-    stats: statsHandler(manager, log),
+    logs: serverStream(logsHandler(manager, log), log),
+    stats: serverStream(statsHandler(manager, log), log),
     watch: (call: ServerWritableStream<WatchRequest, WatchResponse>) => {
       const send = (event: TaskEvent) => call.write({ type: EVENT_TYPES[event.type], task: taskToWire(event.task) });
       const unsubscribe = manager.subscribe(send);

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { alreadyExists, errorMessage, failedPrecondition, invalidArgument, notFound } from '../errors.js';
 import { cloneRecord, isTerminated, Reason, type TaskRecord, type TaskSpec, type TaskState } from '../model/task.js';
 import type { RuntimeRegistry } from '../runtime/registry.js';
-import type { RuntimeHandle, TaskRuntime } from '../runtime/runtime.js';
+import type { LogLocation, ResourceSample, TaskRuntime } from '../runtime/runtime.js';
 import type { TaskStore } from '../store/task-store.js';
 import { hasTimedOut, startFailedState, stateFromObservation } from './transitions.js';
 import { parseSignal } from '../util/signals.js';
@@ -31,15 +31,16 @@ export interface DesiredTask {
 
 export type TaskEventType = 'added' | 'modified' | 'deleted';
 
-export interface TaskAttachment {
-  /** Undefined when the task never started or its backend is not enabled. */
-  runtime: TaskRuntime | undefined;
-  handle: RuntimeHandle | undefined;
-}
-
 export interface TaskEvent {
   type: TaskEventType;
   task: TaskRecord;
+}
+
+/** A measurement of one run of a task. */
+export interface RunSample {
+  /** 0 for the first run, +1 per restart: usage rates compare samples of one run only. */
+  run: number;
+  sample: ResourceSample;
 }
 
 export class TaskManager {
@@ -96,17 +97,6 @@ export class TaskManager {
   find(name: string): TaskRecord | undefined {
     const record = this.tasks.get(name);
     return record && cloneRecord(record);
-  }
-
-  /**
-   * The runtime and handle behind a task, for streams that read from the
-   * runtime directly (logs, stats). NOT_FOUND for an unknown task.
-   */
-  attachment(name: string): TaskAttachment {
-    validateName(name);
-    const record = this.require(name);
-    const runtime = record.runtime && this.options.runtimes.byName(record.runtime.runtime);
-    return { runtime, handle: record.runtime?.handle };
   }
 
   subscribe(listener: (event: TaskEvent) => void): () => void {
@@ -418,5 +408,28 @@ export class TaskManager {
 
   private emit(type: TaskEventType, record: TaskRecord): void {
     this.events.emit('event', { type, task: cloneRecord(record) } satisfies TaskEvent);
+  }
+
+  // What the Logs and Stats streams read of a task, so that they never hold a runtime or a handle.
+
+  /** Where the task's output is captured; undefined before it started. INVALID_ARGUMENT / NOT_FOUND for a bad or unknown name. */
+  logLocation(name: string): LogLocation | undefined {
+    validateName(name);
+    const record = this.require(name);
+    const runtime = record.runtime && this.options.runtimes.byName(record.runtime.runtime);
+    return record.runtime && runtime?.logs?.(record.runtime.handle);
+  }
+
+  /**
+   * Resource usage of the task's current run; undefined before it started.
+   * NOT_FOUND for an unknown task, FAILED_PRECONDITION when its backend does not measure usage.
+   */
+  async sample(name: string): Promise<RunSample | undefined> {
+    validateName(name);
+    const record = this.require(name);
+    const runtime = record.runtime && this.options.runtimes.byName(record.runtime.runtime);
+    if (runtime && !runtime.stats) throw failedPrecondition(`the ${runtime.name} backend does not report resource usage`);
+    if (!record.runtime || !runtime?.stats) return undefined;
+    return { run: record.restartCount ?? 0, sample: await runtime.stats(record.runtime.handle) };
   }
 }
