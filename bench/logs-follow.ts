@@ -131,12 +131,14 @@ async function readThroughput(te: Target) {
     const start = process.hrtime.bigint();
     let bytes = 0;
     let lines = 0;
-    await streamLogs(
+    for await (const line of streamLogs(
       { directory: dir, streams: ['stdout', 'stderr'], follow: false },
-      { send: (line) => void ((bytes += line.bytes.length), lines++) },
       { status: () => 'ended', onChange: () => () => {} },
       new AbortController().signal,
-    );
+    )) {
+      bytes += line.bytes.length;
+      lines++;
+    }
     return { seconds: Number(process.hrtime.bigint() - start) / 1e9, bytes, lines };
   };
   const best = async (run: () => Promise<{ seconds: number; bytes: number; lines: number }>) => {

@@ -161,8 +161,7 @@ describe('container backend over CRI', () => {
     const end = await finished('succeeds');
     assert.equal(end.exitCode, 0);
     assert.equal(end.reason, 'Succeeded');
-    const { runtime, handle } = te.executor.manager.attachment('succeeds');
-    assert.equal((await runtime!.stats!(handle!)).cpuNanoseconds, undefined, 'an ended container has no cpu sample');
+    assert.equal((await te.executor.manager.sample('succeeds'))?.sample.cpuNanoseconds, undefined, 'an ended container has no cpu sample');
   });
 
   test('a failed container restarts under RESTART_POLICY_ON_FAILURE in a fresh sandbox; the earlier run is removed', async () => {
@@ -257,11 +256,11 @@ describe('container backend over CRI', () => {
       ),
     });
     await running('busy');
-    const { runtime, handle } = te.executor.manager.attachment('busy');
-    assert.ok(runtime?.stats && handle);
+    const handle = te.executor.manager.find('busy')?.runtime?.handle;
+    assert.ok(handle);
     const sample = await waitFor('cpu time to be counted', async () => {
-      const s = await runtime.stats!(handle);
-      return (s.cpuNanoseconds ?? 0) > 0 && s;
+      const s = (await te.executor.manager.sample('busy'))?.sample;
+      return (s?.cpuNanoseconds ?? 0) > 0 && s;
     });
     assert.ok((sample.memoryUsageBytes ?? 0) > 0, `memory ${sample.memoryUsageBytes}`);
     assert.equal(sample.cpuLimitMillicores, 200);

@@ -488,13 +488,14 @@ describe('log files read directly', () => {
   const never: TaskLiveness = { status: () => 'ended', onChange: () => () => {} };
   async function collect(directory: string, query: { tailLines?: number; sinceMs?: number; streams?: ('stdout' | 'stderr')[] } = {}) {
     const lines: LogLine[] = [];
-    const outcome = await streamLogs(
+    const stream = streamLogs(
       { directory, streams: query.streams ?? ['stdout', 'stderr'], follow: false, tailLines: query.tailLines, sinceMs: query.sinceMs },
-      { send: (line) => void lines.push({ ...line, bytes: Buffer.from(line.bytes) }) },
       never,
       new AbortController().signal,
     );
-    assert.equal(outcome, 'complete');
+    let next;
+    while (!(next = await stream.next()).done) lines.push({ ...next.value, bytes: Buffer.from(next.value.bytes) });
+    assert.equal(next.value, 'complete');
     return lines.map((l) => `${l.stream}${l.partial ? '~' : ':'}${l.bytes.toString()}`);
   }
 

@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:http2';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { LogsRequest, StatsRequest } from '../gen/taskexecutor/v1/task_executor_service.js';
 import { makeCerts, type TestCerts } from './support/certs.js';
 import { shell, startTestExecutor, tempDir, terminated, type TestExecutor } from './support/executor.js';
 import { waitFor } from './support/wait.js';
@@ -47,6 +51,49 @@ describe('Prometheus metrics', () => {
     const post = await fetch(`http://${te.executor.metricsAddress}/metrics`, { method: 'POST' });
     assert.equal(post.status, 405);
     assert.equal(post.headers.get('allow'), 'GET, HEAD');
+  });
+
+  test('streams that the client cancels, that pass their deadline or whose connection drops are counted, and open streams are gauged by method', async () => {
+    await te.api.createTask({ task: shell('streamed', 'sleep 30') });
+    const series = (method: string, code: string) => `task_executor_rpc_duration_seconds_count{method="${method}",code="${code}"}`;
+    const open = (method: string) => `task_executor_rpc_open_streams{method="${method}"}`;
+
+    // Watch, cancelled by the client.
+    const watch = te.client.watch({ sendInitial: true });
+    watch.on('error', () => {});
+    await once(watch, 'data');
+    assert.equal(value(await scrape(), open('Watch')), 1);
+    watch.cancel();
+    await waitFor('the cancelled Watch to be counted', async () => value(await scrape(), series('Watch', 'CANCELLED')) === 1);
+    assert.equal(value(await scrape(), open('Watch')), 0);
+
+    // Logs, following until the client's deadline.
+    const logs = te.client.logs(LogsRequest.fromPartial({ name: 'streamed', follow: true }), { deadline: Date.now() + 500 });
+    logs.on('data', () => {});
+    const [error] = (await once(logs, 'error')) as [ServiceError];
+    assert.equal(error.code, status.DEADLINE_EXCEEDED);
+    await waitFor('the Logs call past its deadline to be counted', async () => value(await scrape(), series('Logs', 'DEADLINE_EXCEEDED')) === 1);
+
+    // Stats, from a client whose connection goes away mid-stream.
+    const session = connect(`http://${te.executor.address}`);
+    const body = StatsRequest.encode(StatsRequest.fromPartial({ name: 'streamed' })).finish();
+    const frame = Buffer.alloc(5 + body.length);
+    frame.writeUInt32BE(body.length, 1);
+    frame.set(body, 5);
+    const stats = session.request({ ':method': 'POST', ':path': '/taskexecutor.v1.TaskExecutorService/Stats', 'content-type': 'application/grpc', te: 'trailers' });
+    stats.end(frame);
+    await once(stats, 'data'); // a first sample: the stream is open
+    assert.equal(value(await scrape(), open('Stats')), 1);
+    stats.on('error', () => {});
+    session.destroy();
+    await waitFor('the dropped Stats stream to be counted', async () => value(await scrape(), series('Stats', 'CANCELLED')) === 1);
+    const text = await scrape();
+    for (const method of ['Watch', 'Logs', 'Stats']) assert.equal(value(text, open(method)), 0, `open ${method} streams`);
+    await te.api.deleteTask({ name: 'streamed' });
+  });
+
+  test('anything but GET /metrics is 404', async () => {
+    assert.equal((await fetch(`http://${te.executor.metricsAddress}/`)).status, 404);
   });
 });
 

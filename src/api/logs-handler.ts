@@ -1,56 +1,32 @@
-// The Logs RPC: checks the request, finds where the task's output lives and
-// streams it with src/logs, translating lines to LogsResponse messages and
-// grpc-js flow control ('drain', 'cancelled') to the sink the reader waits on.
-import type { handleServerStreamingCall, ServerWritableStream } from '@grpc/grpc-js';
+// The Logs RPC: checks the request, asks the manager where the task's output
+// lives and streams it with src/logs, translating lines to LogsResponse
+// messages. Flow control and cancellation come from server-stream.ts.
 import type { Logger } from 'pino';
 import { LogStream, type LogsRequest, type LogsResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
 import { invalidArgument, notFound } from '../errors.js';
 import type { StreamName } from '../logs/cri.js';
 import type { LogLine } from '../logs/lines.js';
-import { type LogsQuery, streamLogs, type TaskLiveness } from '../logs/stream-logs.js';
+import { type LogsQuery, streamLogs, type StreamOutcome, type TaskLiveness } from '../logs/stream-logs.js';
 import { decodeUtf8 } from '../logs/utf8.js';
 import type { TaskManager } from '../manager/task-manager.js';
-import { toServiceError } from './status.js';
-import { writeOrWait } from './backpressure.js';
+import type { ServerStreamHandler } from './server-stream.js';
 
-type LogsCall = ServerWritableStream<LogsRequest, LogsResponse>;
-
-export function logsHandler(manager: TaskManager, log: Logger): handleServerStreamingCall<LogsRequest, LogsResponse> {
-  return (call) => void serveLogs(call, manager, log);
-}
-
-async function serveLogs(call: LogsCall, manager: TaskManager, log: Logger): Promise<void> {
-  const cancel = new AbortController();
-  const onCancel = () => cancel.abort();
-  call.on('cancelled', onCancel);
-  if (call.cancelled) cancel.abort();
-  try {
-    const { request } = call;
+export function logsHandler(manager: TaskManager, log: Logger): ServerStreamHandler<LogsRequest, LogsResponse> {
+  return async function* logs(request, signal) {
     const query = parseRequest(request);
-    const { runtime, handle } = manager.attachment(request.name);
-    const location = handle && runtime?.logs?.(handle);
-    if (!location) {
-      call.end(); // never started: no output
-      return;
+    const location = manager.logLocation(request.name); // INVALID_ARGUMENT for a bad name, NOT_FOUND for an unknown one
+    if (!location) return; // never started: no output
+    const lines = streamLogs({ ...query, directory: location.directory }, livenessOf(manager, request.name), signal);
+    try {
+      let next: IteratorResult<LogLine, StreamOutcome>;
+      while (!(next = await lines.next()).done) yield toLogsResponse(next.value, request.timestamps);
+      const outcome = next.value;
+      log.debug({ task: request.name, outcome }, 'logs stream ended');
+      if (outcome === 'gone') throw notFound(`task "${request.name}" was deleted while its logs were followed`);
+    } finally {
+      await lines.return('cancelled'); // stopped at a yield (cancelled): release its files and watches
     }
-    const outcome = await streamLogs(
-      { ...query, directory: location.directory },
-      sinkFor(call, request.timestamps, cancel.signal),
-      livenessOf(manager, request.name),
-      cancel.signal,
-    );
-    log.debug({ task: request.name, outcome }, 'logs stream ended');
-    if (outcome === 'cancelled') return;
-    if (outcome === 'gone') {
-      call.emit('error', toServiceError(notFound(`task "${request.name}" was deleted while its logs were followed`), log));
-    } else {
-      call.end();
-    }
-  } catch (error) {
-    if (!cancel.signal.aborted) call.emit('error', toServiceError(error, log));
-  } finally {
-    call.off('cancelled', onCancel);
-  }
+  };
 }
 
 /** Checks the request; INVALID_ARGUMENT names the field and the rule. */
@@ -95,14 +71,6 @@ export function toLogsResponse(line: LogLine, timestamps: boolean): LogsResponse
     content: text !== undefined ? { $case: 'text', value: text } : { $case: 'data', value: Buffer.from(line.bytes) },
     partial: line.partial,
     time: timestamps ? new Date(line.timeMs) : undefined,
-  };
-}
-
-function sinkFor(call: LogsCall, timestamps: boolean, cancelled: AbortSignal) {
-  return {
-    send(line: LogLine): void | Promise<void> {
-      return writeOrWait(call, toLogsResponse(line, timestamps), cancelled);
-    },
   };
 }
 

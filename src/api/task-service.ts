@@ -1,26 +1,17 @@
 // gRPC handlers: decode, call the manager, encode. No decisions are made here.
-import type { handleUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
+import type { handleUnaryCall } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import {
-  type TaskExecutorServiceServer,
-  WatchEventType,
-  type WatchRequest,
-  type WatchResponse,
-} from '../../gen/taskexecutor/v1/task_executor_service.js';
+import type { TaskExecutorServiceServer } from '../../gen/taskexecutor/v1/task_executor_service.js';
 import { invalidArgument } from '../errors.js';
-import type { TaskEvent, TaskManager } from '../manager/task-manager.js';
+import type { TaskManager } from '../manager/task-manager.js';
 import { specFromWire, taskToWire } from './convert.js';
 import { logsHandler } from './logs-handler.js';
 import { listPage } from './paging.js';
+import { serverStream } from './server-stream.js';
 import { setTasksReply, setTasksView } from './set-tasks-reply.js';
 import { statsHandler } from './stats-handler.js';
 import { toServiceError } from './status.js';
-
-const EVENT_TYPES: Record<TaskEvent['type'], WatchEventType> = {
-  added: WatchEventType.WATCH_EVENT_TYPE_ADDED,
-  modified: WatchEventType.WATCH_EVENT_TYPE_MODIFIED,
-  deleted: WatchEventType.WATCH_EVENT_TYPE_DELETED,
-};
+import { watchHandler } from './watch-handler.js';
 
 export function taskExecutorService(manager: TaskManager, log: Logger): TaskExecutorServiceServer {
   const unary =
@@ -47,14 +38,8 @@ export function taskExecutorService(manager: TaskManager, log: Logger): TaskExec
       return setTasksReply(await manager.setTasks(desired), replyView);
     }),
     listTasks: unary((request) => listPage(manager.list(), request)),
-    logs: logsHandler(manager, log),
-    stats: statsHandler(manager, log),
-    watch: (call: ServerWritableStream<WatchRequest, WatchResponse>) => {
-      const send = (event: TaskEvent) => call.write({ type: EVENT_TYPES[event.type], task: taskToWire(event.task) });
-      const unsubscribe = manager.subscribe(send);
-      call.on('cancelled', unsubscribe);
-      call.on('close', unsubscribe);
-      if (call.request.sendInitial) for (const task of manager.list()) send({ type: 'added', task });
-    },
+    logs: serverStream(logsHandler(manager, log), log),
+    stats: serverStream(statsHandler(manager, log), log),
+    watch: serverStream(watchHandler(manager), log),
   };
 }

@@ -3,16 +3,17 @@
 // with `follow` waits for more output until the task has ended and its last
 // output has been read (or the task is gone, or the receiver cancels).
 //
-// Flow control: lines go to the sink one at a time; when it reports it is
-// full, nothing more is read until it drains. So at most one read buffer and
-// one line piece per stream are held, however slow the receiver.
+// Flow control: an async generator of lines, so nothing is read until the
+// consumer asks for the next line. At most one read buffer and one line piece
+// per stream are held, however slow the receiver.
 import type { StreamName } from './cri.js';
+import { DirectoryWatch } from './dir-watch.js';
 import { type LogLine, LineAssembler } from './lines.js';
 import { LogReader } from './reader.js';
 import { LineSelector } from './select.js';
 import { planStart } from './start.js';
 import { utf8Cut } from './utf8.js';
-import { Wakeup } from './wakeup.js';
+import { Wakeup } from '../util/wakeup.js';
 
 export interface LogsQuery {
   /** The directory with output.<N>.log files. */
@@ -32,11 +33,6 @@ export interface TaskLiveness {
   onChange(listener: () => void): () => void;
 }
 
-export interface LogSink {
-  /** Takes one line; returns a promise when it is full, resolved once it can take more (or the request was cancelled). */
-  send(line: LogLine): void | Promise<void>;
-}
-
 /** complete: all output sent (follow: the task ended); limit: limitBytes reached; gone: the task was deleted while followed. */
 export type StreamOutcome = 'complete' | 'limit' | 'gone' | 'cancelled';
 
@@ -53,13 +49,18 @@ export interface FollowTimings {
 
 export const DEFAULT_TIMINGS: FollowTimings = { pollMs: 50, settleMs: 200, maxDrainMs: 3000, maxPiece: 64 * 1024 };
 
-export async function streamLogs(
+/**
+ * Yields the requested lines; returns how the stream ended. A line may be a
+ * view of a read buffer: the consumer copies what it keeps before asking for
+ * the next one. Returning early (the consumer's `return()`) releases files,
+ * watches and timers.
+ */
+export async function* streamLogs(
   query: LogsQuery,
-  sink: LogSink,
   liveness: TaskLiveness,
   signal: AbortSignal,
   timings: FollowTimings = DEFAULT_TIMINGS,
-): Promise<StreamOutcome> {
+): AsyncGenerator<LogLine, StreamOutcome, undefined> {
   const { directory, follow, limitBytes } = query;
   if (limitBytes === 0 || (query.tailLines === 0 && !follow)) return 'complete';
 
@@ -68,16 +69,20 @@ export async function streamLogs(
   const reader = new LogReader(directory, plan.position, { maxPayload: timings.maxPiece });
   const selector = new LineSelector(plan, query.sinceMs);
   const assembler = new LineAssembler(timings.maxPiece);
-  const wakeup = follow ? new Wakeup(directory, timings.pollMs) : undefined;
+  // Woken by writes in the directory, task changes and cancellation; polls at least every pollMs.
+  const wakeup = follow ? new Wakeup(signal) : undefined;
+  const directoryWatch = wakeup && new DirectoryWatch(directory, wakeup.wake);
   const unsubscribe = wakeup && liveness.onChange(wakeup.wake);
-  const onAbort = () => wakeup?.wake();
-  signal.addEventListener('abort', onAbort);
+  const sleep = (wakeup: Wakeup, ms = timings.pollMs) => {
+    directoryWatch?.retry(); // the directory may exist by now
+    return wakeup.wait(Math.min(ms, timings.pollMs));
+  };
 
   const out: LogLine[] = [];
   let sent = 0;
   let limitReached = false;
-  /** Sends what `out` holds; false when the stream must end (cancelled or limit reached). */
-  const deliver = async (): Promise<boolean> => {
+  /** Yields what `out` holds; false when the stream must end (cancelled or limit reached). */
+  async function* deliver(): AsyncGenerator<LogLine, boolean, undefined> {
     for (const line of out) {
       if (signal.aborted) return false;
       let piece = line;
@@ -88,19 +93,18 @@ export async function streamLogs(
       }
       if (piece.bytes.length > 0 || !limitReached) {
         sent += piece.bytes.length;
-        const full = sink.send(piece);
-        if (full) await full;
+        yield piece;
       }
       if (limitReached) return false;
     }
     out.length = 0;
     return !signal.aborted;
-  };
-  const finish = async (outcome: StreamOutcome): Promise<StreamOutcome> => {
+  }
+  async function* finish(outcome: StreamOutcome): AsyncGenerator<LogLine, StreamOutcome, undefined> {
     assembler.flush(out, true);
-    if (!(await deliver())) return signal.aborted ? 'cancelled' : 'limit';
+    if (!(yield* deliver())) return signal.aborted ? 'cancelled' : 'limit';
     return outcome;
-  };
+  }
   const stopped = (): StreamOutcome => (signal.aborted ? 'cancelled' : 'limit');
 
   try {
@@ -108,7 +112,7 @@ export async function streamLogs(
     let lastDataAt = Date.now();
     for (;;) {
       if (signal.aborted) return 'cancelled';
-      if (follow && liveness.status() === 'gone') return await finish('gone');
+      if (follow && liveness.status() === 'gone') return yield* finish('gone');
       const batch = await reader.read();
       if (signal.aborted) return 'cancelled';
       if (batch) {
@@ -117,31 +121,31 @@ export async function streamLogs(
           selector.reset();
         }
         for (const record of batch.records) if (selector.accept(record)) assembler.push(record, out);
-        if (!(await deliver())) return stopped();
+        if (!(yield* deliver())) return stopped();
         lastDataAt = Date.now();
         continue;
       }
       // Everything written so far has been read.
-      if (!wakeup) return await finish('complete');
+      if (!wakeup) return yield* finish('complete');
       assembler.flush(out, false); // a line still being written: send what there is
-      if (!(await deliver())) return stopped();
+      if (!(yield* deliver())) return stopped();
       const status = liveness.status();
-      if (status === 'gone') return await finish('gone');
+      if (status === 'gone') return yield* finish('gone');
       if (status === 'active') {
         endedAt = undefined;
-        await wakeup.wait();
+        await sleep(wakeup);
         continue;
       }
       // Ended: its supervisor may still write the last output; wait until it has been quiet for a while.
       const now = Date.now();
       endedAt ??= now;
       const quietMs = now - Math.max(lastDataAt, endedAt);
-      if (quietMs >= timings.settleMs || now - endedAt >= timings.maxDrainMs) return await finish('complete');
-      await wakeup.wait(timings.settleMs - quietMs);
+      if (quietMs >= timings.settleMs || now - endedAt >= timings.maxDrainMs) return yield* finish('complete');
+      await sleep(wakeup, timings.settleMs - quietMs);
     }
   } finally {
-    signal.removeEventListener('abort', onAbort);
     unsubscribe?.();
+    directoryWatch?.close();
     wakeup?.close();
     await reader.close();
   }

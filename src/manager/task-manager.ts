@@ -59,6 +59,13 @@ export interface TaskEvent {
   task: TaskRecord;
 }
 
+/** A measurement of one run of a task. */
+export interface RunSample {
+  /** 0 for the first run, +1 per restart: usage rates compare samples of one run only. */
+  run: number;
+  sample: ResourceSample;
+}
+
 /** How long CreateTask waits for the task's start before answering with its current (waiting) state. */
 const CREATE_REPLY_WAIT_MS = 2000;
 /** How soon a task whose runtime is unreachable tries to start again. */
@@ -150,23 +157,21 @@ export class TaskManager {
     return this.tasks.get(name);
   }
 
-  /** Where a task's output is captured; NOT_FOUND for an unknown task, undefined while it has none. */
+  /** Where a task's output is captured; NOT_FOUND for an unknown task, undefined before it started. */
   logLocation(name: string): LogLocation | undefined {
     const { runtime, record } = this.runtimeOf(name);
     return record.runtime && runtime?.logs?.(record.runtime.handle);
   }
 
-  /** @deprecated until the stream handlers use logLocation/sample. */
-  attachment(name: string): { runtime: TaskRuntime | undefined; handle: Record<string, unknown> | undefined } {
+  /**
+   * Resource usage of the task's current run; undefined before it started.
+   * NOT_FOUND for an unknown task, FAILED_PRECONDITION when its backend does not measure usage.
+   */
+  async sample(name: string): Promise<RunSample | undefined> {
     const { runtime, record } = this.runtimeOf(name);
-    return { runtime, handle: record.runtime?.handle };
-  }
-
-  /** Resource usage of a task's tree now; NOT_FOUND for an unknown task, undefined when it cannot be measured. */
-  async sample(name: string): Promise<ResourceSample | undefined> {
-    const { runtime, record } = this.runtimeOf(name);
+    if (runtime && !runtime.stats) throw failedPrecondition(`the ${runtime.name} backend does not report resource usage`);
     if (!record.runtime || !runtime?.stats) return undefined;
-    return runtime.stats(record.runtime.handle);
+    return { run: record.restartCount ?? 0, sample: await runtime.stats(record.runtime.handle) };
   }
 
   subscribe(listener: (event: TaskEvent) => void): () => void {
@@ -696,3 +701,4 @@ export class TaskManager {
 function isUnavailable(error: unknown): boolean {
   return error instanceof TaskError && error.kind === 'Unavailable';
 }
+

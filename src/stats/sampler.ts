@@ -2,6 +2,7 @@
 // percent of one core over the time between two samples (100 = one core busy,
 // 200 = two), as Docker and Nomad report it.
 import { performance } from 'node:perf_hooks';
+import type { RunSample } from '../manager/task-manager.js';
 import type { ResourceSample } from '../runtime/runtime.js';
 
 export interface StatsPoint {
@@ -17,21 +18,20 @@ interface Taken {
 }
 
 export class UsageSampler {
-  private previous: Taken | undefined;
+  private previous: (Taken & { run: number }) | undefined;
 
-  constructor(private readonly read: () => Promise<ResourceSample>) {}
+  /** `read` measures the task's current run; undefined while there is nothing to measure. */
+  constructor(private readonly read: () => Promise<RunSample | undefined>) {}
 
-  /** Whether a sample was taken already, so the next one comes with a rate. */
-  get primed(): boolean {
-    return this.previous !== undefined;
-  }
-
-  async take(): Promise<StatsPoint> {
+  /** A sample, with a rate when the previous one was of the same run; undefined when nothing could be measured. */
+  async take(): Promise<StatsPoint | undefined> {
     const at = performance.now();
-    const sample = await this.read();
-    const taken = { sample, at };
-    const point: StatsPoint = { sample };
-    const cpuPercent = this.previous && cpuPercentBetween(this.previous, taken);
+    const read = await this.read();
+    if (!read) return undefined;
+    const taken = { sample: read.sample, at, run: read.run };
+    const point: StatsPoint = { sample: read.sample };
+    // A restart starts a new rate: the CPU time of the earlier run says nothing about this one.
+    const cpuPercent = this.previous?.run === read.run ? cpuPercentBetween(this.previous, taken) : undefined;
     if (cpuPercent !== undefined) point.cpuPercent = cpuPercent;
     this.previous = taken;
     return point;
