@@ -72,6 +72,9 @@ const CONNECT_TIMEOUT_MS = 1_500;
 /** How often an unreachable runtime is asked whether it is back. */
 const PROBE_MS = 500;
 
+/** How often a running container's status is read (see watch()). */
+const STATUS_POLL_MS = 1000;
+
 export class ContainerRuntime implements TaskRuntime {
   readonly name = 'container';
   private readonly cri: CriClient;
@@ -201,7 +204,7 @@ export class ContainerRuntime implements TaskRuntime {
     await mkdir(logDirectory, { recursive: true });
     const sandbox = sandboxConfig({ task: request.name, uid, labels, logDirectory, cgroupParent: this.options.cgroupParent });
 
-    const pullError = await this.ensureImage(spec.image, sandbox, log);
+    const pullError = await this.ensureImage(spec.image, sandbox, log, request.progress);
     if (pullError) return failed('ImagePullFailed', pullError);
 
     try {
@@ -354,6 +357,18 @@ export class ContainerRuntime implements TaskRuntime {
     if (handle.sandboxId) this.quiesced.delete(handle.sandboxId);
   }
 
+  /**
+   * The CRI of containerd 1.6 pushes no container events
+   * (GetContainerEvents came later), so each running container is looked at
+   * every STATUS_POLL_MS here; the executor's own resync is only a slow
+   * safety net.
+   */
+  watch(_raw: RuntimeHandle, onChange: () => void): () => void {
+    const timer = setInterval(onChange, STATUS_POLL_MS);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
   logs(raw: RuntimeHandle): LogLocation | undefined {
     const { taskDir } = raw as ContainerHandle;
     return taskDir ? { directory: join(taskDir, 'logs') } : undefined;
@@ -440,9 +455,15 @@ export class ContainerRuntime implements TaskRuntime {
   }
 
   /** Pulls the image unless the runtime has it; returns an error message if it cannot be had. */
-  private async ensureImage(image: string, sandbox: DeepPartial<PodSandboxConfig>, log: Logger): Promise<string | undefined> {
+  private async ensureImage(
+    image: string,
+    sandbox: DeepPartial<PodSandboxConfig>,
+    log: Logger,
+    progress: StartRequest['progress'],
+  ): Promise<string | undefined> {
     if (await this.cri.imageStatus(image)) return undefined;
     log.info({ image }, 'pulling image');
+    progress?.('ImagePulling', `pulling image "${image}"`);
     try {
       await this.cri.pullImage(image, sandbox, this.options.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS);
       return undefined;

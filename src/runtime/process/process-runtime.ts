@@ -9,7 +9,7 @@
 // accounting for stats. Without cgroups the task still runs; limits it asked
 // for are reported as not enforced in Started.warnings.
 import { setTimeout as delay } from 'node:timers/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, type FSWatcher, watch } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -52,7 +52,8 @@ export interface ProcessRuntimeOptions {
 
 const POLL_MS = 25;
 /** The files one run of the shim leaves in the task directory. */
-const RUN_RECORDS = ['start.json', 'exit.json'];
+const EXIT_RECORD = 'exit.json';
+const RUN_RECORDS = ['start.json', EXIT_RECORD];
 const EXIT_RECORD_WAIT_MS = 5000;
 /**
  * Empty cgroups of other executor instances (left by data dirs deleted without
@@ -362,13 +363,23 @@ export class ProcessRuntime implements TaskRuntime {
     return dir ? { directory: join(dir, 'logs') } : undefined;
   }
 
+  /**
+   * Pushes a task's end: at once through the shim's event pipe for shims this
+   * executor started, and through an inotify watch on the task directory for
+   * any shim (also one adopted after an executor restart, whose pipe is gone),
+   * which renames exit.json into place when the task ends.
+   */
   watch(raw: RuntimeHandle, onChange: () => void): () => void {
-    const { shimPid } = raw as ShimHandle;
+    const { shimPid, dir } = raw as ShimHandle;
     if (shimPid === undefined) return () => {};
     const set = this.listeners.get(shimPid) ?? new Set();
     set.add(onChange);
     this.listeners.set(shimPid, set);
-    return () => set.delete(onChange);
+    const records = watchExitRecord(dir, onChange);
+    return () => {
+      set.delete(onChange);
+      records?.close();
+    };
   }
 
   private notify(shimPid: number): void {
@@ -407,4 +418,18 @@ function handleFromStart(dir: string, start: StartRecord): ShimHandle {
     startTime: start.startTime,
     startedAt: start.startedAt,
   };
+}
+
+/** Calls `onChange` when exit.json appears in a task directory; undefined when the directory cannot be watched. */
+function watchExitRecord(dir: string, onChange: () => void): FSWatcher | undefined {
+  try {
+    const watcher = watch(dir, { persistent: false }, (_event, file) => {
+      if (file === EXIT_RECORD) onChange();
+    });
+    // A removed directory or an exhausted inotify limit only costs promptness: the safety-net resync still sees the exit.
+    watcher.on('error', () => watcher.close());
+    return watcher;
+  } catch {
+    return undefined;
+  }
 }
