@@ -315,7 +315,7 @@ export class ProcessRuntime implements TaskRuntime {
     if (handle.dir) {
       // The run's records go with it: a restart recorded next must never find
       // (and adopt) this run's start.json after an executor crash.
-      await Promise.all(RUN_RECORDS.map((file) => rm(join(handle.dir, file), { force: true })));
+      await Promise.all(RUN_RECORDS.map((file) => rm(join(handle.dir, file), { force: true, recursive: true })));
       await this.sweepCgroups(dirname(handle.dir));
     }
   }
