@@ -262,13 +262,15 @@ async function main(): Promise<void> {
 
   // 4: ListTasks throughput against GetTask throughput.
   const api = session.api;
-  const listBytes = ListTasksResponse.encode(await api.listTasks()).finish().length;
+  // One page of 1,000 (the largest page); the whole list is N + 1 tasks.
+  const page = { pageSize: 1000 };
+  const listBytes = ListTasksResponse.encode(await api.listPage(page)).finish().length;
   await rps(0.3, () => api.getTask({ name: PROBE })); // warm-up of both paths
-  await rps(0.3, () => api.listTasks());
+  await rps(0.3, () => api.listPage(page));
   const getRps = await rps(RPS_S, () => api.getTask({ name: PROBE }));
-  const listRps = await rps(RPS_S, () => api.listTasks());
+  const listRps = await rps(RPS_S, () => api.listPage(page));
   console.log(`GetTask ${getRps.toFixed(0)} req/s; ListTasks (${N + 1} tasks, ${(listBytes / 1024).toFixed(0)} KiB) ${listRps.toFixed(0)} req/s`);
-  row(`4. ListTasks, ${N + 1} tasks (${(listBytes / 1024).toFixed(0)} KiB)`, `GetTask: ${getRps.toFixed(0)} req/s`, `${listRps.toFixed(0)} req/s`,
+  row(`4. ListTasks, a page of ${Math.min(N + 1, 1000)} of ${N + 1} tasks (${(listBytes / 1024).toFixed(0)} KiB)`, `GetTask: ${getRps.toFixed(0)} req/s`, `${listRps.toFixed(0)} req/s`,
     `${(listRps / getRps).toFixed(2)}x`, `≥ 500 req/s: ${verdict(listRps >= 500)}`);
 
   // 7: restart with N running tasks.

@@ -20,7 +20,12 @@ export interface BacklogLimits {
   maxBytes: number;
 }
 
-export const WATCH_BACKLOG: BacklogLimits = { maxEvents: 1000, maxBytes: 16 * 1024 * 1024 };
+/**
+ * The bytes are the real bound. The count only backstops it: a SetTasks of
+ * thousands of tasks publishes two or three events per task in one burst,
+ * which a healthy watcher must be able to absorb.
+ */
+export const WATCH_BACKLOG: BacklogLimits = { maxEvents: 100_000, maxBytes: 16 * 1024 * 1024 };
 
 const EVENT_TYPES: Record<TaskEvent['type'], WatchEventType> = {
   added: WatchEventType.WATCH_EVENT_TYPE_ADDED,

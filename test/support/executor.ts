@@ -11,6 +11,7 @@ import {
   type DeleteTaskResponse,
   type GetTaskRequest,
   type GetTaskResponse,
+  type ListTasksRequest,
   type ListTasksResponse,
   type SetTasksRequest,
   type SetTasksResponse,
@@ -39,7 +40,10 @@ export interface Api {
   getTask(request: GetTaskRequest): Promise<GetTaskResponse>;
   deleteTask(request: DeleteTaskRequest): Promise<DeleteTaskResponse>;
   setTasks(request: SetTasksRequest): Promise<SetTasksResponse>;
+  /** Every task: reads page after page until the last (ListTasks is paged). */
   listTasks(): Promise<ListTasksResponse>;
+  /** One page, as asked. */
+  listPage(request: ListTasksRequest): Promise<ListTasksResponse>;
 }
 
 type Callback<Res> = (error: ServiceError | null, response: Res) => void;
@@ -50,12 +54,23 @@ const unary =
     new Promise<Res>((resolve, reject) => call(request, (error, response) => (error ? reject(error) : resolve(response))));
 
 export function apiFor(client: TaskExecutorServiceClient): Api {
+  const listPage = unary<ListTasksRequest, ListTasksResponse>((r, cb) => client.listTasks(r, cb));
   return {
     createTask: unary((r, cb) => client.createTask(r, cb)),
     getTask: unary((r, cb) => client.getTask(r, cb)),
     deleteTask: unary((r, cb) => client.deleteTask(r, cb)),
     setTasks: unary((r, cb) => client.setTasks(r, cb)),
-    listTasks: () => unary<object, ListTasksResponse>((r, cb) => client.listTasks(r, cb))({}),
+    listTasks: async () => {
+      const tasks: Task[] = [];
+      let pageToken = '';
+      do {
+        const page = await listPage({ pageToken });
+        tasks.push(...page.tasks);
+        pageToken = page.nextPageToken;
+      } while (pageToken);
+      return { tasks, nextPageToken: '' };
+    },
+    listPage,
   };
 }
 
