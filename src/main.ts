@@ -8,6 +8,12 @@ import { createLogger } from './logger.js';
 const config = parseConfig(process.argv.slice(2));
 const log = createLogger(config.logLevel);
 
+// A promise left rejected by a bug must not take the node's executor down:
+// tasks run on under their supervisors either way, but every client would
+// lose the API. The listeners and the manager catch what they expect; this
+// is the backstop, logged loudly so the bug gets fixed.
+process.on('unhandledRejection', (reason) => log.error({ err: reason }, 'unhandled promise rejection (a bug); the executor keeps serving'));
+
 try {
   const executor = await startExecutor(config, log);
   let stopping = false;
