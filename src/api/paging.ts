@@ -2,7 +2,7 @@
 // task's spec may be about 1 MiB, so lists are cut into pages (ListTasks,
 // AIP-158) by count and by encoded size; SetTasks cuts its reply the same way.
 import { Task } from '../../gen/taskexecutor/v1/task.js';
-import type { ListTasksRequest, ListTasksResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
+import { type ListTasksRequest, ListTasksResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
 import { invalidArgument } from '../errors.js';
 import { quote, validateName } from '../model/validation.js';
 import type { TaskRecord } from '../model/task.js';
@@ -38,16 +38,53 @@ export function takeWithinBound(records: readonly TaskRecord[], toWire: (record:
   return taken;
 }
 
-/** Encoded sizes of wire tasks, which taskToWire shares while their record is unchanged. */
-const sizes = new WeakMap<Task, number>();
+/**
+ * Encodings of wire tasks, which taskToWire shares while their record is
+ * unchanged: a task is encoded once per change, both to measure a page and to
+ * send it (encodeListTasksResponse).
+ */
+const encodings = new WeakMap<Task, Uint8Array>();
 
-function encodedSize(task: Task): number {
-  let size = sizes.get(task);
-  if (size === undefined) {
-    size = Task.encode(task).finish().length;
-    sizes.set(task, size);
+function encodedTask(task: Task): Uint8Array {
+  let bytes = encodings.get(task);
+  if (bytes === undefined) {
+    bytes = Task.encode(task).finish();
+    encodings.set(task, bytes);
   }
-  return size;
+  return bytes;
+}
+
+const encodedSize = (task: Task): number => encodedTask(task).length;
+
+/**
+ * The bytes of a ListTasksResponse, made of its tasks' cached encodings: the
+ * same message ListTasksResponse.encode makes (a repeated field may be
+ * written in any order relative to the others), without encoding every task
+ * of every page again on every call.
+ */
+export function encodeListTasksResponse(response: ListTasksResponse): Buffer {
+  const parts: Uint8Array[] = [];
+  for (const task of response.tasks) {
+    const bytes = encodedTask(task);
+    parts.push(fieldHeader(TASKS_FIELD, bytes.length), bytes);
+  }
+  parts.push(ListTasksResponse.encode({ tasks: [], nextPageToken: response.nextPageToken }).finish());
+  return Buffer.concat(parts);
+}
+
+/** `repeated Task tasks = 1` in ListTasksResponse. */
+const TASKS_FIELD = 1;
+
+/** A length-delimited field's tag and length (protobuf wire type 2). */
+function fieldHeader(field: number, length: number): Uint8Array {
+  const bytes = [(field << 3) | 2];
+  let rest = length;
+  while (rest >= 0x80) {
+    bytes.push((rest & 0x7f) | 0x80);
+    rest >>>= 7;
+  }
+  bytes.push(rest);
+  return Uint8Array.from(bytes);
 }
 
 /** One element of `repeated Task tasks = 1`: a one-byte tag, the length as a varint, the message. */

@@ -12,6 +12,7 @@ import { packageRoot } from '../util/package-root.js';
 import type { Security } from '../security.js';
 import { bearerTokenInterceptor, serverCredentials } from './auth.js';
 import { rejectMalformedRequests, withTolerantDecoding } from './malformed.js';
+import { encodeListTasksResponse } from './paging.js';
 import { addReflection } from './reflection.js';
 import { taskExecutorService } from './task-service.js';
 
@@ -43,7 +44,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       rejectMalformedRequests,
     ],
   });
-  server.addService(withTolerantDecoding(TaskExecutorServiceService), taskExecutorService(manager, log));
+  const tolerant = withTolerantDecoding(TaskExecutorServiceService);
+  // Lists are sent from the tasks' cached encodings (see paging.ts).
+  const service = { ...tolerant, listTasks: { ...tolerant.listTasks, responseSerialize: encodeListTasksResponse } };
+  server.addService(service, taskExecutorService(manager, log));
 
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   health.addToServer(server);
