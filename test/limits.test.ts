@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import pino from 'pino';
 import { StatsRequest, type StatsResponse } from '../gen/taskexecutor/v1/task_executor_service.js';
-import { CGROUP_ROOT_ENV, CgroupDriver, detectLayout, layoutFromProc, scopeOf } from '../src/runtime/cgroups/index.js';
+import { CgroupManager, detectLayout, layoutFromProc, scopeOf } from '../src/runtime/cgroups/index.js';
 import { clockTicks, readStat } from '../src/runtime/process/procfs.js';
 import { shell, startTestExecutor, stateOf, tempDir, terminated, type TestExecutor } from './support/executor.js';
 import { isAlive } from './support/processes.js';
@@ -97,12 +97,12 @@ async function deleteAndWait(te: TestExecutor, name: string) {
 }
 
 /** Existing cgroup directories of an executor's data dir, in every hierarchy. */
-function scopeDirsLeft(dataDir: string, driver = new CgroupDriver({ log: silent })): string[] {
+function scopeDirsLeft(dataDir: string, driver = new CgroupManager({ log: silent })): string[] {
   return driver.scopeDirs(scopeOf(dataDir)).filter((dir) => existsSync(dir));
 }
 
 /** Test hygiene: kills whatever is left in the executor's task cgroups, then removes them. */
-async function removeScope(dataDir: string, driver = new CgroupDriver({ log: silent })): Promise<void> {
+async function removeScope(dataDir: string, driver = new CgroupManager({ log: silent })): Promise<void> {
   for (const dir of scopeDirsLeft(dataDir, driver)) {
     for (const leaf of readdirSync(dir, { withFileTypes: true })) {
       if (!leaf.isDirectory()) continue;
@@ -119,17 +119,6 @@ async function removeScope(dataDir: string, driver = new CgroupDriver({ log: sil
     await driver.sweep(scopeOf(dataDir), () => false);
     return scopeDirsLeft(dataDir, driver).length === 0;
   }).catch(() => undefined);
-}
-
-async function withCgroupRoot<T>(root: string, start: () => Promise<T>): Promise<T> {
-  const previous = process.env[CGROUP_ROOT_ENV];
-  process.env[CGROUP_ROOT_ENV] = root;
-  try {
-    return await start();
-  } finally {
-    if (previous === undefined) delete process.env[CGROUP_ROOT_ENV];
-    else process.env[CGROUP_ROOT_ENV] = previous;
-  }
 }
 
 describe('resource limits through cgroups', { skip: !cgroupsUsable && 'needs root and a cgroup filesystem' }, () => {
@@ -269,7 +258,7 @@ describe('after an executor restart', { skip: !cgroupsUsable && 'needs root and 
 describe('without usable cgroups', () => {
   let te: TestExecutor;
   before(async () => {
-    te = await withCgroupRoot('/nonexistent/cgroup-root', () => startTestExecutor({ stopGraceMs: 500 }));
+    te = await startTestExecutor({ stopGraceMs: 500, cgroupRoot: '/nonexistent/cgroup-root' });
   });
   after(async () => te.close());
 
@@ -315,9 +304,9 @@ describe('on a cgroup v2 hierarchy', { skip: !hybridUnified && 'needs root and t
   // cgroup.procs and cpu.stat, and a true test of the "controller not available" warning.
   let te: TestExecutor;
   const scratch = tempDir('te-limits-v2-');
-  const driver = () => new CgroupDriver({ root: UNIFIED, log: silent });
+  const driver = () => new CgroupManager({ root: UNIFIED, log: silent });
   before(async () => {
-    te = await withCgroupRoot(UNIFIED, () => startTestExecutor({ stopGraceMs: 500 }));
+    te = await startTestExecutor({ stopGraceMs: 500, cgroupRoot: UNIFIED });
   });
   after(async () => {
     await te.close();
