@@ -18,6 +18,7 @@ import type { Logger } from 'pino';
 import type { Resources } from '../../model/task.js';
 import { type CgroupHierarchy, type LimitKind, requestedLimits } from './hierarchy.js';
 import { detectLayout } from './layout.js';
+import { SingleFlight } from './single-flight.js';
 import { allCgroupPids, type CgroupUsage, procsFiles, removeCgroup, removeDir, type TaskCgroup } from './task-cgroup.js';
 import { V1Hierarchy } from './v1.js';
 import { V2Hierarchy } from './v2.js';
@@ -45,6 +46,12 @@ const LABEL: Record<LimitKind, string> = { memoryBytes: 'memory', cpuMillicores:
 const KILL_TIMEOUT_MS = 5000;
 const SCOPE_PATTERN = /^[0-9a-f]{12}$/;
 
+interface ScopeSweeps {
+  flight: SingleFlight;
+  /** The latest caller's: whether a task of the scope still exists. */
+  isLive: (taskName: string) => boolean;
+}
+
 /** The scope of one executor instance: a short hash of its data dir. */
 export function scopeOf(dataDir: string): string {
   return createHash('sha256').update(resolve(dataDir)).digest('hex').slice(0, 12);
@@ -57,6 +64,7 @@ export class CgroupManager {
   private readonly v1: V1Hierarchy;
   private readonly v2: V2Hierarchy;
   private readonly log: Logger;
+  private readonly sweeps = new Map<string, ScopeSweeps>();
 
   constructor(options: CgroupManagerOptions) {
     this.log = options.log;
@@ -132,9 +140,23 @@ export class CgroupManager {
   /**
    * Removes the empty cgroups of a scope whose task is gone (`isLive` false),
    * then the scope itself when nothing is left in it. Cgroups that still hold
-   * processes are left alone.
+   * processes are left alone. Resolves after a sweep that began after this
+   * call; concurrent calls for one scope share sweeps (a mass delete of N
+   * tasks costs a handful, not N, each reading N entries), so the callers of
+   * one scope must pass equivalent predicates: a sweep uses the latest.
    */
-  async sweep(scope: string, isLive: (taskName: string) => boolean): Promise<void> {
+  sweep(scope: string, isLive: (taskName: string) => boolean): Promise<void> {
+    let sweeps = this.sweeps.get(scope);
+    if (!sweeps) {
+      const created: ScopeSweeps = { isLive, flight: new SingleFlight(() => this.sweepOnce(scope, created.isLive)) };
+      sweeps = created;
+      this.sweeps.set(scope, sweeps);
+    }
+    sweeps.isLive = isLive;
+    return sweeps.flight.run();
+  }
+
+  private async sweepOnce(scope: string, isLive: (taskName: string) => boolean): Promise<void> {
     for (const scopeDir of this.scopeDirs(scope)) {
       let entries;
       try {
