@@ -10,7 +10,7 @@ import { describeAccess, isAuthenticated, loadSecurity, metricsAccess, type Secu
 import { TaskManager } from './manager/task-manager.js';
 import { Metrics } from './metrics/metrics.js';
 import { startMetricsServer } from './metrics/metrics-server.js';
-import { CgroupDriver } from './runtime/cgroups/index.js';
+import { CgroupManager } from './runtime/cgroups/index.js';
 import { type ContainerRuntime, startContainerRuntime } from './runtime/container/container-runtime.js';
 import { ProcessRuntime } from './runtime/process/process-runtime.js';
 import { RuntimeRegistry } from './runtime/registry.js';
@@ -57,6 +57,8 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
     }
   }
   const store = new TaskStore(dataDir, log.child({ component: 'store' }));
+  // Per-task cgroups: the hierarchy --cgroup-root names, or the one this host mounts ("off": none).
+  const cgroups = new CgroupManager({ root: config.cgroupRoot || undefined, log: log.child({ component: 'cgroups' }) });
   const runtimes = new RuntimeRegistry(
     [
       // In sidecar mode, new process tasks go to the sidecar backend, which wraps this runtime.
@@ -65,7 +67,7 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
         logMaxBytes: config.logMaxBytes,
         logMaxFiles: config.logMaxFiles,
         log: log.child({ component: 'process-runtime' }),
-        cgroups: new CgroupDriver({ root: config.cgroupRoot || undefined, log: log.child({ component: 'cgroups' }) }),
+        cgroups,
       })),
       ...(containers ? [containers] : []),
     ],

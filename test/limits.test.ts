@@ -2,6 +2,7 @@
 // a stop, against a real executor and real processes. The cgroup tests need
 // root and a cgroup filesystem (CI has both); elsewhere they are skipped.
 import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import pino from 'pino';
 import { StatsRequest, type StatsResponse } from '../gen/taskexecutor/v1/task_executor_service.js';
-import { CGROUP_ROOT_ENV, CgroupDriver, detectLayout, layoutFromProc, scopeOf } from '../src/runtime/cgroups/index.js';
+import { CgroupManager, detectLayout, layoutFromProc, scopeOf } from '../src/runtime/cgroups/index.js';
 import { clockTicks, readStat } from '../src/runtime/process/procfs.js';
 import { shell, startTestExecutor, stateOf, tempDir, terminated, type TestExecutor } from './support/executor.js';
 import { isAlive } from './support/processes.js';
@@ -20,7 +21,6 @@ const MiB = 1024 * 1024;
 const isRoot = process.getuid?.() === 0;
 const cgroupsUsable = isRoot && detectLayout().version !== 0;
 const UNIFIED = '/sys/fs/cgroup/unified';
-const hybridUnified = isRoot && existsSync(join(UNIFIED, 'cgroup.controllers')) && detectLayout().version === 1;
 const silent = pino({ level: 'silent' });
 
 interface Received {
@@ -97,16 +97,17 @@ async function deleteAndWait(te: TestExecutor, name: string) {
 }
 
 /** Existing cgroup directories of an executor's data dir, in every hierarchy. */
-function scopeDirsLeft(dataDir: string, driver = new CgroupDriver({ log: silent })): string[] {
-  return driver.scopeDirs(scopeOf(dataDir)).filter((dir) => existsSync(dir));
+function scopeDirsLeft(dataDir: string, cgroups = new CgroupManager({ log: silent })): string[] {
+  return cgroups.scopeDirs(scopeOf(dataDir)).filter((dir) => existsSync(dir));
 }
 
 /** Test hygiene: kills whatever is left in the executor's task cgroups, then removes them. */
-async function removeScope(dataDir: string, driver = new CgroupDriver({ log: silent })): Promise<void> {
-  for (const dir of scopeDirsLeft(dataDir, driver)) {
-    for (const leaf of readdirSync(dir, { withFileTypes: true })) {
-      if (!leaf.isDirectory()) continue;
-      for (const pid of readFileSync(join(dir, leaf.name, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
+async function removeScope(dataDir: string, cgroups = new CgroupManager({ log: silent })): Promise<void> {
+  for (const dir of scopeDirsLeft(dataDir, cgroups)) {
+    // Every cgroup.procs below the scope: task cgroups and the cgroups tasks nested in them.
+    const procsFiles = (readdirSync(dir, { recursive: true }) as string[]).filter((path) => path.endsWith('cgroup.procs'));
+    for (const file of procsFiles) {
+      for (const pid of readFileSync(join(dir, file), 'utf8').split('\n').filter(Boolean)) {
         try {
           process.kill(Number(pid), 'SIGKILL');
         } catch {
@@ -116,20 +117,9 @@ async function removeScope(dataDir: string, driver = new CgroupDriver({ log: sil
     }
   }
   await waitFor('the cgroups to empty', async () => {
-    await driver.sweep(scopeOf(dataDir), () => false);
-    return scopeDirsLeft(dataDir, driver).length === 0;
+    await cgroups.sweep(scopeOf(dataDir), () => false);
+    return scopeDirsLeft(dataDir, cgroups).length === 0;
   }).catch(() => undefined);
-}
-
-async function withCgroupRoot<T>(root: string, start: () => Promise<T>): Promise<T> {
-  const previous = process.env[CGROUP_ROOT_ENV];
-  process.env[CGROUP_ROOT_ENV] = root;
-  try {
-    return await start();
-  } finally {
-    if (previous === undefined) delete process.env[CGROUP_ROOT_ENV];
-    else process.env[CGROUP_ROOT_ENV] = previous;
-  }
 }
 
 describe('resource limits through cgroups', { skip: !cgroupsUsable && 'needs root and a cgroup filesystem' }, () => {
@@ -212,6 +202,30 @@ describe('resource limits through cgroups', { skip: !cgroupsUsable && 'needs roo
     await waitFor('the daemon to be killed', () => !isAlive(daemon), { timeoutMs: 5000 });
   });
 
+  test('delete kills a daemon that moved into cgroups nested in the task cgroups, and removes them all', async () => {
+    const daemonPid = join(scratch, 'nested.pid');
+    const escape = join(scratch, 'escape-v1.sh');
+    // In every hierarchy of the task's cgroup (the lines naming the executor's subtree in
+    // /proc/self/cgroup), into a cgroup nested in it: out of each task cgroup.procs.
+    writeFileSync(
+      escape,
+      'grep task-executor /proc/self/cgroup | while IFS=: read -r _ controllers path; do\n' +
+        '  mkdir "/sys/fs/cgroup/$controllers$path/escaped" && echo $$ > "/sys/fs/cgroup/$controllers$path/escaped/cgroup.procs" || exit 1\n' +
+        'done || exit 1\ntrap "" TERM\necho $$ > "$1"\nwhile :; do sleep 1; done\n',
+    );
+    await te.api.createTask({ task: shell('nested-daemon', `(setsid sh ${escape} ${daemonPid} </dev/null >/dev/null 2>&1 &); exec sleep 1000`) });
+    const daemon = await waitFor('the daemon to start', () => readPid(daemonPid));
+    const leaves = scopeDirsLeft(te.dataDir).map((dir) => join(dir, 'nested-daemon'));
+    assert.ok(leaves.length > 0);
+    for (const leaf of leaves) assert.ok(readFileSync(join(leaf, 'escaped', 'cgroup.procs'), 'utf8').split('\n').includes(String(daemon)), leaf);
+    const { shimPid } = startRecord(te, 'nested-daemon');
+    process.kill(shimPid, 'SIGKILL');
+    await waitFor('the shim to die', () => !isAlive(shimPid));
+    await deleteAndWait(te, 'nested-daemon');
+    await waitFor('the daemon to be killed', () => !isAlive(daemon), { timeoutMs: 5000 });
+    assert.deepEqual(leaves.filter((leaf) => existsSync(leaf)), []);
+  });
+
   test('deleting a task that already exited keeps the processes it left running, and their cgroup', async () => {
     const pidFile = join(scratch, 'background.pid');
     await te.api.createTask({ task: shell('bootstrap', `sleep 1000 >/dev/null 2>&1 & echo $! > ${pidFile}`) });
@@ -269,7 +283,7 @@ describe('after an executor restart', { skip: !cgroupsUsable && 'needs root and 
 describe('without usable cgroups', () => {
   let te: TestExecutor;
   before(async () => {
-    te = await withCgroupRoot('/nonexistent/cgroup-root', () => startTestExecutor({ stopGraceMs: 500 }));
+    te = await startTestExecutor({ stopGraceMs: 500, cgroupRoot: '/nonexistent/cgroup-root' });
   });
   after(async () => te.close());
 
@@ -310,46 +324,150 @@ describe('without usable cgroups', () => {
   });
 });
 
-describe('on a cgroup v2 hierarchy', { skip: !hybridUnified && 'needs root and the hybrid cgroup2 mount at /sys/fs/cgroup/unified' }, () => {
-  // The hybrid host's cgroup2 mount has no controllers: enough for cgroup.kill,
-  // cgroup.procs and cpu.stat, and a true test of the "controller not available" warning.
+/**
+ * A cgroup2 hierarchy to test the v2 implementation on, whatever this host
+ * boots: the one mounted beside v1 (hybrid), the unified /sys/fs/cgroup, or,
+ * when neither is mounted, a fresh `mount -t cgroup2` (the same hierarchy).
+ */
+function cgroup2Hierarchy(): { path: string; release(): void } {
+  for (const path of [UNIFIED, '/sys/fs/cgroup']) {
+    if (existsSync(join(path, 'cgroup.controllers'))) return { path, release: () => undefined };
+  }
+  const path = tempDir('te-cgroup2-');
+  try {
+    execFileSync('mount', ['-t', 'cgroup2', 'cgroup2', path], { stdio: 'pipe' });
+  } catch (error) {
+    const stderr = (error as { stderr?: Buffer }).stderr?.toString().trim();
+    assert.fail(`no cgroup2 hierarchy is mounted and mounting one at ${path} failed (${stderr || String(error)}): the v2 tests need root and a kernel with cgroup2`);
+  }
+  return { path, release: () => execFileSync('umount', [path]) };
+}
+
+const cgroupEvents = (dir: string) => {
+  const events = new Map<string, number>();
+  for (const line of readFileSync(join(dir, 'cgroup.events'), 'utf8').split('\n')) {
+    const [key, value] = line.split(' ');
+    if (key && value) events.set(key, Number(value));
+  }
+  return events;
+};
+const procsOf = (dir: string) => readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+
+describe('on a cgroup v2 hierarchy', { skip: !isRoot && 'needs root to create cgroups (and to mount cgroup2 where it is not mounted)' }, () => {
+  // On a host that boots cgroup v1 the cgroup2 hierarchy has no v1-bound controller
+  // (memory, cpu, io, pids): enough for membership, cgroup.events, cgroup.kill,
+  // cgroup.freeze and cpu.stat, and a true test of the "controller not available" warning.
   let te: TestExecutor;
+  let hierarchy: { path: string; release(): void };
+  let controllers: Set<string>;
   const scratch = tempDir('te-limits-v2-');
-  const driver = () => new CgroupDriver({ root: UNIFIED, log: silent });
+  const cgroupsOn = () => new CgroupManager({ root: hierarchy.path, log: silent });
+  const leafOf = (name: string) => join(cgroupsOn().scopeDirs(scopeOf(te.dataDir))[0]!, name);
   before(async () => {
-    te = await withCgroupRoot(UNIFIED, () => startTestExecutor({ stopGraceMs: 500 }));
+    hierarchy = cgroup2Hierarchy();
+    controllers = new Set(readFileSync(join(hierarchy.path, 'cgroup.controllers'), 'utf8').trim().split(/\s+/));
+    te = await startTestExecutor({ stopGraceMs: 500, cgroupRoot: hierarchy.path });
   });
   after(async () => {
-    await te.close();
-    await removeScope(te.dataDir, driver());
+    await te?.close();
+    if (te) await removeScope(te.dataDir, cgroupsOn());
+    hierarchy?.release();
   });
 
-  test('a limit whose controller is not enabled is reported, and the task runs in its own cgroup', async () => {
-    const { task } = await te.api.createTask({ task: shell('v2-task', 'while :; do :; done', {}, { resources: { memoryBytes: 64 * MiB } }) });
+  test('a task and the daemon it setsid-ed are members of its cgroup, which cgroup.events reports populated', async () => {
+    const daemonPid = join(scratch, 'member.pid');
+    const script = `(setsid sh -c 'echo $$ > ${daemonPid}; exec sleep 1000' </dev/null >/dev/null 2>&1 &); while :; do :; done`;
+    const { task } = await te.api.createTask({ task: shell('v2-task', script, {}, { resources: { memoryBytes: 64 * MiB } }) });
     assert.equal(stateOf(task)?.$case, 'running');
-    assert.equal(task?.status?.warnings.length, 1);
-    assert.match(task!.status!.warnings[0]!, /^resource limits not enforced: cgroup memory controller is not available/);
-    const leaf = join(driver().scopeDirs(scopeOf(te.dataDir))[0]!, 'v2-task');
+    const leaf = leafOf('v2-task');
+    if (controllers.has('memory')) {
+      assert.deepEqual(task?.status?.warnings, []);
+      assert.equal(readFileSync(join(leaf, 'memory.max'), 'utf8').trim(), String(64 * MiB));
+    } else {
+      assert.equal(task?.status?.warnings.length, 1);
+      assert.match(task!.status!.warnings[0]!, /^resource limits not enforced: cgroup memory controller is not available/);
+    }
     const { pid } = startRecord(te, 'v2-task');
-    assert.ok(readFileSync(join(leaf, 'cgroup.procs'), 'utf8').split('\n').includes(String(pid)));
+    const daemon = await waitFor('the daemon to start', () => readPid(daemonPid));
+    const members = procsOf(leaf);
+    assert.ok(members.includes(pid) && members.includes(daemon), `${pid} and ${daemon} in ${members.join(' ')}`);
+    assert.equal(cgroupEvents(leaf).get('populated'), 1);
     const { messages } = await collectStats(te, { name: 'v2-task', oneShot: true });
     assert.ok(messages[0]?.cpu?.usageNanoseconds! > 0, 'cpu.stat usage_usec is read');
     assert.ok(messages[0]?.cpu?.usagePercent! > 0, 'a busy loop uses CPU');
     await deleteAndWait(te, 'v2-task');
+    assert.equal(isAlive(daemon), false);
     assert.equal(existsSync(leaf), false);
   });
 
-  test('delete kills an escaped daemon with cgroup.kill', async () => {
-    const daemonPid = join(scratch, 'daemon.pid');
+  test('a stopped task leaves its cgroup unpopulated, and the delete removes it', async () => {
+    const daemonPid = join(scratch, 'stopped.pid');
     const script = `(setsid sh -c 'trap "" TERM; echo $$ > ${daemonPid}; while :; do sleep 1; done' </dev/null >/dev/null 2>&1 &); exec sleep 1000`;
+    await te.api.createTask({ task: shell('v2-timeout', script, { timeoutSeconds: 1 }) });
+    const daemon = await waitFor('the daemon to start', () => readPid(daemonPid));
+    const end = await endOf(te, 'v2-timeout');
+    assert.equal(end.reason, 'TaskTimeout');
+    // The task ends when its main process does; the stop kills what is left after the grace period.
+    await waitFor('the SIGTERM-ignoring daemon to be killed', () => !isAlive(daemon), { timeoutMs: 5000 });
+    const leaf = leafOf('v2-timeout');
+    await waitFor('cgroup.events to say unpopulated', () => cgroupEvents(leaf).get('populated') === 0);
+    assert.equal(existsSync(leaf), true, 'the cgroup stays until the task is deleted');
+    await deleteAndWait(te, 'v2-timeout');
+    assert.equal(existsSync(leaf), false);
+  });
+
+  test('delete kills with cgroup.kill a setsid-ed daemon that moved into a cgroup nested in the task cgroup, and removes both', async () => {
+    const daemonPid = join(scratch, 'nested.pid');
+    const escape = join(scratch, 'escape.sh');
+    // Out of the task's cgroup.procs, its process group and (once the shim is killed) any tree:
+    // only a kill of the whole cgroup subtree reaches it.
+    writeFileSync(
+      escape,
+      'leaf="$2$(sed -n "s/^0:://p" /proc/self/cgroup)"\n' +
+        'mkdir "$leaf/escaped" && echo $$ > "$leaf/escaped/cgroup.procs" || exit 1\n' +
+        'trap "" TERM\necho $$ > "$1"\nwhile :; do sleep 1; done\n',
+    );
+    const script = `(setsid sh ${escape} ${daemonPid} ${hierarchy.path} </dev/null >/dev/null 2>&1 &); exec sleep 1000`;
     await te.api.createTask({ task: shell('v2-daemon', script) });
     const daemon = await waitFor('the daemon to start', () => readPid(daemonPid));
+    const leaf = leafOf('v2-daemon');
+    assert.ok(procsOf(join(leaf, 'escaped')).includes(daemon));
+    assert.equal(procsOf(leaf).includes(daemon), false);
     const { shimPid } = startRecord(te, 'v2-daemon');
     process.kill(shimPid, 'SIGKILL');
     await waitFor('the shim to die', () => !isAlive(shimPid));
     await deleteAndWait(te, 'v2-daemon');
     await waitFor('the daemon to be killed', () => !isAlive(daemon), { timeoutMs: 5000 });
-    assert.deepEqual(scopeDirsLeft(te.dataDir, driver()), []);
+    assert.equal(existsSync(leaf), false, 'the task cgroup and the nested one are removed');
+    assert.deepEqual(scopeDirsLeft(te.dataDir, cgroupsOn()), []);
+  });
+
+  test('the service on v2: a cgroup is created, lists its members, is killed with its setsid-ed tree, and removed', async () => {
+    const cgroups = cgroupsOn();
+    const scope = scopeOf(scratch);
+    const { cgroup, warnings } = cgroups.create(scope, 'direct', undefined);
+    assert.deepEqual(warnings, []);
+    assert.equal(cgroup?.version, 2);
+    const leaf = cgroup!.dirs.unified!;
+    // Joins the cgroup first, then starts two setsid-ed sessions (one with a child of its own).
+    const shell = spawn('sh', ['-c', 'echo $$ > "$1/cgroup.procs"; setsid sleep 1000 & setsid sh -c "sleep 1000 & wait" & wait', 'sh', leaf], {
+      detached: true,
+      stdio: 'ignore',
+    });
+    const members = await waitFor('four processes in the cgroup', () => cgroups.pids(cgroup!)?.length === 4 && cgroups.pids(cgroup!)!);
+    assert.ok(members.includes(shell.pid!));
+    const groups = new Set(members.map((pid) => readStat(pid)?.pgid));
+    assert.equal(groups.size, 3, 'the shell and two setsid-ed sessions: no process group holds the tree');
+    assert.equal(cgroupEvents(leaf).get('populated'), 1);
+    assert.ok(cgroups.usage(cgroup!).cpuNanoseconds! > 0, 'cpu.stat usage_usec');
+    assert.equal(cgroups.oomKills(cgroup!), controllers.has('memory') ? 0 : undefined);
+    assert.equal(await cgroups.kill(cgroup!), true);
+    assert.equal(cgroupEvents(leaf).get('populated'), 0);
+    assert.deepEqual(members.filter(isAlive), []);
+    assert.deepEqual(await cgroups.remove(cgroup!), { busy: [] });
+    assert.equal(existsSync(leaf), false);
+    await cgroups.sweep(scope, () => false);
+    assert.deepEqual(cgroups.scopeDirs(scope).filter(existsSync), []);
   });
 });
 

@@ -21,7 +21,7 @@ import { ContainerSpec, ProcessSpec, type Task, TaskSpec } from '../../gen/taske
 import { startExecutor, type Executor } from '../../src/app.js';
 import { type Config, parseConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
-import { CgroupDriver, scopeOf } from '../../src/runtime/cgroups/index.js';
+import { CgroupManager, scopeOf } from '../../src/runtime/cgroups/index.js';
 import { killTaskTrees } from './processes.js';
 
 export interface TestExecutor {
@@ -112,7 +112,7 @@ export async function startTestExecutor(overrides: Partial<Config> = {}, dataDir
       await stop();
       killTaskTrees(dataDir);
       // The tasks' cgroups are empty now; remove them like a delete would.
-      await new CgroupDriver({ root: config.cgroupRoot || undefined, log: createLogger('silent') }).sweep(scopeOf(dataDir), () => false);
+      await new CgroupManager({ root: config.cgroupRoot || undefined, log: createLogger('silent') }).sweep(scopeOf(dataDir), () => false);
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

@@ -1,5 +1,5 @@
 // How what the shim recorded (or could not record) reads as an Observation.
-import { oomKillCount } from '../cgroups/index.js';
+import type { CgroupManager } from '../cgroups/index.js';
 import type { Observation } from '../runtime.js';
 import type { ShimHandle } from './shim-handle.js';
 import { type ExitRecord, type ExitRecordRead, exitRecordPath, ProcessReason } from './shim-protocol.js';
@@ -12,7 +12,11 @@ export interface HeldExit extends ExitRecord {
 /** Reported for a task whose exit status is unknown (as the manager does for a lost one). */
 const UNKNOWN_EXIT_CODE = 137;
 
-export function exitObservation(handle: Pick<ShimHandle, 'dir'> & Partial<ShimHandle>, exit: ExitRecord): Observation {
+export function exitObservation(
+  handle: Pick<ShimHandle, 'dir'> & Partial<ShimHandle>,
+  exit: ExitRecord,
+  cgroups: Pick<CgroupManager, 'oomKills'>,
+): Observation {
   if (exit.startError !== undefined) {
     return {
       state: 'exited',
@@ -32,7 +36,7 @@ export function exitObservation(handle: Pick<ShimHandle, 'dir'> & Partial<ShimHa
   };
   // SIGKILLed (directly, or a shell reporting its last command's 128+9) while
   // the kernel's OOM killer was at work in the task's memory cgroup.
-  if (exit.exitCode === 137 && handle.cgroup && (oomKillCount(handle.cgroup) ?? 0) > 0) {
+  if (exit.exitCode === 137 && handle.cgroup && (cgroups.oomKills(handle.cgroup) ?? 0) > 0) {
     const limit = handle.cgroup.limits?.memoryBytes;
     return {
       ...observation,
@@ -44,8 +48,8 @@ export function exitObservation(handle: Pick<ShimHandle, 'dir'> & Partial<ShimHa
 }
 
 /** The real exit status, known only from the shim's event: exit.json could not be written. */
-export function heldObservation(handle: ShimHandle, held: HeldExit): Observation {
-  const observation = exitObservation(handle, held);
+export function heldObservation(handle: ShimHandle, held: HeldExit, cgroups: Pick<CgroupManager, 'oomKills'>): Observation {
+  const observation = exitObservation(handle, held, cgroups);
   if (observation.state !== 'exited' || observation.reason !== undefined) return observation;
   const message = `the exit status comes from the task's supervisor, which ${held.recordError.replace(/^cannot/, 'could not')} (is the data dir full?) and keeps retrying`;
   return { ...observation, message };

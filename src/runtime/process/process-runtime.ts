@@ -16,7 +16,7 @@ import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import type { Logger } from 'pino';
 import type { ProcessSpec, TaskSpec } from '../../model/task.js';
-import { CgroupDriver, cgroupPids, killCgroup, procsFiles, readCgroupUsage, removeCgroup, scopeOf, type TaskCgroup } from '../cgroups/index.js';
+import { type CgroupManager, scopeOf, type TaskCgroup } from '../cgroups/index.js';
 import type {
   LogLocation,
   Observation,
@@ -46,8 +46,8 @@ export interface ProcessRuntimeOptions {
   /** Turns a spec into the argv the shim runs (the sidecar backend wraps it in nsenter). */
   command?: (spec: ProcessSpec) => string[];
   name?: string;
-  /** Per-task cgroups; default: detected (TASK_EXECUTOR_CGROUP_ROOT overrides, "off" disables). */
-  cgroups?: CgroupDriver;
+  /** The per-task cgroup service (app.ts creates it). */
+  cgroups: CgroupManager;
 }
 
 const POLL_MS = 25;
@@ -67,7 +67,7 @@ export class ProcessRuntime implements TaskRuntime {
   private readonly listeners = new Map<number, Set<() => void>>();
   /** By task dir: exit statuses learned from a shim's events that it could not write to disk. */
   private readonly held = new Map<string, HeldExit>();
-  private readonly cgroups: CgroupDriver;
+  readonly cgroups: CgroupManager;
   /** Scopes (data dirs) whose leftover cgroups were swept since this runtime started. */
   private readonly swept = new Set<string>();
 
@@ -76,7 +76,7 @@ export class ProcessRuntime implements TaskRuntime {
     if (!existsSync(options.shimPath)) {
       throw new Error(`task-shim not found at ${options.shimPath}: run "npm run build:shim" (needs a C compiler)`);
     }
-    this.cgroups = options.cgroups ?? CgroupDriver.fromEnvironment(options.log);
+    this.cgroups = options.cgroups;
     options.log.info(this.cgroups.describe(), 'task cgroups');
   }
 
@@ -104,14 +104,14 @@ export class ProcessRuntime implements TaskRuntime {
     }
     const { cgroup, warnings } = this.cgroups.create(scope, request.name, request.spec.resources);
     if (warnings.length > 0) this.options.log.warn({ task: request.name, warnings }, 'task runs without some of the limits it asked for');
-    for (const file of cgroup ? procsFiles(cgroup) : []) args.push('--cgroup-procs', file);
+    for (const file of cgroup ? this.cgroups.procsFiles(cgroup) : []) args.push('--cgroup-procs', file);
     args.push('--', ...argv);
     try {
       const started = await this.launch(request, args, spec, cgroup);
-      if (started.observation.state !== 'running' && cgroup) await removeCgroup(cgroup);
+      if (started.observation.state !== 'running' && cgroup) await this.cgroups.remove(cgroup);
       return warnings.length > 0 ? { ...started, warnings } : started;
     } catch (error) {
-      if (cgroup) await removeCgroup(cgroup);
+      if (cgroup) await this.cgroups.remove(cgroup);
       throw error;
     }
   }
@@ -146,7 +146,7 @@ export class ProcessRuntime implements TaskRuntime {
     }
     const event = parseEvent(first);
     if (event?.event === 'start-failed') {
-      return { handle: { dir: request.taskDir }, observation: exitObservation({ dir: request.taskDir }, event) };
+      return { handle: { dir: request.taskDir }, observation: exitObservation({ dir: request.taskDir }, event, this.cgroups) };
     }
     if (event?.event !== 'started') {
       signalQuietly(shimPid, 'SIGKILL');
@@ -223,7 +223,7 @@ export class ProcessRuntime implements TaskRuntime {
     }
     const exit = await readExitRecord(dir);
     if (exit.state === 'absent') return undefined;
-    return { handle: { dir }, observation: exit.state === 'valid' ? exitObservation({ dir }, exit.record) : unreadableObservation(dir, exit) };
+    return { handle: { dir }, observation: exit.state === 'valid' ? exitObservation({ dir }, exit.record, this.cgroups) : unreadableObservation(dir, exit) };
   }
 
   /**
@@ -237,7 +237,7 @@ export class ProcessRuntime implements TaskRuntime {
     await Promise.all(shims.map(freeze));
     const start = await readStartRecord(taskDir);
     const running = start !== undefined && isSameProcessAlive(start.pid, start.startTime);
-    if (start && !killTree(handleFromStart(taskDir, start))) {
+    if (start && !killTree(handleFromStart(taskDir, start), this.cgroups)) {
       this.options.log.warn({ dir: taskDir }, 'processes of a task with an unreadable record survived 20 rounds of SIGKILL');
     }
     await Promise.all(shims.map(killShimTree));
@@ -247,9 +247,9 @@ export class ProcessRuntime implements TaskRuntime {
   async inspect(raw: RuntimeHandle): Promise<Observation> {
     const handle = raw as ShimHandle;
     const exit = await readExitRecord(handle.dir);
-    if (exit.state === 'valid') return exitObservation(handle, exit.record);
+    if (exit.state === 'valid') return exitObservation(handle, exit.record, this.cgroups);
     const held = this.held.get(handle.dir);
-    if (held) return heldObservation(handle, held);
+    if (held) return heldObservation(handle, held, this.cgroups);
     const running: Observation = { state: 'running', startedAt: handle.startedAt };
     const sameBoot = handle.pid !== undefined && handle.bootId === bootId();
     if (exit.state === 'unreadable') {
@@ -269,7 +269,7 @@ export class ProcessRuntime implements TaskRuntime {
     if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) return running;
     // The shim may have written the record and exited since the first read above.
     const last = await readExitRecord(handle.dir);
-    if (last.state === 'valid') return exitObservation(handle, last.record);
+    if (last.state === 'valid') return exitObservation(handle, last.record, this.cgroups);
     if (last.state === 'unreadable') return unreadableObservation(handle.dir, last);
     return {
       state: 'lost',
@@ -284,13 +284,13 @@ export class ProcessRuntime implements TaskRuntime {
     const exited = (await readExitRecord(handle.dir)).state === 'valid' || this.held.has(handle.dir);
     if (handle.pid === undefined || exited) return this.killLeftovers(handle);
     if (handle.bootId !== bootId()) return;
-    signalTree(handle, options.signal);
+    signalTree(handle, options.signal, this.cgroups);
     const deadline = Date.now() + options.graceMs;
-    while (Date.now() < deadline && treeAlive(handle)) await delay(GRACE_POLL_MS);
+    while (Date.now() < deadline && treeAlive(handle, this.cgroups)) await delay(GRACE_POLL_MS);
     this.killLeftovers(handle);
     // Whatever escaped both the process group and the shim's tree (e.g. a daemon
     // reparented elsewhere after the shim died) is still in the task's cgroup.
-    if (handle.cgroup && !(await killCgroup(handle.cgroup))) {
+    if (handle.cgroup && !(await this.cgroups.kill(handle.cgroup))) {
       this.options.log.warn({ cgroup: handle.cgroup.dirs }, "processes in a stopped task's cgroup survived SIGKILL");
     }
     await waitForExitRecord(handle.dir, () => isSameProcessAlive(handle.shimPid, handle.shimStartTime));
@@ -309,7 +309,7 @@ export class ProcessRuntime implements TaskRuntime {
       // Never kills: a task that ended may have left processes running on
       // purpose (the original's `bootstrap.sh &`); their cgroup then stays
       // until they are gone (a later sweep removes it).
-      const { busy } = await removeCgroup(handle.cgroup);
+      const { busy } = await this.cgroups.remove(handle.cgroup);
       if (busy.length > 0) this.options.log.debug({ cgroups: busy }, 'the task left processes running; keeping its cgroup until they exit');
     }
     if (handle.dir) {
@@ -334,8 +334,8 @@ export class ProcessRuntime implements TaskRuntime {
     const time = Date.now();
     if (handle.pgid === undefined || handle.bootId !== bootId()) return { time, pids: 0, rssBytes: 0 };
     const cgroup = handle.cgroup;
-    const usage = cgroup ? readCgroupUsage(cgroup) : {};
-    const pids = (cgroup && cgroupPids(cgroup)) ?? measuredTree(handle);
+    const usage = cgroup ? this.cgroups.usage(cgroup) : {};
+    const pids = (cgroup && this.cgroups.pids(cgroup)) ?? measuredTree(handle);
     const processes = sampleProcesses(pids);
     const sample: ResourceSample = {
       time,
@@ -387,7 +387,7 @@ export class ProcessRuntime implements TaskRuntime {
   }
 
   private killLeftovers(handle: ShimHandle): void {
-    if (!killTree(handle)) this.options.log.warn({ pgid: handle.pgid }, 'processes of a stopped task survived 20 rounds of SIGKILL');
+    if (!killTree(handle, this.cgroups)) this.options.log.warn({ pgid: handle.pgid }, 'processes of a stopped task survived 20 rounds of SIGKILL');
   }
 
 }

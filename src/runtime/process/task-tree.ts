@@ -1,7 +1,7 @@
 // A process task's tree: everything it started, found through its cgroup,
 // its process group and the shim (the subreaper of all its descendants), and
 // how to signal, kill and measure it.
-import { allCgroupPids } from '../cgroups/index.js';
+import type { CgroupManager } from '../cgroups/index.js';
 import {
   bootId,
   descendantsByChildren,
@@ -25,8 +25,8 @@ const STATS_TABLE_MAX_AGE_MS = 1000;
  * lists finds every descendant cheaply (many stops may run at once); once it
  * is gone, a /proc scan finds the process group and what the shim left.
  */
-export function treeMembers(handle: ShimHandle): number[] {
-  const members = new Set(handle.cgroup ? allCgroupPids(handle.cgroup) : []);
+export function treeMembers(handle: ShimHandle, cgroups: CgroupManager): number[] {
+  const members = new Set(handle.cgroup ? cgroups.allPids(handle.cgroup) : []);
   const viaShim = isSameProcessAlive(handle.shimPid, handle.shimStartTime) ? descendantsByChildren(handle.shimPid) : undefined;
   if (viaShim) {
     for (const pid of viaShim) members.add(pid);
@@ -65,27 +65,27 @@ export function measuredTree(handle: ShimHandle): number[] {
  * cached /proc scan. A wrong "gone" only ends the wait early: what is left is
  * then found by killTree's fresh scans.
  */
-export function treeAlive(handle: ShimHandle): boolean {
+export function treeAlive(handle: ShimHandle, cgroups: CgroupManager): boolean {
   if (isSameProcessAlive(handle.pid, handle.startTime)) return true;
   const viaShim = isSameProcessAlive(handle.shimPid, handle.shimStartTime) ? descendantsByChildren(handle.shimPid) : undefined;
   if (viaShim) return viaShim.length > 0;
-  if (handle.cgroup) return allCgroupPids(handle.cgroup).length > 0;
+  if (handle.cgroup) return cgroups.allPids(handle.cgroup).length > 0;
   return groupMembers(handle.pgid, recentProcessTable(GRACE_POLL_MS)).length > 0;
 }
 
-export function signalTree(handle: ShimHandle, signal: NodeJS.Signals): void {
+export function signalTree(handle: ShimHandle, signal: NodeJS.Signals, cgroups: CgroupManager): void {
   signalQuietly(-handle.pgid, signal);
-  for (const pid of treeMembers(handle)) signalQuietly(pid, signal);
+  for (const pid of treeMembers(handle, cgroups)) signalQuietly(pid, signal);
 }
 
 /**
  * SIGKILL until nothing of the tree is left (a forking tree may need a few
  * rounds); false when something survived 20 rounds.
  */
-export function killTree(handle: ShimHandle): boolean {
+export function killTree(handle: ShimHandle, cgroups: CgroupManager): boolean {
   if (handle.pgid === undefined || handle.bootId !== bootId()) return true;
   for (let round = 0; round < 20; round++) {
-    const members = treeMembers(handle);
+    const members = treeMembers(handle, cgroups);
     signalQuietly(-handle.pgid, 'SIGKILL');
     if (members.length === 0) return true;
     for (const pid of members) signalQuietly(pid, 'SIGKILL');

@@ -25,7 +25,6 @@ import { delimiter, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { EnvVar, ProcessSpec, TaskSpec } from '../../model/task.js';
 import type { ProcessRuntime, ShimHandle } from '../process/process-runtime.js';
-import { allCgroupPids } from '../cgroups/index.js';
 import { bootId, groupMembers, isSameProcessAlive, signalQuietly } from '../process/procfs.js';
 import type { LogLocation, Observation, ResourceSample, RuntimeHandle, Started, StartRequest, StopOptions, TaskRuntime } from '../runtime.js';
 import { type MainContainer, MainContainerLocator, TASK_MARKER_ENV } from './discovery.js';
@@ -273,7 +272,7 @@ export class SidecarRuntime implements TaskRuntime {
     for (const pid of groupMembers(handle.pgid)) if (alive(pid)) tree.set(pid, table.get(pid)!.ppid);
     // The task's cgroup, where it has one, also holds processes that left both the group and the
     // shim's tree: orphans adopted by the main container's PID 1 (setns does not change cgroups).
-    if (handle.cgroup) for (const pid of allCgroupPids(handle.cgroup)) if (alive(pid)) tree.set(pid, table.get(pid)!.ppid);
+    if (handle.cgroup) for (const pid of this.processes.cgroups.allPids(handle.cgroup)) if (alive(pid)) tree.set(pid, table.get(pid)!.ppid);
     tree.delete(handle.pid);
     tree.delete(handle.shimPid);
     return tree;

@@ -1,0 +1,238 @@
+// The cgroup service: one per executor, created in app.ts. It picks the
+// hierarchy this host uses (v1.ts or v2.ts, detected or given by
+// --cgroup-root), creates task cgroups with their limits and says in plain
+// words which limits it could not enforce, so the task can run without them
+// and its status can tell; it serves every later operation on a task's
+// cgroup through the implementation of the version the cgroup was created
+// with; it removes cgroups and sweeps the leftovers of deleted tasks.
+//
+// Layout: <parent>/<subtree>/<scope>/<task-name> in every hierarchy, where
+// <parent> is the executor's own cgroup (v2: or the hierarchy root when the own
+// cgroup cannot delegate controllers), <subtree> is "task-executor" and
+// <scope> is a short hash of the executor's data dir, so several executors on
+// one host (tests, per-user instances) never share or sweep each other's cgroups.
+import { createHash } from 'node:crypto';
+import { readdirSync, rmdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import type { Resources } from '../../model/task.js';
+import { type CgroupHierarchy, type LimitKind, requestedLimits } from './hierarchy.js';
+import { detectLayout } from './layout.js';
+import { SingleFlight } from './single-flight.js';
+import { allCgroupPids, type CgroupUsage, procsFiles, removeCgroup, removeDir, type TaskCgroup } from './task-cgroup.js';
+import { V1Hierarchy } from './v1.js';
+import { V2Hierarchy } from './v2.js';
+
+/** The environment variable behind --cgroup-root (config.ts): a directory laid out like /sys/fs/cgroup, or "off". */
+export const CGROUP_ROOT_ENV = 'TASK_EXECUTOR_CGROUP_ROOT';
+
+export interface CgroupManagerOptions {
+  /** A cgroup root laid out like /sys/fs/cgroup to use instead of detection; "off" disables cgroups. */
+  root?: string;
+  /** Name of the executor's subtree under its parent cgroup. */
+  subtree?: string;
+  log: Logger;
+}
+
+export interface CreatedCgroup {
+  /** Undefined when no hierarchy was usable. */
+  cgroup?: TaskCgroup;
+  /** What could not be done as asked, for Started.warnings. */
+  warnings: string[];
+}
+
+const LABEL: Record<LimitKind, string> = { memoryBytes: 'memory', cpuMillicores: 'cpu', pids: 'pids' };
+/** How long a kill waits for the cgroup to empty. */
+const KILL_TIMEOUT_MS = 5000;
+const SCOPE_PATTERN = /^[0-9a-f]{12}$/;
+
+interface ScopeSweeps {
+  flight: SingleFlight;
+  /** The latest caller's: whether a task of the scope still exists. */
+  isLive: (taskName: string) => boolean;
+}
+
+/** The scope of one executor instance: a short hash of its data dir. */
+export function scopeOf(dataDir: string): string {
+  return createHash('sha256').update(resolve(dataDir)).digest('hex').slice(0, 12);
+}
+
+export class CgroupManager {
+  /** The hierarchy new task cgroups are created in; undefined when none is usable (`unavailable` says why). */
+  private readonly active: CgroupHierarchy | undefined;
+  private readonly unavailable: string = '';
+  private readonly v1: V1Hierarchy;
+  private readonly v2: V2Hierarchy;
+  private readonly log: Logger;
+  private readonly sweeps = new Map<string, ScopeSweeps>();
+
+  constructor(options: CgroupManagerOptions) {
+    this.log = options.log;
+    const subtree = options.subtree ?? 'task-executor';
+    const layout = options.root === 'off' ? undefined : detectLayout(options.root);
+    this.v1 = new V1Hierarchy(layout?.version === 1 ? layout : undefined, subtree);
+    this.v2 = new V2Hierarchy(layout?.version === 2 ? layout : undefined, subtree, this.log);
+    if (layout?.version === 1) this.active = this.v1;
+    else if (layout?.version === 2) this.active = this.v2;
+    else this.unavailable = layout?.reason ?? 'cgroups are disabled (--cgroup-root off)';
+  }
+
+  /** For the startup log line. */
+  describe(): Record<string, unknown> {
+    return this.active?.describe() ?? { cgroups: 'none', reason: this.unavailable };
+  }
+
+  /** The directories holding one scope's task cgroups, one per hierarchy (existing or not). */
+  scopeDirs(scope: string): string[] {
+    return this.active?.scopeDirs(scope) ?? [];
+  }
+
+  /**
+   * Creates a fresh cgroup for a task (a leftover one of the same name is
+   * removed first, or, when it still has processes, a new name `<name>_<n>` is
+   * used) and applies the limits in `resources`; warnings say which it could not.
+   */
+  create(scope: string, name: string, resources: Resources | undefined): CreatedCgroup {
+    const requested = requestedLimits(resources);
+    if (!this.active) return { warnings: limitWarnings(requested, new Map(requested.map((kind) => [kind, this.unavailable]))) };
+    const { cgroup, unenforced, notes } = this.active.create(scope, name, resources);
+    return { cgroup, warnings: [...limitWarnings(requested, unenforced), ...notes] };
+  }
+
+  /** The cgroup.procs files the task-shim writes the task's pid into before exec. */
+  procsFiles(cgroup: TaskCgroup): string[] {
+    return procsFiles(cgroup);
+  }
+
+  /** Processes in the task's cgroup; undefined when it cannot be read (e.g. already removed). */
+  pids(cgroup: TaskCgroup): number[] | undefined {
+    return this.of(cgroup).pids(cgroup);
+  }
+
+  /** Processes in any of the task's hierarchies (a root process could have moved itself out of one). */
+  allPids(cgroup: TaskCgroup): number[] {
+    return allCgroupPids(cgroup);
+  }
+
+  /**
+   * SIGKILLs every process in the cgroup, including ones that left the task's
+   * process group and process tree (v2 `cgroup.kill`; v1 freeze, kill, thaw).
+   * Resolves true once the cgroup is empty, false if processes remain after `timeoutMs`.
+   */
+  kill(cgroup: TaskCgroup, timeoutMs = KILL_TIMEOUT_MS): Promise<boolean> {
+    return this.of(cgroup).kill(cgroup, timeoutMs);
+  }
+
+  usage(cgroup: TaskCgroup): CgroupUsage {
+    return this.of(cgroup).usage(cgroup);
+  }
+
+  /** How often the kernel's OOM killer killed a process of this cgroup; undefined without a memory cgroup. */
+  oomKills(cgroup: TaskCgroup): number | undefined {
+    return this.of(cgroup).oomKills(cgroup);
+  }
+
+  /** Removes the task's cgroup; never kills: directories that still hold processes are returned as busy. */
+  remove(cgroup: TaskCgroup): Promise<{ busy: string[] }> {
+    return removeCgroup(cgroup);
+  }
+
+  /**
+   * Removes the empty cgroups of a scope whose task is gone (`isLive` false),
+   * then the scope itself when nothing is left in it. Cgroups that still hold
+   * processes are left alone. Resolves after a sweep that began after this
+   * call; concurrent calls for one scope share sweeps (a mass delete of N
+   * tasks costs a handful, not N, each reading N entries), so the callers of
+   * one scope must pass equivalent predicates: a sweep uses the latest.
+   */
+  sweep(scope: string, isLive: (taskName: string) => boolean): Promise<void> {
+    let sweeps = this.sweeps.get(scope);
+    if (!sweeps) {
+      const created: ScopeSweeps = { isLive, flight: new SingleFlight(() => this.sweepOnce(scope, created.isLive)) };
+      sweeps = created;
+      this.sweeps.set(scope, sweeps);
+    }
+    sweeps.isLive = isLive;
+    return sweeps.flight.run();
+  }
+
+  private async sweepOnce(scope: string, isLive: (taskName: string) => boolean): Promise<void> {
+    for (const scopeDir of this.scopeDirs(scope)) {
+      let entries;
+      try {
+        entries = readdirSync(scopeDir, { withFileTypes: true });
+      } catch {
+        continue;
+      }
+      for (const entry of entries) {
+        if (!entry.isDirectory() || isLive(entry.name.replace(/_\d+$/, ''))) continue;
+        const dir = join(scopeDir, entry.name);
+        if (await removeDir(dir, 0)) this.log.debug({ cgroup: dir }, 'removed the cgroup of a deleted task');
+      }
+      try {
+        rmdirSync(scopeDir);
+      } catch {
+        // still in use
+      }
+    }
+  }
+
+  /**
+   * Removes empty task cgroups of other scopes that are older than `minAgeMs`
+   * (by the directory's time, which kernfs sets when the cgroup is created),
+   * then those scopes when empty. Cleans up after executors whose data dir was
+   * deleted (test runs); the age keeps it away from cgroups another live
+   * executor just created and has not started its task in yet.
+   */
+  async sweepForeign(ownScope: string, minAgeMs: number): Promise<void> {
+    const subtrees = new Set(this.scopeDirs(ownScope).map((dir) => join(dir, '..')));
+    const now = Date.now();
+    for (const subtree of subtrees) {
+      let scopes;
+      try {
+        scopes = readdirSync(subtree, { withFileTypes: true });
+      } catch {
+        continue;
+      }
+      for (const scope of scopes) {
+        // Only scopes of this service (12 hex digits): other software may share the subtree name (e.g. a CRI cgroup parent).
+        if (!scope.isDirectory() || scope.name === ownScope || !SCOPE_PATTERN.test(scope.name)) continue;
+        const scopeDir = join(subtree, scope.name);
+        let leaves;
+        try {
+          leaves = readdirSync(scopeDir, { withFileTypes: true });
+        } catch {
+          continue;
+        }
+        for (const leaf of leaves) {
+          if (!leaf.isDirectory()) continue;
+          const dir = join(scopeDir, leaf.name);
+          try {
+            if (now - statSync(dir).mtimeMs < minAgeMs) continue;
+          } catch {
+            continue;
+          }
+          if (await removeDir(dir, 0)) this.log.debug({ cgroup: dir }, 'removed an old empty cgroup of another executor instance');
+        }
+        try {
+          if (now - statSync(scopeDir).mtimeMs >= minAgeMs) rmdirSync(scopeDir);
+        } catch {
+          // still in use
+        }
+      }
+    }
+  }
+
+  /** The implementation for a persisted cgroup: the version it was created with, whatever this host uses now. */
+  private of(cgroup: TaskCgroup): CgroupHierarchy {
+    return cgroup.version === 2 ? this.v2 : this.v1;
+  }
+}
+
+/** One line when every requested limit failed for the same reason, else one line per limit. */
+function limitWarnings(requested: LimitKind[], unenforced: Map<LimitKind, string>): string[] {
+  if (unenforced.size === 0) return [];
+  const reasons = new Set(unenforced.values());
+  if (unenforced.size === requested.length && reasons.size === 1) return [`resource limits not enforced: ${[...reasons][0]}`];
+  return [...unenforced].map(([kind, why]) => `${LABEL[kind]} limit not enforced: ${why}`);
+}
