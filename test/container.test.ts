@@ -12,8 +12,7 @@ import { ContainerSpec, RestartPolicy, type Task, TaskSpec } from '../gen/taskex
 import type { TaskEvent } from '../src/manager/task-manager.js';
 import { criAddress, unreachableReason } from '../src/runtime/container/cri-client.js';
 import { ContainerState, ContainerStats, ContainerStatus } from '../gen/cri/runtime/v1/api.js';
-import { type ContainerRuntime, startContainerRuntime } from '../src/runtime/container/container-runtime.js';
-import type { RuntimeHandle } from '../src/runtime/runtime.js';
+import { type ContainerHandle, type ContainerRuntime, startContainerRuntime } from '../src/runtime/container/container-runtime.js';
 import type { TaskSpec as ModelTaskSpec } from '../src/model/task.js';
 import { TaskError } from '../src/errors.js';
 import { LABEL_TASK, linuxResources, observationFromStatus, resolveMounts, sampleFromStats } from '../src/runtime/container/mapping.js';
@@ -494,7 +493,7 @@ describe('container tasks while containerd is down', () => {
     });
     const changes: boolean[] = [];
     runtime.onAvailabilityChange((available) => changes.push(available));
-    let handle: RuntimeHandle | undefined;
+    let handle: ContainerHandle | undefined;
     try {
       const started = await runtime.start(startRequest('survivor', waiterSpec('survivor', 5)));
       handle = started.handle;

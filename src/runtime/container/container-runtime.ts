@@ -13,7 +13,8 @@ import { status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { errorMessage, TaskError } from '../../errors.js';
 import type { TaskSpec } from '../../model/task.js';
-import type { LogLocation, Observation, ResourceSample, RuntimeHandle, Started, StartRequest, StopOptions, TaskRuntime } from '../runtime.js';
+import type { LogLocation, Observation, ResourceSample, Started, StartRequest, StopOptions, TaskRuntime } from '../runtime.js';
+import { CONTAINER_HANDLE_VERSION, type ContainerHandle, decodeContainerHandle } from './container-handle.js';
 import { Availability, type AvailabilityListener } from './availability.js';
 import { ContainerState, type DeepPartial, type PodSandboxConfig } from '../../../gen/cri/runtime/v1/api.js';
 import { CriClient, CriError, isNotFound, isUnreachable } from './cri-client.js';
@@ -50,19 +51,7 @@ export interface ContainerRuntimeOptions {
   cgroupV2?: boolean;
 }
 
-/** Persisted with the task record; enough to find the run again after an executor restart. */
-export interface ContainerHandle {
-  [key: string]: unknown;
-  task: string;
-  taskDir: string;
-  uid: string;
-  owner: string;
-  image: string;
-  sandboxId?: string;
-  containerId?: string;
-  startedAt?: string;
-  limits?: ResourceMapping['applied'];
-}
+export type { ContainerHandle } from './container-handle.js';
 
 const DEFAULT_PULL_TIMEOUT_MS = 5 * 60_000;
 const EXIT_WAIT_MS = 10_000;
@@ -72,8 +61,9 @@ const CONNECT_TIMEOUT_MS = 1_500;
 /** How often an unreachable runtime is asked whether it is back. */
 const PROBE_MS = 500;
 
-export class ContainerRuntime implements TaskRuntime {
+export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
   readonly name = 'container';
+  readonly handleVersion = CONTAINER_HANDLE_VERSION;
   private readonly cri: CriClient;
   private readonly cgroupV2: boolean;
   /** Container ids found by label when a persisted handle named a container the runtime no longer knows. */
@@ -159,15 +149,19 @@ export class ContainerRuntime implements TaskRuntime {
     this.cri.close();
   }
 
+  decodeHandle(raw: unknown): ContainerHandle {
+    return decodeContainerHandle(raw);
+  }
+
   accepts(spec: TaskSpec): boolean {
     return spec.container !== undefined;
   }
 
-  start(request: StartRequest): Promise<Started> {
+  start(request: StartRequest): Promise<Started<ContainerHandle>> {
     return this.guard(this.startRun(request));
   }
 
-  private async startRun(request: StartRequest): Promise<Started> {
+  private async startRun(request: StartRequest): Promise<Started<ContainerHandle>> {
     const spec = request.spec.container!;
     const taskDir = resolve(request.taskDir);
     const owner = ownerOf(dataDirOf(taskDir));
@@ -179,8 +173,8 @@ export class ContainerRuntime implements TaskRuntime {
     const resources = linuxResources(request.spec.resources, this.cgroupV2);
     const warnings = startWarnings(request.spec, resources);
     handle.limits = resources.applied;
-    const started = (observation: Observation): Started => ({ handle, observation, ...(warnings.length > 0 ? { warnings } : {}) });
-    const failed = (reason: string, message: string): Started =>
+    const started = (observation: Observation): Started<ContainerHandle> => ({ handle, observation, ...(warnings.length > 0 ? { warnings } : {}) });
+    const failed = (reason: string, message: string): Started<ContainerHandle> =>
       started({ state: 'exited', exitCode: 128, signal: 0, finishedAt: new Date().toISOString(), reason, message });
 
     const resolved = resolveMounts(spec.volumeMounts, this.options.volumes);
@@ -247,11 +241,11 @@ export class ContainerRuntime implements TaskRuntime {
    * labels. A sandbox without a started container is removed instead: the task
    * never ran, so starting it again is safe.
    */
-  recover(request: StartRequest): Promise<Started | undefined> {
+  recover(request: StartRequest): Promise<Started<ContainerHandle> | undefined> {
     return this.guard(this.recoverRun(request));
   }
 
-  private async recoverRun(request: StartRequest): Promise<Started | undefined> {
+  private async recoverRun(request: StartRequest): Promise<Started<ContainerHandle> | undefined> {
     const spec = request.spec.container;
     if (!spec) return undefined;
     const taskDir = resolve(request.taskDir);
@@ -282,8 +276,8 @@ export class ContainerRuntime implements TaskRuntime {
     return { handle, observation, ...(warnings.length > 0 ? { warnings } : {}) };
   }
 
-  inspect(raw: RuntimeHandle): Promise<Observation> {
-    return this.guard(this.observe(raw as ContainerHandle));
+  inspect(handle: ContainerHandle): Promise<Observation> {
+    return this.guard(this.observe(handle));
   }
 
   private async observe(handle: ContainerHandle): Promise<Observation> {
@@ -303,8 +297,8 @@ export class ContainerRuntime implements TaskRuntime {
     return observation;
   }
 
-  stop(raw: RuntimeHandle, options: StopOptions): Promise<void> {
-    return this.guard(this.stopRun(raw as ContainerHandle, options));
+  stop(handle: ContainerHandle, options: StopOptions): Promise<void> {
+    return this.guard(this.stopRun(handle, options));
   }
 
   private async stopRun(handle: ContainerHandle, options: StopOptions): Promise<void> {
@@ -337,8 +331,8 @@ export class ContainerRuntime implements TaskRuntime {
     }
   }
 
-  release(raw: RuntimeHandle): Promise<void> {
-    return this.guard(this.releaseRun(raw as ContainerHandle));
+  release(handle: ContainerHandle): Promise<void> {
+    return this.guard(this.releaseRun(handle));
   }
 
   private async releaseRun(handle: ContainerHandle): Promise<void> {
@@ -354,13 +348,12 @@ export class ContainerRuntime implements TaskRuntime {
     if (handle.sandboxId) this.quiesced.delete(handle.sandboxId);
   }
 
-  logs(raw: RuntimeHandle): LogLocation | undefined {
-    const { taskDir } = raw as ContainerHandle;
+  logs({ taskDir }: ContainerHandle): LogLocation | undefined {
     return taskDir ? { directory: join(taskDir, 'logs') } : undefined;
   }
 
-  stats(raw: RuntimeHandle): Promise<ResourceSample> {
-    return this.guard(this.measure(raw as ContainerHandle));
+  stats(handle: ContainerHandle): Promise<ResourceSample> {
+    return this.guard(this.measure(handle));
   }
 
   private async measure(handle: ContainerHandle): Promise<ResourceSample> {
