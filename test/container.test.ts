@@ -336,6 +336,26 @@ describe('container backend over CRI', () => {
     await gone('stale');
     assert.deepEqual(await criObjects('stale'), { sandboxes: [], containers: [] });
   });
+
+  test('a container handle the backend cannot read ends the task as RuntimeHandleUnreadable naming the field, and its container is removed', async () => {
+    await te.api.createTask({ task: ctask('garbled', busybox, { command: ['sleep', '60'] }) });
+    await running('garbled');
+    assert.equal((await criObjects('garbled')).containers.length, 1);
+    await te.stop();
+    const file = join(te.dataDir, 'garbled', 'task.json');
+    const record = JSON.parse(readFileSync(file, 'utf8'));
+    record.task.runtime.handle.uid = 42;
+    writeFileSync(file, JSON.stringify(record));
+    te = await startExecutorOn(te.dataDir);
+
+    const end = await waitFor('the task to end', async () => terminated((await te.api.getTask({ name: 'garbled' })).task));
+    assert.equal(end.reason, 'RuntimeHandleUnreadable');
+    assert.match(end.message ?? '', /field "uid" must be a string, not the number 42/);
+    assert.match(end.message ?? '', /the executor stopped what it still ran/);
+    assert.deepEqual(await criObjects('garbled'), { sandboxes: [], containers: [] }, 'no container is left that nothing follows');
+    await te.api.deleteTask({ name: 'garbled' });
+    await gone('garbled');
+  });
 });
 
 describe('CRI mapping (pure)', () => {

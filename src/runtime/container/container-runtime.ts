@@ -276,6 +276,21 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     return { handle, observation, ...(warnings.length > 0 ? { warnings } : {}) };
   }
 
+  /**
+   * Removes every run of a task whose record or handle cannot be read, found
+   * by its task and owner labels: nothing could follow or stop it later.
+   */
+  reclaim(name: string, taskDir: string): Promise<number> {
+    return this.guard(this.reclaimRuns(name, taskDir));
+  }
+
+  private async reclaimRuns(name: string, taskDir: string): Promise<number> {
+    const labels = { [LABEL_TASK]: name, [LABEL_OWNER]: ownerOf(dataDirOf(resolve(taskDir))) };
+    const sandboxes = await this.cri.listPodSandbox(labels);
+    await this.removeRuns(labels, this.options.log.child({ task: name }), true);
+    return sandboxes.length;
+  }
+
   inspect(handle: ContainerHandle): Promise<Observation> {
     return this.guard(this.observe(handle));
   }
