@@ -12,8 +12,7 @@ import { ContainerSpec, RestartPolicy, type Task, TaskSpec } from '../gen/taskex
 import type { TaskEvent } from '../src/manager/task-manager.js';
 import { criAddress, unreachableReason } from '../src/runtime/container/cri-client.js';
 import { ContainerState, ContainerStats, ContainerStatus } from '../gen/cri/runtime/v1/api.js';
-import { type ContainerRuntime, startContainerRuntime } from '../src/runtime/container/container-runtime.js';
-import type { RuntimeHandle } from '../src/runtime/runtime.js';
+import { type ContainerHandle, type ContainerRuntime, startContainerRuntime } from '../src/runtime/container/container-runtime.js';
 import type { TaskSpec as ModelTaskSpec } from '../src/model/task.js';
 import { TaskError } from '../src/errors.js';
 import { LABEL_TASK, linuxResources, observationFromStatus, resolveMounts, sampleFromStats } from '../src/runtime/container/mapping.js';
@@ -337,6 +336,26 @@ describe('container backend over CRI', () => {
     await gone('stale');
     assert.deepEqual(await criObjects('stale'), { sandboxes: [], containers: [] });
   });
+
+  test('a container handle the backend cannot read ends the task as RuntimeHandleUnreadable naming the field, and its container is removed', async () => {
+    await te.api.createTask({ task: ctask('garbled', busybox, { command: ['sleep', '60'] }) });
+    await running('garbled');
+    assert.equal((await criObjects('garbled')).containers.length, 1);
+    await te.stop();
+    const file = join(te.dataDir, 'garbled', 'task.json');
+    const record = JSON.parse(readFileSync(file, 'utf8'));
+    record.task.runtime.handle.uid = 42;
+    writeFileSync(file, JSON.stringify(record));
+    te = await startExecutorOn(te.dataDir);
+
+    const end = await waitFor('the task to end', async () => terminated((await te.api.getTask({ name: 'garbled' })).task));
+    assert.equal(end.reason, 'RuntimeHandleUnreadable');
+    assert.match(end.message ?? '', /field "uid" must be a string, not the number 42/);
+    assert.match(end.message ?? '', /the executor stopped what it still ran/);
+    assert.deepEqual(await criObjects('garbled'), { sandboxes: [], containers: [] }, 'no container is left that nothing follows');
+    await te.api.deleteTask({ name: 'garbled' });
+    await gone('garbled');
+  });
 });
 
 describe('CRI mapping (pure)', () => {
@@ -494,7 +513,7 @@ describe('container tasks while containerd is down', () => {
     });
     const changes: boolean[] = [];
     runtime.onAvailabilityChange((available) => changes.push(available));
-    let handle: RuntimeHandle | undefined;
+    let handle: ContainerHandle | undefined;
     try {
       const started = await runtime.start(startRequest('survivor', waiterSpec('survivor', 5)));
       handle = started.handle;

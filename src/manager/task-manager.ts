@@ -24,8 +24,8 @@ import type { Logger } from 'pino';
 import { alreadyExists, errorMessage, failedPrecondition, invalidArgument, notFound, TaskError } from '../errors.js';
 import { isTerminated, Reason, type TaskRecord, type TaskSpec, type TaskState } from '../model/task.js';
 import { canonicalSpec, validateName, validateSpec } from '../model/validation.js';
-import type { RuntimeRegistry } from '../runtime/registry.js';
-import type { LogLocation, ResourceSample, TaskRuntime } from '../runtime/runtime.js';
+import type { Backend, BoundTask, RuntimeRegistry } from '../runtime/registry.js';
+import type { LogLocation, ResourceSample } from '../runtime/runtime.js';
 import type { TaskStore, UnreadableRecord } from '../store/task-store.js';
 import { parseSignal } from '../util/signals.js';
 import { KeyedSerializer } from './keyed-serializer.js';
@@ -159,8 +159,7 @@ export class TaskManager {
 
   /** Where a task's output is captured; NOT_FOUND for an unknown task, undefined before it started. */
   logLocation(name: string): LogLocation | undefined {
-    const { runtime, record } = this.runtimeOf(name);
-    return record.runtime && runtime?.logs?.(record.runtime.handle);
+    return this.bound(this.get(name))?.logs();
   }
 
   /**
@@ -168,10 +167,11 @@ export class TaskManager {
    * NOT_FOUND for an unknown task, FAILED_PRECONDITION when its backend does not measure usage.
    */
   async sample(name: string): Promise<RunSample | undefined> {
-    const { runtime, record } = this.runtimeOf(name);
-    if (runtime && !runtime.stats) throw failedPrecondition(`the ${runtime.name} backend does not report resource usage`);
-    if (!record.runtime || !runtime?.stats) return undefined;
-    return { run: record.restartCount ?? 0, sample: await runtime.stats(record.runtime.handle) };
+    const record = this.get(name);
+    const task = this.bound(record);
+    if (task && !task.stats) throw failedPrecondition(`the ${task.runtime} backend does not report resource usage`);
+    if (!task?.stats) return undefined;
+    return { run: record.restartCount ?? 0, sample: await task.stats() };
   }
 
   subscribe(listener: (event: TaskEvent) => void): () => void {
@@ -255,9 +255,9 @@ export class TaskManager {
     return record;
   }
 
-  private runtimeOf(name: string): { record: TaskRecord; runtime: TaskRuntime | undefined } {
-    const record = this.get(name);
-    return { record, runtime: record.runtime && this.options.runtimes.byName(record.runtime.runtime) };
+  /** The task's current run, bound to its backend; undefined before it started or when its backend is not enabled. */
+  private bound(record: TaskRecord): BoundTask | undefined {
+    return record.runtime && this.options.runtimes.bind(record.runtime, { name: record.name, taskDir: this.options.store.taskDir(record.name) });
   }
 
   private checkCapacity(adding: number): void {
@@ -305,7 +305,7 @@ export class TaskManager {
         return;
       }
       if (runtime && adopted) {
-        await this.update(name, (r) => ({ ...r, runtime: { runtime: runtime.name, handle: adopted.handle }, warnings: adopted.warnings, state: stateFromObservation(r, adopted.observation) }));
+        await this.update(name, (r) => ({ ...r, runtime: adopted.ref, warnings: adopted.warnings, state: stateFromObservation(r, adopted.observation) }));
         this.options.log.info({ task: name }, 'adopted a task whose start was not recorded before a restart');
         this.watch(name);
       } else if (!record.deletionRequestedAt) {
@@ -346,7 +346,7 @@ export class TaskManager {
     }
   }
 
-  private runtimeFor(record: TaskRecord): TaskRuntime | undefined {
+  private runtimeFor(record: TaskRecord): Backend | undefined {
     try {
       return this.options.runtimes.forSpec(record.spec);
     } catch {
@@ -371,7 +371,7 @@ export class TaskManager {
       );
       next = (r) => ({
         ...r,
-        runtime: { runtime: runtime.name, handle: started.handle },
+        runtime: started.ref,
         warnings: started.warnings,
         state: stateFromObservation(r, started.observation),
       });
@@ -410,8 +410,7 @@ export class TaskManager {
   private watch(name: string): void {
     const record = this.tasks.get(name);
     if (!record?.runtime || isTerminated(record.state) || this.unwatch.has(name)) return;
-    const runtime = this.options.runtimes.byName(record.runtime.runtime);
-    const stop = runtime?.watch?.(record.runtime.handle, () => this.schedule(name));
+    const stop = this.bound(record)?.watch?.(() => this.schedule(name));
     if (stop) this.unwatch.set(name, stop);
   }
 
@@ -467,7 +466,7 @@ export class TaskManager {
   private async advance(name: string): Promise<void> {
     let record = this.tasks.get(name);
     if (!record) return;
-    const runtime = record.runtime && this.options.runtimes.byName(record.runtime.runtime);
+    const runtime = this.bound(record);
     if (record.runtime && !runtime && !isTerminated(record.state)) {
       await this.setState(name, {
         phase: 'terminated',
@@ -487,7 +486,7 @@ export class TaskManager {
     if (!record.runtime && record.state.phase === 'waiting' && !record.deletionRequestedAt) return this.launch(name);
     if (runtime && record.runtime && !isTerminated(record.state)) {
       try {
-        await this.setState(name, stateFromObservation(record, await runtime.inspect(record.runtime.handle)));
+        await this.setState(name, stateFromObservation(record, await runtime.inspect()));
       } catch (error) {
         // An unreachable runtime says nothing about the task: keep what is known (the runtime logs the outage).
         if (!isUnavailable(error)) throw error;
@@ -518,10 +517,10 @@ export class TaskManager {
    * between finds either the old run (and restarts again) or a pending start
    * (and recovers or starts it), never two runs.
    */
-  private async restart(name: string, runtime: TaskRuntime): Promise<void> {
+  private async restart(name: string, run: BoundTask): Promise<void> {
     const record = this.tasks.get(name)!;
     this.unwatchTask(name);
-    if (record.runtime) await runtime.release(record.runtime.handle);
+    await run.release();
     const restartCount = (record.restartCount ?? 0) + 1;
     await this.update(name, (r) => ({
       ...r,
@@ -535,16 +534,15 @@ export class TaskManager {
     await this.launch(name);
   }
 
-  private beginStop(record: TaskRecord, runtime: TaskRuntime): void {
+  private beginStop(record: TaskRecord, run: BoundTask): void {
     const { name } = record;
-    if (this.stopping.has(name) || !record.runtime) return;
-    const { handle } = record.runtime;
+    if (this.stopping.has(name)) return;
     const signal = (record.spec.stopSignal && parseSignal(record.spec.stopSignal)) || this.options.stopSignal;
     const grace = record.spec.terminationGracePeriodSeconds;
     const graceMs = grace !== undefined ? grace * 1000 : this.options.stopGraceMs;
     this.options.log.info({ task: name, cause: record.stop?.cause, signal, graceMs }, 'stopping task');
-    const stop = runtime
-      .stop(handle, { signal, graceMs })
+    const stop = run
+      .stop({ signal, graceMs })
       .catch((error: unknown) => {
         if (!isUnavailable(error)) this.options.log.error({ task: name, err: error }, 'stop failed; will retry');
       })
@@ -555,10 +553,10 @@ export class TaskManager {
     this.stopping.set(name, stop);
   }
 
-  private async finalize(record: TaskRecord, runtime: TaskRuntime | undefined): Promise<void> {
+  private async finalize(record: TaskRecord, run: BoundTask | undefined): Promise<void> {
     // A task that already ended is not stopped: processes it left in the
     // background on purpose keep running (the original's bootstrap pattern).
-    if (runtime && record.runtime) await runtime.release(record.runtime.handle);
+    if (run) await run.release();
     this.unwatchTask(record.name);
     await this.options.store.remove(record.name);
     this.tasks.delete(record.name);

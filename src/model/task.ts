@@ -75,10 +75,29 @@ export type TaskState =
 /** Why the executor stopped (or is stopping) a task; decides the final reason. */
 export type StopCause = 'deletion' | 'timeout';
 
-/** What a runtime needs to find a started task again, even after an executor restart. */
+/**
+ * What a runtime needs to find a started task again, even after an executor
+ * restart: the backend's name and its handle, persisted as JSON. The handle
+ * stays unknown here; only its backend reads it (TaskRuntime.decodeHandle).
+ */
 export interface RuntimeRef {
   runtime: string;
-  handle: Record<string, unknown>;
+  /** The handle's format version (TaskRuntime.handleVersion); absent in records of releases before versions: 1. */
+  handleVersion?: number;
+  handle: unknown;
+}
+
+/** Why a persisted runtime reference cannot be a RuntimeRef at all (its handle is the backend's to check), or undefined. */
+export function runtimeRefProblem(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'runtime must be an object';
+  const runtime = 'runtime' in value ? value.runtime : undefined;
+  const version = 'handleVersion' in value ? value.handleVersion : undefined;
+  if (typeof runtime !== 'string' || runtime === '') return 'runtime.runtime must name a backend';
+  if (version !== undefined && !(typeof version === 'number' && Number.isSafeInteger(version) && version >= 1)) {
+    return 'runtime.handleVersion must be a positive integer';
+  }
+  if (!('handle' in value) || value.handle === undefined) return 'runtime.handle is missing';
+  return undefined;
 }
 
 export interface TaskRecord {

@@ -1,8 +1,12 @@
-// Chooses the backend for a spec. main.ts decides which backends exist; the
-// manager only asks this registry, so adding a backend touches neither.
+// Chooses the backend for a spec, and binds persisted runs to the backend
+// that started them. main.ts decides which backends exist; the manager only
+// asks this registry, so adding a backend touches neither.
 import { failedPrecondition } from '../errors.js';
-import type { TaskSpec } from '../model/task.js';
+import type { RuntimeRef, TaskSpec } from '../model/task.js';
+import { type Backend, backendOf, type BoundTask, type TaskLocation } from './bound-task.js';
 import type { TaskRuntime } from './runtime.js';
+
+export type { Backend, BoundTask, Launched, TaskLocation } from './bound-task.js';
 
 export interface UnavailableRuntime {
   /** Which specs it would run. */
@@ -12,26 +16,44 @@ export interface UnavailableRuntime {
 }
 
 export class RuntimeRegistry {
-  constructor(
-    private readonly runtimes: readonly TaskRuntime[],
-    private readonly unavailable: readonly UnavailableRuntime[] = [],
-  ) {}
+  private readonly backends: readonly Backend[];
 
-  /** The runtime for a new task; FAILED_PRECONDITION when none is enabled. */
-  forSpec(spec: TaskSpec): TaskRuntime {
-    const runtime = this.runtimes.find((r) => r.accepts(spec));
-    if (runtime) return runtime;
+  /**
+   * Each runtime's handle type is erased here (TaskRuntime<unknown>) and
+   * recovered by backendOf, which only ever gives a runtime handles that
+   * runtime made or decoded itself.
+   */
+  constructor(
+    runtimes: readonly TaskRuntime<unknown>[],
+    private readonly unavailable: readonly UnavailableRuntime[] = [],
+  ) {
+    this.backends = runtimes.map((runtime) => backendOf(runtime));
+  }
+
+  /** The backend for a new task; FAILED_PRECONDITION when none is enabled. */
+  forSpec(spec: TaskSpec): Backend {
+    const backend = this.backends.find((b) => b.accepts(spec));
+    if (backend) return backend;
     const hint = this.unavailable.find((u) => u.accepts(spec));
     const kind = spec.container ? 'container' : 'process';
     throw failedPrecondition(`this executor cannot run ${kind} tasks: ${hint?.reason ?? 'no backend accepts them'}`);
   }
 
   /** Every enabled backend. */
-  all(): readonly TaskRuntime[] {
-    return this.runtimes;
+  all(): readonly Backend[] {
+    return this.backends;
   }
 
-  byName(name: string): TaskRuntime | undefined {
-    return this.runtimes.find((r) => r.name === name);
+  byName(name: string): Backend | undefined {
+    return this.backends.find((b) => b.name === name);
+  }
+
+  /**
+   * The run a task record names, bound to its decoded handle; undefined when
+   * the backend that started it is not enabled in this executor. Never throws:
+   * see Backend.bind for a handle that cannot be read.
+   */
+  bind(ref: RuntimeRef, task: TaskLocation): BoundTask | undefined {
+    return this.byName(ref.runtime)?.bind(ref, task);
   }
 }

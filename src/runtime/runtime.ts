@@ -58,11 +58,13 @@ export type Observation =
   /** The task is gone and left no exit status behind (e.g. killed along with its supervisor). */
   | { state: 'lost'; startedAt?: string; message: string };
 
-/** A JSON-serialisable reference to a started task; persisted with the task record. */
-export type RuntimeHandle = Record<string, unknown>;
-
-export interface Started {
-  handle: RuntimeHandle;
+export interface Started<H> {
+  /**
+   * What the runtime needs to find the run again, even from a later executor
+   * process: plain JSON data, persisted with the task record next to the
+   * runtime's handleVersion and read back with its decodeHandle.
+   */
+  handle: H;
   observation: Observation;
   /** What the runtime could not do as the spec asked (e.g. limits without cgroups). */
   warnings?: string[];
@@ -74,9 +76,27 @@ export interface StopOptions {
   graceMs: number;
 }
 
-export interface TaskRuntime {
+/**
+ * A backend, typed by its handle H. Callers other than the backend itself
+ * never see H: the registry (bound-task.ts) decodes persisted handles with
+ * decodeHandle and hands out tasks bound to their decoded handle.
+ */
+export interface TaskRuntime<H = unknown> {
   /** Stable name, persisted in records: "process", "sidecar", "container". */
   readonly name: string;
+  /**
+   * The version of the handles this runtime writes, persisted next to each
+   * one. Raise it whenever a handle field is renamed, retyped or given a new
+   * meaning, and teach decodeHandle to read the older versions (as Nomad's
+   * TaskHandle.Version lets a driver read the state of an earlier release).
+   */
+  readonly handleVersion: number;
+  /**
+   * Checks a persisted handle of `version` (1 to handleVersion; records from
+   * before versions existed are version 1) and returns it typed. Throws a
+   * HandleDecodeError naming the field when it is not a handle it can use.
+   */
+  decodeHandle(raw: unknown, version: number): H;
   accepts(spec: TaskSpec): boolean;
   /**
    * Starts the task. A task that cannot start for reasons of its own (missing
@@ -85,38 +105,38 @@ export interface TaskRuntime {
    * 'Unavailable' means the runtime cannot be reached right now: the task
    * then waits (reason RuntimeUnavailable) and its start is tried again.
    */
-  start(request: StartRequest): Promise<Started>;
+  start(request: StartRequest): Promise<Started<H>>;
   /**
    * Works for handles from an earlier executor process too. A TaskError of
    * kind 'Unavailable' (runtime unreachable) leaves the task's state as it was.
    */
-  inspect(handle: RuntimeHandle): Promise<Observation>;
+  inspect(handle: H): Promise<Observation>;
   /**
    * Finds a task this runtime started for `request` whose handle was never
    * recorded, because the executor died between starting it and saving the
    * handle. Undefined when it was never started, so starting it is safe.
    */
-  recover?(request: StartRequest): Promise<Started | undefined>;
+  recover?(request: StartRequest): Promise<Started<H> | undefined>;
   /**
-   * Stops and frees everything this runtime runs for a task whose record was
-   * lost (unreadable): the executor cannot supervise it, and its name is about
-   * to be free again, so nothing of it may keep running. Returns how many
+   * Stops and frees everything this runtime runs for a task whose record or
+   * handle was lost (unreadable): the executor cannot supervise it, and its
+   * name is about to be free again, so nothing of it may keep running. Returns how many
    * runs it stopped (0 when it ran nothing for that task).
    */
   reclaim?(name: string, taskDir: string): Promise<number>;
   /** Resolves once the task and everything it started are gone. */
-  stop(handle: RuntimeHandle, options: StopOptions): Promise<void>;
+  stop(handle: H, options: StopOptions): Promise<void>;
   /** Frees what the runtime keeps after the task ended; the task directory is removed afterwards. */
-  release(handle: RuntimeHandle): Promise<void>;
+  release(handle: H): Promise<void>;
   /**
    * For runtimes that can become unreachable (a CRI runtime): tells when it
    * goes away (false) and comes back (true), so waiting starts are retried at once.
    */
   onAvailabilityChange?(listener: (available: boolean) => void): () => void;
   /** Optional push notification of changes, so the manager need not wait for its next poll. */
-  watch?(handle: RuntimeHandle, onChange: () => void): () => void;
+  watch?(handle: H, onChange: () => void): () => void;
   /** Where the task's output is captured; undefined when it has none. */
-  logs?(handle: RuntimeHandle): LogLocation | undefined;
+  logs?(handle: H): LogLocation | undefined;
   /** Resource usage of the task's whole tree right now. */
-  stats?(handle: RuntimeHandle): Promise<ResourceSample>;
+  stats?(handle: H): Promise<ResourceSample>;
 }

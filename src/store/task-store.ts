@@ -14,7 +14,7 @@ import { Semaphore } from 'async-mutex';
 import type { Logger } from 'pino';
 import { errorMessage, TaskError } from '../errors.js';
 import { validateName, validateSpec } from '../model/validation.js';
-import type { TaskRecord } from '../model/task.js';
+import { runtimeRefProblem, type TaskRecord } from '../model/task.js';
 import { fsyncDirectory, TEMP_MARKER, writeFileAtomic } from '../util/atomic-file.js';
 
 const RECORD_FILE = 'task.json';
@@ -182,6 +182,9 @@ export class TaskStore {
       throw new Error('record has no valid state');
     }
     if (typeof record.createdAt !== 'string') throw new Error('record has no creation time');
+    // The handle inside is its backend's to read (RuntimeRegistry.bind); only the envelope is checked here.
+    const runtimeProblem = record.runtime === undefined ? undefined : runtimeRefProblem(record.runtime);
+    if (runtimeProblem) throw new Error(`record has no valid runtime reference: ${runtimeProblem}`);
     return record;
   }
 

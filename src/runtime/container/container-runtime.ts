@@ -13,7 +13,8 @@ import { status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { errorMessage, TaskError } from '../../errors.js';
 import type { TaskSpec } from '../../model/task.js';
-import type { LogLocation, Observation, ResourceSample, RuntimeHandle, Started, StartRequest, StopOptions, TaskRuntime } from '../runtime.js';
+import type { LogLocation, Observation, ResourceSample, Started, StartRequest, StopOptions, TaskRuntime } from '../runtime.js';
+import { CONTAINER_HANDLE_VERSION, type ContainerHandle, decodeContainerHandle } from './container-handle.js';
 import { Availability, type AvailabilityListener } from './availability.js';
 import { ContainerState, type DeepPartial, type PodSandboxConfig } from '../../../gen/cri/runtime/v1/api.js';
 import { CriClient, CriError, isNotFound, isUnreachable } from './cri-client.js';
@@ -50,19 +51,7 @@ export interface ContainerRuntimeOptions {
   cgroupV2?: boolean;
 }
 
-/** Persisted with the task record; enough to find the run again after an executor restart. */
-export interface ContainerHandle {
-  [key: string]: unknown;
-  task: string;
-  taskDir: string;
-  uid: string;
-  owner: string;
-  image: string;
-  sandboxId?: string;
-  containerId?: string;
-  startedAt?: string;
-  limits?: ResourceMapping['applied'];
-}
+export type { ContainerHandle } from './container-handle.js';
 
 const DEFAULT_PULL_TIMEOUT_MS = 5 * 60_000;
 const EXIT_WAIT_MS = 10_000;
@@ -75,8 +64,9 @@ const PROBE_MS = 500;
 /** How often a running container's status is read (see watch()). */
 const STATUS_POLL_MS = 1000;
 
-export class ContainerRuntime implements TaskRuntime {
+export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
   readonly name = 'container';
+  readonly handleVersion = CONTAINER_HANDLE_VERSION;
   private readonly cri: CriClient;
   private readonly cgroupV2: boolean;
   /** Container ids found by label when a persisted handle named a container the runtime no longer knows. */
@@ -162,15 +152,19 @@ export class ContainerRuntime implements TaskRuntime {
     this.cri.close();
   }
 
+  decodeHandle(raw: unknown): ContainerHandle {
+    return decodeContainerHandle(raw);
+  }
+
   accepts(spec: TaskSpec): boolean {
     return spec.container !== undefined;
   }
 
-  start(request: StartRequest): Promise<Started> {
+  start(request: StartRequest): Promise<Started<ContainerHandle>> {
     return this.guard(this.startRun(request));
   }
 
-  private async startRun(request: StartRequest): Promise<Started> {
+  private async startRun(request: StartRequest): Promise<Started<ContainerHandle>> {
     const spec = request.spec.container!;
     const taskDir = resolve(request.taskDir);
     const owner = ownerOf(dataDirOf(taskDir));
@@ -182,8 +176,8 @@ export class ContainerRuntime implements TaskRuntime {
     const resources = linuxResources(request.spec.resources, this.cgroupV2);
     const warnings = startWarnings(request.spec, resources);
     handle.limits = resources.applied;
-    const started = (observation: Observation): Started => ({ handle, observation, ...(warnings.length > 0 ? { warnings } : {}) });
-    const failed = (reason: string, message: string): Started =>
+    const started = (observation: Observation): Started<ContainerHandle> => ({ handle, observation, ...(warnings.length > 0 ? { warnings } : {}) });
+    const failed = (reason: string, message: string): Started<ContainerHandle> =>
       started({ state: 'exited', exitCode: 128, signal: 0, finishedAt: new Date().toISOString(), reason, message });
 
     const resolved = resolveMounts(spec.volumeMounts, this.options.volumes);
@@ -250,11 +244,11 @@ export class ContainerRuntime implements TaskRuntime {
    * labels. A sandbox without a started container is removed instead: the task
    * never ran, so starting it again is safe.
    */
-  recover(request: StartRequest): Promise<Started | undefined> {
+  recover(request: StartRequest): Promise<Started<ContainerHandle> | undefined> {
     return this.guard(this.recoverRun(request));
   }
 
-  private async recoverRun(request: StartRequest): Promise<Started | undefined> {
+  private async recoverRun(request: StartRequest): Promise<Started<ContainerHandle> | undefined> {
     const spec = request.spec.container;
     if (!spec) return undefined;
     const taskDir = resolve(request.taskDir);
@@ -285,8 +279,23 @@ export class ContainerRuntime implements TaskRuntime {
     return { handle, observation, ...(warnings.length > 0 ? { warnings } : {}) };
   }
 
-  inspect(raw: RuntimeHandle): Promise<Observation> {
-    return this.guard(this.observe(raw as ContainerHandle));
+  /**
+   * Removes every run of a task whose record or handle cannot be read, found
+   * by its task and owner labels: nothing could follow or stop it later.
+   */
+  reclaim(name: string, taskDir: string): Promise<number> {
+    return this.guard(this.reclaimRuns(name, taskDir));
+  }
+
+  private async reclaimRuns(name: string, taskDir: string): Promise<number> {
+    const labels = { [LABEL_TASK]: name, [LABEL_OWNER]: ownerOf(dataDirOf(resolve(taskDir))) };
+    const sandboxes = await this.cri.listPodSandbox(labels);
+    await this.removeRuns(labels, this.options.log.child({ task: name }), true);
+    return sandboxes.length;
+  }
+
+  inspect(handle: ContainerHandle): Promise<Observation> {
+    return this.guard(this.observe(handle));
   }
 
   private async observe(handle: ContainerHandle): Promise<Observation> {
@@ -306,8 +315,8 @@ export class ContainerRuntime implements TaskRuntime {
     return observation;
   }
 
-  stop(raw: RuntimeHandle, options: StopOptions): Promise<void> {
-    return this.guard(this.stopRun(raw as ContainerHandle, options));
+  stop(handle: ContainerHandle, options: StopOptions): Promise<void> {
+    return this.guard(this.stopRun(handle, options));
   }
 
   private async stopRun(handle: ContainerHandle, options: StopOptions): Promise<void> {
@@ -340,8 +349,8 @@ export class ContainerRuntime implements TaskRuntime {
     }
   }
 
-  release(raw: RuntimeHandle): Promise<void> {
-    return this.guard(this.releaseRun(raw as ContainerHandle));
+  release(handle: ContainerHandle): Promise<void> {
+    return this.guard(this.releaseRun(handle));
   }
 
   private async releaseRun(handle: ContainerHandle): Promise<void> {
@@ -363,19 +372,18 @@ export class ContainerRuntime implements TaskRuntime {
    * every STATUS_POLL_MS here; the executor's own resync is only a slow
    * safety net.
    */
-  watch(_raw: RuntimeHandle, onChange: () => void): () => void {
+  watch(_handle: ContainerHandle, onChange: () => void): () => void {
     const timer = setInterval(onChange, STATUS_POLL_MS);
     timer.unref();
     return () => clearInterval(timer);
   }
 
-  logs(raw: RuntimeHandle): LogLocation | undefined {
-    const { taskDir } = raw as ContainerHandle;
+  logs({ taskDir }: ContainerHandle): LogLocation | undefined {
     return taskDir ? { directory: join(taskDir, 'logs') } : undefined;
   }
 
-  stats(raw: RuntimeHandle): Promise<ResourceSample> {
-    return this.guard(this.measure(raw as ContainerHandle));
+  stats(handle: ContainerHandle): Promise<ResourceSample> {
+    return this.guard(this.measure(handle));
   }
 
   private async measure(handle: ContainerHandle): Promise<ResourceSample> {

@@ -1,7 +1,7 @@
 // How what the shim recorded (or could not record) reads as an Observation.
 import type { CgroupManager } from '../cgroups/index.js';
 import type { Observation } from '../runtime.js';
-import type { ShimHandle } from './shim-handle.js';
+import type { ProcessHandle, ShimHandle } from './shim-handle.js';
 import { type ExitRecord, type ExitRecordRead, exitRecordPath, ProcessReason } from './shim-protocol.js';
 
 /** An exit status the shim announced on its stdout but could not write to exit.json (yet). */
@@ -48,7 +48,7 @@ export function exitObservation(
 }
 
 /** The real exit status, known only from the shim's event: exit.json could not be written. */
-export function heldObservation(handle: ShimHandle, held: HeldExit, cgroups: Pick<CgroupManager, 'oomKills'>): Observation {
+export function heldObservation(handle: ProcessHandle, held: HeldExit, cgroups: Pick<CgroupManager, 'oomKills'>): Observation {
   const observation = exitObservation(handle, held, cgroups);
   if (observation.state !== 'exited' || observation.reason !== undefined) return observation;
   const message = `the exit status comes from the task's supervisor, which ${held.recordError.replace(/^cannot/, 'could not')} (is the data dir full?) and keeps retrying`;

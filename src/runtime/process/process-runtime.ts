@@ -17,24 +17,15 @@ import { execa } from 'execa';
 import type { Logger } from 'pino';
 import type { ProcessSpec, TaskSpec } from '../../model/task.js';
 import { type CgroupManager, scopeOf, type TaskCgroup } from '../cgroups/index.js';
-import type {
-  LogLocation,
-  Observation,
-  ResourceSample,
-  RuntimeHandle,
-  Started,
-  StartRequest,
-  StopOptions,
-  TaskRuntime,
-} from '../runtime.js';
+import type { LogLocation, Observation, ResourceSample, Started, StartRequest, StopOptions, TaskRuntime } from '../runtime.js';
 import { exitObservation, type HeldExit, heldObservation, unreadableObservation } from './observations.js';
 import { bootId, isSameProcessAlive, sampleProcesses, signalQuietly, startTimeOf } from './procfs.js';
-import type { ShimHandle } from './shim-handle.js';
+import { decodeProcessHandle, isRun, PROCESS_HANDLE_VERSION, type ProcessHandle, type ShimHandle } from './shim-handle.js';
 import { parseEvent, readExitRecord, readStartRecord, type ShimEvent, type StartRecord } from './shim-protocol.js';
 import { freeze, killShimTree, shimAlive, shimsFor, thaw } from './stalled-shims.js';
 import { GRACE_POLL_MS, killTree, measuredTree, signalTree, treeAlive } from './task-tree.js';
 
-export type { ShimHandle } from './shim-handle.js';
+export type { ProcessHandle, ShimHandle } from './shim-handle.js';
 
 export interface ProcessRuntimeOptions {
   shimPath: string;
@@ -62,8 +53,9 @@ const EXIT_RECORD_WAIT_MS = 5000;
  */
 const FOREIGN_CGROUP_MIN_AGE_MS = 10 * 60 * 1000;
 
-export class ProcessRuntime implements TaskRuntime {
+export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
   readonly name: string;
+  readonly handleVersion = PROCESS_HANDLE_VERSION;
   private readonly listeners = new Map<number, Set<() => void>>();
   /** By task dir: exit statuses learned from a shim's events that it could not write to disk. */
   private readonly held = new Map<string, HeldExit>();
@@ -80,11 +72,15 @@ export class ProcessRuntime implements TaskRuntime {
     options.log.info(this.cgroups.describe(), 'task cgroups');
   }
 
+  decodeHandle(raw: unknown): ProcessHandle {
+    return decodeProcessHandle(raw);
+  }
+
   accepts(spec: TaskSpec): boolean {
     return spec.process !== undefined;
   }
 
-  async start(request: StartRequest): Promise<Started> {
+  async start(request: StartRequest): Promise<Started<ProcessHandle>> {
     const spec = request.spec.process!;
     const argv = this.options.command?.(spec) ?? [...spec.command, ...spec.args];
     const logs = request.spec.logs;
@@ -116,7 +112,7 @@ export class ProcessRuntime implements TaskRuntime {
     }
   }
 
-  private async launch(request: StartRequest, args: string[], spec: ProcessSpec, cgroup: TaskCgroup | undefined): Promise<Started> {
+  private async launch(request: StartRequest, args: string[], spec: ProcessSpec, cgroup: TaskCgroup | undefined): Promise<Started<ProcessHandle>> {
     const shim = execa(this.options.shimPath, args, {
       env: taskEnvironment(this.options.baseEnv ?? process.env, spec),
       extendEnv: false,
@@ -188,7 +184,7 @@ export class ProcessRuntime implements TaskRuntime {
    * stopped through its process group and the shim's tree, and its cgroup is
    * swept once empty.
    */
-  async recover(request: StartRequest): Promise<Started | undefined> {
+  async recover(request: StartRequest): Promise<Started<ProcessHandle> | undefined> {
     const starting = shimsFor(request.taskDir);
     const deadline = Date.now() + EXIT_RECORD_WAIT_MS;
     for (;;) {
@@ -215,7 +211,7 @@ export class ProcessRuntime implements TaskRuntime {
   }
 
   /** What start.json or exit.json say about a start the executor did not record. */
-  private async recorded(dir: string): Promise<Started | undefined> {
+  private async recorded(dir: string): Promise<Started<ProcessHandle> | undefined> {
     const start = await readStartRecord(dir);
     if (start) {
       const handle = handleFromStart(dir, start);
@@ -244,21 +240,21 @@ export class ProcessRuntime implements TaskRuntime {
     return shims.length > 0 || running ? Math.max(shims.length, 1) : 0;
   }
 
-  async inspect(raw: RuntimeHandle): Promise<Observation> {
-    const handle = raw as ShimHandle;
+  async inspect(handle: ProcessHandle): Promise<Observation> {
     const exit = await readExitRecord(handle.dir);
     if (exit.state === 'valid') return exitObservation(handle, exit.record, this.cgroups);
     const held = this.held.get(handle.dir);
     if (held) return heldObservation(handle, held, this.cgroups);
+    if (!isRun(handle)) {
+      if (exit.state === 'unreadable') return unreadableObservation(handle.dir, exit);
+      return { state: 'lost', message: 'the task never started and left no exit status' };
+    }
     const running: Observation = { state: 'running', startedAt: handle.startedAt };
-    const sameBoot = handle.pid !== undefined && handle.bootId === bootId();
+    const sameBoot = handle.bootId === bootId();
     if (exit.state === 'unreadable') {
       // While the task (or its shim, which replaces the file when the task exits) lives, it runs.
       const live = sameBoot && (isSameProcessAlive(handle.pid, handle.startTime) || isSameProcessAlive(handle.shimPid, handle.shimStartTime));
       return live ? running : unreadableObservation(handle.dir, exit);
-    }
-    if (handle.pid === undefined) {
-      return { state: 'lost', message: 'the task never started and left no exit status' };
     }
     if (!sameBoot) {
       return { state: 'lost', startedAt: handle.startedAt, message: 'the machine restarted while the task ran' };
@@ -278,11 +274,11 @@ export class ProcessRuntime implements TaskRuntime {
     };
   }
 
-  async stop(raw: RuntimeHandle, options: StopOptions): Promise<void> {
-    const handle = raw as ShimHandle;
+  async stop(handle: ProcessHandle, options: StopOptions): Promise<void> {
+    if (!isRun(handle)) return;
     // An exit record that cannot be read says nothing about the tree: stop it all the same.
     const exited = (await readExitRecord(handle.dir)).state === 'valid' || this.held.has(handle.dir);
-    if (handle.pid === undefined || exited) return this.killLeftovers(handle);
+    if (exited) return this.killLeftovers(handle);
     if (handle.bootId !== bootId()) return;
     signalTree(handle, options.signal, this.cgroups);
     const deadline = Date.now() + options.graceMs;
@@ -296,20 +292,20 @@ export class ProcessRuntime implements TaskRuntime {
     await waitForExitRecord(handle.dir, () => isSameProcessAlive(handle.shimPid, handle.shimStartTime));
   }
 
-  async release(raw: RuntimeHandle): Promise<void> {
-    const handle = raw as ShimHandle;
-    const sameBoot = handle.bootId === bootId();
-    if (handle.shimPid !== undefined && sameBoot && isSameProcessAlive(handle.shimPid, handle.shimStartTime)) {
+  async release(handle: ProcessHandle): Promise<void> {
+    const run = isRun(handle) ? handle : undefined;
+    const sameBoot = run?.bootId === bootId();
+    if (run && sameBoot && isSameProcessAlive(run.shimPid, run.shimStartTime)) {
       // SIGTERM tells the shim to stop logging and leave once the pipes close.
-      signalQuietly(handle.shimPid, 'SIGTERM');
+      signalQuietly(run.shimPid, 'SIGTERM');
     }
-    this.listeners.delete(handle.shimPid);
+    if (run) this.listeners.delete(run.shimPid);
     if (handle.dir) this.held.delete(handle.dir);
-    if (handle.cgroup && sameBoot) {
+    if (run?.cgroup && sameBoot) {
       // Never kills: a task that ended may have left processes running on
       // purpose (the original's `bootstrap.sh &`); their cgroup then stays
       // until they are gone (a later sweep removes it).
-      const { busy } = await this.cgroups.remove(handle.cgroup);
+      const { busy } = await this.cgroups.remove(run.cgroup);
       if (busy.length > 0) this.options.log.debug({ cgroups: busy }, 'the task left processes running; keeping its cgroup until they exit');
     }
     if (handle.dir) {
@@ -329,10 +325,9 @@ export class ProcessRuntime implements TaskRuntime {
    * without v2 io.stat the sum of /proc/<pid>/io read_bytes/write_bytes
    * (storage I/O, not rchar/wchar, which count pipes and terminals too).
    */
-  async stats(raw: RuntimeHandle): Promise<ResourceSample> {
-    const handle = raw as ShimHandle;
+  async stats(handle: ProcessHandle): Promise<ResourceSample> {
     const time = Date.now();
-    if (handle.pgid === undefined || handle.bootId !== bootId()) return { time, pids: 0, rssBytes: 0 };
+    if (!isRun(handle) || handle.bootId !== bootId()) return { time, pids: 0, rssBytes: 0 };
     const cgroup = handle.cgroup;
     const usage = cgroup ? this.cgroups.usage(cgroup) : {};
     const pids = (cgroup && this.cgroups.pids(cgroup)) ?? measuredTree(handle);
@@ -358,8 +353,7 @@ export class ProcessRuntime implements TaskRuntime {
     await this.cgroups.sweep(scopeOf(dataDir), (taskName) => existsSync(join(dataDir, taskName)));
   }
 
-  logs(raw: RuntimeHandle): LogLocation | undefined {
-    const { dir } = raw as ShimHandle;
+  logs({ dir }: ProcessHandle): LogLocation | undefined {
     return dir ? { directory: join(dir, 'logs') } : undefined;
   }
 
@@ -369,9 +363,9 @@ export class ProcessRuntime implements TaskRuntime {
    * any shim (also one adopted after an executor restart, whose pipe is gone),
    * which renames exit.json into place when the task ends.
    */
-  watch(raw: RuntimeHandle, onChange: () => void): () => void {
-    const { shimPid, dir } = raw as ShimHandle;
-    if (shimPid === undefined) return () => {};
+  watch(handle: ProcessHandle, onChange: () => void): () => void {
+    if (!isRun(handle)) return () => {};
+    const { shimPid, dir } = handle;
     const set = this.listeners.get(shimPid) ?? new Set();
     set.add(onChange);
     this.listeners.set(shimPid, set);

@@ -24,12 +24,16 @@ import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { EnvVar, ProcessSpec, TaskSpec } from '../../model/task.js';
-import type { ProcessRuntime, ShimHandle } from '../process/process-runtime.js';
+import type { ProcessHandle, ProcessRuntime, ShimHandle } from '../process/process-runtime.js';
+import { isRun } from '../process/shim-handle.js';
 import { bootId, groupMembers, isSameProcessAlive, signalQuietly } from '../process/procfs.js';
-import type { LogLocation, Observation, ResourceSample, RuntimeHandle, Started, StartRequest, StopOptions, TaskRuntime } from '../runtime.js';
+import type { LogLocation, Observation, ResourceSample, Started, StartRequest, StopOptions, TaskRuntime } from '../runtime.js';
 import { type MainContainer, MainContainerLocator, TASK_MARKER_ENV } from './discovery.js';
 import { initialEnvironUtf8, isLiveProcess, processTable } from './namespaces.js';
+import { decodeSidecarHandle, SIDECAR_HANDLE_VERSION, type SidecarHandle } from './sidecar-handle.js';
 import { directoryProblem, programProblem, resolveIdentity, resolveInRoot } from './target-fs.js';
+
+export type { SidecarHandle } from './sidecar-handle.js';
 
 export const SidecarReason = {
   MainContainerNotFound: 'MainContainerNotFound',
@@ -55,26 +59,15 @@ export interface SidecarRuntimeOptions {
   log: Logger;
 }
 
-/** Persisted handle: the wrapped process runtime's handle plus the main container it entered. */
-export interface SidecarHandle {
-  [key: string]: unknown;
-  /** Handle of the wrapped process runtime (nsenter under a task-shim); absent when the task never started. */
-  inner?: RuntimeHandle;
-  /** The main container process the task entered, with its start time to tell a restarted container apart. */
-  target?: MainContainer;
-  /** Why the task never started; inspect keeps reporting it. */
-  failure?: Extract<Observation, { state: 'exited' }>;
-}
-
 type Exited = Extract<Observation, { state: 'exited' }>;
 
 const POLL_MS = 25;
 /** How long leaf-first killing may take before the rest of the tree is SIGKILLed at once. */
 const ORDERLY_KILL_BUDGET_MS = 1500;
 
-export class SidecarRuntime implements TaskRuntime {
+export class SidecarRuntime implements TaskRuntime<SidecarHandle> {
   readonly name = 'sidecar';
-  readonly stats?: (handle: RuntimeHandle) => Promise<ResourceSample>;
+  readonly handleVersion = SIDECAR_HANDLE_VERSION;
   private readonly processes: ProcessRuntime;
   private readonly locator: MainContainerLocator;
   private readonly nsenter: string;
@@ -90,9 +83,6 @@ export class SidecarRuntime implements TaskRuntime {
       pidFile: options.mainContainerPidFile,
       shimPath: options.shimPath,
     });
-    // Resource usage is that of the nsenter tree under the shim (host pids), so the wrapped runtime's answer holds.
-    const inner = this.processes as TaskRuntime;
-    if (inner.stats) this.stats = (handle) => inner.stats!.call(this.processes, innerOf(handle) ?? {});
   }
 
   /** How the main container is looked up, for the startup log line. */
@@ -100,11 +90,15 @@ export class SidecarRuntime implements TaskRuntime {
     return this.locator.describe();
   }
 
+  decodeHandle(raw: unknown): SidecarHandle {
+    return decodeSidecarHandle(raw, this.processes);
+  }
+
   accepts(spec: TaskSpec): boolean {
     return spec.process !== undefined;
   }
 
-  async start(request: StartRequest): Promise<Started> {
+  async start(request: StartRequest): Promise<Started<SidecarHandle>> {
     const spec = request.spec.process!;
     const discovery = this.locator.locate();
     if ('notFound' in discovery) {
@@ -116,7 +110,7 @@ export class SidecarRuntime implements TaskRuntime {
     if ('exitCode' in prepared) return notStarted({ target }, prepared.exitCode, 'ProcessStartFailed', prepared.message);
 
     const started = await this.processes.start({ ...request, spec: { ...request.spec, process: prepared.spec } });
-    const handle: SidecarHandle = { inner: started.handle, target };
+    const handle: SidecarHandle = { inner: started.handle, innerVersion: this.processes.handleVersion, target };
     if (started.observation.state === 'running' && !isLiveProcess(target.pid, target.startTime)) {
       // The main container went away between the lookup and nsenter: its pid may already name another process.
       await this.processes.stop(started.handle, { signal: 'SIGKILL', graceMs: 0 });
@@ -130,8 +124,7 @@ export class SidecarRuntime implements TaskRuntime {
     return { handle, observation: started.observation, warnings: started.warnings };
   }
 
-  async inspect(raw: RuntimeHandle): Promise<Observation> {
-    const handle = raw as SidecarHandle;
+  async inspect(handle: SidecarHandle): Promise<Observation> {
     if (handle.failure) return handle.failure;
     if (!handle.inner) return { state: 'lost', message: 'the task never started' };
     const observation = await this.processes.inspect(handle.inner);
@@ -151,10 +144,9 @@ export class SidecarRuntime implements TaskRuntime {
     };
   }
 
-  async stop(raw: RuntimeHandle, options: StopOptions): Promise<void> {
-    const inner = (raw as SidecarHandle).inner as ShimHandle | undefined;
+  async stop({ inner }: SidecarHandle, options: StopOptions): Promise<void> {
     if (!inner) return;
-    if (inner.pid !== undefined && inner.pgid !== undefined && inner.bootId === bootId()) {
+    if (isRun(inner) && inner.bootId === bootId()) {
       if (isSameProcessAlive(inner.pid, inner.startTime)) await this.signalAndWait(inner, options);
       await this.killLeavesFirst(inner);
     }
@@ -162,19 +154,26 @@ export class SidecarRuntime implements TaskRuntime {
     await this.processes.stop(inner, { signal: 'SIGKILL', graceMs: 0 });
   }
 
-  async release(raw: RuntimeHandle): Promise<void> {
-    const inner = innerOf(raw);
+  /** What the shims started for the task directory ran (nsenter and the task below it), as for a process task. */
+  reclaim(name: string, taskDir: string): Promise<number> {
+    return this.processes.reclaim(name, taskDir);
+  }
+
+  async release({ inner }: SidecarHandle): Promise<void> {
     if (inner) await this.processes.release(inner);
   }
 
-  logs(raw: RuntimeHandle): LogLocation | undefined {
-    const inner = innerOf(raw);
+  logs({ inner }: SidecarHandle): LogLocation | undefined {
     return inner ? this.processes.logs(inner) : undefined;
   }
 
-  watch(raw: RuntimeHandle, onChange: () => void): () => void {
-    const inner = innerOf(raw);
+  watch({ inner }: SidecarHandle, onChange: () => void): () => void {
     return inner ? this.processes.watch(inner, onChange) : () => {};
+  }
+
+  /** Usage of the nsenter tree under the shim (host pids): the wrapped runtime's answer holds. */
+  async stats({ inner }: SidecarHandle): Promise<ResourceSample> {
+    return inner ? this.processes.stats(inner) : { time: Date.now(), pids: 0, rssBytes: 0 };
   }
 
   /** The spec the wrapped process runtime runs: nsenter with the task's settings as nsenter options. */
@@ -316,25 +315,24 @@ export class SidecarRuntime implements TaskRuntime {
  * ones: the plain process backend in sidecar mode, for tasks an executor
  * started before sidecar mode was switched on.
  */
-export function attachOnly(runtime: TaskRuntime): TaskRuntime {
+export function attachOnly<H>(runtime: TaskRuntime<H>): TaskRuntime<H> {
   return {
     name: runtime.name,
+    handleVersion: runtime.handleVersion,
+    decodeHandle: (raw, version) => runtime.decodeHandle(raw, version),
     accepts: () => false,
     start: (request) => runtime.start(request),
     inspect: (handle) => runtime.inspect(handle),
     stop: (handle, options) => runtime.stop(handle, options),
     release: (handle) => runtime.release(handle),
-    ...(runtime.watch && { watch: (handle: RuntimeHandle, onChange: () => void) => runtime.watch!(handle, onChange) }),
-    ...(runtime.logs && { logs: (handle: RuntimeHandle) => runtime.logs!(handle) }),
-    ...(runtime.stats && { stats: (handle: RuntimeHandle) => runtime.stats!(handle) }),
+    ...(runtime.reclaim && { reclaim: (name: string, taskDir: string) => runtime.reclaim!(name, taskDir) }),
+    ...(runtime.watch && { watch: (handle: H, onChange: () => void) => runtime.watch!(handle, onChange) }),
+    ...(runtime.logs && { logs: (handle: H) => runtime.logs!(handle) }),
+    ...(runtime.stats && { stats: (handle: H) => runtime.stats!(handle) }),
   };
 }
 
-function innerOf(raw: RuntimeHandle): RuntimeHandle | undefined {
-  return (raw as SidecarHandle).inner;
-}
-
-function notStarted(handle: SidecarHandle, exitCode: number, reason: string, message: string): Started {
+function notStarted(handle: SidecarHandle, exitCode: number, reason: string, message: string): Started<SidecarHandle> {
   const failure: Exited = { state: 'exited', exitCode, signal: 0, finishedAt: new Date().toISOString(), reason, message };
   return { handle: { ...handle, failure }, observation: failure };
 }
