@@ -17,12 +17,14 @@
 //   node --import tsx bench/control-path.ts        (or: npm run bench control-path)
 //   BENCH_N=200 ...                                 quicker run; default 1000
 //   BENCH_EXITS (default 100), BENCH_IDLE_S (10), BENCH_RPS_S (3), BENCH_TIMEOUT_S (max(180, N/2))
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { credentials, type ServiceError, status } from '@grpc/grpc-js';
 import { ListTasksResponse, TaskExecutorServiceClient, WatchEventType, type WatchResponse } from '../gen/taskexecutor/v1/task_executor_service.js';
 import type { Task } from '../gen/taskexecutor/v1/task.js';
@@ -64,6 +66,8 @@ async function until<T>(what: string, check: () => T | undefined | false, { time
     await delay(intervalMs);
   }
 }
+
+const execFileAsync = promisify(execFile);
 
 interface Session {
   te: TestExecutor;
@@ -164,15 +168,11 @@ async function idleCpu(seconds: number): Promise<{ percent: number; rssMiB: numb
   return { percent: ((used.user + used.system) / 1000 / elapsed) * 100, rssMiB: process.memoryUsage().rss / 2 ** 20 };
 }
 
-async function rps(seconds: number, call: () => Promise<unknown>): Promise<number> {
-  let count = 0;
-  const start = performance.now();
-  const end = start + seconds * 1000;
-  while (performance.now() < end) {
-    await call();
-    count++;
-  }
-  return count / ((performance.now() - start) / 1000);
+/** Requests per second of one client in its own process (bench/support/rps-client.ts). */
+async function rpsFromClientProcess(address: string, call: string[]): Promise<number> {
+  const script = fileURLToPath(new URL('./support/rps-client.ts', import.meta.url));
+  const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', script, address, String(RPS_S), ...call]);
+  return (JSON.parse(stdout.trim().split('\n').at(-1)!) as { rps: number }).rps;
 }
 
 // ---- the run ---------------------------------------------------------------------------------
@@ -262,13 +262,12 @@ async function main(): Promise<void> {
 
   // 4: ListTasks throughput against GetTask throughput.
   const api = session.api;
-  // One page of 1,000 (the largest page); the whole list is N + 1 tasks.
+  // One page of 1,000 (the largest page; the whole list is N + 1 tasks), from a
+  // client in its own process, as a controller is.
   const page = { pageSize: 1000 };
   const listBytes = ListTasksResponse.encode(await api.listPage(page)).finish().length;
-  await rps(0.3, () => api.getTask({ name: PROBE })); // warm-up of both paths
-  await rps(0.3, () => api.listPage(page));
-  const getRps = await rps(RPS_S, () => api.getTask({ name: PROBE }));
-  const listRps = await rps(RPS_S, () => api.listPage(page));
+  const getRps = await rpsFromClientProcess(session.te.executor.address, ['get', PROBE]);
+  const listRps = await rpsFromClientProcess(session.te.executor.address, ['list', String(page.pageSize)]);
   console.log(`GetTask ${getRps.toFixed(0)} req/s; ListTasks (${N + 1} tasks, ${(listBytes / 1024).toFixed(0)} KiB) ${listRps.toFixed(0)} req/s`);
   row(`4. ListTasks, a page of ${Math.min(N + 1, 1000)} of ${N + 1} tasks (${(listBytes / 1024).toFixed(0)} KiB)`, `GetTask: ${getRps.toFixed(0)} req/s`, `${listRps.toFixed(0)} req/s`,
     `${(listRps / getRps).toFixed(2)}x`, `≥ 500 req/s: ${verdict(listRps >= 500)}`);

@@ -68,6 +68,8 @@ export interface RunSample {
 
 /** How long CreateTask waits for the task's start before answering with its current (waiting) state. */
 const CREATE_REPLY_WAIT_MS = 2000;
+/** Safety-net steps in flight at once (see resyncAll). */
+const RESYNC_CONCURRENCY = 4;
 /** How soon a task whose runtime is unreachable tries to start again. */
 const UNAVAILABLE_RETRY_MS = 1000;
 /** Longest delay Node's timers take (about 24.8 days); later deadlines are re-armed. */
@@ -98,6 +100,9 @@ export class TaskManager {
   private readonly reported = new Map<string, string>();
   private readonly events = new EventEmitter();
   private safetyNet: NodeJS.Timeout | undefined;
+  /** Steps of a safety-net pass in flight at once. */
+  private readonly resyncGate = new Semaphore(RESYNC_CONCURRENCY);
+  private resyncing = false;
   /** Subscriptions to the runtimes, undone on close. */
   private readonly detach: (() => void)[] = [];
   private closed = false;
@@ -124,7 +129,7 @@ export class TaskManager {
       });
       if (stop) this.detach.push(stop);
     }
-    this.safetyNet = setInterval(() => this.resyncAll(), this.options.reconcileIntervalMs);
+    this.safetyNet = setInterval(() => void this.resyncAll(), this.options.reconcileIntervalMs);
     this.safetyNet.unref();
   }
 
@@ -436,14 +441,22 @@ export class TaskManager {
     }
   }
 
-  /** The safety net: every task that is not at rest gets a step. */
-  private resyncAll(): void {
-    for (const name of this.unsaved) {
-      const record = this.tasks.get(name);
-      if (record) void this.commits.run(name, () => this.retrySave(name));
-    }
-    for (const record of this.tasks.values()) {
-      if (!isTerminated(record.state) || record.deletionRequestedAt || record.restartAt) this.schedule(record.name);
+  /**
+   * The safety net: every task that is not at rest gets a step. A few at a
+   * time, so a pass over thousands of tasks never holds the event loop for
+   * long: pushed changes of other tasks are handled in between.
+   */
+  private async resyncAll(): Promise<void> {
+    if (this.resyncing || this.closed) return;
+    this.resyncing = true;
+    try {
+      for (const name of this.unsaved) void this.commits.run(name, () => this.retrySave(name));
+      const names = [...this.tasks.values()]
+        .filter((record) => !isTerminated(record.state) || record.deletionRequestedAt || record.restartAt)
+        .map((record) => record.name);
+      await Promise.all(names.map((name) => this.resyncGate.runExclusive(() => this.work.run(name, () => this.step(name)))));
+    } finally {
+      this.resyncing = false;
     }
   }
 

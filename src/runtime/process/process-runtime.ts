@@ -13,7 +13,7 @@ import { existsSync, type FSWatcher, watch } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { execa } from 'execa';
+import { spawn } from 'node:child_process';
 import type { Logger } from 'pino';
 import type { ProcessSpec, TaskSpec } from '../../model/task.js';
 import { type CgroupManager, scopeOf, type TaskCgroup } from '../cgroups/index.js';
@@ -22,7 +22,7 @@ import { exitObservation, type HeldExit, heldObservation, unreadableObservation 
 import { bootId, isSameProcessAlive, sampleProcesses, signalQuietly, startTimeOf } from './procfs.js';
 import { decodeProcessHandle, isRun, PROCESS_HANDLE_VERSION, type ProcessHandle, type ShimHandle } from './shim-handle.js';
 import { parseEvent, readExitRecord, readStartRecord, type ShimEvent, type StartRecord } from './shim-protocol.js';
-import { freeze, killShimTree, shimAlive, shimsFor, thaw } from './stalled-shims.js';
+import { freeze, killShimTree, scanShims, type ShimScan, shimAlive, shimsFor, thaw } from './stalled-shims.js';
 import { GRACE_POLL_MS, killTree, measuredTree, signalTree, treeAlive } from './task-tree.js';
 
 export type { ProcessHandle, ShimHandle } from './shim-handle.js';
@@ -42,6 +42,8 @@ export interface ProcessRuntimeOptions {
 }
 
 const POLL_MS = 25;
+/** How long one scan for shims serves the recoveries of an executor start (see recoveryScan). */
+const RECOVERY_SCAN_MAX_AGE_MS = 2000;
 /** The files one run of the shim leaves in the task directory. */
 const EXIT_RECORD = 'exit.json';
 const RUN_RECORDS = ['start.json', EXIT_RECORD];
@@ -57,6 +59,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
   readonly name: string;
   readonly handleVersion = PROCESS_HANDLE_VERSION;
   private readonly listeners = new Map<number, Set<() => void>>();
+  private scan: { at: number; shims: ShimScan } | undefined;
   /** By task dir: exit statuses learned from a shim's events that it could not write to disk. */
   private readonly held = new Map<string, HeldExit>();
   readonly cgroups: CgroupManager;
@@ -113,32 +116,33 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
   }
 
   private async launch(request: StartRequest, args: string[], spec: ProcessSpec, cgroup: TaskCgroup | undefined): Promise<Started<ProcessHandle>> {
-    const shim = execa(this.options.shimPath, args, {
+    // A plain spawn: the supervisor is a detached daemon that must outlive the
+    // executor, so nothing of execa's (a result promise, buffering, killing
+    // children on exit) applies, and this is the hot path of every start.
+    const shim = spawn(this.options.shimPath, args, {
       env: taskEnvironment(this.options.baseEnv ?? process.env, spec),
-      extendEnv: false,
       detached: true,
-      cleanup: false, // the task must outlive the executor
-      reject: false,
-      buffer: false,
-      stdin: 'ignore',
-      stdout: 'pipe',
-      stderr: 'pipe',
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    shim.unref();
+    const exited = new Promise<string>((resolve) => shim.once('exit', (code, signal) => resolve(String(code ?? signal))));
+    const failed = await new Promise<Error | undefined>((resolve) => {
+      shim.once('spawn', () => resolve(undefined));
+      shim.once('error', resolve);
+    });
     const shimPid = shim.pid;
-    if (shimPid === undefined) throw new Error(`cannot start task-shim: ${(await shim).message}`);
+    if (failed || shimPid === undefined) throw new Error(`cannot start task-shim: ${failed?.message ?? 'no pid'}`);
+    shim.unref();
     const shimStartTime = startTimeOf(shimPid) ?? '';
 
     const stderr: string[] = [];
-    shim.stderr?.setEncoding('utf8').on('data', (chunk: string) => stderr.length < 20 && stderr.push(chunk));
-    const lines = createInterface({ input: shim.stdout! });
+    shim.stderr.setEncoding('utf8').on('data', (chunk: string) => stderr.length < 20 && stderr.push(chunk));
+    const lines = createInterface({ input: shim.stdout });
     const first = await new Promise<string | undefined>((resolve) => {
       lines.once('line', resolve);
       lines.once('close', () => resolve(undefined));
     });
     if (first === undefined) {
-      const result = await shim;
-      throw new Error(`task-shim exited (${result.exitCode ?? result.signal}) before starting the task: ${stderr.join('').trim()}`);
+      throw new Error(`task-shim exited (${await exited}) before starting the task: ${stderr.join('').trim()}`);
     }
     const event = parseEvent(first);
     if (event?.event === 'start-failed') {
@@ -185,7 +189,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
    * swept once empty.
    */
   async recover(request: StartRequest): Promise<Started<ProcessHandle> | undefined> {
-    const starting = shimsFor(request.taskDir);
+    const starting = shimsFor(request.taskDir, this.recoveryScan());
     const deadline = Date.now() + EXIT_RECORD_WAIT_MS;
     for (;;) {
       const found = await this.recorded(request.taskDir);
@@ -208,6 +212,18 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
       throw new Error(`a task-shim for ${request.taskDir} stalled before starting the task and survived SIGKILL; not starting the task again`);
     }
     return this.recorded(request.taskDir);
+  }
+
+  /**
+   * The shims alive when this runtime began recovering tasks. Every task
+   * without a recorded start is recovered at once after a restart, and only
+   * an earlier executor can have started a shim for such a task (this one
+   * starts none before its recovery is done), so one scan of /proc serves
+   * them all instead of one scan each.
+   */
+  private recoveryScan(): ShimScan {
+    if (!this.scan || Date.now() - this.scan.at > RECOVERY_SCAN_MAX_AGE_MS) this.scan = { at: Date.now(), shims: scanShims() };
+    return this.scan.shims;
   }
 
   /** What start.json or exit.json say about a start the executor did not record. */

@@ -15,21 +15,31 @@ const POLL_MS = 10;
 /** How long a shim may take to stop (SIGSTOP) or to vanish (SIGKILL) before giving up on it. */
 const SIGNAL_WAIT_MS = 2000;
 
-/** Live task-shims started for this task directory (found by their command line). */
-export function shimsFor(taskDir: string): ShimProcess[] {
-  const found: ShimProcess[] = [];
+/** Live task-shims started for this task directory (found by their command line), from `scan` or a fresh scan. */
+export function shimsFor(taskDir: string, scan: ShimScan = scanShims()): ShimProcess[] {
+  return (scan.get(taskDir) ?? []).filter(shimAlive);
+}
+
+/** Every task-shim that was alive at the scan, by the task directory it serves. */
+export type ShimScan = ReadonlyMap<string, ShimProcess[]>;
+
+/** One scan of /proc (every process's command line) for task-shims. */
+export function scanShims(): ShimScan {
+  const byDir = new Map<string, ShimProcess[]>();
   for (const entry of readdirSync('/proc')) {
     const pid = Number(entry);
     if (!Number.isInteger(pid) || pid <= 0) continue;
     try {
       const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (!argv[0]?.endsWith('task-shim')) continue;
+      const dir = argv[argv.indexOf('--dir') + 1];
       const stat = readStat(pid);
-      if (stat && argv[0]?.endsWith('task-shim') && argv[argv.indexOf('--dir') + 1] === taskDir) found.push({ pid, startTime: stat.startTime });
+      if (dir && stat) byDir.set(dir, [...(byDir.get(dir) ?? []), { pid, startTime: stat.startTime }]);
     } catch {
       // gone meanwhile
     }
   }
-  return found;
+  return byDir;
 }
 
 export const shimAlive = (shim: ShimProcess): boolean => isSameProcessAlive(shim.pid, shim.startTime);

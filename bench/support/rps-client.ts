@@ -1,0 +1,30 @@
+// A client in its own process, as a controller is: issues one RPC back to back
+// for a while and prints how many it completed per second. Used by
+// control-path.ts so that the client's decoding does not count as the
+// executor's time. Usage: rps-client.ts <address> <seconds> get <name> | list <pageSize>
+import { credentials, type ServiceError } from '@grpc/grpc-js';
+import { TaskExecutorServiceClient } from '../../gen/taskexecutor/v1/task_executor_service.js';
+
+const [address, seconds, method, arg] = process.argv.slice(2);
+if (!address || !seconds || (method !== 'get' && method !== 'list') || !arg) {
+  console.error('usage: rps-client.ts <address> <seconds> get <name> | list <pageSize>');
+  process.exit(2);
+}
+const client = new TaskExecutorServiceClient(address, credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 << 20 });
+const call = () =>
+  new Promise<void>((resolve, reject) => {
+    const done = (error: ServiceError | null) => (error ? reject(error) : resolve());
+    if (method === 'get') client.getTask({ name: arg }, done);
+    else client.listTasks({ pageSize: Number(arg) }, done);
+  });
+
+for (let i = 0; i < 50; i++) await call(); // warm-up
+let count = 0;
+const start = performance.now();
+const end = start + Number(seconds) * 1000;
+while (performance.now() < end) {
+  await call();
+  count++;
+}
+console.log(JSON.stringify({ rps: count / ((performance.now() - start) / 1000) }));
+client.close();
