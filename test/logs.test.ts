@@ -494,7 +494,7 @@ describe('log files read directly', () => {
       new AbortController().signal,
     );
     let next;
-    while (!(next = await stream.next()).done) lines.push({ ...next.value, bytes: Buffer.from(next.value.bytes) });
+    while (!(next = await stream.next()).done) for (const line of next.value) lines.push({ ...line, bytes: Buffer.from(line.bytes) });
     assert.equal(next.value, 'complete');
     return lines.map((l) => `${l.stream}${l.partial ? '~' : ':'}${l.bytes.toString()}`);
   }

@@ -13,6 +13,7 @@ import type { Security } from '../security.js';
 import { bearerTokenInterceptor, serverCredentials } from './auth.js';
 import { rejectMalformedRequests, withTolerantDecoding } from './malformed.js';
 import { addReflection } from './reflection.js';
+import { withPreEncodedResponses } from './pre-encoded.js';
 import { taskExecutorService } from './task-service.js';
 
 export const SERVICE_NAME = 'taskexecutor.v1.TaskExecutorService';
@@ -43,7 +44,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       rejectMalformedRequests,
     ],
   });
-  server.addService(withTolerantDecoding(TaskExecutorServiceService), taskExecutorService(manager, log));
+  server.addService(withPreEncodedResponses(withTolerantDecoding(TaskExecutorServiceService)), taskExecutorService(manager, log));
 
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   health.addToServer(server);
