@@ -398,7 +398,7 @@ describe('Logs over gRPC', () => {
       assert.ok(batched.every((m) => m.entries.length > 0 && m.content === undefined && m.stream === BOTH && !m.partial && m.time === undefined));
       assert.ok(batched.length * 20 < single.length, `${batched.length} batched messages for ${single.length} lines`);
       const outputBytes = (m: LogsResponse) => m.entries.reduce((sum, e) => sum + (e.content?.value.length ?? 0), 0);
-      assert.ok(batched.every((m) => outputBytes(m) < 32 * 1024 + 64 * 1024), 'messages are bounded');
+      assert.ok(batched.every((m) => outputBytes(m) < 64 * 1024 + 64 * 1024), 'messages are bounded');
     }
     const lines = texts(await readLogs(te, { name: 'batched', batch: true, tailLines: 3 }).then((ms) => ms.flatMap((m) => m.entries.map((e) => ({ ...e, entries: [] })))));
     assert.deepEqual(lines, ['\ufffd\ufffd not utf-8', 'grüße ✓', '']);

@@ -65,7 +65,7 @@ export function parseRequest(request: LogsRequest): Omit<LogsQuery, 'directory'>
 }
 
 /** Output bytes after which a batched message is closed (a line piece is at most 64 KiB on top). */
-export const BATCH_BYTES = 32 * 1024;
+export const BATCH_BYTES = 64 * 1024;
 
 function* singleLineResponses(lines: readonly LogLine[], timestamps: boolean): Generator<LogsResponse> {
   for (const line of lines) yield { ...toLogEntry(line, timestamps), entries: [] };
