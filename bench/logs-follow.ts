@@ -3,8 +3,10 @@
 //      20 ms; the time until a Logs(follow) client holds it, next to `tail -F`
 //      following a plain file that a shell loop appends to at the same rate
 //      (both run at the same time);
-//  (b) reading an existing ~50 MB log through Logs (no follow), next to `cat`
-//      of the same files into this process, and src/logs alone (no gRPC).
+//  (b) reading an existing ~50 MB log through Logs (no follow), batched
+//      (`batch: true`) and one line per message (as clients that predate
+//      `entries` get it), next to `cat` of the same files into this process,
+//      and src/logs alone (no gRPC).
 // The executor runs as its own process (src/main.ts), as in production, so the
 // client's work does not share its event loop.
 import { spawn } from 'node:child_process';
@@ -50,7 +52,7 @@ const wallNs = (() => {
 function stats(samplesMs: number[]) {
   const sorted = [...samplesMs].sort((a, b) => a - b);
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-  return { n: sorted.length, median: at(0.5), p90: at(0.9), max: sorted.at(-1)! };
+  return { n: sorted.length, median: at(0.5), p90: at(0.9), p99: at(0.99), max: sorted.at(-1)! };
 }
 
 /** Latencies (ms) of lines that carry their write time (`date +%s%N`). */
@@ -79,12 +81,14 @@ async function followLatency(te: Target, scratch: string) {
   // The Logs RPC following a task; both writers start when the follower has seen "ready".
   await te.api.createTask({ task: shell('latency', `echo ready; ${gate}; ${loop('')}`) });
   const rpcMs: number[] = [];
-  const call = te.client.logs(LogsRequest.fromPartial({ name: 'latency', follow: true }));
+  const call = te.client.logs(LogsRequest.fromPartial({ name: 'latency', follow: true, batch: true }));
   const ended = new Promise<void>((resolve, reject) => {
     call.on('data', (m: LogsResponse) => {
-      if (m.content?.$case !== 'text') return;
-      if (m.content.value === 'ready') writeFileSync(join(scratch, 'go'), '');
-      latencyOf(m.content.value, rpcMs);
+      for (const entry of m.entries) {
+        if (entry.content?.$case !== 'text') continue;
+        if (entry.content.value === 'ready') writeFileSync(join(scratch, 'go'), '');
+        latencyOf(entry.content.value, rpcMs);
+      }
     });
     call.on('error', reject);
     call.on('end', resolve);
@@ -112,14 +116,16 @@ async function readThroughput(te: Target) {
     await new Promise((resolve) => child.on('close', resolve));
     return { seconds: Number(process.hrtime.bigint() - start) / 1e9, bytes, lines: 0 };
   };
-  const rpc = async () => {
+  const rpc = async (batch: boolean) => {
     const start = process.hrtime.bigint();
     let bytes = 0;
     let lines = 0;
-    const call = te.client.logs(LogsRequest.fromPartial({ name: 'big' }));
+    const call = te.client.logs(LogsRequest.fromPartial({ name: 'big', batch }));
     call.on('data', (m: LogsResponse) => {
-      lines++;
-      bytes += m.content?.$case === 'text' ? m.content.value.length : (m.content?.value.length ?? 0);
+      for (const line of batch ? m.entries : [m]) {
+        lines++;
+        bytes += line.content?.$case === 'text' ? line.content.value.length : (line.content?.value.length ?? 0);
+      }
     });
     await new Promise((resolve, reject) => {
       call.on('end', resolve);
@@ -131,13 +137,13 @@ async function readThroughput(te: Target) {
     const start = process.hrtime.bigint();
     let bytes = 0;
     let lines = 0;
-    for await (const line of streamLogs(
+    for await (const batch of streamLogs(
       { directory: dir, streams: ['stdout', 'stderr'], follow: false },
       { status: () => 'ended', onChange: () => () => {} },
       new AbortController().signal,
     )) {
-      bytes += line.bytes.length;
-      lines++;
+      for (const line of batch) bytes += line.bytes.length;
+      lines += batch.length;
     }
     return { seconds: Number(process.hrtime.bigint() - start) / 1e9, bytes, lines };
   };
@@ -145,8 +151,8 @@ async function readThroughput(te: Target) {
     const runs = [await run(), await run()];
     return runs.sort((a, b) => a.seconds - b.seconds)[0]!;
   };
-  // One run of the RPC: it is the slow one.
-  return { cat: await best(cat), rpc: await rpc(), direct: await best(direct) };
+  // One run of the line-per-message RPC: it is the slow one.
+  return { cat: await best(cat), batched: await best(() => rpc(true)), single: await rpc(false), direct: await best(direct) };
 }
 
 const scratch = mkdtempSync(join(tmpdir(), 'te-bench-'));
@@ -157,26 +163,28 @@ try {
   const te: Target = { client, api, dataDir };
   const latency = await followLatency(te, scratch);
   const row = (name: string, s: ReturnType<typeof stats>) =>
-    `  ${name.padEnd(22)} ${s.median.toFixed(2).padStart(8)} ${s.p90.toFixed(2).padStart(8)} ${s.max.toFixed(2).padStart(8)} ${String(s.n).padStart(5)}`;
+    `  ${name.padEnd(22)} ${s.median.toFixed(2).padStart(8)} ${s.p90.toFixed(2).padStart(8)} ${s.p99.toFixed(2).padStart(8)} ${s.max.toFixed(2).padStart(8)} ${String(s.n).padStart(5)}`;
   console.log(`(a) follow latency, ${LINES} lines every ${Number(GAP) * 1000} ms (ms from write to receipt)`);
-  console.log(`  ${''.padEnd(22)} ${'median'.padStart(8)} ${'p90'.padStart(8)} ${'max'.padStart(8)} ${'lines'.padStart(5)}`);
+  console.log(`  ${''.padEnd(22)} ${'median'.padStart(8)} ${'p90'.padStart(8)} ${'p99'.padStart(8)} ${'max'.padStart(8)} ${'lines'.padStart(5)}`);
   console.log(row('tail -F (baseline)', latency.tail));
   console.log(row('Logs follow (gRPC)', latency.rpc));
   console.log(
-    `  ratio Logs/tail: median ${(latency.rpc.median / latency.tail.median).toFixed(2)}x, p90 ${(latency.rpc.p90 / latency.tail.p90).toFixed(2)}x`,
+    `  ratio Logs/tail: median ${(latency.rpc.median / latency.tail.median).toFixed(2)}x, p90 ${(latency.rpc.p90 / latency.tail.p90).toFixed(2)}x, p99 ${(latency.rpc.p99 / latency.tail.p99).toFixed(2)}x`,
   );
 
   const read = await readThroughput(te);
   const mbps = (r: { seconds: number; bytes: number }) => r.bytes / 1e6 / r.seconds;
   const trow = (name: string, r: { seconds: number; bytes: number; lines: number }) =>
     `  ${name.padEnd(22)} ${r.seconds.toFixed(3).padStart(8)} ${(r.bytes / 1e6).toFixed(1).padStart(8)} ${mbps(r).toFixed(1).padStart(8)} ${(r.lines ? (r.lines / r.seconds / 1000).toFixed(0) : '-').padStart(8)}`;
-  console.log(`\n(b) reading an existing log of ${BIG_BYTES / 1e6} MB of output (${LINE}-byte lines; best of 2, the RPC once)`);
+  console.log(`\n(b) reading an existing log of ${BIG_BYTES / 1e6} MB of output (${LINE}-byte lines; best of 2, the line-per-message RPC once)`);
   console.log(`  ${''.padEnd(22)} ${'seconds'.padStart(8)} ${'MB'.padStart(8)} ${'MB/s'.padStart(8)} ${'klines/s'.padStart(8)}`);
   console.log(trow('cat files (baseline)', read.cat));
   console.log(trow('src/logs, no gRPC', read.direct));
-  console.log(trow('Logs RPC (gRPC)', read.rpc));
+  console.log(trow('Logs RPC, batch', read.batched));
+  console.log(trow('Logs RPC, line/message', read.single));
   console.log(`  (MB: file bytes for cat, payload bytes otherwise)`);
-  console.log(`  ratio Logs/cat time: ${(read.rpc.seconds / read.cat.seconds).toFixed(1)}x; src/logs alone/cat: ${(read.direct.seconds / read.cat.seconds).toFixed(1)}x`);
+  const ratio = (r: { seconds: number }) => `${(r.seconds / read.cat.seconds).toFixed(1)}x`;
+  console.log(`  ratio to cat time: Logs batch ${ratio(read.batched)}; line/message ${ratio(read.single)}; src/logs alone ${ratio(read.direct)}`);
   client.close();
 } finally {
   executor.child.kill('SIGTERM');

@@ -4,10 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type ClientReadableStream, status, type ServiceError } from '@grpc/grpc-js';
-import { LogsRequest, type LogsResponse, LogStream } from '../gen/taskexecutor/v1/task_executor_service.js';
+import { LogsRequest, LogsResponse, LogStream } from '../gen/taskexecutor/v1/task_executor_service.js';
 import type { LogLine } from '../src/logs/lines.js';
 import { LogReader } from '../src/logs/reader.js';
-import { streamLogs, type TaskLiveness } from '../src/logs/stream-logs.js';
+import { DEFAULT_TIMINGS, streamLogs, type TaskLiveness } from '../src/logs/stream-logs.js';
+import { EncodedLogsResponse, encodeBatch, toLogEntry } from '../src/api/log-entries.js';
 import { processTask, shell, startTestExecutor, terminated, type TestExecutor } from './support/executor.js';
 import { isAlive } from './support/processes.js';
 import { waitFor } from './support/wait.js';
@@ -381,6 +382,41 @@ describe('Logs over gRPC', () => {
     assert.deepEqual(messages[1]!.content, { $case: 'text', value: 'plain' });
   });
 
+  test('batch packs the lines into few messages of entries: the same lines, pieces, bytes and times as one message per line', async () => {
+    // 3000 lines on both streams, a 200 KB line (partial pieces), a line that is not UTF-8, multi-byte text, an empty line.
+    const script =
+      `i=1; while [ $i -le 1500 ]; do echo "out $i ${'x'.repeat(80)}"; echo "err $i" >&2; i=$((i+1)); done; ` +
+      `head -c 200000 /dev/zero | tr '\\0' a; echo; printf '\\377\\376 not utf-8\\n'; echo 'grüße ✓'; echo`;
+    await te.api.createTask({ task: shell('batched', script) });
+    await finished('batched');
+    for (const timestamps of [false, true]) {
+      const single = await readLogs(te, { name: 'batched', timestamps });
+      const batched = await readLogs(te, { name: 'batched', timestamps, batch: true });
+      assert.ok(single.every((m) => m.entries.length === 0), 'without batch, entries stay empty');
+      const entries = batched.flatMap((m) => m.entries);
+      assert.deepEqual(entries, single.map(({ entries: _, ...line }) => line), 'the same lines in the same order');
+      assert.ok(batched.every((m) => m.entries.length > 0 && m.content === undefined && m.stream === BOTH && !m.partial && m.time === undefined));
+      assert.ok(batched.length * 20 < single.length, `${batched.length} batched messages for ${single.length} lines`);
+      const outputBytes = (m: LogsResponse) => m.entries.reduce((sum, e) => sum + (e.content?.value.length ?? 0), 0);
+      assert.ok(batched.every((m) => outputBytes(m) < 64 * 1024 + 64 * 1024), 'messages are bounded');
+    }
+    const lines = texts(await readLogs(te, { name: 'batched', batch: true, tailLines: 3 }).then((ms) => ms.flatMap((m) => m.entries.map((e) => ({ ...e, entries: [] })))));
+    assert.deepEqual(lines, ['\ufffd\ufffd not utf-8', 'grüße ✓', '']);
+  });
+
+  test('a batched follower gets each line as soon as it is written, not once a batch has filled up', async () => {
+    await te.api.createTask({ task: shell('batch-follow', `echo first; ${waitGate('batch-follow')}; echo second`) });
+    const { done } = openLogs(te, { name: 'batch-follow', follow: true, batch: true }, (m) => {
+      if (m.entries.some((e) => e.content?.$case === 'text' && e.content.value === 'first')) writeFileSync(gate('batch-follow'), '');
+    });
+    const { messages, error } = await done;
+    assert.equal(error, undefined, error?.details);
+    assert.deepEqual(
+      messages.flatMap((m) => m.entries.map((e) => e.content?.value)),
+      ['first', 'second'],
+    );
+  });
+
   test('a paused client does not make the executor buffer output in memory; after resuming the stream goes on', async () => {
     const lineBytes = 4000;
     const lines = 12_500; // 50 MB
@@ -494,7 +530,7 @@ describe('log files read directly', () => {
       new AbortController().signal,
     );
     let next;
-    while (!(next = await stream.next()).done) lines.push({ ...next.value, bytes: Buffer.from(next.value.bytes) });
+    while (!(next = await stream.next()).done) for (const line of next.value) lines.push({ ...line, bytes: Buffer.from(line.bytes) });
     assert.equal(next.value, 'complete');
     return lines.map((l) => `${l.stream}${l.partial ? '~' : ':'}${l.bytes.toString()}`);
   }
@@ -557,6 +593,40 @@ describe('log files read directly', () => {
     assert.deepEqual(batch?.records.map((r) => r.payload.toString()), ['second run']);
     assert.equal(batch?.gap, false);
     await reader.close();
+  });
+
+  test('a batch encoded straight from the line bytes is byte for byte what the generated encoder makes of the same entries', () => {
+    const lines: LogLine[] = [
+      { stream: 'stdout', bytes: Buffer.from('plain'), partial: false, timeMs: Date.parse('2026-01-01T00:00:01.250Z') },
+      { stream: 'stderr', bytes: Buffer.from('grüße ✓ '.repeat(40)), partial: true, timeMs: Date.parse('2026-01-01T00:00:02Z') },
+      { stream: 'stdout', bytes: Buffer.from([0xff, 0xfe, 0x41, 0xe2, 0x9c]), partial: false, timeMs: 999 },
+      { stream: 'stderr', bytes: Buffer.alloc(0), partial: false, timeMs: 0 },
+      { stream: 'stdout', bytes: Buffer.alloc(70_000, 'z'), partial: true, timeMs: 2 ** 41 + 7 },
+    ];
+    for (const timestamps of [false, true]) {
+      const generic = LogsResponse.encode(LogsResponse.fromPartial({ entries: lines.map((line) => toLogEntry(line, timestamps)) })).finish();
+      assert.ok(encodeBatch(lines, timestamps).equals(generic), `timestamps: ${timestamps}`);
+    }
+    assert.deepEqual(new EncodedLogsResponse(lines, true).entries, lines.map((line) => toLogEntry(line, true)), 'its entries read back');
+  });
+
+  test('a follower is woken by the write itself: it needs no polling to see a new line', async () => {
+    const d = fresh('wake');
+    const file = join(d, 'output.0.log');
+    writeFileSync(file, record(1, 'stdout', 'F', 'before'));
+    const controller = new AbortController();
+    const active: TaskLiveness = { status: () => 'active', onChange: () => () => {} };
+    // A poll interval far beyond the test's deadline: only a change notification can wake the follower.
+    const stream = streamLogs({ directory: d, streams: ['stdout'], follow: true }, active, controller.signal, { ...DEFAULT_TIMINGS, pollMs: 3_600_000 });
+    const first = await stream.next();
+    assert.deepEqual(first.done ? [] : first.value.map((l) => l.bytes.toString()), ['before']);
+    const next = stream.next();
+    appendFileSync(file, record(2, 'stdout', 'F', 'after'));
+    const woken = await Promise.race([next, new Promise<'timeout'>((resolve) => setTimeout(resolve, 10_000, 'timeout').unref())]);
+    assert.notEqual(woken, 'timeout', 'the follower was not woken by the write');
+    assert.deepEqual(woken !== 'timeout' && !woken.done ? woken.value.map((l) => l.bytes.toString()) : [], ['after']);
+    controller.abort();
+    await stream.return('cancelled');
   });
 
   test('tail and since never start in the middle of a line of either stream', async () => {

@@ -1,14 +1,16 @@
 // The Logs RPC: checks the request, asks the manager where the task's output
 // lives and streams it with src/logs, translating lines to LogsResponse
-// messages. Flow control and cancellation come from server-stream.ts.
+// messages: one line per message, or with `batch` the lines that are ready
+// packed into messages of up to about BATCH_BYTES of output. Flow control and
+// cancellation come from server-stream.ts.
 import type { Logger } from 'pino';
 import { LogStream, type LogsRequest, type LogsResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
 import { invalidArgument, notFound } from '../errors.js';
 import type { StreamName } from '../logs/cri.js';
 import type { LogLine } from '../logs/lines.js';
 import { type LogsQuery, streamLogs, type StreamOutcome, type TaskLiveness } from '../logs/stream-logs.js';
-import { decodeUtf8 } from '../logs/utf8.js';
 import type { TaskManager } from '../manager/task-manager.js';
+import { EncodedLogsResponse, toLogEntry } from './log-entries.js';
 import type { ServerStreamHandler } from './server-stream.js';
 
 export function logsHandler(manager: TaskManager, log: Logger): ServerStreamHandler<LogsRequest, LogsResponse> {
@@ -17,9 +19,10 @@ export function logsHandler(manager: TaskManager, log: Logger): ServerStreamHand
     const location = manager.logLocation(request.name); // INVALID_ARGUMENT for a bad name, NOT_FOUND for an unknown one
     if (!location) return; // never started: no output
     const lines = streamLogs({ ...query, directory: location.directory }, livenessOf(manager, request.name), signal);
+    const messages = request.batch ? batchedResponses : singleLineResponses;
     try {
-      let next: IteratorResult<LogLine, StreamOutcome>;
-      while (!(next = await lines.next()).done) yield toLogsResponse(next.value, request.timestamps);
+      let next: IteratorResult<readonly LogLine[], StreamOutcome>;
+      while (!(next = await lines.next()).done) yield* messages(next.value, request.timestamps);
       const outcome = next.value;
       log.debug({ task: request.name, outcome }, 'logs stream ended');
       if (outcome === 'gone') throw notFound(`task "${request.name}" was deleted while its logs were followed`);
@@ -61,17 +64,25 @@ export function parseRequest(request: LogsRequest): Omit<LogsQuery, 'directory'>
   return { streams: selected, tailLines: request.tailLines, limitBytes: request.limitBytes, sinceMs, follow: request.follow };
 }
 
-const WIRE_STREAM: Record<StreamName, LogStream> = { stdout: LogStream.LOG_STREAM_STDOUT, stderr: LogStream.LOG_STREAM_STDERR };
+/** Output bytes after which a batched message is closed (a line piece is at most 64 KiB on top). */
+export const BATCH_BYTES = 64 * 1024;
 
-export function toLogsResponse(line: LogLine, timestamps: boolean): LogsResponse {
-  const text = decodeUtf8(line.bytes);
-  return {
-    stream: WIRE_STREAM[line.stream],
-    // Raw bytes are copied: the line may be a view of a larger read buffer.
-    content: text !== undefined ? { $case: 'text', value: text } : { $case: 'data', value: Buffer.from(line.bytes) },
-    partial: line.partial,
-    time: timestamps ? new Date(line.timeMs) : undefined,
-  };
+function* singleLineResponses(lines: readonly LogLine[], timestamps: boolean): Generator<LogsResponse> {
+  for (const line of lines) yield { ...toLogEntry(line, timestamps), entries: [] };
+}
+
+/** The lines in order, in as few messages as BATCH_BYTES allows; never an empty one. */
+function* batchedResponses(lines: readonly LogLine[], timestamps: boolean): Generator<LogsResponse> {
+  let first = 0;
+  let bytes = 0;
+  for (let i = 0; i < lines.length; i++) {
+    bytes += lines[i]!.bytes.length;
+    if (bytes >= BATCH_BYTES || i === lines.length - 1) {
+      yield new EncodedLogsResponse(lines.slice(first, i + 1), timestamps);
+      first = i + 1;
+      bytes = 0;
+    }
+  }
 }
 
 /** Ended = terminated; a task being deleted counts as running until it is gone, so its followers learn of the deletion. */

@@ -7,6 +7,7 @@ import { invalidArgument } from '../errors.js';
 import { quote, validateName } from '../model/validation.js';
 import type { TaskRecord } from '../model/task.js';
 import { taskToWire } from './convert.js';
+import { ENCODED, type PreEncoded } from './pre-encoded.js';
 
 /**
  * Most bytes of tasks in one reply: half the default client limit, leaving
@@ -62,7 +63,7 @@ const encodedSize = (task: Task): number => encodedTask(task).length;
  * written in any order relative to the others), without encoding every task
  * of every page again on every call.
  */
-export function encodeListTasksResponse(response: ListTasksResponse): Buffer {
+function encodeListTasksResponse(response: ListTasksResponse): Buffer {
   const parts: Uint8Array[] = [];
   for (const task of response.tasks) {
     const bytes = encodedTask(task);
@@ -94,15 +95,16 @@ function repeatedFieldBytes(length: number): number {
   return 1 + varint + length;
 }
 
-/** One ListTasks page of `records` (every task, sorted by name). */
-export function listPage(records: readonly TaskRecord[], request: ListTasksRequest): ListTasksResponse {
+/** One ListTasks page of `records` (every task, sorted by name), already encoded (see pre-encoded.ts). */
+export function listPage(records: readonly TaskRecord[], request: ListTasksRequest): ListTasksResponse & PreEncoded {
   const size = pageSize(request.pageSize);
   const after = request.pageToken ? decodePageToken(request.pageToken) : undefined;
   // Resuming after a name, not at an index, keeps a token valid while tasks
   // come and go between pages. Same comparison as the manager's sort.
   const rest = after === undefined ? records : records.filter((record) => record.name > after);
   const tasks = takeWithinBound(rest, (record) => taskToWire(record), size);
-  return { tasks, nextPageToken: pageTokenAfter(rest, tasks) };
+  const response = { tasks, nextPageToken: pageTokenAfter(rest, tasks) };
+  return { ...response, [ENCODED]: encodeListTasksResponse(response) };
 }
 
 /** The token that continues `records` after `taken`, its first tasks; empty when every one was taken. */

@@ -12,8 +12,8 @@ import { packageRoot } from '../util/package-root.js';
 import type { Security } from '../security.js';
 import { bearerTokenInterceptor, serverCredentials } from './auth.js';
 import { rejectMalformedRequests, withTolerantDecoding } from './malformed.js';
-import { encodeListTasksResponse } from './paging.js';
 import { addReflection } from './reflection.js';
+import { withPreEncodedResponses } from './pre-encoded.js';
 import { taskExecutorService } from './task-service.js';
 
 export const SERVICE_NAME = 'taskexecutor.v1.TaskExecutorService';
@@ -44,10 +44,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       rejectMalformedRequests,
     ],
   });
-  const tolerant = withTolerantDecoding(TaskExecutorServiceService);
-  // Lists are sent from the tasks' cached encodings (see paging.ts).
-  const service = { ...tolerant, listTasks: { ...tolerant.listTasks, responseSerialize: encodeListTasksResponse } };
-  server.addService(service, taskExecutorService(manager, log));
+  server.addService(withPreEncodedResponses(withTolerantDecoding(TaskExecutorServiceService)), taskExecutorService(manager, log));
 
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   health.addToServer(server);

@@ -22,9 +22,18 @@ const ZERO = 0x30;
 /** Longest header we accept: a 35-character timestamp plus " stdout P ". */
 export const MAX_HEADER = 48;
 
-/** One-entry cache: records written together share the timestamp down to the second. */
-let cachedPrefix = '';
-let cachedSeconds = 0;
+/**
+ * One-entry cache: records written together share the timestamp down to the
+ * second. Compared byte by byte, so the common case allocates nothing (this
+ * runs once per record of a bulk read).
+ */
+const cachedPrefix = new Uint8Array(19);
+let cachedSeconds = NaN;
+
+function samePrefix(bytes: Uint8Array, start: number): boolean {
+  for (let i = 18; i >= 0; i--) if (bytes[start + i] !== cachedPrefix[i]) return false;
+  return true;
+}
 
 function digits(bytes: Uint8Array, start: number, end: number): number {
   let value = 0;
@@ -42,9 +51,8 @@ function digits(bytes: Uint8Array, start: number, end: number): number {
  */
 export function parseTimestamp(bytes: Uint8Array, start: number, end: number): number {
   if (end - start < 20 || bytes[end - 1] !== 0x5a /* Z */ || bytes[start + 10] !== 0x54 /* T */) return NaN;
-  const prefix = Buffer.from(bytes.buffer, bytes.byteOffset + start, 19).toString('latin1');
   let seconds: number;
-  if (prefix === cachedPrefix) {
+  if (!Number.isNaN(cachedSeconds) && samePrefix(bytes, start)) {
     seconds = cachedSeconds;
   } else {
     const ms = Date.UTC(
@@ -57,17 +65,21 @@ export function parseTimestamp(bytes: Uint8Array, start: number, end: number): n
     );
     if (!Number.isFinite(ms)) return NaN;
     seconds = ms / 1000;
-    cachedPrefix = prefix;
+    cachedPrefix.set(bytes.subarray(start, start + 19));
     cachedSeconds = seconds;
   }
+  // The fraction: its first three digits are the milliseconds; every one must be a digit.
   let millis = 0;
   const fraction = start + 19;
   if (end - 1 > fraction) {
     if (bytes[fraction] !== 0x2e /* . */) return NaN;
-    const take = Math.min(3, end - 1 - fraction - 1);
-    millis = digits(bytes, fraction + 1, fraction + 1 + take);
-    for (let i = take; i < 3; i++) millis *= 10;
-    if (!Number.isFinite(digits(bytes, fraction + 1, end - 1))) return NaN;
+    let scale = 100;
+    for (let i = fraction + 1; i < end - 1; i++) {
+      const d = bytes[i]! - ZERO;
+      if (d < 0 || d > 9) return NaN;
+      millis += d * scale;
+      scale = scale > 1 ? scale / 10 : 0;
+    }
   }
   return seconds * 1000 + millis;
 }

@@ -1,7 +1,8 @@
 // Calls back when a file in a log directory is written or created (fs.watch,
-// i.e. inotify on Linux). Best effort: when watching is not possible (the
-// directory does not exist yet, no inotify watches left) or the watch breaks
-// (the directory was removed), followers still poll; retry() tries again.
+// i.e. inotify on Linux), so followers sleep until there is output instead of
+// polling. Best effort: when watching is not possible (the directory does not
+// exist yet, no inotify watches left) or the watch breaks (the directory was
+// removed), followers poll; retry() tries again.
 import { type FSWatcher, watch } from 'node:fs';
 
 export class DirectoryWatch {
@@ -15,18 +16,26 @@ export class DirectoryWatch {
     this.retry();
   }
 
-  /** Starts watching if not watching yet (the directory may exist by now). */
-  retry(): void {
-    if (this.watcher || this.closed) return;
+  /**
+   * Starts watching if not watching yet (the directory may exist by now).
+   * 'started': the watch began just now, so writes made before it went
+   * unannounced; 'watching': every write from here on calls back;
+   * 'unavailable': the caller must poll.
+   */
+  retry(): 'started' | 'watching' | 'unavailable' {
+    if (this.closed) return 'unavailable';
+    if (this.watcher) return 'watching';
     try {
       const watcher = watch(this.dir, { persistent: false }, () => this.onChange());
       watcher.on('error', () => {
         watcher.close();
         if (this.watcher === watcher) this.watcher = undefined;
+        this.onChange(); // the follower must look again (and poll from now on)
       });
       this.watcher = watcher;
+      return 'started';
     } catch {
-      // Missing directory or no inotify watches left: polling still works.
+      return 'unavailable'; // missing directory or no inotify watches left
     }
   }
 

@@ -11,10 +11,19 @@
 // - Memory is bounded: one buffer per read; a record longer than the buffer is
 //   found by scanning ahead for its '\n' and then handed out in pieces (split
 //   into P records, which means the same thing).
+// - Reads start small and grow while they come back full, so a follower woken
+//   for one new line reads a few KiB, and a bulk read soon reads whole buffers.
+//   The small reads are synchronous: they fetch what the writer has just
+//   written (so it is in the page cache), where a read on the thread pool
+//   would add two thread hand-offs to every followed line.
+import { readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { open, stat } from 'node:fs/promises';
 import { parseHeader, type RecordHeader, type RecordTag, type StreamName } from './cri.js';
 import { isMissing, listLogFiles, type LogPosition, logFilePath } from './files.js';
+
+/** The first read after reaching the end of a file; reads grow from here while they come back full. */
+const SMALL_READ = 16 * 1024;
 
 export interface LogRecord {
   /** Where the record starts (all pieces of a split record share it). */
@@ -60,6 +69,10 @@ export class LogReader {
   private closed = false;
   private readonly bufferSize: number;
   private readonly maxPayload: number;
+  /** Bytes to ask for in the next read: SMALL_READ after reaching the end, growing up to bufferSize while reads come back full. */
+  private readSize: number;
+  /** The current file has been read to its end at least once. */
+  private reachedEnd = false;
 
   constructor(
     private readonly dir: string,
@@ -70,6 +83,7 @@ export class LogReader {
     this.offset = start.offset;
     this.bufferSize = options.bufferSize ?? 256 * 1024;
     this.maxPayload = options.maxPayload ?? 64 * 1024;
+    this.readSize = Math.min(SMALL_READ, this.bufferSize);
   }
 
   /** The position of the next record to be read. */
@@ -84,9 +98,9 @@ export class LogReader {
       if (!this.file && !(await this.openCurrent())) return undefined;
       if (this.long) return this.batch([await this.readLongPiece()]);
 
-      const { records, consumed, stuck } = await this.readRecords();
+      const { records, consumed, stuck, again } = await this.readRecords();
       if (records.length > 0) return this.batch(records);
-      if (consumed > 0) continue; // only unparseable records: skipped
+      if (consumed > 0 || again) continue; // only unparseable records (skipped), or a record longer than the read
       if (stuck && (await this.findLongRecordEnd())) continue;
       if (!this.final) {
         // Caught up with this file. If the writer has moved on, read it once
@@ -121,6 +135,7 @@ export class LogReader {
     const file = this.file;
     this.file = undefined;
     this.final = false;
+    this.reachedEnd = false;
     this.long = undefined;
     this.longScan = undefined;
     await file?.close();
@@ -168,13 +183,27 @@ export class LogReader {
     }
   }
 
-  private async readRecords(): Promise<{ records: LogRecord[]; consumed: number; stuck: boolean }> {
-    // Sized to what is there, so an idle follower allocates nothing.
-    const available = Math.min(this.bufferSize, (await this.file!.stat()).size - this.offset);
-    if (available <= 0) return { records: [], consumed: 0, stuck: false };
-    const buffer = Buffer.allocUnsafe(available);
-    const { bytesRead } = await this.file!.read(buffer, 0, available, this.offset);
-    const bytes = buffer.subarray(0, bytesRead);
+  /**
+   * Reads up to readSize bytes at the position. Synchronous only for a small
+   * read of a file already read to its end once: then it fetches what the
+   * writer has just written, which is in the page cache (see the top of the file).
+   */
+  private async readChunk(): Promise<{ bytes: Buffer; full: boolean; size: number }> {
+    const size = this.readSize;
+    const buffer = Buffer.allocUnsafe(size);
+    const bytesRead =
+      this.reachedEnd && size <= SMALL_READ
+        ? readSync(this.file!.fd, buffer, 0, size, this.offset)
+        : (await this.file!.read(buffer, 0, size, this.offset)).bytesRead;
+    const full = bytesRead === size;
+    this.readSize = full ? Math.min(this.bufferSize, size * 4) : Math.min(SMALL_READ, this.bufferSize);
+    if (!full) this.reachedEnd = true;
+    return { bytes: buffer.subarray(0, bytesRead), full, size };
+  }
+
+  private async readRecords(): Promise<{ records: LogRecord[]; consumed: number; stuck: boolean; again: boolean }> {
+    const { bytes, full, size } = await this.readChunk();
+    if (bytes.length === 0) return { records: [], consumed: 0, stuck: false, again: false };
     const records: LogRecord[] = [];
     let pos = 0;
     for (;;) {
@@ -188,7 +217,9 @@ export class LogReader {
       pos = nl + 1;
     }
     this.offset += pos;
-    return { records, consumed: pos, stuck: pos === 0 && bytesRead === this.bufferSize };
+    // No '\n' in a full read: a record longer than the read. Read more at once (again), up to a whole buffer (stuck).
+    const noNewline = pos === 0 && full;
+    return { records, consumed: pos, stuck: noNewline && size === this.bufferSize, again: noNewline && size < this.bufferSize };
   }
 
   private pushPieces(records: LogRecord[], position: LogPosition, header: RecordHeader, payload: Buffer): void {

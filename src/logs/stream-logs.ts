@@ -50,17 +50,20 @@ export interface FollowTimings {
 export const DEFAULT_TIMINGS: FollowTimings = { pollMs: 50, settleMs: 200, maxDrainMs: 3000, maxPiece: 64 * 1024 };
 
 /**
- * Yields the requested lines; returns how the stream ended. A line may be a
- * view of a read buffer: the consumer copies what it keeps before asking for
- * the next one. Returning early (the consumer's `return()`) releases files,
- * watches and timers.
+ * Yields the requested lines in batches: each batch is every line that is
+ * ready (complete, or a piece of one still being written) at that moment, in
+ * order, so a bulk read hands out one read buffer's worth at a time and a
+ * follower gets a line as soon as it is read. Returns how the stream ended.
+ * A line may be a view of a read buffer: the consumer copies what it keeps
+ * before asking for the next batch. Returning early (the consumer's
+ * `return()`) releases files, watches and timers.
  */
 export async function* streamLogs(
   query: LogsQuery,
   liveness: TaskLiveness,
   signal: AbortSignal,
   timings: FollowTimings = DEFAULT_TIMINGS,
-): AsyncGenerator<LogLine, StreamOutcome, undefined> {
+): AsyncGenerator<readonly LogLine[], StreamOutcome, undefined> {
   const { directory, follow, limitBytes } = query;
   if (limitBytes === 0 || (query.tailLines === 0 && !follow)) return 'complete';
 
@@ -69,38 +72,49 @@ export async function* streamLogs(
   const reader = new LogReader(directory, plan.position, { maxPayload: timings.maxPiece });
   const selector = new LineSelector(plan, query.sinceMs);
   const assembler = new LineAssembler(timings.maxPiece);
-  // Woken by writes in the directory, task changes and cancellation; polls at least every pollMs.
+  // Woken by writes in the directory (inotify), task changes and cancellation.
+  // Polls (every pollMs) only while the directory cannot be watched.
   const wakeup = follow ? new Wakeup(signal) : undefined;
   const directoryWatch = wakeup && new DirectoryWatch(directory, wakeup.wake);
   const unsubscribe = wakeup && liveness.onChange(wakeup.wake);
-  const sleep = (wakeup: Wakeup, ms = timings.pollMs) => {
-    directoryWatch?.retry(); // the directory may exist by now
-    return wakeup.wait(Math.min(ms, timings.pollMs));
+  const sleep = (wakeup: Wakeup, ms?: number): Promise<void> => {
+    const watch = directoryWatch!.retry(); // the directory may exist by now
+    // Just started watching: what was written before the watch began is not announced, so look again first.
+    if (watch === 'started') return Promise.resolve();
+    if (watch === 'unavailable') return wakeup.wait(Math.min(ms ?? timings.pollMs, timings.pollMs));
+    return wakeup.wait(ms);
   };
 
-  const out: LogLine[] = [];
+  let out: LogLine[] = [];
   let sent = 0;
   let limitReached = false;
-  /** Yields what `out` holds; false when the stream must end (cancelled or limit reached). */
-  async function* deliver(): AsyncGenerator<LogLine, boolean, undefined> {
-    for (const line of out) {
-      if (signal.aborted) return false;
-      let piece = line;
-      if (limitBytes !== undefined && line.bytes.length >= limitBytes - sent) {
-        const cut = utf8Cut(line.bytes, limitBytes - sent);
-        if (cut < line.bytes.length) piece = { ...line, bytes: line.bytes.subarray(0, cut), partial: true };
-        limitReached = true;
-      }
-      if (piece.bytes.length > 0 || !limitReached) {
-        sent += piece.bytes.length;
-        yield piece;
-      }
-      if (limitReached) return false;
-    }
-    out.length = 0;
-    return !signal.aborted;
+  /** Yields what `out` holds (cut at limitBytes); false when the stream must end (cancelled or limit reached). */
+  async function* deliver(): AsyncGenerator<readonly LogLine[], boolean, undefined> {
+    if (signal.aborted) return false;
+    let batch = out;
+    out = [];
+    if (limitBytes !== undefined) batch = cutAtLimit(batch);
+    if (batch.length > 0) yield batch;
+    return !limitReached && !signal.aborted;
   }
-  async function* finish(outcome: StreamOutcome): AsyncGenerator<LogLine, StreamOutcome, undefined> {
+  function cutAtLimit(lines: LogLine[]): LogLine[] {
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i]!;
+      if (line.bytes.length < limitBytes! - sent) {
+        sent += line.bytes.length;
+        continue;
+      }
+      limitReached = true;
+      const cut = utf8Cut(line.bytes, limitBytes! - sent);
+      sent += cut;
+      const kept = lines.slice(0, i);
+      if (cut === line.bytes.length) kept.push(line);
+      else if (cut > 0) kept.push({ ...line, bytes: line.bytes.subarray(0, cut), partial: true });
+      return kept;
+    }
+    return lines;
+  }
+  async function* finish(outcome: StreamOutcome): AsyncGenerator<readonly LogLine[], StreamOutcome, undefined> {
     assembler.flush(out, true);
     if (!(yield* deliver())) return signal.aborted ? 'cancelled' : 'limit';
     return outcome;

@@ -278,9 +278,47 @@ export interface LogsRequest {
   timestamps: boolean;
   /** Keep streaming new output until the task ends or the client cancels. */
   follow: boolean;
+  /**
+   * Opt in to batched responses: every LogsResponse then carries its lines in
+   * `entries` (as many as are ready, up to about 64 KiB of output per
+   * message) and leaves its single-line fields unset. Reading a large log
+   * this way costs a few messages instead of one per line; a follower still
+   * gets each line as soon as it is written (a batch is never held back to
+   * fill up). Without it every response is one line in the single-line
+   * fields, as before, so clients that predate `entries` stay correct.
+   */
+  batch: boolean;
 }
 
-/** One line (or one piece of a very long line) of output. */
+/**
+ * One line (or one piece of a very long line) of output in a batched
+ * LogsResponse. Its fields mean what the single-line fields of LogsResponse
+ * mean, under the same numbers.
+ */
+export interface LogEntry {
+  stream: LogStream;
+  content?:
+    | //
+    /** The output, when it is valid UTF-8 (the usual case). */
+    { $case: "text"; value: string }
+    | //
+    /** The raw bytes, when they are not valid UTF-8. */
+    { $case: "data"; value: Buffer }
+    | undefined;
+  /**
+   * True when the line did not end in a newline (yet): the next entry of the
+   * same stream (in this message or a later one) continues it.
+   */
+  partial: boolean;
+  /** When the line was written; set only if timestamps was requested. */
+  time?: Date | undefined;
+}
+
+/**
+ * Without LogsRequest.batch: one line (or one piece of a very long line) of
+ * output in fields 1-5, and `entries` is empty. With batch: the lines are in
+ * `entries` and fields 1-5 are unset.
+ */
 export interface LogsResponse {
   stream: LogStream;
   content?:
@@ -297,7 +335,11 @@ export interface LogsResponse {
    */
   partial: boolean;
   /** When the line was written; set only if timestamps was requested. */
-  time?: Date | undefined;
+  time?:
+    | Date
+    | undefined;
+  /** With LogsRequest.batch: one or more lines, in the order they were written. */
+  entries: LogEntry[];
 }
 
 export interface StatsRequest {
@@ -1143,6 +1185,7 @@ function createBaseLogsRequest(): LogsRequest {
     sinceSeconds: undefined,
     timestamps: false,
     follow: false,
+    batch: false,
   };
 }
 
@@ -1171,6 +1214,9 @@ export const LogsRequest: MessageFns<LogsRequest> = {
     }
     if (message.follow !== false) {
       writer.uint32(64).bool(message.follow);
+    }
+    if (message.batch !== false) {
+      writer.uint32(72).bool(message.batch);
     }
     return writer;
   },
@@ -1252,6 +1298,14 @@ export const LogsRequest: MessageFns<LogsRequest> = {
             message.follow = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.batch = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1290,6 +1344,7 @@ export const LogsRequest: MessageFns<LogsRequest> = {
         : undefined,
       timestamps: isSet(object.timestamps) ? globalThis.Boolean(object.timestamps) : false,
       follow: isSet(object.follow) ? globalThis.Boolean(object.follow) : false,
+      batch: isSet(object.batch) ? globalThis.Boolean(object.batch) : false,
     };
   },
 
@@ -1319,6 +1374,9 @@ export const LogsRequest: MessageFns<LogsRequest> = {
     if (message.follow !== false) {
       obj.follow = message.follow;
     }
+    if (message.batch !== false) {
+      obj.batch = message.batch;
+    }
     return obj;
   },
 
@@ -1335,12 +1393,162 @@ export const LogsRequest: MessageFns<LogsRequest> = {
     message.sinceSeconds = object.sinceSeconds ?? undefined;
     message.timestamps = object.timestamps ?? false;
     message.follow = object.follow ?? false;
+    message.batch = object.batch ?? false;
+    return message;
+  },
+};
+
+function createBaseLogEntry(): LogEntry {
+  return { stream: 0, content: undefined, partial: false, time: undefined };
+}
+
+export const LogEntry: MessageFns<LogEntry> = {
+  encode(message: LogEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.stream !== 0) {
+      writer.uint32(8).int32(message.stream);
+    }
+    switch (message.content?.$case) {
+      case "text":
+        writer.uint32(18).string(message.content.value);
+        break;
+      case "data":
+        writer.uint32(26).bytes(message.content.value);
+        break;
+    }
+    if (message.partial !== false) {
+      writer.uint32(32).bool(message.partial);
+    }
+    if (message.time !== undefined) {
+      Timestamp.encode(toTimestamp(message.time), writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LogEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLogEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.stream = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.content = { $case: "text", value: reader.string() };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.content = { $case: "data", value: Buffer.from(reader.bytes()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.partial = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LogEntry {
+    return {
+      stream: isSet(object.stream) ? logStreamFromJSON(object.stream) : 0,
+      content: isSet(object.text)
+        ? { $case: "text", value: globalThis.String(object.text) }
+        : isSet(object.data)
+        ? { $case: "data", value: Buffer.from(bytesFromBase64(object.data)) }
+        : undefined,
+      partial: isSet(object.partial) ? globalThis.Boolean(object.partial) : false,
+      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+    };
+  },
+
+  toJSON(message: LogEntry): unknown {
+    const obj: any = {};
+    if (message.stream !== 0) {
+      obj.stream = logStreamToJSON(message.stream);
+    }
+    if (message.content?.$case === "text") {
+      obj.text = message.content.value;
+    } else if (message.content?.$case === "data") {
+      obj.data = base64FromBytes(message.content.value);
+    }
+    if (message.partial !== false) {
+      obj.partial = message.partial;
+    }
+    if (message.time !== undefined) {
+      obj.time = message.time.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LogEntry>): LogEntry {
+    return LogEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LogEntry>): LogEntry {
+    const message = createBaseLogEntry();
+    message.stream = object.stream ?? 0;
+    switch (object.content?.$case) {
+      case "text": {
+        if (object.content?.value !== undefined && object.content?.value !== null) {
+          message.content = { $case: "text", value: object.content.value };
+        }
+        break;
+      }
+      case "data": {
+        if (object.content?.value !== undefined && object.content?.value !== null) {
+          message.content = { $case: "data", value: object.content.value };
+        }
+        break;
+      }
+    }
+    message.partial = object.partial ?? false;
+    message.time = object.time ?? undefined;
     return message;
   },
 };
 
 function createBaseLogsResponse(): LogsResponse {
-  return { stream: 0, content: undefined, partial: false, time: undefined };
+  return { stream: 0, content: undefined, partial: false, time: undefined, entries: [] };
 }
 
 export const LogsResponse: MessageFns<LogsResponse> = {
@@ -1361,6 +1569,9 @@ export const LogsResponse: MessageFns<LogsResponse> = {
     }
     if (message.time !== undefined) {
       Timestamp.encode(toTimestamp(message.time), writer.uint32(42).fork()).join();
+    }
+    for (const v of message.entries) {
+      LogEntry.encode(v!, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -1418,6 +1629,14 @@ export const LogsResponse: MessageFns<LogsResponse> = {
             message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.entries.push(LogEntry.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1440,6 +1659,7 @@ export const LogsResponse: MessageFns<LogsResponse> = {
         : undefined,
       partial: isSet(object.partial) ? globalThis.Boolean(object.partial) : false,
       time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+      entries: globalThis.Array.isArray(object?.entries) ? object.entries.map((e: any) => LogEntry.fromJSON(e)) : [],
     };
   },
 
@@ -1458,6 +1678,9 @@ export const LogsResponse: MessageFns<LogsResponse> = {
     }
     if (message.time !== undefined) {
       obj.time = message.time.toISOString();
+    }
+    if (message.entries?.length) {
+      obj.entries = message.entries.map((e) => LogEntry.toJSON(e));
     }
     return obj;
   },
@@ -1484,6 +1707,7 @@ export const LogsResponse: MessageFns<LogsResponse> = {
     }
     message.partial = object.partial ?? false;
     message.time = object.time ?? undefined;
+    message.entries = object.entries?.map((e) => LogEntry.fromPartial(e)) || [];
     return message;
   },
 };
