@@ -1,5 +1,5 @@
 # task-executor image: the compiled service (dist/), its task-shim, and nsenter for sidecar mode.
-# Build: docker build -t task-executor .
+# Build: docker build -t task-executor:0.1.0 .   (the tag deploy/kubernetes/ uses)
 #
 # Node 26 is the active LTS (Node 20 reached end of life in April 2026). .ci/lts-node reads the
 # major version from this line, so CI runs the test suite on the Node the image ships.
