@@ -3,12 +3,12 @@
 //   1. SetTasks of N `sleep 600` until all run      vs N bare spawns until 'spawn'
 //   2. SetTasks dropping them until gone, processes
 //      and shims included                           vs SIGTERM to N bare children until 'exit'
-//   3. during (2): GetTask p50/p99 of a probe task issued back to back, and one
-//      CreateTask issued once half of the N are deleted
-//   4. ListTasks requests/s with N tasks            vs GetTask requests/s
+//   3. during (2): Get p50/p99 of a probe task issued back to back, and one
+//      Create issued once half of the N are deleted
+//   4. List requests/s with N tasks            vs Get requests/s
 //   5. idle CPU (% of one core) and RSS with N running tasks vs idle with 0 tasks
 //   6. exit visibility: a task's last act writes a timestamp, a Watch stream
-//      opened before reports it terminated; and `true` exiting during its CreateTask
+//      opened before reports it terminated; and `true` exiting during its Create
 //   7. restart with N running tasks until all are listed running again
 //                                                   vs starting on an empty data dir
 // The executor runs in this process (startTestExecutor, real gRPC client), with
@@ -26,7 +26,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { credentials, type ServiceError, status } from '@grpc/grpc-js';
-import { ListTasksResponse, TaskExecutorServiceClient, WatchEventType, type WatchResponse } from '../gen/taskexecutor/v1/task_executor_service.js';
+import { ListResponse, TaskExecutorServiceClient, WatchEventType, type WatchResponse } from '../gen/taskexecutor/v1/task_executor_service.js';
 import type { Task } from '../gen/taskexecutor/v1/task.js';
 import { parseConfig } from '../src/config.js';
 import { isSameProcessAlive, readStat } from '../src/runtime/process/procfs.js';
@@ -40,7 +40,7 @@ const RPS_S = Number(process.env.BENCH_RPS_S ?? 3);
 const TIMEOUT_MS = Number(process.env.BENCH_TIMEOUT_S ?? Math.max(180, N / 2)) * 1000;
 const defaults = parseConfig([]);
 const OVERRIDES = { logLevel: 'silent', reconcileIntervalMs: defaults.reconcileIntervalMs, stopGraceMs: defaults.stopGraceMs };
-// ListTasks of N tasks can outgrow grpc-js's default 4 MiB receive limit.
+// List of N tasks can outgrow grpc-js's default 4 MiB receive limit.
 const MAX_RECEIVE = 256 * 1024 * 1024;
 
 const PROBE = 'probe';
@@ -260,16 +260,16 @@ async function main(): Promise<void> {
   row(`5. RSS of the process`, `0 tasks: ${idle0.rssMiB.toFixed(0)} MiB`, `${N} tasks: ${idleN.rssMiB.toFixed(0)} MiB`,
     `${(idleN.rssMiB / idle0.rssMiB).toFixed(1)}x`, `≤ 150 MiB: ${verdict(idleN.rssMiB <= 150)}`);
 
-  // 4: ListTasks throughput against GetTask throughput.
+  // 4: List throughput against Get throughput.
   const api = session.api;
   // One page of 1,000 (the largest page; the whole list is N + 1 tasks), from a
   // client in its own process, as a controller is.
   const page = { pageSize: 1000 };
-  const listBytes = ListTasksResponse.encode(await api.listPage(page)).finish().length;
+  const listBytes = ListResponse.encode(await api.listPage(page)).finish().length;
   const getRps = await rpsFromClientProcess(session.te.executor.address, ['get', PROBE]);
   const listRps = await rpsFromClientProcess(session.te.executor.address, ['list', String(page.pageSize)]);
-  console.log(`GetTask ${getRps.toFixed(0)} req/s; ListTasks (${N + 1} tasks, ${(listBytes / 1024).toFixed(0)} KiB) ${listRps.toFixed(0)} req/s`);
-  row(`4. ListTasks, a page of ${Math.min(N + 1, 1000)} of ${N + 1} tasks (${(listBytes / 1024).toFixed(0)} KiB)`, `GetTask: ${getRps.toFixed(0)} req/s`, `${listRps.toFixed(0)} req/s`,
+  console.log(`Get ${getRps.toFixed(0)} req/s; List (${N + 1} tasks, ${(listBytes / 1024).toFixed(0)} KiB) ${listRps.toFixed(0)} req/s`);
+  row(`4. List, a page of ${Math.min(N + 1, 1000)} of ${N + 1} tasks (${(listBytes / 1024).toFixed(0)} KiB)`, `Get: ${getRps.toFixed(0)} req/s`, `${listRps.toFixed(0)} req/s`,
     `${(listRps / getRps).toFixed(2)}x`, `≥ 500 req/s: ${verdict(listRps >= 500)}`);
 
   // 7: restart with N running tasks.
@@ -336,7 +336,7 @@ async function exitVisibility(s: Session): Promise<void> {
       const lastActMs = Number(BigInt(readFileSync(stamp, 'utf8').trim()) / 1000n) / 1000;
       latencies.push(end.at - lastActMs);
     }
-    // `true` ends while its CreateTask runs: 0 when the response already says so, else until Watch does.
+    // `true` ends while its Create runs: 0 when the response already says so, else until Watch does.
     const trueMs: number[] = [];
     let inResponse = 0;
     for (let i = 0; i < TRUE_RUNS; i++) {
@@ -354,9 +354,9 @@ async function exitVisibility(s: Session): Promise<void> {
     const p50 = quantile(latencies, 0.5);
     const p99 = quantile(latencies, 0.99);
     console.log(`exit visibility, ${EXITS} tasks: p50 ${ms(p50)} ms, p99 ${ms(p99)} ms, max ${ms(Math.max(...latencies))} ms; ` +
-      `\`true\`: terminated in the CreateTask response ${inResponse}/${TRUE_RUNS}, else median ${ms(quantile(trueMs, 0.5))} ms, max ${ms(Math.max(...trueMs))} ms`);
+      `\`true\`: terminated in the Create response ${inResponse}/${TRUE_RUNS}, else median ${ms(quantile(trueMs, 0.5))} ms, max ${ms(Math.max(...trueMs))} ms`);
     row(`6. exit to Watch event, ${EXITS} tasks (p50 / p99)`, '–', `${ms(p50)} / ${ms(p99)} ms`, '–', `p99 ≤ 20 ms: ${verdict(p99 <= 20)}`);
-    row(`6. \`true\`: CreateTask response to terminated visible, ${TRUE_RUNS} runs (median / max)`, '–',
+    row(`6. \`true\`: Create response to terminated visible, ${TRUE_RUNS} runs (median / max)`, '–',
       `${ms(quantile(trueMs, 0.5))} / ${ms(Math.max(...trueMs))} ms (${inResponse}/${TRUE_RUNS} already in the response)`, '–', '–');
     notes.push(`6: each exit task ran alone (created, then awaited) while the ${N + 1} sleepers ran; the timestamp is \`date +%s%N\` written just before \`exit 3\` (the shell's own exit follows within ~1 ms).`);
   } finally {
@@ -373,7 +373,7 @@ async function exitVisibility(s: Session): Promise<void> {
   }
 }
 
-/** 2 and 3: SetTasks keeping only the probe; GetTask on the probe back to back meanwhile, and one CreateTask halfway. */
+/** 2 and 3: SetTasks keeping only the probe; Get on the probe back to back meanwhile, and one Create halfway. */
 async function massDelete(s: Session, procs: Map<string, { shim: Proc; children: Proc[] }>): Promise<void> {
   const doomed = names.flatMap((name) => {
     const p = procs.get(name);
@@ -419,21 +419,21 @@ async function massDelete(s: Session, procs: Map<string, { shim: Proc; children:
     goneAt = Math.max(allDeletedAt!, wallMs());
     done = true;
     await probing;
-    const midMs = await (midCreate ?? Promise.reject(new Error('the halfway CreateTask was never issued')));
+    const midMs = await (midCreate ?? Promise.reject(new Error('the halfway Create was never issued')));
     const deleteMs = goneAt - start;
     const remaining = (await s.api.listTasks()).tasks.map((t) => t.name).sort();
     const dirs = readdirSync(s.te.dataDir).filter((d) => d !== PROBE && d !== MID);
-    if (remaining.join() !== [MID, PROBE].sort().join()) throw new Error(`after the delete ListTasks has ${remaining.join(', ')}`);
+    if (remaining.join() !== [MID, PROBE].sort().join()) throw new Error(`after the delete List has ${remaining.join(', ')}`);
     console.log(`SetTasks([probe]) of ${N}: gone after ${secs(deleteMs)} (the call returned after ${secs(setReturned - start)}); ` +
       `data dir entries left besides probe/mid: ${dirs.length ? dirs.join(', ') : 'none'}`);
-    console.log(`during it: GetTask x${getMs.length} p50 ${ms(quantile(getMs, 0.5))} ms, p99 ${ms(quantile(getMs, 0.99))} ms, max ${ms(Math.max(...getMs))} ms; ` +
-      `CreateTask issued at ${(((midIssuedAt - start) / deleteMs) * 100).toFixed(0)} % of the delete took ${ms(midMs)} ms`);
+    console.log(`during it: Get x${getMs.length} p50 ${ms(quantile(getMs, 0.5))} ms, p99 ${ms(quantile(getMs, 0.99))} ms, max ${ms(Math.max(...getMs))} ms; ` +
+      `Create issued at ${(((midIssuedAt - start) / deleteMs) * 100).toFixed(0)} % of the delete took ${ms(midMs)} ms`);
     // The bare baseline ran first; rows are printed in item order below.
-    rows.push({ item: '2. delete N (gone from ListTasks, no process or shim left)', baseline: `SIGTERM until 'exit': ${secs(bareKillMs)}`,
+    rows.push({ item: '2. delete N (gone from List, no process or shim left)', baseline: `SIGTERM until 'exit': ${secs(bareKillMs)}`,
       executor: `${secs(deleteMs)}`, ratio: `${(deleteMs / bareKillMs).toFixed(1)}x`, target: `≤ 3x: ${verdict(deleteMs / bareKillMs <= 3)}` });
-    row(`3. GetTask during (2), ${getMs.length} calls (p50 / p99)`, '–', `${ms(quantile(getMs, 0.5))} / ${ms(quantile(getMs, 0.99))} ms`, '–',
+    row(`3. Get during (2), ${getMs.length} calls (p50 / p99)`, '–', `${ms(quantile(getMs, 0.5))} / ${ms(quantile(getMs, 0.99))} ms`, '–',
       `p99 ≤ 50 ms: ${verdict(quantile(getMs, 0.99) <= 50)}`);
-    row(`3. one CreateTask during (2)`, '–', `${ms(midMs)} ms (issued at ${(((midIssuedAt - start) / deleteMs) * 100).toFixed(0)} % of the delete)`, '–',
+    row(`3. one Create during (2)`, '–', `${ms(midMs)} ms (issued at ${(((midIssuedAt - start) / deleteMs) * 100).toFixed(0)} % of the delete)`, '–',
       `≤ 100 ms: ${verdict(midMs <= 100)}`);
     if (dirs.length) notes.push(`2: data dir entries left after the delete: ${dirs.join(', ')}`);
   } finally {
@@ -450,7 +450,7 @@ try {
   console.log(`\n| # | baseline | task-executor | ratio | target |\n|---|---|---|---|---|`);
   for (const r of [...rows].sort((a, b) => order(a) - order(b))) console.log(`| ${r.item} | ${r.baseline} | ${r.executor} | ${r.ratio} | ${r.target} |`);
   for (const note of notes) console.log(`- ${note}`);
-  console.log(`- The client's grpc.max_receive_message_length is raised to ${MAX_RECEIVE / 2 ** 20} MiB (grpc-js default 4 MiB) so that ListTasks of large N fits.`);
+  console.log(`- The client's grpc.max_receive_message_length is raised to ${MAX_RECEIVE / 2 ** 20} MiB (grpc-js default 4 MiB) so that List of large N fits.`);
   console.log(`- load average at the end: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 } catch (error) {
   process.exitCode = 1;

@@ -1,4 +1,4 @@
-// Create-to-running latency: CreateTask through the real gRPC API (executor in
+// Create-to-running latency: Create through the real gRPC API (executor in
 // this process) until the task reports running, against a bare
 // child_process.spawn of the same command until 'spawn', measured side by side.
 import { spawn } from 'node:child_process';
@@ -34,7 +34,7 @@ rmSync(te.dataDir, { recursive: true, force: true });
 
 const rows = [
   ['bare child_process.spawn (baseline)', quantile(spawnMs, 0.5), quantile(spawnMs, 0.9)],
-  ['CreateTask until running', quantile(createMs, 0.5), quantile(createMs, 0.9)],
+  ['Create until running', quantile(createMs, 0.5), quantile(createMs, 0.9)],
 ] as const;
 console.log(`Create-to-running latency, ${N} runs each, interleaved`);
 console.log('| path | median ms | p90 ms |\n|---|---|---|');

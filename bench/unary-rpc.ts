@@ -1,4 +1,4 @@
-// Unary RPC cost: GetTask on the real executor against an empty grpc-js
+// Unary RPC cost: Get on the real executor against an empty grpc-js
 // handler of the same service on the same machine, measured side by side.
 import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
 import { rmSync } from 'node:fs';
@@ -9,7 +9,7 @@ const N = Number(process.env.BENCH_N ?? 3000);
 
 const empty = new Server();
 empty.addService(TaskExecutorServiceService, {
-  getTask: (_call: unknown, callback: (e: null, r: object) => void) => callback(null, { task: processTask('t', ['true']) }),
+  get: (_call: unknown, callback: (e: null, r: object) => void) => callback(null, { task: processTask('t', ['true']) }),
 } as never);
 const port = await new Promise<number>((resolve, reject) =>
   empty.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
@@ -20,7 +20,7 @@ const te = await startTestExecutor({ logLevel: 'silent' });
 await te.api.createTask({ task: processTask('t', ['true']) });
 
 const call = (client: TaskExecutorServiceClient) =>
-  new Promise<void>((resolve, reject) => client.getTask({ name: 't' }, (e) => (e ? reject(e) : resolve())));
+  new Promise<void>((resolve, reject) => client.get({ name: 't' }, (e) => (e ? reject(e) : resolve())));
 
 async function measure(client: TaskExecutorServiceClient): Promise<number[]> {
   const out: number[] = [];
@@ -39,7 +39,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 console.log(`Unary RPC latency, ${N} sequential calls each`);
 console.log('| server | median µs |\n|---|---|');
 console.log(`| empty grpc-js handler (baseline) | ${median(base).toFixed(0)} |`);
-console.log(`| task-executor GetTask | ${median(real).toFixed(0)} |`);
+console.log(`| task-executor Get | ${median(real).toFixed(0)} |`);
 console.log(`ratio (median): ${(median(real) / median(base)).toFixed(2)}x`);
 baseline.close();
 empty.forceShutdown();

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Static checks: TypeScript types, task-shim warnings, buf lint, buf breaking (against the previous
-# commit, when it has a proto/), and gen/ being exactly what proto/ generates.
+# commit, when it has a proto/, unless the change records an accepted break in
+# proto/ACCEPTED_BREAKING_CHANGES.md), and gen/ being exactly what proto/ generates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 buf=node_modules/.bin/buf
@@ -8,9 +9,17 @@ buf=node_modules/.bin/buf
 node_modules/.bin/tsc -p tsconfig.json
 node scripts/build-shim.mjs --check   # the shim compiles without warnings (-Werror here only, never at install)
 "$buf" lint
+# A deliberate break is declared by appending to this file in the same commit; the check then skips
+# buf breaking for that commit only (the file differs from HEAD~1) and re-arms on the next one.
+accepted=proto/ACCEPTED_BREAKING_CHANGES.md
 if git rev-parse --verify -q HEAD~1 >/dev/null && git cat-file -e HEAD~1:proto 2>/dev/null; then
-  # proto/ only: the vendored CRI (third_party/cri-api) changes when upstream does.
-  "$buf" breaking proto --against ".git#ref=HEAD~1,subdir=proto"
+  if [ -e "$accepted" ] && ! git diff --quiet HEAD~1 -- "$accepted"; then
+    echo "buf breaking skipped: this change records an accepted break in $accepted:" >&2
+    grep '^## ' "$accepted" | tail -1 >&2
+  else
+    # proto/ only: the vendored CRI (third_party/cri-api) changes when upstream does.
+    "$buf" breaking proto --against ".git#ref=HEAD~1,subdir=proto"
+  fi
 fi
 fresh=$(mktemp -d)
 trap 'rm -rf "$fresh"' EXIT

@@ -10,7 +10,7 @@ import { Client, credentials, InterceptingCall, status, type Interceptor, type S
 import fc from 'fast-check';
 import { pino } from 'pino';
 import { Task } from '../gen/taskexecutor/v1/task.js';
-import { CreateTaskRequest, GetTaskRequest, LogsRequest, SetTasksRequest, TaskExecutorServiceClient } from '../gen/taskexecutor/v1/task_executor_service.js';
+import { CreateRequest, GetRequest, LogsRequest, SetTasksRequest, TaskExecutorServiceClient } from '../gen/taskexecutor/v1/task_executor_service.js';
 import { splitHostPort } from '../src/util/host-port.js';
 import { type RunningHttpListener, startHttpListener } from '../src/util/http-listener.js';
 import { type Api, apiFor, processTask, startTestExecutor, tempDir, terminated, type TestExecutor } from './support/executor.js';
@@ -19,7 +19,7 @@ import { connect, type ExecutorProcess, spawnExecutor } from './support/subproce
 import { waitFor } from './support/wait.js';
 
 const SERVICE = '/taskexecutor.v1.TaskExecutorService';
-const UNARY = ['CreateTask', 'GetTask', 'DeleteTask', 'SetTasks', 'ListTasks'];
+const UNARY = ['Create', 'Get', 'Delete', 'SetTasks', 'List'];
 const STREAMS = ['Logs', 'Stats', 'Watch'];
 const ACCEPTABLE = new Set([
   status.OK,
@@ -114,15 +114,15 @@ describe('bad and hostile input', () => {
     ),
   });
 
-  test('random and hostile tasks through CreateTask and SetTasks get a proper status and never escape the data dir', async () => {
+  test('random and hostile tasks through Create and SetTasks get a proper status and never escape the data dir', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(taskArbitrary, { minLength: 1, maxLength: 3 }), async (tasks) => {
         const wire = tasks.map((t) =>
           Task.fromPartial({ name: t.name, spec: t.spec && { ...t.spec, runtime: { $case: 'process', value: t.spec.process } } }),
         );
-        expectProper(await unary('CreateTask', CreateTaskRequest.encode({ task: wire[0] }).finish()), 'CreateTask');
+        expectProper(await unary('Create', CreateRequest.encode({ task: wire[0] }).finish()), 'Create');
         expectProper(await unary('SetTasks', SetTasksRequest.encode({ tasks: wire }).finish()), 'SetTasks');
-        expectProper(await unary('GetTask', GetTaskRequest.encode({ name: wire[0]!.name }).finish()), 'GetTask');
+        expectProper(await unary('Get', GetRequest.encode({ name: wire[0]!.name }).finish()), 'Get');
       }),
       { numRuns: 60, ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED) } : {}) },
     );
@@ -151,8 +151,8 @@ describe('bad and hostile input', () => {
   });
 
   test('invalid UTF-8 in a string field is INVALID_ARGUMENT', async () => {
-    // GetTaskRequest { name (field 1) = 0xff 0xfe 'a' }
-    const code = await unary('GetTask', Uint8Array.from([0x0a, 0x03, 0xff, 0xfe, 0x61]));
+    // GetRequest { name (field 1) = 0xff 0xfe 'a' }
+    const code = await unary('Get', Uint8Array.from([0x0a, 0x03, 0xff, 0xfe, 0x61]));
     assert.equal(code, status.INVALID_ARGUMENT);
   });
 
@@ -177,9 +177,9 @@ describe('bad and hostile input', () => {
       name: 'many-args',
       spec: { runtime: { $case: 'process', value: { command: ['true'], args: Array.from({ length: 20_000 }, () => 'a') } } },
     });
-    assert.equal(await unary('CreateTask', CreateTaskRequest.encode({ task: many }).finish()), status.INVALID_ARGUMENT);
+    assert.equal(await unary('Create', CreateRequest.encode({ task: many }).finish()), status.INVALID_ARGUMENT);
     const oversized = new Uint8Array(5 * 1024 * 1024);
-    assert.equal(await unary('CreateTask', oversized), status.RESOURCE_EXHAUSTED);
+    assert.equal(await unary('Create', oversized), status.RESOURCE_EXHAUSTED);
     await assertHealthy();
   });
 });

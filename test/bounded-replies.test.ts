@@ -1,4 +1,4 @@
-// Replies a default gRPC client can read: ListTasks pages, SetTasks answers
+// Replies a default gRPC client can read: List pages, SetTasks answers
 // compact tasks. Regression for a 36 MB reply (40 tasks with ~1 MiB specs)
 // that a client with the default 4 MiB receive limit rejected, after the
 // SetTasks behind it had already deleted tasks.
@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import {
-  type ListTasksRequest,
-  ListTasksResponse,
+  type ListRequest,
+  ListResponse,
   type SetTasksRequest,
   type SetTasksResponse,
   TaskView,
@@ -25,8 +25,8 @@ import { waitFor } from './support/wait.js';
 /** gRPC's default receive limit, which the test clients keep. */
 const DEFAULT_CLIENT_LIMIT = 4 * 1024 * 1024;
 
-const list = (te: TestExecutor, request: ListTasksRequest) =>
-  new Promise<ListTasksResponse>((resolve, reject) => te.client.listTasks(request, (e, r) => (e ? reject(e) : resolve(r))));
+const list = (te: TestExecutor, request: ListRequest) =>
+  new Promise<ListResponse>((resolve, reject) => te.client.list(request, (e, r) => (e ? reject(e) : resolve(r))));
 
 const setTasks = (te: TestExecutor, request: SetTasksRequest) =>
   new Promise<SetTasksResponse>((resolve, reject) => te.client.setTasks(request, (e, r) => (e ? reject(e) : resolve(r))));
@@ -40,7 +40,7 @@ async function listAllPages(te: TestExecutor, pageSize?: number): Promise<{ name
     const page = await list(te, { pageSize, pageToken });
     pages++;
     assert.ok(pages <= 1000, 'the pages never end');
-    const bytes = ListTasksResponse.encode(page).finish().length;
+    const bytes = ListResponse.encode(page).finish().length;
     assert.ok(bytes < DEFAULT_CLIENT_LIMIT / 2 + 64 * 1024, `page ${pages} is ${bytes} bytes, over the ~2 MiB reply bound`);
     assert.ok(page.tasks.length > 0 || page.nextPageToken === '', 'a page that leads on holds at least one task');
     tasks.push(...page.tasks);
@@ -72,7 +72,7 @@ describe('replies larger than a default client accepts', () => {
   });
   after(async () => te.close());
 
-  test('ListTasks pages over 4 MiB of tasks so a default client gets every task exactly once, in full', async () => {
+  test('List pages over 4 MiB of tasks so a default client gets every task exactly once, in full', async () => {
     const { names, tasks, pages } = await listAllPages(te);
     assert.deepEqual(names, BIG, 'every task once, in name order');
     assert.ok(pages >= 4, `${pages} pages for ~7 MiB at ~2 MiB a page`);
@@ -81,7 +81,7 @@ describe('replies larger than a default client accepts', () => {
       assert.equal(spec?.env.length, 9, `${task.name} is listed with its whole spec`);
       assert.equal(spec?.env[8]?.value.length, 100 * 1024);
     }
-    const total = tasks.reduce((sum, t) => sum + ListTasksResponse.encode({ tasks: [t], nextPageToken: '' }).finish().length, 0);
+    const total = tasks.reduce((sum, t) => sum + ListResponse.encode({ tasks: [t], nextPageToken: '' }).finish().length, 0);
     assert.ok(total > DEFAULT_CLIENT_LIMIT, `the tasks add up to ${total} bytes, more than one default reply may hold`);
   });
 
@@ -117,7 +117,7 @@ describe('replies larger than a default client accepts', () => {
   });
 });
 
-describe('ListTasks paging and SetTasks views', () => {
+describe('List paging and SetTasks views', () => {
   let te: TestExecutor;
   before(async () => {
     te = await startTestExecutor({ stopGraceMs: 500 });
@@ -219,7 +219,7 @@ describe('SetTasks when not even compact tasks fit', () => {
   });
   after(async () => te.close());
 
-  test('the reply holds the first tasks and a next_page_token that ListTasks continues from', async () => {
+  test('the reply holds the first tasks and a next_page_token that List continues from', async () => {
     const reply = await setTasks(te, { tasks: NAMES.map((name) => processTask(name, ['true'])) });
     assert.equal(reply.view, TaskView.TASK_VIEW_COMPACT);
     assert.ok(reply.tasks.length > 0 && reply.tasks.length < NAMES.length, `${reply.tasks.length} of ${NAMES.length} tasks in the reply`);

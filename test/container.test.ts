@@ -600,7 +600,7 @@ describe('container tasks while containerd is down', () => {
 
       await stopContainerd();
       const { task } = await te.api.createTask({ task: ctask('late', ctrd.images.busybox, { command: ['true'] }) });
-      assert.notEqual(stateOf(task)?.$case, 'terminated', `CreateTask answered ${JSON.stringify(stateOf(task))}`);
+      assert.notEqual(stateOf(task)?.$case, 'terminated', `Create answered ${JSON.stringify(stateOf(task))}`);
       const waiting = await waitFor('task late to wait for the runtime', async () => {
         const s = await state('late');
         assert.notEqual(s?.$case, 'terminated', `task late ended while containerd was down: ${JSON.stringify(s)}`);

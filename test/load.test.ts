@@ -1,12 +1,12 @@
 // Load, as correctness under volume (timings are printed as diagnostics; speed
 // targets live in bench/): 1,000 tasks through one SetTasks, 100 concurrent log
-// followers, and ListTasks (every page) over 10,000 tasks in the store.
+// followers, and List (every page) over 10,000 tasks in the store.
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { credentials } from '@grpc/grpc-js';
-import { type ListTasksResponse, LogStream, type LogsResponse, TaskExecutorServiceClient } from '../gen/taskexecutor/v1/task_executor_service.js';
+import { type ListResponse, LogStream, type LogsResponse, TaskExecutorServiceClient } from '../gen/taskexecutor/v1/task_executor_service.js';
 import { processTask, shell, startTestExecutor, stateOf, tempDir, type TestExecutor } from './support/executor.js';
 import { waitFor } from './support/wait.js';
 
@@ -50,7 +50,7 @@ describe('load', () => {
     for (const lines of results) assert.deepEqual(lines, expected);
   });
 
-  test('ListTasks answers with 10,000 tasks in the store', async (t) => {
+  test('List answers with 10,000 tasks in the store', async (t) => {
     const dataDir = tempDir();
     const now = new Date().toISOString();
     for (let i = 0; i < 10_000; i++) {
@@ -71,7 +71,7 @@ describe('load', () => {
     // A default client (4 MiB receive limit), reading every page.
     const client = new TaskExecutorServiceClient(te.executor.address, credentials.createInsecure());
     const page = (pageToken: string) =>
-      new Promise<ListTasksResponse>((resolve, reject) => client.listTasks({ pageSize: 1000, pageToken }, (e, r) => (e ? reject(e) : resolve(r))));
+      new Promise<ListResponse>((resolve, reject) => client.list({ pageSize: 1000, pageToken }, (e, r) => (e ? reject(e) : resolve(r))));
     const list = async () => {
       let count = 0;
       let token = '';
@@ -88,7 +88,7 @@ describe('load', () => {
       assert.equal(await list(), 10_000);
       timings.push(Date.now() - start);
     }
-    t.diagnostic(`ListTasks with 10,000 tasks: ${timings.join(', ')} ms`);
+    t.diagnostic(`List with 10,000 tasks: ${timings.join(', ')} ms`);
     client.close();
   });
 });

@@ -38,8 +38,8 @@ describe('Prometheus metrics', () => {
     assert.equal(value(text, 'task_executor_task_starts_total'), 3);
     assert.equal(value(text, 'task_executor_task_terminations_total{reason="Succeeded"}'), 1);
     assert.equal(value(text, 'task_executor_task_terminations_total{reason="Failed"}'), 1);
-    assert.equal(value(text, 'task_executor_rpc_duration_seconds_count{method="CreateTask",code="OK"}'), 3);
-    assert.equal(value(text, 'task_executor_rpc_duration_seconds_count{method="GetTask",code="NOT_FOUND"}'), 1);
+    assert.equal(value(text, 'task_executor_rpc_duration_seconds_count{method="Create",code="OK"}'), 3);
+    assert.equal(value(text, 'task_executor_rpc_duration_seconds_count{method="Get",code="NOT_FOUND"}'), 1);
     assert.ok((value(text, 'task_executor_process_resident_memory_bytes') ?? 0) > 0);
     await te.api.deleteTask({ name: 'long' });
   });

@@ -47,7 +47,7 @@ describe('grpcurl-style use through server reflection (no proto files)', () => {
 
   test("the original README's create, get, setTasks, getTasks and delete flows work with its JSON", async () => {
     // POST /tasks body, wrapped in {"task": ...}
-    const created = await curl(`${svc}/CreateTask`, {
+    const created = await curl(`${svc}/Create`, {
       task: {
         name: 'my-first-task',
         spec: { process: { command: ['sh', '-c'], args: ['echo "Hello from my task!" && sleep 1 && echo "Task finished."'] } },
@@ -59,7 +59,7 @@ describe('grpcurl-style use through server reflection (no proto files)', () => {
     assert.match(created.json.task.status.state.running.startedAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
 
     // GET /tasks/{id}
-    const got = await curl(`${svc}/GetTask`, { name: 'my-first-task' });
+    const got = await curl(`${svc}/Get`, { name: 'my-first-task' });
     assert.equal(got.json.task.name, 'my-first-task');
 
     // POST /setTasks body, wrapped in {"tasks": ...}
@@ -77,7 +77,7 @@ describe('grpcurl-style use through server reflection (no proto files)', () => {
 
     // GET /getTasks: task-beta ends with the original's terminated shape, exitCode present even when 0.
     const beta = await waitFor('task-beta to terminate', async () => {
-      const list = await curl(`${svc}/ListTasks`, {});
+      const list = await curl(`${svc}/List`, {});
       return list.json.tasks.find((t: any) => t.name === 'task-beta' && t.status.state.terminated);
     });
     assert.deepEqual(Object.keys(beta.status.state.terminated).sort(), ['exitCode', 'finishedAt', 'reason', 'startedAt']);
@@ -85,14 +85,14 @@ describe('grpcurl-style use through server reflection (no proto files)', () => {
     assert.equal(beta.status.state.terminated.reason, 'Succeeded');
 
     // DELETE /tasks/{id}
-    const deleted = await curl(`${svc}/DeleteTask`, { name: 'task-alpha' });
+    const deleted = await curl(`${svc}/Delete`, { name: 'task-alpha' });
     assert.ok(deleted.json.task.deletionTimestamp);
   });
 
   test('errors come back with a gRPC code and a message a person can act on', async () => {
-    const missing = await curl(`${svc}/GetTask`, { name: 'nope' });
+    const missing = await curl(`${svc}/Get`, { name: 'nope' });
     assert.deepEqual(missing, { ok: false, json: { code: 'not_found', message: 'task "nope" not found' } });
-    const bad = await curl(`${svc}/CreateTask`, { task: { name: 'Bad_Name', spec: { process: { command: ['true'] } } } });
+    const bad = await curl(`${svc}/Create`, { task: { name: 'Bad_Name', spec: { process: { command: ['true'] } } } });
     assert.equal(bad.json.code, 'invalid_argument');
     assert.match(bad.json.message, /DNS-1123/);
   });

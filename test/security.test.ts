@@ -11,7 +11,7 @@ import { connect, spawnExecutor } from './support/subprocess.js';
 
 const list = (client: TaskExecutorServiceClient, metadata = new Metadata()) =>
   new Promise<number>((resolve, reject) =>
-    client.listTasks({}, metadata, { deadline: Date.now() + 5000 }, (error, response) => (error ? reject(error) : resolve(response.tasks.length))),
+    client.list({}, metadata, { deadline: Date.now() + 5000 }, (error, response) => (error ? reject(error) : resolve(response.tasks.length))),
   );
 
 const rejectsWith = (code: status, pattern?: RegExp) => (error: ServiceError) => {

@@ -89,7 +89,7 @@ describe('Watch', () => {
     reader.call.cancel();
     await reader.ended;
     await waitFor('both subscriptions to be released', () => subscribers() === withStuck - 3);
-    // SetTasks and ListTasks would answer with more than a client takes (4 MiB) here: one delete at a time.
+    // SetTasks and List would answer with more than a client takes (4 MiB) here: one delete at a time.
     for (const { name } of te.executor.manager.list()) await te.api.deleteTask({ name });
     await waitFor('every task to be gone', () => te.executor.manager.list().length === 0, { timeoutMs: 30_000 });
   });

@@ -14,8 +14,8 @@ const client = new TaskExecutorServiceClient(address, credentials.createInsecure
 const call = () =>
   new Promise<void>((resolve, reject) => {
     const done = (error: ServiceError | null) => (error ? reject(error) : resolve());
-    if (method === 'get') client.getTask({ name: arg }, done);
-    else client.listTasks({ pageSize: Number(arg) }, done);
+    if (method === 'get') client.get({ name: arg }, done);
+    else client.list({ pageSize: Number(arg) }, done);
   });
 
 for (let i = 0; i < 50; i++) await call(); // warm-up

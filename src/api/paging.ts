@@ -1,8 +1,8 @@
 // Bounded replies. gRPC clients reject a reply over 4 MiB by default, and a
-// task's spec may be about 1 MiB, so lists are cut into pages (ListTasks,
+// task's spec may be about 1 MiB, so lists are cut into pages (List,
 // AIP-158) by count and by encoded size; SetTasks cuts its reply the same way.
 import { Task } from '../../gen/taskexecutor/v1/task.js';
-import { type ListTasksRequest, ListTasksResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
+import { type ListRequest, ListResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
 import { invalidArgument } from '../errors.js';
 import { quote, validateName } from '../model/validation.js';
 import type { TaskRecord } from '../model/task.js';
@@ -42,7 +42,7 @@ export function takeWithinBound(records: readonly TaskRecord[], toWire: (record:
 /**
  * Encodings of wire tasks, which taskToWire shares while their record is
  * unchanged: a task is encoded once per change, both to measure a page and to
- * send it (encodeListTasksResponse).
+ * send it (encodeListResponse).
  */
 const encodings = new WeakMap<Task, Uint8Array>();
 
@@ -58,22 +58,22 @@ function encodedTask(task: Task): Uint8Array {
 const encodedSize = (task: Task): number => encodedTask(task).length;
 
 /**
- * The bytes of a ListTasksResponse, made of its tasks' cached encodings: the
- * same message ListTasksResponse.encode makes (a repeated field may be
+ * The bytes of a ListResponse, made of its tasks' cached encodings: the
+ * same message ListResponse.encode makes (a repeated field may be
  * written in any order relative to the others), without encoding every task
  * of every page again on every call.
  */
-function encodeListTasksResponse(response: ListTasksResponse): Buffer {
+function encodeListResponse(response: ListResponse): Buffer {
   const parts: Uint8Array[] = [];
   for (const task of response.tasks) {
     const bytes = encodedTask(task);
     parts.push(fieldHeader(TASKS_FIELD, bytes.length), bytes);
   }
-  parts.push(ListTasksResponse.encode({ tasks: [], nextPageToken: response.nextPageToken }).finish());
+  parts.push(ListResponse.encode({ tasks: [], nextPageToken: response.nextPageToken }).finish());
   return Buffer.concat(parts);
 }
 
-/** `repeated Task tasks = 1` in ListTasksResponse. */
+/** `repeated Task tasks = 1` in ListResponse. */
 const TASKS_FIELD = 1;
 
 /** A length-delimited field's tag and length (protobuf wire type 2). */
@@ -95,8 +95,8 @@ function repeatedFieldBytes(length: number): number {
   return 1 + varint + length;
 }
 
-/** One ListTasks page of `records` (every task, sorted by name), already encoded (see pre-encoded.ts). */
-export function listPage(records: readonly TaskRecord[], request: ListTasksRequest): ListTasksResponse & PreEncoded {
+/** One List page of `records` (every task, sorted by name), already encoded (see pre-encoded.ts). */
+export function listPage(records: readonly TaskRecord[], request: ListRequest): ListResponse & PreEncoded {
   const size = pageSize(request.pageSize);
   const after = request.pageToken ? decodePageToken(request.pageToken) : undefined;
   // Resuming after a name, not at an index, keeps a token valid while tasks
@@ -104,7 +104,7 @@ export function listPage(records: readonly TaskRecord[], request: ListTasksReque
   const rest = after === undefined ? records : records.filter((record) => record.name > after);
   const tasks = takeWithinBound(rest, (record) => taskToWire(record), size);
   const response = { tasks, nextPageToken: pageTokenAfter(rest, tasks) };
-  return { ...response, [ENCODED]: encodeListTasksResponse(response) };
+  return { ...response, [ENCODED]: encodeListResponse(response) };
 }
 
 /** The token that continues `records` after `taken`, its first tasks; empty when every one was taken. */

@@ -1,8 +1,8 @@
 // What SetTasks answers. The change is already made when the reply is built,
 // so the reply must never be one a default client cannot read (it would then
-// see a failure for a change that happened): it is bounded like a ListTasks
+// see a failure for a change that happened): it is bounded like a List
 // page, and falls back from full to compact tasks, then to a cut list with a
-// ListTasks page token, rather than fail. See SetTasksResponse in the proto.
+// List page token, rather than fail. See SetTasksResponse in the proto.
 import { type SetTasksResponse, TaskView as WireTaskView } from '../../gen/taskexecutor/v1/task_executor_service.js';
 import { invalidArgument } from '../errors.js';
 import type { TaskRecord } from '../model/task.js';

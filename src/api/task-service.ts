@@ -26,18 +26,18 @@ export function taskExecutorService(manager: TaskManager, log: Logger): TaskExec
     };
 
   return {
-    createTask: unary(async ({ task }) => {
+    create: unary(async ({ task }) => {
       if (!task) throw invalidArgument('task is required, e.g. {"task": {"name": "t1", "spec": {"process": {"command": ["true"]}}}}');
       return { task: taskToWire(await manager.create(task.name, specFromWire(task.spec))) };
     }),
-    getTask: unary(({ name }) => ({ task: taskToWire(manager.get(name)) })),
-    deleteTask: unary(async ({ name }) => ({ task: taskToWire(await manager.delete(name)) })),
+    get: unary(({ name }) => ({ task: taskToWire(manager.get(name)) })),
+    delete: unary(async ({ name }) => ({ task: taskToWire(await manager.delete(name)) })),
     setTasks: unary(async ({ tasks, view }) => {
       const replyView = setTasksView(view); // checked before anything changes
       const desired = tasks.map((task) => ({ name: task.name, spec: specFromWire(task.spec) }));
       return setTasksReply(await manager.setTasks(desired), replyView);
     }),
-    listTasks: unary((request) => listPage(manager.list(), request)),
+    list: unary((request) => listPage(manager.list(), request)),
     logs: serverStream(logsHandler(manager, log), log),
     stats: serverStream(statsHandler(manager, log), log),
     watch: serverStream(watchHandler(manager), log),

@@ -5,14 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, type ServiceError } from '@grpc/grpc-js';
 import {
-  type CreateTaskRequest,
-  type CreateTaskResponse,
-  type DeleteTaskRequest,
-  type DeleteTaskResponse,
-  type GetTaskRequest,
-  type GetTaskResponse,
-  type ListTasksRequest,
-  type ListTasksResponse,
+  type CreateRequest,
+  type CreateResponse,
+  type DeleteRequest,
+  type DeleteResponse,
+  type GetRequest,
+  type GetResponse,
+  type ListRequest,
+  type ListResponse,
   type SetTasksRequest,
   type SetTasksResponse,
   TaskExecutorServiceClient,
@@ -35,15 +35,16 @@ export interface TestExecutor {
   close(): Promise<void>;
 }
 
+// Named for what the tests do with them; the RPCs are Create, Get, Delete, SetTasks and List.
 export interface Api {
-  createTask(request: CreateTaskRequest): Promise<CreateTaskResponse>;
-  getTask(request: GetTaskRequest): Promise<GetTaskResponse>;
-  deleteTask(request: DeleteTaskRequest): Promise<DeleteTaskResponse>;
+  createTask(request: CreateRequest): Promise<CreateResponse>;
+  getTask(request: GetRequest): Promise<GetResponse>;
+  deleteTask(request: DeleteRequest): Promise<DeleteResponse>;
   setTasks(request: SetTasksRequest): Promise<SetTasksResponse>;
-  /** Every task: reads page after page until the last (ListTasks is paged). */
-  listTasks(): Promise<ListTasksResponse>;
+  /** Every task: reads page after page until the last (List is paged). */
+  listTasks(): Promise<ListResponse>;
   /** One page, as asked. */
-  listPage(request: ListTasksRequest): Promise<ListTasksResponse>;
+  listPage(request: ListRequest): Promise<ListResponse>;
 }
 
 type Callback<Res> = (error: ServiceError | null, response: Res) => void;
@@ -54,11 +55,11 @@ const unary =
     new Promise<Res>((resolve, reject) => call(request, (error, response) => (error ? reject(error) : resolve(response))));
 
 export function apiFor(client: TaskExecutorServiceClient): Api {
-  const listPage = unary<ListTasksRequest, ListTasksResponse>((r, cb) => client.listTasks(r, cb));
+  const listPage = unary<ListRequest, ListResponse>((r, cb) => client.list(r, cb));
   return {
-    createTask: unary((r, cb) => client.createTask(r, cb)),
-    getTask: unary((r, cb) => client.getTask(r, cb)),
-    deleteTask: unary((r, cb) => client.deleteTask(r, cb)),
+    createTask: unary((r, cb) => client.create(r, cb)),
+    getTask: unary((r, cb) => client.get(r, cb)),
+    deleteTask: unary((r, cb) => client.delete(r, cb)),
     setTasks: unary((r, cb) => client.setTasks(r, cb)),
     listTasks: async () => {
       const tasks: Task[] = [];

@@ -160,27 +160,27 @@ export function watchEventTypeToJSON(object: WatchEventType): string {
   }
 }
 
-export interface CreateTaskRequest {
+export interface CreateRequest {
   task?: Task | undefined;
 }
 
-export interface CreateTaskResponse {
+export interface CreateResponse {
   task?: Task | undefined;
 }
 
-export interface GetTaskRequest {
+export interface GetRequest {
   name: string;
 }
 
-export interface GetTaskResponse {
+export interface GetResponse {
   task?: Task | undefined;
 }
 
-export interface DeleteTaskRequest {
+export interface DeleteRequest {
   name: string;
 }
 
-export interface DeleteTaskResponse {
+export interface DeleteResponse {
   /** The task with its deletion_timestamp set. */
   task?: Task | undefined;
 }
@@ -206,10 +206,10 @@ export interface SetTasksRequest {
  * through a failed call:
  *   - TASK_VIEW_FULL is honoured when every full task fits; otherwise the
  *     reply is compact, and `view` says TASK_VIEW_COMPACT. Read the specs
- *     with ListTasks or GetTask.
+ *     with List or Get.
  *   - If even compact tasks do not fit (tens of thousands of tasks), `tasks`
  *     holds the first ones by name and `next_page_token` is set: pass it to
- *     ListTasks as page_token to read the rest.
+ *     List as page_token to read the rest.
  */
 export interface SetTasksResponse {
   tasks: Task[];
@@ -219,7 +219,7 @@ export interface SetTasksResponse {
    */
   view: TaskView;
   /**
-   * Empty when `tasks` holds every task; else a ListTasks page_token that
+   * Empty when `tasks` holds every task; else a List page_token that
    * continues the list after the last task here.
    */
   nextPageToken: string;
@@ -232,7 +232,7 @@ export interface SetTasksResponse {
  * that existed throughout is skipped. A task created or deleted meanwhile
  * may or may not be seen.
  */
-export interface ListTasksRequest {
+export interface ListRequest {
   /**
    * Most tasks in one page. 0: 500. Values above 1000 are treated as 1000;
    * negative values are INVALID_ARGUMENT. A page may hold fewer tasks: it is
@@ -249,7 +249,7 @@ export interface ListTasksRequest {
   pageToken?: string | undefined;
 }
 
-export interface ListTasksResponse {
+export interface ListResponse {
   tasks: Task[];
   /** Pass as page_token to get the next page; empty on the last page. */
   nextPageToken: string;
@@ -401,19 +401,19 @@ export interface WatchResponse {
   task?: Task | undefined;
 }
 
-function createBaseCreateTaskRequest(): CreateTaskRequest {
+function createBaseCreateRequest(): CreateRequest {
   return { task: undefined };
 }
 
-export const CreateTaskRequest: MessageFns<CreateTaskRequest> = {
-  encode(message: CreateTaskRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const CreateRequest: MessageFns<CreateRequest> = {
+  encode(message: CreateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.task !== undefined) {
       Task.encode(message.task, writer.uint32(10).fork()).join();
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): CreateTaskRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateRequest {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -422,7 +422,7 @@ export const CreateTaskRequest: MessageFns<CreateTaskRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseCreateTaskRequest();
+      const message = createBaseCreateRequest();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -446,11 +446,11 @@ export const CreateTaskRequest: MessageFns<CreateTaskRequest> = {
     }
   },
 
-  fromJSON(object: any): CreateTaskRequest {
+  fromJSON(object: any): CreateRequest {
     return { task: isSet(object.task) ? Task.fromJSON(object.task) : undefined };
   },
 
-  toJSON(message: CreateTaskRequest): unknown {
+  toJSON(message: CreateRequest): unknown {
     const obj: any = {};
     if (message.task !== undefined) {
       obj.task = Task.toJSON(message.task);
@@ -458,29 +458,29 @@ export const CreateTaskRequest: MessageFns<CreateTaskRequest> = {
     return obj;
   },
 
-  create(base?: DeepPartial<CreateTaskRequest>): CreateTaskRequest {
-    return CreateTaskRequest.fromPartial(base ?? {});
+  create(base?: DeepPartial<CreateRequest>): CreateRequest {
+    return CreateRequest.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<CreateTaskRequest>): CreateTaskRequest {
-    const message = createBaseCreateTaskRequest();
+  fromPartial(object: DeepPartial<CreateRequest>): CreateRequest {
+    const message = createBaseCreateRequest();
     message.task = (object.task !== undefined && object.task !== null) ? Task.fromPartial(object.task) : undefined;
     return message;
   },
 };
 
-function createBaseCreateTaskResponse(): CreateTaskResponse {
+function createBaseCreateResponse(): CreateResponse {
   return { task: undefined };
 }
 
-export const CreateTaskResponse: MessageFns<CreateTaskResponse> = {
-  encode(message: CreateTaskResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const CreateResponse: MessageFns<CreateResponse> = {
+  encode(message: CreateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.task !== undefined) {
       Task.encode(message.task, writer.uint32(10).fork()).join();
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): CreateTaskResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateResponse {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -489,7 +489,7 @@ export const CreateTaskResponse: MessageFns<CreateTaskResponse> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseCreateTaskResponse();
+      const message = createBaseCreateResponse();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -513,11 +513,11 @@ export const CreateTaskResponse: MessageFns<CreateTaskResponse> = {
     }
   },
 
-  fromJSON(object: any): CreateTaskResponse {
+  fromJSON(object: any): CreateResponse {
     return { task: isSet(object.task) ? Task.fromJSON(object.task) : undefined };
   },
 
-  toJSON(message: CreateTaskResponse): unknown {
+  toJSON(message: CreateResponse): unknown {
     const obj: any = {};
     if (message.task !== undefined) {
       obj.task = Task.toJSON(message.task);
@@ -525,29 +525,29 @@ export const CreateTaskResponse: MessageFns<CreateTaskResponse> = {
     return obj;
   },
 
-  create(base?: DeepPartial<CreateTaskResponse>): CreateTaskResponse {
-    return CreateTaskResponse.fromPartial(base ?? {});
+  create(base?: DeepPartial<CreateResponse>): CreateResponse {
+    return CreateResponse.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<CreateTaskResponse>): CreateTaskResponse {
-    const message = createBaseCreateTaskResponse();
+  fromPartial(object: DeepPartial<CreateResponse>): CreateResponse {
+    const message = createBaseCreateResponse();
     message.task = (object.task !== undefined && object.task !== null) ? Task.fromPartial(object.task) : undefined;
     return message;
   },
 };
 
-function createBaseGetTaskRequest(): GetTaskRequest {
+function createBaseGetRequest(): GetRequest {
   return { name: "" };
 }
 
-export const GetTaskRequest: MessageFns<GetTaskRequest> = {
-  encode(message: GetTaskRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const GetRequest: MessageFns<GetRequest> = {
+  encode(message: GetRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.name !== "") {
       writer.uint32(10).string(message.name);
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): GetTaskRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): GetRequest {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -556,7 +556,7 @@ export const GetTaskRequest: MessageFns<GetTaskRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseGetTaskRequest();
+      const message = createBaseGetRequest();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -580,11 +580,11 @@ export const GetTaskRequest: MessageFns<GetTaskRequest> = {
     }
   },
 
-  fromJSON(object: any): GetTaskRequest {
+  fromJSON(object: any): GetRequest {
     return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
   },
 
-  toJSON(message: GetTaskRequest): unknown {
+  toJSON(message: GetRequest): unknown {
     const obj: any = {};
     if (message.name !== "") {
       obj.name = message.name;
@@ -592,29 +592,29 @@ export const GetTaskRequest: MessageFns<GetTaskRequest> = {
     return obj;
   },
 
-  create(base?: DeepPartial<GetTaskRequest>): GetTaskRequest {
-    return GetTaskRequest.fromPartial(base ?? {});
+  create(base?: DeepPartial<GetRequest>): GetRequest {
+    return GetRequest.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<GetTaskRequest>): GetTaskRequest {
-    const message = createBaseGetTaskRequest();
+  fromPartial(object: DeepPartial<GetRequest>): GetRequest {
+    const message = createBaseGetRequest();
     message.name = object.name ?? "";
     return message;
   },
 };
 
-function createBaseGetTaskResponse(): GetTaskResponse {
+function createBaseGetResponse(): GetResponse {
   return { task: undefined };
 }
 
-export const GetTaskResponse: MessageFns<GetTaskResponse> = {
-  encode(message: GetTaskResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const GetResponse: MessageFns<GetResponse> = {
+  encode(message: GetResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.task !== undefined) {
       Task.encode(message.task, writer.uint32(10).fork()).join();
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): GetTaskResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): GetResponse {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -623,7 +623,7 @@ export const GetTaskResponse: MessageFns<GetTaskResponse> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseGetTaskResponse();
+      const message = createBaseGetResponse();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -647,11 +647,11 @@ export const GetTaskResponse: MessageFns<GetTaskResponse> = {
     }
   },
 
-  fromJSON(object: any): GetTaskResponse {
+  fromJSON(object: any): GetResponse {
     return { task: isSet(object.task) ? Task.fromJSON(object.task) : undefined };
   },
 
-  toJSON(message: GetTaskResponse): unknown {
+  toJSON(message: GetResponse): unknown {
     const obj: any = {};
     if (message.task !== undefined) {
       obj.task = Task.toJSON(message.task);
@@ -659,29 +659,29 @@ export const GetTaskResponse: MessageFns<GetTaskResponse> = {
     return obj;
   },
 
-  create(base?: DeepPartial<GetTaskResponse>): GetTaskResponse {
-    return GetTaskResponse.fromPartial(base ?? {});
+  create(base?: DeepPartial<GetResponse>): GetResponse {
+    return GetResponse.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<GetTaskResponse>): GetTaskResponse {
-    const message = createBaseGetTaskResponse();
+  fromPartial(object: DeepPartial<GetResponse>): GetResponse {
+    const message = createBaseGetResponse();
     message.task = (object.task !== undefined && object.task !== null) ? Task.fromPartial(object.task) : undefined;
     return message;
   },
 };
 
-function createBaseDeleteTaskRequest(): DeleteTaskRequest {
+function createBaseDeleteRequest(): DeleteRequest {
   return { name: "" };
 }
 
-export const DeleteTaskRequest: MessageFns<DeleteTaskRequest> = {
-  encode(message: DeleteTaskRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const DeleteRequest: MessageFns<DeleteRequest> = {
+  encode(message: DeleteRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.name !== "") {
       writer.uint32(10).string(message.name);
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): DeleteTaskRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteRequest {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -690,7 +690,7 @@ export const DeleteTaskRequest: MessageFns<DeleteTaskRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseDeleteTaskRequest();
+      const message = createBaseDeleteRequest();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -714,11 +714,11 @@ export const DeleteTaskRequest: MessageFns<DeleteTaskRequest> = {
     }
   },
 
-  fromJSON(object: any): DeleteTaskRequest {
+  fromJSON(object: any): DeleteRequest {
     return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
   },
 
-  toJSON(message: DeleteTaskRequest): unknown {
+  toJSON(message: DeleteRequest): unknown {
     const obj: any = {};
     if (message.name !== "") {
       obj.name = message.name;
@@ -726,29 +726,29 @@ export const DeleteTaskRequest: MessageFns<DeleteTaskRequest> = {
     return obj;
   },
 
-  create(base?: DeepPartial<DeleteTaskRequest>): DeleteTaskRequest {
-    return DeleteTaskRequest.fromPartial(base ?? {});
+  create(base?: DeepPartial<DeleteRequest>): DeleteRequest {
+    return DeleteRequest.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<DeleteTaskRequest>): DeleteTaskRequest {
-    const message = createBaseDeleteTaskRequest();
+  fromPartial(object: DeepPartial<DeleteRequest>): DeleteRequest {
+    const message = createBaseDeleteRequest();
     message.name = object.name ?? "";
     return message;
   },
 };
 
-function createBaseDeleteTaskResponse(): DeleteTaskResponse {
+function createBaseDeleteResponse(): DeleteResponse {
   return { task: undefined };
 }
 
-export const DeleteTaskResponse: MessageFns<DeleteTaskResponse> = {
-  encode(message: DeleteTaskResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const DeleteResponse: MessageFns<DeleteResponse> = {
+  encode(message: DeleteResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.task !== undefined) {
       Task.encode(message.task, writer.uint32(10).fork()).join();
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): DeleteTaskResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteResponse {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -757,7 +757,7 @@ export const DeleteTaskResponse: MessageFns<DeleteTaskResponse> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseDeleteTaskResponse();
+      const message = createBaseDeleteResponse();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -781,11 +781,11 @@ export const DeleteTaskResponse: MessageFns<DeleteTaskResponse> = {
     }
   },
 
-  fromJSON(object: any): DeleteTaskResponse {
+  fromJSON(object: any): DeleteResponse {
     return { task: isSet(object.task) ? Task.fromJSON(object.task) : undefined };
   },
 
-  toJSON(message: DeleteTaskResponse): unknown {
+  toJSON(message: DeleteResponse): unknown {
     const obj: any = {};
     if (message.task !== undefined) {
       obj.task = Task.toJSON(message.task);
@@ -793,11 +793,11 @@ export const DeleteTaskResponse: MessageFns<DeleteTaskResponse> = {
     return obj;
   },
 
-  create(base?: DeepPartial<DeleteTaskResponse>): DeleteTaskResponse {
-    return DeleteTaskResponse.fromPartial(base ?? {});
+  create(base?: DeepPartial<DeleteResponse>): DeleteResponse {
+    return DeleteResponse.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<DeleteTaskResponse>): DeleteTaskResponse {
-    const message = createBaseDeleteTaskResponse();
+  fromPartial(object: DeepPartial<DeleteResponse>): DeleteResponse {
+    const message = createBaseDeleteResponse();
     message.task = (object.task !== undefined && object.task !== null) ? Task.fromPartial(object.task) : undefined;
     return message;
   },
@@ -993,12 +993,12 @@ export const SetTasksResponse: MessageFns<SetTasksResponse> = {
   },
 };
 
-function createBaseListTasksRequest(): ListTasksRequest {
+function createBaseListRequest(): ListRequest {
   return { pageSize: undefined, pageToken: undefined };
 }
 
-export const ListTasksRequest: MessageFns<ListTasksRequest> = {
-  encode(message: ListTasksRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const ListRequest: MessageFns<ListRequest> = {
+  encode(message: ListRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.pageSize !== undefined) {
       writer.uint32(8).int32(message.pageSize);
     }
@@ -1008,7 +1008,7 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): ListTasksRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): ListRequest {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1017,7 +1017,7 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseListTasksRequest();
+      const message = createBaseListRequest();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -1049,7 +1049,7 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
     }
   },
 
-  fromJSON(object: any): ListTasksRequest {
+  fromJSON(object: any): ListRequest {
     return {
       pageSize: isSet(object.pageSize)
         ? globalThis.Number(object.pageSize)
@@ -1064,7 +1064,7 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
     };
   },
 
-  toJSON(message: ListTasksRequest): unknown {
+  toJSON(message: ListRequest): unknown {
     const obj: any = {};
     if (message.pageSize !== undefined) {
       obj.pageSize = Math.round(message.pageSize);
@@ -1075,23 +1075,23 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
     return obj;
   },
 
-  create(base?: DeepPartial<ListTasksRequest>): ListTasksRequest {
-    return ListTasksRequest.fromPartial(base ?? {});
+  create(base?: DeepPartial<ListRequest>): ListRequest {
+    return ListRequest.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<ListTasksRequest>): ListTasksRequest {
-    const message = createBaseListTasksRequest();
+  fromPartial(object: DeepPartial<ListRequest>): ListRequest {
+    const message = createBaseListRequest();
     message.pageSize = object.pageSize ?? undefined;
     message.pageToken = object.pageToken ?? undefined;
     return message;
   },
 };
 
-function createBaseListTasksResponse(): ListTasksResponse {
+function createBaseListResponse(): ListResponse {
   return { tasks: [], nextPageToken: "" };
 }
 
-export const ListTasksResponse: MessageFns<ListTasksResponse> = {
-  encode(message: ListTasksResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const ListResponse: MessageFns<ListResponse> = {
+  encode(message: ListResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.tasks) {
       Task.encode(v!, writer.uint32(10).fork()).join();
     }
@@ -1101,7 +1101,7 @@ export const ListTasksResponse: MessageFns<ListTasksResponse> = {
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): ListTasksResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): ListResponse {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1110,7 +1110,7 @@ export const ListTasksResponse: MessageFns<ListTasksResponse> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseListTasksResponse();
+      const message = createBaseListResponse();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -1142,7 +1142,7 @@ export const ListTasksResponse: MessageFns<ListTasksResponse> = {
     }
   },
 
-  fromJSON(object: any): ListTasksResponse {
+  fromJSON(object: any): ListResponse {
     return {
       tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => Task.fromJSON(e)) : [],
       nextPageToken: isSet(object.nextPageToken)
@@ -1153,7 +1153,7 @@ export const ListTasksResponse: MessageFns<ListTasksResponse> = {
     };
   },
 
-  toJSON(message: ListTasksResponse): unknown {
+  toJSON(message: ListResponse): unknown {
     const obj: any = {};
     if (message.tasks?.length) {
       obj.tasks = message.tasks.map((e) => Task.toJSON(e));
@@ -1164,11 +1164,11 @@ export const ListTasksResponse: MessageFns<ListTasksResponse> = {
     return obj;
   },
 
-  create(base?: DeepPartial<ListTasksResponse>): ListTasksResponse {
-    return ListTasksResponse.fromPartial(base ?? {});
+  create(base?: DeepPartial<ListResponse>): ListResponse {
+    return ListResponse.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<ListTasksResponse>): ListTasksResponse {
-    const message = createBaseListTasksResponse();
+  fromPartial(object: DeepPartial<ListResponse>): ListResponse {
+    const message = createBaseListResponse();
     message.tasks = object.tasks?.map((e) => Task.fromPartial(e)) || [];
     message.nextPageToken = object.nextPageToken ?? "";
     return message;
@@ -2518,9 +2518,9 @@ export const WatchResponse: MessageFns<WatchResponse> = {
 
 /**
  * Runs and supervises tasks. The RPCs mirror the original REST API:
- *   POST /tasks -> CreateTask, GET /tasks/{name} -> GetTask,
- *   DELETE /tasks/{name} -> DeleteTask, POST /setTasks -> SetTasks,
- *   GET /getTasks -> ListTasks, GET /health -> grpc.health.v1.Health/Check.
+ *   POST /tasks -> Create, GET /tasks/{name} -> Get,
+ *   DELETE /tasks/{name} -> Delete, POST /setTasks -> SetTasks,
+ *   GET /getTasks -> List, GET /health -> grpc.health.v1.Health/Check.
  */
 export type TaskExecutorServiceService = typeof TaskExecutorServiceService;
 export const TaskExecutorServiceService = {
@@ -2528,38 +2528,38 @@ export const TaskExecutorServiceService = {
    * Creates and starts one task. ALREADY_EXISTS if the name is taken,
    * INVALID_ARGUMENT for a bad name or spec.
    */
-  createTask: {
-    path: "/taskexecutor.v1.TaskExecutorService/CreateTask" as const,
+  create: {
+    path: "/taskexecutor.v1.TaskExecutorService/Create" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: CreateTaskRequest): Buffer => Buffer.from(CreateTaskRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): CreateTaskRequest => CreateTaskRequest.decode(value),
-    responseSerialize: (value: CreateTaskResponse): Buffer => Buffer.from(CreateTaskResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): CreateTaskResponse => CreateTaskResponse.decode(value),
+    requestSerialize: (value: CreateRequest): Buffer => Buffer.from(CreateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateRequest => CreateRequest.decode(value),
+    responseSerialize: (value: CreateResponse): Buffer => Buffer.from(CreateResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CreateResponse => CreateResponse.decode(value),
   },
   /** NOT_FOUND if there is no task of that name. */
-  getTask: {
-    path: "/taskexecutor.v1.TaskExecutorService/GetTask" as const,
+  get: {
+    path: "/taskexecutor.v1.TaskExecutorService/Get" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: GetTaskRequest): Buffer => Buffer.from(GetTaskRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): GetTaskRequest => GetTaskRequest.decode(value),
-    responseSerialize: (value: GetTaskResponse): Buffer => Buffer.from(GetTaskResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): GetTaskResponse => GetTaskResponse.decode(value),
+    requestSerialize: (value: GetRequest): Buffer => Buffer.from(GetRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetRequest => GetRequest.decode(value),
+    responseSerialize: (value: GetResponse): Buffer => Buffer.from(GetResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetResponse => GetResponse.decode(value),
   },
   /**
    * Marks the task for deletion and returns at once. A running task is
    * stopped gracefully (its whole process tree); then its state and files are
    * removed. NOT_FOUND if there is no task of that name.
    */
-  deleteTask: {
-    path: "/taskexecutor.v1.TaskExecutorService/DeleteTask" as const,
+  delete: {
+    path: "/taskexecutor.v1.TaskExecutorService/Delete" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: DeleteTaskRequest): Buffer => Buffer.from(DeleteTaskRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): DeleteTaskRequest => DeleteTaskRequest.decode(value),
-    responseSerialize: (value: DeleteTaskResponse): Buffer => Buffer.from(DeleteTaskResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): DeleteTaskResponse => DeleteTaskResponse.decode(value),
+    requestSerialize: (value: DeleteRequest): Buffer => Buffer.from(DeleteRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteRequest => DeleteRequest.decode(value),
+    responseSerialize: (value: DeleteResponse): Buffer => Buffer.from(DeleteResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteResponse => DeleteResponse.decode(value),
   },
   /**
    * Declarative sync: names not yet known are created, known names missing
@@ -2579,16 +2579,16 @@ export const TaskExecutorServiceService = {
   },
   /**
    * All tasks, including those being deleted, sorted by name, one page at a
-   * time (see ListTasksRequest). Each reply stays below about 2 MiB.
+   * time (see ListRequest). Each reply stays below about 2 MiB.
    */
-  listTasks: {
-    path: "/taskexecutor.v1.TaskExecutorService/ListTasks" as const,
+  list: {
+    path: "/taskexecutor.v1.TaskExecutorService/List" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: ListTasksRequest): Buffer => Buffer.from(ListTasksRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ListTasksRequest => ListTasksRequest.decode(value),
-    responseSerialize: (value: ListTasksResponse): Buffer => Buffer.from(ListTasksResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): ListTasksResponse => ListTasksResponse.decode(value),
+    requestSerialize: (value: ListRequest): Buffer => Buffer.from(ListRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListRequest => ListRequest.decode(value),
+    responseSerialize: (value: ListResponse): Buffer => Buffer.from(ListResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListResponse => ListResponse.decode(value),
   },
   /** Streams a task's output (stdout, stderr or both in write order). */
   logs: {
@@ -2610,7 +2610,7 @@ export const TaskExecutorServiceService = {
     responseSerialize: (value: StatsResponse): Buffer => Buffer.from(StatsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StatsResponse => StatsResponse.decode(value),
   },
-  /** Streams task changes, so controllers need not poll ListTasks. */
+  /** Streams task changes, so controllers need not poll List. */
   watch: {
     path: "/taskexecutor.v1.TaskExecutorService/Watch" as const,
     requestStream: false as const,
@@ -2627,15 +2627,15 @@ export interface TaskExecutorServiceServer extends UntypedServiceImplementation 
    * Creates and starts one task. ALREADY_EXISTS if the name is taken,
    * INVALID_ARGUMENT for a bad name or spec.
    */
-  createTask: handleUnaryCall<CreateTaskRequest, CreateTaskResponse>;
+  create: handleUnaryCall<CreateRequest, CreateResponse>;
   /** NOT_FOUND if there is no task of that name. */
-  getTask: handleUnaryCall<GetTaskRequest, GetTaskResponse>;
+  get: handleUnaryCall<GetRequest, GetResponse>;
   /**
    * Marks the task for deletion and returns at once. A running task is
    * stopped gracefully (its whole process tree); then its state and files are
    * removed. NOT_FOUND if there is no task of that name.
    */
-  deleteTask: handleUnaryCall<DeleteTaskRequest, DeleteTaskResponse>;
+  delete: handleUnaryCall<DeleteRequest, DeleteResponse>;
   /**
    * Declarative sync: names not yet known are created, known names missing
    * from the request are marked for deletion, known names are left alone.
@@ -2646,14 +2646,14 @@ export interface TaskExecutorServiceServer extends UntypedServiceImplementation 
   setTasks: handleUnaryCall<SetTasksRequest, SetTasksResponse>;
   /**
    * All tasks, including those being deleted, sorted by name, one page at a
-   * time (see ListTasksRequest). Each reply stays below about 2 MiB.
+   * time (see ListRequest). Each reply stays below about 2 MiB.
    */
-  listTasks: handleUnaryCall<ListTasksRequest, ListTasksResponse>;
+  list: handleUnaryCall<ListRequest, ListResponse>;
   /** Streams a task's output (stdout, stderr or both in write order). */
   logs: handleServerStreamingCall<LogsRequest, LogsResponse>;
   /** Streams resource usage samples of a task's whole process tree. */
   stats: handleServerStreamingCall<StatsRequest, StatsResponse>;
-  /** Streams task changes, so controllers need not poll ListTasks. */
+  /** Streams task changes, so controllers need not poll List. */
   watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
 }
 
@@ -2662,56 +2662,53 @@ export interface TaskExecutorServiceClient extends Client {
    * Creates and starts one task. ALREADY_EXISTS if the name is taken,
    * INVALID_ARGUMENT for a bad name or spec.
    */
-  createTask(
-    request: CreateTaskRequest,
-    callback: (error: ServiceError | null, response: CreateTaskResponse) => void,
+  create(
+    request: CreateRequest,
+    callback: (error: ServiceError | null, response: CreateResponse) => void,
   ): ClientUnaryCall;
-  createTask(
-    request: CreateTaskRequest,
+  create(
+    request: CreateRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: CreateTaskResponse) => void,
+    callback: (error: ServiceError | null, response: CreateResponse) => void,
   ): ClientUnaryCall;
-  createTask(
-    request: CreateTaskRequest,
+  create(
+    request: CreateRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: CreateTaskResponse) => void,
+    callback: (error: ServiceError | null, response: CreateResponse) => void,
   ): ClientUnaryCall;
   /** NOT_FOUND if there is no task of that name. */
-  getTask(
-    request: GetTaskRequest,
-    callback: (error: ServiceError | null, response: GetTaskResponse) => void,
-  ): ClientUnaryCall;
-  getTask(
-    request: GetTaskRequest,
+  get(request: GetRequest, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
+  get(
+    request: GetRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: GetTaskResponse) => void,
+    callback: (error: ServiceError | null, response: GetResponse) => void,
   ): ClientUnaryCall;
-  getTask(
-    request: GetTaskRequest,
+  get(
+    request: GetRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: GetTaskResponse) => void,
+    callback: (error: ServiceError | null, response: GetResponse) => void,
   ): ClientUnaryCall;
   /**
    * Marks the task for deletion and returns at once. A running task is
    * stopped gracefully (its whole process tree); then its state and files are
    * removed. NOT_FOUND if there is no task of that name.
    */
-  deleteTask(
-    request: DeleteTaskRequest,
-    callback: (error: ServiceError | null, response: DeleteTaskResponse) => void,
+  delete(
+    request: DeleteRequest,
+    callback: (error: ServiceError | null, response: DeleteResponse) => void,
   ): ClientUnaryCall;
-  deleteTask(
-    request: DeleteTaskRequest,
+  delete(
+    request: DeleteRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: DeleteTaskResponse) => void,
+    callback: (error: ServiceError | null, response: DeleteResponse) => void,
   ): ClientUnaryCall;
-  deleteTask(
-    request: DeleteTaskRequest,
+  delete(
+    request: DeleteRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: DeleteTaskResponse) => void,
+    callback: (error: ServiceError | null, response: DeleteResponse) => void,
   ): ClientUnaryCall;
   /**
    * Declarative sync: names not yet known are created, known names missing
@@ -2737,22 +2734,19 @@ export interface TaskExecutorServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * All tasks, including those being deleted, sorted by name, one page at a
-   * time (see ListTasksRequest). Each reply stays below about 2 MiB.
+   * time (see ListRequest). Each reply stays below about 2 MiB.
    */
-  listTasks(
-    request: ListTasksRequest,
-    callback: (error: ServiceError | null, response: ListTasksResponse) => void,
-  ): ClientUnaryCall;
-  listTasks(
-    request: ListTasksRequest,
+  list(request: ListRequest, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
+  list(
+    request: ListRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: ListTasksResponse) => void,
+    callback: (error: ServiceError | null, response: ListResponse) => void,
   ): ClientUnaryCall;
-  listTasks(
-    request: ListTasksRequest,
+  list(
+    request: ListRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: ListTasksResponse) => void,
+    callback: (error: ServiceError | null, response: ListResponse) => void,
   ): ClientUnaryCall;
   /** Streams a task's output (stdout, stderr or both in write order). */
   logs(request: LogsRequest, options?: Partial<CallOptions>): ClientReadableStream<LogsResponse>;
@@ -2764,7 +2758,7 @@ export interface TaskExecutorServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<StatsResponse>;
-  /** Streams task changes, so controllers need not poll ListTasks. */
+  /** Streams task changes, so controllers need not poll List. */
   watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
   watch(
     request: WatchRequest,
