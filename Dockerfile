@@ -10,7 +10,7 @@ FROM ${NODE_IMAGE} AS build
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first, so a source change does not reinstall them. `npm ci` runs the package's
-# `prepare` script, which builds the shim: it needs the build script and the shim's source.
+# `postinstall` script, which builds the shim: it needs the build script and the shim's source.
 COPY package.json package-lock.json ./
 COPY scripts ./scripts
 COPY src/runtime/shim ./src/runtime/shim

@@ -1,6 +1,5 @@
 // Composition root: builds the store, the enabled runtimes, the manager and
 // the server from a Config. main.ts and the tests both start executors here.
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { startServer } from './api/server.js';
 import { type RunningRestServer, startRestServer } from './compat/rest-server.js';
@@ -14,6 +13,7 @@ import { CgroupManager } from './runtime/cgroups/index.js';
 import { type ContainerRuntime, startContainerRuntime } from './runtime/container/container-runtime.js';
 import { ProcessRuntime } from './runtime/process/process-runtime.js';
 import { RuntimeRegistry } from './runtime/registry.js';
+import { ensureShim } from './runtime/shim/ensure-shim.js';
 import { processBackends, sidecarModeProblem } from './runtime/sidecar/index.js';
 import { TaskStore } from './store/task-store.js';
 import { packageRoot } from './util/package-root.js';
@@ -41,6 +41,12 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
   } catch (error) {
     throw new StartupError(errorMessage(error));
   }
+  let shimPath: string;
+  try {
+    shimPath = process.env.TASK_SHIM_PATH || ensureShim(packageRoot(), log);
+  } catch (error) {
+    throw new StartupError(errorMessage(error));
+  }
   const dataDir = await resolveDataDir(config, log);
   let containers: ContainerRuntime | undefined;
   if (config.enableContainerMode) {
@@ -63,7 +69,7 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
     [
       // In sidecar mode, new process tasks go to the sidecar backend, which wraps this runtime.
       ...processBackends(config, log, new ProcessRuntime({
-        shimPath: process.env.TASK_SHIM_PATH || join(packageRoot(), 'build', 'task-shim'),
+        shimPath,
         logMaxBytes: config.logMaxBytes,
         logMaxFiles: config.logMaxFiles,
         log: log.child({ component: 'process-runtime' }),

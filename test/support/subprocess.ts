@@ -17,8 +17,12 @@ export interface ExecutorProcess {
 }
 
 export function spawnExecutor(args: string[], env: NodeJS.ProcessEnv = process.env, wrap: string[] = []): ExecutorProcess {
-  const argv = [...wrap, process.execPath, '--import', 'tsx', MAIN, ...args];
-  const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawnCommand([...wrap, process.execPath, '--import', 'tsx', MAIN, ...args], env);
+}
+
+/** Any command whose output is an executor's log, e.g. an installed package's dist/src/main.js. */
+export function spawnCommand(argv: string[], env: NodeJS.ProcessEnv = process.env, cwd = ROOT): ExecutorProcess {
+  const child = spawn(argv[0]!, argv.slice(1), { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
