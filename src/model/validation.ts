@@ -7,7 +7,7 @@ import { parseSignal } from '../util/signals.js';
 // Kubernetes object names are DNS-1123 subdomains, and the original's controller
 // names tasks "<object-name>-<index>", so that is the accepted form. It also
 // guarantees that a name is a single, harmless path component.
-const NAME_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+export const NAME_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 export const MAX_NAME_LENGTH = 253;
 
 export const LIMITS = {

@@ -64,10 +64,14 @@ export function restartPolicyToJSON(object: RestartPolicy): string {
  */
 export interface Task {
   /**
-   * DNS-1123 label: lowercase letters, digits and '-', 1 to 63 characters,
-   * starting and ending with a letter or digit.
+   * Unique on this executor. A DNS-1123 subdomain, as Kubernetes object names
+   * are: 1 to 253 characters; lowercase letters, digits, '-' and '.'; every
+   * '.'-separated part starts and ends with a letter or digit.
+   * Pattern: ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$
+   * E.g. "my-task-1" or "job.v2-0". Anything else is INVALID_ARGUMENT.
    */
   name: string;
+  /** Required. It never changes once the task exists (see SetTasks). */
   spec?:
     | TaskSpec
     | undefined;
@@ -86,7 +90,14 @@ export interface Task {
   creationTimestamp?: Date | undefined;
 }
 
-/** What to run. Exactly one of process or container must be set. */
+/**
+ * What to run. Exactly one of process or container must be set. Every rule
+ * below is checked before anything is created; a spec that breaks one is
+ * INVALID_ARGUMENT with a message naming the field. Strings (command, args,
+ * env names and values, image, mount paths) must not contain NUL bytes; each
+ * is at most 131072 bytes (128 KiB, the kernel's MAX_ARG_STRLEN), and all of
+ * a spec's strings together at most 1048576 bytes (1 MiB).
+ */
 export interface TaskSpec {
   runtime?:
     | //
@@ -100,18 +111,19 @@ export interface TaskSpec {
     { $case: "container"; value: ContainerSpec }
     | undefined;
   /**
-   * Signal that asks the task to stop, e.g. "SIGTERM" or "SIGINT".
-   * Default: the executor's --stop-signal.
+   * Signal that asks the task to stop: a signal name, e.g. "SIGTERM" or
+   * "SIGINT". Default: the executor's --stop-signal (SIGTERM unless set).
    */
   stopSignal: string;
   /**
    * Seconds between the stop signal and SIGKILL of everything the task
-   * started. Default: the executor's --stop-grace-period.
+   * started, 0 to 86400. Default: the executor's --stop-grace-period (10 s
+   * unless set).
    */
   terminationGracePeriodSeconds?:
     | number
     | undefined;
-  /** Whether the executor starts the task again after it ends. */
+  /** Whether the executor starts the task again after it ends. Default: never. */
   restartPolicy: RestartPolicy;
   /**
    * Limits enforced through cgroups where the host allows it; see
@@ -124,84 +136,126 @@ export interface TaskSpec {
   logs?:
     | LogConfig
     | undefined;
-  /** For RESTART_POLICY_ON_FAILURE: most restarts (default 3). */
+  /** For RESTART_POLICY_ON_FAILURE: most restarts, 0 to 1000 (default 3). */
   maxRestarts?: number | undefined;
 }
 
+/** Unset fields: no limit. */
 export interface Resources {
-  /** CPU limit in thousandths of a core (1000 = one core). */
+  /** CPU limit in thousandths of a core (1000 = one core), 1 to 1000000. */
   cpuMillicores?:
     | number
     | undefined;
-  /** Memory limit; a task that exceeds it is killed with reason OOMKilled. */
+  /**
+   * Memory limit, 1048576 (1 MiB) to 1125899906842624 (2^50); a task that
+   * exceeds it is killed with reason OOMKilled.
+   */
   memoryBytes?:
     | number
     | undefined;
-  /** Most processes and threads the task may have at once. */
+  /** Most processes and threads the task may have at once, 1 to 4194304. */
   pids?: number | undefined;
 }
 
 export interface LogConfig {
-  /** Size of one log file before the next one is started. */
+  /**
+   * Size of one log file before the next one is started, 1024 to 1073741824
+   * (1 GiB). Default: the executor's --log-max-file-size (10 MiB unless set).
+   */
   maxFileSizeBytes?:
     | number
     | undefined;
-  /** Files kept; the oldest is deleted when a new one starts. */
+  /**
+   * Files kept, 1 to 1000; the oldest is deleted when a new one starts.
+   * Default: the executor's --log-max-files (10 unless set).
+   */
   maxFiles?: number | undefined;
 }
 
 export interface ProcessSpec {
   /**
    * The program (argv[0]) and optional leading arguments. Never run through a
-   * shell: use ["sh", "-c", "..."] for shell syntax.
+   * shell: use ["sh", "-c", "..."] for shell syntax. command and args
+   * together hold 1 to 4096 entries; the first (the program) is not empty.
    */
   command: string[];
-  /** Arguments appended after command. */
+  /**
+   * Arguments appended after command (when command is empty, args[0] is the
+   * program).
+   */
   args: string[];
   /**
    * Added to the inherited environment; a later entry wins over an earlier
-   * one and over the inherited value.
+   * one and over the inherited value. At most 4096 entries.
    */
   env: EnvVar[];
-  /** Absolute directory the process starts in. Default: the task directory. */
+  /**
+   * Absolute directory the process starts in, at most 4096 bytes.
+   * Default: the task directory.
+   */
   workingDir: string;
   /**
    * Kill the task when it runs longer than this; it then ends terminated with
-   * reason TaskTimeout. Unset or 0: no timeout.
+   * reason TaskTimeout. 0 to 315360000 (ten years); unset or 0: no timeout.
    */
   timeoutSeconds?:
     | number
     | undefined;
-  /** Run as this user (name or numeric uid). Default: the executor's user. */
+  /**
+   * Run as this user: a numeric uid or a user name (a letter or '_', then up
+   * to 31 letters, digits, '_', '.' or '-', optionally ending in '$').
+   * Default: the executor's user.
+   */
   user: string;
-  /** Run with this primary group (name or numeric gid). Default: the user's. */
+  /**
+   * Run with this primary group (a numeric gid or a group name, as for
+   * user). Default: the user's.
+   */
   group: string;
   /** Start from an empty environment instead of the executor's. */
   cleanEnv: boolean;
-  /** Absolute directory to chroot into before starting (needs root). */
+  /**
+   * Absolute directory to chroot into before starting (needs root), at most
+   * 4096 bytes.
+   */
   chroot: string;
 }
 
+/**
+ * Needs an executor started with --enable-container-mode; elsewhere Create
+ * and SetTasks answer FAILED_PRECONDITION.
+ */
 export interface ContainerSpec {
-  /** Image reference, e.g. "busybox:latest". */
+  /** Image reference, e.g. "busybox:latest". Required. */
   image: string;
-  /** Overrides the image's entrypoint. */
+  /**
+   * Overrides the image's entrypoint. command and args together hold at most
+   * 4096 entries.
+   */
   command: string[];
   /** Overrides the image's cmd. */
   args: string[];
+  /** At most 4096 entries. */
   env: EnvVar[];
+  /** At most 256 mounts. */
   volumeMounts: VolumeMount[];
+  /** Absolute, at most 4096 bytes. Default: the image's. */
   workingDir: string;
+  /** As ProcessSpec.timeout_seconds: 0 to 315360000; unset or 0: no timeout. */
   timeoutSeconds?: number | undefined;
 }
 
 export interface EnvVar {
+  /** Not empty, and without '='. */
   name: string;
   value: string;
 }
 
 export interface VolumeMount {
-  /** Name of a volume known to the executor (its volume map). */
+  /**
+   * Name of a volume known to the executor (its --volume map). The same rule
+   * as Task.name: a DNS-1123 subdomain of at most 253 characters.
+   */
   name: string;
   /** Absolute path inside the container. */
   mountPath: string;

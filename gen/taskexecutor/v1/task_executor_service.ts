@@ -344,7 +344,7 @@ export interface LogsResponse {
 
 export interface StatsRequest {
   name: string;
-  /** Time between samples. Default 1s, minimum 100ms. */
+  /** Time between samples: 100 ms to 24 h. Default (unset or 0): 1 s. */
   interval?:
     | Duration
     | undefined;
@@ -2521,12 +2521,31 @@ export const WatchResponse: MessageFns<WatchResponse> = {
  *   POST /tasks -> Create, GET /tasks/{name} -> Get,
  *   DELETE /tasks/{name} -> Delete, POST /setTasks -> SetTasks,
  *   GET /getTasks -> List, GET /health -> grpc.health.v1.Health/Check.
+ *
+ * Every status carries a message that names the field and the rule. Besides
+ * the codes listed per RPC, any RPC may answer:
+ *   UNAUTHENTICATED     the executor requires a bearer token
+ *                       (--auth-token-file) and the call has no
+ *                       "authorization: Bearer <token>" or a wrong one;
+ *   RESOURCE_EXHAUSTED  a request larger than 4 MiB;
+ *   UNAVAILABLE         the executor cannot write its data dir, or the
+ *                       container runtime is unreachable (retry later);
+ *   INTERNAL            a bug: the message says what failed.
+ * Names (Task.name, and the name of Get, Delete, Logs and Stats) follow the
+ * rule on Task.name; any other name is INVALID_ARGUMENT.
  */
 export type TaskExecutorServiceService = typeof TaskExecutorServiceService;
 export const TaskExecutorServiceService = {
   /**
-   * Creates and starts one task. ALREADY_EXISTS if the name is taken,
-   * INVALID_ARGUMENT for a bad name or spec.
+   * Creates and starts one task. Answers once the task has started, or after
+   * about 2 s with its waiting state (e.g. during an image pull) while the
+   * start goes on.
+   *   INVALID_ARGUMENT     a bad name or spec (see Task and TaskSpec);
+   *   ALREADY_EXISTS       the name is taken, also by a task still being
+   *                        deleted;
+   *   FAILED_PRECONDITION  a container task on an executor without
+   *                        --enable-container-mode;
+   *   RESOURCE_EXHAUSTED   --max-tasks reached, or the data dir is full.
    */
   create: {
     path: "/taskexecutor.v1.TaskExecutorService/Create" as const,
@@ -2537,7 +2556,10 @@ export const TaskExecutorServiceService = {
     responseSerialize: (value: CreateResponse): Buffer => Buffer.from(CreateResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CreateResponse => CreateResponse.decode(value),
   },
-  /** NOT_FOUND if there is no task of that name. */
+  /**
+   * One task, including one being deleted.
+   *   INVALID_ARGUMENT  a bad name;  NOT_FOUND  no task of that name.
+   */
   get: {
     path: "/taskexecutor.v1.TaskExecutorService/Get" as const,
     requestStream: false as const,
@@ -2549,8 +2571,10 @@ export const TaskExecutorServiceService = {
   },
   /**
    * Marks the task for deletion and returns at once. A running task is
-   * stopped gracefully (its whole process tree); then its state and files are
-   * removed. NOT_FOUND if there is no task of that name.
+   * stopped gracefully (its whole process tree: the stop signal, then
+   * SIGKILL after the grace period); then its state and files are removed.
+   * Deleting a task being deleted again is not an error.
+   *   INVALID_ARGUMENT  a bad name;  NOT_FOUND  no task of that name.
    */
   delete: {
     path: "/taskexecutor.v1.TaskExecutorService/Delete" as const,
@@ -2564,9 +2588,16 @@ export const TaskExecutorServiceService = {
   /**
    * Declarative sync: names not yet known are created, known names missing
    * from the request are marked for deletion, known names are left alone.
-   * FAILED_PRECONDITION (and nothing changed) if a known name comes with a
-   * different spec. Returns the current list, compact by default (see
-   * SetTasksResponse); the reply always fits a default client's 4 MiB limit.
+   * Everything is checked first: on any error nothing changed. Returns the
+   * current list, compact by default (see SetTasksResponse); the reply always
+   * fits a default client's 4 MiB limit.
+   *   INVALID_ARGUMENT     a bad name or spec, a name given twice, or an
+   *                        unknown view;
+   *   FAILED_PRECONDITION  a known name comes with a different spec (a spec
+   *                        never changes: delete, then create again), or a
+   *                        container task without --enable-container-mode;
+   *   RESOURCE_EXHAUSTED   the new tasks would exceed --max-tasks, or the
+   *                        data dir is full.
    */
   setTasks: {
     path: "/taskexecutor.v1.TaskExecutorService/SetTasks" as const,
@@ -2580,6 +2611,8 @@ export const TaskExecutorServiceService = {
   /**
    * All tasks, including those being deleted, sorted by name, one page at a
    * time (see ListRequest). Each reply stays below about 2 MiB.
+   *   INVALID_ARGUMENT  a negative page_size, or a page_token this service
+   *                     did not issue.
    */
   list: {
     path: "/taskexecutor.v1.TaskExecutorService/List" as const,
@@ -2590,7 +2623,14 @@ export const TaskExecutorServiceService = {
     responseSerialize: (value: ListResponse): Buffer => Buffer.from(ListResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListResponse => ListResponse.decode(value),
   },
-  /** Streams a task's output (stdout, stderr or both in write order). */
+  /**
+   * Streams a task's output (stdout, stderr or both in write order).
+   *   INVALID_ARGUMENT  a bad name, an unknown stream, a negative tail_lines,
+   *                     limit_bytes or since_seconds, or both since_time and
+   *                     since_seconds;
+   *   NOT_FOUND         no task of that name, or (when following) the task
+   *                     was deleted meanwhile.
+   */
   logs: {
     path: "/taskexecutor.v1.TaskExecutorService/Logs" as const,
     requestStream: false as const,
@@ -2600,7 +2640,13 @@ export const TaskExecutorServiceService = {
     responseSerialize: (value: LogsResponse): Buffer => Buffer.from(LogsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): LogsResponse => LogsResponse.decode(value),
   },
-  /** Streams resource usage samples of a task's whole process tree. */
+  /**
+   * Streams resource usage samples of a task's whole process tree.
+   *   INVALID_ARGUMENT     a bad name, or an interval below 100 ms or above
+   *                        24 h;
+   *   NOT_FOUND            no task of that name, or it was deleted meanwhile;
+   *   FAILED_PRECONDITION  the task's backend does not report usage.
+   */
   stats: {
     path: "/taskexecutor.v1.TaskExecutorService/Stats" as const,
     requestStream: false as const,
@@ -2610,7 +2656,13 @@ export const TaskExecutorServiceService = {
     responseSerialize: (value: StatsResponse): Buffer => Buffer.from(StatsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StatsResponse => StatsResponse.decode(value),
   },
-  /** Streams task changes, so controllers need not poll List. */
+  /**
+   * Streams task changes, so controllers need not poll List. Runs until the
+   * client cancels.
+   *   RESOURCE_EXHAUSTED  the client fell behind by more than 100000 events
+   *                       or 16 MiB; Watch again with send_initial to get
+   *                       every task as it is now.
+   */
   watch: {
     path: "/taskexecutor.v1.TaskExecutorService/Watch" as const,
     requestStream: false as const,
@@ -2624,43 +2676,90 @@ export const TaskExecutorServiceService = {
 
 export interface TaskExecutorServiceServer extends UntypedServiceImplementation {
   /**
-   * Creates and starts one task. ALREADY_EXISTS if the name is taken,
-   * INVALID_ARGUMENT for a bad name or spec.
+   * Creates and starts one task. Answers once the task has started, or after
+   * about 2 s with its waiting state (e.g. during an image pull) while the
+   * start goes on.
+   *   INVALID_ARGUMENT     a bad name or spec (see Task and TaskSpec);
+   *   ALREADY_EXISTS       the name is taken, also by a task still being
+   *                        deleted;
+   *   FAILED_PRECONDITION  a container task on an executor without
+   *                        --enable-container-mode;
+   *   RESOURCE_EXHAUSTED   --max-tasks reached, or the data dir is full.
    */
   create: handleUnaryCall<CreateRequest, CreateResponse>;
-  /** NOT_FOUND if there is no task of that name. */
+  /**
+   * One task, including one being deleted.
+   *   INVALID_ARGUMENT  a bad name;  NOT_FOUND  no task of that name.
+   */
   get: handleUnaryCall<GetRequest, GetResponse>;
   /**
    * Marks the task for deletion and returns at once. A running task is
-   * stopped gracefully (its whole process tree); then its state and files are
-   * removed. NOT_FOUND if there is no task of that name.
+   * stopped gracefully (its whole process tree: the stop signal, then
+   * SIGKILL after the grace period); then its state and files are removed.
+   * Deleting a task being deleted again is not an error.
+   *   INVALID_ARGUMENT  a bad name;  NOT_FOUND  no task of that name.
    */
   delete: handleUnaryCall<DeleteRequest, DeleteResponse>;
   /**
    * Declarative sync: names not yet known are created, known names missing
    * from the request are marked for deletion, known names are left alone.
-   * FAILED_PRECONDITION (and nothing changed) if a known name comes with a
-   * different spec. Returns the current list, compact by default (see
-   * SetTasksResponse); the reply always fits a default client's 4 MiB limit.
+   * Everything is checked first: on any error nothing changed. Returns the
+   * current list, compact by default (see SetTasksResponse); the reply always
+   * fits a default client's 4 MiB limit.
+   *   INVALID_ARGUMENT     a bad name or spec, a name given twice, or an
+   *                        unknown view;
+   *   FAILED_PRECONDITION  a known name comes with a different spec (a spec
+   *                        never changes: delete, then create again), or a
+   *                        container task without --enable-container-mode;
+   *   RESOURCE_EXHAUSTED   the new tasks would exceed --max-tasks, or the
+   *                        data dir is full.
    */
   setTasks: handleUnaryCall<SetTasksRequest, SetTasksResponse>;
   /**
    * All tasks, including those being deleted, sorted by name, one page at a
    * time (see ListRequest). Each reply stays below about 2 MiB.
+   *   INVALID_ARGUMENT  a negative page_size, or a page_token this service
+   *                     did not issue.
    */
   list: handleUnaryCall<ListRequest, ListResponse>;
-  /** Streams a task's output (stdout, stderr or both in write order). */
+  /**
+   * Streams a task's output (stdout, stderr or both in write order).
+   *   INVALID_ARGUMENT  a bad name, an unknown stream, a negative tail_lines,
+   *                     limit_bytes or since_seconds, or both since_time and
+   *                     since_seconds;
+   *   NOT_FOUND         no task of that name, or (when following) the task
+   *                     was deleted meanwhile.
+   */
   logs: handleServerStreamingCall<LogsRequest, LogsResponse>;
-  /** Streams resource usage samples of a task's whole process tree. */
+  /**
+   * Streams resource usage samples of a task's whole process tree.
+   *   INVALID_ARGUMENT     a bad name, or an interval below 100 ms or above
+   *                        24 h;
+   *   NOT_FOUND            no task of that name, or it was deleted meanwhile;
+   *   FAILED_PRECONDITION  the task's backend does not report usage.
+   */
   stats: handleServerStreamingCall<StatsRequest, StatsResponse>;
-  /** Streams task changes, so controllers need not poll List. */
+  /**
+   * Streams task changes, so controllers need not poll List. Runs until the
+   * client cancels.
+   *   RESOURCE_EXHAUSTED  the client fell behind by more than 100000 events
+   *                       or 16 MiB; Watch again with send_initial to get
+   *                       every task as it is now.
+   */
   watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
 }
 
 export interface TaskExecutorServiceClient extends Client {
   /**
-   * Creates and starts one task. ALREADY_EXISTS if the name is taken,
-   * INVALID_ARGUMENT for a bad name or spec.
+   * Creates and starts one task. Answers once the task has started, or after
+   * about 2 s with its waiting state (e.g. during an image pull) while the
+   * start goes on.
+   *   INVALID_ARGUMENT     a bad name or spec (see Task and TaskSpec);
+   *   ALREADY_EXISTS       the name is taken, also by a task still being
+   *                        deleted;
+   *   FAILED_PRECONDITION  a container task on an executor without
+   *                        --enable-container-mode;
+   *   RESOURCE_EXHAUSTED   --max-tasks reached, or the data dir is full.
    */
   create(
     request: CreateRequest,
@@ -2677,7 +2776,10 @@ export interface TaskExecutorServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CreateResponse) => void,
   ): ClientUnaryCall;
-  /** NOT_FOUND if there is no task of that name. */
+  /**
+   * One task, including one being deleted.
+   *   INVALID_ARGUMENT  a bad name;  NOT_FOUND  no task of that name.
+   */
   get(request: GetRequest, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
   get(
     request: GetRequest,
@@ -2692,8 +2794,10 @@ export interface TaskExecutorServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Marks the task for deletion and returns at once. A running task is
-   * stopped gracefully (its whole process tree); then its state and files are
-   * removed. NOT_FOUND if there is no task of that name.
+   * stopped gracefully (its whole process tree: the stop signal, then
+   * SIGKILL after the grace period); then its state and files are removed.
+   * Deleting a task being deleted again is not an error.
+   *   INVALID_ARGUMENT  a bad name;  NOT_FOUND  no task of that name.
    */
   delete(
     request: DeleteRequest,
@@ -2713,9 +2817,16 @@ export interface TaskExecutorServiceClient extends Client {
   /**
    * Declarative sync: names not yet known are created, known names missing
    * from the request are marked for deletion, known names are left alone.
-   * FAILED_PRECONDITION (and nothing changed) if a known name comes with a
-   * different spec. Returns the current list, compact by default (see
-   * SetTasksResponse); the reply always fits a default client's 4 MiB limit.
+   * Everything is checked first: on any error nothing changed. Returns the
+   * current list, compact by default (see SetTasksResponse); the reply always
+   * fits a default client's 4 MiB limit.
+   *   INVALID_ARGUMENT     a bad name or spec, a name given twice, or an
+   *                        unknown view;
+   *   FAILED_PRECONDITION  a known name comes with a different spec (a spec
+   *                        never changes: delete, then create again), or a
+   *                        container task without --enable-container-mode;
+   *   RESOURCE_EXHAUSTED   the new tasks would exceed --max-tasks, or the
+   *                        data dir is full.
    */
   setTasks(
     request: SetTasksRequest,
@@ -2735,6 +2846,8 @@ export interface TaskExecutorServiceClient extends Client {
   /**
    * All tasks, including those being deleted, sorted by name, one page at a
    * time (see ListRequest). Each reply stays below about 2 MiB.
+   *   INVALID_ARGUMENT  a negative page_size, or a page_token this service
+   *                     did not issue.
    */
   list(request: ListRequest, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
   list(
@@ -2748,17 +2861,36 @@ export interface TaskExecutorServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListResponse) => void,
   ): ClientUnaryCall;
-  /** Streams a task's output (stdout, stderr or both in write order). */
+  /**
+   * Streams a task's output (stdout, stderr or both in write order).
+   *   INVALID_ARGUMENT  a bad name, an unknown stream, a negative tail_lines,
+   *                     limit_bytes or since_seconds, or both since_time and
+   *                     since_seconds;
+   *   NOT_FOUND         no task of that name, or (when following) the task
+   *                     was deleted meanwhile.
+   */
   logs(request: LogsRequest, options?: Partial<CallOptions>): ClientReadableStream<LogsResponse>;
   logs(request: LogsRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<LogsResponse>;
-  /** Streams resource usage samples of a task's whole process tree. */
+  /**
+   * Streams resource usage samples of a task's whole process tree.
+   *   INVALID_ARGUMENT     a bad name, or an interval below 100 ms or above
+   *                        24 h;
+   *   NOT_FOUND            no task of that name, or it was deleted meanwhile;
+   *   FAILED_PRECONDITION  the task's backend does not report usage.
+   */
   stats(request: StatsRequest, options?: Partial<CallOptions>): ClientReadableStream<StatsResponse>;
   stats(
     request: StatsRequest,
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<StatsResponse>;
-  /** Streams task changes, so controllers need not poll List. */
+  /**
+   * Streams task changes, so controllers need not poll List. Runs until the
+   * client cancels.
+   *   RESOURCE_EXHAUSTED  the client fell behind by more than 100000 events
+   *                       or 16 MiB; Watch again with send_initial to get
+   *                       every task as it is now.
+   */
   watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
   watch(
     request: WatchRequest,
