@@ -5,12 +5,12 @@ import { execFile } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { type ServiceError } from '@grpc/grpc-js';
-import { Task } from '../gen/taskexecutor/v1/task.js';
-import { GRPC_CODES } from '../src/api/status.js';
-import { HTTP_STATUS, MAX_BODY_BYTES } from '../src/compat/rest-server.js';
-import type { TaskErrorKind } from '../src/errors.js';
-import { startTestExecutor, type TestExecutor } from './support/executor.js';
-import { waitFor } from './support/wait.js';
+import { Task } from '../../gen/taskexecutor/v1/task.js';
+import { GRPC_CODES } from '../../src/api/status.js';
+import { HTTP_STATUS, MAX_BODY_BYTES } from '../../src/compat/rest-server.js';
+import type { TaskErrorKind } from '../../src/errors.js';
+import { startTestExecutor, type TestExecutor } from '../support/executor.js';
+import { waitFor } from '../support/wait.js';
 
 type Json = any;
 type Outcome = { ok: true; body: Json } | { ok: false; status: number; message: string };

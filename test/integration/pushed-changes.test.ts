@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { RestartPolicy } from '../gen/taskexecutor/v1/task.js';
-import { shell, startTestExecutor, tempDir, terminated, type TestExecutor } from './support/executor.js';
-import { waitFor } from './support/wait.js';
+import { RestartPolicy } from '../../gen/taskexecutor/v1/task.js';
+import { shell, startTestExecutor, tempDir, terminated, type TestExecutor } from '../support/executor.js';
+import { waitFor } from '../support/wait.js';
 
 const NO_RESYNC = { reconcileIntervalMs: 10 * 60 * 1000, stopGraceMs: 1000 };
 /** Far below the resync interval: only a pushed change can arrive this soon. */

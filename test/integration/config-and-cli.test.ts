@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { chownSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { parseConfig, perUserDataDir } from '../src/config.js';
-import { shell, tempDir } from './support/executor.js';
-import { killTaskTrees } from './support/processes.js';
-import { connect, spawnExecutor } from './support/subprocess.js';
-import { waitFor } from './support/wait.js';
+import { parseConfig, perUserDataDir } from '../../src/config.js';
+import { shell, tempDir } from '../support/executor.js';
+import { killTaskTrees } from '../support/processes.js';
+import { connect, spawnExecutor } from '../support/subprocess.js';
+import { waitFor } from '../support/wait.js';
 
 describe('configuration', () => {
   test("defaults are the original's", () => {

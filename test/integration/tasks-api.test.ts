@@ -3,8 +3,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { containerTask, shell, processTask, startTestExecutor, stateOf, terminated, type TestExecutor } from './support/executor.js';
-import { waitFor } from './support/wait.js';
+import { containerTask, shell, processTask, startTestExecutor, stateOf, terminated, type TestExecutor } from '../support/executor.js';
+import { waitFor } from '../support/wait.js';
 
 function grpcError(code: status, pattern: RegExp) {
   return (error: ServiceError) => {

@@ -3,11 +3,11 @@ import { appendFileSync, existsSync, readdirSync, readFileSync, writeFileSync } 
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { startTimeOf } from '../src/runtime/process/procfs.js';
-import { shell, startTestExecutor, stateOf, tempDir, terminated } from './support/executor.js';
-import { killTaskTrees } from './support/processes.js';
-import { connect, spawnExecutor } from './support/subprocess.js';
-import { waitFor } from './support/wait.js';
+import { startTimeOf } from '../../src/runtime/process/procfs.js';
+import { shell, startTestExecutor, stateOf, tempDir, terminated } from '../support/executor.js';
+import { killTaskTrees } from '../support/processes.js';
+import { connect, spawnExecutor } from '../support/subprocess.js';
+import { waitFor } from '../support/wait.js';
 
 describe('executor restart', () => {
   const cleanups: (() => unknown)[] = [];

@@ -4,14 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type ClientReadableStream, status, type ServiceError } from '@grpc/grpc-js';
-import { LogsRequest, LogsResponse, LogStream } from '../gen/taskexecutor/v1/task_executor_service.js';
-import type { LogLine } from '../src/logs/lines.js';
-import { LogReader } from '../src/logs/reader.js';
-import { DEFAULT_TIMINGS, streamLogs, type TaskLiveness } from '../src/logs/stream-logs.js';
-import { EncodedLogsResponse, encodeBatch, toLogEntry } from '../src/api/log-entries.js';
-import { processTask, shell, startTestExecutor, terminated, type TestExecutor } from './support/executor.js';
-import { isAlive } from './support/processes.js';
-import { waitFor } from './support/wait.js';
+import { LogsRequest, LogsResponse, LogStream } from '../../gen/taskexecutor/v1/task_executor_service.js';
+import type { LogLine } from '../../src/logs/lines.js';
+import { LogReader } from '../../src/logs/reader.js';
+import { DEFAULT_TIMINGS, streamLogs, type TaskLiveness } from '../../src/logs/stream-logs.js';
+import { EncodedLogsResponse, encodeBatch, toLogEntry } from '../../src/api/log-entries.js';
+import { processTask, shell, startTestExecutor, terminated, type TestExecutor } from '../support/executor.js';
+import { isAlive } from '../support/processes.js';
+import { waitFor } from '../support/wait.js';
 
 const { LOG_STREAM_UNSPECIFIED: BOTH, LOG_STREAM_STDOUT: STDOUT, LOG_STREAM_STDERR: STDERR } = LogStream;
 

@@ -8,11 +8,11 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { RestartPolicy } from '../gen/taskexecutor/v1/task.js';
-import { processTask, shell, startTestExecutor, stateOf, tempDir, terminated } from './support/executor.js';
-import { isAlive, killTaskTrees } from './support/processes.js';
-import { connect, spawnExecutor } from './support/subprocess.js';
-import { waitFor } from './support/wait.js';
+import { RestartPolicy } from '../../gen/taskexecutor/v1/task.js';
+import { processTask, shell, startTestExecutor, stateOf, tempDir, terminated } from '../support/executor.js';
+import { isAlive, killTaskTrees } from '../support/processes.js';
+import { connect, spawnExecutor } from '../support/subprocess.js';
+import { waitFor } from '../support/wait.js';
 
 /** A small tmpfs the test owns (needs root, as CI has). */
 function smallTmpfs(cleanups: (() => unknown)[], size: string): string {

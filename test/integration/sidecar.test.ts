@@ -6,10 +6,10 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync,
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { type Config, parseConfig } from '../src/config.js';
-import { processTask, shell, startTestExecutor, stateOf, tempDir, terminated, type TestExecutor } from './support/executor.js';
-import { killAllMainContainers, type MainContainer, startMainContainer } from './support/main-container.js';
-import { waitFor } from './support/wait.js';
+import { type Config, parseConfig } from '../../src/config.js';
+import { processTask, shell, startTestExecutor, stateOf, tempDir, terminated, type TestExecutor } from '../support/executor.js';
+import { killAllMainContainers, type MainContainer, startMainContainer } from '../support/main-container.js';
+import { waitFor } from '../support/wait.js';
 
 const unique = (what: string) => `te-${what}-${process.pid}`;
 const canRun = process.getuid?.() === 0 && ['/usr/bin/nsenter', '/usr/bin/unshare'].every(existsSync);

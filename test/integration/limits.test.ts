@@ -10,12 +10,12 @@ import { performance } from 'node:perf_hooks';
 import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import pino from 'pino';
-import { StatsRequest, type StatsResponse } from '../gen/taskexecutor/v1/task_executor_service.js';
-import { CgroupManager, detectLayout, layoutFromProc, scopeOf } from '../src/runtime/cgroups/index.js';
-import { clockTicks, readStat } from '../src/runtime/process/procfs.js';
-import { shell, startTestExecutor, stateOf, tempDir, terminated, type TestExecutor } from './support/executor.js';
-import { isAlive } from './support/processes.js';
-import { waitFor } from './support/wait.js';
+import { StatsRequest, type StatsResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
+import { CgroupManager, detectLayout, layoutFromProc, scopeOf } from '../../src/runtime/cgroups/index.js';
+import { clockTicks, readStat } from '../../src/runtime/process/procfs.js';
+import { shell, startTestExecutor, stateOf, tempDir, terminated, type TestExecutor } from '../support/executor.js';
+import { isAlive } from '../support/processes.js';
+import { waitFor } from '../support/wait.js';
 
 const MiB = 1024 * 1024;
 const isRoot = process.getuid?.() === 0;

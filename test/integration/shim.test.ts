@@ -11,9 +11,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { mountTmpfs } from './support/tmpfs.js';
+import { mountTmpfs } from '../support/tmpfs.js';
 
-const SHIM = fileURLToPath(new URL('../build/task-shim', import.meta.url));
+const SHIM = fileURLToPath(new URL('../../build/task-shim', import.meta.url));
 const TS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/;
 const WAIT_MS = 10_000;
 

@@ -6,12 +6,12 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { StatsRequest, type StatsResponse } from '../gen/taskexecutor/v1/task_executor_service.js';
-import type { TaskEvent } from '../src/manager/task-manager.js';
-import { detectLayout } from '../src/runtime/cgroups/index.js';
-import { clockTicks, groupMembers, readStat } from '../src/runtime/process/procfs.js';
-import { shell, startTestExecutor, tempDir, terminated, type TestExecutor } from './support/executor.js';
-import { waitFor } from './support/wait.js';
+import { StatsRequest, type StatsResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
+import type { TaskEvent } from '../../src/manager/task-manager.js';
+import { detectLayout } from '../../src/runtime/cgroups/index.js';
+import { clockTicks, groupMembers, readStat } from '../../src/runtime/process/procfs.js';
+import { shell, startTestExecutor, tempDir, terminated, type TestExecutor } from '../support/executor.js';
+import { waitFor } from '../support/wait.js';
 
 const withCgroups = process.getuid?.() === 0 && detectLayout().version !== 0;
 

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { WatchEventType, type WatchResponse } from '../gen/taskexecutor/v1/task_executor_service.js';
-import { processTask, shell, startTestExecutor, stateOf, type TestExecutor } from './support/executor.js';
-import { waitFor } from './support/wait.js';
+import { WatchEventType, type WatchResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
+import { processTask, shell, startTestExecutor, stateOf, type TestExecutor } from '../support/executor.js';
+import { waitFor } from '../support/wait.js';
 
 describe('SetTasks', () => {
   let te: TestExecutor;

@@ -7,12 +7,12 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { processTask, shell, startTestExecutor, stateOf, tempDir, terminated } from './support/executor.js';
-import { isAlive, killTaskTrees } from './support/processes.js';
-import { connect, spawnExecutor } from './support/subprocess.js';
-import { mountTmpfs } from './support/tmpfs.js';
-import { waitFor } from './support/wait.js';
-import { shimsFor } from '../src/runtime/process/stalled-shims.js';
+import { processTask, shell, startTestExecutor, stateOf, tempDir, terminated } from '../support/executor.js';
+import { isAlive, killTaskTrees } from '../support/processes.js';
+import { connect, spawnExecutor } from '../support/subprocess.js';
+import { mountTmpfs } from '../support/tmpfs.js';
+import { waitFor } from '../support/wait.js';
+import { shimsFor } from '../../src/runtime/process/stalled-shims.js';
 
 interface StartJson {
   pid: number;

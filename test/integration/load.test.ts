@@ -6,9 +6,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { credentials } from '@grpc/grpc-js';
-import { type ListTasksResponse, LogStream, type LogsResponse, TaskExecutorServiceClient } from '../gen/taskexecutor/v1/task_executor_service.js';
-import { processTask, shell, startTestExecutor, stateOf, tempDir, type TestExecutor } from './support/executor.js';
-import { waitFor } from './support/wait.js';
+import { type ListTasksResponse, LogStream, type LogsResponse, TaskExecutorServiceClient } from '../../gen/taskexecutor/v1/task_executor_service.js';
+import { processTask, shell, startTestExecutor, stateOf, tempDir, type TestExecutor } from '../support/executor.js';
+import { waitFor } from '../support/wait.js';
 
 describe('load', () => {
   const executors: TestExecutor[] = [];

@@ -8,21 +8,21 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { createLogger } from '../src/logger.js';
-import { decodeContainerHandle } from '../src/runtime/container/container-handle.js';
-import { CgroupManager } from '../src/runtime/cgroups/index.js';
-import { HandleDecodeError } from '../src/runtime/handle-codec.js';
-import { ProcessRuntime } from '../src/runtime/process/process-runtime.js';
-import { decodeProcessHandle } from '../src/runtime/process/shim-handle.js';
-import { HANDLE_UNREADABLE } from '../src/runtime/bound-task.js';
-import { RuntimeRegistry } from '../src/runtime/registry.js';
-import { decodeSidecarHandle } from '../src/runtime/sidecar/sidecar-handle.js';
-import { TaskStore } from '../src/store/task-store.js';
-import { shell, startTestExecutor, stateOf, tempDir, terminated } from './support/executor.js';
-import { isAlive, killTaskTrees } from './support/processes.js';
-import { waitFor } from './support/wait.js';
+import { createLogger } from '../../src/logger.js';
+import { decodeContainerHandle } from '../../src/runtime/container/container-handle.js';
+import { CgroupManager } from '../../src/runtime/cgroups/index.js';
+import { HandleDecodeError } from '../../src/runtime/handle-codec.js';
+import { ProcessRuntime } from '../../src/runtime/process/process-runtime.js';
+import { decodeProcessHandle } from '../../src/runtime/process/shim-handle.js';
+import { HANDLE_UNREADABLE } from '../../src/runtime/bound-task.js';
+import { RuntimeRegistry } from '../../src/runtime/registry.js';
+import { decodeSidecarHandle } from '../../src/runtime/sidecar/sidecar-handle.js';
+import { TaskStore } from '../../src/store/task-store.js';
+import { shell, startTestExecutor, stateOf, tempDir, terminated } from '../support/executor.js';
+import { isAlive, killTaskTrees } from '../support/processes.js';
+import { waitFor } from '../support/wait.js';
 
-const shimPath = join(import.meta.dirname, '..', 'build', 'task-shim');
+const shimPath = join(import.meta.dirname, '..', '..', 'build', 'task-shim');
 const silent = createLogger('silent');
 
 // Handles exactly as the release before handle versions wrote them (task.json's `task.runtime.handle`).

@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { startTestExecutor, type TestExecutor } from './support/executor.js';
-import { ROOT } from './support/subprocess.js';
-import { waitFor } from './support/wait.js';
+import { startTestExecutor, type TestExecutor } from '../support/executor.js';
+import { ROOT } from '../support/subprocess.js';
+import { waitFor } from '../support/wait.js';
 
 const run = promisify(execFile);
 const BUF = `${ROOT}node_modules/.bin/buf`;

@@ -3,9 +3,9 @@ import { copyFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { RestartPolicy } from '../gen/taskexecutor/v1/task.js';
-import { processTask, shell, startTestExecutor, stateOf, tempDir, terminated, type TestExecutor } from './support/executor.js';
-import { waitFor } from './support/wait.js';
+import { RestartPolicy } from '../../gen/taskexecutor/v1/task.js';
+import { processTask, shell, startTestExecutor, stateOf, tempDir, terminated, type TestExecutor } from '../support/executor.js';
+import { waitFor } from '../support/wait.js';
 
 function logLines(dataDir: string, name: string): string[] {
   const dir = join(dataDir, name, 'logs');

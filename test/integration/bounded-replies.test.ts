@@ -13,14 +13,14 @@ import {
   type SetTasksRequest,
   type SetTasksResponse,
   TaskView,
-} from '../gen/taskexecutor/v1/task_executor_service.js';
-import { Task } from '../gen/taskexecutor/v1/task.js';
-import { taskToWire } from '../src/api/convert.js';
-import { MAX_REPLY_BYTES } from '../src/api/paging.js';
-import { LIMITS, MAX_NAME_LENGTH, validateName, validateSpec } from '../src/model/validation.js';
-import type { TaskRecord, TaskSpec } from '../src/model/task.js';
-import { processTask, startTestExecutor, stateOf, tempDir, type TestExecutor } from './support/executor.js';
-import { waitFor } from './support/wait.js';
+} from '../../gen/taskexecutor/v1/task_executor_service.js';
+import { Task } from '../../gen/taskexecutor/v1/task.js';
+import { taskToWire } from '../../src/api/convert.js';
+import { MAX_REPLY_BYTES } from '../../src/api/paging.js';
+import { LIMITS, MAX_NAME_LENGTH, validateName, validateSpec } from '../../src/model/validation.js';
+import type { TaskRecord, TaskSpec } from '../../src/model/task.js';
+import { processTask, startTestExecutor, stateOf, tempDir, type TestExecutor } from '../support/executor.js';
+import { waitFor } from '../support/wait.js';
 
 /** gRPC's default receive limit, which the test clients keep. */
 const DEFAULT_CLIENT_LIMIT = 4 * 1024 * 1024;

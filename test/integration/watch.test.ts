@@ -4,12 +4,12 @@ import assert from 'node:assert/strict';
 import type { EventEmitter } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { type ClientReadableStream, status, type ServiceError } from '@grpc/grpc-js';
-import { WatchEventType, type WatchResponse } from '../gen/taskexecutor/v1/task_executor_service.js';
-import type { Task } from '../gen/taskexecutor/v1/task.js';
-import { EventBacklog, WATCH_BACKLOG } from '../src/api/watch-handler.js';
-import type { TaskEvent } from '../src/manager/task-manager.js';
-import { processTask, shell, startTestExecutor, stateOf, type TestExecutor } from './support/executor.js';
-import { waitFor } from './support/wait.js';
+import { WatchEventType, type WatchResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
+import type { Task } from '../../gen/taskexecutor/v1/task.js';
+import { EventBacklog, WATCH_BACKLOG } from '../../src/api/watch-handler.js';
+import type { TaskEvent } from '../../src/manager/task-manager.js';
+import { processTask, shell, startTestExecutor, stateOf, type TestExecutor } from '../support/executor.js';
+import { waitFor } from '../support/wait.js';
 
 const TYPES: Record<TaskEvent['type'], WatchEventType> = {
   added: WatchEventType.WATCH_EVENT_TYPE_ADDED,

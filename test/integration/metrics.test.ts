@@ -6,10 +6,10 @@ import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { LogsRequest, StatsRequest } from '../gen/taskexecutor/v1/task_executor_service.js';
-import { makeCerts, type TestCerts } from './support/certs.js';
-import { shell, startTestExecutor, tempDir, terminated, type TestExecutor } from './support/executor.js';
-import { waitFor } from './support/wait.js';
+import { LogsRequest, StatsRequest } from '../../gen/taskexecutor/v1/task_executor_service.js';
+import { makeCerts, type TestCerts } from '../support/certs.js';
+import { shell, startTestExecutor, tempDir, terminated, type TestExecutor } from '../support/executor.js';
+import { waitFor } from '../support/wait.js';
 
 describe('Prometheus metrics', () => {
   let te: TestExecutor;

@@ -3,9 +3,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { shell, startTestExecutor, stateOf, tempDir, terminated, type TestExecutor } from './support/executor.js';
-import { isAlive } from './support/processes.js';
-import { waitFor } from './support/wait.js';
+import { shell, startTestExecutor, stateOf, tempDir, terminated, type TestExecutor } from '../support/executor.js';
+import { isAlive } from '../support/processes.js';
+import { waitFor } from '../support/wait.js';
 
 const readPids = (file: string) =>
   readFileSync(file, 'utf8')

@@ -6,8 +6,8 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
-import { CgroupManager, scopeOf } from '../src/runtime/cgroups/index.js';
-import { tempDir } from './support/executor.js';
+import { CgroupManager, scopeOf } from '../../src/runtime/cgroups/index.js';
+import { tempDir } from '../support/executor.js';
 
 describe('sweep of leftover cgroups', () => {
   const root = tempDir('te-cgroup-root-');

@@ -3,11 +3,11 @@ import { statSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { HealthCheckResponse_ServingStatus, HealthClient } from './support/health-client.js';
-import { TaskExecutorServiceClient } from '../gen/taskexecutor/v1/task_executor_service.js';
-import { makeCerts, type TestCerts } from './support/certs.js';
-import { startTestExecutor, tempDir, type TestExecutor } from './support/executor.js';
-import { connect, spawnExecutor } from './support/subprocess.js';
+import { HealthCheckResponse_ServingStatus, HealthClient } from '../support/health-client.js';
+import { TaskExecutorServiceClient } from '../../gen/taskexecutor/v1/task_executor_service.js';
+import { makeCerts, type TestCerts } from '../support/certs.js';
+import { startTestExecutor, tempDir, type TestExecutor } from '../support/executor.js';
+import { connect, spawnExecutor } from '../support/subprocess.js';
 
 const list = (client: TaskExecutorServiceClient, metadata = new Metadata()) =>
   new Promise<number>((resolve, reject) =>
