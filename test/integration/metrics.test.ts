@@ -32,9 +32,14 @@ describe('Prometheus metrics', () => {
     for (const name of ['ok', 'bad']) {
       await waitFor(`${name} to end`, async () => terminated((await te.api.getTask({ name })).task));
     }
+    // A create reply does not promise a started task (a start slower than the reply's wait replies
+    // "waiting" and goes on), and the end of ok and bad says nothing about long: wait for its start
+    // to be committed (persisted, then published to the metrics) before reading the counts.
+    const running = 'task_executor_tasks{state="running",deleting="false"}';
+    await waitFor('long to be counted as running', async () => value(await scrape(), running) === 1);
     const text = await scrape();
     assert.equal(value(text, 'task_executor_tasks{state="terminated",deleting="false"}'), 2);
-    assert.equal(value(text, 'task_executor_tasks{state="running",deleting="false"}'), 1);
+    assert.equal(value(text, running), 1);
     assert.equal(value(text, 'task_executor_task_starts_total'), 3);
     assert.equal(value(text, 'task_executor_task_terminations_total{reason="Succeeded"}'), 1);
     assert.equal(value(text, 'task_executor_task_terminations_total{reason="Failed"}'), 1);

@@ -70,6 +70,7 @@ describe('executor restart', () => {
     await first.api.createTask({ task: shell('reused', 'sleep 30') });
     await first.stop();
     killTaskTrees(dataDir); // task and shim die without an exit record
+    assert.equal(existsSync(join(dataDir, 'reused', 'exit.json')), false, 'the crash left no exit record');
     const file = join(dataDir, 'reused', 'task.json');
     const record = JSON.parse(readFileSync(file, 'utf8'));
     record.task.runtime.handle.pid = process.pid; // alive, but started at another time
