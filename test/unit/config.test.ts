@@ -47,6 +47,17 @@ describe('configuration', () => {
     assert.equal(parseConfig(['--metrics-auth', 'api'], { METRICS_AUTH: 'none' }).metricsAuth, 'api');
   });
 
+  test('volumes, socket mode, stop signal and task limit are parsed into their typed values', () => {
+    const fromFlags = parseConfig(['--volume', 'data=/srv/data', '--volume=cache=/var/cache', '--unix-socket-mode', '0600', '--stop-signal', 'int', '--max-tasks', '5'], {});
+    assert.deepEqual(fromFlags.volumes, { data: '/srv/data', cache: '/var/cache' });
+    assert.equal(fromFlags.unixSocketMode, 0o600);
+    assert.equal(fromFlags.stopSignal, 'SIGINT');
+    assert.equal(fromFlags.maxTasks, 5);
+    const fromEnv = parseConfig([], { TASK_VOLUMES: ' a=/x , b.c=/y ', UNIX_SOCKET_MODE: '640' });
+    assert.deepEqual(fromEnv.volumes, { a: '/x', 'b.c': '/y' });
+    assert.equal(fromEnv.unixSocketMode, 0o640);
+  });
+
   test('the per-user data dir follows XDG_STATE_HOME, then HOME', () => {
     assert.equal(perUserDataDir({ XDG_STATE_HOME: '/x/state', HOME: '/home/u' }), '/x/state/task-executor/tasks');
     assert.equal(perUserDataDir({ HOME: '/home/u' }), '/home/u/.local/state/task-executor/tasks');
