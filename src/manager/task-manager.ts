@@ -247,11 +247,16 @@ export class TaskManager {
       // and a failed call must not have deleted anything.
       await this.admit(toCreate);
       await Promise.all(toDelete.map((name) => this.markForDeletion(name)));
+      const marked = toDelete.map((name) => this.tasks.get(name)).filter((record) => record !== undefined);
       for (const name of toDelete) this.schedule(name);
-      return toCreate;
+      return { toCreate, marked };
     });
-    await Promise.all(created.map((task) => this.work.run(task.name, () => this.launch(task.name))));
-    return this.list();
+    await Promise.all(created.toCreate.map((task) => this.work.run(task.name, () => this.launch(task.name))));
+    // The reply shows every task this call deleted, with its deletion mark,
+    // even one whose deletion already finished while the new tasks started.
+    const gone = created.marked.filter((record) => !this.tasks.has(record.name));
+    if (gone.length === 0) return this.list();
+    return [...this.list(), ...gone].sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
   private require(name: string): TaskRecord {

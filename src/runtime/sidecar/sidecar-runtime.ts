@@ -24,7 +24,7 @@ import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { EnvVar, ProcessSpec, TaskSpec } from '../../model/task.js';
-import type { ProcessHandle, ProcessRuntime, ShimHandle } from '../process/process-runtime.js';
+import type { ProcessRuntime, ShimHandle } from '../process/process-runtime.js';
 import { isRun } from '../process/shim-handle.js';
 import { bootId, groupMembers, isSameProcessAlive, signalQuietly } from '../process/procfs.js';
 import type { LogLocation, Observation, ResourceSample, Started, StartRequest, StopOptions, TaskRuntime } from '../runtime.js';

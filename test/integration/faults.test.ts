@@ -1,0 +1,254 @@
+// Faults: a task that forks thousands of processes, two controllers racing
+// SetTasks, a full disk under the task logs, and an executor killed with SIGKILL
+// in the middle of a SetTasks. Nothing may be lost, leaked or left inconsistent.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { processTask, shell, startTestExecutor, stateOf, tempDir, terminated } from '../support/executor.js';
+import { isAlive, killTaskTrees } from '../support/processes.js';
+import { connect, spawnExecutor } from '../support/subprocess.js';
+import { mountTmpfs } from '../support/tmpfs.js';
+import { waitFor } from '../support/wait.js';
+import { shimsFor } from '../../src/runtime/process/stalled-shims.js';
+
+interface StartJson {
+  pid: number;
+  pgid: number;
+  shimPid: number;
+}
+const startJson = (dataDir: string, name: string) => JSON.parse(readFileSync(join(dataDir, name, 'start.json'), 'utf8')) as StartJson;
+
+describe('faults', () => {
+  const cleanups: (() => unknown)[] = [];
+  after(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup();
+  });
+
+  test('deleting a task that forked two thousand processes leaves none behind', async () => {
+    const te = await startTestExecutor({ stopGraceMs: 1000 });
+    cleanups.push(() => te.close());
+    const pids = join(te.dataDir, 'fork.pids');
+    await te.api.createTask({
+      task: shell('forker', `i=0; while [ $i -lt 2000 ]; do sleep 1000 & echo $! >> ${pids}; i=$((i+1)); done; wait`),
+    });
+    const all = await waitFor(
+      'two thousand children',
+      () => {
+        try {
+          const list = readFileSync(pids, 'utf8').trim().split(/\s+/).map(Number);
+          return list.length === 2000 ? list : undefined;
+        } catch {
+          return undefined;
+        }
+      },
+      { timeoutMs: 60_000 },
+    );
+    await te.api.deleteTask({ name: 'forker' });
+    await waitFor('every forked process to be gone', () => all.every((pid) => !isAlive(pid)), { timeoutMs: 30_000 });
+  });
+
+  test('two controllers racing SetTasks leave one consistent set, never a mix or a duplicate', async () => {
+    const te = await startTestExecutor({ stopGraceMs: 500 });
+    cleanups.push(() => te.close());
+    for (let round = 0; round < 8; round++) {
+      // Fresh names each round: tasks deleted in an earlier round may still be stopping.
+      const setA = ['a-1', 'a-2', 'a-3', 'shared'].map((n) => `${n}-r${round}`);
+      const setB = ['b-1', 'b-2', 'shared'].map((n) => `${n}-r${round}`);
+      const results = await Promise.allSettled([
+        te.api.setTasks({ tasks: setA.map((n) => processTask(n, ['sleep', '30'])) }),
+        te.api.setTasks({ tasks: setB.map((n) => processTask(n, ['sleep', '30'])) }),
+      ]);
+      for (const result of results) {
+        if (result.status === 'rejected') assert.fail(`SetTasks failed: ${(result.reason as ServiceError).details}`);
+      }
+      const all = (await te.api.listTasks()).tasks;
+      const live = all.filter((t) => !t.deletionTimestamp).map((t) => t.name).sort();
+      const matches = (set: string[]) => JSON.stringify(live) === JSON.stringify([...set].sort());
+      assert.ok(matches(setA) || matches(setB), `round ${round}: live tasks ${live} are neither set`);
+      assert.equal(all.filter((t) => t.name === `shared-r${round}`).length, 1, 'one task per name');
+    }
+    await te.api.setTasks({ tasks: [] });
+  });
+
+  test('a full disk under the task logs neither blocks the task nor breaks the executor', async (t) => {
+    const mount = tempDir('te-tmpfs-');
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', mount]);
+    } catch (error) {
+      assert.fail(`this test needs root to mount a small tmpfs: ${(error as Error).message}`);
+    }
+    cleanups.push(() => {
+      execFileSync('umount', ['-l', mount]);
+      rmSync(mount, { recursive: true, force: true });
+    });
+    const dataDir = join(mount, 'tasks');
+    mkdirSync(dataDir);
+    const te = await startTestExecutor({}, dataDir);
+    cleanups.push(() => te.close());
+    // 8 MiB of output into 512 KiB of disk, with rotation allowing far more than fits.
+    await te.api.createTask({
+      task: processTask('writer', ['sh', '-c', 'head -c 8388608 /dev/zero | tr "\\0" "x" | fold -w 100; echo done >&2; exit 3'], {}, {
+        logs: { maxFileSizeBytes: 1024 * 1024, maxFiles: 10 },
+      }),
+    });
+    const end = await waitFor('the writer to finish', async () => terminated((await te.api.getTask({ name: 'writer' })).task), {
+      timeoutMs: 30_000,
+    });
+    t.diagnostic(`writer ended: ${JSON.stringify(end)}`);
+    assert.ok(end.exitCode === 3 || end.reason === 'ProcessCrashed', `the exit was recorded or reported as lost: ${JSON.stringify(end)}`);
+    assert.ok(Array.isArray((await te.api.listTasks()).tasks), 'the executor still answers');
+    await assert.rejects(te.api.getTask({ name: 'nope' }), (e: ServiceError) => e.code === status.NOT_FOUND);
+  });
+
+  test('tasks that exit after another task filled the data dir keep their exit codes', async () => {
+    const tmpfs = mountTmpfs('2m');
+    cleanups.push(() => tmpfs.unmount());
+    const dataDir = join(tmpfs.path, 'tasks');
+    mkdirSync(dataDir);
+    const te = await startTestExecutor({}, dataDir);
+    cleanups.push(() => te.close());
+    const gates = tempDir('te-gate-');
+    const [fill, go] = [join(gates, 'fill'), join(gates, 'go')];
+    const wait = (gate: string) => `while [ ! -e ${gate} ]; do sleep 0.01; done`;
+    await te.api.createTask({ task: shell('fails', `${wait(go)}; exit 42`) });
+    await te.api.createTask({ task: shell('succeeds', `${wait(go)}; exit 0`) });
+    await te.api.createTask({ task: shell('filler', `${wait(fill)}; exec yes`, {}, { logs: { maxFileSizeBytes: 1 << 20, maxFiles: 100 } }) });
+    writeFileSync(fill, '');
+    await waitFor('the data dir to be full', () => tmpfs.free() === 0, { timeoutMs: 30_000 });
+    writeFileSync(go, '');
+    for (const [name, code] of [['fails', 42], ['succeeds', 0]] as const) {
+      const end = await waitFor(`${name} to end`, async () => terminated((await te.api.getTask({ name })).task), { timeoutMs: 15_000 });
+      assert.equal(end.exitCode, code, `${name}: ${JSON.stringify(end)}`);
+      assert.notEqual(end.reason, 'ProcessCrashed');
+    }
+  });
+
+  test('an exit status the supervisor cannot write is still reported with its real exit code', async () => {
+    const te = await startTestExecutor();
+    cleanups.push(() => te.close());
+    const go = join(te.dataDir, 'go');
+    await te.api.createTask({ task: shell('held', `while [ ! -e ${go} ]; do sleep 0.01; done; exit 7`) });
+    await waitFor('held to run', async () => stateOf((await te.api.getTask({ name: 'held' })).task)?.$case === 'running');
+    // A directory in the way: every rename onto exit.json fails, the supervisor keeps the status.
+    mkdirSync(join(te.dataDir, 'held', 'exit.json'));
+    writeFileSync(go, '');
+    const end = await waitFor('held to end', async () => terminated((await te.api.getTask({ name: 'held' })).task));
+    assert.equal(end.exitCode, 7, JSON.stringify(end));
+    assert.match(end.message ?? '', /could not write exit\.json: Is a directory/);
+    await te.api.deleteTask({ name: 'held' });
+    await waitFor('held to be deleted', async () => (await te.api.listTasks()).tasks.length === 0);
+  });
+
+  test('a garbage exit.json does not keep Delete from stopping the task', async () => {
+    const te = await startTestExecutor({ stopGraceMs: 500 });
+    cleanups.push(() => te.close());
+    await te.api.createTask({ task: shell('garbage', 'sleep 1000') });
+    await waitFor('garbage to run', async () => stateOf((await te.api.getTask({ name: 'garbage' })).task)?.$case === 'running');
+    const { pgid } = startJson(te.dataDir, 'garbage');
+    writeFileSync(join(te.dataDir, 'garbage', 'exit.json'), '{{{');
+    await te.api.deleteTask({ name: 'garbage' });
+    await waitFor('garbage to be deleted', async () => (await te.api.listTasks()).tasks.length === 0, { timeoutMs: 15_000 });
+    assert.ok(!isAlive(pgid), 'the task was stopped');
+  });
+
+  test('an exit.json that is not an exit record ends the task as ExitStatusUnreadable once its process is gone', async () => {
+    const te = await startTestExecutor();
+    cleanups.push(() => te.close());
+    await te.api.createTask({ task: shell('unreadable', 'sleep 1000') });
+    await waitFor('the task to run', async () => stateOf((await te.api.getTask({ name: 'unreadable' })).task)?.$case === 'running');
+    const { pid, shimPid } = startJson(te.dataDir, 'unreadable');
+    process.kill(shimPid, 'SIGKILL'); // nobody will replace the file below
+    await waitFor('the supervisor to be gone', () => !isAlive(shimPid));
+    const file = join(te.dataDir, 'unreadable', 'exit.json');
+    writeFileSync(file, '{"exitCode":"x"}');
+    assert.equal(stateOf((await te.api.getTask({ name: 'unreadable' })).task)?.$case, 'running', 'running while the process lives');
+    process.kill(pid, 'SIGKILL');
+    const end = await waitFor('the task to end', async () => terminated((await te.api.getTask({ name: 'unreadable' })).task));
+    assert.equal(end.reason, 'ExitStatusUnreadable', JSON.stringify(end));
+    assert.ok(end.message?.includes(file), end.message);
+    await te.api.deleteTask({ name: 'unreadable' });
+    await waitFor('the task to be deleted', async () => (await te.api.listTasks()).tasks.length === 0);
+  });
+
+  test('a shim that stalled before exec when the executor crashed never lets the task run twice', async () => {
+    const dataDir = tempDir();
+    const scratch = tempDir('te-scratch-');
+    const stalled: number[] = [];
+    cleanups.push(() => {
+      for (const pid of stalled) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+      killTaskTrees(dataDir);
+    });
+    const args = ['--data-dir', dataDir, '--listen-addr', '127.0.0.1:0', '--reconcile-interval', '100ms', '--stop-grace-period', '1s'];
+    const first = spawnExecutor(args, { ...process.env, TASK_SHIM_TEST_STALL_MS: '60000' });
+    cleanups.push(() => first.child.kill('SIGKILL'));
+    const a = await connect(first);
+    const runs = join(scratch, 'runs');
+    a.api.createTask({ task: shell('once', `echo run >> ${runs}; exec sleep 1000`) }).catch(() => undefined);
+    const shims = await waitFor('the stalled shim', () => {
+      const found = shimsFor(join(dataDir, 'once'));
+      return found.length > 0 && found;
+    });
+    stalled.push(...shims.map((s) => s.pid));
+    first.child.kill('SIGKILL');
+    await first.exited;
+    a.client.close();
+
+    const second = spawnExecutor(args);
+    cleanups.push(() => second.child.kill('SIGKILL'));
+    const b = await connect(second);
+    await waitFor('the task to run', async () => stateOf((await b.api.getTask({ name: 'once' })).task)?.$case === 'running', { timeoutMs: 20_000 });
+    assert.ok(stalled.every((pid) => !isAlive(pid)), 'the stalled shim is gone');
+    await waitFor('the task to have run', () => existsSync(runs));
+    assert.equal(readFileSync(runs, 'utf8'), 'run\n');
+    const { pgid, shimPid } = startJson(dataDir, 'once');
+    await b.api.deleteTask({ name: 'once' });
+    await waitFor('the task to be deleted', async () => (await b.api.listTasks()).tasks.length === 0, { timeoutMs: 15_000 });
+    assert.ok(!isAlive(pgid) && !isAlive(shimPid), 'nothing of the task is left');
+    assert.equal(readFileSync(runs, 'utf8'), 'run\n', 'it ran once');
+    b.client.close();
+  });
+
+  test('an executor killed with SIGKILL during a large SetTasks recovers every admitted task exactly once', async () => {
+    const dataDir = tempDir();
+    const scratch = tempDir('te-scratch-');
+    cleanups.push(() => killTaskTrees(dataDir));
+    const args = ['--data-dir', dataDir, '--listen-addr', '127.0.0.1:0', '--reconcile-interval', '100ms'];
+    const first = spawnExecutor(args);
+    cleanups.push(() => first.child.kill('SIGKILL'));
+    const a = await connect(first);
+    const runs = join(scratch, 'runs');
+    const tasks = Array.from({ length: 150 }, (_, i) => shell(`t-${String(i).padStart(3, '0')}`, `echo $0 >> ${runs}; sleep 30`, { args: [`t-${i}`] }));
+    const call = a.api.setTasks({ tasks }).catch(() => undefined);
+    await waitFor('some tasks to be admitted', () => readdirSync(dataDir).length >= 40, { timeoutMs: 30_000, intervalMs: 2 });
+    first.child.kill('SIGKILL');
+    await first.exited;
+    await call;
+    a.client.close();
+    const admittedDirs = readdirSync(dataDir).filter((d) => !d.startsWith('.'));
+
+    const second = spawnExecutor(args);
+    cleanups.push(() => second.child.kill('SIGKILL'));
+    const b = await connect(second);
+    const recovered = (await b.api.listTasks()).tasks;
+    const quarantined = readdirSync(dataDir).includes('.quarantine') ? readdirSync(join(dataDir, '.quarantine')) : [];
+    const remaining = readdirSync(dataDir).filter((d) => !d.startsWith('.'));
+    // Directories of the batch whose first record was never written are removed
+    // (no client was told about them); every task whose record exists is back.
+    assert.deepEqual(quarantined, [], 'an interrupted admission is not corrupt state');
+    assert.deepEqual(remaining, recovered.map((t) => t.name), 'exactly the recovered tasks keep a directory');
+    assert.ok(recovered.length >= admittedDirs.length - 32, `recovered ${recovered.length} of ${admittedDirs.length} admitted directories`);
+    for (const task of recovered) {
+      assert.equal(stateOf(task)?.$case, 'running', `${task.name}: ${JSON.stringify(stateOf(task))}`);
+    }
+    // Let the controller finish its SetTasks: the rest are created, none twice.
+    await b.api.setTasks({ tasks });
+    await waitFor('every task to have run', () => readFileSync(runs, 'utf8').trim().split('\n').length >= 150, { timeoutMs: 30_000 });
+    const lines = readFileSync(runs, 'utf8').trim().split('\n');
+    assert.equal(new Set(lines).size, 150);
+    assert.equal(lines.length, 150, 'no task may run twice');
+    b.client.close();
+  });
+});
