@@ -156,7 +156,25 @@ export class CgroupManager {
     return sweeps.flight.run();
   }
 
-  private async sweepOnce(scope: string, isLive: (taskName: string) => boolean): Promise<void> {
+  /** Removes the scope's own directories when no task cgroup is left in them (cheap: one rmdir try each). */
+  removeScopeIfEmpty(scope: string): void {
+    for (const scopeDir of this.scopeDirs(scope)) {
+      try {
+        rmdirSync(scopeDir);
+      } catch {
+        // still holds task cgroups, or already gone
+      }
+    }
+  }
+
+  private async sweepOnce(scope: string, isLiveTask: (taskName: string) => boolean): Promise<void> {
+    // One answer per task for the whole sweep: every v1 hierarchy lists the same tasks.
+    const answers = new Map<string, boolean>();
+    const isLive = (taskName: string) => {
+      let live = answers.get(taskName);
+      if (live === undefined) answers.set(taskName, (live = isLiveTask(taskName)));
+      return live;
+    };
     for (const scopeDir of this.scopeDirs(scope)) {
       let entries;
       try {

@@ -42,6 +42,8 @@ export interface ProcessRuntimeOptions {
 }
 
 const POLL_MS = 25;
+/** How long after a release the leftover cgroups of its data dir are swept (see sweepSoon). */
+const SWEEP_DELAY_MS = 1000;
 /** How long one scan for shims serves the recoveries of an executor start (see recoveryScan). */
 const RECOVERY_SCAN_MAX_AGE_MS = 2000;
 /** The files one run of the shim leaves in the task directory. */
@@ -60,6 +62,8 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
   readonly handleVersion = PROCESS_HANDLE_VERSION;
   private readonly listeners = new Map<number, Set<() => void>>();
   private scan: { at: number; shims: ShimScan } | undefined;
+  /** Pending leftover-cgroup sweeps by data dir (see sweepSoon). */
+  private readonly sweepTimers = new Map<string, NodeJS.Timeout>();
   /** By task dir: exit statuses learned from a shim's events that it could not write to disk. */
   private readonly held = new Map<string, HeldExit>();
   readonly cgroups: CgroupManager;
@@ -328,7 +332,9 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
       // The run's records go with it: a restart recorded next must never find
       // (and adopt) this run's start.json after an executor crash.
       await Promise.all(RUN_RECORDS.map((file) => rm(join(handle.dir, file), { force: true, recursive: true })));
-      await this.sweepCgroups(dirname(handle.dir));
+      // The last task of a data dir takes the scope with it at once; leftovers wait for the sweep.
+      this.cgroups.removeScopeIfEmpty(scopeOf(dirname(handle.dir)));
+      this.sweepSoon(dirname(handle.dir));
     }
   }
 
@@ -365,6 +371,22 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
   }
 
   /** Removes empty cgroups of tasks whose directory is gone (e.g. once the processes a deleted task left behind exited). */
+  /**
+   * Sweeps leftover cgroups a little later, once for every release in that
+   * time: a mass delete of N tasks then costs a few sweeps instead of N, and
+   * no release waits for one (the task's own cgroup was removed already; only
+   * cgroups of processes a task left behind wait for a sweep).
+   */
+  private sweepSoon(dataDir: string): void {
+    if (this.sweepTimers.has(dataDir)) return;
+    const timer = setTimeout(() => {
+      this.sweepTimers.delete(dataDir);
+      this.sweepCgroups(dataDir).catch((error: unknown) => this.options.log.warn({ err: error }, 'cannot sweep leftover cgroups'));
+    }, SWEEP_DELAY_MS);
+    timer.unref();
+    this.sweepTimers.set(dataDir, timer);
+  }
+
   private async sweepCgroups(dataDir: string): Promise<void> {
     await this.cgroups.sweep(scopeOf(dataDir), (taskName) => existsSync(join(dataDir, taskName)));
   }
