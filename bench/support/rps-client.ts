@@ -2,15 +2,20 @@
 // for a while and prints how many it completed per second. Used by
 // control-path.ts so that the client's decoding does not count as the
 // executor's time. Usage: rps-client.ts <address> <seconds> get <name> | list <pageSize>
-import { credentials, type ServiceError } from '@grpc/grpc-js';
-import { TaskExecutorServiceClient } from '../../gen/taskexecutor/v1/task_executor_service.js';
+import { Client, credentials, type ServiceError } from '@grpc/grpc-js';
+import { ListRequest, TaskExecutorServiceClient } from '../../gen/taskexecutor/v1/task_executor_service.js';
 
 const [address, seconds, method, arg] = process.argv.slice(2);
-if (!address || !seconds || (method !== 'get' && method !== 'list') || !arg) {
-  console.error('usage: rps-client.ts <address> <seconds> get <name> | list <pageSize>');
+if (!address || !seconds || !['get', 'list', 'list-raw'].includes(method ?? '') || !arg) {
+  console.error('usage: rps-client.ts <address> <seconds> get <name> | list <pageSize> | list-raw <pageSize>');
   process.exit(2);
 }
-const client = new TaskExecutorServiceClient(address, credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 << 20 });
+const options = { 'grpc.max_receive_message_length': 64 << 20 };
+const client = new TaskExecutorServiceClient(address, credentials.createInsecure(), options);
+// list-raw: the same List call with the reply left undecoded, to measure the executor rather than this client.
+const raw = new Client(address, credentials.createInsecure(), options);
+const LIST_PATH = '/taskexecutor.v1.TaskExecutorService/List';
+const encodeList = (request: ListRequest) => Buffer.from(ListRequest.encode(request).finish());
 const call = () =>
   new Promise<void>((resolve, reject) => {
     const done = (error: ServiceError | null) => (error ? reject(error) : resolve());
@@ -28,3 +33,4 @@ while (performance.now() < end) {
 }
 console.log(JSON.stringify({ rps: count / ((performance.now() - start) / 1000) }));
 client.close();
+raw.close();

@@ -68,6 +68,8 @@ export interface RunSample {
 
 /** How long CreateTask waits for the task's start before answering with its current (waiting) state. */
 const CREATE_REPLY_WAIT_MS = 2000;
+/** Tasks with a live watch are resynced on every this-many-th safety-net pass (see resyncAll). */
+const WATCHED_RESYNC_EVERY = 6;
 /** Safety-net steps in flight at once (see resyncAll). */
 const RESYNC_CONCURRENCY = 4;
 /** How soon a task whose runtime is unreachable tries to start again. */
@@ -103,6 +105,7 @@ export class TaskManager {
   /** Steps of a safety-net pass in flight at once. */
   private readonly resyncGate = new Semaphore(RESYNC_CONCURRENCY);
   private resyncing = false;
+  private passes = 0;
   /** Subscriptions to the runtimes, undone on close. */
   private readonly detach: (() => void)[] = [];
   private closed = false;
@@ -456,8 +459,14 @@ export class TaskManager {
     this.resyncing = true;
     try {
       for (const name of this.unsaved) void this.commits.run(name, () => this.retrySave(name));
+      // A task whose runtime pushes its changes (a live watch) is checked on
+      // every WATCHED_RESYNC_EVERY-th pass only: its check only guards against
+      // a lost notification, and an idle node with thousands of tasks should
+      // cost next to nothing.
+      const thorough = this.passes++ % WATCHED_RESYNC_EVERY === 0;
       const names = [...this.tasks.values()]
         .filter((record) => !isTerminated(record.state) || record.deletionRequestedAt || record.restartAt)
+        .filter((record) => thorough || !this.unwatch.has(record.name) || record.deletionRequestedAt)
         .map((record) => record.name);
       await Promise.all(names.map((name) => this.resyncGate.runExclusive(() => this.work.run(name, () => this.step(name)))));
     } finally {
