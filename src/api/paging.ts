@@ -99,6 +99,24 @@ function repeatedFieldBytes(length: number): number {
 export function listPage(records: readonly TaskRecord[], request: ListRequest): ListResponse & PreEncoded {
   const size = pageSize(request.pageSize);
   const after = request.pageToken ? decodePageToken(request.pageToken) : undefined;
+  // The manager hands out the same sorted array until a task changes, so a
+  // page asked for again (a controller polling an unchanged list) is answered
+  // with the bytes already made for it.
+  let pages = pagesOf.get(records);
+  if (!pages) pagesOf.set(records, (pages = new Map()));
+  const key = `${size}/${after ?? ''}`;
+  const cached = pages.get(key);
+  if (cached) return cached;
+  const page = buildPage(records, after, size);
+  if (pages.size < MAX_CACHED_PAGES) pages.set(key, page);
+  return page;
+}
+
+/** Pages already answered, per version of the list (a version is dropped with its array). */
+const pagesOf = new WeakMap<readonly TaskRecord[], Map<string, ListResponse & PreEncoded>>();
+const MAX_CACHED_PAGES = 64;
+
+function buildPage(records: readonly TaskRecord[], after: string | undefined, size: number): ListResponse & PreEncoded {
   // Resuming after a name, not at an index, keeps a token valid while tasks
   // come and go between pages. Same comparison as the manager's sort.
   const rest = after === undefined ? records : records.filter((record) => record.name > after);
