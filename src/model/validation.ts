@@ -76,10 +76,16 @@ function validateRange(value: number | undefined, field: string, min: number, ma
 // A user or group: a numeric id or a POSIX-ish name (as useradd accepts).
 const ACCOUNT_PATTERN = /^(\d+|[a-zA-Z_][a-zA-Z0-9_.-]{0,31}\$?)$/;
 
+/** The largest id a task may run as: uid_t is 32 bits unsigned, and 4294967295 means "no id" to the kernel. */
+export const MAX_ACCOUNT_ID = 4294967294;
+
 function validateAccount(value: string | undefined, field: string): void {
   if (value === undefined) return;
   if (!ACCOUNT_PATTERN.test(value)) {
     throw invalidArgument(`${field} ${quote(value)} is neither a numeric id nor a valid user/group name`);
+  }
+  if (/^\d+$/.test(value) && Number(value) > MAX_ACCOUNT_ID) {
+    throw invalidArgument(`${field} ${quote(value)} is above ${MAX_ACCOUNT_ID}, the largest numeric id a task may run as`);
   }
 }
 

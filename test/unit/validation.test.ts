@@ -58,6 +58,8 @@ describe('specs', () => {
       [processTask({ timeoutSeconds: -1 }), /spec\.process\.timeoutSeconds must be a whole number of seconds from 0/],
       [processTask({ timeoutSeconds: 1.5 }), /timeoutSeconds must be a whole number/],
       [processTask({ user: 'bad user' }), /spec\.process\.user "bad user" is neither a numeric id nor a valid user\/group name/],
+      [processTask({ user: '4294967295' }), /spec\.process\.user "4294967295" is above 4294967294, the largest numeric id/],
+      [processTask({ group: '99999999999' }), /spec\.process\.group "99999999999" is above 4294967294/],
       [{ ...processTask(), stopSignal: 'SIGNOPE' }, /spec\.stopSignal "SIGNOPE" is not a signal name/],
       [{ ...processTask(), maxRestarts: 1001 }, /spec\.maxRestarts must be a whole number from 0 to 1000; got 1001/],
       [{ ...processTask(), resources: { memoryBytes: 1024 } }, /spec\.resources\.memoryBytes must be a whole number from 1048576/],
