@@ -43,7 +43,7 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
   }
   let shimPath: string;
   try {
-    shimPath = process.env.TASK_SHIM_PATH || ensureShim(packageRoot(), log);
+    shimPath = config.shimPath || ensureShim(packageRoot(), log);
   } catch (error) {
     throw new StartupError(errorMessage(error));
   }
@@ -68,7 +68,7 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
   const runtimes = new RuntimeRegistry(
     [
       // In sidecar mode, new process tasks go to the sidecar backend, which wraps this runtime.
-      ...processBackends(config, log, new ProcessRuntime({
+      ...processBackends(config, log, shimPath, new ProcessRuntime({
         shimPath,
         logMaxBytes: config.logMaxBytes,
         logMaxFiles: config.logMaxFiles,

@@ -50,6 +50,8 @@ export interface Config {
   metricsAuth: MetricsAuth;
   /** Where the cgroup hierarchies are mounted; empty: detect; "off": no cgroups. */
   cgroupRoot: string;
+  /** A built task-shim to use instead of the package's own (build/task-shim, built on first start if missing). */
+  shimPath: string;
 }
 
 const bool = (value: string | undefined): boolean => {
@@ -240,6 +242,11 @@ function program(): Command {
         .env('TASK_EXECUTOR_CGROUP_ROOT')
         .default(''),
     )
+    .addOption(
+      new Option('--shim-path <path>', "a built task-shim to use instead of the package's own (default: build/task-shim, built at first start)")
+        .env('TASK_SHIM_PATH')
+        .default(''),
+    )
     .helpOption('-h, --help', 'show this help')
     .showHelpAfterError();
 }
@@ -285,6 +292,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       metricsListenAddr: o.metricsListenAddr,
       metricsAuth: o.metricsAuth,
       cgroupRoot: o.cgroupRoot,
+      shimPath: o.shimPath,
     };
   } finally {
     process.env = saved;

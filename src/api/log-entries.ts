@@ -3,7 +3,7 @@
 // what makes bulk reads fast: a line's bytes are checked for UTF-8 and copied
 // into the message as they are, where the generic path would decode them to a
 // string and encode that back (most of the cost of a batched read). Both give
-// the same message; test/logs.test.ts checks that they agree.
+// the same message; test/integration/logs.test.ts checks that they agree.
 import { isUtf8 } from 'node:buffer';
 import { LogsResponse, type LogEntry, LogStream } from '../../gen/taskexecutor/v1/task_executor_service.js';
 import type { StreamName } from '../logs/cri.js';

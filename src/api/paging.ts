@@ -13,7 +13,7 @@ import { ENCODED, type PreEncoded } from './pre-encoded.js';
  * Most bytes of tasks in one reply: half the default client limit, leaving
  * room for the reply's other fields and for a misjudged bound. The largest
  * task the spec limits allow encodes to about 1.1 MiB, 1.4 MiB with a 256 KiB
- * status message (test/bounded-replies.test.ts), so one task always fits.
+ * status message (test/integration/bounded-replies.test.ts), so one task always fits.
  */
 export const MAX_REPLY_BYTES = 2 * 1024 * 1024;
 /** Room kept for the reply's other fields: next_page_token (a name of at most 253 bytes, in base64) and a view. */

@@ -32,11 +32,6 @@ export interface ProcessRuntimeOptions {
   logMaxBytes: number;
   logMaxFiles: number;
   log: Logger;
-  /** Environment the task inherits before its own env entries. */
-  baseEnv?: NodeJS.ProcessEnv;
-  /** Turns a spec into the argv the shim runs (the sidecar backend wraps it in nsenter). */
-  command?: (spec: ProcessSpec) => string[];
-  name?: string;
   /** The per-task cgroup service (app.ts creates it). */
   cgroups: CgroupManager;
 }
@@ -58,7 +53,7 @@ const EXIT_RECORD_WAIT_MS = 5000;
 const FOREIGN_CGROUP_MIN_AGE_MS = 10 * 60 * 1000;
 
 export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
-  readonly name: string;
+  readonly name = 'process';
   readonly handleVersion = PROCESS_HANDLE_VERSION;
   private readonly listeners = new Map<number, Set<() => void>>();
   private scan: { at: number; shims: ShimScan } | undefined;
@@ -71,7 +66,6 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
   private readonly swept = new Set<string>();
 
   constructor(private readonly options: ProcessRuntimeOptions) {
-    this.name = options.name ?? 'process';
     if (!existsSync(options.shimPath)) {
       throw new Error(`task-shim not found at ${options.shimPath}: run "npm run build:shim" (needs a C compiler)`);
     }
@@ -89,7 +83,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
 
   async start(request: StartRequest): Promise<Started<ProcessHandle>> {
     const spec = request.spec.process!;
-    const argv = this.options.command?.(spec) ?? [...spec.command, ...spec.args];
+    const argv = [...spec.command, ...spec.args];
     const logs = request.spec.logs;
     const args = ['--dir', request.taskDir, '--log-max-bytes', String(logs?.maxFileSizeBytes ?? this.options.logMaxBytes)];
     args.push('--log-max-files', String(logs?.maxFiles ?? this.options.logMaxFiles));
@@ -124,7 +118,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     // executor, so nothing of execa's (a result promise, buffering, killing
     // children on exit) applies, and this is the hot path of every start.
     const shim = spawn(this.options.shimPath, args, {
-      env: taskEnvironment(this.options.baseEnv ?? process.env, spec),
+      env: taskEnvironment(process.env, spec),
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

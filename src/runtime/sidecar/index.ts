@@ -24,11 +24,11 @@ export function sidecarModeProblem(): string | undefined {
  * itself stays registered under its own name, taking no new tasks, so tasks
  * started before sidecar mode was switched on are still followed and stopped.
  */
-export function processBackends(config: Config, log: Logger, processes: ProcessRuntime, shimPath?: string): TaskRuntime[] {
+export function processBackends(config: Config, log: Logger, shimPath: string, processes: ProcessRuntime): TaskRuntime[] {
   if (!config.enableSidecarMode) return [processes];
   const sidecar = new SidecarRuntime({
     processes,
-    shimPath: shimPath ?? process.env.TASK_SHIM_PATH,
+    shimPath,
     mainContainerName: config.mainContainerName,
     mainContainerPid: config.mainContainerPid,
     mainContainerPidFile: config.mainContainerPidFile,

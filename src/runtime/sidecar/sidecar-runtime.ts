@@ -47,7 +47,7 @@ export interface SidecarRuntimeOptions {
   /** The process runtime that supervises nsenter (the plain process backend's instance: same shim, logs, cgroups). */
   processes: ProcessRuntime;
   /** The task-shim binary, so that discovery can tell task processes apart (besides their comm "task-shim"). */
-  shimPath?: string;
+  shimPath: string;
   /** --main-container-name: SANDBOX_MAIN_CONTAINER=<name> marks the main container. */
   mainContainerName: string;
   /** --main-container-pid */
