@@ -11,6 +11,7 @@ import { Metrics } from './metrics/metrics.js';
 import { startMetricsServer } from './metrics/metrics-server.js';
 import { CgroupManager } from './runtime/cgroups/index.js';
 import { type ContainerRuntime, startContainerRuntime } from './runtime/container/container-runtime.js';
+import { RegistryAuth } from './runtime/container/registry-auth.js';
 import { ProcessRuntime } from './runtime/process/process-runtime.js';
 import { RuntimeRegistry } from './runtime/registry.js';
 import { ensureShim } from './runtime/shim/ensure-shim.js';
@@ -49,6 +50,7 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
   }
   const dataDir = await resolveDataDir(config, log);
   let containers: ContainerRuntime | undefined;
+  const registryAuth = loadRegistryAuth(config, log);
   if (config.enableContainerMode) {
     try {
       containers = await startContainerRuntime({
@@ -56,6 +58,7 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
         volumes: new Map(Object.entries(config.volumes)),
         cgroupParent: config.containerCgroupParent,
         pullTimeoutMs: config.imagePullTimeoutMs,
+        registryAuth,
         log: log.child({ component: 'container-runtime' }),
       });
     } catch (error) {
@@ -170,4 +173,18 @@ function warnIfExposed(address: string, security: Security, log: Logger): void {
     'the API has no authentication and listens beyond loopback: anyone who can reach it can run commands here ' +
       '(use --auth-token-file, --tls-client-ca-file, or a unix:// or loopback address)',
   );
+}
+
+/** --image-pull-config, read and checked before anything starts: a bad file stops the executor with what is wrong in it. */
+function loadRegistryAuth(config: Config, log: Logger): RegistryAuth | undefined {
+  if (!config.imagePullConfig) return undefined;
+  if (!config.enableContainerMode) throw new StartupError('--image-pull-config is for container tasks: give --enable-container-mode too');
+  let auth: RegistryAuth;
+  try {
+    auth = RegistryAuth.load(config.imagePullConfig);
+  } catch (error) {
+    throw new StartupError(`--image-pull-config: ${errorMessage(error)}`);
+  }
+  log.info({ file: config.imagePullConfig, registries: auth.registries }, 'container mode: registry credentials loaded');
+  return auth;
 }

@@ -30,6 +30,8 @@ export interface Config {
   containerCgroupParent: string;
   /** Container mode: how long one image pull may take. */
   imagePullTimeoutMs: number;
+  /** Container mode: a Docker config.json with registry credentials for pulls; empty: pull anonymously. */
+  imagePullConfig: string;
   /** The safety-net resync of every task; changes are normally pushed by the runtimes. */
   reconcileIntervalMs: number;
   /** Most tasks held at once (being deleted included); 0: no limit. */
@@ -164,6 +166,11 @@ function program(): Command {
         .default(300_000, '5m'),
     )
     .addOption(
+      new Option('--image-pull-config <path>', 'container mode: registry credentials for image pulls, a Docker config.json ("auths"); read at startup')
+        .env('IMAGE_PULL_CONFIG')
+        .default('', 'none: pull anonymously'),
+    )
+    .addOption(
       new Option(
         '--reconcile-interval <duration>',
         'how often every task is checked against its runtime, as a safety net (exits, timeouts and restarts are acted on at once)',
@@ -277,6 +284,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       volumes: o.volume,
       containerCgroupParent: o.containerCgroupParent,
       imagePullTimeoutMs: o.imagePullTimeout,
+      imagePullConfig: o.imagePullConfig,
       reconcileIntervalMs: o.reconcileInterval,
       maxTasks: o.maxTasks,
       stopSignal: o.stopSignal,

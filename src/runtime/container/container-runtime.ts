@@ -32,6 +32,7 @@ import {
   sampleFromStats,
   sandboxConfig,
 } from './mapping.js';
+import type { RegistryAuth } from './registry-auth.js';
 
 export interface ContainerRuntimeOptions {
   /** CRI endpoint: a socket path or unix:///path. */
@@ -42,6 +43,8 @@ export interface ContainerRuntimeOptions {
   cgroupParent?: string;
   /** Deadline of one PullImage call. */
   pullTimeoutMs?: number;
+  /** Registry credentials for pulls (--image-pull-config); none: pull anonymously. */
+  registryAuth?: RegistryAuth;
   /** Deadline of other CRI calls. */
   callTimeoutMs?: number;
   /** How long a call waits for a connection to the runtime before it counts as unreachable. */
@@ -470,10 +473,12 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     progress: StartRequest['progress'],
   ): Promise<string | undefined> {
     if (await this.cri.imageStatus(image)) return undefined;
-    log.info({ image }, 'pulling image');
+    const auth = this.options.registryAuth?.authFor(image);
+    // Which registry's credentials are used, never what they are.
+    log.info({ image, credentials: auth ? auth.serverAddress : 'none' }, 'pulling image');
     progress?.('ImagePulling', `pulling image "${image}"`);
     try {
-      await this.cri.pullImage(image, sandbox, this.options.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS);
+      await this.cri.pullImage(image, sandbox, this.options.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS, auth);
       return undefined;
     } catch (error) {
       if (isUnreachable(error)) throw error;

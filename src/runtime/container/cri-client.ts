@@ -14,6 +14,7 @@ import {
   status,
 } from '@grpc/grpc-js';
 import {
+  type AuthConfig,
   type Container,
   ContainerStatsRequest,
   type ContainerStats,
@@ -169,8 +170,9 @@ export class CriClient {
     return response.image;
   }
 
-  async pullImage(image: string, sandboxConfig: DeepPartial<PodSandboxConfig>, timeoutMs: number): Promise<string> {
-    const request = PullImageRequest.fromPartial({ image: { image }, sandboxConfig });
+  /** `auth`: the registry credentials for this image, if any (never logged). */
+  async pullImage(image: string, sandboxConfig: DeepPartial<PodSandboxConfig>, timeoutMs: number, auth?: AuthConfig): Promise<string> {
+    const request = PullImageRequest.fromPartial({ image: { image }, sandboxConfig, auth });
     return (await this.call('PullImage', this.images.pullImage, request, timeoutMs)).imageRef;
   }
 
