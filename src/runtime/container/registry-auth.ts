@@ -118,11 +118,6 @@ export class RegistryAuth {
     return new RegistryAuth(entries);
   }
 
-  /** How many registries have credentials: for the startup log line (no hosts, no secrets). */
-  get size(): number {
-    return this.entries.length;
-  }
-
   /** The registries credentials are held for, e.g. for a log line. */
   get registries(): string[] {
     return this.entries.map((e) => (e.path ? `${e.host}/${e.path}` : e.host));
