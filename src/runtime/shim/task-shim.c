@@ -106,7 +106,8 @@ static struct record exit_rec = {"exit.json", "exit.json.tmp", -1, 0, 0, {"", 0}
  * task-executor wrote them, so scripts that `cat DIR/stdout.log` keep working. Each file
  * stops growing at plain_cap bytes (--log-max-files x --log-max-bytes, what the CRI files
  * of the task may hold); a write that fails (a full disk) is undone and its bytes are
- * counted as dropped, never waited for. Both are reported once in the CRI log. */
+ * counted as dropped, never waited for. The CRI log says when the limit was reached (once
+ * per shim) and how many bytes were dropped (once writing works again). */
 struct plain_log {
   const char *name, *stream;
   int fd;                       /* -1: not open (yet, or again after a failure) */
