@@ -75,6 +75,7 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
         shimPath,
         logMaxBytes: config.logMaxBytes,
         logMaxFiles: config.logMaxFiles,
+        plainLogFiles: config.plainLogFiles,
         log: log.child({ component: 'process-runtime' }),
         cgroups,
       })),

@@ -40,6 +40,11 @@ export interface Config {
   stopGraceMs: number;
   logMaxBytes: number;
   logMaxFiles: number;
+  /**
+   * Also keep <task dir>/stdout.log and stderr.log as plain text (the original's layout),
+   * each bounded by logMaxFiles x logMaxBytes. Default: on when httpListenAddr is set.
+   */
+  plainLogFiles: boolean;
   logLevel: string;
   tlsCertFile: string;
   tlsKeyFile: string;
@@ -207,6 +212,15 @@ function program(): Command {
         .default(10),
     )
     .addOption(
+      new Option(
+        '--plain-log-files [bool]',
+        "task logs: also keep <data-dir>/<task>/stdout.log and stderr.log as plain text, as the original did, each at most --log-max-files x --log-max-file-size bytes (default: on when --http-listen-addr is set)",
+      )
+        .env('PLAIN_LOG_FILES')
+        .argParser(bool)
+        .default(undefined),
+    )
+    .addOption(
       new Option('--log-level <level>', 'executor log level')
         .env('LOG_LEVEL')
         .choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
@@ -291,6 +305,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       stopGraceMs: o.stopGracePeriod,
       logMaxBytes: o.logMaxFileSize,
       logMaxFiles: o.logMaxFiles,
+      // Drop-in users of the original REST API get its file layout unless they say otherwise.
+      plainLogFiles: o.plainLogFiles ?? o.httpListenAddr !== '',
       logLevel: o.logLevel,
       tlsCertFile: o.tlsCertFile,
       tlsKeyFile: o.tlsKeyFile,

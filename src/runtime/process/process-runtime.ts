@@ -31,6 +31,8 @@ export interface ProcessRuntimeOptions {
   shimPath: string;
   logMaxBytes: number;
   logMaxFiles: number;
+  /** The shim also writes <task dir>/stdout.log and stderr.log as plain text (--plain-logs). */
+  plainLogFiles?: boolean;
   log: Logger;
   /** The per-task cgroup service (app.ts creates it). */
   cgroups: CgroupManager;
@@ -87,6 +89,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     const logs = request.spec.logs;
     const args = ['--dir', request.taskDir, '--log-max-bytes', String(logs?.maxFileSizeBytes ?? this.options.logMaxBytes)];
     args.push('--log-max-files', String(logs?.maxFiles ?? this.options.logMaxFiles));
+    if (this.options.plainLogFiles) args.push('--plain-logs', '1');
     if (spec.workingDir) args.push('--cwd', spec.workingDir);
     if (spec.user) args.push('--user', spec.user);
     if (spec.group) args.push('--group', spec.group);

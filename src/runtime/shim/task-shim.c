@@ -12,7 +12,7 @@
  * depends on the executor: it only talks to it through files and best-effort event
  * lines on its own stdout.
  *
- * Usage: task-shim --dir DIR [--log-max-bytes N] [--log-max-files N] [--cwd PATH]
+ * Usage: task-shim --dir DIR [--log-max-bytes N] [--log-max-files N] [--plain-logs 0|1] [--cwd PATH]
  *                  [--cgroup-procs FILE]... [--user U] [--group G] [--chroot DIR]
  *                  -- PROGRAM [ARG...]
  * --user/--group take a name or a numeric id (0..4294967294), resolved on the host
@@ -33,6 +33,8 @@
  *                  renamed, at most --log-max-files of them are kept, and none is ever
  *                  longer than --log-max-bytes: a line that does not fit in a whole file
  *                  is split across files as P records.
+ *   DIR/stdout.log, DIR/stderr.log  with --plain-logs 1 only: the raw bytes of each stream,
+ *                  appended, each file ending at --log-max-files x --log-max-bytes bytes.
  * Full disk: before starting PROGRAM the shim allocates (posix_fallocate) start.json.tmp
  *   and exit.json.tmp, so both records are written into blocks it already owns. If DIR
  *   has no room for them, PROGRAM is not started (start failure, reason DataDirFull).
@@ -100,12 +102,29 @@ static int drop_errno, released;
 static struct record start_rec = {"start.json", "start.json.tmp", -1, 0, 0, {"", 0}};
 static struct record exit_rec = {"exit.json", "exit.json.tmp", -1, 0, 0, {"", 0}};
 
+/* --plain-logs: the raw bytes of one stream also appended to DIR/<name>, as the original
+ * task-executor wrote them, so scripts that `cat DIR/stdout.log` keep working. Each file
+ * stops growing at plain_cap bytes (--log-max-files x --log-max-bytes, what the CRI files
+ * of the task may hold); a write that fails (a full disk) is undone and its bytes are
+ * counted as dropped, never waited for. The CRI log says when the limit was reached (once
+ * per shim) and how many bytes were dropped (once writing works again). */
+struct plain_log {
+  const char *name, *stream;
+  int fd;                       /* -1: not open (yet, or again after a failure) */
+  long long size;               /* bytes in the file */
+  unsigned long long dropped;   /* bytes lost since the last good write */
+  int drop_errno, capped;       /* capped: the limit was reported */
+};
+static int plain_logs;
+static long long plain_cap;
+static struct plain_log plain[2] = {{"stdout.log", "stdout", -1, 0, 0, 0, 0}, {"stderr.log", "stderr", -1, 0, 0, 0, 0}};
+
 static void usage(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fputs("task-shim: ", stderr);
   vfprintf(stderr, fmt, ap);
-  fputs(" (usage: task-shim --dir DIR [--log-max-bytes N] [--log-max-files N] [--cwd PATH] "
+  fputs(" (usage: task-shim --dir DIR [--log-max-bytes N] [--log-max-files N] [--plain-logs 0|1] [--cwd PATH] "
         "[--cgroup-procs FILE]... [--user U] [--group G] [--chroot DIR] -- PROGRAM [ARG...])\n", stderr);
   va_end(ap);
   exit(2);
@@ -396,12 +415,74 @@ static void log_out(const char *ts, const char *stream, char tag, const char *p,
   }
 }
 
+/* ---- --plain-logs: DIR/stdout.log and DIR/stderr.log ---- */
+
+static int open_plain(struct plain_log *pl) {
+  struct stat st;
+  int fd = openat(dir_fd, pl->name, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return errno;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    return e;
+  }
+  pl->fd = fd;
+  pl->size = st.st_size;
+  return 0;
+}
+
+/* Appends the raw bytes of one read, up to the cap; a failed write is cut back so the
+ * file holds only whole writes, and the bytes are counted as dropped. Notes go to the
+ * CRI log (ts is this read's time). */
+static void plain_out(struct plain_log *pl, const char *ts, const char *p, size_t n) {
+  char msg[200];
+  int e = pl->fd < 0 ? open_plain(pl) : 0;
+  long long room = pl->fd < 0 ? 0 : plain_cap - pl->size;
+  size_t k = e ? 0 : (long long)n < room ? n : (size_t)(room > 0 ? room : 0);
+  if (!e && k > 0) {
+    ssize_t w;
+    do w = write(pl->fd, p, k); while (w < 0 && errno == EINTR);
+    if (w == (ssize_t)k) {
+      pl->size += (long long)k;
+    } else {
+      e = w < 0 ? errno : ENOSPC;
+      if (w > 0 && ftruncate(pl->fd, pl->size) != 0) { /* reopening re-reads the size */ }
+      close(pl->fd);
+      pl->fd = -1;
+    }
+  }
+  if (e) {
+    pl->dropped += n;
+    pl->drop_errno = e;
+    return;
+  }
+  if (pl->dropped) {
+    snprintf(msg, sizeof msg, "[task-shim] dropped %llu bytes of %s: %s", pl->dropped, pl->name, strerror(pl->drop_errno));
+    log_out(ts, "stderr", 'F', msg, strlen(msg));
+    pl->dropped = 0;
+  }
+  if (k < n && !pl->capped) {
+    pl->capped = 1;
+    snprintf(msg, sizeof msg, "[task-shim] %s reached its limit of %lld bytes; the rest of %s is only in logs/",
+             pl->name, plain_cap, pl->stream);
+    log_out(ts, "stderr", 'F', msg, strlen(msg));
+  }
+}
+
+static void close_plain(void) {
+  for (int k = 0; k < 2; k++) {
+    if (plain[k].fd >= 0) close(plain[k].fd);
+    plain[k].fd = -1;
+  }
+}
+
 /* Splits one read into F records (complete lines) and P records (the rest, or pieces of
  * lines longer than MAX_PAYLOAD). Nothing is kept between reads. */
 static void handle_chunk(const char *stream, char *p, size_t n) {
   char ts[40];
   if (released) return;
   now_ts(ts);
+  if (plain_logs) plain_out(&plain[strcmp(stream, "stderr") == 0], ts, p, n);
   while (n > 0) {
     char *nl = memchr(p, '\n', n);
     size_t line = nl ? (size_t)(nl - p) : n;
@@ -671,6 +752,7 @@ static void handle_signals(int sfd) {
     released = 1;
     if (log_fd >= 0) close(log_fd);
     log_fd = -1;
+    close_plain();
     jraw(&r, "{\"event\":\"released\"}\n");
     emit(&r);
   }
@@ -730,6 +812,7 @@ static void parse_args(int argc, char **argv, struct task_options *o) {
     else if (strcmp(a, "--chroot") == 0) o->id.chroot = v;
     else if (strcmp(a, "--log-max-bytes") == 0) max_bytes = parse_num(a, v, 1024, 1LL << 50);
     else if (strcmp(a, "--log-max-files") == 0) max_files = parse_num(a, v, 1, 1000000);
+    else if (strcmp(a, "--plain-logs") == 0) plain_logs = (int)parse_num(a, v, 0, 1);
     else usage("unknown option %s", a);
     i++;
   }
@@ -755,6 +838,10 @@ static void prepare_dir(const char *dir) {
   if ((logs_fd = openat(dir_fd, "logs", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) setup_fail("open", "logs");
   scan_logs();
   if (open_log() != 0) { /* retried on the first record */ }
+  /* Created up front, as the original did, so a script can cat them before any output. */
+  plain_cap = max_bytes > LLONG_MAX / max_files ? LLONG_MAX : max_bytes * max_files;
+  for (int k = 0; plain_logs && k < 2; k++)
+    if (open_plain(&plain[k]) != 0) { /* retried on the first output */ }
 }
 
 int main(int argc, char **argv) {
@@ -791,5 +878,6 @@ int main(int argc, char **argv) {
   pid_t task = spawn_task(&o, out[1], err[1]);
   supervise(task, sfd, out[0], err[0], chunk);
   if (log_fd >= 0) close(log_fd);
+  close_plain();
   return 0;
 }
