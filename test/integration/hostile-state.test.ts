@@ -12,31 +12,8 @@ import { RestartPolicy } from '../../gen/taskexecutor/v1/task.js';
 import { processTask, shell, startTestExecutor, stateOf, tempDir, terminated } from '../support/executor.js';
 import { isAlive, killTaskTrees } from '../support/processes.js';
 import { connect, spawnExecutor } from '../support/subprocess.js';
+import { mountTmpfs } from '../support/tmpfs.js';
 import { waitFor } from '../support/wait.js';
-
-/** A small tmpfs the test owns (needs root, as CI has). */
-function smallTmpfs(cleanups: (() => unknown)[], size: string): string {
-  const mount = tempDir('te-tmpfs-');
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mount]);
-  } catch (error) {
-    assert.fail(`this test needs root to mount a small tmpfs: ${(error as Error).message}`);
-  }
-  cleanups.push(() => {
-    execFileSync('umount', ['-l', mount]);
-    rmSync(mount, { recursive: true, force: true });
-  });
-  return mount;
-}
-
-/** Fills a file system to the last byte (ENOSPC ends the write). */
-function fill(dir: string): void {
-  try {
-    execFileSync('dd', ['if=/dev/zero', `of=${join(dir, 'filler')}`, 'bs=64k'], { stdio: 'ignore' });
-  } catch {
-    // dd exits non-zero once the disk is full: that is the point
-  }
-}
 
 const pidsIn = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map(Number) : []);
 
@@ -123,13 +100,15 @@ describe('hostile state', () => {
   });
 
   test('on a full data dir, Delete and SetTasks([]) still remove tasks, including the one filling the disk', async () => {
-    const mount = smallTmpfs(cleanups, '2m');
+    const tmpfs = mountTmpfs('2m');
+    cleanups.push(() => tmpfs.unmount());
+    const mount = tmpfs.path;
     const dataDir = join(mount, 'tasks');
     mkdirSync(dataDir);
     const te = await startTestExecutor({ stopGraceMs: 500 }, dataDir);
     cleanups.push(() => te.close());
     await te.api.setTasks({ tasks: [processTask('keeper', ['sleep', '300']), processTask('other', ['sleep', '300'])] });
-    fill(mount);
+    tmpfs.fill();
 
     await assert.rejects(
       te.api.createTask({ task: processTask('newcomer', ['true']) }),
@@ -142,7 +121,9 @@ describe('hostile state', () => {
   });
 
   test('a read-only data dir answers UNAVAILABLE with a message that names no server path', async () => {
-    const mount = smallTmpfs(cleanups, '4m');
+    const tmpfs = mountTmpfs('4m');
+    cleanups.push(() => tmpfs.unmount());
+    const mount = tmpfs.path;
     const dataDir = join(mount, 'tasks');
     mkdirSync(dataDir);
     const te = await startTestExecutor({}, dataDir);
