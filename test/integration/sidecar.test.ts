@@ -223,6 +223,37 @@ describe('sidecar mode', { skip }, () => {
   });
 });
 
+describe('sidecar mode: a start the executor did not live to record', { skip }, () => {
+  const name = unique('main');
+  after(async () => killAllMainContainers());
+
+  test('is adopted after a restart, never started a second time', async () => {
+    const mc = await startMainContainer({ name, hostname: 'main-ctr' });
+    const first = await startTestExecutor(sidecar({ mainContainerName: name }));
+    let second: TestExecutor | undefined;
+    try {
+      await first.api.createTask({ task: shell('once', 'echo run >> /mnt/work/runs; while [ ! -e /mnt/work/end ]; do sleep 0.02; done; exit 3') });
+      await running(first, 'once');
+      await first.stop();
+      // As an executor killed between starting the task and saving its start would have left the record.
+      const file = join(first.dataDir, 'once', 'task.json');
+      const saved = JSON.parse(readFileSync(file, 'utf8')) as { task: Record<string, unknown> };
+      delete saved.task.runtime;
+      saved.task.state = { phase: 'waiting', reason: 'Pending' };
+      writeFileSync(file, JSON.stringify(saved));
+
+      second = await startTestExecutor(sidecar({ mainContainerName: name }), first.dataDir);
+      await running(second, 'once');
+      writeFileSync(join(mc.root, 'mnt/work/end'), '');
+      const end = await finished(second, 'once');
+      assert.equal(end.exitCode, 3, JSON.stringify(end));
+      assert.equal(readFileSync(join(mc.root, 'mnt/work/runs'), 'utf8'), 'run\n', 'the task ran once');
+    } finally {
+      await (second ?? first).close();
+    }
+  });
+});
+
 describe('sidecar mode: the main container comes and goes', { skip }, () => {
   const executors: TestExecutor[] = [];
   const scratch = tempDir('te-sidecar-');

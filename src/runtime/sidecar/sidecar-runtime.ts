@@ -124,6 +124,22 @@ export class SidecarRuntime implements TaskRuntime<SidecarHandle> {
     return { handle, observation: started.observation, warnings: started.warnings };
   }
 
+  /**
+   * Adopts a task whose start the executor did not live to record. Its
+   * supervisor (running nsenter) left start.json like any process task's, so
+   * the process runtime finds it, or makes sure none is still starting, and
+   * the task never runs twice. The main container it entered is looked up
+   * again (it is the one a start would have entered).
+   */
+  async recover(request: StartRequest): Promise<Started<SidecarHandle> | undefined> {
+    const found = await this.processes.recover(request);
+    if (!found) return undefined;
+    const discovery = this.locator.locate();
+    const target = 'found' in discovery ? discovery.found : undefined;
+    const handle: SidecarHandle = { inner: found.handle, innerVersion: this.processes.handleVersion, ...(target ? { target } : {}) };
+    return { handle, observation: found.observation, ...(found.warnings ? { warnings: found.warnings } : {}) };
+  }
+
   async inspect(handle: SidecarHandle): Promise<Observation> {
     if (handle.failure) return handle.failure;
     if (!handle.inner) return { state: 'lost', message: 'the task never started' };
