@@ -69,7 +69,7 @@ export interface RunSample {
 /** How long CreateTask waits for the task's start before answering with its current (waiting) state. */
 const CREATE_REPLY_WAIT_MS = 2000;
 /** Tasks with a live watch are resynced on every this-many-th safety-net pass (see resyncAll). */
-const WATCHED_RESYNC_EVERY = 6;
+const WATCHED_RESYNC_EVERY = 3;
 /** Safety-net steps in flight at once (see resyncAll). */
 const RESYNC_CONCURRENCY = 4;
 /** How soon a task whose runtime is unreachable tries to start again. */

@@ -5,7 +5,7 @@ import { after, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { startTimeOf } from '../../src/runtime/process/procfs.js';
 import { shell, startTestExecutor, stateOf, tempDir, terminated } from '../support/executor.js';
-import { killTaskTrees } from '../support/processes.js';
+import { isAlive, killTaskTrees } from '../support/processes.js';
 import { connect, spawnExecutor } from '../support/subprocess.js';
 import { waitFor } from '../support/wait.js';
 
@@ -69,7 +69,10 @@ describe('executor restart', () => {
     const first = await startTestExecutor({}, dataDir);
     await first.api.createTask({ task: shell('reused', 'sleep 30') });
     await first.stop();
+    const start = JSON.parse(readFileSync(join(dataDir, 'reused', 'start.json'), 'utf8')) as { pid: number; shimPid: number };
     killTaskTrees(dataDir); // task and shim die without an exit record
+    // SIGKILL is sent, not yet done: a shim still dying would read as a live supervisor holding the status.
+    await waitFor('the task and its shim to be gone', () => !isAlive(start.pid) && !isAlive(start.shimPid));
     assert.equal(existsSync(join(dataDir, 'reused', 'exit.json')), false, 'the crash left no exit record');
     const file = join(dataDir, 'reused', 'task.json');
     const record = JSON.parse(readFileSync(file, 'utf8'));
