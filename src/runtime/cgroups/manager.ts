@@ -50,7 +50,12 @@ interface ScopeSweeps {
   flight: SingleFlight;
   /** The latest caller's: whether a task of the scope still exists. */
   isLive: (taskName: string) => boolean;
+  /** A sweep asked for by sweepSoon and not begun yet. */
+  soon?: NodeJS.Timeout;
 }
+
+/** How long after sweepSoon's first call the sweep runs, covering every call in between. */
+const SWEEP_SOON_DELAY_MS = 1000;
 
 /** The scope of one executor instance: a short hash of its data dir. */
 export function scopeOf(dataDir: string): string {
@@ -146,6 +151,26 @@ export class CgroupManager {
    * one scope must pass equivalent predicates: a sweep uses the latest.
    */
   sweep(scope: string, isLive: (taskName: string) => boolean): Promise<void> {
+    return this.sweepsOf(scope, isLive).flight.run();
+  }
+
+  /**
+   * A sweep a little later, one for every call in that time, that nobody
+   * waits for: after each task's release, so that a mass delete of N tasks
+   * costs a few sweeps instead of N (the task's own cgroup is removed by the
+   * release; only cgroups of processes a task left behind wait for a sweep).
+   */
+  sweepSoon(scope: string, isLive: (taskName: string) => boolean): void {
+    const sweeps = this.sweepsOf(scope, isLive);
+    if (sweeps.soon) return;
+    sweeps.soon = setTimeout(() => {
+      sweeps.soon = undefined;
+      sweeps.flight.run().catch((error: unknown) => this.log.warn({ err: error, scope }, 'cannot sweep leftover cgroups'));
+    }, SWEEP_SOON_DELAY_MS);
+    sweeps.soon.unref();
+  }
+
+  private sweepsOf(scope: string, isLive: (taskName: string) => boolean): ScopeSweeps {
     let sweeps = this.sweeps.get(scope);
     if (!sweeps) {
       const created: ScopeSweeps = { isLive, flight: new SingleFlight(() => this.sweepOnce(scope, created.isLive)) };
@@ -153,7 +178,7 @@ export class CgroupManager {
       this.sweeps.set(scope, sweeps);
     }
     sweeps.isLive = isLive;
-    return sweeps.flight.run();
+    return sweeps;
   }
 
   /** Removes the scope's own directories when no task cgroup is left in them (cheap: one rmdir try each). */
@@ -187,12 +212,8 @@ export class CgroupManager {
         const dir = join(scopeDir, entry.name);
         if (await removeDir(dir, 0)) this.log.debug({ cgroup: dir }, 'removed the cgroup of a deleted task');
       }
-      try {
-        rmdirSync(scopeDir);
-      } catch {
-        // still in use
-      }
     }
+    this.removeScopeIfEmpty(scope);
   }
 
   /**

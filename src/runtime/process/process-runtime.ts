@@ -39,8 +39,6 @@ export interface ProcessRuntimeOptions {
 }
 
 const POLL_MS = 25;
-/** How long after a release the leftover cgroups of its data dir are swept (see sweepSoon). */
-const SWEEP_DELAY_MS = 1000;
 /** How long one scan for shims serves the recoveries of an executor start (see recoveryScan). */
 const RECOVERY_SCAN_MAX_AGE_MS = 2000;
 /** The files one run of the shim leaves in the task directory. */
@@ -59,8 +57,6 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
   readonly handleVersion = PROCESS_HANDLE_VERSION;
   private readonly listeners = new Map<number, Set<() => void>>();
   private scan: { at: number; shims: ShimScan } | undefined;
-  /** Pending leftover-cgroup sweeps by data dir (see sweepSoon). */
-  private readonly sweepTimers = new Map<string, NodeJS.Timeout>();
   /** By task dir: exit statuses learned from a shim's events that it could not write to disk. */
   private readonly held = new Map<string, HeldExit>();
   readonly cgroups: CgroupManager;
@@ -99,7 +95,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     const scope = scopeOf(dataDir);
     if (!this.swept.has(scope)) {
       this.swept.add(scope);
-      await this.sweepCgroups(dataDir);
+      await this.cgroups.sweep(scope, liveTasksOf(dataDir));
       await this.cgroups.sweepForeign(scope, FOREIGN_CGROUP_MIN_AGE_MS);
     }
     const { cgroup, warnings } = this.cgroups.create(scope, request.name, request.spec.resources);
@@ -330,8 +326,9 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
       // (and adopt) this run's start.json after an executor crash.
       await Promise.all(RUN_RECORDS.map((file) => rm(join(handle.dir, file), { force: true, recursive: true })));
       // The last task of a data dir takes the scope with it at once; leftovers wait for the sweep.
-      this.cgroups.removeScopeIfEmpty(scopeOf(dirname(handle.dir)));
-      this.sweepSoon(dirname(handle.dir));
+      const dataDir = dirname(handle.dir);
+      this.cgroups.removeScopeIfEmpty(scopeOf(dataDir));
+      this.cgroups.sweepSoon(scopeOf(dataDir), liveTasksOf(dataDir));
     }
   }
 
@@ -365,27 +362,6 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     };
     for (const key of Object.keys(sample) as (keyof ResourceSample)[]) if (sample[key] === undefined) delete sample[key];
     return sample;
-  }
-
-  /** Removes empty cgroups of tasks whose directory is gone (e.g. once the processes a deleted task left behind exited). */
-  /**
-   * Sweeps leftover cgroups a little later, once for every release in that
-   * time: a mass delete of N tasks then costs a few sweeps instead of N, and
-   * no release waits for one (the task's own cgroup was removed already; only
-   * cgroups of processes a task left behind wait for a sweep).
-   */
-  private sweepSoon(dataDir: string): void {
-    if (this.sweepTimers.has(dataDir)) return;
-    const timer = setTimeout(() => {
-      this.sweepTimers.delete(dataDir);
-      this.sweepCgroups(dataDir).catch((error: unknown) => this.options.log.warn({ err: error }, 'cannot sweep leftover cgroups'));
-    }, SWEEP_DELAY_MS);
-    timer.unref();
-    this.sweepTimers.set(dataDir, timer);
-  }
-
-  private async sweepCgroups(dataDir: string): Promise<void> {
-    await this.cgroups.sweep(scopeOf(dataDir), (taskName) => existsSync(join(dataDir, taskName)));
   }
 
   logs({ dir }: ProcessHandle): LogLocation | undefined {
@@ -461,4 +437,9 @@ function watchExitRecord(dir: string, onChange: () => void): FSWatcher | undefin
   } catch {
     return undefined;
   }
+}
+
+/** Whether a task of the data dir still exists (its directory does): the sweeps' test for a leftover cgroup. */
+function liveTasksOf(dataDir: string): (taskName: string) => boolean {
+  return (taskName) => existsSync(join(dataDir, taskName));
 }
