@@ -20,7 +20,8 @@ const call = () =>
   new Promise<void>((resolve, reject) => {
     const done = (error: ServiceError | null) => (error ? reject(error) : resolve());
     if (method === 'get') client.get({ name: arg }, done);
-    else client.list({ pageSize: Number(arg) }, done);
+    else if (method === 'list') client.list({ pageSize: Number(arg) }, done);
+    else raw.makeUnaryRequest(LIST_PATH, encodeList, (bytes: Buffer) => bytes, { pageSize: Number(arg) }, done);
   });
 
 for (let i = 0; i < 50; i++) await call(); // warm-up

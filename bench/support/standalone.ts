@@ -2,13 +2,11 @@
 // (dist/src/main.js) in its own process, measured from /proc, with N running
 // tasks against the same executor with none. The in-process figures of
 // control-path.ts also count the bench, its client and the tsx loader.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
-import { credentials, type ServiceError } from '@grpc/grpc-js';
-import { type ListResponse, TaskExecutorServiceClient } from '../../gen/taskexecutor/v1/task_executor_service.js';
 import { processTask, tempDir } from '../../test/support/executor.js';
-import { ROOT } from '../../test/support/subprocess.js';
+import { connect, ROOT, spawnCommand } from '../../test/support/subprocess.js';
 
 export interface Idle {
   cpuPercent: number;
@@ -40,30 +38,24 @@ async function idle(pid: number, seconds: number): Promise<Idle> {
 export async function standaloneIdle(n: number, seconds: number): Promise<{ empty: Idle; loaded: Idle }> {
   await run(process.execPath, [`${ROOT}/node_modules/typescript/bin/tsc`, '-p', `${ROOT}/tsconfig.build.json`]);
   const dataDir = tempDir('te-bench-standalone-');
-  const child = spawn(process.execPath, [`${ROOT}/dist/src/main.js`, '--data-dir', dataDir, '--listen-addr', '127.0.0.1:0'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let client: TaskExecutorServiceClient | undefined;
+  const executor = spawnCommand([process.execPath, `${ROOT}/dist/src/main.js`, '--data-dir', dataDir, '--listen-addr', '127.0.0.1:0']);
+  const pid = executor.child.pid!;
+  let session: Awaited<ReturnType<typeof connect>> | undefined;
   try {
-    const address = await listening(child);
-    client = new TaskExecutorServiceClient(address, credentials.createInsecure());
-    const c = client;
-    const setTasks = (tasks: ReturnType<typeof processTask>[]) =>
-      new Promise<void>((resolve, reject) => c.setTasks({ tasks }, (error: ServiceError | null) => (error ? reject(error) : resolve())));
-    const list = () =>
-      new Promise<ListResponse>((resolve, reject) => c.list({ pageSize: 1000 }, (error: ServiceError | null, r: ListResponse) => (error ? reject(error) : resolve(r))));
+    session = await connect(executor);
+    const { api } = session;
     await delay(2000);
-    const empty = await idle(child.pid!, seconds);
-    await setTasks(Array.from({ length: n }, (_, i) => processTask(`idle-${i}`, ['sleep', '600'])));
+    const empty = await idle(pid, seconds);
+    await api.setTasks({ tasks: Array.from({ length: n }, (_, i) => processTask(`idle-${i}`, ['sleep', '600'])) });
     await delay(2000); // let the start-up work settle
-    const loaded = await idle(child.pid!, seconds);
-    await setTasks([]);
-    while ((await list()).tasks.length > 0) await delay(200);
+    const loaded = await idle(pid, seconds);
+    await api.setTasks({ tasks: [] });
+    while ((await api.listPage({ pageSize: 1000 })).tasks.length > 0) await delay(200);
     return { empty, loaded };
   } finally {
-    client?.close();
-    child.kill('SIGTERM');
-    await new Promise((resolve) => child.once('exit', resolve));
+    session?.client.close();
+    executor.child.kill('SIGTERM');
+    await executor.exited;
     rmSync(dataDir, { recursive: true, force: true });
   }
 }
@@ -72,17 +64,5 @@ function run(command: string, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: 'inherit' });
     child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${args.join(' ')} exited ${code}`))));
-  });
-}
-
-async function listening(child: ChildProcess): Promise<string> {
-  let output = '';
-  return new Promise((resolve, reject) => {
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      output += chunk;
-      const address = /"address":"([^"]+)".*task-executor listening/.exec(output)?.[1];
-      if (address) resolve(address);
-    });
-    child.once('exit', (code) => reject(new Error(`the executor exited (${code}) before listening: ${output.slice(-2000)}`)));
   });
 }
