@@ -10,6 +10,7 @@ import type { StreamName } from '../logs/cri.js';
 import type { LogLine } from '../logs/lines.js';
 import { decodeUtf8 } from '../logs/utf8.js';
 import { ENCODED, type PreEncoded } from './pre-encoded.js';
+import { varintLength, writeVarint } from './protobuf-wire.js';
 
 const WIRE_STREAM: Record<StreamName, LogStream> = { stdout: LogStream.LOG_STREAM_STDOUT, stderr: LogStream.LOG_STREAM_STDERR };
 
@@ -34,25 +35,6 @@ const TAG_TIME = 0x2a;
 const TAG_ENTRIES = 0x32;
 const TAG_SECONDS = 0x08;
 const TAG_NANOS = 0x10;
-
-const varintLength = (value: number): number => {
-  let length = 1;
-  while (value >= 128) {
-    value = Math.floor(value / 128);
-    length++;
-  }
-  return length;
-};
-
-/** Writes a non-negative integer below 2^53 as a varint; returns the position after it. */
-function writeVarint(out: Buffer, pos: number, value: number): number {
-  while (value >= 128) {
-    out[pos++] = (value % 128) | 0x80;
-    value = Math.floor(value / 128);
-  }
-  out[pos++] = value;
-  return pos;
-}
 
 /** A Timestamp's seconds and nanos (nanos never negative, as the type requires). */
 const splitTime = (timeMs: number) => ({ seconds: Math.floor(timeMs / 1000), nanos: (timeMs - Math.floor(timeMs / 1000) * 1000) * 1_000_000 });

@@ -8,6 +8,7 @@ import { quote, validateName } from '../model/validation.js';
 import type { TaskRecord } from '../model/task.js';
 import { taskToWire } from './convert.js';
 import { ENCODED, type PreEncoded } from './pre-encoded.js';
+import { lengthDelimitedHeader, varintLength } from './protobuf-wire.js';
 
 /**
  * Most bytes of tasks in one reply: half the default client limit, leaving
@@ -32,7 +33,8 @@ export function takeWithinBound(records: readonly TaskRecord[], toWire: (record:
   for (const record of records) {
     if (taken.length >= maxCount) break;
     const task = toWire(record);
-    bytes += repeatedFieldBytes(encodedSize(task));
+    const size = encodedSize(task);
+    bytes += 1 + varintLength(size) + size; // one element of `repeated Task tasks = 1`: tag, length, message
     if (bytes > MAX_REPLY_BYTES && taken.length > 0) break;
     taken.push(task);
   }
@@ -67,7 +69,7 @@ function encodeListResponse(response: ListResponse): Buffer {
   const parts: Uint8Array[] = [];
   for (const task of response.tasks) {
     const bytes = encodedTask(task);
-    parts.push(fieldHeader(TASKS_FIELD, bytes.length), bytes);
+    parts.push(lengthDelimitedHeader(TASKS_FIELD, bytes.length), bytes);
   }
   parts.push(ListResponse.encode({ tasks: [], nextPageToken: response.nextPageToken }).finish());
   return Buffer.concat(parts);
@@ -75,25 +77,6 @@ function encodeListResponse(response: ListResponse): Buffer {
 
 /** `repeated Task tasks = 1` in ListResponse. */
 const TASKS_FIELD = 1;
-
-/** A length-delimited field's tag and length (protobuf wire type 2). */
-function fieldHeader(field: number, length: number): Uint8Array {
-  const bytes = [(field << 3) | 2];
-  let rest = length;
-  while (rest >= 0x80) {
-    bytes.push((rest & 0x7f) | 0x80);
-    rest >>>= 7;
-  }
-  bytes.push(rest);
-  return Uint8Array.from(bytes);
-}
-
-/** One element of `repeated Task tasks = 1`: a one-byte tag, the length as a varint, the message. */
-function repeatedFieldBytes(length: number): number {
-  let varint = 1;
-  for (let rest = length >>> 7; rest > 0; rest >>>= 7) varint++;
-  return 1 + varint + length;
-}
 
 /** One List page of `records` (every task, sorted by name), already encoded (see pre-encoded.ts). */
 export function listPage(records: readonly TaskRecord[], request: ListRequest): ListResponse & PreEncoded {

@@ -151,7 +151,7 @@ export class TaskManager {
 
   /** Every task, sorted by name: a shared, immutable view rebuilt only after a change. */
   list(): readonly TaskRecord[] {
-    this.sorted ??= [...this.tasks.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+    this.sorted ??= [...this.tasks.values()].sort(byName);
     return this.sorted;
   }
 
@@ -259,7 +259,7 @@ export class TaskManager {
     // even one whose deletion already finished while the new tasks started.
     const gone = created.marked.filter((record) => !this.tasks.has(record.name));
     if (gone.length === 0) return this.list();
-    return [...this.list(), ...gone].sort((a, b) => (a.name < b.name ? -1 : 1));
+    return [...this.list(), ...gone].sort(byName);
   }
 
   private require(name: string): TaskRecord {
@@ -722,6 +722,9 @@ export class TaskManager {
     this.timers.set(name, timer);
   }
 }
+
+/** The order of every list the manager hands out (names are unique). */
+const byName = (a: TaskRecord, b: TaskRecord): number => (a.name < b.name ? -1 : 1);
 
 function isUnavailable(error: unknown): boolean {
   return error instanceof TaskError && error.kind === 'Unavailable';

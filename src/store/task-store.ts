@@ -123,10 +123,6 @@ export class TaskStore {
     }
   }
 
-  async create(record: TaskRecord): Promise<void> {
-    await this.createAll([record]);
-  }
-
   /**
    * Replaces a task's record atomically. A task directory removed from under
    * the executor is made again, so one damaged task never blocks the others.
