@@ -16,7 +16,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const source = join(root, 'src/runtime/shim/task-shim.c');
+const sourceDir = join(root, 'src/runtime/shim');
+// The supervisor and its --spawner mode (spawner.c) are one binary.
+const sources = ['task-shim.c', 'spawner.c'].map((file) => join(sourceDir, file));
+const headers = ['spawner.h'].map((file) => join(sourceDir, file));
 const check = process.argv[2] === '--check';
 const install = process.argv[2] === '--install';
 const scratch = check ? mkdtempSync(join(tmpdir(), 'task-shim-check-')) : undefined;
@@ -30,17 +33,17 @@ const mtime = (path) => {
   }
 };
 
-if (!check && mtime(output) >= mtime(source) && process.argv[2] !== '--force') process.exit(0);
+if (!check && [...sources, ...headers].every((file) => mtime(output) >= mtime(file)) && process.argv[2] !== '--force') process.exit(0);
 
 mkdirSync(dirname(output), { recursive: true });
 const cc = process.env.CC || 'cc';
 const flags = ['-O2', '-std=gnu11', '-Wall', '-Wextra', ...(check ? ['-Werror'] : [])];
-const result = spawnSync(cc, [...flags, '-o', output, source], { stdio: 'inherit' });
+const result = spawnSync(cc, [...flags, '-o', output, ...sources], { stdio: 'inherit' });
 if (scratch) rmSync(scratch, { recursive: true, force: true });
 const failure = result.error
   ? `cannot run the C compiler "${cc}" (${result.error.message}); install gcc (Debian: apt-get install gcc libc6-dev)`
   : result.status !== 0
-    ? `the C compiler "${cc}" failed (exit ${result.status}) on ${source}`
+    ? `the C compiler "${cc}" failed (exit ${result.status}) on ${sources.join(' ')}`
     : undefined;
 if (failure) {
   console.error(`task-shim: ${failure}`);

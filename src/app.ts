@@ -13,6 +13,7 @@ import { CgroupManager } from './runtime/cgroups/index.js';
 import { type ContainerRuntime, startContainerRuntime } from './runtime/container/container-runtime.js';
 import { RegistryAuth } from './runtime/container/registry-auth.js';
 import { ProcessRuntime } from './runtime/process/process-runtime.js';
+import { ShimSpawner } from './runtime/process/shim-spawner.js';
 import { RuntimeRegistry } from './runtime/registry.js';
 import { ensureShim } from './runtime/shim/ensure-shim.js';
 import { processBackends, sidecarModeProblem } from './runtime/sidecar/index.js';
@@ -68,11 +69,13 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
   const store = new TaskStore(dataDir, log.child({ component: 'store' }));
   // Per-task cgroups: the hierarchy --cgroup-root names, or the one this host mounts ("off": none).
   const cgroups = new CgroupManager({ root: config.cgroupRoot || undefined, log: log.child({ component: 'cgroups' }) });
+  // One small helper process starts every shim, so the executor never forks itself (see spawner.c).
+  const spawner = new ShimSpawner(shimPath, log.child({ component: 'shim-spawner' }));
   const runtimes = new RuntimeRegistry(
     [
       // In sidecar mode, new process tasks go to the sidecar backend, which wraps this runtime.
       ...processBackends(config, log, shimPath, new ProcessRuntime({
-        shimPath,
+        spawner,
         logMaxBytes: config.logMaxBytes,
         logMaxFiles: config.logMaxFiles,
         plainLogFiles: config.plainLogFiles,
@@ -93,7 +96,7 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
     stopGraceMs: config.stopGraceMs,
   });
   // Everything started so far, closed in reverse order on shutdown or on a failed start.
-  const closers: (() => unknown)[] = [() => containers?.close()];
+  const closers: (() => unknown)[] = [() => containers?.close(), () => spawner.close()];
   const closeAll = async () => {
     for (const close of closers.reverse().splice(0)) await close();
   };

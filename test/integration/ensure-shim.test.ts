@@ -13,7 +13,9 @@ function packageCopy(): string {
   const root = tempDir('te-shim-pkg-');
   mkdirSync(join(root, 'scripts'));
   cpSync(join(ROOT, 'scripts', 'build-shim.mjs'), join(root, 'scripts', 'build-shim.mjs'));
-  cpSync(join(ROOT, 'src', 'runtime', 'shim', 'task-shim.c'), join(root, 'src', 'runtime', 'shim', 'task-shim.c'), { recursive: true });
+  for (const file of ['task-shim.c', 'spawner.c', 'spawner.h']) {
+    cpSync(join(ROOT, 'src', 'runtime', 'shim', file), join(root, 'src', 'runtime', 'shim', file), { recursive: true });
+  }
   return root;
 }
 

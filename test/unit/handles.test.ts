@@ -12,6 +12,7 @@ import { CgroupManager } from '../../src/runtime/cgroups/index.js';
 import { HandleDecodeError } from '../../src/runtime/handle-codec.js';
 import { ProcessRuntime } from '../../src/runtime/process/process-runtime.js';
 import { decodeProcessHandle } from '../../src/runtime/process/shim-handle.js';
+import { ShimSpawner } from '../../src/runtime/process/shim-spawner.js';
 import { HANDLE_UNREADABLE } from '../../src/runtime/bound-task.js';
 import { RuntimeRegistry } from '../../src/runtime/registry.js';
 import { decodeSidecarHandle } from '../../src/runtime/sidecar/sidecar-handle.js';
@@ -59,7 +60,7 @@ function decodeError(decode: () => unknown): HandleDecodeError {
 }
 
 function newProcessRuntime(): ProcessRuntime {
-  return new ProcessRuntime({ shimPath, logMaxBytes: 1 << 20, logMaxFiles: 2, log: silent, cgroups: new CgroupManager({ root: 'off', log: silent }) });
+  return new ProcessRuntime({ spawner: new ShimSpawner(shimPath, silent), logMaxBytes: 1 << 20, logMaxFiles: 2, log: silent, cgroups: new CgroupManager({ root: 'off', log: silent }) });
 }
 
 describe('runtime handles: decoding', () => {

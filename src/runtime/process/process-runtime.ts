@@ -12,8 +12,6 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { existsSync, type FSWatcher, watch } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { spawn } from 'node:child_process';
 import type { Logger } from 'pino';
 import type { ProcessSpec, TaskSpec } from '../../model/task.js';
 import { type CgroupManager, scopeOf, type TaskCgroup } from '../cgroups/index.js';
@@ -22,13 +20,13 @@ import { exitObservation, type HeldExit, heldObservation, unreadableObservation 
 import { bootId, isSameProcessAlive, sampleProcesses, signalQuietly, startTimeOf } from './procfs.js';
 import { decodeProcessHandle, isRun, PROCESS_HANDLE_VERSION, type ProcessHandle, type ShimHandle } from './shim-handle.js';
 import { parseEvent, readExitRecord, readStartRecord, type ShimEvent, type StartRecord } from './shim-protocol.js';
+import { type SpawnedShim, SpawnerLost, type ShimSpawner } from './shim-spawner.js';
 import { freeze, killShimTree, scanShims, type ShimScan, shimAlive, shimsFor, thaw } from './stalled-shims.js';
 import { GRACE_POLL_MS, killTree, measuredTree, signalTree, treeAlive } from './task-tree.js';
 
 export type { ProcessHandle, ShimHandle } from './shim-handle.js';
 
 export interface ProcessRuntimeOptions {
-  shimPath: string;
   logMaxBytes: number;
   logMaxFiles: number;
   /** The shim also writes <task dir>/stdout.log and stderr.log as plain text (--plain-logs). */
@@ -36,6 +34,8 @@ export interface ProcessRuntimeOptions {
   log: Logger;
   /** The per-task cgroup service (app.ts creates it). */
   cgroups: CgroupManager;
+  /** Starts the shims (app.ts creates it beside this runtime and closes it on shutdown). */
+  spawner: ShimSpawner;
 }
 
 const POLL_MS = 25;
@@ -64,9 +64,6 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
   private readonly swept = new Set<string>();
 
   constructor(private readonly options: ProcessRuntimeOptions) {
-    if (!existsSync(options.shimPath)) {
-      throw new Error(`task-shim not found at ${options.shimPath}: run "npm run build:shim" (needs a C compiler)`);
-    }
     this.cgroups = options.cgroups;
     options.log.info(this.cgroups.describe(), 'task cgroups');
   }
@@ -113,33 +110,19 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
   }
 
   private async launch(request: StartRequest, args: string[], spec: ProcessSpec, cgroup: TaskCgroup | undefined): Promise<Started<ProcessHandle>> {
-    // A plain spawn: the supervisor is a detached daemon that must outlive the
-    // executor, so nothing of execa's (a result promise, buffering, killing
-    // children on exit) applies, and this is the hot path of every start.
-    const shim = spawn(this.options.shimPath, args, {
-      env: taskEnvironment(process.env, spec),
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const exited = new Promise<string>((resolve) => shim.once('exit', (code, signal) => resolve(String(code ?? signal))));
-    const failed = await new Promise<Error | undefined>((resolve) => {
-      shim.once('spawn', () => resolve(undefined));
-      shim.once('error', resolve);
-    });
+    let shim: SpawnedShim;
+    try {
+      shim = await this.options.spawner.spawn(args, taskEnvironment(process.env, spec));
+    } catch (error) {
+      if (!(error instanceof SpawnerLost)) throw error;
+      return this.afterLostSpawner(request, error);
+    }
     const shimPid = shim.pid;
-    if (failed || shimPid === undefined) throw new Error(`cannot start task-shim: ${failed?.message ?? 'no pid'}`);
-    shim.unref();
     const shimStartTime = startTimeOf(shimPid) ?? '';
-
-    const stderr: string[] = [];
-    shim.stderr.setEncoding('utf8').on('data', (chunk: string) => stderr.length < 20 && stderr.push(chunk));
-    const lines = createInterface({ input: shim.stdout });
-    const first = await new Promise<string | undefined>((resolve) => {
-      lines.once('line', resolve);
-      lines.once('close', () => resolve(undefined));
-    });
+    const first = await shim.nextLine();
     if (first === undefined) {
-      throw new Error(`task-shim exited (${await exited}) before starting the task: ${stderr.join('').trim()}`);
+      if (shim.lost) return this.afterLostSpawner(request, new SpawnerLost('while the shim started'));
+      throw new Error(`task-shim exited (${await shim.exited}) before starting the task: ${shim.stderr.join('\n').trim()}`);
     }
     const event = parseEvent(first);
     if (event?.event === 'start-failed') {
@@ -147,10 +130,10 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     }
     if (event?.event !== 'started') {
       signalQuietly(shimPid, 'SIGKILL');
-      throw new Error(`task-shim said ${JSON.stringify(first.slice(0, 200))} instead of announcing the start: ${stderr.join('').trim()}`);
+      throw new Error(`task-shim said ${JSON.stringify(first.slice(0, 200))} instead of announcing the start: ${shim.stderr.join('\n').trim()}`);
     }
     // Later lines announce the exit; tell watchers at once instead of waiting for a poll.
-    lines.on('line', (line) => this.onEvent(request.taskDir, shimPid, parseEvent(line)));
+    shim.follow((line) => this.onEvent(request.taskDir, shimPid, parseEvent(line)));
     const handle: ShimHandle = {
       dir: request.taskDir,
       bootId: bootId(),
@@ -163,6 +146,18 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
       ...(cgroup ? { cgroup } : {}),
     };
     return { handle, observation: { state: 'running', startedAt: event.startedAt } };
+  }
+
+  /**
+   * The spawner ended while this start was under way, so whether the shim
+   * started the task is unknown: find out as after an executor restart
+   * (start.json, exit.json, or a shim still starting for this directory).
+   */
+  private async afterLostSpawner(request: StartRequest, error: SpawnerLost): Promise<Started<ProcessHandle>> {
+    this.scan = undefined; // a scan taken before this start cannot show its shim
+    const found = await this.recover(request);
+    if (found) return found;
+    throw new Error(`${error.message} before the task started; it was not started`);
   }
 
   /** A later event of a running shim: remember an exit it could not write, and tell watchers at once. */

@@ -12,7 +12,8 @@
  * depends on the executor: it only talks to it through files and best-effort event
  * lines on its own stdout.
  *
- * Usage: task-shim --dir DIR [--log-max-bytes N] [--log-max-files N] [--plain-logs 0|1] [--cwd PATH]
+ * Usage: task-shim --spawner   (see spawner.c: starts shims for the executor)
+ *        task-shim --dir DIR [--log-max-bytes N] [--log-max-files N] [--plain-logs 0|1] [--cwd PATH]
  *                  [--cgroup-procs FILE]... [--user U] [--group G] [--chroot DIR]
  *                  -- PROGRAM [ARG...]
  * --user/--group take a name or a numeric id (0..4294967294), resolved on the host
@@ -68,6 +69,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "spawner.h"
 
 #define CHUNK (64 * 1024)   /* bytes read from a pipe at once */
 #define MAX_PAYLOAD 16384   /* longest record payload; longer lines become P records */
@@ -845,6 +848,7 @@ static void prepare_dir(const char *dir) {
 }
 
 int main(int argc, char **argv) {
+  if (argc == 2 && strcmp(argv[1], "--spawner") == 0) return spawner_main();
   struct task_options o = {.cg = calloc((size_t)argc, sizeof(char *))};
   sigset_t mask;
 

@@ -1,0 +1,110 @@
+// The executor starts task-shims through one small helper (`task-shim
+// --spawner`) instead of forking itself: these tests check what the helper
+// relays, that shims outlive it, and that the executor gets over its loss.
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { createLogger } from '../../src/logger.js';
+import { readStat } from '../../src/runtime/process/procfs.js';
+import { ShimSpawner } from '../../src/runtime/process/shim-spawner.js';
+import { processTask, shell, startTestExecutor, stateOf, tempDir, terminated, type TestExecutor } from '../support/executor.js';
+import { isAlive } from '../support/processes.js';
+import { waitFor } from '../support/wait.js';
+
+const SHIM = join(import.meta.dirname, '..', '..', 'build', 'task-shim');
+const silent = createLogger('silent');
+
+/** The spawner helpers that are children of this test process. */
+function helpers(): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .map(Number)
+    .filter((pid) => {
+      try {
+        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        return argv[1] === '--spawner' && readStat(pid)?.ppid === process.pid;
+      } catch {
+        return false;
+      }
+    });
+}
+
+const parentOf = (pid: number) => readStat(pid)?.ppid;
+
+describe('the shim spawner', () => {
+  const spawners: ShimSpawner[] = [];
+  const executors: TestExecutor[] = [];
+  after(async () => {
+    for (const spawner of spawners) spawner.close();
+    for (const te of executors) await te.close();
+  });
+  const spawner = () => {
+    const s = new ShimSpawner(SHIM, silent);
+    spawners.push(s);
+    return s;
+  };
+
+  test("relays a shim's event lines in order and its exit status", async () => {
+    const dir = tempDir('te-spawner-');
+    const shim = await spawner().spawn(['--dir', dir, '--', 'sh', '-c', 'exit 3'], { PATH: process.env.PATH });
+    assert.equal(JSON.parse((await shim.nextLine())!).event, 'started');
+    const exited = JSON.parse((await shim.nextLine())!);
+    assert.equal(exited.event, 'exited');
+    assert.equal(exited.exitCode, 3);
+    assert.equal(await shim.nextLine(), undefined, 'stdout ended');
+    assert.equal(await shim.exited, '0');
+    assert.equal(shim.lost, false);
+  });
+
+  test("reports a shim that fails to set itself up with its stderr and exit code", async () => {
+    const shim = await spawner().spawn(['--no-such-option'], {});
+    assert.equal(await shim.nextLine(), undefined);
+    assert.equal(await shim.exited, '2');
+    assert.match(shim.stderr.join('\n'), /no-such-option|usage/i);
+  });
+
+  test('refuses an argument with a NUL byte, which exec could not pass', async () => {
+    await assert.rejects(spawner().spawn(['--dir', 'a\0b'], {}), /NUL byte/);
+  });
+
+  test('a shim outlives the helper, which says its lines are lost; the next start begins a new helper', async () => {
+    const s = spawner();
+    const dir = tempDir('te-spawner-');
+    const before = new Set(helpers());
+    const shim = await s.spawn(['--dir', dir, '--', 'sleep', '1000'], { PATH: process.env.PATH });
+    const started = JSON.parse((await shim.nextLine())!) as { event: string; pgid: number };
+    assert.equal(started.event, 'started');
+    const [helper] = helpers().filter((pid) => !before.has(pid));
+    assert.ok(helper, 'a helper was started');
+    assert.equal(parentOf(shim.pid), helper, 'the helper, not this process, forked the shim');
+    process.kill(helper, 'SIGKILL');
+    assert.equal(await shim.nextLine(), undefined);
+    assert.equal(shim.lost, true);
+    assert.ok(isAlive(shim.pid), 'the shim still runs');
+    const next = await s.spawn(['--dir', tempDir('te-spawner-'), '--', 'true'], { PATH: process.env.PATH });
+    assert.equal(JSON.parse((await next.nextLine())!).event, 'started');
+    process.kill(-started.pgid, 'SIGKILL');
+    await waitFor('the shim to end with its task', () => !isAlive(shim.pid));
+  });
+
+  test('the executor does not fork itself to start a task, and gets over the loss of its spawner', async () => {
+    const before = new Set(helpers());
+    const te = await startTestExecutor({ stopGraceMs: 1000 });
+    executors.push(te);
+    const gate = join(tempDir('te-gate-'), 'open');
+    await te.api.createTask({ task: shell('survivor', `while [ ! -e ${gate} ]; do sleep 0.05; done; exit 5`) });
+    const [helper] = helpers().filter((pid) => !before.has(pid));
+    assert.ok(helper, 'the executor started a spawner');
+    const start = JSON.parse(readFileSync(join(te.dataDir, 'survivor', 'start.json'), 'utf8')) as { shimPid: number };
+    assert.equal(parentOf(start.shimPid), helper, "the shim is the spawner's child, not the executor's");
+
+    process.kill(helper, 'SIGKILL');
+    await waitFor('the spawner to be gone', () => !isAlive(helper));
+    const { task } = await te.api.createTask({ task: processTask('after', ['sleep', '1000']) });
+    assert.equal(stateOf(task)?.$case, 'running', 'a task starts after the spawner was lost');
+    writeFileSync(gate, '');
+    const ended = await waitFor('the first task to end', async () => terminated((await te.api.getTask({ name: 'survivor' })).task));
+    assert.equal(ended.exitCode, 5, 'its exit is still seen');
+  });
+});
