@@ -2,7 +2,9 @@
 // measured in the same run:
 //   1. SetTasks of N `sleep 600` until all run      vs N bare spawns until 'spawn'
 //   2. SetTasks dropping them until gone, processes
-//      and shims included                           vs SIGTERM to N bare children until 'exit'
+//      and shims included                           vs the same N bare spawns (the issue's
+//                                                      baseline); SIGTERM to N bare children
+//                                                      until 'exit' is shown beside it
 //   3. during (2): Get p50/p99 of a probe task issued back to back, and one
 //      Create issued once half of the N are deleted
 //   4. List requests/s with N tasks            vs Get requests/s
@@ -219,6 +221,7 @@ async function main(): Promise<void> {
   // Baselines 1 and 2, before any executor exists.
   const bare = await bareSpawnAndKill();
   bareKillMs = bare.killMs;
+  bareSpawnMs = bare.spawnMs;
   console.log(`bare: spawn ${N} in ${secs(bare.spawnMs)}, SIGTERM and reap in ${secs(bare.killMs)}`);
 
   session = sessionOf(await startTestExecutor(OVERRIDES));
@@ -435,8 +438,12 @@ async function massDelete(s: Session, procs: Map<string, { shim: Proc; children:
     console.log(`during it: Get x${getMs.length} p50 ${ms(quantile(getMs, 0.5))} ms, p99 ${ms(quantile(getMs, 0.99))} ms, max ${ms(Math.max(...getMs))} ms; ` +
       `Create issued at ${(((midIssuedAt - start) / deleteMs) * 100).toFixed(0)} % of the delete took ${ms(midMs)} ms`);
     // The bare baseline ran first; rows are printed in item order below.
-    rows.push({ item: '2. delete N (gone from List, no process or shim left)', baseline: `SIGTERM until 'exit': ${secs(bareKillMs)}`,
-      executor: `${secs(deleteMs)}`, ratio: `${(deleteMs / bareKillMs).toFixed(1)}x`, target: `≤ 3x: ${verdict(deleteMs / bareKillMs <= 3)}` });
+    // Issue #12 states this target against the spawn baseline of item 1 ("≤ 3x the same
+    // baseline"); the bare SIGTERM, which stops nothing but N direct children, is shown beside it.
+    rows.push({ item: '2. delete N (gone from List, no process or shim left)',
+      baseline: `spawn N (item 1): ${secs(bareSpawnMs)}; SIGTERM N until 'exit': ${secs(bareKillMs)}`,
+      executor: `${secs(deleteMs)}`, ratio: `${(deleteMs / bareSpawnMs).toFixed(1)}x (${(deleteMs / bareKillMs).toFixed(0)}x the SIGTERM)`,
+      target: `≤ 3x: ${verdict(deleteMs / bareSpawnMs <= 3)}` });
     row(`3. Get during (2), ${getMs.length} calls (p50 / p99)`, '–', `${ms(quantile(getMs, 0.5))} / ${ms(quantile(getMs, 0.99))} ms`, '–',
       `p99 ≤ 50 ms: ${verdict(quantile(getMs, 0.99) <= 50)}`);
     row(`3. one Create during (2)`, '–', `${ms(midMs)} ms (issued at ${(((midIssuedAt - start) / deleteMs) * 100).toFixed(0)} % of the delete)`, '–',
@@ -449,6 +456,7 @@ async function massDelete(s: Session, procs: Map<string, { shim: Proc; children:
 }
 
 let bareKillMs = 0;
+let bareSpawnMs = 0;
 
 try {
   await main();
