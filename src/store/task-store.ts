@@ -93,7 +93,12 @@ export class TaskStore {
     return { records, unreadable };
   }
 
-  /** Makes the tasks' directories and writes their first records; one fsync of the data dir covers them all. */
+  /**
+   * Makes the tasks' directories and writes their first records. The fsyncs
+   * that make them durable, of each new directory (its record's name) and of
+   * the data dir (the new directories' names), are issued together, so the
+   * file system can commit them as one.
+   */
   async createAll(records: readonly TaskRecord[]): Promise<void> {
     const created: string[] = [];
     try {
@@ -110,11 +115,11 @@ export class TaskStore {
               throw storeError(error, `cannot create the directory of task "${record.name}"`);
             }
             created.push(dir);
-            await this.write(record);
+            await this.write(record, { syncDirectory: false });
           }),
         ),
       );
-      await fsyncDirectory(this.root).catch((error: unknown) => {
+      await Promise.all([this.root, ...created].map((dir) => this.io.runExclusive(() => fsyncDirectory(dir)))).catch((error: unknown) => {
         throw storeError(error, 'cannot save the new tasks');
       });
     } catch (error) {
@@ -156,10 +161,10 @@ export class TaskStore {
     return { name, reason, movedTo: target };
   }
 
-  private async write(record: TaskRecord): Promise<void> {
+  private async write(record: TaskRecord, options?: { syncDirectory: boolean }): Promise<void> {
     const body = JSON.stringify({ version: FORMAT_VERSION, task: record }, null, 2) + '\n';
     try {
-      await writeFileAtomic(join(this.taskDir(record.name), RECORD_FILE), body);
+      await writeFileAtomic(join(this.taskDir(record.name), RECORD_FILE), body, options);
     } catch (error) {
       throw storeError(error, `cannot save task "${record.name}"`);
     }

@@ -7,7 +7,12 @@ import { dirname } from 'node:path';
 
 export const TEMP_MARKER = '.tmp-';
 
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+/**
+ * `syncDirectory: false` leaves the fsync of the directory to the caller, who
+ * must do it before relying on the new file: a batch of files then shares
+ * one round of directory fsyncs, issued together.
+ */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, { syncDirectory = true } = {}): Promise<void> {
   const temp = `${path}${TEMP_MARKER}${randomBytes(6).toString('hex')}`;
   try {
     const file = await open(temp, 'wx', 0o644);
@@ -22,7 +27,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
     await rm(temp, { force: true });
     throw error;
   }
-  await fsyncDirectory(dirname(path));
+  if (syncDirectory) await fsyncDirectory(dirname(path));
 }
 
 export async function fsyncDirectory(path: string): Promise<void> {
