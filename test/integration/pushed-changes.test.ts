@@ -3,7 +3,7 @@
 // inotify watch on the task directory) or a per-task timer (timeout, restart
 // backoff), never from a periodic pass over all tasks.
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { RestartPolicy } from '../../gen/taskexecutor/v1/task.js';
@@ -41,6 +41,30 @@ describe('changes are pushed, not polled', () => {
     writeFileSync(gate, '');
     assert.equal((await waitFor('the exit', endOf(second, 'survivor'), SOON)).exitCode, 6);
     assert.ok(existsSync(join(first.dataDir, 'survivor', 'exit.json')));
+  });
+
+  test('the end of a task whose supervisor was killed is seen without a resync, also after a restart', async () => {
+    const first = await start();
+    const gates = tempDir('te-gate-');
+    const shimOf = (te: TestExecutor, name: string) =>
+      (JSON.parse(readFileSync(join(te.dataDir, name, 'start.json'), 'utf8')) as { shimPid: number }).shimPid;
+    const waitGate = (name: string) => shell(name, `while [ ! -e ${join(gates, name)} ]; do sleep 0.05; done; exit 6`);
+    await first.api.createTask({ task: waitGate('orphan-before') });
+    await first.api.createTask({ task: waitGate('orphan-after') });
+
+    // Killed under this executor: its task runs on, then ends with nobody to record it.
+    process.kill(shimOf(first, 'orphan-before'), 'SIGKILL');
+    writeFileSync(join(gates, 'orphan-before'), '');
+    const lost = await waitFor('the orphan to be seen ending', endOf(first, 'orphan-before'), SOON);
+    assert.match(lost.message ?? '', /without recording an exit status/);
+
+    // Killed while a later executor runs, which re-attached the task.
+    await first.stop();
+    const second = await start(first.dataDir);
+    process.kill(shimOf(second, 'orphan-after'), 'SIGKILL');
+    writeFileSync(join(gates, 'orphan-after'), '');
+    const lostAfter = await waitFor('the re-attached orphan to be seen ending', endOf(second, 'orphan-after'), SOON);
+    assert.match(lostAfter.message ?? '', /without recording an exit status/);
   });
 
   test('a timeout is acted on by its own timer', async () => {

@@ -369,16 +369,24 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
    * any shim (also one adopted after an executor restart, whose pipe is gone),
    * which renames exit.json into place when the task ends.
    */
+  /**
+   * Pushes a run's changes: the shim's event lines (shims this runtime
+   * started), inotify on the task directory (exit.json), and a pidfd on the
+   * task's process, whose end is all there is to see when its shim was
+   * killed (nothing writes exit.json then, and nothing else would tell).
+   */
   watch(handle: ProcessHandle, onChange: () => void): () => void {
     if (!isRun(handle)) return () => {};
-    const { shimPid, dir } = handle;
+    const { shimPid, pid, startTime, dir } = handle;
     const set = this.listeners.get(shimPid) ?? new Set();
     set.add(onChange);
     this.listeners.set(shimPid, set);
     const records = watchExitRecord(dir, onChange);
+    const taskEnd = this.options.spawner.watchPid(pid, () => isSameProcessAlive(pid, startTime), onChange);
     return () => {
       set.delete(onChange);
       records?.close();
+      taskEnd();
     };
   }
 

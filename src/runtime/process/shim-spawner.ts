@@ -89,6 +89,7 @@ export class ShimSpawner {
   private nextId = 1;
   private readonly starting = new Map<string, { resolve: (shim: SpawnedShim) => void; reject: (error: Error) => void }>();
   private readonly running = new Map<string, SpawnedShim>();
+  private readonly watches = new Map<string, { opened: () => void; gone: () => void }>();
   private closed = false;
 
   constructor(
@@ -107,12 +108,40 @@ export class ShimSpawner {
     const bad = [...fields, ...environment].find((field) => field.includes('\0'));
     if (bad !== undefined) return Promise.reject(new TypeError(`cannot pass a NUL byte to task-shim: ${JSON.stringify(bad.slice(0, 80))}`));
     const id = String(this.nextId++);
-    const request = [id, String(fields.length), ...fields, String(environment.length), ...environment].join('\0') + '\0';
-    const helper = this.ensureHelper();
+    const request = ['start', id, String(fields.length), ...fields, String(environment.length), ...environment];
     return new Promise((resolve, reject) => {
       this.starting.set(id, { resolve, reject });
-      helper.stdin.write(request);
+      this.send(request);
     });
+  }
+
+  /**
+   * Calls `onGone` once when the process `pid` ends, pushed by a pidfd the
+   * helper holds (for shims an earlier executor started: nothing else tells
+   * of their end). `isSame` is asked once the pidfd is open, so a pid that
+   * already names another process counts as gone. Also called, spuriously,
+   * if the helper ends. Returns the cancel function.
+   */
+  watchPid(pid: number, isSame: () => boolean, onGone: () => void): () => void {
+    if (this.closed) return () => {};
+    const id = String(this.nextId++);
+    let done = false;
+    const fire = () => {
+      if (done) return;
+      done = true;
+      this.watches.delete(id);
+      onGone();
+    };
+    this.watches.set(id, { opened: () => isSame() || fire(), gone: fire });
+    this.send(['watch', id, String(pid)]);
+    return () => {
+      done = true;
+      this.watches.delete(id);
+    };
+  }
+
+  private send(fields: readonly string[]): void {
+    this.ensureHelper().stdin.write(fields.join('\0') + '\0');
   }
 
   /**
@@ -144,6 +173,8 @@ export class ShimSpawner {
     const text = line.slice(second + 1);
     if (kind === 'out') this.running.get(id)?.line(text);
     else if (kind === 'err') this.running.get(id)?.errorLine(text);
+    else if (kind === 'watching') this.watches.get(id)?.opened();
+    else if (kind === 'gone') this.watches.get(id)?.gone();
     else if (kind === 'exit') {
       this.running.get(id)?.end(text, false);
       this.running.delete(id);
@@ -154,8 +185,10 @@ export class ShimSpawner {
         const shim = new SpawnedShim(Number(text));
         this.running.set(id, shim);
         start?.resolve(shim);
+      } else if (start) {
+        start.reject(new Error(`cannot start task-shim: ${text}`));
       } else {
-        start?.reject(new Error(`cannot start task-shim: ${text}`));
+        this.watches.get(id)?.gone(); // a pidfd could not be opened: let the caller look for itself
       }
     }
   }
@@ -167,7 +200,10 @@ export class ShimSpawner {
     if (!this.closed) this.log.warn({ reason }, 'the shim spawner ended; the next start begins a new one');
     for (const start of this.starting.values()) start.reject(new SpawnerLost(reason));
     for (const shim of this.running.values()) shim.end('unknown', true);
+    const watches = [...this.watches.values()];
     this.starting.clear();
     this.running.clear();
+    this.watches.clear();
+    for (const watch of watches) watch.gone();
   }
 }

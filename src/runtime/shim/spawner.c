@@ -15,14 +15,20 @@
  * their later event lines are dropped, exactly as when the executor itself goes away;
  * the executor watches their records on disk either way.
  *
+ * It also watches processes it did not start (the shims of tasks an earlier executor
+ * started) through pidfds, so that their end is pushed too, not found by a periodic check.
+ *
  * Requests, on stdin; every field ends with a NUL byte:
- *   ID ARGC ARGV[0] ... ARGV[ARGC-1] ENVC ENV[0] ... ENV[ENVC-1]
- *   ARGV[0] is the path of the program; ID is the executor's name for this start.
+ *   start ID ARGC ARGV[0] ... ARGV[ARGC-1] ENVC ENV[0] ... ENV[ENVC-1]
+ *         ARGV[0] is the path of the program; ID is the executor's name for this request.
+ *   watch ID PID
  * Replies, on stdout, one line each, in this order per ID:
- *   "ID pid PID"           the shim runs (or "ID error MESSAGE" when it could not start)
- *   "ID out LINE"          a line the shim wrote on its stdout
- *   "ID err LINE"          a line the shim wrote on its stderr
- *   "ID exit CODE" | "ID exit SIGNAME"   after both streams ended and the shim was reaped
+ *   start: "ID pid PID"    the shim runs (or "ID error MESSAGE" when it could not start)
+ *          "ID out LINE"   a line the shim wrote on its stdout
+ *          "ID err LINE"   a line the shim wrote on its stderr
+ *          "ID exit CODE" | "ID exit SIGNAME"   after both streams ended and the shim was reaped
+ *   watch: "ID watching"   a pidfd holds the process (or "ID gone" at once if there is none)
+ *          "ID gone"       it ended
  * Lines longer than LINE_MAX_BYTES are cut into several. Exit status: 0 when stdin ends,
  * 1 when it cannot set itself up or its stdout is gone.
  */
@@ -37,6 +43,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -60,6 +67,14 @@ struct shim {
 
 static struct shim *shims;
 static size_t nshims, capshims;
+
+struct watch {
+  char *id;
+  int pidfd;
+};
+
+static struct watch *watches;
+static size_t nwatches, capwatches;
 static char *req;
 static size_t reqlen, reqcap;
 
@@ -217,6 +232,23 @@ failed:
   free(s.err.buf);
 }
 
+static void watch(char *id, const char *pid) {
+  char *end;
+  long n = strtol(pid, &end, 10);
+  int fd = *end || n <= 0 ? -1 : (int)syscall(SYS_pidfd_open, (pid_t)n, 0);
+  if (fd < 0) {
+    if (errno == ESRCH || *end || n <= 0) reply_str(id, "gone", "");
+    else reply_str(id, "error", strerror(errno));
+    return;
+  }
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  if (nwatches == capwatches) watches = xrealloc(watches, (capwatches = capwatches ? 2 * capwatches : 64) * sizeof *watches);
+  watches[nwatches].id = strdup(id);
+  if (!watches[nwatches].id) die("allocate");
+  watches[nwatches++].pidfd = fd;
+  reply_str(id, "watching", "");
+}
+
 /* The next NUL-terminated field at *pos, or NULL when the request is not complete yet. */
 static char *field(size_t *pos) {
   char *end = memchr(req + *pos, '\0', reqlen - *pos);
@@ -238,14 +270,26 @@ static int count(size_t *pos, long *n) {
   return 1;
 }
 
-/* Starts every complete request in the buffer. */
+/* Handles every complete request in the buffer. */
 static void handle_requests(void) {
   size_t consumed = 0;
   for (;;) {
     size_t pos = consumed;
+    char *verb = field(&pos), *id = verb ? field(&pos) : NULL;
+    if (!id) break;
+    if (strcmp(verb, "watch") == 0) {
+      char *pid = field(&pos);
+      if (!pid) break;
+      watch(id, pid);
+      consumed = pos;
+      continue;
+    }
+    if (strcmp(verb, "start") != 0) {
+      fprintf(stderr, "task-shim --spawner: unknown request \"%.20s\"\n", verb);
+      exit(1);
+    }
     long argc, envc;
-    char *id = field(&pos);
-    if (!id || !count(&pos, &argc)) break;
+    if (!count(&pos, &argc)) break;
     char **argv = xrealloc(NULL, (size_t)(argc + 1) * sizeof *argv);
     long i;
     for (i = 0; i < argc && (argv[i] = field(&pos)); i++) {}
@@ -294,7 +338,7 @@ int spawner_main(void) {
   struct pollfd *pf = NULL;
   size_t pfcap = 0;
   for (;;) {
-    size_t need = 2 + 2 * nshims;
+    size_t need = 2 + 2 * nshims + nwatches;
     if (need > pfcap) pf = xrealloc(pf, (pfcap = 2 * need) * sizeof *pf);
     pf[0] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
     pf[1] = (struct pollfd){.fd = sfd, .events = POLLIN};
@@ -302,7 +346,8 @@ int spawner_main(void) {
       pf[2 + 2 * k] = (struct pollfd){.fd = shims[k].out.fd, .events = POLLIN};
       pf[3 + 2 * k] = (struct pollfd){.fd = shims[k].err.fd, .events = POLLIN};
     }
-    size_t polled = nshims;
+    for (size_t w = 0; w < nwatches; w++) pf[2 + 2 * nshims + w] = (struct pollfd){.fd = watches[w].pidfd, .events = POLLIN};
+    size_t polled = nshims, watched = nwatches;
     if (poll(pf, need, -1) < 0) {
       if (errno == EINTR) continue;
       die("poll");
@@ -312,6 +357,13 @@ int spawner_main(void) {
       if (pf[2 + 2 * k].revents && shims[k].out.fd >= 0) drain(k, &shims[k].out, "out");
       if (pf[3 + 2 * k].revents && shims[k].err.fd >= 0) drain(k, &shims[k].err, "err");
       finish_if_done(k);
+    }
+    for (size_t w = watched; w-- > 0;) {
+      if (!pf[2 + 2 * polled + w].revents) continue;
+      reply_str(watches[w].id, "gone", "");
+      close(watches[w].pidfd);
+      free(watches[w].id);
+      watches[w] = watches[--nwatches];
     }
     if (pf[1].revents) {
       struct signalfd_siginfo si;
