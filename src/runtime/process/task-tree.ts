@@ -13,6 +13,7 @@ import {
   groupMembers,
   hasExited,
   isSameProcessAlive,
+  type ProcessTable,
   processTable,
   readStat,
   recentProcessTable,
@@ -55,18 +56,14 @@ export interface TreeOrder {
  */
 export function treeMembers(handle: ShimHandle, cgroups: CgroupManager, { leavesFirst }: TreeOrder = {}): number[] {
   const members = new Set(handle.cgroup ? cgroups.allPids(handle.cgroup) : []);
-  const viaShim = isSameProcessAlive(handle.shimPid, handle.shimStartTime) ? descendantsByChildren(handle.shimPid) : undefined;
+  const viaShim = shimDescendants(handle);
   for (const pid of viaShim ?? []) members.add(pid);
   // Without a cgroup, only a scan of /proc finds the group and what the shim
   // left, and in a nested PID namespace (leavesFirst) the orphans its init
   // adopted. With one, the cgroup already holds every process of the tree (a
   // process never leaves it unless root moves it, setns does not), and a full
   // scan per stop would make a mass stop quadratic in the number of processes.
-  if (!handle.cgroup && (!viaShim || leavesFirst)) {
-    const table = processTable();
-    for (const pid of groupMembers(handle.pgid, table)) members.add(pid);
-    if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) for (const pid of descendantsOf(handle.shimPid, table)) members.add(pid);
-  }
+  if (!handle.cgroup && (!viaShim || leavesFirst)) for (const pid of scannedTree(handle, processTable())) members.add(pid);
   return [...members];
 }
 
@@ -76,14 +73,19 @@ export function treeMembers(handle: ShimHandle, cgroups: CgroupManager, { leaves
  * the children lists; else a shared, at most 1 s old scan of /proc.
  */
 export function measuredTree(handle: ShimHandle): number[] {
-  if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) {
-    const tree = descendantsByChildren(handle.shimPid);
-    if (tree) return tree;
-  }
-  const table = recentProcessTable(STATS_TABLE_MAX_AGE_MS);
+  return shimDescendants(handle) ?? [...scannedTree(handle, recentProcessTable(STATS_TABLE_MAX_AGE_MS))];
+}
+
+/** The shim's descendants through the children lists; undefined when the shim is gone or the kernel lacks the lists. */
+function shimDescendants(handle: ShimHandle): number[] | undefined {
+  return isSameProcessAlive(handle.shimPid, handle.shimStartTime) ? descendantsByChildren(handle.shimPid) : undefined;
+}
+
+/** The process group and the shim's descendants (while it lives), from a scan of /proc. */
+function scannedTree(handle: ShimHandle, table: ProcessTable): Set<number> {
   const members = new Set(groupMembers(handle.pgid, table));
   if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) for (const pid of descendantsOf(handle.shimPid, table)) members.add(pid);
-  return [...members];
+  return members;
 }
 
 /**
@@ -96,7 +98,7 @@ export function measuredTree(handle: ShimHandle): number[] {
 export function treeAlive(handle: ShimHandle, cgroups: CgroupManager, order: TreeOrder = {}): boolean {
   if (isSameProcessAlive(handle.pid, handle.startTime)) return true;
   if (order.leavesFirst) return parentsOf(treeMembers(handle, cgroups, order)).size > 0;
-  const viaShim = isSameProcessAlive(handle.shimPid, handle.shimStartTime) ? descendantsByChildren(handle.shimPid) : undefined;
+  const viaShim = shimDescendants(handle);
   if (viaShim) return viaShim.length > 0;
   if (handle.cgroup) return cgroups.allPids(handle.cgroup).length > 0;
   return groupMembers(handle.pgid, recentProcessTable(GRACE_POLL_MS)).length > 0;
