@@ -9,6 +9,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pollUntil } from '../../util/poll.js';
 
 /** Persisted in the task's runtime handle (plain JSON). */
 export interface TaskCgroup {
@@ -125,15 +126,6 @@ export function killQuietly(pid: number): void {
     process.kill(pid, 'SIGKILL');
   } catch {
     // gone already, or not ours to kill
-  }
-}
-
-export async function pollUntil(check: () => boolean, timeoutMs: number, intervalMs = 10): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (check()) return true;
-    if (Date.now() > deadline) return false;
-    await delay(intervalMs);
   }
 }
 

@@ -24,7 +24,6 @@ import {
   killQuietly,
   killUntilEmpty,
   pidsIn,
-  pollUntil,
   readInteger,
   readText,
   subtreePids,
@@ -32,6 +31,7 @@ import {
   writeControl,
   writeOptional,
 } from './task-cgroup.js';
+import { pollUntil } from '../../util/poll.js';
 
 /** v1 reports "no limit" as a huge page-aligned number (LONG_MAX rounded down). */
 const V1_UNLIMITED = 2 ** 60;

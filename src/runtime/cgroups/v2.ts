@@ -26,7 +26,6 @@ import {
   killQuietly,
   killUntilEmpty,
   pidsIn,
-  pollUntil,
   readInteger,
   readText,
   subtreePids,
@@ -34,6 +33,7 @@ import {
   writeControl,
   writeOptional,
 } from './task-cgroup.js';
+import { pollUntil } from '../../util/poll.js';
 
 const FREEZE_WAIT_MS = 1000;
 

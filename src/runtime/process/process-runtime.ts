@@ -22,7 +22,7 @@ import { decodeProcessHandle, isRun, PROCESS_HANDLE_VERSION, type ProcessHandle,
 import { parseEvent, readExitRecord, readStartRecord, type ShimEvent, type StartRecord } from './shim-protocol.js';
 import { type SpawnedShim, SpawnerLost, type ShimSpawner } from './shim-spawner.js';
 import { freeze, killShimTree, scanShims, type ShimScan, shimAlive, shimsFor, thaw } from './stalled-shims.js';
-import { GRACE_POLL_MS, killTree, measuredTree, signalTree, treeAlive } from './task-tree.js';
+import { KILL_BUDGET_MS, killTaskTree, measuredTree, signalTree, type TreeOrder, waitForTree } from './task-tree.js';
 
 export type { ProcessHandle, ShimHandle } from './shim-handle.js';
 
@@ -38,7 +38,28 @@ export interface ProcessRuntimeOptions {
   spawner: ShimSpawner;
 }
 
+/**
+ * How the sidecar backend's program (nsenter, the task in the main container's
+ * namespaces below it) must be stopped; the plain process backend uses none.
+ */
+export interface ProcessStopOptions extends StopOptions {
+  /**
+   * The task's own process only wraps its real work and reports how that
+   * ended (nsenter exits with its child's code or signal): the stop signal
+   * and the first SIGKILLs spare it, and it is killed once the rest is gone.
+   */
+  spareTaskProcess?: boolean;
+  /**
+   * What the task started lives in a PID namespace of its own, whose init
+   * adopts orphans and may never reap them: SIGKILL goes to the leaves first,
+   * so that each parent reaps its children (see TreeOrder.leavesFirst).
+   */
+  nestedPidNamespace?: boolean;
+}
+
 const POLL_MS = 25;
+/** How long leaf-first killing (nestedPidNamespace) may take before the rest of the tree is SIGKILLed at once. */
+const ORDERLY_KILL_BUDGET_MS = 1500;
 /** How long one scan for shims serves the recoveries of an executor start (see recoveryScan). */
 const RECOVERY_SCAN_MAX_AGE_MS = 2000;
 /** The files one run of the shim leaves in the task directory. */
@@ -59,7 +80,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
   private scan: { at: number; shims: ShimScan } | undefined;
   /** By task dir: exit statuses learned from a shim's events that it could not write to disk. */
   private readonly held = new Map<string, HeldExit>();
-  readonly cgroups: CgroupManager;
+  private readonly cgroups: CgroupManager;
   /** Scopes (data dirs) whose leftover cgroups were swept since this runtime started. */
   private readonly swept = new Set<string>();
 
@@ -241,8 +262,8 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     await Promise.all(shims.map(freeze));
     const start = await readStartRecord(taskDir);
     const running = start !== undefined && isSameProcessAlive(start.pid, start.startTime);
-    if (start && !killTree(handleFromStart(taskDir, start), this.cgroups)) {
-      this.options.log.warn({ dir: taskDir }, 'processes of a task with an unreadable record survived 20 rounds of SIGKILL');
+    if (start && !(await killTaskTree(handleFromStart(taskDir, start), this.cgroups))) {
+      this.options.log.warn({ dir: taskDir }, `processes of a task with an unreadable record survived ${KILL_BUDGET_MS} ms of SIGKILL`);
     }
     await Promise.all(shims.map(killShimTree));
     return shims.length > 0 || running ? Math.max(shims.length, 1) : 0;
@@ -282,16 +303,32 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     };
   }
 
-  async stop(handle: ProcessHandle, options: StopOptions): Promise<void> {
-    if (!isRun(handle)) return;
+  /**
+   * Stops the task's tree: the stop signal, the grace period, SIGKILL to what
+   * is left (task-tree.ts), then the cgroup; then waits for the shim to
+   * record the exit. A task that already exited gets no signal: only what it
+   * left is killed. The sidecar backend passes ProcessStopOptions.
+   */
+  async stop(handle: ProcessHandle, options: ProcessStopOptions): Promise<void> {
+    if (!isRun(handle) || handle.bootId !== bootId()) return;
+    const order: TreeOrder = {
+      ...(options.spareTaskProcess ? { exclude: (pid: number) => pid === handle.pid } : {}),
+      ...(options.nestedPidNamespace ? { leavesFirst: true } : {}),
+    };
     // An exit record that cannot be read says nothing about the tree: stop it all the same.
     const exited = (await readExitRecord(handle.dir)).state === 'valid' || this.held.has(handle.dir);
-    if (exited) return this.killLeftovers(handle);
-    if (handle.bootId !== bootId()) return;
-    signalTree(handle, options.signal, this.cgroups);
-    const deadline = Date.now() + options.graceMs;
-    while (Date.now() < deadline && treeAlive(handle, this.cgroups)) await delay(GRACE_POLL_MS);
-    this.killLeftovers(handle);
+    if (!exited) {
+      signalTree(handle, options.signal, this.cgroups, order);
+      await waitForTree(handle, this.cgroups, options.graceMs, order);
+    }
+    if (order.leavesFirst && !(await killTaskTree(handle, this.cgroups, order, ORDERLY_KILL_BUDGET_MS))) {
+      this.options.log.debug({ pgid: handle.pgid }, 'task tree still growing after leaf-first SIGKILL; killing the rest at once');
+    }
+    // Everything at once now, the spared wrapper included.
+    if (!(await killTaskTree(handle, this.cgroups))) {
+      this.options.log.warn({ pgid: handle.pgid }, `processes of a stopped task survived ${KILL_BUDGET_MS} ms of SIGKILL`);
+    }
+    if (exited) return;
     // Whatever escaped both the process group and the shim's tree (e.g. a daemon
     // reparented elsewhere after the shim died) is still in the task's cgroup.
     if (handle.cgroup && !(await this.cgroups.kill(handle.cgroup))) {
@@ -392,10 +429,6 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
 
   private notify(shimPid: number): void {
     for (const listener of this.listeners.get(shimPid) ?? []) listener();
-  }
-
-  private killLeftovers(handle: ShimHandle): void {
-    if (!killTree(handle, this.cgroups)) this.options.log.warn({ pgid: handle.pgid }, 'processes of a stopped task survived 20 rounds of SIGKILL');
   }
 
 }

@@ -55,22 +55,46 @@ export function startTimeOf(pid: number): string | undefined {
   return readStat(pid)?.startTime;
 }
 
-/** True when the process that had this pid and start time still runs (zombies count as gone). */
-export function isSameProcessAlive(pid: number, startTime: string): boolean {
-  const stat = readStat(pid);
-  return stat !== undefined && stat.startTime === startTime && stat.state !== 'Z' && stat.state !== 'X';
+/** Whether the process has exited: a zombie waiting to be reaped, or dead. */
+export function hasExited(stat: StatFields): boolean {
+  return stat.state === 'Z' || stat.state === 'X';
 }
 
-/** A snapshot of every live process (zombies excluded), read once for several tree walks. */
+/** Kernel flag of a process inside exit() (PF_EXITING). */
+const PF_EXITING = 0x4;
+
+/**
+ * The one liveness check of a process identity: true when the process that
+ * had this pid and start time still exists and is neither a zombie nor on its
+ * way out (PF_EXITING: a PID-namespace init that is killing and reaping its
+ * namespace's processes is still there, but already dying; a process past
+ * that point never runs its own code again).
+ */
+export function isSameProcessAlive(pid: number, startTime: string): boolean {
+  const stat = readStat(pid);
+  return stat !== undefined && stat.startTime === startTime && !hasExited(stat) && (stat.flags & PF_EXITING) === 0;
+}
+
+/** The pids /proc lists now: the one scan of the process list that tables and searches build on. */
+export function* pidsInProc(): Generator<number> {
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (Number.isInteger(pid) && pid > 0) yield pid;
+  }
+}
+
+/**
+ * A snapshot of every process that has not exited (zombies excluded), read
+ * once for several tree walks. A process inside exit() is kept: until it is a
+ * zombie its children are still its own, and a walk must reach them.
+ */
 export type ProcessTable = Map<number, StatFields>;
 
 export function processTable(): ProcessTable {
   const table: ProcessTable = new Map();
-  for (const entry of readdirSync('/proc')) {
-    const pid = Number(entry);
-    if (!Number.isInteger(pid) || pid <= 0) continue;
+  for (const pid of pidsInProc()) {
     const stat = readStat(pid);
-    if (stat && stat.state !== 'Z' && stat.state !== 'X') table.set(pid, stat);
+    if (stat && !hasExited(stat)) table.set(pid, stat);
   }
   return table;
 }
@@ -209,7 +233,7 @@ export function sampleProcesses(pids: Iterable<number>): ProcessesUsage {
   let ticks = 0;
   for (const pid of pids) {
     const stat = readStat(pid);
-    if (!stat || stat.state === 'Z' || stat.state === 'X') continue;
+    if (!stat || hasExited(stat)) continue;
     usage.count++;
     ticks += stat.utime + stat.stime + stat.cutime + stat.cstime;
     usage.rssBytes += stat.rssPages * pageSize();

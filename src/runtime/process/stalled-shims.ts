@@ -2,16 +2,16 @@
 // hear from: after a restart, a shim still running for a task directory
 // without having written start.json must be either adopted or gone before the
 // task may be started again, or the task would run twice.
-import { setTimeout as delay } from 'node:timers/promises';
-import { readdirSync, readFileSync } from 'node:fs';
-import { descendantsOf, isSameProcessAlive, processTable, readStat, signalQuietly } from './procfs.js';
+import { readFileSync } from 'node:fs';
+import { pollUntil } from '../../util/poll.js';
+import { descendantsOf, isSameProcessAlive, pidsInProc, readStat, signalQuietly } from './procfs.js';
+import { killTree } from './task-tree.js';
 
 export interface ShimProcess {
   pid: number;
   startTime: string;
 }
 
-const POLL_MS = 10;
 /** How long a shim may take to stop (SIGSTOP) or to vanish (SIGKILL) before giving up on it. */
 const SIGNAL_WAIT_MS = 2000;
 
@@ -26,9 +26,7 @@ export type ShimScan = ReadonlyMap<string, ShimProcess[]>;
 /** One scan of /proc (every process's command line) for task-shims. */
 export function scanShims(): ShimScan {
   const byDir = new Map<string, ShimProcess[]>();
-  for (const entry of readdirSync('/proc')) {
-    const pid = Number(entry);
-    if (!Number.isInteger(pid) || pid <= 0) continue;
+  for (const pid of pidsInProc()) {
     try {
       const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
       if (!argv[0]?.endsWith('task-shim')) continue;
@@ -44,22 +42,13 @@ export function scanShims(): ShimScan {
 
 export const shimAlive = (shim: ShimProcess): boolean => isSameProcessAlive(shim.pid, shim.startTime);
 
-async function until(check: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (check()) return true;
-    if (Date.now() > deadline) return false;
-    await delay(POLL_MS);
-  }
-}
-
 /**
  * Freezes a shim (SIGSTOP) so it can neither fork nor write a record while the
  * caller decides; false when it did not stop (then it is gone, or stuck in the kernel).
  */
 export async function freeze(shim: ShimProcess): Promise<boolean> {
   signalQuietly(shim.pid, 'SIGSTOP');
-  return until(() => !shimAlive(shim) || readStat(shim.pid)?.state === 'T', SIGNAL_WAIT_MS);
+  return pollUntil(() => !shimAlive(shim) || readStat(shim.pid)?.state === 'T', SIGNAL_WAIT_MS);
 }
 
 export function thaw(shim: ShimProcess): void {
@@ -72,12 +61,7 @@ export function thaw(shim: ShimProcess): void {
  * the walk. Resolves true once the shim is gone.
  */
 export async function killShimTree(shim: ShimProcess): Promise<boolean> {
-  for (let round = 0; round < 20 && shimAlive(shim); round++) {
-    const members = descendantsOf(shim.pid, processTable());
-    if (members.length === 0) break;
-    for (const pid of members) signalQuietly(pid, 'SIGKILL');
-    await until(() => members.every((pid) => readStat(pid)?.state === 'Z' || readStat(pid) === undefined), SIGNAL_WAIT_MS);
-  }
+  await killTree({ members: () => (shimAlive(shim) ? descendantsOf(shim.pid) : []) });
   if (shimAlive(shim)) signalQuietly(shim.pid, 'SIGKILL');
-  return until(() => !shimAlive(shim), SIGNAL_WAIT_MS);
+  return pollUntil(() => !shimAlive(shim), SIGNAL_WAIT_MS);
 }

@@ -1,14 +1,21 @@
 // A process task's tree: everything it started, found through its cgroup,
 // its process group and the shim (the subreaper of all its descendants), and
-// how to signal, kill and measure it.
+// the one place that signals, waits for and kills a tree of processes. The
+// process backend's stop, the sidecar backend's (through ProcessRuntime.stop
+// and its options) and the end of a stalled shim all go through killTree.
+import { existsSync } from 'node:fs';
+import { pollUntil } from '../../util/poll.js';
 import type { CgroupManager } from '../cgroups/index.js';
 import {
   bootId,
   descendantsByChildren,
   descendantsOf,
   groupMembers,
+  hasExited,
   isSameProcessAlive,
+  type ProcessTable,
   processTable,
+  readStat,
   recentProcessTable,
   signalQuietly,
 } from './procfs.js';
@@ -18,6 +25,28 @@ import type { ShimHandle } from './shim-handle.js';
 export const GRACE_POLL_MS = 50;
 /** How old the shared process table used to find a cgroup-less task's tree for stats may be (when the shim is gone). */
 const STATS_TABLE_MAX_AGE_MS = 1000;
+/** How long killTree keeps killing what is left before it gives up. */
+export const KILL_BUDGET_MS = 2000;
+/** How long one round of killTree waits for its victims to die (or, leaves first, to be reaped). */
+const ROUND_WAIT_MS = 200;
+
+/** How a stop treats a task's tree, beyond the plain default (everything at once). */
+export interface TreeOrder {
+  /**
+   * Processes the stop signal and killTree never signal: a wrapper that must
+   * outlive its children to report how they ended (nsenter). The caller kills
+   * it afterwards.
+   */
+  exclude?: (pid: number) => boolean;
+  /**
+   * The tree lives in a PID namespace of its own, whose init adopts orphans
+   * and may never reap them (a main container's entrypoint that is not an
+   * init): members are looked for beyond the shim's tree (process group,
+   * cgroup), and SIGKILL goes to the leaves first, each parent given a moment
+   * to reap them before it is killed in turn.
+   */
+  leavesFirst?: boolean;
+}
 
 /**
  * Everything the task started: its cgroup's processes, and its tree. While the
@@ -25,20 +54,16 @@ const STATS_TABLE_MAX_AGE_MS = 1000;
  * lists finds every descendant cheaply (many stops may run at once); once it
  * is gone, a /proc scan finds the process group and what the shim left.
  */
-export function treeMembers(handle: ShimHandle, cgroups: CgroupManager): number[] {
+export function treeMembers(handle: ShimHandle, cgroups: CgroupManager, { leavesFirst }: TreeOrder = {}): number[] {
   const members = new Set(handle.cgroup ? cgroups.allPids(handle.cgroup) : []);
-  const viaShim = isSameProcessAlive(handle.shimPid, handle.shimStartTime) ? descendantsByChildren(handle.shimPid) : undefined;
-  if (viaShim) {
-    for (const pid of viaShim) members.add(pid);
-  } else if (!handle.cgroup) {
-    // Without a cgroup, only a scan of /proc finds the group and what the shim
-    // left. With one, the cgroup already holds every process of the tree (a
-    // process never leaves it unless root moves it), and a full scan per stop
-    // would make a mass stop quadratic in the number of processes.
-    const table = processTable();
-    for (const pid of groupMembers(handle.pgid, table)) members.add(pid);
-    if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) for (const pid of descendantsOf(handle.shimPid, table)) members.add(pid);
-  }
+  const viaShim = shimDescendants(handle);
+  for (const pid of viaShim ?? []) members.add(pid);
+  // Without a cgroup, only a scan of /proc finds the group and what the shim
+  // left, and in a nested PID namespace (leavesFirst) the orphans its init
+  // adopted. With one, the cgroup already holds every process of the tree (a
+  // process never leaves it unless root moves it, setns does not), and a full
+  // scan per stop would make a mass stop quadratic in the number of processes.
+  if (!handle.cgroup && (!viaShim || leavesFirst)) for (const pid of scannedTree(handle, processTable())) members.add(pid);
   return [...members];
 }
 
@@ -48,14 +73,19 @@ export function treeMembers(handle: ShimHandle, cgroups: CgroupManager): number[
  * the children lists; else a shared, at most 1 s old scan of /proc.
  */
 export function measuredTree(handle: ShimHandle): number[] {
-  if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) {
-    const tree = descendantsByChildren(handle.shimPid);
-    if (tree) return tree;
-  }
-  const table = recentProcessTable(STATS_TABLE_MAX_AGE_MS);
+  return shimDescendants(handle) ?? [...scannedTree(handle, recentProcessTable(STATS_TABLE_MAX_AGE_MS))];
+}
+
+/** The shim's descendants through the children lists; undefined when the shim is gone or the kernel lacks the lists. */
+function shimDescendants(handle: ShimHandle): number[] | undefined {
+  return isSameProcessAlive(handle.shimPid, handle.shimStartTime) ? descendantsByChildren(handle.shimPid) : undefined;
+}
+
+/** The process group and the shim's descendants (while it lives), from a scan of /proc. */
+function scannedTree(handle: ShimHandle, table: ProcessTable): Set<number> {
   const members = new Set(groupMembers(handle.pgid, table));
   if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) for (const pid of descendantsOf(handle.shimPid, table)) members.add(pid);
-  return [...members];
+  return members;
 }
 
 /**
@@ -65,30 +95,95 @@ export function measuredTree(handle: ShimHandle): number[] {
  * cached /proc scan. A wrong "gone" only ends the wait early: what is left is
  * then found by killTree's fresh scans.
  */
-export function treeAlive(handle: ShimHandle, cgroups: CgroupManager): boolean {
+export function treeAlive(handle: ShimHandle, cgroups: CgroupManager, order: TreeOrder = {}): boolean {
   if (isSameProcessAlive(handle.pid, handle.startTime)) return true;
-  const viaShim = isSameProcessAlive(handle.shimPid, handle.shimStartTime) ? descendantsByChildren(handle.shimPid) : undefined;
+  if (order.leavesFirst) return parentsOf(treeMembers(handle, cgroups, order)).size > 0;
+  const viaShim = shimDescendants(handle);
   if (viaShim) return viaShim.length > 0;
   if (handle.cgroup) return cgroups.allPids(handle.cgroup).length > 0;
   return groupMembers(handle.pgid, recentProcessTable(GRACE_POLL_MS)).length > 0;
 }
 
-export function signalTree(handle: ShimHandle, signal: NodeJS.Signals, cgroups: CgroupManager): void {
-  signalQuietly(-handle.pgid, signal);
-  for (const pid of treeMembers(handle, cgroups)) signalQuietly(pid, signal);
+/**
+ * The stop signal to the process group and every member of the tree. With an
+ * exclude hook the group is left alone (it holds the excluded process), unless
+ * no other member exists yet: then the wrapper has not started its child, and
+ * the signal stops it before it does.
+ */
+export function signalTree(handle: ShimHandle, signal: NodeJS.Signals, cgroups: CgroupManager, order: TreeOrder = {}): void {
+  if (!order.exclude) signalQuietly(-handle.pgid, signal);
+  const members = treeMembers(handle, cgroups, order).filter((pid) => !order.exclude?.(pid));
+  if (order.exclude && members.length === 0) signalQuietly(-handle.pgid, signal);
+  for (const pid of members) signalQuietly(pid, signal);
+}
+
+/** Waits until the tree is gone or `graceMs` have passed. */
+export async function waitForTree(handle: ShimHandle, cgroups: CgroupManager, graceMs: number, order: TreeOrder = {}): Promise<void> {
+  await pollUntil(() => !treeAlive(handle, cgroups, order), graceMs, GRACE_POLL_MS);
+}
+
+/** SIGKILLs a task's tree (see killTree); true when nothing of it is left, or it ran in an earlier boot. */
+export function killTaskTree(handle: ShimHandle, cgroups: CgroupManager, order: TreeOrder = {}, budgetMs = KILL_BUDGET_MS): Promise<boolean> {
+  if (handle.bootId !== bootId()) return Promise.resolve(true);
+  return killTree({ members: () => treeMembers(handle, cgroups, order), ...(order.exclude ? {} : { group: handle.pgid }), ...order }, budgetMs);
+}
+
+/** A tree to kill. */
+export interface KillTarget extends TreeOrder {
+  /** The tree's processes, listed afresh before every round (exited ones are skipped). */
+  members: () => Iterable<number>;
+  /**
+   * A process group each round also SIGKILLs: it reaches what forked since the
+   * members were listed. Not with an exclude hook (the group holds the excluded).
+   */
+  group?: number;
 }
 
 /**
- * SIGKILL until nothing of the tree is left (a forking tree may need a few
- * rounds); false when something survived 20 rounds.
+ * The one kill loop: SIGKILL in rounds until nothing of the tree but the
+ * excluded is left (a forking tree may need a few), each round waiting for
+ * its victims to die, or with leavesFirst to be reaped by their parents.
+ * False when something was still alive after `budgetMs`.
  */
-export function killTree(handle: ShimHandle, cgroups: CgroupManager): boolean {
-  if (handle.pgid === undefined || handle.bootId !== bootId()) return true;
-  for (let round = 0; round < 20; round++) {
-    const members = treeMembers(handle, cgroups);
-    signalQuietly(-handle.pgid, 'SIGKILL');
-    if (members.length === 0) return true;
-    for (const pid of members) signalQuietly(pid, 'SIGKILL');
+export async function killTree(target: KillTarget, budgetMs = KILL_BUDGET_MS): Promise<boolean> {
+  const deadline = Date.now() + budgetMs;
+  const settled = target.leavesFirst ? (pid: number) => !existsSync(`/proc/${pid}`) : exited;
+  for (;;) {
+    if (target.group !== undefined) signalQuietly(-target.group, 'SIGKILL');
+    const round = victims(parentsOf(target.members()), target);
+    if (round.length === 0) return true;
+    const left = deadline - Date.now();
+    if (left < 0) return false;
+    for (const pid of round) signalQuietly(pid, 'SIGKILL');
+    await pollUntil(() => round.every(settled), Math.min(ROUND_WAIT_MS, left), 5);
   }
-  return false;
+}
+
+/**
+ * Whom one round of killTree kills, from the live members and their parents
+ * (pid -> ppid): every member but the excluded, or with leavesFirst only the
+ * leaves among them (members no other member names as its parent).
+ */
+export function victims(parents: ReadonlyMap<number, number>, order: TreeOrder): number[] {
+  const candidates = [...parents.keys()].filter((pid) => !order.exclude?.(pid));
+  if (!order.leavesFirst) return candidates;
+  // Only children that are themselves killed count: a parent whose one child is excluded is a leaf.
+  const hasChildren = new Set(candidates.map((pid) => parents.get(pid)));
+  return candidates.filter((pid) => !hasChildren.has(pid));
+}
+
+/** The members that have not exited, each with its parent. */
+function parentsOf(pids: Iterable<number>): Map<number, number> {
+  const parents = new Map<number, number>();
+  for (const pid of pids) {
+    const stat = readStat(pid);
+    if (stat && !hasExited(stat)) parents.set(pid, stat.ppid);
+  }
+  return parents;
+}
+
+/** Dead or a zombie: the SIGKILL took (this pid only, no identity: it is checked right after the kill). */
+function exited(pid: number): boolean {
+  const stat = readStat(pid);
+  return stat === undefined || hasExited(stat);
 }

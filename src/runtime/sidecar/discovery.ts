@@ -4,8 +4,8 @@
 // SANDBOX_MAIN_CONTAINER=<name> in a process's initial environment.
 import { readFileSync, realpathSync } from 'node:fs';
 import { errorMessage } from '../../errors.js';
-import { readStat } from '../process/procfs.js';
-import { commOf, exeOf, namespaceOf, nsPids, processTable, type ProcessEntry } from './namespaces.js';
+import { hasExited, type ProcessTable, processTable, readStat } from '../process/procfs.js';
+import { commOf, exeOf, namespaceOf, nsPids } from './namespaces.js';
 
 /** The environment variable that marks the main container (the original's convention). */
 export const MAIN_CONTAINER_ENV = 'SANDBOX_MAIN_CONTAINER';
@@ -75,7 +75,7 @@ export class MainContainerLocator {
 
   private fromPid(pid: number, source: string): Discovery {
     const stat = readStat(pid);
-    if (!stat || stat.state === 'Z' || stat.state === 'X') {
+    if (!stat || hasExited(stat)) {
       return { notFound: `no main container: ${source}, but no such process is running` };
     }
     return this.describeTarget(this.insideNamespaces(pid, processTable()), source);
@@ -88,22 +88,22 @@ export class MainContainerLocator {
     const candidates: { pid: number; depth: number; init: boolean }[] = [];
     let unreadable = 0;
     let taskProcesses = 0;
-    for (const entry of table.values()) {
-      if (entry.pid === process.pid || entry.state === 'Z' || entry.state === 'X') continue;
+    for (const pid of table.keys()) {
+      if (pid === process.pid) continue;
       let environ: string[];
       try {
-        environ = readFileSync(`/proc/${entry.pid}/environ`, 'utf8').split('\0');
+        environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === 'EACCES') unreadable++;
         continue;
       }
       if (!environ.includes(needle)) continue;
-      if (environ.some((e) => e.startsWith(`${TASK_MARKER_ENV}=`)) || this.descendsFromShim(entry, table, shims)) {
+      if (environ.some((e) => e.startsWith(`${TASK_MARKER_ENV}=`)) || this.descendsFromShim(pid, table, shims)) {
         taskProcesses++;
         continue;
       }
-      const levels = nsPids(entry.pid) ?? [entry.pid];
-      candidates.push({ pid: entry.pid, depth: levels.length, init: levels[levels.length - 1] === 1 });
+      const levels = nsPids(pid) ?? [pid];
+      candidates.push({ pid, depth: levels.length, init: levels[levels.length - 1] === 1 });
     }
     // Deepest PID namespace first (the unshare-style parent stays in ours), then a namespace's
     // init, then the oldest-looking (lowest) pid: a main container's entrypoint before its children.
@@ -125,22 +125,22 @@ export class MainContainerLocator {
   }
 
   /** A process started by a task-shim (or the shim itself) is a task process, whatever its environment says. */
-  private descendsFromShim(entry: ProcessEntry, table: Map<number, ProcessEntry>, cache: Map<number, boolean>): boolean {
+  private descendsFromShim(pid: number, table: ProcessTable, cache: Map<number, boolean>): boolean {
     const chain: number[] = [];
-    let current: ProcessEntry | undefined = entry;
+    let current: number | undefined = pid;
     let result = false;
-    for (let steps = 0; current && current.pid > 1 && steps < 128; steps++) {
-      const known = cache.get(current.pid);
+    for (let steps = 0; current !== undefined && current > 1 && steps < 128; steps++) {
+      const known = cache.get(current);
       if (known !== undefined) {
         result = known;
         break;
       }
-      chain.push(current.pid);
-      if (this.isShim(current.pid)) {
+      chain.push(current);
+      if (this.isShim(current)) {
         result = true;
         break;
       }
-      current = table.get(current.ppid);
+      current = table.get(current)?.ppid;
     }
     for (const pid of chain) cache.set(pid, result);
     return result;
@@ -157,13 +157,13 @@ export class MainContainerLocator {
    * only create the new one for their children: nsenter --target <them> would
    * enter the wrong PID namespace. Use the child that lives in it instead.
    */
-  private insideNamespaces(pid: number, table: Map<number, ProcessEntry>): { pid: number; note?: string } {
+  private insideNamespaces(pid: number, table: ProcessTable): { pid: number; note?: string } {
     const own = namespaceOf(pid, 'pid');
     const forChildren = namespaceOf(pid, 'pid_for_children');
     if (!own || !forChildren || own === forChildren) return { pid };
-    const children = [...table.values()]
-      .filter((e) => e.ppid === pid && e.state !== 'Z' && e.state !== 'X' && namespaceOf(e.pid, 'pid') === forChildren)
-      .map((e) => e.pid)
+    const children = [...table]
+      .filter(([child, stat]) => stat.ppid === pid && namespaceOf(child, 'pid') === forChildren)
+      .map(([child]) => child)
       .sort((a, b) => a - b);
     const child = children[0];
     if (child === undefined) return { pid };
@@ -186,7 +186,7 @@ export class MainContainerLocator {
           'sidecar mode needs root (CAP_SYS_ADMIN and CAP_SYS_PTRACE) and a shared PID namespace with the main container',
       );
     }
-    if (!stat || !pidNamespace || stat.state === 'Z' || stat.state === 'X') {
+    if (!stat || !pidNamespace || hasExited(stat)) {
       return { notFound: `no main container: ${source}, but process ${pid} exited while it was being looked up` };
     }
     return { found: { pid, startTime: stat.startTime, pidNamespace, foundBy: choice.note ? `${source}; ${choice.note}` : source } };

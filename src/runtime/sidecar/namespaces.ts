@@ -1,7 +1,6 @@
 // Facts about other processes' namespaces, read from /proc (as the executor
 // sees it: every pid here is a pid of the executor's own PID namespace).
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { readStat } from '../process/procfs.js';
+import { readFileSync, readlinkSync } from 'node:fs';
 
 export type NamespaceKind = 'pid' | 'pid_for_children' | 'mnt' | 'uts' | 'ipc' | 'net';
 
@@ -48,37 +47,6 @@ export function exeOf(pid: number): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-const PF_EXITING = 0x4;
-
-/**
- * True when the process with this pid and start time exists and is neither a
- * zombie nor on its way out (PF_EXITING: a PID-namespace init that is killing
- * and reaping the namespace's processes is still there, but already dying).
- */
-export function isLiveProcess(pid: number, startTime: string): boolean {
-  const stat = readStat(pid);
-  if (!stat) return false;
-  return stat.startTime === startTime && stat.state !== 'Z' && stat.state !== 'X' && (stat.flags & PF_EXITING) === 0;
-}
-
-export interface ProcessEntry {
-  pid: number;
-  ppid: number;
-  state: string;
-}
-
-/** Every process in /proc with its parent; zombies included (callers decide). */
-export function processTable(): Map<number, ProcessEntry> {
-  const table = new Map<number, ProcessEntry>();
-  for (const name of readdirSync('/proc')) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid) || pid <= 0) continue;
-    const stat = readStat(pid);
-    if (stat) table.set(pid, { pid, ppid: stat.ppid, state: stat.state });
-  }
-  return table;
 }
 
 const gone = (error: unknown) => {

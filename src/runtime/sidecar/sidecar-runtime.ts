@@ -17,19 +17,19 @@
 // - stop signals the task but not nsenter (a SIGTERM would kill nsenter
 //   before the task could exit with a code of its own), then SIGKILLs
 //   leaves first so their parents can reap them: orphans inside the target
-//   PID namespace would be re-parented to its init, which may never reap;
+//   PID namespace would be re-parented to its init, which may never reap.
+//   The process runtime's stop does both (ProcessStopOptions), with the one
+//   kill loop of ../process/task-tree.ts;
 // - a task that died because the main container died reads as MainContainerExited.
-import { setTimeout as delay } from 'node:timers/promises';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { EnvVar, ProcessSpec, TaskSpec } from '../../model/task.js';
-import type { ProcessRuntime, ShimHandle } from '../process/process-runtime.js';
-import { isRun } from '../process/shim-handle.js';
-import { bootId, groupMembers, isSameProcessAlive, signalQuietly } from '../process/procfs.js';
+import type { ProcessRuntime } from '../process/process-runtime.js';
+import { isSameProcessAlive } from '../process/procfs.js';
 import type { LogLocation, Observation, ResourceSample, Started, StartRequest, StopOptions, TaskRuntime } from '../runtime.js';
 import { type MainContainer, MainContainerLocator, TASK_MARKER_ENV } from './discovery.js';
-import { initialEnvironUtf8, isLiveProcess, processTable } from './namespaces.js';
+import { initialEnvironUtf8 } from './namespaces.js';
 import { decodeSidecarHandle, SIDECAR_HANDLE_VERSION, type SidecarHandle } from './sidecar-handle.js';
 import { directoryProblem, programProblem, resolveIdentity, resolveInRoot } from './target-fs.js';
 
@@ -60,10 +60,6 @@ export interface SidecarRuntimeOptions {
 }
 
 type Exited = Extract<Observation, { state: 'exited' }>;
-
-const POLL_MS = 25;
-/** How long leaf-first killing may take before the rest of the tree is SIGKILLed at once. */
-const ORDERLY_KILL_BUDGET_MS = 1500;
 
 export class SidecarRuntime implements TaskRuntime<SidecarHandle> {
   readonly name = 'sidecar';
@@ -111,7 +107,7 @@ export class SidecarRuntime implements TaskRuntime<SidecarHandle> {
 
     const started = await this.processes.start({ ...request, spec: { ...request.spec, process: prepared.spec } });
     const handle: SidecarHandle = { inner: started.handle, innerVersion: this.processes.handleVersion, target };
-    if (started.observation.state === 'running' && !isLiveProcess(target.pid, target.startTime)) {
+    if (started.observation.state === 'running' && !isSameProcessAlive(target.pid, target.startTime)) {
       // The main container went away between the lookup and nsenter: its pid may already name another process.
       await this.processes.stop(started.handle, { signal: 'SIGKILL', graceMs: 0 });
       return notStarted(
@@ -148,7 +144,7 @@ export class SidecarRuntime implements TaskRuntime<SidecarHandle> {
     // When a PID namespace's init dies, the kernel SIGKILLs every process in it: the task
     // ends by SIGKILL (or vanishes) and the main container's process is gone.
     const killed = observation.state === 'lost' || (observation.signal === 9 && observation.reason === undefined);
-    if (!killed || isLiveProcess(handle.target.pid, handle.target.startTime)) return observation;
+    if (!killed || isSameProcessAlive(handle.target.pid, handle.target.startTime)) return observation;
     return {
       state: 'exited',
       exitCode: 137,
@@ -160,14 +156,13 @@ export class SidecarRuntime implements TaskRuntime<SidecarHandle> {
     };
   }
 
+  /**
+   * The process runtime's stop, told what nsenter is: a wrapper that must
+   * outlive the task to report how it ended (spared by the signal), above a
+   * PID namespace whose init may never reap orphans (leaves killed first).
+   */
   async stop({ inner }: SidecarHandle, options: StopOptions): Promise<void> {
-    if (!inner) return;
-    if (isRun(inner) && inner.bootId === bootId()) {
-      if (isSameProcessAlive(inner.pid, inner.startTime)) await this.signalAndWait(inner, options);
-      await this.killLeavesFirst(inner);
-    }
-    // Whatever is left (nsenter included) goes the process runtime's way: group + descendants, SIGKILL.
-    await this.processes.stop(inner, { signal: 'SIGKILL', graceMs: 0 });
+    if (inner) await this.processes.stop(inner, { ...options, spareTaskProcess: true, nestedPidNamespace: true });
   }
 
   /** What the shims started for the task directory ran (nsenter and the task below it), as for a process task. */
@@ -261,68 +256,6 @@ export class SidecarRuntime implements TaskRuntime<SidecarHandle> {
         chroot: undefined,
       },
     };
-  }
-
-  /** The task's processes except nsenter and the shim: its process group, everything below the shim, its cgroup. */
-  private taskTree(handle: ShimHandle): Map<number, number> {
-    const table = processTable();
-    const children = new Map<number, number[]>();
-    for (const entry of table.values()) {
-      if (entry.state === 'Z' || entry.state === 'X') continue;
-      const list = children.get(entry.ppid) ?? [];
-      list.push(entry.pid);
-      children.set(entry.ppid, list);
-    }
-    const tree = new Map<number, number>();
-    if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) {
-      const queue = [handle.shimPid];
-      while (queue.length > 0) {
-        for (const child of children.get(queue.shift()!) ?? []) {
-          tree.set(child, table.get(child)!.ppid);
-          queue.push(child);
-        }
-      }
-    }
-    const alive = (pid: number) => table.has(pid) && table.get(pid)!.state !== 'Z' && table.get(pid)!.state !== 'X';
-    for (const pid of groupMembers(handle.pgid)) if (alive(pid)) tree.set(pid, table.get(pid)!.ppid);
-    // The task's cgroup, where it has one, also holds processes that left both the group and the
-    // shim's tree: orphans adopted by the main container's PID 1 (setns does not change cgroups).
-    if (handle.cgroup) for (const pid of this.processes.cgroups.allPids(handle.cgroup)) if (alive(pid)) tree.set(pid, table.get(pid)!.ppid);
-    tree.delete(handle.pid);
-    tree.delete(handle.shimPid);
-    return tree;
-  }
-
-  /** The stop signal to the task's processes, not to nsenter, which then reports how the task itself ended. */
-  private async signalAndWait(handle: ShimHandle, { signal, graceMs }: StopOptions): Promise<void> {
-    const targets = [...this.taskTree(handle).keys()];
-    // No task process yet: nsenter has not forked. Signalling the group stops it before it does.
-    if (targets.length === 0) signalQuietly(-handle.pgid, signal);
-    for (const pid of targets) signalQuietly(pid, signal);
-    const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline && (isSameProcessAlive(handle.pid, handle.startTime) || this.taskTree(handle).size > 0)) {
-      await delay(POLL_MS);
-    }
-  }
-
-  /**
-   * SIGKILLs the tree leaves first and gives each parent a moment to reap: a
-   * process orphaned inside the main container's PID namespace is adopted by
-   * its init, which (like `sleep infinity`, or any entrypoint that is not an
-   * init) may never reap it and keeps a zombie for the container's lifetime.
-   */
-  private async killLeavesFirst(handle: ShimHandle): Promise<void> {
-    const deadline = Date.now() + ORDERLY_KILL_BUDGET_MS;
-    while (Date.now() < deadline) {
-      const tree = this.taskTree(handle);
-      if (tree.size === 0) return;
-      const parents = new Set(tree.values());
-      const leaves = [...tree.keys()].filter((pid) => !parents.has(pid));
-      for (const pid of leaves) signalQuietly(pid, 'SIGKILL');
-      const reapBy = Math.min(deadline, Date.now() + 200);
-      while (Date.now() < reapBy && leaves.some((pid) => existsSync(`/proc/${pid}`))) await delay(5);
-    }
-    this.log.debug({ pgid: handle.pgid }, 'task tree still growing after leaf-first SIGKILL; killing the rest at once');
   }
 }
 
