@@ -509,6 +509,8 @@ describe('container tasks while containerd is down', () => {
       criSocket: ctrd.socket,
       volumes: new Map([['data', volume]]),
       cgroupParent: ctrd.cgroupParent,
+      logMaxBytes: 1024 * 1024,
+      logMaxFiles: 2,
       log,
     });
     const changes: boolean[] = [];
