@@ -72,8 +72,8 @@ export interface FakeCri {
   images: Set<string>;
   /** ReopenContainerLog calls received (container ids), in order. */
   reopens: string[];
-  /** Appends one CRI log record per line to the log of the task's running container. */
-  write(task: string, lines: readonly string[], stream?: 'stdout' | 'stderr'): void;
+  /** Appends one CRI log record per line to the log of the task's running container (stamped `time`, default now). */
+  write(task: string, lines: readonly string[], options?: { stream?: 'stdout' | 'stderr'; time?: Date }): void;
   /** The task's running container exits with this code (its log is closed). */
   exit(task: string, exitCode: number): void;
   close(): Promise<void>;
@@ -86,8 +86,8 @@ function matches(labels: Record<string, string>, selector: Record<string, string
 }
 
 /** An RFC 3339 timestamp with nine fractional digits, as containerd writes them. */
-function criTimestamp(): string {
-  return new Date().toISOString().replace(/\.(\d{3})Z$/, '.$1000000Z');
+function criTimestamp(time: Date): string {
+  return time.toISOString().replace(/\.(\d{3})Z$/, '.$1000000Z');
 }
 
 export async function startFakeCri(): Promise<FakeCri> {
@@ -123,9 +123,10 @@ export async function startFakeCri(): Promise<FakeCri> {
     pullError: 'pull access denied (fake registry)',
     images: new Set(),
     reopens: [],
-    write(task, lines, stream = 'stdout') {
+    write(task, lines, { stream = 'stdout', time = new Date() } = {}) {
       const container = runningOf(task);
-      const text = lines.map((line) => `${criTimestamp()} ${stream} F ${line}\n`).join('');
+      const stamp = criTimestamp(time);
+      const text = lines.map((line) => `${stamp} ${stream} F ${line}\n`).join('');
       writeSync(container.fd!, text);
     },
     exit(task, exitCode) {
