@@ -186,10 +186,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     const resources = linuxResources(request.spec.resources, this.cgroupV2);
     const warnings = startWarnings(request.spec, resources);
     handle.limits = resources.applied;
-    handle.logs = {
-      maxFileSizeBytes: request.spec.logs?.maxFileSizeBytes ?? this.options.logMaxBytes,
-      maxFiles: request.spec.logs?.maxFiles ?? this.options.logMaxFiles,
-    };
+    handle.logs = this.logLimits(request.spec.logs);
     const started = (observation: Observation): Started<ContainerHandle> => ({ handle, observation, ...(warnings.length > 0 ? { warnings } : {}) });
     const failed = (reason: string, message: string): Started<ContainerHandle> =>
       started({ state: 'exited', exitCode: 128, signal: 0, finishedAt: new Date().toISOString(), reason, message });
@@ -287,6 +284,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
       sandboxId: newest.podSandboxId,
       containerId: newest.id,
       limits: resources.applied,
+      logs: this.logLimits(request.spec.logs),
     };
     const observation = await this.observe(handle);
     if ('startedAt' in observation && observation.startedAt) handle.startedAt = observation.startedAt;
@@ -395,8 +393,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
       directory: join(handle.taskDir, 'logs'),
       containerId: () => this.containerIdOf(handle),
       // A handle of a release before rotation: the executor's defaults.
-      maxFileSizeBytes: handle.logs?.maxFileSizeBytes ?? this.options.logMaxBytes,
-      maxFiles: handle.logs?.maxFiles ?? this.options.logMaxFiles,
+      ...(handle.logs ?? this.logLimits(undefined)),
     });
     return () => {
       clearInterval(timer);
@@ -462,6 +459,11 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
         return;
       }
     }
+  }
+
+  /** The task's log rotation limits, the executor's defaults filling in what it does not set. */
+  private logLimits(logs: TaskSpec['logs']): NonNullable<ContainerHandle['logs']> {
+    return { maxFileSizeBytes: logs?.maxFileSizeBytes ?? this.options.logMaxBytes, maxFiles: logs?.maxFiles ?? this.options.logMaxFiles };
   }
 
   private containerIdOf(handle: ContainerHandle): string | undefined {

@@ -1,7 +1,7 @@
 // Size-based rotation of container logs, after the kubelet's container log
 // manager (pkg/kubelet/logs/container_log_manager.go, rotateLatestLog): when
 // the file a running container writes is over its size limit, move it aside
-// and ask the runtime to reopen its log path (CRI ReopenContainerLog); then
+// and ask the runtime to reopen its log path (CRI ReopenContainerLog), and
 // delete the oldest files beyond the limit on their number.
 //
 // The difference from the kubelet is the naming, which must be the one the
@@ -15,8 +15,9 @@
 //   2. ReopenContainerLog: the runtime opens `container.log` again, which
 //      creates `container.next.log`; its old writer finishes the lines it
 //      holds into `output.<N>.log` and closes it;
-//   3. once `output.<N>.log` has stopped growing, `container.next.log` is
-//      renamed to `output.<N+1>.log` and `container.log` pointed at it.
+//   3. once `output.<N>.log` has stopped growing, the files beyond maxFiles
+//      are deleted, `container.next.log` is renamed to `output.<N+1>.log`
+//      and `container.log` pointed at it.
 //
 // So no reader sees `output.<N+1>.log` before `output.<N>.log` is complete,
 // and no line is lost or read twice (the kubelet's rename-then-reopen leaves
@@ -174,19 +175,20 @@ export async function rotateIfDue(log: RotatedLog, options: Pick<LogRotationOpti
   return complete(log, index);
 }
 
-/** Steps 3 and the deletion: the old file complete, the pending one joins the set. */
+/** Step 3 and the deletion: the old file complete, the oldest deleted, the pending one joins the set. */
 async function complete(log: RotatedLog, index: number): Promise<RotationOutcome> {
   const { directory } = log;
   await settled(logFilePath(directory, index));
   const next = index + 1;
-  await rename(join(directory, PENDING_FILE), logFilePath(directory, next));
-  await pointLink(directory, logFileName(next));
+  // The oldest go first, so there are never more than maxFiles (readers that have one open read on).
   for (const old of await listLogFiles(directory)) {
     if (old > next - log.maxFiles) break;
     await unlink(logFilePath(directory, old)).catch((error: unknown) => {
       if (!isMissing(error)) throw error;
     });
   }
+  await rename(join(directory, PENDING_FILE), logFilePath(directory, next));
+  await pointLink(directory, logFileName(next));
   return 'rotated';
 }
 
