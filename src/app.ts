@@ -60,6 +60,8 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
         cgroupParent: config.containerCgroupParent,
         pullTimeoutMs: config.imagePullTimeoutMs,
         registryAuth,
+        logMaxBytes: config.logMaxBytes,
+        logMaxFiles: config.logMaxFiles,
         log: log.child({ component: 'container-runtime' }),
       });
     } catch (error) {

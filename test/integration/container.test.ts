@@ -20,6 +20,7 @@ import { startExecutor } from '../../src/app.js';
 import { createLogger } from '../../src/logger.js';
 import { requireContainerd, startPrivateContainerd, type PrivateContainerd } from '../support/containerd.js';
 import { startTestExecutor, stateOf, terminated, testConfig, type TestExecutor } from '../support/executor.js';
+import { openLogs, readLogs, texts } from '../support/logs-rpc.js';
 import { waitFor } from '../support/wait.js';
 
 type SpecExtra = Partial<Omit<TaskSpec, 'runtime'>>;
@@ -180,6 +181,36 @@ describe('container backend over CRI', () => {
     const objects = await criObjects('flaky');
     assert.equal(objects.sandboxes.length, 1, 'one sandbox per task: the first run was removed');
     assert.equal(objects.containers.length, 1);
+  });
+
+  test("a chatty container's log rotates by size (ReopenContainerLog) within maxFiles, and Logs follows it across the rotations", async () => {
+    // 30 bursts of 20 lines (about 2 KB each), 0.2 s apart: several rotations of 1 KiB files, checked every second.
+    const script = 'i=0; while [ $i -lt 600 ]; do i=$((i+1)); echo "line $i ........................................"; ' +
+      'if [ $((i % 20)) -eq 0 ]; then usleep 200000; fi; done; echo done';
+    await te.api.createTask({ task: ctask('chatty', busybox, { command: ['sh', '-c', script] }, { logs: { maxFileSizeBytes: 1024, maxFiles: 3 } }) });
+    const follower = openLogs(te, { name: 'chatty', follow: true });
+    const dir = join(te.dataDir, 'chatty', 'logs');
+    let mostFiles = 0;
+    let highest = 0;
+    await waitFor(
+      'the chatty task to end',
+      async () => {
+        const files = existsSync(dir) ? readdirSync(dir).filter((f) => /^output\.\d+\.log$/.test(f)) : [];
+        mostFiles = Math.max(mostFiles, files.length);
+        highest = Math.max(highest, ...files.map((f) => Number(f.split('.')[1])));
+        return terminated((await te.api.getTask({ name: 'chatty' })).task);
+      },
+      { timeoutMs: 30_000 },
+    );
+    const expected = [...Array.from({ length: 600 }, (_, i) => `line ${i + 1} ${'.'.repeat(40)}`), 'done'];
+    const { error } = await follower.done;
+    assert.equal(error, undefined, `follow failed: ${error?.details}`);
+    assert.deepEqual(texts(follower.messages), expected, 'the follower got every line once, in order');
+    assert.ok(highest >= 3, `only ${highest} rotations in about 6 s`);
+    assert.ok(mostFiles <= 3, `${mostFiles} log files at once (maxFiles 3)`);
+    assert.deepEqual(texts(await readLogs(te, { name: 'chatty', tailLines: 5 })), expected.slice(-5));
+    const kept = texts(await readLogs(te, { name: 'chatty' }));
+    assert.deepEqual(kept, expected.slice(-kept.length), 'what is kept is the end of the output, in order');
   });
 
   test('env (last entry wins), workingDir and volume mounts from the volume map work', async () => {
@@ -509,6 +540,8 @@ describe('container tasks while containerd is down', () => {
       criSocket: ctrd.socket,
       volumes: new Map([['data', volume]]),
       cgroupParent: ctrd.cgroupParent,
+      logMaxBytes: 1024 * 1024,
+      logMaxFiles: 2,
       log,
     });
     const changes: boolean[] = [];

@@ -3,64 +3,18 @@ import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type ClientReadableStream, status, type ServiceError } from '@grpc/grpc-js';
-import { LogsRequest, LogsResponse, LogStream } from '../../gen/taskexecutor/v1/task_executor_service.js';
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { LogsResponse, LogStream } from '../../gen/taskexecutor/v1/task_executor_service.js';
 import type { LogLine } from '../../src/logs/lines.js';
 import { LogReader } from '../../src/logs/reader.js';
 import { DEFAULT_TIMINGS, streamLogs, type TaskLiveness } from '../../src/logs/stream-logs.js';
 import { EncodedLogsResponse, encodeBatch, toLogEntry } from '../../src/api/log-entries.js';
 import { processTask, shell, startTestExecutor, terminated, type TestExecutor } from '../support/executor.js';
+import { bytesOf, linesOf, openLogs, readLogs, texts } from '../support/logs-rpc.js';
 import { isAlive } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
 
 const { LOG_STREAM_UNSPECIFIED: BOTH, LOG_STREAM_STDOUT: STDOUT, LOG_STREAM_STDERR: STDERR } = LogStream;
-
-interface Result {
-  messages: LogsResponse[];
-  error?: ServiceError;
-}
-
-/** Starts a Logs call and collects every message until the stream ends (OK or not). */
-function openLogs(te: TestExecutor, request: Partial<LogsRequest>, onData?: (m: LogsResponse, call: ClientReadableStream<LogsResponse>) => void) {
-  const call = te.client.logs(LogsRequest.fromPartial(request));
-  const messages: LogsResponse[] = [];
-  const done = new Promise<Result>((resolve) => {
-    call.on('data', (message: LogsResponse) => {
-      messages.push(message);
-      onData?.(message, call);
-    });
-    call.on('error', (error: ServiceError) => resolve({ messages, error }));
-    call.on('end', () => resolve({ messages }));
-  });
-  return { call, messages, done };
-}
-
-async function readLogs(te: TestExecutor, request: Partial<LogsRequest>): Promise<LogsResponse[]> {
-  const { messages, error } = await openLogs(te, request).done;
-  assert.equal(error, undefined, `stream failed: ${error?.details}`);
-  return messages;
-}
-
-const bytesOf = (m: LogsResponse): Buffer =>
-  m.content?.$case === 'text' ? Buffer.from(m.content.value, 'utf8') : m.content?.$case === 'data' ? m.content.value : Buffer.alloc(0);
-
-/** Joins partial pieces: one entry per line, labelled by stream, in the order lines were completed. */
-function linesOf(messages: LogsResponse[]): { stream: LogStream; text: string }[] {
-  const open = new Map<LogStream, Buffer[]>();
-  const lines: { stream: LogStream; text: string }[] = [];
-  for (const m of messages) {
-    const parts = [...(open.get(m.stream) ?? []), bytesOf(m)];
-    if (m.partial) open.set(m.stream, parts);
-    else {
-      open.delete(m.stream);
-      lines.push({ stream: m.stream, text: Buffer.concat(parts).toString('utf8') });
-    }
-  }
-  for (const [stream, parts] of open) lines.push({ stream, text: Buffer.concat(parts).toString('utf8') });
-  return lines;
-}
-
-const texts = (messages: LogsResponse[]) => linesOf(messages).map((l) => l.text);
 
 function grpcError(error: ServiceError | undefined, code: status, pattern: RegExp) {
   assert.ok(error, `expected ${status[code]}, the stream ended OK`);

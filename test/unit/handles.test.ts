@@ -74,6 +74,8 @@ describe('runtime handles: decoding', () => {
     assert.deepEqual(decodeContainerHandle(mainContainerHandle), mainContainerHandle);
     const { sandboxId: _s, containerId: _c, startedAt: _t, limits: _l, ...pulling } = mainContainerHandle;
     assert.deepEqual(decodeContainerHandle(pulling), pulling, 'a start that failed before the sandbox existed');
+    const rotated = { ...mainContainerHandle, logs: { maxFileSizeBytes: 1024, maxFiles: 3 } };
+    assert.deepEqual(decodeContainerHandle(rotated), rotated, 'a handle of a release that rotates container logs');
 
     const processes = newProcessRuntime();
     const running = { inner: mainProcessHandle, target: mainTarget };
@@ -97,6 +99,7 @@ describe('runtime handles: decoding', () => {
     const badDir = { ...mainProcessHandle, cgroup: { version: 2, dirs: { unified: 7 } } };
     assert.equal(decodeError(() => decodeProcessHandle(badDir)).message, 'field "cgroup.dirs.unified" must be a string, not the number 7');
     assert.equal(decodeError(() => decodeContainerHandle({ ...mainContainerHandle, uid: undefined })).field, 'uid');
+    assert.equal(decodeError(() => decodeContainerHandle({ ...mainContainerHandle, logs: { maxFileSizeBytes: 1024 } })).field, 'logs.maxFiles');
 
     // The sidecar's nested process handle is read by the process backend, and the error says where it is nested.
     const processes = newProcessRuntime();

@@ -161,6 +161,9 @@ export interface LogConfig {
   /**
    * Size of one log file before the next one is started, 1024 to 1073741824
    * (1 GiB). Default: the executor's --log-max-file-size (10 MiB unless set).
+   * Container tasks: the runtime writes the file and the executor checks its
+   * size once a second (then ReopenContainerLog), so a file can exceed this
+   * by about one second of the container's output.
    */
   maxFileSizeBytes?:
     | number

@@ -14,6 +14,8 @@ export interface ContainerHandle {
   containerId?: string;
   startedAt?: string;
   limits?: ResourceMapping['applied'];
+  /** How its log is rotated (the task's logs settings with the executor's defaults filled in); absent in handles of older releases. */
+  logs?: { maxFileSizeBytes: number; maxFiles: number };
 }
 
 /** Handle format version the container backend writes (see TaskRuntime.handleVersion). */
@@ -38,5 +40,9 @@ export function decodeContainerHandle(raw: unknown): ContainerHandle {
         pids: limits.optionalInteger('pids'),
       }),
     ),
+    logs: fields.optionalObject('logs', (logs) => ({
+      maxFileSizeBytes: logs.integer('maxFileSizeBytes'),
+      maxFiles: logs.integer('maxFiles'),
+    })),
   });
 }

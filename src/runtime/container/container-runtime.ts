@@ -33,6 +33,7 @@ import {
   sandboxConfig,
 } from './mapping.js';
 import type { RegistryAuth } from './registry-auth.js';
+import { LogRotation, prepareLogLink } from './log-rotation.js';
 
 export interface ContainerRuntimeOptions {
   /** CRI endpoint: a socket path or unix:///path. */
@@ -52,6 +53,9 @@ export interface ContainerRuntimeOptions {
   log: Logger;
   /** Whether the host uses the unified cgroup v2 hierarchy (decides how a pids limit is applied). */
   cgroupV2?: boolean;
+  /** Log rotation of tasks that set no `logs` (the executor's --log-max-file-size / --log-max-files). */
+  logMaxBytes: number;
+  logMaxFiles: number;
 }
 
 export type { ContainerHandle } from './container-handle.js';
@@ -80,6 +84,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
   private readonly orphans = new Set<string>();
   private readonly availability: Availability;
   private readonly connectTimeoutMs: number;
+  private readonly rotation: LogRotation;
 
   constructor(private readonly options: ContainerRuntimeOptions) {
     this.connectTimeoutMs = options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
@@ -105,6 +110,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
       if (available) void this.removeOrphans();
     });
     this.cgroupV2 = options.cgroupV2 ?? existsSync('/sys/fs/cgroup/cgroup.controllers');
+    this.rotation = new LogRotation({ reopen: (id) => this.cri.reopenContainerLog(id), log: options.log });
   }
 
   /**
@@ -151,6 +157,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
   }
 
   close(): void {
+    this.rotation.close();
     this.availability.close();
     this.cri.close();
   }
@@ -179,6 +186,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     const resources = linuxResources(request.spec.resources, this.cgroupV2);
     const warnings = startWarnings(request.spec, resources);
     handle.limits = resources.applied;
+    handle.logs = this.logLimits(request.spec.logs);
     const started = (observation: Observation): Started<ContainerHandle> => ({ handle, observation, ...(warnings.length > 0 ? { warnings } : {}) });
     const failed = (reason: string, message: string): Started<ContainerHandle> =>
       started({ state: 'exited', exitCode: 128, signal: 0, finishedAt: new Date().toISOString(), reason, message });
@@ -199,6 +207,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
 
     const logDirectory = join(taskDir, 'logs');
     await mkdir(logDirectory, { recursive: true });
+    await prepareLogLink(logDirectory);
     const sandbox = sandboxConfig({ task: request.name, uid, labels, logDirectory, cgroupParent: this.options.cgroupParent });
 
     const pullError = await this.ensureImage(spec.image, sandbox, log, request.progress);
@@ -275,6 +284,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
       sandboxId: newest.podSandboxId,
       containerId: newest.id,
       limits: resources.applied,
+      logs: this.logLimits(request.spec.logs),
     };
     const observation = await this.observe(handle);
     if ('startedAt' in observation && observation.startedAt) handle.startedAt = observation.startedAt;
@@ -375,10 +385,20 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
    * every STATUS_POLL_MS here; the executor's own resync is only a slow
    * safety net.
    */
-  watch(_handle: ContainerHandle, onChange: () => void): () => void {
+  watch(handle: ContainerHandle, onChange: () => void): () => void {
     const timer = setInterval(onChange, STATUS_POLL_MS);
     timer.unref();
-    return () => clearInterval(timer);
+    // Watched while it runs: its log is rotated for as long.
+    const untrack = this.rotation.track(handle.uid, {
+      directory: join(handle.taskDir, 'logs'),
+      containerId: () => this.containerIdOf(handle),
+      // A handle of a release before rotation: the executor's defaults.
+      ...(handle.logs ?? this.logLimits(undefined)),
+    });
+    return () => {
+      clearInterval(timer);
+      untrack();
+    };
   }
 
   logs({ taskDir }: ContainerHandle): LogLocation | undefined {
@@ -439,6 +459,11 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
         return;
       }
     }
+  }
+
+  /** The task's log rotation limits, the executor's defaults filling in what it does not set. */
+  private logLimits(logs: TaskSpec['logs']): NonNullable<ContainerHandle['logs']> {
+    return { maxFileSizeBytes: logs?.maxFileSizeBytes ?? this.options.logMaxBytes, maxFiles: logs?.maxFiles ?? this.options.logMaxFiles };
   }
 
   private containerIdOf(handle: ContainerHandle): string | undefined {
@@ -532,9 +557,6 @@ function startWarnings(spec: TaskSpec, resources: ResourceMapping): string[] {
   const warnings = [...resources.warnings];
   if (spec.stopSignal && spec.stopSignal !== 'SIGTERM') {
     warnings.push(`stopSignal ${spec.stopSignal} is not used: the CRI stops containers with the image's STOPSIGNAL (default SIGTERM)`);
-  }
-  if (spec.logs) {
-    warnings.push('logs (rotation) is not applied to containers: the container runtime writes one log file, which nobody rotates');
   }
   return warnings;
 }

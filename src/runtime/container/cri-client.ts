@@ -32,6 +32,7 @@ import {
   PullImageRequest,
   RemoveContainerRequest,
   RemovePodSandboxRequest,
+  ReopenContainerLogRequest,
   RunPodSandboxRequest,
   type RuntimeCondition,
   RuntimeServiceClient,
@@ -221,6 +222,14 @@ export class CriClient {
     const response = await this.call('ContainerStatus', this.runtime.containerStatus, ContainerStatusRequest.fromPartial({ containerId: id }));
     if (!response.status) throw new CriError('ContainerStatus', status.NOT_FOUND, `no status for container ${id}`);
     return response.status;
+  }
+
+  /**
+   * Makes the runtime open the container's log path again (after the file was
+   * moved away): fails when the container is not running.
+   */
+  async reopenContainerLog(id: string): Promise<void> {
+    await this.call('ReopenContainerLog', this.runtime.reopenContainerLog, ReopenContainerLogRequest.fromPartial({ containerId: id }));
   }
 
   async containerStats(id: string): Promise<ContainerStats | undefined> {

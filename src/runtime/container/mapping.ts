@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { ContainerSpec, Resources, VolumeMount } from '../../model/task.js';
 import type { Observation, ResourceSample } from '../runtime.js';
+import { LOG_LINK } from './log-rotation.js';
 import {
   type ContainerConfig,
   ContainerState,
@@ -25,8 +26,6 @@ export const LABEL_UID = 'io.task-executor.uid';
 export const LABEL_OWNER = 'io.task-executor.owner';
 /** PodSandboxMetadata.namespace of every sandbox (a name only; no Kubernetes namespace exists). */
 export const SANDBOX_NAMESPACE = 'task-executor';
-/** The container's log file inside `<taskDir>/logs`, named as the log reader expects. */
-export const LOG_FILE = 'output.0.log';
 /** Metadata name of the task's container inside its sandbox. */
 export const CONTAINER_NAME = 'task';
 
@@ -145,7 +144,8 @@ export interface ContainerOptions {
 /**
  * The task's container: its own PID namespace (so its command is PID 1 and
  * every process it starts dies with it), the host network like its sandbox,
- * output to `<log_directory>/output.0.log` in the CRI log format.
+ * output in the CRI log format to `<log_directory>/container.log`, a link to
+ * the `output.<N>.log` being written (see log-rotation.ts).
  */
 export function containerConfig(options: ContainerOptions): DeepPartial<ContainerConfig> {
   const { spec } = options;
@@ -161,7 +161,7 @@ export function containerConfig(options: ContainerOptions): DeepPartial<Containe
     mounts: options.mounts,
     labels: { ...options.labels },
     annotations: {},
-    logPath: LOG_FILE,
+    logPath: LOG_LINK,
     linux: {
       ...(options.resources ? { resources: options.resources } : {}),
       securityContext: { namespaceOptions: { network: NamespaceMode.NODE, pid: NamespaceMode.CONTAINER, ipc: NamespaceMode.POD } },
