@@ -25,7 +25,7 @@ import { alreadyExists, errorMessage, failedPrecondition, invalidArgument, notFo
 import { isTerminated, Reason, type TaskRecord, type TaskSpec, type TaskState } from '../model/task.js';
 import { canonicalSpec, validateName, validateSpec } from '../model/validation.js';
 import type { Backend, BoundTask, RuntimeRegistry } from '../runtime/registry.js';
-import type { LogLocation, ResourceSample } from '../runtime/runtime.js';
+import { AdmissionAbandoned, type LogLocation, type ResourceSample } from '../runtime/runtime.js';
 import type { TaskStore, UnreadableRecord } from '../store/task-store.js';
 import { parseSignal } from '../util/signals.js';
 import { KeyedSerializer } from './keyed-serializer.js';
@@ -190,7 +190,7 @@ export class TaskManager {
   async create(name: string, spec: TaskSpec | undefined): Promise<TaskRecord> {
     validateName(name, 'task.name');
     validateSpec(spec, 'task.spec');
-    const admitted = await this.admission.runExclusive(async () => {
+    const { record, launched } = await this.admission.runExclusive(async () => {
       const existing = this.tasks.get(name);
       if (existing) {
         const deleting = existing.deletionRequestedAt ? ' and is being deleted; create it again once it is gone' : '';
@@ -198,14 +198,27 @@ export class TaskManager {
       }
       this.checkCapacity(1);
       this.options.runtimes.forSpec(spec);
-      const [record] = await this.admit([{ name, spec }]);
-      return record!;
+      // The record's write and the start's preparation overlap: the backend
+      // gets ready in the new directory and lets the task run once the record
+      // is on disk (StartRequest.admitted), so a Create pays for one of them.
+      const [pending] = this.pendingRecords([{ name, spec }]);
+      await this.options.store.prepareNew([pending!]);
+      const admitted = this.commitAdmission([pending!]);
+      const launching = this.work.run(name, () => this.launch(name, { record: pending!, admitted }));
+      try {
+        await admitted;
+      } catch (error) {
+        // Nothing ran (the start was abandoned at its gate); whatever it left in the directory goes too.
+        await launching;
+        await this.options.store.remove(name).catch(() => undefined);
+        throw error;
+      }
+      return { record: pending!, launched: launching };
     });
     // The reply shows the started task, unless its start is slow (an image
     // pull): then it shows why it still waits, and the start goes on.
-    const launched = this.work.run(name, () => this.launch(name));
     await Promise.race([launched, sleep(CREATE_REPLY_WAIT_MS, undefined, { ref: false })]);
-    return this.tasks.get(name) ?? admitted;
+    return this.tasks.get(name) ?? record;
   }
 
   async delete(name: string): Promise<TaskRecord> {
@@ -287,14 +300,24 @@ export class TaskManager {
   /** Writes the first records of new tasks (one batch), then makes them visible. */
   private async admit(tasks: readonly { name: string; spec: TaskSpec }[]): Promise<TaskRecord[]> {
     if (tasks.length === 0) return [];
+    const records = this.pendingRecords(tasks);
+    await this.options.store.prepareNew(records);
+    await this.commitAdmission(records);
+    return records;
+  }
+
+  private pendingRecords(tasks: readonly { name: string; spec: TaskSpec }[]): TaskRecord[] {
     const createdAt = new Date().toISOString();
-    const records = tasks.map(({ name, spec }): TaskRecord => ({ name, spec, state: { phase: 'waiting', reason: Reason.Pending }, createdAt }));
-    await this.options.store.createAll(records);
+    return tasks.map(({ name, spec }): TaskRecord => ({ name, spec, state: { phase: 'waiting', reason: Reason.Pending }, createdAt }));
+  }
+
+  /** Writes the first records of tasks whose directories exist, then makes them visible. */
+  private async commitAdmission(records: readonly TaskRecord[]): Promise<void> {
+    await this.options.store.commitNew(records);
     for (const record of records) {
       this.publish('added', record);
       this.options.log.info({ task: record.name }, 'task created');
     }
-    return records;
   }
 
   /**
@@ -367,9 +390,14 @@ export class TaskManager {
     }
   }
 
-  /** Starts (or restarts) a task that has no run yet, and records the outcome. Runs in the task's actor. */
-  private async launch(name: string): Promise<void> {
-    const record = this.tasks.get(name);
+  /**
+   * Starts (or restarts) a task that has no run yet, and records the outcome.
+   * Runs in the task's actor. `admission`: a new task whose first record is
+   * being written meanwhile; nothing is recorded (or run) unless that write
+   * succeeds.
+   */
+  private async launch(name: string, admission?: { record: TaskRecord; admitted: Promise<void> }): Promise<void> {
+    const record = admission?.record ?? this.tasks.get(name);
     if (!record || record.runtime || record.deletionRequestedAt || isTerminated(record.state)) return;
     const runtime = this.runtimeFor(record);
     if (!runtime) {
@@ -379,9 +407,8 @@ export class TaskManager {
     let next: (r: TaskRecord) => TaskRecord;
     try {
       const progress = (reason: string, message?: string) => void this.setState(name, { phase: 'waiting', reason, ...(message ? { message } : {}) });
-      const started = await this.starts.runExclusive(() =>
-        runtime.start({ name, taskDir: this.options.store.taskDir(name), spec: record.spec, progress }),
-      );
+      const request = { name, taskDir: this.options.store.taskDir(name), spec: record.spec, progress, ...(admission && { admitted: admission.admitted }) };
+      const started = await this.starts.runExclusive(() => runtime.start(request));
       next = (r) => ({
         ...r,
         runtime: started.ref,
@@ -389,6 +416,8 @@ export class TaskManager {
         state: stateFromObservation(r, started.observation),
       });
     } catch (error) {
+      if (error instanceof AdmissionAbandoned) return;
+      if (admission && !(await isSettledOk(admission.admitted))) return;
       if (isUnavailable(error)) {
         await this.waitForRuntime(name, error);
         return;
@@ -397,6 +426,8 @@ export class TaskManager {
       const state = startFailedState(`the ${runtime.name} runtime could not start the task: ${errorMessage(error)}`);
       next = (r) => ({ ...r, state });
     }
+    // A start that failed early, before its gate, is recorded once the task exists.
+    if (admission && !(await isSettledOk(admission.admitted))) return;
     await this.update(name, next);
     this.watch(name);
     // An exit announced before the watch was registered would otherwise wait for the safety net.
@@ -730,3 +761,10 @@ function isUnavailable(error: unknown): boolean {
   return error instanceof TaskError && error.kind === 'Unavailable';
 }
 
+/** Whether a promise resolved (rather than rejected), once it has settled. */
+function isSettledOk(promise: Promise<unknown>): Promise<boolean> {
+  return promise.then(
+    () => true,
+    () => false,
+  );
+}

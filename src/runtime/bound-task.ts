@@ -4,7 +4,7 @@
 // sees a handle's type and no backend ever gets a handle it did not check.
 import { errorMessage } from '../errors.js';
 import type { RuntimeRef, TaskSpec } from '../model/task.js';
-import type { LogLocation, Observation, ResourceSample, StartRequest, StopOptions, TaskRuntime } from './runtime.js';
+import { AdmissionAbandoned, type LogLocation, type Observation, type ResourceSample, type StartRequest, type StopOptions, type TaskRuntime } from './runtime.js';
 
 /** Reason of a task whose persisted handle its backend cannot read. */
 export const HANDLE_UNREADABLE = 'RuntimeHandleUnreadable';
@@ -96,7 +96,14 @@ export function backendOf<H>(runtime: TaskRuntime<H>): Backend {
   return {
     name: runtime.name,
     accepts: (spec) => runtime.accepts(spec),
-    start: async (request) => launched(await runtime.start(request)),
+    start: async ({ admitted, ...request }) => {
+      if (admitted && !runtime.startsBeforeAdmitted) {
+        // This runtime cannot hold a prepared task back: it starts once the record is written.
+        if (!(await admitted.then(() => true, () => false))) throw new AdmissionAbandoned();
+        return launched(await runtime.start(request));
+      }
+      return launched(await runtime.start(admitted ? { ...request, admitted } : request));
+    },
     recover: async (request) => {
       const started = await runtime.recover?.(request);
       return started && launched(started);

@@ -12,6 +12,22 @@ export interface StartRequest {
    * task shows `waiting {reason, message}` until start() returns.
    */
   progress?(reason: string, message?: string): void;
+  /**
+   * Settles once the task's first record is on disk (a Create writes it while
+   * the start gets ready). Only a runtime with `startsBeforeAdmitted` gets it:
+   * it may prepare the run meanwhile, but the task must not run before this
+   * resolves, and when it rejects start() throws AdmissionAbandoned, leaving
+   * nothing behind. Other runtimes are started once the record is written.
+   */
+  admitted?: Promise<void>;
+}
+
+/** The task's first record could not be written: the start was given up before the task ran. */
+export class AdmissionAbandoned extends Error {
+  constructor() {
+    super('the task was not admitted (its record could not be written); it was not started');
+    this.name = 'AdmissionAbandoned';
+  }
 }
 
 /**
@@ -98,6 +114,12 @@ export interface TaskRuntime<H = unknown> {
    */
   decodeHandle(raw: unknown, version: number): H;
   accepts(spec: TaskSpec): boolean;
+  /**
+   * start() honours StartRequest.admitted: it gets ready while the task's
+   * record is written (so a Create's two slow steps overlap) and lets the
+   * task run only once it is.
+   */
+  readonly startsBeforeAdmitted?: boolean;
   /**
    * Starts the task. A task that cannot start for reasons of its own (missing
    * program, bad working directory) is reported as an exited observation with a

@@ -94,13 +94,12 @@ export class TaskStore {
   }
 
   /**
-   * Makes the tasks' directories and writes their first records. The fsyncs
-   * that make them durable, of each new directory (its record's name) and of
-   * the data dir (the new directories' names), are issued together, so the
-   * file system can commit them as one.
+   * Makes the (empty) directories of new tasks, so a backend can get ready in
+   * one while commitNew writes its record. Nothing in it counts until then:
+   * a directory without a record is removed at the next start.
    */
-  async createAll(records: readonly TaskRecord[]): Promise<void> {
-    const created: string[] = [];
+  async prepareNew(records: readonly TaskRecord[]): Promise<void> {
+    const made: string[] = [];
     try {
       await Promise.all(
         records.map((record) =>
@@ -114,16 +113,32 @@ export class TaskStore {
             } catch (error) {
               throw storeError(error, `cannot create the directory of task "${record.name}"`);
             }
-            created.push(dir);
-            await this.write(record, { syncDirectory: false });
+            made.push(dir);
           }),
         ),
       );
-      await Promise.all([this.root, ...created].map((dir) => this.io.runExclusive(() => fsyncDirectory(dir)))).catch((error: unknown) => {
+    } catch (error) {
+      await Promise.all(made.map((dir) => rm(dir, { recursive: true, force: true })));
+      throw error;
+    }
+  }
+
+  /**
+   * Writes the first records of tasks whose directories prepareNew made. The
+   * fsyncs that make them durable, of each new directory (its record's name)
+   * and of the data dir (the new directories' names), are issued together, so
+   * the file system can commit them as one. On failure the directories are
+   * removed again.
+   */
+  async commitNew(records: readonly TaskRecord[]): Promise<void> {
+    const dirs = records.map((record) => this.taskDir(record.name));
+    try {
+      await Promise.all(records.map((record) => this.io.runExclusive(() => this.write(record, { syncDirectory: false }))));
+      await Promise.all([this.root, ...dirs].map((dir) => this.io.runExclusive(() => fsyncDirectory(dir)))).catch((error: unknown) => {
         throw storeError(error, 'cannot save the new tasks');
       });
     } catch (error) {
-      await Promise.all(created.map((dir) => rm(dir, { recursive: true, force: true })));
+      await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
       throw error;
     }
   }

@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ProcessSpec, TaskSpec } from '../../model/task.js';
 import { type CgroupManager, scopeOf, type TaskCgroup } from '../cgroups/index.js';
-import type { LogLocation, Observation, ResourceSample, Started, StartRequest, StopOptions, TaskRuntime } from '../runtime.js';
+import { AdmissionAbandoned, type LogLocation, type Observation, type ResourceSample, type Started, type StartRequest, type StopOptions, type TaskRuntime } from '../runtime.js';
 import { exitObservation, type HeldExit, heldObservation, unreadableObservation } from './observations.js';
 import { bootId, isSameProcessAlive, sampleProcesses, signalQuietly, startTimeOf } from './procfs.js';
 import { decodeProcessHandle, isRun, PROCESS_HANDLE_VERSION, type ProcessHandle, type ShimHandle } from './shim-handle.js';
@@ -97,6 +97,9 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     return spec.process !== undefined;
   }
 
+  /** The shim gets ready (exec, records reserved, logs opened) while the task's record is written; see launch. */
+  readonly startsBeforeAdmitted = true;
+
   async start(request: StartRequest): Promise<Started<ProcessHandle>> {
     const spec = request.spec.process!;
     const argv = [...spec.command, ...spec.args];
@@ -108,6 +111,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     if (spec.user) args.push('--user', spec.user);
     if (spec.group) args.push('--group', spec.group);
     if (spec.chroot) args.push('--chroot', spec.chroot);
+    if (request.admitted) args.push('--gate', '1');
 
     const dataDir = dirname(request.taskDir);
     const scope = scopeOf(dataDir);
@@ -133,13 +137,22 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
   private async launch(request: StartRequest, args: string[], spec: ProcessSpec, cgroup: TaskCgroup | undefined): Promise<Started<ProcessHandle>> {
     let shim: SpawnedShim;
     try {
-      shim = await this.options.spawner.spawn(args, taskEnvironment(process.env, spec));
+      shim = await this.options.spawner.spawn(args, taskEnvironment(process.env, spec), { gated: request.admitted !== undefined });
     } catch (error) {
       if (!(error instanceof SpawnerLost)) throw error;
       return this.afterLostSpawner(request, error);
     }
     const shimPid = shim.pid;
     const shimStartTime = startTimeOf(shimPid) ?? '';
+    if (request.admitted) {
+      // The shim waits at its gate, ready; the task runs only once its record is on disk.
+      if (!(await request.admitted.then(() => true, () => false))) {
+        shim.abort();
+        await shim.exited;
+        throw new AdmissionAbandoned();
+      }
+      shim.go();
+    }
     const first = await shim.nextLine();
     if (first === undefined) {
       if (shim.lost) return this.afterLostSpawner(request, new SpawnerLost('while the shim started'));

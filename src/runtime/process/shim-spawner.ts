@@ -33,10 +33,23 @@ export class SpawnedShim {
   private ended = false;
   private settle!: (status: string) => void;
 
-  constructor(readonly pid: number) {
+  constructor(
+    readonly pid: number,
+    private readonly control: (verb: 'go' | 'abort') => void,
+  ) {
     this.exited = new Promise((resolve) => {
       this.settle = resolve;
     });
+  }
+
+  /** A gated shim (its --gate) may start the task now. */
+  go(): void {
+    this.control('go');
+  }
+
+  /** A gated shim leaves without starting the task. */
+  abort(): void {
+    this.control('abort');
   }
 
   /** The next stdout line not yet taken, or undefined once stdout ended. */
@@ -99,8 +112,11 @@ export class ShimSpawner {
     if (!existsSync(shimPath)) throw new Error(`task-shim not found at ${shimPath}: run "npm run build:shim" (needs a C compiler)`);
   }
 
-  /** Starts `shimPath args...` in a session of its own with exactly `env`. */
-  spawn(args: readonly string[], env: NodeJS.ProcessEnv): Promise<SpawnedShim> {
+  /**
+   * Starts `shimPath args...` in a session of its own with exactly `env`.
+   * `gated`: its stdin is a pipe kept here, for `--gate 1` (see go/abort).
+   */
+  spawn(args: readonly string[], env: NodeJS.ProcessEnv, { gated = false } = {}): Promise<SpawnedShim> {
     if (this.closed) return Promise.reject(new Error('the executor is shutting down'));
     const environment = Object.entries(env).flatMap(([key, value]) => (value === undefined ? [] : [`${key}=${value}`]));
     const fields = [this.shimPath, ...args];
@@ -108,7 +124,7 @@ export class ShimSpawner {
     const bad = [...fields, ...environment].find((field) => field.includes('\0'));
     if (bad !== undefined) return Promise.reject(new TypeError(`cannot pass a NUL byte to task-shim: ${JSON.stringify(bad.slice(0, 80))}`));
     const id = String(this.nextId++);
-    const request = ['start', id, String(fields.length), ...fields, String(environment.length), ...environment];
+    const request = ['start', id, gated ? '1' : '0', String(fields.length), ...fields, String(environment.length), ...environment];
     return new Promise((resolve, reject) => {
       this.starting.set(id, { resolve, reject });
       this.send(request);
@@ -182,7 +198,7 @@ export class ShimSpawner {
       const start = this.starting.get(id);
       this.starting.delete(id);
       if (kind === 'pid') {
-        const shim = new SpawnedShim(Number(text));
+        const shim = new SpawnedShim(Number(text), (verb) => this.send([verb, id]));
         this.running.set(id, shim);
         start?.resolve(shim);
       } else if (start) {

@@ -19,8 +19,11 @@
  * started) through pidfds, so that their end is pushed too, not found by a periodic check.
  *
  * Requests, on stdin; every field ends with a NUL byte:
- *   start ID ARGC ARGV[0] ... ARGV[ARGC-1] ENVC ENV[0] ... ENV[ENVC-1]
+ *   start ID GATED ARGC ARGV[0] ... ARGV[ARGC-1] ENVC ENV[0] ... ENV[ENVC-1]
  *         ARGV[0] is the path of the program; ID is the executor's name for this request.
+ *         GATED "1": the shim's stdin is a pipe we hold (its --gate), else /dev/null.
+ *   go ID      writes "go\n" to the gate of start ID and closes it
+ *   abort ID   closes the gate of start ID (so does our own end)
  *   watch ID PID
  * Replies, on stdout, one line each, in this order per ID:
  *   start: "ID pid PID"    the shim runs (or "ID error MESSAGE" when it could not start)
@@ -60,6 +63,7 @@ struct stream {
 
 struct shim {
   char *id;
+  int gate;          /* write end of the shim's stdin while gated, else -1 */
   pid_t pid;         /* 0 once reaped */
   int status;
   struct stream out, err;
@@ -132,6 +136,7 @@ static void finish_if_done(size_t k) {
   else if (WIFSIGNALED(s->status)) snprintf(status, sizeof status, "%d", 128 + WTERMSIG(s->status));
   else snprintf(status, sizeof status, "%d", WEXITSTATUS(s->status));
   reply_str(s->id, "exit", status);
+  if (s->gate >= 0) close(s->gate);
   free(s->id);
   free(s->out.buf);
   free(s->err.buf);
@@ -186,11 +191,11 @@ static int open_stream(struct stream *s, int fds[2]) {
   return 0;
 }
 
-static void start(char *id, char **argv, char **envp) {
-  int out[2] = {-1, -1}, err[2] = {-1, -1}, rc;
-  struct shim s = {.id = strdup(id), .out = {-1, NULL, 0}, .err = {-1, NULL, 0}};
+static void start(char *id, int gated, char **argv, char **envp) {
+  int out[2] = {-1, -1}, err[2] = {-1, -1}, gate[2] = {-1, -1}, rc;
+  struct shim s = {.id = strdup(id), .gate = -1, .out = {-1, NULL, 0}, .err = {-1, NULL, 0}};
   if (!s.id) die("allocate");
-  if (open_stream(&s.out, out) != 0 || open_stream(&s.err, err) != 0) {
+  if (open_stream(&s.out, out) != 0 || open_stream(&s.err, err) != 0 || (gated && pipe2(gate, O_CLOEXEC) != 0)) {
     rc = errno;
     goto failed;
   }
@@ -200,7 +205,8 @@ static void start(char *id, char **argv, char **envp) {
   sigemptyset(&none);
   sigfillset(&all);
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  if (gated) posix_spawn_file_actions_adddup2(&actions, gate[0], STDIN_FILENO);
+  else posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
   posix_spawnattr_init(&attr);
@@ -214,7 +220,12 @@ static void start(char *id, char **argv, char **envp) {
   close(out[1]);
   close(err[1]);
   out[1] = err[1] = -1;
+  if (gated) {
+    close(gate[0]);
+    gate[0] = -1;
+  }
   if (rc != 0) goto failed;
+  s.gate = gate[1];
   char pid[24];
   snprintf(pid, sizeof pid, "%d", (int)s.pid);
   reply_str(id, "pid", pid);
@@ -225,11 +236,23 @@ failed:
   for (int i = 0; i < 2; i++) {
     if (out[i] >= 0) close(out[i]);
     if (err[i] >= 0) close(err[i]);
+    if (gate[i] >= 0) close(gate[i]);
   }
   reply_str(id, "error", strerror(rc));
   free(s.id);
   free(s.out.buf);
   free(s.err.buf);
+}
+
+/* go: the shim may start its program; abort: it must not (it sees EOF). */
+static void open_gate(const char *id, int go) {
+  for (size_t k = 0; k < nshims; k++) {
+    if (strcmp(shims[k].id, id) != 0 || shims[k].gate < 0) continue;
+    if (go && write(shims[k].gate, "go\n", 3) != 3) { /* the shim is gone: its exit follows */ }
+    close(shims[k].gate);
+    shims[k].gate = -1;
+    return;
+  }
 }
 
 static void watch(char *id, const char *pid) {
@@ -277,6 +300,11 @@ static void handle_requests(void) {
     size_t pos = consumed;
     char *verb = field(&pos), *id = verb ? field(&pos) : NULL;
     if (!id) break;
+    if (strcmp(verb, "go") == 0 || strcmp(verb, "abort") == 0) {
+      open_gate(id, verb[0] == 'g');
+      consumed = pos;
+      continue;
+    }
     if (strcmp(verb, "watch") == 0) {
       char *pid = field(&pos);
       if (!pid) break;
@@ -289,7 +317,8 @@ static void handle_requests(void) {
       exit(1);
     }
     long argc, envc;
-    if (!count(&pos, &argc)) break;
+    char *gated = field(&pos);
+    if (!gated || !count(&pos, &argc)) break;
     char **argv = xrealloc(NULL, (size_t)(argc + 1) * sizeof *argv);
     long i;
     for (i = 0; i < argc && (argv[i] = field(&pos)); i++) {}
@@ -307,7 +336,7 @@ static void handle_requests(void) {
     argv[argc] = NULL;
     envp[envc] = NULL;
     if (argc == 0) reply_str(id, "error", "empty argv");
-    else start(id, argv, envp);
+    else start(id, strcmp(gated, "1") == 0, argv, envp);
     free(argv);
     free(envp);
     consumed = pos;

@@ -14,8 +14,10 @@
  *
  * Usage: task-shim --spawner   (see spawner.c: starts shims for the executor)
  *        task-shim --dir DIR [--log-max-bytes N] [--log-max-files N] [--plain-logs 0|1] [--cwd PATH]
- *                  [--cgroup-procs FILE]... [--user U] [--group G] [--chroot DIR]
+ *                  [--cgroup-procs FILE]... [--user U] [--group G] [--chroot DIR] [--gate 0|1]
  *                  -- PROGRAM [ARG...]
+ * --gate 1: wait for "go\n" on stdin before starting PROGRAM (set up everything else
+ * first); on EOF or anything else, exit 0 without starting it and without records.
  * --user/--group take a name or a numeric id (0..4294967294), resolved on the host
  * before --chroot. A user name also sets the supplementary groups (initgroups), HOME,
  * USER and LOGNAME; a numeric uid without a passwd entry runs with gid 0 (as Docker
@@ -616,7 +618,7 @@ struct task_options {
   const char *dir, *cwd;
   struct identity id;
   char **cg, **prog;
-  int ncg;
+  int ncg, gate;
 };
 
 static void child(int out_w, int err_w, int st_w, const struct task_options *o) {
@@ -816,12 +818,26 @@ static void parse_args(int argc, char **argv, struct task_options *o) {
     else if (strcmp(a, "--log-max-bytes") == 0) max_bytes = parse_num(a, v, 1024, 1LL << 50);
     else if (strcmp(a, "--log-max-files") == 0) max_files = parse_num(a, v, 1, 1000000);
     else if (strcmp(a, "--plain-logs") == 0) plain_logs = (int)parse_num(a, v, 0, 1);
+    else if (strcmp(a, "--gate") == 0) o->gate = (int)parse_num(a, v, 0, 1);
     else usage("unknown option %s", a);
     i++;
   }
   if (!o->dir) usage("--dir is required");
   if (o->dir[0] != '/') usage("--dir must be an absolute path, got \"%s\"", o->dir);
   if (!o->prog || !o->prog[0]) usage("no program given after --");
+}
+
+/* --gate 1: everything is ready, but PROGRAM may run only once the executor has recorded
+ * the task; it says so with "go\n" on our stdin. Anything else (EOF: it gave up, or it
+ * died) means the task does not exist: leave without starting it or writing a record. */
+static void await_go(void) {
+  char buf[3];
+  if (read_full(STDIN_FILENO, buf, sizeof buf) != sizeof buf || memcmp(buf, "go\n", 3) != 0) exit(0);
+  int null = open("/dev/null", O_RDONLY);
+  if (null >= 0 && null != STDIN_FILENO) {
+    dup2(null, STDIN_FILENO);
+    close(null);
+  }
 }
 
 /* Opens DIR and DIR/logs, clears the records of an earlier run and reserves room for this
@@ -879,6 +895,7 @@ int main(int argc, char **argv) {
   if ((sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) setup_fail("create", "signalfd");
   if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) setup_fail("prctl", "PR_SET_CHILD_SUBREAPER");
 
+  if (o.gate) await_go();
   pid_t task = spawn_task(&o, out[1], err[1]);
   supervise(task, sfd, out[0], err[0], chunk);
   if (log_fd >= 0) close(log_fd);

@@ -1,0 +1,91 @@
+// A Create writes the task's first record while the backend gets its start
+// ready (StartRequest.admitted): the supervisor waits at a gate and the task
+// runs only once the record is on disk. These tests check that nothing runs
+// when the record is never written: a refused write, or an executor that dies.
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { TaskError } from '../../src/errors.js';
+import { createLogger } from '../../src/logger.js';
+import { TaskManager } from '../../src/manager/task-manager.js';
+import type { TaskRecord, TaskSpec } from '../../src/model/task.js';
+import { specFromWire } from '../../src/api/convert.js';
+import { CgroupManager } from '../../src/runtime/cgroups/index.js';
+import { ProcessRuntime } from '../../src/runtime/process/process-runtime.js';
+import { ShimSpawner } from '../../src/runtime/process/shim-spawner.js';
+import { shimsFor } from '../../src/runtime/process/stalled-shims.js';
+import { RuntimeRegistry } from '../../src/runtime/registry.js';
+import { TaskStore } from '../../src/store/task-store.js';
+import { shell, tempDir } from '../support/executor.js';
+import { isAlive } from '../support/processes.js';
+import { waitFor } from '../support/wait.js';
+
+const SHIM = join(import.meta.dirname, '..', '..', 'build', 'task-shim');
+const silent = createLogger('silent');
+
+/** A store whose first-record writes fail once the task's supervisor is ready and waiting. */
+class RefusingStore extends TaskStore {
+  override async commitNew(records: readonly TaskRecord[]): Promise<void> {
+    for (const record of records) await waitFor('the supervisor to wait at its gate', () => shimsFor(this.taskDir(record.name)).length > 0);
+    throw new TaskError('ResourceExhausted', 'no space left on the device (injected)');
+  }
+}
+
+const touching = (marker: string): TaskSpec => specFromWire(shell('refused', `touch ${marker}`).spec)!;
+
+describe('a start waits for its record', () => {
+  const closers: (() => unknown)[] = [];
+  after(async () => {
+    for (const close of closers.reverse()) await close();
+  });
+
+  test('a Create whose record cannot be written runs nothing and leaves nothing behind', async () => {
+    const dataDir = tempDir();
+    const scratch = tempDir('te-gate-');
+    const spawner = new ShimSpawner(SHIM, silent);
+    closers.push(() => spawner.close());
+    const runtime = new ProcessRuntime({ spawner, logMaxBytes: 1 << 20, logMaxFiles: 2, log: silent, cgroups: new CgroupManager({ root: 'off', log: silent }) });
+    const manager = new TaskManager({
+      store: new RefusingStore(dataDir, silent),
+      runtimes: new RuntimeRegistry([runtime]),
+      log: silent,
+      reconcileIntervalMs: 60_000,
+      stopSignal: 'SIGTERM',
+      stopGraceMs: 1000,
+    });
+    await manager.start();
+    closers.push(() => manager.close());
+    const marker = join(scratch, 'ran');
+    await assert.rejects(manager.create('refused', touching(marker)), (e: TaskError) => e.kind === 'ResourceExhausted');
+    const shims = shimsFor(join(dataDir, 'refused'));
+    assert.ok(shims.every((shim) => !isAlive(shim.pid)), 'the waiting supervisor is gone');
+    assert.ok(!existsSync(marker), 'the task never ran');
+    assert.deepEqual(readdirSync(dataDir), [], 'its directory is gone');
+    assert.deepEqual(manager.list(), [], 'no task is listed');
+  });
+
+  test('a supervisor waiting at its gate leaves without running the task when the executor goes away', async () => {
+    const dir = tempDir('te-gated-');
+    const marker = join(tempDir('te-gate-'), 'ran');
+    const spawner = new ShimSpawner(SHIM, silent);
+    const shim = await spawner.spawn(['--dir', dir, '--gate', '1', '--', 'sh', '-c', `touch ${marker}`], { PATH: process.env.PATH }, { gated: true });
+    // The executor's end closes the spawner's stdin; the spawner's end closes every gate.
+    spawner.close();
+    assert.equal(await shim.nextLine(), undefined, 'no start was announced');
+    await waitFor('the supervisor to leave', () => !isAlive(shim.pid));
+    assert.ok(!existsSync(marker), 'the task never ran');
+    assert.ok(!existsSync(join(dir, 'start.json')) && !existsSync(join(dir, 'exit.json')), 'no record was written');
+  });
+
+  test('a gated supervisor starts the task on go', async () => {
+    const dir = tempDir('te-gated-');
+    const marker = join(tempDir('te-gate-'), 'ran');
+    const spawner = new ShimSpawner(SHIM, silent);
+    closers.push(() => spawner.close());
+    const shim = await spawner.spawn(['--dir', dir, '--gate', '1', '--', 'sh', '-c', `touch ${marker}`], { PATH: process.env.PATH }, { gated: true });
+    shim.go();
+    assert.equal(JSON.parse((await shim.nextLine())!).event, 'started');
+    await waitFor('the task to run', () => existsSync(marker));
+  });
+});
