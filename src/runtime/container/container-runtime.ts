@@ -52,6 +52,8 @@ export interface ContainerRuntimeOptions {
   log: Logger;
   /** Whether the host uses the unified cgroup v2 hierarchy (decides how a pids limit is applied). */
   cgroupV2?: boolean;
+  /** Seccomp of tasks that name no profile (--task-seccomp); default: the runtime's default profile. */
+  seccompDefault?: 'default' | 'unconfined';
 }
 
 export type { ContainerHandle } from './container-handle.js';
@@ -212,7 +214,14 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
       await this.removeRuns({ [LABEL_UID]: uid }, log);
       throw new Error(`cannot create the pod sandbox: ${criDetails(error)}`);
     }
-    const config = containerConfig({ spec, labels, mounts: resolved.mounts, resources: resources.resources });
+    const config = containerConfig({
+      spec,
+      labels,
+      mounts: resolved.mounts,
+      resources: resources.resources,
+      ...(request.spec.securityContext ? { securityContext: request.spec.securityContext } : {}),
+      ...(this.options.seccompDefault ? { seccompDefault: this.options.seccompDefault } : {}),
+    });
     try {
       handle.containerId = await this.cri.createContainer(handle.sandboxId, config, sandbox);
     } catch (error) {

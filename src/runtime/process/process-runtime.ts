@@ -22,6 +22,7 @@ import { exitObservation, type HeldExit, heldObservation, unreadableObservation 
 import { bootId, isSameProcessAlive, sampleProcesses, signalQuietly, startTimeOf } from './procfs.js';
 import { decodeProcessHandle, isRun, PROCESS_HANDLE_VERSION, type ProcessHandle, type ShimHandle } from './shim-handle.js';
 import { parseEvent, readExitRecord, readStartRecord, type ShimEvent, type StartRecord } from './shim-protocol.js';
+import type { TaskPrivileges } from '../shim/task-privileges.js';
 import { freeze, killShimTree, scanShims, type ShimScan, shimAlive, shimsFor, thaw } from './stalled-shims.js';
 import { GRACE_POLL_MS, killTree, measuredTree, signalTree, treeAlive } from './task-tree.js';
 
@@ -36,6 +37,18 @@ export interface ProcessRuntimeOptions {
   log: Logger;
   /** The per-task cgroup service (app.ts creates it). */
   cgroups: CgroupManager;
+  /** Least privilege for tasks (securityContext and the executor's defaults); absent: tasks keep the executor's. */
+  privileges?: TaskPrivileges;
+}
+
+/**
+ * How a caller that wraps the task's program (the sidecar backend: nsenter) wants it started.
+ * The wrapper needs the executor's privileges, so the shim applies none; privsHelper, when
+ * given, is handed to the program as fd 200 (task-shim --privs-helper), for the wrapper to
+ * exec the helper that drops them later.
+ */
+export interface WrapperLaunch {
+  privsHelper?: string;
 }
 
 const POLL_MS = 25;
@@ -79,7 +92,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     return spec.process !== undefined;
   }
 
-  async start(request: StartRequest): Promise<Started<ProcessHandle>> {
+  async start(request: StartRequest, wrapper?: WrapperLaunch): Promise<Started<ProcessHandle>> {
     const spec = request.spec.process!;
     const argv = [...spec.command, ...spec.args];
     const logs = request.spec.logs;
@@ -90,6 +103,9 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     if (spec.user) args.push('--user', spec.user);
     if (spec.group) args.push('--group', spec.group);
     if (spec.chroot) args.push('--chroot', spec.chroot);
+    const privileges = wrapper ? { args: [], warnings: [] } : (this.options.privileges?.args(request.spec.securityContext) ?? { args: [], warnings: [] });
+    args.push(...privileges.args);
+    if (wrapper?.privsHelper) args.push('--privs-helper', wrapper.privsHelper);
 
     const dataDir = dirname(request.taskDir);
     const scope = scopeOf(dataDir);
@@ -98,7 +114,9 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
       await this.cgroups.sweep(scope, liveTasksOf(dataDir));
       await this.cgroups.sweepForeign(scope, FOREIGN_CGROUP_MIN_AGE_MS);
     }
-    const { cgroup, warnings } = this.cgroups.create(scope, request.name, request.spec.resources);
+    const created = this.cgroups.create(scope, request.name, request.spec.resources);
+    const { cgroup } = created;
+    const warnings = [...created.warnings, ...privileges.warnings];
     if (warnings.length > 0) this.options.log.warn({ task: request.name, warnings }, 'task runs without some of the limits it asked for');
     for (const file of cgroup ? this.cgroups.procsFiles(cgroup) : []) args.push('--cgroup-procs', file);
     args.push('--', ...argv);
