@@ -1,0 +1,188 @@
+// Least privilege for tasks (TaskSpec.securityContext and the executor's
+// defaults) against real processes: what a task can do is read from its own
+// /proc/self/status and /proc/self/limits and tried with mount and unshare.
+// The same checks run for the process backend and for the sidecar backend
+// (task-privs inside a fake main container, test/support/main-container.ts).
+// Needs root (tests run as root here) and util-linux.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { SeccompProfileType, type SecurityContext } from '../../gen/taskexecutor/v1/task.js';
+import type { Config } from '../../src/config.js';
+import { DEFAULT_CAPABILITIES, ALL_CAPABILITIES } from '../../src/model/privileges.js';
+import { shell, startTestExecutor, terminated, tempDir, type TestExecutor } from '../support/executor.js';
+import { killAllMainContainers, startMainContainer } from '../support/main-container.js';
+import { ROOT } from '../support/subprocess.js';
+import { waitFor } from '../support/wait.js';
+
+const isRoot = process.getuid?.() === 0;
+const skip = isRoot && existsSync('/usr/bin/nsenter') ? false : 'least-privilege tests need root and util-linux';
+
+/** The CapEff/CapBnd hex of a set of capability names. */
+function mask(names: readonly string[]): string {
+  let bits = 0n;
+  for (const name of names) bits |= 1n << BigInt(ALL_CAPABILITIES.indexOf(name as (typeof ALL_CAPABILITIES)[number]));
+  return bits.toString(16).padStart(16, '0');
+}
+
+/** A field of /proc/self/status, e.g. field(status, 'CapEff'). */
+const field = (text: string, name: string) => new RegExp(`^${name}:\\s*(\\S+)`, 'm').exec(text)?.[1];
+
+function logText(dataDir: string, name: string): string {
+  const dir = join(dataDir, name, 'logs');
+  return readdirSync(dir)
+    .filter((f) => /^output\.\d+\.log$/.test(f))
+    .sort((a, b) => Number(a.split('.')[1]) - Number(b.split('.')[1]))
+    .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n').filter(Boolean))
+    .map((line) => line.split(' ').slice(3).join(' '))
+    .join('\n');
+}
+
+/** Runs a shell script as a task with this security context; its end state and its output. */
+async function run(te: TestExecutor, name: string, script: string, securityContext?: Partial<SecurityContext>, user?: string) {
+  await te.api.createTask({ task: shell(name, script, user ? { user } : {}, securityContext ? { securityContext: securityContext as SecurityContext } : {}) });
+  const end = await waitFor(`task ${name} to end`, async () => terminated((await te.api.getTask({ name })).task), { timeoutMs: 15_000 });
+  return { end, out: logText(te.dataDir, name) };
+}
+
+const STATUS = 'cat /proc/self/status';
+const DEFAULT_MASK = mask(DEFAULT_CAPABILITIES);
+
+function backendSuite(backend: 'process' | 'sidecar') {
+  describe(`least privilege, ${backend} backend`, { skip }, () => {
+    const mainName = `te-privs-main-${process.pid}`;
+    const overrides = async (extra: Partial<Config>): Promise<Partial<Config>> => {
+      if (backend === 'process') return extra;
+      return { enableSidecarMode: true, mainContainerName: mainName, stopGraceMs: 1000, ...extra };
+    };
+    let te: TestExecutor;
+    let full: TestExecutor;
+    before(async () => {
+      if (backend === 'sidecar') await startMainContainer({ name: mainName });
+      te = await startTestExecutor(await overrides({}));
+      full = await startTestExecutor(await overrides({ taskCapabilities: 'all', taskSeccomp: 'unconfined' }));
+    });
+    after(async () => {
+      await te?.close();
+      await full?.close();
+      if (backend === 'sidecar') await killAllMainContainers();
+    });
+
+    test("a root task keeps Docker's default capabilities and the default seccomp profile, and cannot mount or unshare", async () => {
+      const { end, out } = await run(
+        te,
+        'defaults',
+        `${STATUS}; mount -t tmpfs none /mnt && echo MOUNTED; unshare -n true && echo UNSHARED; echo done`,
+      );
+      assert.equal(end.reason, 'Succeeded', end.message);
+      assert.equal(field(out, 'CapEff'), DEFAULT_MASK);
+      assert.equal(field(out, 'CapPrm'), DEFAULT_MASK);
+      assert.equal(field(out, 'CapBnd'), DEFAULT_MASK);
+      assert.equal(field(out, 'CapInh'), '0000000000000000');
+      assert.equal(field(out, 'CapAmb'), '0000000000000000');
+      assert.equal(field(out, 'Seccomp'), '2', 'a seccomp filter is loaded');
+      assert.equal(field(out, 'NoNewPrivs'), '0', 'no_new_privs only when asked');
+      assert.doesNotMatch(out, /MOUNTED|UNSHARED/);
+      assert.match(out, /^done$/m, 'the script went on after the refusals');
+    });
+
+    test('the default profile denies unshare with EPERM even to a task that has every capability; Unconfined lifts it', async () => {
+      const all = { capabilities: { add: ['ALL'], drop: [] } };
+      const filtered = await run(te, 'filtered', `grep CapEff /proc/self/status; unshare -n true; echo "rc=$?"`, all);
+      // Every capability the executor has (this machine's may lack some, e.g. SYS_RESOURCE in a container).
+      assert.equal(field(filtered.out, 'CapEff'), field(readFileSync('/proc/self/status', 'utf8'), 'CapEff'));
+      // stdout and stderr are separate pipes: their lines may be logged in either order.
+      assert.match(filtered.out, /unshare failed: Operation not permitted/);
+      assert.match(filtered.out, /^rc=1$/m);
+      const open = await run(te, 'unconfined', 'unshare -n true; echo "rc=$?"', {
+        ...all,
+        seccompProfile: { type: SeccompProfileType.SECCOMP_PROFILE_TYPE_UNCONFINED, localhostProfile: '' },
+      });
+      assert.match(open.out, /^rc=0$/m);
+    });
+
+    test('noNewPrivileges sets NoNewPrivs', async () => {
+      const { out } = await run(te, 'nnp', STATUS, { noNewPrivileges: true });
+      assert.equal(field(out, 'NoNewPrivs'), '1');
+    });
+
+    test('rlimits are the task’s, as /proc/self/limits shows', async () => {
+      const { end, out } = await run(te, 'limits', 'cat /proc/self/limits', {
+        rlimits: [
+          { name: 'nofile', soft: 123, hard: 456 },
+          { name: 'core', soft: 0, hard: -1 },
+          { name: 'nproc', soft: 777, hard: 888 },
+        ],
+      });
+      assert.equal(end.reason, 'Succeeded', end.message);
+      assert.match(out, /Max open files\s+123\s+456\s+files/);
+      assert.match(out, /Max core file size\s+0\s+unlimited\s+bytes/);
+      assert.match(out, /Max processes\s+777\s+888\s+processes/);
+    });
+
+    test('capabilities.add and drop change exactly what they name', async () => {
+      const { out } = await run(te, 'add-drop', STATUS, { capabilities: { add: ['NET_ADMIN', 'cap_sys_time'], drop: ['CHOWN', 'KILL'] } });
+      const expected = mask([...DEFAULT_CAPABILITIES.filter((c) => c !== 'CHOWN' && c !== 'KILL'), 'NET_ADMIN', 'SYS_TIME']);
+      assert.equal(field(out, 'CapEff'), expected);
+      assert.equal(field(out, 'CapBnd'), expected);
+      const only = await run(te, 'drop-all', STATUS, { capabilities: { add: ['NET_BIND_SERVICE'], drop: ['ALL'] } });
+      assert.equal(field(only.out, 'CapEff'), mask(['NET_BIND_SERVICE']));
+    });
+
+    test('a non-root task has no capabilities; its bounding set is the default', async () => {
+      const { end, out } = await run(te, 'nobody', STATUS, undefined, '65534');
+      assert.equal(end.reason, 'Succeeded', end.message);
+      assert.equal(field(out, 'Uid'), '65534');
+      assert.equal(field(out, 'CapEff'), '0000000000000000');
+      assert.equal(field(out, 'CapPrm'), '0000000000000000');
+      assert.equal(field(out, 'CapBnd'), DEFAULT_MASK);
+    });
+
+    test('--task-capabilities all and --task-seccomp unconfined give tasks the executor’s privileges, as the original did', async () => {
+      const own = readFileSync('/proc/self/status', 'utf8');
+      const { end, out } = await run(full, 'full', `${STATUS}; unshare -n true && echo UNSHARED`);
+      assert.equal(end.reason, 'Succeeded', end.message);
+      assert.equal(field(out, 'CapEff'), field(own, 'CapEff'));
+      assert.equal(field(out, 'CapBnd'), field(own, 'CapBnd'));
+      assert.equal(field(out, 'Seccomp'), '0');
+      assert.match(out, /UNSHARED/);
+      // A task's own drop still applies there.
+      const dropped = await run(full, 'full-drop', STATUS, { capabilities: { add: [], drop: ['SYS_ADMIN'] } });
+      const expected = (BigInt(`0x${field(own, 'CapEff')}`) & ~(1n << 21n)).toString(16).padStart(16, '0');
+      assert.equal(field(dropped.out, 'CapEff'), expected);
+    });
+  });
+}
+
+backendSuite('process');
+backendSuite('sidecar');
+
+describe('the supervisor names the privilege a start lacked', { skip }, () => {
+  test('raising a hard rlimit without CAP_SYS_RESOURCE fails the start with a message saying so', () => {
+    const dir = tempDir('te-privs-shim-');
+    spawnSync('chown', ['65534', dir]);
+    const shim = join(ROOT, 'build', 'task-shim');
+    // An unprivileged supervisor (as an executor that is not root): its hard limit cannot grow.
+    const result = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', shim, '--dir', dir, '--rlimit', 'nofile=1:unlimited', '--', 'true'], {
+      encoding: 'utf8',
+    });
+    assert.equal(result.status, 0, result.stderr);
+    const exit = JSON.parse(readFileSync(join(dir, 'exit.json'), 'utf8'));
+    assert.equal(exit.exitCode, 1);
+    assert.match(exit.startError, /rlimit nofile: Operation not permitted \(raising a hard limit needs CAP_SYS_RESOURCE\)/);
+  });
+
+  test('a bounding set the supervisor cannot drop (no CAP_SETPCAP) fails the start with a message saying so', () => {
+    const dir = tempDir('te-privs-shim-');
+    spawnSync('chown', ['65534', dir]);
+    const shim = join(ROOT, 'build', 'task-shim');
+    const result = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', shim, '--dir', dir, '--caps', 'CHOWN', '--', 'true'], {
+      encoding: 'utf8',
+    });
+    assert.equal(result.status, 0, result.stderr);
+    const exit = JSON.parse(readFileSync(join(dir, 'exit.json'), 'utf8'));
+    assert.match(exit.startError, /bounding set: Operation not permitted \(needs CAP_SETPCAP\)/);
+  });
+});
