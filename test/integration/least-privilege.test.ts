@@ -9,10 +9,11 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { SeccompProfileType, type SecurityContext } from '../../gen/taskexecutor/v1/task.js';
+import { ContainerSpec, SeccompProfileType, type SecurityContext, TaskSpec } from '../../gen/taskexecutor/v1/task.js';
 import type { Config } from '../../src/config.js';
 import { DEFAULT_CAPABILITIES, ALL_CAPABILITIES } from '../../src/model/privileges.js';
 import { shell, startTestExecutor, terminated, tempDir, type TestExecutor } from '../support/executor.js';
+import { requireContainerd, startPrivateContainerd, type PrivateContainerd } from '../support/containerd.js';
 import { killAllMainContainers, startMainContainer } from '../support/main-container.js';
 import { ROOT } from '../support/subprocess.js';
 import { waitFor } from '../support/wait.js';
@@ -184,5 +185,45 @@ describe('the supervisor names the privilege a start lacked', { skip }, () => {
     assert.equal(result.status, 0, result.stderr);
     const exit = JSON.parse(readFileSync(join(dir, 'exit.json'), 'utf8'));
     assert.match(exit.startError, /bounding set: Operation not permitted \(needs CAP_SETPCAP\)/);
+  });
+});
+
+describe('least privilege, container backend (private containerd)', { skip }, () => {
+  let ctrd: PrivateContainerd;
+  let te: TestExecutor;
+  before(async () => {
+    requireContainerd();
+    ctrd = await startPrivateContainerd();
+    te = await startTestExecutor({ enableContainerMode: true, criSocket: ctrd.socket, containerCgroupParent: ctrd.cgroupParent });
+  });
+  after(async () => {
+    try {
+      if (te) {
+        await te.api.setTasks({ tasks: [] });
+        await waitFor('every task to be deleted', async () => (await te.api.listTasks()).tasks.length === 0, { timeoutMs: 30_000 });
+      }
+    } finally {
+      await te?.close();
+      await ctrd?.stop();
+    }
+  });
+
+  test('the securityContext reaches the container: capabilities added and dropped, NoNewPrivs, the runtime default profile', async () => {
+    const name = 'ctr-privs';
+    await te.api.createTask({
+      task: {
+        name,
+        spec: TaskSpec.fromPartial({
+          runtime: { $case: 'container', value: ContainerSpec.fromPartial({ image: ctrd.images.busybox, command: ['cat', '/proc/self/status'] }) },
+          securityContext: { capabilities: { add: ['NET_ADMIN'], drop: ['CHOWN'] }, noNewPrivileges: true },
+        }),
+      },
+    });
+    const end = await waitFor('the container task to end', async () => terminated((await te.api.getTask({ name })).task), { timeoutMs: 60_000 });
+    assert.equal(end.reason, 'Succeeded', end.message);
+    const out = logText(te.dataDir, name);
+    assert.equal(field(out, 'CapEff'), mask([...DEFAULT_CAPABILITIES.filter((c) => c !== 'CHOWN'), 'NET_ADMIN']));
+    assert.equal(field(out, 'NoNewPrivs'), '1');
+    assert.equal(field(out, 'Seccomp'), '2', "the runtime's default profile");
   });
 });
