@@ -73,8 +73,14 @@ const failure = result.error
     : undefined;
 if (!failure) {
   const built = spawnSync(cc, [...flags, ...defines, '-static', '-o', helper, join(shimDir, 'task-privs.c'), privileges, ...libs], {
-    stdio: 'inherit',
+    stdio: ['ignore', 'inherit', 'pipe'],
+    encoding: 'utf8',
   });
+  // The linker warns that libcap-ng's capng_change_id (never called) would need glibc's NSS at run
+  // time in a static binary: noise, so those lines are dropped; anything else is shown.
+  const noise = /statically linked applications requires at runtime|in function `capng_change_id'/;
+  const shown = (built.stderr ?? '').split('\n').filter((line) => line && !noise.test(line) && !/^\(\.text\+0x[0-9a-f]+\): warning: Using/.test(line));
+  if (shown.length > 0) console.error(shown.join('\n'));
   if (built.status !== 0) {
     rmSync(helper, { force: true });
     console.error('task-shim: task-privs (the privilege helper of sidecar tasks) could not be linked statically (Debian: libc6-dev, libcap-ng-dev and libseccomp-dev hold the static libraries); sidecar tasks will run without privilege settings');

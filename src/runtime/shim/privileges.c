@@ -168,6 +168,10 @@ static int load_default_profile(char *msg, size_t n) {
   /* Loaded while the process still has CAP_SYS_ADMIN where it can: no_new_privs is the
    * task's choice (--no-new-privs), not a side effect of the filter. */
   seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+#if SCMP_VER_MAJOR > 2 || (SCMP_VER_MAJOR == 2 && SCMP_VER_MINOR >= 5)
+  /* The kernel's errno rather than libseccomp's generic -ECANCELED. */
+  seccomp_attr_set(ctx, SCMP_FLTATR_API_SYSRAWRC, 1);
+#endif
   for (size_t k = 0; !rc && k < sizeof denied / sizeof *denied; k++) {
     int nr = seccomp_syscall_resolve_name(denied[k]);
     if (nr != __NR_SCMP_ERROR) rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
@@ -184,7 +188,7 @@ static int load_default_profile(char *msg, size_t n) {
     return -1;
   }
   rc = seccomp_load(ctx);
-  if (rc == -EACCES || rc == -EPERM) {
+  if (rc == -EACCES || rc == -EPERM || rc == -ECANCELED) {
     /* No CAP_SYS_ADMIN (an executor that is not root): the kernel only takes a filter
      * from a process with no_new_privs, as Docker's rootless mode does. */
     seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 1);
