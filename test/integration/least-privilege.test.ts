@@ -6,7 +6,7 @@
 // Needs root (tests run as root here) and util-linux.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ContainerSpec, SeccompProfileType, type SecurityContext, TaskSpec } from '../../gen/taskexecutor/v1/task.js';
@@ -50,6 +50,21 @@ async function run(te: TestExecutor, name: string, script: string, securityConte
 
 const STATUS = 'cat /proc/self/status';
 const DEFAULT_MASK = mask(DEFAULT_CAPABILITIES);
+
+/** A static i386 program that exits with 7 (built with binutils), or undefined where that cannot run. */
+let i386: string | undefined | null = null;
+function i386Program(): string | undefined {
+  if (i386 !== null) return i386;
+  const dir = tempDir('te-i386-');
+  const source = join(dir, 'exit7.s');
+  writeFileSync(source, '.globl _start\n_start:\n mov $1, %eax\n mov $7, %ebx\n int $0x80\n');
+  const built =
+    spawnSync('as', ['--32', '-o', join(dir, 'exit7.o'), source]).status === 0 &&
+    spawnSync('ld', ['-m', 'elf_i386', '-o', join(dir, 'exit7'), join(dir, 'exit7.o')]).status === 0 &&
+    spawnSync(join(dir, 'exit7')).status === 7;
+  i386 = built ? join(dir, 'exit7') : undefined;
+  return i386;
+}
 
 function backendSuite(backend: 'process' | 'sidecar') {
   describe(`least privilege, ${backend} backend`, { skip }, () => {
@@ -102,6 +117,13 @@ function backendSuite(backend: 'process' | 'sidecar') {
         seccompProfile: { type: SeccompProfileType.SECCOMP_PROFILE_TYPE_UNCONFINED, localhostProfile: '' },
       });
       assert.match(open.out, /^rc=0$/m);
+    });
+
+    test('a 32-bit program runs under the default profile (its compat architecture is in the filter, not killed by SIGSYS)', async (t) => {
+      const program = i386Program();
+      if (!program) return t.skip('no as/ld for i386, or no IA32 emulation in this kernel');
+      const { end } = await run(te, 'i386', program);
+      assert.deepEqual([end.exitCode, end.signal], [7, 0], end.message);
     });
 
     test('noNewPrivileges sets NoNewPrivs', async () => {

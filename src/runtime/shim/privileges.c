@@ -165,6 +165,15 @@ static int load_default_profile(char *msg, size_t n) {
     return -1;
   }
   int rc = 0;
+  /* The compat architectures too, as Docker does: without them a 32-bit program (x86 on x86-64,
+   * arm on aarch64) would be killed by the filter's bad-architecture action at its first call. */
+  uint32_t native = seccomp_arch_native();
+  if (native == SCMP_ARCH_X86_64) {
+    seccomp_arch_add(ctx, SCMP_ARCH_X86);
+    seccomp_arch_add(ctx, SCMP_ARCH_X32);
+  } else if (native == SCMP_ARCH_AARCH64) {
+    seccomp_arch_add(ctx, SCMP_ARCH_ARM);
+  }
   /* Loaded while the process still has CAP_SYS_ADMIN where it can: no_new_privs is the
    * task's choice (--no-new-privs), not a side effect of the filter. */
   seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
@@ -176,8 +185,10 @@ static int load_default_profile(char *msg, size_t n) {
     int nr = seccomp_syscall_resolve_name(denied[k]);
     if (nr != __NR_SCMP_ERROR) rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
   }
+  /* (CLONE_NEWTIME shares its bit with clone's exit signal and only works with unshare and
+   * clone3, both denied anyway.) */
   static const unsigned long long ns_flags[] = {CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER,
-                                                CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP, 0x00000080ULL /* CLONE_NEWTIME */};
+                                                CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP};
   for (size_t k = 0; !rc && k < sizeof ns_flags / sizeof *ns_flags; k++)
     rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1, SCMP_A0(SCMP_CMP_MASKED_EQ, ns_flags[k], ns_flags[k]));
   int clone3 = seccomp_syscall_resolve_name("clone3");
