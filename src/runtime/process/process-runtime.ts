@@ -103,7 +103,9 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     if (spec.user) args.push('--user', spec.user);
     if (spec.group) args.push('--group', spec.group);
     if (spec.chroot) args.push('--chroot', spec.chroot);
-    const privileges = wrapper ? { args: [], warnings: [] } : (this.options.privileges?.args(request.spec.securityContext) ?? { args: [], warnings: [] });
+    // A wrapper (nsenter) keeps the executor's privileges; the task's are applied after it (task-privs).
+    const own = wrapper ? undefined : this.options.privileges?.args(request.spec.securityContext);
+    const privileges = own ?? { args: [], warnings: [] };
     args.push(...privileges.args);
     if (wrapper?.privsHelper) args.push('--privs-helper', wrapper.privsHelper);
 
