@@ -16,6 +16,7 @@ import { ProcessRuntime } from './runtime/process/process-runtime.js';
 import { ShimSpawner } from './runtime/process/shim-spawner.js';
 import { RuntimeRegistry } from './runtime/registry.js';
 import { ensureShim } from './runtime/shim/ensure-shim.js';
+import { TaskPrivileges } from './runtime/shim/task-privileges.js';
 import { processBackends, sidecarModeProblem } from './runtime/sidecar/index.js';
 import { TaskStore } from './store/task-store.js';
 import { packageRoot } from './util/package-root.js';
@@ -62,6 +63,7 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
         registryAuth,
         logMaxBytes: config.logMaxBytes,
         logMaxFiles: config.logMaxFiles,
+        seccompDefault: config.taskSeccomp,
         log: log.child({ component: 'container-runtime' }),
       });
     } catch (error) {
@@ -69,6 +71,11 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
     }
   }
   const store = new TaskStore(dataDir, log.child({ component: 'store' }));
+  // Least privilege for process and sidecar tasks: the defaults, and what this shim build can apply.
+  const privileges = TaskPrivileges.forShim(shimPath, { capabilities: config.taskCapabilities, seccomp: config.taskSeccomp });
+  const described = privileges.describe();
+  log.info({ taskCapabilities: config.taskCapabilities, taskSeccomp: config.taskSeccomp }, described.message);
+  for (const missing of described.missing) log.warn(`task privileges: ${missing}`);
   // Per-task cgroups: the hierarchy --cgroup-root names, or the one this host mounts ("off": none).
   const cgroups = new CgroupManager({ root: config.cgroupRoot || undefined, log: log.child({ component: 'cgroups' }) });
   // One small helper process starts every shim, so the executor never forks itself (see spawner.c).
@@ -83,7 +90,8 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
         plainLogFiles: config.plainLogFiles,
         log: log.child({ component: 'process-runtime' }),
         cgroups,
-      })),
+        privileges,
+      }), privileges),
       ...(containers ? [containers] : []),
     ],
     containers ? [] : [{ accepts: (spec) => spec.container !== undefined, reason: 'start the executor with --enable-container-mode' }],

@@ -59,6 +59,10 @@ export interface Config {
   cgroupRoot: string;
   /** A built task-shim to use instead of the package's own (build/task-shim, built on first start if missing). */
   shimPath: string;
+  /** Capabilities of process and sidecar tasks: "default" (Docker's set) or "all" (the original executor's: untouched). */
+  taskCapabilities: 'default' | 'all';
+  /** Seccomp of process and sidecar tasks without a profile of their own, and of container tasks: "default" or "unconfined". */
+  taskSeccomp: 'default' | 'unconfined';
 }
 
 const bool = (value: string | undefined): boolean => {
@@ -268,6 +272,24 @@ function program(): Command {
         .env('TASK_SHIM_PATH')
         .default(''),
     )
+    .addOption(
+      new Option(
+        '--task-capabilities <set>',
+        'capabilities of root process and sidecar tasks: "default" = Docker\'s default set; "all" = the executor\'s own, as the original executor (a task\'s securityContext.capabilities still applies)',
+      )
+        .env('TASK_CAPABILITIES')
+        .choices(['default', 'all'])
+        .default('default'),
+    )
+    .addOption(
+      new Option(
+        '--task-seccomp <profile>',
+        'seccomp profile of tasks that name none: "default" = the executor\'s default profile (container tasks: the runtime\'s); "unconfined" = no filter, as the original executor',
+      )
+        .env('TASK_SECCOMP')
+        .choices(['default', 'unconfined'])
+        .default('default'),
+    )
     .helpOption('-h, --help', 'show this help')
     .showHelpAfterError();
 }
@@ -317,6 +339,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       metricsAuth: o.metricsAuth,
       cgroupRoot: o.cgroupRoot,
       shimPath: o.shimPath,
+      taskCapabilities: o.taskCapabilities,
+      taskSeccomp: o.taskSeccomp,
     };
   } finally {
     process.env = saved;

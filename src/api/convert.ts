@@ -1,7 +1,17 @@
 // Maps between the wire types (gen/) and the executor's model. Pure and total:
 // any wire message converts; the manager validates what it means.
 import * as wire from '../../gen/taskexecutor/v1/task.js';
-import type { ContainerSpec, EnvVar, ProcessSpec, RestartPolicy, TaskRecord, TaskSpec, TaskState } from '../model/task.js';
+import type {
+  ContainerSpec,
+  EnvVar,
+  ProcessSpec,
+  RestartPolicy,
+  SeccompProfileType,
+  SecurityContext,
+  TaskRecord,
+  TaskSpec,
+  TaskState,
+} from '../model/task.js';
 
 export function specFromWire(spec: wire.TaskSpec | undefined): TaskSpec | undefined {
   if (!spec) return undefined;
@@ -35,6 +45,62 @@ function commonFromWire(spec: wire.TaskSpec): Omit<TaskSpec, 'process' | 'contai
     ...(spec.maxRestarts !== undefined ? { maxRestarts: spec.maxRestarts } : {}),
     ...(Object.keys(resources).length > 0 ? { resources } : {}),
     ...(Object.keys(logs).length > 0 ? { logs } : {}),
+    ...(securityFromWire(spec.securityContext) ? { securityContext: securityFromWire(spec.securityContext) } : {}),
+  };
+}
+
+/** Unset or empty parts stay absent, so that specs compare equal (SetTasks). */
+function securityFromWire(ctx: wire.SecurityContext | undefined): SecurityContext | undefined {
+  if (!ctx) return undefined;
+  const caps = ctx.capabilities;
+  const type = seccompTypeFromWire(ctx.seccompProfile?.type);
+  const profile = ctx.seccompProfile?.localhostProfile ?? '';
+  const out: SecurityContext = {
+    ...(caps && (caps.add.length > 0 || caps.drop.length > 0) ? { capabilities: { add: [...caps.add], drop: [...caps.drop] } } : {}),
+    ...(ctx.noNewPrivileges !== undefined ? { noNewPrivileges: ctx.noNewPrivileges } : {}),
+    ...(type ? { seccompProfile: { type, ...(profile ? { localhostProfile: profile } : {}) } } : {}),
+    ...(ctx.rlimits.length > 0 ? { rlimits: ctx.rlimits.map((r) => ({ name: r.name, soft: r.soft, hard: r.hard })) } : {}),
+  };
+  // A localhost_profile without a type still reaches validation, which names it.
+  if (!type && profile) out.seccompProfile = { type: 'RuntimeDefault', localhostProfile: profile };
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+function seccompTypeFromWire(type: wire.SeccompProfileType | undefined): SeccompProfileType | undefined {
+  switch (type) {
+    case undefined:
+    case wire.SeccompProfileType.SECCOMP_PROFILE_TYPE_UNSPECIFIED:
+      return undefined;
+    case wire.SeccompProfileType.SECCOMP_PROFILE_TYPE_RUNTIME_DEFAULT:
+      return 'RuntimeDefault';
+    case wire.SeccompProfileType.SECCOMP_PROFILE_TYPE_UNCONFINED:
+      return 'Unconfined';
+    case wire.SeccompProfileType.SECCOMP_PROFILE_TYPE_LOCALHOST:
+      return 'Localhost';
+    default:
+      // An enum value this executor does not know: let validation name it.
+      return `unknown(${String(type)})` as SeccompProfileType;
+  }
+}
+
+function securityToWire(ctx: SecurityContext | undefined): wire.SecurityContext | undefined {
+  if (!ctx) return undefined;
+  const type = ctx.seccompProfile?.type;
+  return {
+    capabilities: ctx.capabilities ? { add: ctx.capabilities.add, drop: ctx.capabilities.drop } : undefined,
+    noNewPrivileges: ctx.noNewPrivileges,
+    seccompProfile: type
+      ? {
+          type:
+            type === 'RuntimeDefault'
+              ? wire.SeccompProfileType.SECCOMP_PROFILE_TYPE_RUNTIME_DEFAULT
+              : type === 'Unconfined'
+                ? wire.SeccompProfileType.SECCOMP_PROFILE_TYPE_UNCONFINED
+                : wire.SeccompProfileType.SECCOMP_PROFILE_TYPE_LOCALHOST,
+          localhostProfile: ctx.seccompProfile?.localhostProfile ?? '',
+        }
+      : undefined,
+    rlimits: ctx.rlimits ?? [],
   };
 }
 
@@ -130,6 +196,7 @@ function specToWire(spec: TaskSpec): wire.TaskSpec {
     maxRestarts: spec.maxRestarts,
     resources: spec.resources,
     logs: spec.logs,
+    securityContext: securityToWire(spec.securityContext),
   };
   if (spec.process) {
     const p = spec.process;

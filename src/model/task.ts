@@ -47,6 +47,24 @@ export interface LogConfig {
   maxFiles?: number;
 }
 
+/** An rlimit; -1 is unlimited. */
+export interface Rlimit {
+  name: string;
+  soft: number;
+  hard: number;
+}
+
+export type SeccompProfileType = 'RuntimeDefault' | 'Unconfined' | 'Localhost';
+
+/** Least privilege (TaskSpec.security_context); unset fields take the executor's defaults (src/model/privileges.ts). */
+export interface SecurityContext {
+  /** Names as given (validation accepts any case and a CAP_ prefix; privileges.ts normalises). */
+  capabilities?: { add: string[]; drop: string[] };
+  noNewPrivileges?: boolean;
+  seccompProfile?: { type: SeccompProfileType; localhostProfile?: string };
+  rlimits?: Rlimit[];
+}
+
 /** Exactly one of process or container is set (checked by validateSpec). */
 export interface TaskSpec {
   process?: ProcessSpec;
@@ -57,6 +75,7 @@ export interface TaskSpec {
   maxRestarts?: number;
   resources?: Resources;
   logs?: LogConfig;
+  securityContext?: SecurityContext;
 }
 
 export type TaskState =

@@ -3,6 +3,7 @@
 import { invalidArgument } from '../errors.js';
 import type { ContainerSpec, EnvVar, ProcessSpec, TaskSpec } from './task.js';
 import { parseSignal } from '../util/signals.js';
+import { validateSecurityContext } from './privileges.js';
 
 // Kubernetes object names are DNS-1123 subdomains, and the original's controller
 // names tasks "<object-name>-<index>", so that is the accepted form. It also
@@ -64,6 +65,7 @@ function validateTaskSettings(spec: TaskSpec, field: string): void {
   validateRange(spec.resources?.pids, `${field}.resources.pids`, 1, 4_194_304);
   validateRange(spec.logs?.maxFileSizeBytes, `${field}.logs.maxFileSizeBytes`, 1024, 2 ** 30);
   validateRange(spec.logs?.maxFiles, `${field}.logs.maxFiles`, 1, 1000);
+  validateSecurityContext(spec, `${field}.securityContext`);
 }
 
 function validateRange(value: number | undefined, field: string, min: number, max: number): void {

@@ -81,6 +81,21 @@ describe('command line', () => {
     }
   });
 
+  test('the start-up log states what tasks get: least privilege by default, the original with --task-capabilities all --task-seccomp unconfined', async () => {
+    for (const [args, pattern] of [
+      [[], /task privileges: root process tasks keep only CHOWN,DAC_OVERRIDE,FOWNER,FSETID,KILL,SETGID,SETUID,SETPCAP,NET_BIND_SERVICE,NET_RAW,SYS_CHROOT,MKNOD,AUDIT_WRITE,SETFCAP; non-root tasks none; the default seccomp profile/],
+      [['--task-capabilities', 'all', '--task-seccomp', 'unconfined'], /task privileges: process tasks keep the executor's capabilities \(--task-capabilities all\); no seccomp filter \(--task-seccomp unconfined\)/],
+    ] as const) {
+      const dataDir = tempDir();
+      cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+      const executor = spawnExecutor(['--data-dir', dataDir, '--listen-addr', '127.0.0.1:0', ...args]);
+      cleanups.push(() => executor.child.kill('SIGKILL'));
+      const { client } = await connect(executor);
+      client.close();
+      assert.match(executor.output(), pattern);
+    }
+  });
+
   test('listening beyond loopback without authentication logs a loud warning', async () => {
     const dataDir = tempDir();
     const executor = spawnExecutor(['--data-dir', dataDir, '--listen-addr', '0.0.0.0:0']);

@@ -2,6 +2,8 @@
 // against both front ends, so the REST adapter cannot drift from gRPC.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { type ServiceError } from '@grpc/grpc-js';
@@ -126,6 +128,12 @@ const CASES: Case[] = [
   { title: 'create with a bad name', run: (api) => api.create(proc('Bad_Name', ['true'])), expect: 'InvalidArgument', message: /DNS-1123/ },
   { title: 'create without a name', run: (api) => api.create(proc('', ['true'])), expect: 'InvalidArgument', message: /name is required/ },
   { title: 'create without a spec', run: (api) => api.create({ name: 'no-spec' }), expect: 'InvalidArgument', message: /exactly one of process or container/ },
+  {
+    title: 'create with an unknown capability names the field',
+    run: (api) => api.create({ name: 'bad-cap', spec: { process: { command: ['true'] }, securityContext: { capabilities: { add: ['NET_ADMINN'] } } } }),
+    expect: 'InvalidArgument',
+    message: /^task\.spec\.securityContext\.capabilities\.add\[0\] "NET_ADMINN" is not a capability/,
+  },
   {
     title: 'create of a container task without container mode',
     run: (api) => api.create({ name: 'ctr', spec: { container: { image: 'busybox' } } }),
@@ -326,6 +334,31 @@ describe('original REST API specifics', () => {
     assert.equal(task.name, 'bs-0');
     assert.deepEqual(task.process.command, ['sh', '-c', 'exit 0']);
     assert.deepEqual(task.spec.process.env, [{ name: 'A', value: 'b' }]);
+  });
+
+  test('a securityContext under spec is applied to the task, as on gRPC', async () => {
+    const response = await fetch(`${base}/tasks`, {
+      method: 'POST',
+      body: JSON.stringify({
+        name: 'rest-privs',
+        spec: {
+          process: { command: ['sh', '-c', 'grep -E "^(NoNewPrivs|CapEff)" /proc/self/status; ulimit -n'] },
+          securityContext: { noNewPrivileges: true, capabilities: { drop: ['ALL'] }, rlimits: [{ name: 'nofile', soft: 77, hard: 99 }] },
+        },
+      }),
+    });
+    assert.equal(response.status, 201);
+    await waitFor('rest-privs to finish', async () => {
+      const task = (await (await fetch(`${base}/tasks/rest-privs`)).json()) as Json;
+      return task.status.state.terminated;
+    });
+    const out = readFileSync(join(te.dataDir, 'rest-privs', 'logs', 'output.0.log'), 'utf8')
+      .split('\n')
+      .map((line) => line.split(' ').slice(3).join(' '))
+      .join('\n');
+    assert.match(out, /^NoNewPrivs:\s+1$/m);
+    assert.match(out, /^CapEff:\s+0+$/m);
+    assert.match(out, /^77$/m);
   });
 
   test('bad JSON, empty bodies and non-array setTasks bodies are 400 with the original error shape', async () => {

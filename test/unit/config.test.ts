@@ -47,6 +47,13 @@ describe('configuration', () => {
     assert.equal(parseConfig(['--metrics-auth', 'api'], { METRICS_AUTH: 'none' }).metricsAuth, 'api');
   });
 
+  test('task privileges default to least privilege; "all" and "unconfined" restore the original, by flag or env', () => {
+    const defaults = parseConfig([], {});
+    assert.deepEqual([defaults.taskCapabilities, defaults.taskSeccomp], ['default', 'default']);
+    const original = parseConfig(['--task-capabilities', 'all'], { TASK_SECCOMP: 'unconfined' });
+    assert.deepEqual([original.taskCapabilities, original.taskSeccomp], ['all', 'unconfined']);
+  });
+
   test('volumes, socket mode, stop signal and task limit are parsed into their typed values', () => {
     const fromFlags = parseConfig(['--volume', 'data=/srv/data', '--volume=cache=/var/cache', '--unix-socket-mode', '0600', '--stop-signal', 'int', '--max-tasks', '5'], {});
     assert.deepEqual(fromFlags.volumes, { data: '/srv/data', cache: '/var/cache' });

@@ -27,6 +27,12 @@ const fullProcess: TaskSpec = {
   maxRestarts: 2,
   resources: { cpuMillicores: 500, memoryBytes: 64 * 1024 * 1024, pids: 10 },
   logs: { maxFileSizeBytes: 4096, maxFiles: 2 },
+  securityContext: {
+    capabilities: { add: ['NET_ADMIN'], drop: ['ALL'] },
+    noNewPrivileges: false,
+    seccompProfile: { type: 'Unconfined' },
+    rlimits: [{ name: 'nofile', soft: 1024, hard: -1 }],
+  },
 };
 
 const fullContainer: TaskSpec = {
@@ -40,6 +46,7 @@ const fullContainer: TaskSpec = {
     timeoutSeconds: 0,
   },
   restartPolicy: 'Never',
+  securityContext: { noNewPrivileges: true, seccompProfile: { type: 'Localhost', localhostProfile: '/var/lib/seccomp/p.json' } },
 };
 
 const recordOf = (spec: TaskSpec, overrides: Partial<TaskRecord> = {}): TaskRecord => ({

@@ -12,6 +12,66 @@ export const protobufPackage = "taskexecutor.v1";
 
 export const protobufFileName = "taskexecutor/v1/task.proto";
 
+export enum SeccompProfileType {
+  SECCOMP_PROFILE_TYPE_UNSPECIFIED = 0,
+  /**
+   * SECCOMP_PROFILE_TYPE_RUNTIME_DEFAULT - Process and sidecar tasks: the executor's default profile, a denylist in
+   * the spirit of Docker's (mount and the new mount API, umount, unshare,
+   * setns and clone with namespace flags, pivot_root, kernel modules,
+   * kexec, reboot, swapon/swapoff, bpf, perf_event_open, keyrings, ptrace
+   * and process_vm_*, open_by_handle_at, userfaultfd, acct, clock and time
+   * setting, quotactl, syslog, iopl/ioperm and obsolete calls) answering
+   * EPERM; clone3 answers ENOSYS so that libc falls back to clone. Container
+   * tasks: the container runtime's default profile.
+   */
+  SECCOMP_PROFILE_TYPE_RUNTIME_DEFAULT = 1,
+  /** SECCOMP_PROFILE_TYPE_UNCONFINED - No seccomp filter. */
+  SECCOMP_PROFILE_TYPE_UNCONFINED = 2,
+  /**
+   * SECCOMP_PROFILE_TYPE_LOCALHOST - A profile file on the node (localhost_profile). Container tasks only;
+   * INVALID_ARGUMENT for process tasks.
+   */
+  SECCOMP_PROFILE_TYPE_LOCALHOST = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function seccompProfileTypeFromJSON(object: any): SeccompProfileType {
+  switch (object) {
+    case 0:
+    case "SECCOMP_PROFILE_TYPE_UNSPECIFIED":
+      return SeccompProfileType.SECCOMP_PROFILE_TYPE_UNSPECIFIED;
+    case 1:
+    case "SECCOMP_PROFILE_TYPE_RUNTIME_DEFAULT":
+      return SeccompProfileType.SECCOMP_PROFILE_TYPE_RUNTIME_DEFAULT;
+    case 2:
+    case "SECCOMP_PROFILE_TYPE_UNCONFINED":
+      return SeccompProfileType.SECCOMP_PROFILE_TYPE_UNCONFINED;
+    case 3:
+    case "SECCOMP_PROFILE_TYPE_LOCALHOST":
+      return SeccompProfileType.SECCOMP_PROFILE_TYPE_LOCALHOST;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return SeccompProfileType.UNRECOGNIZED;
+  }
+}
+
+export function seccompProfileTypeToJSON(object: SeccompProfileType): string {
+  switch (object) {
+    case SeccompProfileType.SECCOMP_PROFILE_TYPE_UNSPECIFIED:
+      return "SECCOMP_PROFILE_TYPE_UNSPECIFIED";
+    case SeccompProfileType.SECCOMP_PROFILE_TYPE_RUNTIME_DEFAULT:
+      return "SECCOMP_PROFILE_TYPE_RUNTIME_DEFAULT";
+    case SeccompProfileType.SECCOMP_PROFILE_TYPE_UNCONFINED:
+      return "SECCOMP_PROFILE_TYPE_UNCONFINED";
+    case SeccompProfileType.SECCOMP_PROFILE_TYPE_LOCALHOST:
+      return "SECCOMP_PROFILE_TYPE_LOCALHOST";
+    case SeccompProfileType.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum RestartPolicy {
   /** RESTART_POLICY_UNSPECIFIED - Same as RESTART_POLICY_NEVER. */
   RESTART_POLICY_UNSPECIFIED = 0,
@@ -137,7 +197,116 @@ export interface TaskSpec {
     | LogConfig
     | undefined;
   /** For RESTART_POLICY_ON_FAILURE: most restarts, 0 to 1000 (default 3). */
-  maxRestarts?: number | undefined;
+  maxRestarts?:
+    | number
+    | undefined;
+  /**
+   * What the task may do (least privilege), for process, sidecar and
+   * container tasks. Unset, or any unset field: the executor's defaults (see
+   * SecurityContext).
+   */
+  securityContext?: SecurityContext | undefined;
+}
+
+/**
+ * Least privilege for a task, named after Kubernetes' SecurityContext. Each
+ * field is optional; what an unset field means is stated on it. Process and
+ * sidecar tasks get these from the executor's supervisor between fork and
+ * exec (sidecar tasks: inside the main container, after nsenter); container
+ * tasks get them through the CRI (LinuxContainerSecurityContext).
+ */
+export interface SecurityContext {
+  /**
+   * Capabilities the task keeps, relative to its base set:
+   *   - process and sidecar tasks: Docker's default set (AUDIT_WRITE, CHOWN,
+   *     DAC_OVERRIDE, FOWNER, FSETID, KILL, MKNOD, NET_BIND_SERVICE, NET_RAW,
+   *     SETFCAP, SETGID, SETPCAP, SETUID, SYS_CHROOT), or every capability
+   *     on an executor started with --task-capabilities all (the original
+   *     executor's behaviour, which then leaves capabilities untouched unless
+   *     add or drop is set). The result is the task's bounding, permitted
+   *     and effective set; inheritable and ambient are empty. A task with a
+   *     ProcessSpec.user other than root has no capabilities at all (setuid
+   *     clears them; the bounding set still limits setuid programs).
+   *   - container tasks: the container runtime's default set (containerd's
+   *     is Docker's), whatever --task-capabilities says.
+   * On an executor that is not root, tasks have no capabilities and this is
+   * ignored.
+   */
+  capabilities?:
+    | Capabilities
+    | undefined;
+  /**
+   * Sets no_new_privs (prctl PR_SET_NO_NEW_PRIVS; Kubernetes'
+   * allowPrivilegeEscalation: false): setuid programs and file capabilities
+   * give the task nothing. Default: false. (Process and sidecar tasks of an
+   * executor that is not root always have it when a seccomp profile is
+   * applied, which the kernel requires of an unprivileged process.)
+   */
+  noNewPrivileges?:
+    | boolean
+    | undefined;
+  /**
+   * The seccomp filter. Unset: RuntimeDefault, or Unconfined on an executor
+   * started with --task-seccomp unconfined.
+   */
+  seccompProfile?:
+    | SeccompProfile
+    | undefined;
+  /**
+   * Resource limits (setrlimit), as Docker's --ulimit; at most 16 entries,
+   * each name at most once. Unset: inherited from the executor. Process and
+   * sidecar tasks only: the CRI has no rlimits, so a container task with
+   * rlimits is INVALID_ARGUMENT (containerd applies its own defaults).
+   */
+  rlimits: Rlimit[];
+}
+
+/**
+ * Capability names are the kernel's without "CAP_" (e.g. "NET_ADMIN"), in
+ * any case; a "CAP_" prefix is accepted too. "ALL" stands for every
+ * capability. An unknown name is INVALID_ARGUMENT naming the field. At
+ * most 64 entries each. They apply in containerd's order: "ALL" in add
+ * (every capability), "ALL" in drop (none), then each name in add, then
+ * each name in drop; so drop ["ALL"] with add ["NET_BIND_SERVICE"] keeps
+ * just that one, and a name in both lists is dropped.
+ */
+export interface Capabilities {
+  add: string[];
+  drop: string[];
+}
+
+export interface SeccompProfile {
+  /**
+   * Unset (SECCOMP_PROFILE_TYPE_UNSPECIFIED): the executor's default, as if
+   * the whole SeccompProfile were unset.
+   */
+  type: SeccompProfileType;
+  /**
+   * With SECCOMP_PROFILE_TYPE_LOCALHOST only, and then required: the
+   * absolute path of a profile file on the node, handed to the container
+   * runtime as is (CRI localhost_ref). Any other combination is
+   * INVALID_ARGUMENT.
+   */
+  localhostProfile: string;
+}
+
+/**
+ * One resource limit. -1 means unlimited, more than any number; soft must
+ * not exceed hard. Raising a hard limit above the
+ * executor's needs CAP_SYS_RESOURCE: without it the task does not start
+ * and its message says so.
+ */
+export interface Rlimit {
+  /**
+   * One of as, core, cpu, data, fsize, locks, memlock, msgqueue, nice,
+   * nofile, nproc, rss, rtprio, rttime, sigpending, stack (the names of
+   * Docker's --ulimit). Anything else is INVALID_ARGUMENT.
+   */
+  name: string;
+  /** -1 (unlimited) or 0 to 9007199254740991. */
+  soft: number;
+  /** -1 (unlimited) or 0 to 9007199254740991. */
+  hard: number;
 }
 
 /** Unset fields: no limit. */
@@ -468,6 +637,7 @@ function createBaseTaskSpec(): TaskSpec {
     resources: undefined,
     logs: undefined,
     maxRestarts: undefined,
+    securityContext: undefined,
   };
 }
 
@@ -498,6 +668,9 @@ export const TaskSpec: MessageFns<TaskSpec> = {
     }
     if (message.maxRestarts !== undefined) {
       writer.uint32(64).int32(message.maxRestarts);
+    }
+    if (message.securityContext !== undefined) {
+      SecurityContext.encode(message.securityContext, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -579,6 +752,14 @@ export const TaskSpec: MessageFns<TaskSpec> = {
             message.maxRestarts = reader.int32();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.securityContext = SecurityContext.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -620,6 +801,11 @@ export const TaskSpec: MessageFns<TaskSpec> = {
         : isSet(object.max_restarts)
         ? globalThis.Number(object.max_restarts)
         : undefined,
+      securityContext: isSet(object.securityContext)
+        ? SecurityContext.fromJSON(object.securityContext)
+        : isSet(object.security_context)
+        ? SecurityContext.fromJSON(object.security_context)
+        : undefined,
     };
   },
 
@@ -647,6 +833,9 @@ export const TaskSpec: MessageFns<TaskSpec> = {
     }
     if (message.maxRestarts !== undefined) {
       obj.maxRestarts = Math.round(message.maxRestarts);
+    }
+    if (message.securityContext !== undefined) {
+      obj.securityContext = SecurityContext.toJSON(message.securityContext);
     }
     return obj;
   },
@@ -678,6 +867,413 @@ export const TaskSpec: MessageFns<TaskSpec> = {
       : undefined;
     message.logs = (object.logs !== undefined && object.logs !== null) ? LogConfig.fromPartial(object.logs) : undefined;
     message.maxRestarts = object.maxRestarts ?? undefined;
+    message.securityContext = (object.securityContext !== undefined && object.securityContext !== null)
+      ? SecurityContext.fromPartial(object.securityContext)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSecurityContext(): SecurityContext {
+  return { capabilities: undefined, noNewPrivileges: undefined, seccompProfile: undefined, rlimits: [] };
+}
+
+export const SecurityContext: MessageFns<SecurityContext> = {
+  encode(message: SecurityContext, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.capabilities !== undefined) {
+      Capabilities.encode(message.capabilities, writer.uint32(10).fork()).join();
+    }
+    if (message.noNewPrivileges !== undefined) {
+      writer.uint32(16).bool(message.noNewPrivileges);
+    }
+    if (message.seccompProfile !== undefined) {
+      SeccompProfile.encode(message.seccompProfile, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.rlimits) {
+      Rlimit.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SecurityContext {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSecurityContext();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.capabilities = Capabilities.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.noNewPrivileges = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.seccompProfile = SeccompProfile.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.rlimits.push(Rlimit.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SecurityContext {
+    return {
+      capabilities: isSet(object.capabilities) ? Capabilities.fromJSON(object.capabilities) : undefined,
+      noNewPrivileges: isSet(object.noNewPrivileges)
+        ? globalThis.Boolean(object.noNewPrivileges)
+        : isSet(object.no_new_privileges)
+        ? globalThis.Boolean(object.no_new_privileges)
+        : undefined,
+      seccompProfile: isSet(object.seccompProfile)
+        ? SeccompProfile.fromJSON(object.seccompProfile)
+        : isSet(object.seccomp_profile)
+        ? SeccompProfile.fromJSON(object.seccomp_profile)
+        : undefined,
+      rlimits: globalThis.Array.isArray(object?.rlimits) ? object.rlimits.map((e: any) => Rlimit.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: SecurityContext): unknown {
+    const obj: any = {};
+    if (message.capabilities !== undefined) {
+      obj.capabilities = Capabilities.toJSON(message.capabilities);
+    }
+    if (message.noNewPrivileges !== undefined) {
+      obj.noNewPrivileges = message.noNewPrivileges;
+    }
+    if (message.seccompProfile !== undefined) {
+      obj.seccompProfile = SeccompProfile.toJSON(message.seccompProfile);
+    }
+    if (message.rlimits?.length) {
+      obj.rlimits = message.rlimits.map((e) => Rlimit.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SecurityContext>): SecurityContext {
+    return SecurityContext.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SecurityContext>): SecurityContext {
+    const message = createBaseSecurityContext();
+    message.capabilities = (object.capabilities !== undefined && object.capabilities !== null)
+      ? Capabilities.fromPartial(object.capabilities)
+      : undefined;
+    message.noNewPrivileges = object.noNewPrivileges ?? undefined;
+    message.seccompProfile = (object.seccompProfile !== undefined && object.seccompProfile !== null)
+      ? SeccompProfile.fromPartial(object.seccompProfile)
+      : undefined;
+    message.rlimits = object.rlimits?.map((e) => Rlimit.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCapabilities(): Capabilities {
+  return { add: [], drop: [] };
+}
+
+export const Capabilities: MessageFns<Capabilities> = {
+  encode(message: Capabilities, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.add) {
+      writer.uint32(10).string(v!);
+    }
+    for (const v of message.drop) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Capabilities {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCapabilities();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.add.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.drop.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Capabilities {
+    return {
+      add: globalThis.Array.isArray(object?.add) ? object.add.map((e: any) => globalThis.String(e)) : [],
+      drop: globalThis.Array.isArray(object?.drop) ? object.drop.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: Capabilities): unknown {
+    const obj: any = {};
+    if (message.add?.length) {
+      obj.add = message.add;
+    }
+    if (message.drop?.length) {
+      obj.drop = message.drop;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Capabilities>): Capabilities {
+    return Capabilities.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Capabilities>): Capabilities {
+    const message = createBaseCapabilities();
+    message.add = object.add?.map((e) => e) || [];
+    message.drop = object.drop?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseSeccompProfile(): SeccompProfile {
+  return { type: 0, localhostProfile: "" };
+}
+
+export const SeccompProfile: MessageFns<SeccompProfile> = {
+  encode(message: SeccompProfile, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== 0) {
+      writer.uint32(8).int32(message.type);
+    }
+    if (message.localhostProfile !== "") {
+      writer.uint32(18).string(message.localhostProfile);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SeccompProfile {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSeccompProfile();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.type = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.localhostProfile = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SeccompProfile {
+    return {
+      type: isSet(object.type) ? seccompProfileTypeFromJSON(object.type) : 0,
+      localhostProfile: isSet(object.localhostProfile)
+        ? globalThis.String(object.localhostProfile)
+        : isSet(object.localhost_profile)
+        ? globalThis.String(object.localhost_profile)
+        : "",
+    };
+  },
+
+  toJSON(message: SeccompProfile): unknown {
+    const obj: any = {};
+    if (message.type !== 0) {
+      obj.type = seccompProfileTypeToJSON(message.type);
+    }
+    if (message.localhostProfile !== "") {
+      obj.localhostProfile = message.localhostProfile;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SeccompProfile>): SeccompProfile {
+    return SeccompProfile.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SeccompProfile>): SeccompProfile {
+    const message = createBaseSeccompProfile();
+    message.type = object.type ?? 0;
+    message.localhostProfile = object.localhostProfile ?? "";
+    return message;
+  },
+};
+
+function createBaseRlimit(): Rlimit {
+  return { name: "", soft: 0, hard: 0 };
+}
+
+export const Rlimit: MessageFns<Rlimit> = {
+  encode(message: Rlimit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.soft !== 0) {
+      writer.uint32(16).int64(message.soft);
+    }
+    if (message.hard !== 0) {
+      writer.uint32(24).int64(message.hard);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Rlimit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRlimit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.soft = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.hard = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Rlimit {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      soft: isSet(object.soft) ? globalThis.Number(object.soft) : 0,
+      hard: isSet(object.hard) ? globalThis.Number(object.hard) : 0,
+    };
+  },
+
+  toJSON(message: Rlimit): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.soft !== 0) {
+      obj.soft = Math.round(message.soft);
+    }
+    if (message.hard !== 0) {
+      obj.hard = Math.round(message.hard);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Rlimit>): Rlimit {
+    return Rlimit.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Rlimit>): Rlimit {
+    const message = createBaseRlimit();
+    message.name = object.name ?? "";
+    message.soft = object.soft ?? 0;
+    message.hard = object.hard ?? 0;
     return message;
   },
 };

@@ -56,6 +56,8 @@ export interface ContainerRuntimeOptions {
   /** Log rotation of tasks that set no `logs` (the executor's --log-max-file-size / --log-max-files). */
   logMaxBytes: number;
   logMaxFiles: number;
+  /** Seccomp of tasks that name no profile (--task-seccomp); default: the runtime's default profile. */
+  seccompDefault?: 'default' | 'unconfined';
 }
 
 export type { ContainerHandle } from './container-handle.js';
@@ -221,7 +223,14 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
       await this.removeRuns({ [LABEL_UID]: uid }, log);
       throw new Error(`cannot create the pod sandbox: ${criDetails(error)}`);
     }
-    const config = containerConfig({ spec, labels, mounts: resolved.mounts, resources: resources.resources });
+    const config = containerConfig({
+      spec,
+      labels,
+      mounts: resolved.mounts,
+      resources: resources.resources,
+      ...(request.spec.securityContext ? { securityContext: request.spec.securityContext } : {}),
+      ...(this.options.seccompDefault ? { seccompDefault: this.options.seccompDefault } : {}),
+    });
     try {
       handle.containerId = await this.cri.createContainer(handle.sandboxId, config, sandbox);
     } catch (error) {

@@ -2,7 +2,8 @@
 // container configs, volume resolution, resource limits, and container status
 // and stats back into observations and samples. No I/O here.
 import { createHash } from 'node:crypto';
-import type { ContainerSpec, Resources, VolumeMount } from '../../model/task.js';
+import { capabilityName } from '../../model/privileges.js';
+import type { ContainerSpec, Resources, SecurityContext, VolumeMount } from '../../model/task.js';
 import type { Observation, ResourceSample } from '../runtime.js';
 import { LOG_LINK } from './log-rotation.js';
 import {
@@ -12,9 +13,11 @@ import {
   type ContainerStatus,
   type DeepPartial,
   type LinuxContainerResources,
+  type LinuxContainerSecurityContext,
   type Mount,
   NamespaceMode,
   type PodSandboxConfig,
+  SecurityProfile_ProfileType,
   type UInt64Value,
 } from '../../../gen/cri/runtime/v1/api.js';
 
@@ -139,6 +142,38 @@ export interface ContainerOptions {
   labels: RunLabels;
   mounts: DeepPartial<Mount>[];
   resources?: DeepPartial<LinuxContainerResources>;
+  /** The task's TaskSpec.securityContext. */
+  securityContext?: SecurityContext;
+  /** The seccomp profile of a task that names none (--task-seccomp); default: the runtime's default profile. */
+  seccompDefault?: 'default' | 'unconfined';
+}
+
+/**
+ * A task's security context as the CRI's, as the kubelet passes it: capability names
+ * without "CAP_" (the runtime adds it; "ALL" stays "ALL"), no_new_privs, and the seccomp
+ * profile, always explicit (an unset one means Unconfined to containerd). Capabilities
+ * start from the runtime's default set (containerd's is Docker's). The CRI has no rlimits:
+ * validation refuses them for container tasks.
+ */
+export function containerSecurity(
+  ctx: SecurityContext | undefined,
+  seccompDefault: 'default' | 'unconfined' = 'default',
+): DeepPartial<LinuxContainerSecurityContext> {
+  const type = ctx?.seccompProfile?.type ?? (seccompDefault === 'unconfined' ? 'Unconfined' : 'RuntimeDefault');
+  const profileType =
+    type === 'Localhost'
+      ? SecurityProfile_ProfileType.Localhost
+      : type === 'Unconfined'
+        ? SecurityProfile_ProfileType.Unconfined
+        : SecurityProfile_ProfileType.RuntimeDefault;
+  const caps = ctx?.capabilities;
+  return {
+    ...(caps
+      ? { capabilities: { addCapabilities: caps.add.map(capabilityName), dropCapabilities: caps.drop.map(capabilityName), addAmbientCapabilities: [] } }
+      : {}),
+    noNewPrivs: ctx?.noNewPrivileges ?? false,
+    seccomp: { profileType, localhostRef: type === 'Localhost' ? (ctx?.seccompProfile?.localhostProfile ?? '') : '' },
+  };
 }
 
 /**
@@ -164,7 +199,10 @@ export function containerConfig(options: ContainerOptions): DeepPartial<Containe
     logPath: LOG_LINK,
     linux: {
       ...(options.resources ? { resources: options.resources } : {}),
-      securityContext: { namespaceOptions: { network: NamespaceMode.NODE, pid: NamespaceMode.CONTAINER, ipc: NamespaceMode.POD } },
+      securityContext: {
+        ...containerSecurity(options.securityContext, options.seccompDefault),
+        namespaceOptions: { network: NamespaceMode.NODE, pid: NamespaceMode.CONTAINER, ipc: NamespaceMode.POD },
+      },
     },
   };
 }

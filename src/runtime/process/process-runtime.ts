@@ -21,6 +21,7 @@ import { bootId, isSameProcessAlive, sampleProcesses, signalQuietly, startTimeOf
 import { decodeProcessHandle, isRun, PROCESS_HANDLE_VERSION, type ProcessHandle, type ShimHandle } from './shim-handle.js';
 import { parseEvent, readExitRecord, readStartRecord, type ShimEvent, type StartRecord } from './shim-protocol.js';
 import { type SpawnedShim, SpawnerLost, type ShimSpawner } from './shim-spawner.js';
+import type { TaskPrivileges } from '../shim/task-privileges.js';
 import { freeze, killShimTree, scanShims, type ShimScan, shimAlive, shimsFor, thaw } from './stalled-shims.js';
 import { KILL_BUDGET_MS, killTaskTree, measuredTree, signalTree, type TreeOrder, waitForTree } from './task-tree.js';
 
@@ -36,6 +37,8 @@ export interface ProcessRuntimeOptions {
   cgroups: CgroupManager;
   /** Starts the shims (app.ts creates it beside this runtime and closes it on shutdown). */
   spawner: ShimSpawner;
+  /** Least privilege for tasks (securityContext and the executor's defaults); absent: tasks keep the executor's. */
+  privileges?: TaskPrivileges;
 }
 
 /**
@@ -55,6 +58,16 @@ export interface ProcessStopOptions extends StopOptions {
    * so that each parent reaps its children (see TreeOrder.leavesFirst).
    */
   nestedPidNamespace?: boolean;
+}
+
+/**
+ * How a caller that wraps the task's program (the sidecar backend: nsenter) wants it started.
+ * The wrapper needs the executor's privileges, so the shim applies none; privsHelper, when
+ * given, is handed to the program as fd 200 (task-shim --privs-helper), for the wrapper to
+ * exec the helper that drops them later.
+ */
+export interface WrapperLaunch {
+  privsHelper?: string;
 }
 
 const POLL_MS = 25;
@@ -100,7 +113,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
   /** The shim gets ready (exec, records reserved, logs opened) while the task's record is written; see launch. */
   readonly startsBeforeAdmitted = true;
 
-  async start(request: StartRequest): Promise<Started<ProcessHandle>> {
+  async start(request: StartRequest, wrapper?: WrapperLaunch): Promise<Started<ProcessHandle>> {
     const spec = request.spec.process!;
     const argv = [...spec.command, ...spec.args];
     const logs = request.spec.logs;
@@ -112,6 +125,11 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     if (spec.group) args.push('--group', spec.group);
     if (spec.chroot) args.push('--chroot', spec.chroot);
     if (request.admitted) args.push('--gate', '1');
+    // A wrapper (nsenter) keeps the executor's privileges; the task's are applied after it (task-privs).
+    const own = wrapper ? undefined : this.options.privileges?.args(request.spec.securityContext);
+    const privileges = own ?? { args: [], warnings: [] };
+    args.push(...privileges.args);
+    if (wrapper?.privsHelper) args.push('--privs-helper', wrapper.privsHelper);
 
     const dataDir = dirname(request.taskDir);
     const scope = scopeOf(dataDir);
@@ -120,7 +138,9 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
       await this.cgroups.sweep(scope, liveTasksOf(dataDir));
       await this.cgroups.sweepForeign(scope, FOREIGN_CGROUP_MIN_AGE_MS);
     }
-    const { cgroup, warnings } = this.cgroups.create(scope, request.name, request.spec.resources);
+    const created = this.cgroups.create(scope, request.name, request.spec.resources);
+    const { cgroup } = created;
+    const warnings = [...created.warnings, ...privileges.warnings];
     if (warnings.length > 0) this.options.log.warn({ task: request.name, warnings }, 'task runs without some of the limits it asked for');
     for (const file of cgroup ? this.cgroups.procsFiles(cgroup) : []) args.push('--cgroup-procs', file);
     args.push('--', ...argv);

@@ -15,9 +15,15 @@
  * Usage: task-shim --spawner   (see spawner.c: starts shims for the executor)
  *        task-shim --dir DIR [--log-max-bytes N] [--log-max-files N] [--plain-logs 0|1] [--cwd PATH]
  *                  [--cgroup-procs FILE]... [--user U] [--group G] [--chroot DIR] [--gate 0|1]
- *                  -- PROGRAM [ARG...]
+ *                  [--caps LIST] [--no-new-privs 0|1] [--seccomp default|unconfined]
+ *                  [--rlimit NAME=SOFT:HARD]... [--privs-helper PATH] -- PROGRAM [ARG...]
+ *        task-shim --features   (prints the privilege features of this build, see privileges.h)
  * --gate 1: wait for "go\n" on stdin before starting PROGRAM (set up everything else
  * first); on EOF or anything else, exit 0 without starting it and without records.
+ * --privs-helper: PATH (the task-privs binary) is opened read-only and left open for PROGRAM as
+ * fd TASK_PRIVS_FD (200), so that nsenter can exec it as /proc/self/fd/200 inside another mount
+ * namespace (see task-privs.c).
+ * The privilege options are described in privileges.h; they apply to the task only.
  * --user/--group take a name or a numeric id (0..4294967294), resolved on the host
  * before --chroot. A user name also sets the supplementary groups (initgroups), HOME,
  * USER and LOGNAME; a numeric uid without a passwd entry runs with gid 0 (as Docker
@@ -72,6 +78,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "privileges.h"
 #include "spawner.h"
 
 #define CHUNK (64 * 1024)   /* bytes read from a pipe at once */
@@ -79,6 +86,7 @@
 #define MSG_MAX 512         /* start error message (fits one atomic pipe write) */
 #define RESERVE_BYTES 4096  /* room allocated up front for each of start.json and exit.json */
 #define RETRY_MS 1000       /* how often a record that could not be written is retried */
+#define TASK_PRIVS_FD 200   /* see --privs-helper and task-privs.c */
 #define MAX_ID 4294967294ULL /* largest uid/gid: (uid_t)-1 means "unchanged" to setuid(2) */
 
 struct jbuf { char p[4096]; size_t n; };   /* bounded JSON text; appends truncate */
@@ -130,7 +138,8 @@ static void usage(const char *fmt, ...) {
   fputs("task-shim: ", stderr);
   vfprintf(stderr, fmt, ap);
   fputs(" (usage: task-shim --dir DIR [--log-max-bytes N] [--log-max-files N] [--plain-logs 0|1] [--cwd PATH] "
-        "[--cgroup-procs FILE]... [--user U] [--group G] [--chroot DIR] -- PROGRAM [ARG...])\n", stderr);
+        "[--cgroup-procs FILE]... [--user U] [--group G] [--chroot DIR] [--caps LIST] [--no-new-privs 0|1] "
+        "[--seccomp default|unconfined] [--rlimit NAME=SOFT:HARD]... [--privs-helper PATH] -- PROGRAM [ARG...])\n", stderr);
   va_end(ap);
   exit(2);
 }
@@ -598,25 +607,26 @@ static void become(int st_w, const struct identity *id, const char *cwd) {
     snprintf(name, sizeof name, "%s", pw->pw_name);
   }
   if (id->chroot) {
-    if (chroot(id->chroot) != 0) child_fail(st_w, 1, "chroot %s: %s", id->chroot, strerror(errno));
+    if (chroot(id->chroot) != 0) child_fail(st_w, 1, "chroot %s: %s%s", id->chroot, strerror(errno), privilege_hint(errno, "chroot"));
     if (!cwd && chdir("/") != 0) child_fail(st_w, 1, "chdir /: %s", strerror(errno));
   }
   if (cwd && chdir(cwd) != 0) child_fail(st_w, 1, "chdir %s: %s", cwd, strerror(errno));
   if (have_gid) {
     int ok = pw && !id->group ? initgroups(name, (gid_t)gid) : setgroups(0, NULL);
-    if (ok != 0) child_fail(st_w, 1, "set supplementary groups: %s", strerror(errno));
-    if (setgid((gid_t)gid) != 0) child_fail(st_w, 1, "setgid %u: %s", gid, strerror(errno));
+    if (ok != 0) child_fail(st_w, 1, "set supplementary groups: %s%s", strerror(errno), privilege_hint(errno, "setgroups"));
+    if (setgid((gid_t)gid) != 0) child_fail(st_w, 1, "setgid %u: %s%s", gid, strerror(errno), privilege_hint(errno, "setgid"));
   }
   if (have_uid) {
-    if (setuid((uid_t)uid) != 0) child_fail(st_w, 1, "setuid %u: %s", uid, strerror(errno));
+    if (setuid((uid_t)uid) != 0) child_fail(st_w, 1, "setuid %u: %s%s", uid, strerror(errno), privilege_hint(errno, "setuid"));
     if (pw && (setenv("HOME", home, 1) || setenv("USER", name, 1) || setenv("LOGNAME", name, 1)))
       child_fail(st_w, 1, "setenv: %s", strerror(errno));
   }
 }
 
 struct task_options {
-  const char *dir, *cwd;
+  const char *dir, *cwd, *privs_helper;
   struct identity id;
+  struct privileges priv;
   char **cg, **prog;
   int ncg, gate;
 };
@@ -638,7 +648,14 @@ static void child(int out_w, int err_w, int st_w, const struct task_options *o) 
       child_fail(st_w, 1, "cgroup %s: %s", o->cg[i], strerror(errno));
   }
   int null = open("/dev/null", O_RDONLY | O_CLOEXEC);   /* before a chroot that may lack it */
+  if (o->privs_helper) {
+    int h = open(o->privs_helper, O_RDONLY | O_CLOEXEC);
+    if (h < 0 || dup2(h, TASK_PRIVS_FD) < 0) child_fail(st_w, 1, "open %s: %s", o->privs_helper, strerror(errno));
+  }
+  char msg[PRIV_MSG_MAX];
+  if (privileges_before_identity(&o->priv, msg, sizeof msg) != 0) child_fail(st_w, 1, "%s", msg);
   become(st_w, &o->id, o->cwd);
+  if (privileges_after_identity(&o->priv, msg, sizeof msg) != 0) child_fail(st_w, 1, "%s", msg);
   if (null < 0 || dup2(null, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
     child_fail(st_w, 1, "redirect stdio: %s", strerror(errno));
   execvp(o->prog[0], o->prog);
@@ -801,6 +818,10 @@ static void supervise(pid_t task, int sfd, int out_r, int err_r, char *chunk) {
 }
 
 static void parse_args(int argc, char **argv, struct task_options *o) {
+  if (argc == 2 && strcmp(argv[1], "--features") == 0) {
+    printf("%s\n", privileges_features());
+    exit(0);
+  }
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = argv[i + 1];
     if (strcmp(a, "--") == 0) {
@@ -815,11 +836,17 @@ static void parse_args(int argc, char **argv, struct task_options *o) {
     else if (strcmp(a, "--user") == 0) o->id.user = v;
     else if (strcmp(a, "--group") == 0) o->id.group = v;
     else if (strcmp(a, "--chroot") == 0) o->id.chroot = v;
+    else if (strcmp(a, "--privs-helper") == 0) o->privs_helper = v;
     else if (strcmp(a, "--log-max-bytes") == 0) max_bytes = parse_num(a, v, 1024, 1LL << 50);
     else if (strcmp(a, "--log-max-files") == 0) max_files = parse_num(a, v, 1, 1000000);
     else if (strcmp(a, "--plain-logs") == 0) plain_logs = (int)parse_num(a, v, 0, 1);
     else if (strcmp(a, "--gate") == 0) o->gate = (int)parse_num(a, v, 0, 1);
-    else usage("unknown option %s", a);
+    else {
+      char err[PRIV_MSG_MAX];
+      int r = privileges_option(&o->priv, a, v, err, sizeof err);
+      if (r < 0) usage("%s", err);
+      if (r == 0) usage("unknown option %s", a);
+    }
     i++;
   }
   if (!o->dir) usage("--dir is required");

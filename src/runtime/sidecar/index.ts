@@ -3,6 +3,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
 import type { ProcessRuntime } from '../process/process-runtime.js';
+import type { TaskPrivileges } from '../shim/task-privileges.js';
 import type { TaskRuntime } from '../runtime.js';
 import { attachOnly, findInPath, SidecarRuntime } from './sidecar-runtime.js';
 
@@ -24,11 +25,18 @@ export function sidecarModeProblem(): string | undefined {
  * itself stays registered under its own name, taking no new tasks, so tasks
  * started before sidecar mode was switched on are still followed and stopped.
  */
-export function processBackends(config: Config, log: Logger, shimPath: string, processes: ProcessRuntime): TaskRuntime[] {
+export function processBackends(
+  config: Config,
+  log: Logger,
+  shimPath: string,
+  processes: ProcessRuntime,
+  privileges?: TaskPrivileges,
+): TaskRuntime[] {
   if (!config.enableSidecarMode) return [processes];
   const sidecar = new SidecarRuntime({
     processes,
     shimPath,
+    ...(privileges ? { privileges } : {}),
     mainContainerName: config.mainContainerName,
     mainContainerPid: config.mainContainerPid,
     mainContainerPidFile: config.mainContainerPidFile,

@@ -32,6 +32,10 @@ import { type MainContainer, MainContainerLocator, TASK_MARKER_ENV } from './dis
 import { initialEnvironUtf8 } from './namespaces.js';
 import { decodeSidecarHandle, SIDECAR_HANDLE_VERSION, type SidecarHandle } from './sidecar-handle.js';
 import { directoryProblem, programProblem, resolveIdentity, resolveInRoot } from './target-fs.js';
+import type { TaskPrivileges } from '../shim/task-privileges.js';
+
+/** The fd task-shim hands task-privs down on (--privs-helper; TASK_PRIVS_FD in task-shim.c and task-privs.c). */
+const TASK_PRIVS_FD = 200;
 
 export type { SidecarHandle } from './sidecar-handle.js';
 
@@ -56,6 +60,8 @@ export interface SidecarRuntimeOptions {
   mainContainerPidFile?: string;
   /** Absolute path of nsenter (util-linux); found in PATH when not given. */
   nsenterPath?: string;
+  /** Least privilege for tasks, applied by task-privs after nsenter; absent: tasks keep the executor's privileges. */
+  privileges?: TaskPrivileges;
   log: Logger;
 }
 
@@ -68,10 +74,12 @@ export class SidecarRuntime implements TaskRuntime<SidecarHandle> {
   private readonly locator: MainContainerLocator;
   private readonly nsenter: string;
   private readonly log: Logger;
+  private readonly privileges: TaskPrivileges | undefined;
 
   constructor(options: SidecarRuntimeOptions) {
     this.log = options.log;
     this.processes = options.processes;
+    this.privileges = options.privileges;
     this.nsenter = options.nsenterPath ?? findInPath('nsenter');
     this.locator = new MainContainerLocator({
       name: options.mainContainerName,
@@ -95,17 +103,20 @@ export class SidecarRuntime implements TaskRuntime<SidecarHandle> {
   }
 
   async start(request: StartRequest): Promise<Started<SidecarHandle>> {
-    const spec = request.spec.process!;
     const discovery = this.locator.locate();
     if ('notFound' in discovery) {
       return notStarted({}, NOT_STARTED_EXIT_CODE, SidecarReason.MainContainerNotFound, discovery.notFound);
     }
     const target = discovery.found;
     this.log.debug({ task: request.name, target }, 'entering the main container');
-    const prepared = this.prepare(request.name, spec, target);
+    const prepared = this.prepare(request.name, request, target);
     if ('exitCode' in prepared) return notStarted({ target }, prepared.exitCode, 'ProcessStartFailed', prepared.message);
 
-    const started = await this.processes.start({ ...request, spec: { ...request.spec, process: prepared.spec } });
+    const started = await this.processes.start(
+      { ...request, spec: { ...request.spec, process: prepared.spec } },
+      prepared.privsHelper ? { privsHelper: prepared.privsHelper } : {},
+    );
+    if (prepared.warnings.length > 0) started.warnings = [...(started.warnings ?? []), ...prepared.warnings];
     const handle: SidecarHandle = { inner: started.handle, innerVersion: this.processes.handleVersion, target };
     if (started.observation.state === 'running' && !isSameProcessAlive(target.pid, target.startTime)) {
       // The main container went away between the lookup and nsenter: its pid may already name another process.
@@ -188,7 +199,12 @@ export class SidecarRuntime implements TaskRuntime<SidecarHandle> {
   }
 
   /** The spec the wrapped process runtime runs: nsenter with the task's settings as nsenter options. */
-  private prepare(taskName: string, spec: ProcessSpec, target: MainContainer): { spec: ProcessSpec } | { exitCode: number; message: string } {
+  private prepare(
+    taskName: string,
+    request: StartRequest,
+    target: MainContainer,
+  ): { spec: ProcessSpec; privsHelper?: string; warnings: string[] } | { exitCode: number; message: string } {
+    const spec = request.spec.process!;
     const root = `/proc/${target.pid}/root`;
     let fsRoot = root;
     let chroot: string | undefined;
@@ -232,17 +248,38 @@ export class SidecarRuntime implements TaskRuntime<SidecarHandle> {
     if (missing) return missing;
 
     const argv = [this.nsenter, `--target=${target.pid}`, '--mount', '--uts', '--ipc', '--net', '--pid'];
-    if (chroot !== undefined) {
-      // --root opens its path in the executor's mount namespace: reach the target's through /proc/<pid>/root.
-      // Without --wdns, nsenter would keep the executor's working directory, outside the new root.
-      argv.push(`--root=${fsRoot}`, `--wdns=${spec.workingDir ?? '/'}`);
-    } else if (spec.workingDir) {
-      argv.push(`--wdns=${spec.workingDir}`);
+    const privileges = this.privileges?.args(request.spec.securityContext) ?? { args: [], warnings: [] };
+    const helper = privileges.args.length > 0 ? this.privileges?.options.helperPath : undefined;
+    const warnings = [...privileges.warnings];
+    if (privileges.args.length > 0 && !helper) {
+      warnings.push('the task keeps the executor\'s privileges: build/task-privs, which applies them inside the main container, was not built');
     }
-    if (identity.gid !== undefined) argv.push(`--setgid=${identity.gid}`);
-    if (identity.uid !== undefined) argv.push(`--setuid=${identity.uid}`);
+    if (helper) {
+      // nsenter needs CAP_SYS_ADMIN to enter the namespaces (and the default seccomp profile
+      // denies setns), so the privileges are dropped after it, by task-privs: the shim hands
+      // the binary down as an fd, which works in any mount namespace (the main container need
+      // not have it, nor setpriv). The chroot and the identity change move to task-privs, as
+      // they must come between its steps (and /proc/self must still be reachable to exec it).
+      if (spec.workingDir && chroot === undefined) argv.push(`--wdns=${spec.workingDir}`);
+      argv.push('--', `/proc/self/fd/${TASK_PRIVS_FD}`, ...privileges.args);
+      if (chroot !== undefined) argv.push('--chroot', chroot, '--cwd', spec.workingDir ?? '/');
+      if (identity.gid !== undefined) argv.push('--gid', String(identity.gid));
+      if (identity.uid !== undefined) argv.push('--uid', String(identity.uid));
+    } else {
+      if (chroot !== undefined) {
+        // --root opens its path in the executor's mount namespace: reach the target's through /proc/<pid>/root.
+        // Without --wdns, nsenter would keep the executor's working directory, outside the new root.
+        argv.push(`--root=${fsRoot}`, `--wdns=${spec.workingDir ?? '/'}`);
+      } else if (spec.workingDir) {
+        argv.push(`--wdns=${spec.workingDir}`);
+      }
+      if (identity.gid !== undefined) argv.push(`--setgid=${identity.gid}`);
+      if (identity.uid !== undefined) argv.push(`--setuid=${identity.uid}`);
+    }
     argv.push('--', ...spec.command, ...spec.args);
     return {
+      ...(helper ? { privsHelper: helper } : {}),
+      warnings,
       spec: {
         ...spec,
         command: argv,

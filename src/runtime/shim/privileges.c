@@ -1,0 +1,286 @@
+/*
+ * privileges: capabilities (libcap-ng), no_new_privs (prctl), the default seccomp profile
+ * (libseccomp) and rlimits for a task, applied between fork and exec. See privileges.h.
+ * HAVE_CAPNG and HAVE_SECCOMP are set by scripts/build-shim.mjs when the headers exist
+ * (Debian: libcap-ng-dev, libseccomp-dev); without one, asking for its feature is an error
+ * naming the package, and --features leaves it out so the executor can say so at start-up.
+ */
+#define _GNU_SOURCE
+#include "privileges.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#ifdef HAVE_CAPNG
+#include <cap-ng.h>
+#endif
+#ifdef HAVE_SECCOMP
+#include <seccomp.h>
+#endif
+
+static const struct { const char *name; int resource; } rlimit_names[] = {
+  {"as", RLIMIT_AS}, {"core", RLIMIT_CORE}, {"cpu", RLIMIT_CPU}, {"data", RLIMIT_DATA},
+  {"fsize", RLIMIT_FSIZE}, {"locks", RLIMIT_LOCKS}, {"memlock", RLIMIT_MEMLOCK},
+  {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE}, {"nofile", RLIMIT_NOFILE},
+  {"nproc", RLIMIT_NPROC}, {"rss", RLIMIT_RSS}, {"rtprio", RLIMIT_RTPRIO},
+  {"rttime", RLIMIT_RTTIME}, {"sigpending", RLIMIT_SIGPENDING}, {"stack", RLIMIT_STACK},
+};
+
+static int parse_limit(const char *s, const char **end, rlim_t *out) {
+  if (strncmp(s, "unlimited", 9) == 0) {
+    *out = RLIM_INFINITY;
+    *end = s + 9;
+    return 0;
+  }
+  if (*s < '0' || *s > '9') return -1;
+  char *e;
+  errno = 0;
+  unsigned long long v = strtoull(s, &e, 10);
+  if (errno || v >= (unsigned long long)RLIM_INFINITY) return -1;
+  *out = (rlim_t)v;
+  *end = e;
+  return 0;
+}
+
+static int parse_rlimit(struct privileges *p, const char *val, char *err, size_t errlen) {
+  const char *eq = strchr(val, '=');
+  if (!eq || p->nrlimits >= PRIV_MAX_RLIMITS) {
+    snprintf(err, errlen, "--rlimit must be NAME=SOFT:HARD (at most %d), got \"%s\"", PRIV_MAX_RLIMITS, val);
+    return -1;
+  }
+  int resource = -1;
+  const char *name = NULL;
+  for (size_t k = 0; k < sizeof rlimit_names / sizeof *rlimit_names; k++)
+    if (strlen(rlimit_names[k].name) == (size_t)(eq - val) && strncmp(val, rlimit_names[k].name, (size_t)(eq - val)) == 0) {
+      resource = rlimit_names[k].resource;
+      name = rlimit_names[k].name;
+    }
+  const char *s = eq + 1, *end = s;
+  rlim_t soft, hard;
+  if (resource < 0) {
+    snprintf(err, errlen, "--rlimit: unknown limit in \"%s\"", val);
+    return -1;
+  }
+  if (parse_limit(s, &end, &soft) || *end != ':' || parse_limit(end + 1, &end, &hard) || *end ||
+      (hard != RLIM_INFINITY && (soft == RLIM_INFINITY || soft > hard))) {
+    snprintf(err, errlen, "--rlimit %s: SOFT:HARD must be numbers or \"unlimited\" with SOFT <= HARD, got \"%s\"", name, s);
+    return -1;
+  }
+  p->rl[p->nrlimits].resource = resource;
+  p->rl[p->nrlimits].name = name;
+  p->rl[p->nrlimits].value.rlim_cur = soft;
+  p->rl[p->nrlimits].value.rlim_max = hard;
+  p->nrlimits++;
+  return 1;
+}
+
+static int parse_caps(struct privileges *p, const char *val, char *err, size_t errlen) {
+#ifdef HAVE_CAPNG
+  char buf[2048];
+  snprintf(buf, sizeof buf, "%s", val);
+  p->caps_set = 1;
+  p->keep[0] = p->keep[1] = 0;
+  char *save = NULL;
+  for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    int cap = capng_name_to_capability(tok);
+    if (cap < 0 || cap >= 128) {
+      snprintf(err, errlen, "--caps: unknown capability \"%s\"", tok);
+      return -1;
+    }
+    p->keep[cap / 64] |= 1ULL << (cap % 64);
+  }
+  return 1;
+#else
+  (void)p;
+  snprintf(err, errlen, "--caps %s: this task-shim was built without libcap-ng (Debian: apt-get install libcap-ng-dev, then npm run build:shim -- --force)", val);
+  return -1;
+#endif
+}
+
+int privileges_option(struct privileges *p, const char *opt, const char *val, char *err, size_t errlen) {
+  if (strcmp(opt, "--caps") == 0) return parse_caps(p, val, err, errlen);
+  if (strcmp(opt, "--rlimit") == 0) return parse_rlimit(p, val, err, errlen);
+  if (strcmp(opt, "--no-new-privs") == 0) {
+    if (strcmp(val, "0") && strcmp(val, "1")) {
+      snprintf(err, errlen, "--no-new-privs must be 0 or 1, got \"%s\"", val);
+      return -1;
+    }
+    p->no_new_privs = val[0] == '1';
+    return 1;
+  }
+  if (strcmp(opt, "--seccomp") == 0) {
+    if (strcmp(val, "default") && strcmp(val, "unconfined")) {
+      snprintf(err, errlen, "--seccomp must be default or unconfined, got \"%s\"", val);
+      return -1;
+    }
+    p->seccomp_default = strcmp(val, "default") == 0;
+#ifndef HAVE_SECCOMP
+    if (p->seccomp_default) {
+      snprintf(err, errlen, "--seccomp default: this task-shim was built without libseccomp (Debian: apt-get install libseccomp-dev, then npm run build:shim -- --force)");
+      return -1;
+    }
+#endif
+    return 1;
+  }
+  return 0;
+}
+
+const char *privilege_hint(int err, const char *what) {
+  if (err != EPERM && err != EACCES) return "";
+  if (strcmp(what, "chroot") == 0) return " (needs CAP_SYS_CHROOT)";
+  if (strcmp(what, "setuid") == 0) return " (needs CAP_SETUID)";
+  if (strcmp(what, "setgid") == 0 || strcmp(what, "setgroups") == 0) return " (needs CAP_SETGID)";
+  if (strcmp(what, "rlimit") == 0) return " (raising a hard limit needs CAP_SYS_RESOURCE)";
+  if (strcmp(what, "bounding") == 0) return " (needs CAP_SETPCAP)";
+  if (strcmp(what, "seccomp") == 0) return " (needs CAP_SYS_ADMIN or no_new_privs)";
+  return "";
+}
+
+#ifdef HAVE_SECCOMP
+/* The default profile: a denylist in the spirit of Docker's default. Every call here fails
+ * with EPERM: kernel modules, kexec, reboot, swap, clocks, accounting, mounts and the new
+ * mount API, namespaces (unshare, setns, and clone with any CLONE_NEW* flag), keyrings,
+ * BPF, perf events, ptrace and cross-process memory access, open_by_handle_at (the
+ * "shocker" escape), userfaultfd, quotactl and a few obsolete calls. clone3 fails with
+ * ENOSYS so that libc falls back to clone, whose flags a filter can see. Names the
+ * architecture lacks are skipped. */
+static const char *const denied[] = {
+  "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "clock_settime64", "create_module",
+  "delete_module", "finit_module", "fanotify_init", "fsconfig", "fsmount", "fsopen", "fspick",
+  "get_kernel_syms", "init_module", "ioperm", "iopl", "kexec_file_load", "kexec_load", "keyctl",
+  "lookup_dcookie", "mount", "mount_setattr", "move_mount", "nfsservctl", "open_by_handle_at",
+  "open_tree", "perf_event_open", "pivot_root", "process_vm_readv", "process_vm_writev", "ptrace",
+  "query_module", "quotactl", "reboot", "request_key", "setns", "settimeofday", "stime", "swapoff",
+  "swapon", "_sysctl", "syslog", "umount", "umount2", "unshare", "uselib", "userfaultfd", "ustat",
+  "vm86", "vm86old",
+};
+
+static int load_default_profile(char *msg, size_t n) {
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+  if (!ctx) {
+    snprintf(msg, n, "seccomp: cannot create a filter");
+    return -1;
+  }
+  int rc = 0;
+  /* The compat architectures too, as Docker does: without them a 32-bit program (x86 on x86-64,
+   * arm on aarch64) would be killed by the filter's bad-architecture action at its first call. */
+  uint32_t native = seccomp_arch_native();
+  if (native == SCMP_ARCH_X86_64) {
+    seccomp_arch_add(ctx, SCMP_ARCH_X86);
+    seccomp_arch_add(ctx, SCMP_ARCH_X32);
+  } else if (native == SCMP_ARCH_AARCH64) {
+    seccomp_arch_add(ctx, SCMP_ARCH_ARM);
+  }
+  /* Loaded while the process still has CAP_SYS_ADMIN where it can: no_new_privs is the
+   * task's choice (--no-new-privs), not a side effect of the filter. */
+  seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+#if SCMP_VER_MAJOR > 2 || (SCMP_VER_MAJOR == 2 && SCMP_VER_MINOR >= 5)
+  /* The kernel's errno rather than libseccomp's generic -ECANCELED. */
+  seccomp_attr_set(ctx, SCMP_FLTATR_API_SYSRAWRC, 1);
+#endif
+  for (size_t k = 0; !rc && k < sizeof denied / sizeof *denied; k++) {
+    int nr = seccomp_syscall_resolve_name(denied[k]);
+    if (nr != __NR_SCMP_ERROR) rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+  }
+  /* (CLONE_NEWTIME shares its bit with clone's exit signal and only works with unshare and
+   * clone3, both denied anyway.) */
+  static const unsigned long long ns_flags[] = {CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER,
+                                                CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP};
+  for (size_t k = 0; !rc && k < sizeof ns_flags / sizeof *ns_flags; k++)
+    rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1, SCMP_A0(SCMP_CMP_MASKED_EQ, ns_flags[k], ns_flags[k]));
+  int clone3 = seccomp_syscall_resolve_name("clone3");
+  if (!rc && clone3 != __NR_SCMP_ERROR) rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), clone3, 0);
+  if (rc) {
+    seccomp_release(ctx);
+    snprintf(msg, n, "seccomp: cannot build the default profile: %s", strerror(-rc));
+    return -1;
+  }
+  rc = seccomp_load(ctx);
+  if (rc == -EACCES || rc == -EPERM || rc == -ECANCELED) {
+    /* No CAP_SYS_ADMIN (an executor that is not root): the kernel only takes a filter
+     * from a process with no_new_privs, as Docker's rootless mode does. */
+    seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 1);
+    rc = seccomp_load(ctx);
+  }
+  seccomp_release(ctx);
+  if (rc) {
+    snprintf(msg, n, "seccomp: cannot load the default profile: %s%s", strerror(-rc), privilege_hint(-rc, "seccomp"));
+    return -1;
+  }
+  return 0;
+}
+#endif
+
+int privileges_before_identity(const struct privileges *p, char *msg, size_t n) {
+  for (int k = 0; k < p->nrlimits; k++) {
+    if (setrlimit(p->rl[k].resource, &p->rl[k].value) != 0) {
+      int e = errno;
+      snprintf(msg, n, "rlimit %s: %s%s", p->rl[k].name, strerror(e), privilege_hint(e, "rlimit"));
+      return -1;
+    }
+  }
+#ifdef HAVE_CAPNG
+  if (p->caps_set) {
+    /* The bounding set first, while CAP_SETPCAP is still effective: no later execve (of a
+     * setuid-root or file-capability program) can gain what is not kept here. */
+    for (int cap = 0; cap <= (int)CAP_LAST_CAP && cap < 128; cap++) {
+      if (p->keep[cap / 64] & (1ULL << (cap % 64))) continue;
+      if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 1) continue;
+      if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
+        int e = errno;
+        const char *name = capng_capability_to_name((unsigned)cap);
+        snprintf(msg, n, "drop capability %s from the bounding set: %s%s", name ? name : "?", strerror(e), privilege_hint(e, "bounding"));
+        return -1;
+      }
+    }
+  }
+#endif
+#ifdef HAVE_SECCOMP
+  if (p->seccomp_default && load_default_profile(msg, n) != 0) return -1;
+#endif
+  return 0;
+}
+
+int privileges_after_identity(const struct privileges *p, char *msg, size_t n) {
+#ifdef HAVE_CAPNG
+  if (p->caps_set) {
+    /* Effective and permitted: what is kept and still held (a non-root identity holds
+     * nothing after setuid). Inheritable and ambient: empty, as Docker since 20.10. */
+    if (capng_get_caps_process() != 0) {
+      snprintf(msg, n, "read capabilities: %s", strerror(errno));
+      return -1;
+    }
+    for (int cap = 0; cap <= (int)CAP_LAST_CAP && cap < 128; cap++) {
+      capng_update(CAPNG_DROP, CAPNG_INHERITABLE, (unsigned)cap);
+      if (!(p->keep[cap / 64] & (1ULL << (cap % 64)))) capng_update(CAPNG_DROP, CAPNG_EFFECTIVE | CAPNG_PERMITTED, (unsigned)cap);
+    }
+    if (capng_apply(CAPNG_SELECT_CAPS) != 0) {
+      snprintf(msg, n, "set capabilities: %s", strerror(errno));
+      return -1;
+    }
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
+      snprintf(msg, n, "clear ambient capabilities: %s", strerror(errno));
+      return -1;
+    }
+  }
+#endif
+  if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    snprintf(msg, n, "set no_new_privs: %s", strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+const char *privileges_features(void) {
+  return ""
+#ifdef HAVE_CAPNG
+         "capabilities "
+#endif
+#ifdef HAVE_SECCOMP
+         "seccomp "
+#endif
+         "no-new-privs rlimits";
+}

@@ -1,0 +1,50 @@
+/*
+ * privileges: what a task may do, applied between fork and exec (least privilege).
+ * Shared by task-shim (process tasks: in its child) and task-privs (sidecar tasks: run
+ * by nsenter inside the main container's namespaces, after nsenter has entered them).
+ *
+ * Options (each takes one value):
+ *   --caps LIST          the capabilities the task keeps, comma-separated kernel names
+ *                        without "CAP_" (e.g. "CHOWN,KILL"), or "" for none; without it
+ *                        capabilities are left as they are (the executor's --task-capabilities all)
+ *   --no-new-privs 0|1   prctl(PR_SET_NO_NEW_PRIVS)
+ *   --seccomp default|unconfined   the default profile (a denylist returning EPERM, see
+ *                        privileges.c) or no filter; default: unconfined
+ *   --rlimit NAME=SOFT:HARD   repeatable; NAME as in /proc/self/limits' short names
+ *                        (nofile, nproc, core, ...), SOFT/HARD a number or "unlimited"
+ * Order, and why: rlimits (raising a hard limit needs CAP_SYS_RESOURCE) and the bounding set
+ * (dropping needs CAP_SETPCAP) first, then the seccomp filter (loading one without
+ * no_new_privs needs CAP_SYS_ADMIN), then the caller changes identity (chroot, setgid,
+ * setuid, all allowed by the filter), then the effective, permitted, inheritable and
+ * ambient sets and no_new_privs. A non-root identity loses every capability at setuid.
+ */
+#ifndef TASK_PRIVILEGES_H
+#define TASK_PRIVILEGES_H
+
+#include <stddef.h>
+#include <sys/resource.h>
+
+#define PRIV_MAX_RLIMITS 32
+#define PRIV_MSG_MAX 400
+
+struct privileges {
+  int caps_set;                /* --caps given */
+  unsigned long long keep[2];  /* capability bits to keep (up to 128) */
+  int no_new_privs;
+  int seccomp_default;
+  int nrlimits;
+  struct { int resource; const char *name; struct rlimit value; } rl[PRIV_MAX_RLIMITS];
+};
+
+/* 1: the option was one of ours (stored); 0: not ours; -1: a bad value (err says why). */
+int privileges_option(struct privileges *p, const char *opt, const char *val, char *err, size_t errlen);
+/* Steps before the identity change; 0, or -1 with msg set. */
+int privileges_before_identity(const struct privileges *p, char *msg, size_t n);
+/* Steps after the identity change; 0, or -1 with msg set. */
+int privileges_after_identity(const struct privileges *p, char *msg, size_t n);
+/* The features this build has, space-separated ("capabilities seccomp"), for --features. */
+const char *privileges_features(void);
+/* The privilege an errno from a privileged call hints at, for start errors ("" if none). */
+const char *privilege_hint(int err, const char *what);
+
+#endif
