@@ -6,13 +6,14 @@
 // Needs root (tests run as root here) and util-linux.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ContainerSpec, SeccompProfileType, type SecurityContext, TaskSpec } from '../../gen/taskexecutor/v1/task.js';
 import type { Config } from '../../src/config.js';
 import { DEFAULT_CAPABILITIES, ALL_CAPABILITIES } from '../../src/model/privileges.js';
 import { shell, startTestExecutor, terminated, tempDir, type TestExecutor } from '../support/executor.js';
+import { logText } from '../support/log-files.js';
 import { requireContainerd, startPrivateContainerd, type PrivateContainerd } from '../support/containerd.js';
 import { killAllMainContainers, startMainContainer } from '../support/main-container.js';
 import { ROOT } from '../support/subprocess.js';
@@ -30,16 +31,6 @@ function mask(names: readonly string[]): string {
 
 /** A field of /proc/self/status, e.g. field(status, 'CapEff'). */
 const field = (text: string, name: string) => new RegExp(`^${name}:\\s*(\\S+)`, 'm').exec(text)?.[1];
-
-function logText(dataDir: string, name: string): string {
-  const dir = join(dataDir, name, 'logs');
-  return readdirSync(dir)
-    .filter((f) => /^output\.\d+\.log$/.test(f))
-    .sort((a, b) => Number(a.split('.')[1]) - Number(b.split('.')[1]))
-    .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n').filter(Boolean))
-    .map((line) => line.split(' ').slice(3).join(' '))
-    .join('\n');
-}
 
 /** Runs a shell script as a task with this security context; its end state and its output. */
 async function run(te: TestExecutor, name: string, script: string, securityContext?: Partial<SecurityContext>, user?: string) {

@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { containerTask, shell, processTask, startTestExecutor, stateOf, terminated, type TestExecutor } from '../support/executor.js';
+import { logText } from '../support/log-files.js';
 import { waitFor } from '../support/wait.js';
 
 function grpcError(code: status, pattern: RegExp) {
@@ -12,18 +11,6 @@ function grpcError(code: status, pattern: RegExp) {
     assert.match(error.details, pattern);
     return true;
   };
-}
-
-function logText(dataDir: string, name: string): string {
-  const dir = join(dataDir, name, 'logs');
-  return readdirSync(dir)
-    .sort()
-    .map((f) => readFileSync(join(dir, f), 'utf8'))
-    .join('')
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => line.split(' ').slice(3).join(' '))
-    .join('\n');
 }
 
 describe('task API over gRPC', () => {
