@@ -1,7 +1,7 @@
 // Maps between the wire types (gen/) and the executor's model. Pure and total:
 // any wire message converts; the manager validates what it means.
 import * as wire from '../../gen/taskexecutor/v1/task.js';
-import type { ContainerSpec, EnvVar, ProcessSpec, RestartPolicy, TaskRecord, TaskSpec, TaskState } from '../model/task.js';
+import type { Artifact, ContainerSpec, EnvVar, ProcessSpec, RestartPolicy, TaskRecord, TaskSpec, TaskState } from '../model/task.js';
 
 export function specFromWire(spec: wire.TaskSpec | undefined): TaskSpec | undefined {
   if (!spec) return undefined;
@@ -35,6 +35,32 @@ function commonFromWire(spec: wire.TaskSpec): Omit<TaskSpec, 'process' | 'contai
     ...(spec.maxRestarts !== undefined ? { maxRestarts: spec.maxRestarts } : {}),
     ...(Object.keys(resources).length > 0 ? { resources } : {}),
     ...(Object.keys(logs).length > 0 ? { logs } : {}),
+    ...(spec.artifacts.length > 0 ? { artifacts: spec.artifacts.map(artifactFromWire) } : {}),
+  };
+}
+
+function artifactFromWire(a: wire.Artifact): Artifact {
+  return {
+    source: a.source,
+    ...(a.destination ? { destination: a.destination } : {}),
+    ...(a.checksum ? { checksum: a.checksum } : {}),
+    ...(a.mode === wire.ArtifactMode.ARTIFACT_MODE_FILE ? { mode: 'file' as const } : {}),
+    ...(a.mode === wire.ArtifactMode.ARTIFACT_MODE_ARCHIVE ? { mode: 'archive' as const } : {}),
+    // An enum value this executor does not know: let validation name it.
+    ...(a.mode !== wire.ArtifactMode.ARTIFACT_MODE_UNSPECIFIED && a.mode !== wire.ArtifactMode.ARTIFACT_MODE_FILE && a.mode !== wire.ArtifactMode.ARTIFACT_MODE_ARCHIVE
+      ? { mode: `unknown(${String(a.mode)})` as 'file' }
+      : {}),
+    ...(Object.keys(a.headers).length > 0 ? { headers: { ...a.headers } } : {}),
+  };
+}
+
+function artifactToWire(a: Artifact): wire.Artifact {
+  return {
+    source: a.source,
+    destination: a.destination ?? '',
+    checksum: a.checksum ?? '',
+    mode: a.mode === 'file' ? wire.ArtifactMode.ARTIFACT_MODE_FILE : a.mode === 'archive' ? wire.ArtifactMode.ARTIFACT_MODE_ARCHIVE : wire.ArtifactMode.ARTIFACT_MODE_UNSPECIFIED,
+    headers: a.headers ?? {},
   };
 }
 
@@ -130,6 +156,7 @@ function specToWire(spec: TaskSpec): wire.TaskSpec {
     maxRestarts: spec.maxRestarts,
     resources: spec.resources,
     logs: spec.logs,
+    artifacts: (spec.artifacts ?? []).map(artifactToWire),
   };
   if (spec.process) {
     const p = spec.process;
