@@ -4,9 +4,11 @@ import type { Logger } from 'pino';
 import { startServer } from './api/server.js';
 import { type RunningRestServer, startRestServer } from './compat/rest-server.js';
 import { type Config, perUserDataDir } from './config.js';
+import { ArtifactFetcher } from './artifacts/fetcher.js';
 import { errorMessage } from './errors.js';
 import { describeAccess, isAuthenticated, loadSecurity, metricsAccess, type Security } from './security.js';
 import { TaskManager } from './manager/task-manager.js';
+import type { TaskSpec } from './model/task.js';
 import { Metrics } from './metrics/metrics.js';
 import { startMetricsServer } from './metrics/metrics-server.js';
 import { CgroupManager } from './runtime/cgroups/index.js';
@@ -81,10 +83,21 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
       })),
       ...(containers ? [containers] : []),
     ],
-    containers ? [] : [{ accepts: (spec) => spec.container !== undefined, reason: 'start the executor with --enable-container-mode' }],
+    [
+      ...(containers ? [] : [{ accepts: (spec: TaskSpec) => spec.container !== undefined, reason: 'start the executor with --enable-container-mode' }]),
+      // The sidecar backend does not take tasks with artifacts (it cannot place them in the main container yet).
+      ...(config.enableSidecarMode ? [{ accepts: (spec: TaskSpec) => (spec.artifacts?.length ?? 0) > 0, reason: 'sidecar mode cannot place artifacts in the main container yet' }] : []),
+    ],
   );
+  const artifacts = new ArtifactFetcher({
+    maxBytes: config.artifactMaxBytes,
+    maxEntries: config.artifactMaxEntries,
+    timeoutMs: config.artifactFetchTimeoutMs,
+    log: log.child({ component: 'artifacts' }),
+  });
   const manager = new TaskManager({
     store,
+    artifacts,
     runtimes,
     log: log.child({ component: 'manager' }),
     reconcileIntervalMs: config.reconcileIntervalMs,
@@ -100,6 +113,8 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
   try {
     await manager.start();
     closers.push(() => manager.close());
+    // Closed first (closers run in reverse): a fetch in flight must not hold up the manager's drain.
+    closers.push(() => artifacts.close());
     const metrics = config.metricsListenAddr ? new Metrics(manager) : undefined;
     const server = await startServer({
       listenAddr: config.listenAddr,

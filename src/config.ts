@@ -59,6 +59,12 @@ export interface Config {
   cgroupRoot: string;
   /** A built task-shim to use instead of the package's own (build/task-shim, built on first start if missing). */
   shimPath: string;
+  /** Artifacts: largest download, and most bytes one archive unpacks to. */
+  artifactMaxBytes: number;
+  /** Artifacts: most entries one archive may hold. */
+  artifactMaxEntries: number;
+  /** Artifacts: longest one artifact's fetch may take, retries included. */
+  artifactFetchTimeoutMs: number;
 }
 
 const bool = (value: string | undefined): boolean => {
@@ -268,6 +274,24 @@ function program(): Command {
         .env('TASK_SHIM_PATH')
         .default(''),
     )
+    .addOption(
+      new Option('--artifact-max-bytes <bytes>', "artifacts: largest download, and most bytes one archive may unpack to; more fails the task (ArtifactFetchFailed)")
+        .env('ARTIFACT_MAX_BYTES')
+        .argParser(positiveInt(1))
+        .default(1024 ** 3, '1 GiB'),
+    )
+    .addOption(
+      new Option('--artifact-max-entries <n>', 'artifacts: most files, directories and links one archive may hold')
+        .env('ARTIFACT_MAX_ENTRIES')
+        .argParser(positiveInt(1))
+        .default(100_000),
+    )
+    .addOption(
+      new Option('--artifact-fetch-timeout <duration>', "artifacts: longest one artifact's fetch may take, retries included")
+        .env('ARTIFACT_FETCH_TIMEOUT')
+        .argParser(duration)
+        .default(600_000, '10m'),
+    )
     .helpOption('-h, --help', 'show this help')
     .showHelpAfterError();
 }
@@ -317,6 +341,9 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       metricsAuth: o.metricsAuth,
       cgroupRoot: o.cgroupRoot,
       shimPath: o.shimPath,
+      artifactMaxBytes: o.artifactMaxBytes,
+      artifactMaxEntries: o.artifactMaxEntries,
+      artifactFetchTimeoutMs: o.artifactFetchTimeout,
     };
   } finally {
     process.env = saved;

@@ -15,6 +15,7 @@
 // at 2. A task is only started after fetch() resolved, so after the marker.
 import { chmod, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Semaphore } from 'async-mutex';
 import type { Logger } from 'pino';
 import type { Artifact, TaskSpec } from '../model/task.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
@@ -28,6 +29,8 @@ import { unpackArchive } from './unpack.js';
 
 export const COMPLETE_MARKER = '.artifacts-complete';
 export const STAGING_DIR = '.artifacts-staging';
+/** Tasks fetching at once: enough to overlap slow servers, few enough to bound sockets, disk writes and memory. */
+const DEFAULT_CONCURRENCY = 8;
 
 export interface FetcherOptions {
   /** Largest download, and most bytes one archive may unpack to (--artifact-max-bytes). */
@@ -36,6 +39,8 @@ export interface FetcherOptions {
   maxEntries: number;
   /** Longest one artifact may take, retries included (--artifact-fetch-timeout). */
   timeoutMs: number;
+  /** Tasks fetching at once; default 8. */
+  concurrency?: number;
   /** First backoff between HTTP retries (tests shorten it). */
   retryBackoffMs?: number;
   log: Logger;
@@ -44,26 +49,39 @@ export interface FetcherOptions {
 export class ArtifactFetcher {
   /** Fetches in flight, aborted by close() so that a shutdown never waits for a slow download. */
   private readonly inFlight = new Set<AbortController>();
+  private readonly slots: Semaphore;
+  private closed = false;
 
-  constructor(private readonly options: FetcherOptions) {}
+  constructor(private readonly options: FetcherOptions) {
+    this.slots = new Semaphore(options.concurrency ?? DEFAULT_CONCURRENCY);
+  }
+
+  /** Whether a fetch for this task directory completed (the marker exists). */
+  isComplete(taskDir: string): Promise<boolean> {
+    return exists(join(taskDir, COMPLETE_MARKER));
+  }
 
   /**
-   * Makes the task's artifacts complete in `taskDir`. `progress` is called
-   * once, when there is something to fetch. Rejects with an ArtifactError for
-   * a failed artifact (its message says which and why), with the signal's
-   * reason (an AbortError) when `signal` or close() stopped it.
+   * Makes the task's artifacts complete in `taskDir` (at most `concurrency`
+   * tasks fetch at once; the others queue). Rejects with an ArtifactError for
+   * a failed artifact (its message says which and why), with an AbortError
+   * when `signal` or close() stopped it.
    */
-  async fetch(taskDir: string, spec: TaskSpec, signal: AbortSignal, progress?: (reason: string, message?: string) => void): Promise<void> {
+  async fetch(taskDir: string, spec: TaskSpec, signal: AbortSignal): Promise<void> {
     const artifacts = spec.artifacts ?? [];
-    if (artifacts.length === 0 || (await exists(join(taskDir, COMPLETE_MARKER)))) return;
+    if (artifacts.length === 0 || (await this.isComplete(taskDir))) return;
+    await this.slots.runExclusive(() => this.fetchInto(taskDir, artifacts, signal));
+  }
+
+  private async fetchInto(taskDir: string, artifacts: readonly Artifact[], signal: AbortSignal): Promise<void> {
     const controller = new AbortController();
     const abort = () => controller.abort(signal.reason);
     signal.addEventListener('abort', abort, { once: true });
     if (signal.aborted) abort();
+    if (this.closed) controller.abort();
     this.inFlight.add(controller);
     const staging = join(taskDir, STAGING_DIR);
     try {
-      progress?.('FetchingArtifacts', `fetching ${artifacts.length} artifact${artifacts.length === 1 ? '' : 's'}`);
       await rm(staging, { recursive: true, force: true });
       await mkdir(staging);
       const resolved = artifacts.map((artifact, i) => resolveArtifact(artifact, `artifacts[${i}]`));
@@ -83,8 +101,9 @@ export class ArtifactFetcher {
     }
   }
 
-  /** Stops every fetch in flight (shutdown); their tasks are fetched again after the next start. */
+  /** Stops every fetch in flight or queued (shutdown); their tasks are fetched again after the next start. */
   close(): void {
+    this.closed = true;
     for (const controller of this.inFlight) controller.abort();
   }
 

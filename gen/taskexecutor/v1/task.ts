@@ -204,8 +204,9 @@ export interface TaskSpec {
    * part of its artifacts. Limits per artifact: the executor's
    * --artifact-max-bytes (download and unpacked size), --artifact-max-entries
    * and --artifact-fetch-timeout (retries included). Where the task finds
-   * them: a process task starts in its task directory unless workingDir is
-   * set, so `["/bin/bash", "artifacts/script.sh"]` runs a downloaded script;
+   * them: a process task with artifacts starts in its task directory unless
+   * workingDir or chroot is set, so `["/bin/bash", "artifacts/script.sh"]`
+   * runs a downloaded script;
    * a container task
    * sees the first component of each destination mounted read-only at the
    * container's root, e.g. /artifacts/script.sh. Sidecar tasks cannot have
