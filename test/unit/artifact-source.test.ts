@@ -6,6 +6,7 @@ import { resolveArtifact } from '../../src/artifacts/source.js';
 import { TaskError } from '../../src/errors.js';
 import type { Artifact, TaskSpec } from '../../src/model/task.js';
 import { validateSpec } from '../../src/model/validation.js';
+import { artifactMounts } from '../../src/runtime/container/mapping.js';
 
 const invalid = (message: RegExp) => (error: unknown) => {
   assert.ok(error instanceof TaskError, `a TaskError, not ${String(error)}`);
@@ -118,5 +119,18 @@ describe('artifact modes and headers', () => {
   test('at most 64 artifacts', () => {
     const many = Array.from({ length: 65 }, (_, i) => ({ source: `https://e.x/${i}.sh` }));
     assert.throws(() => validateSpec(withArtifacts(...many), 'spec'), invalid(/^spec\.artifacts has 65 entries; at most 64/));
+  });
+});
+
+describe('artifacts of container tasks', () => {
+  test('each destination\'s first component is mounted read-only at the same name below the container root, once', () => {
+    assert.deepEqual(
+      artifactMounts([{ source: 'https://e.x/a.sh' }, { source: 'https://e.x/b.tgz', destination: 'artifacts/tools' }, { source: 'git::https://e.x/r.git', destination: 'src/r' }], '/data/t'),
+      [
+        { containerPath: '/artifacts', hostPath: '/data/t/artifacts', readonly: true },
+        { containerPath: '/src', hostPath: '/data/t/src', readonly: true },
+      ],
+    );
+    assert.deepEqual(artifactMounts(undefined, '/data/t'), []);
   });
 });
