@@ -21,8 +21,8 @@ RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 FROM ${NODE_IMAGE}
 # util-linux: nsenter (sidecar mode; 2.41 here, --wdns needs 2.38); procps: ps for people
-# debugging a pod; tini: PID 1, see ENTRYPOINT.
-RUN apt-get update && apt-get install -y --no-install-recommends util-linux procps tini && rm -rf /var/lib/apt/lists/*
+# debugging a pod; tini: PID 1, see ENTRYPOINT; git and ca-certificates: git:: artifact sources.
+RUN apt-get update && apt-get install -y --no-install-recommends util-linux procps tini git ca-certificates && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 # What the service reads at run time, and nothing else (no src/, no proto/, no gen/*.ts):
 # - package.json: marks the package root, from which the files below are found (src/util/package-root.ts);
