@@ -1,9 +1,11 @@
 // Composition root: builds the store, the enabled runtimes, the manager and
 // the server from a Config. main.ts and the tests both start executors here.
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { startServer } from './api/server.js';
 import { type RunningRestServer, startRestServer } from './compat/rest-server.js';
 import { type Config, perUserDataDir } from './config.js';
+import { ArtifactCache, CACHE_DIR } from './artifacts/cache.js';
 import { ArtifactFetcher } from './artifacts/fetcher.js';
 import { errorMessage } from './errors.js';
 import { describeAccess, isAuthenticated, loadSecurity, metricsAccess, type Security } from './security.js';
@@ -89,11 +91,13 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
       ...(config.enableSidecarMode ? [{ accepts: (spec: TaskSpec) => (spec.artifacts?.length ?? 0) > 0, reason: 'sidecar mode cannot place artifacts in the main container yet' }] : []),
     ],
   );
+  const artifactLog = log.child({ component: 'artifacts' });
   const artifacts = new ArtifactFetcher({
+    ...(config.artifactCacheBytes > 0 ? { cache: new ArtifactCache(join(dataDir, CACHE_DIR), config.artifactCacheBytes, artifactLog) } : {}),
     maxBytes: config.artifactMaxBytes,
     maxEntries: config.artifactMaxEntries,
     timeoutMs: config.artifactFetchTimeoutMs,
-    log: log.child({ component: 'artifacts' }),
+    log: artifactLog,
   });
   const manager = new TaskManager({
     store,

@@ -65,6 +65,8 @@ export interface Config {
   artifactMaxEntries: number;
   /** Artifacts: longest one artifact's fetch may take, retries included. */
   artifactFetchTimeoutMs: number;
+  /** Artifacts: size of the cache of checksummed artifacts under the data dir; 0: no cache. */
+  artifactCacheBytes: number;
 }
 
 const bool = (value: string | undefined): boolean => {
@@ -292,6 +294,15 @@ function program(): Command {
         .argParser(duration)
         .default(600_000, '10m'),
     )
+    .addOption(
+      new Option(
+        '--artifact-cache-bytes <bytes>',
+        'artifacts: keep checksummed artifacts under <data-dir>/.artifact-cache/ up to this size (least recently used go first), so tasks with the same artifact download it once; 0: no cache',
+      )
+        .env('ARTIFACT_CACHE_BYTES')
+        .argParser(positiveInt(0))
+        .default(0, 'no cache'),
+    )
     .helpOption('-h, --help', 'show this help')
     .showHelpAfterError();
 }
@@ -344,6 +355,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       artifactMaxBytes: o.artifactMaxBytes,
       artifactMaxEntries: o.artifactMaxEntries,
       artifactFetchTimeoutMs: o.artifactFetchTimeout,
+      artifactCacheBytes: o.artifactCacheBytes,
     };
   } finally {
     process.env = saved;

@@ -19,6 +19,7 @@ import { Semaphore } from 'async-mutex';
 import type { Logger } from 'pino';
 import type { Artifact, TaskSpec } from '../model/task.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
+import type { ArtifactCache } from './cache.js';
 import { ArtifactError } from './errors.js';
 import { copyLocalFile, isExecutable } from './file.js';
 import { fetchGit } from './git.js';
@@ -39,6 +40,8 @@ export interface FetcherOptions {
   maxEntries: number;
   /** Longest one artifact may take, retries included (--artifact-fetch-timeout). */
   timeoutMs: number;
+  /** Verified artifacts kept by checksum for other tasks (--artifact-cache-bytes); none: no cache. */
+  cache?: ArtifactCache;
   /** Tasks fetching at once; default 8. */
   concurrency?: number;
   /** First backoff between HTTP retries (tests shorten it). */
@@ -122,18 +125,19 @@ export class ArtifactFetcher {
       }
       const download = join(staging, `.download-${index}`);
       const algorithm = artifact.checksum?.algorithm;
-      let written: Written;
-      if (artifact.source.kind === 'http') {
-        written = await downloadHttp(artifact.source.url, download, {
-          headers: artifact.headers,
-          maxBytes: this.options.maxBytes,
-          signal,
-          ...(algorithm ? { algorithm } : {}),
-          ...(this.options.retryBackoffMs !== undefined ? { backoffMs: this.options.retryBackoffMs } : {}),
-        });
-      } else {
-        written = await copyLocalFile(artifact.source.path, download, this.options.maxBytes, signal, algorithm);
-      }
+      const source = artifact.source;
+      const get = (): Promise<Written> =>
+        source.kind === 'http'
+          ? downloadHttp(source.url, download, {
+              headers: artifact.headers,
+              maxBytes: this.options.maxBytes,
+              signal,
+              ...(algorithm ? { algorithm } : {}),
+              ...(this.options.retryBackoffMs !== undefined ? { backoffMs: this.options.retryBackoffMs } : {}),
+            })
+          : copyLocalFile(source.path, download, this.options.maxBytes, signal, algorithm);
+      const cache = this.options.cache;
+      const written = artifact.checksum && cache ? await cache.obtain(artifact.checksum, download, this.options.maxBytes, get) : await get();
       if (artifact.checksum && written.digest !== artifact.checksum.hex) {
         throw new ArtifactError(`checksum mismatch: expected ${artifact.checksum.algorithm}:${artifact.checksum.hex}, got ${artifact.checksum.algorithm}:${written.digest}`);
       }
@@ -145,7 +149,7 @@ export class ArtifactFetcher {
       const target = join(destination, artifact.fileName!);
       await rm(target, { recursive: true, force: true });
       await rename(download, target);
-      if (artifact.source.kind === 'file' && (await isExecutable(artifact.source.path))) await chmod(target, 0o755);
+      if (source.kind === 'file' && (await isExecutable(source.path))) await chmod(target, 0o755);
     } catch (error) {
       parent.throwIfAborted();
       if (timeout.aborted) throw new ArtifactError(`${what}: took longer than ${this.options.timeoutMs / 1000}s (--artifact-fetch-timeout)`);

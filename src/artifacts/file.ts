@@ -1,21 +1,28 @@
 // A file:// artifact: a regular file on the executor's node, copied (and
 // hashed) like a download, so that the same limit and checksum apply.
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { type FileHandle, open, stat } from 'node:fs/promises';
 import { ArtifactError } from './errors.js';
 import { type Written, writeLimited } from './sink.js';
 import type { Algorithm } from './source.js';
 
 export async function copyLocalFile(source: string, path: string, maxBytes: number, signal: AbortSignal, algorithm?: Algorithm): Promise<Written> {
-  let info;
+  let handle: FileHandle;
   try {
-    info = await stat(source);
+    // Opened first, and the stream made from the handle: a stream of a missing file would report its error before anyone listens.
+    handle = await open(source, 'r');
   } catch (error) {
     throw new ArtifactError(`file://${source}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`);
   }
-  if (!info.isFile()) throw new ArtifactError(`file://${source} is not a regular file`);
-  if (info.size > maxBytes) throw new ArtifactError(`file://${source} has ${info.size} bytes, more than ${maxBytes} (--artifact-max-bytes)`);
-  return writeLimited(createReadStream(source, { signal }), path, maxBytes, `file://${source}`, algorithm);
+  const info = await handle.stat();
+  if (!info.isFile()) {
+    await handle.close();
+    throw new ArtifactError(`file://${source} is not a regular file`);
+  }
+  if (info.size > maxBytes) {
+    await handle.close();
+    throw new ArtifactError(`file://${source} has ${info.size} bytes, more than ${maxBytes} (--artifact-max-bytes)`);
+  }
+  return writeLimited(handle.createReadStream({ signal }), path, maxBytes, `file://${source}`, algorithm);
 }
 
 /** Whether a file:// source is executable by its owner, so that a copied script keeps being one. */

@@ -4,13 +4,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { pino } from 'pino';
+import { ArtifactCache } from '../../src/artifacts/cache.js';
 import { ArtifactError } from '../../src/artifacts/errors.js';
 import { ArtifactFetcher, COMPLETE_MARKER, STAGING_DIR } from '../../src/artifacts/fetcher.js';
 import type { Artifact } from '../../src/model/task.js';
@@ -265,4 +266,51 @@ describe('archives', () => {
 
 after(() => {
   if (root) rmSync(root, { recursive: true, force: true });
+});
+
+describe('the artifact cache', () => {
+  test('tasks fetching the same checksummed artifact at once download it once, and later tasks not at all', async () => {
+    const cache = new ArtifactCache(join(root, 'cache'), 1024 * 1024, pino({ level: 'silent' }));
+    const shared = fetcher({ cache });
+    const artifacts = [{ source: `${base}/script.sh`, checksum: sha256(SCRIPT) }];
+    const dirs = Array.from({ length: 5 }, (_, i) => join(root, `task-${i}`));
+    for (const dir of dirs) mkdirSync(dir);
+    const spec = (a: Artifact[]) => ({ process: { command: ['true'], args: [], env: [] }, artifacts: a });
+    await Promise.all(dirs.map((dir) => shared.fetch(dir, spec(artifacts), new AbortController().signal)));
+    for (const dir of dirs) assert.equal(readFileSync(join(dir, 'artifacts/script.sh'), 'utf8'), SCRIPT);
+    assert.equal(hits.get('/script.sh'), 1, 'one download for five tasks');
+    mkdirSync(join(root, 'task-late'));
+    await shared.fetch(join(root, 'task-late'), spec(artifacts), new AbortController().signal);
+    assert.equal(hits.get('/script.sh'), 1, 'a later task is served from the cache');
+  });
+
+  test('a cache entry that no longer matches its checksum is dropped and the artifact downloaded again', async () => {
+    const dir = join(root, 'cache');
+    const cache = new ArtifactCache(dir, 1024 * 1024, pino({ level: 'silent' }));
+    const checksum = sha256(SCRIPT);
+    mkdirSync(dir);
+    writeFileSync(join(dir, checksum.replace(':', '-')), 'rotted');
+    await fetcher({ cache }).fetch(taskDir, { process: { command: ['true'], args: [], env: [] }, artifacts: [{ source: `${base}/script.sh`, checksum }] }, new AbortController().signal);
+    assert.equal(readFileSync(join(taskDir, 'artifacts/script.sh'), 'utf8'), SCRIPT);
+    assert.equal(hits.get('/script.sh'), 1);
+    assert.equal(readFileSync(join(dir, checksum.replace(':', '-')), 'utf8'), SCRIPT, 'the entry is replaced by the verified download');
+  });
+
+  test('the least recently used entries are evicted beyond the size limit', async () => {
+    const bodies = ['a'.repeat(400), 'b'.repeat(400), 'c'.repeat(400)];
+    bodies.forEach((body, i) => files.set(`/lru-${i}.txt`, Buffer.from(body)));
+    const dir = join(root, 'lru-cache');
+    const cache = new ArtifactCache(dir, 1000, pino({ level: 'silent' }));
+    for (const [i, body] of bodies.entries()) {
+      const task = join(root, `lru-task-${i}`);
+      mkdirSync(task);
+      await fetcher({ cache }).fetch(task, { process: { command: ['true'], args: [], env: [] }, artifacts: [{ source: `${base}/lru-${i}.txt`, checksum: sha256(body) }] }, new AbortController().signal);
+      // Distinct use times even on coarse file system clocks.
+      const when = new Date(Date.now() - (10 - i) * 1000);
+      utimesSync(join(dir, sha256(body).replace(':', '-')), when, when);
+    }
+    await cache.evict();
+    const kept = execFileSync('ls', [dir], { encoding: 'utf8' }).trim().split('\n').sort();
+    assert.deepEqual(kept, [sha256(bodies[1]!), sha256(bodies[2]!)].map((c) => c.replace(':', '-')).sort(), 'the oldest entry went first');
+  });
 });
