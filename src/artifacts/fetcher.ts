@@ -119,7 +119,7 @@ export class ArtifactFetcher {
       await mkdir(destination, { recursive: true });
       if (artifact.source.kind === 'git') {
         const checkout = join(staging, `.git-${index}`);
-        await fetchGit(artifact.source.url, artifact.source.ref, checkout, signal);
+        await fetchGit(artifact.source.url, artifact.source.ref, checkout, { maxBytes: this.options.maxBytes, maxEntries: this.options.maxEntries }, signal);
         await moveContents(checkout, destination);
         return;
       }

@@ -186,6 +186,22 @@ describe('file:// and git sources', () => {
     assert.ok(!existsSync(join(taskDir, 'src/.git')));
   });
 
+  test('a checkout is held to the archive rules: no symlink out, within the size limit', async () => {
+    const repo = join(root, 'hostile-repo');
+    const git = (...args: string[]) =>
+      execFileSync('git', ['-C', repo, '-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], { stdio: 'pipe' });
+    mkdirSync(repo);
+    git('init', '-q');
+    writeFileSync(join(repo, 'big.bin'), Buffer.alloc(5000));
+    git('add', '.');
+    git('commit', '-q', '-m', 'big');
+    await refused(fetchAll([{ source: `git::file://${repo}` }], { maxBytes: 4096 }), /checkout was refused: it unpacks to more than 4096 bytes/);
+    execFileSync('ln', ['-s', '/etc/passwd', join(repo, 'passwd')]);
+    git('add', '.');
+    git('commit', '-q', '-m', 'link');
+    await refused(fetchAll([{ source: `git::file://${repo}` }]), /checkout was refused: entry "passwd" is a symlink to "\/etc\/passwd", outside/);
+  });
+
   test('an unknown git ref fails with what git said', async () => {
     const repo = join(root, 'empty-repo');
     mkdirSync(repo);

@@ -230,7 +230,8 @@ export interface Artifact {
    *   "git::<url>[?ref=<branch, tag or commit>]": a shallow clone (depth 1)
    *     of the ref (default: the remote's HEAD) with the node's git, e.g.
    *     "git::https://github.com/org/repo.git?ref=v1.2". The work tree is
-   *     placed in destination without its .git directory.
+   *     placed in destination without its .git directory, held to the
+   *     rules of an archive (ARTIFACT_MODE_ARCHIVE: limits, no link out).
    * Anything else is INVALID_ARGUMENT.
    */
   source: string;
