@@ -237,7 +237,7 @@ export interface Artifact {
   source: string;
   /**
    * A directory relative to the task directory, where the artifact is
-   * placed; default "artifacts". Normalised; it must stay inside the task
+   * placed, at most 4096 bytes; default "artifacts". Normalised; it must stay inside the task
    * directory (no "..", not absolute), must not be the task directory itself
    * and must not start with an executor file or directory ("logs",
    * "task.json", "start.json", "exit.json", "stdout.log", "stderr.log", or a
@@ -260,8 +260,8 @@ export interface Artifact {
   mode: ArtifactMode;
   /**
    * HTTP request headers, e.g. {"Authorization": "Bearer ..."}; only for
-   * http(s) sources, at most 64, names as RFC 9110 tokens, values without
-   * CR, LF or NUL. Kept in the task record (do not put long-lived secrets
+   * http(s) sources, at most 64, names as RFC 9110 tokens, values of at
+   * most 8192 bytes without CR, LF or NUL. Kept in the task record (do not put long-lived secrets
    * here if the data dir is not private).
    */
   headers: { [key: string]: string };
