@@ -440,6 +440,7 @@ export class TaskManager {
     const stopOnDeletion = this.subscribe((event) => {
       if (event.task.name === name && event.task.deletionRequestedAt) controller.abort();
     });
+    if (this.tasks.get(name)?.deletionRequestedAt) controller.abort(); // marked before the subscription
     const fetch = stage
       .fetch(taskDir, record.spec, controller.signal)
       .catch(async (error: unknown) => {
