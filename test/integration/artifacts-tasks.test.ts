@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { Artifact } from '../../gen/taskexecutor/v1/task.js';
+import { sidecarModeProblem } from '../../src/runtime/sidecar/index.js';
 import { processTask, startTestExecutor, stateOf, tempDir, type TestExecutor, terminated } from '../support/executor.js';
 import { killTaskTrees } from '../support/processes.js';
 import { connect, spawnExecutor } from '../support/subprocess.js';
@@ -170,6 +171,24 @@ describe('tasks with artifacts', () => {
       await waitFor('the download to be abandoned', () => gated.abandoned === 1);
     } finally {
       gated.close();
+    }
+  });
+});
+
+describe('sidecar mode', () => {
+  test('a process task with artifacts is FAILED_PRECONDITION: the main container cannot see them', { skip: sidecarModeProblem() }, async () => {
+    const te = await startTestExecutor({ enableSidecarMode: true, mainContainerPid: process.pid });
+    try {
+      await assert.rejects(
+        te.api.createTask({ task: withArtifacts('sidecar-artifacts', ['true'], [{ source: 'https://example.com/a.sh' }]) }),
+        (error: ServiceError) => {
+          assert.equal(error.code, status.FAILED_PRECONDITION);
+          assert.match(error.details, /sidecar mode cannot place artifacts in the main container yet/);
+          return true;
+        },
+      );
+    } finally {
+      await te.close();
     }
   });
 });
