@@ -23,9 +23,9 @@ RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 FROM ${NODE_IMAGE}
 # util-linux: nsenter (sidecar mode; 2.41 here, --wdns needs 2.38); procps: ps for people
-# debugging a pod; tini: PID 1, see ENTRYPOINT.
+# debugging a pod; tini: PID 1, see ENTRYPOINT; git and ca-certificates: git:: artifact sources.
 # libcap-ng0, libseccomp2: the shared libraries task-shim was linked with.
-RUN apt-get update && apt-get install -y --no-install-recommends util-linux procps tini libcap-ng0 libseccomp2 && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends util-linux procps tini git ca-certificates libcap-ng0 libseccomp2 && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 # What the service reads at run time, and nothing else (no src/, no proto/, no gen/*.ts):
 # - package.json: marks the package root, from which the files below are found (src/util/package-root.ts);

@@ -1,12 +1,16 @@
 // Composition root: builds the store, the enabled runtimes, the manager and
 // the server from a Config. main.ts and the tests both start executors here.
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { startServer } from './api/server.js';
 import { type RunningRestServer, startRestServer } from './compat/rest-server.js';
 import { type Config, perUserDataDir } from './config.js';
+import { ArtifactCache, CACHE_DIR } from './artifacts/cache.js';
+import { ArtifactFetcher } from './artifacts/fetcher.js';
 import { errorMessage } from './errors.js';
 import { describeAccess, isAuthenticated, loadSecurity, metricsAccess, type Security } from './security.js';
 import { TaskManager } from './manager/task-manager.js';
+import type { TaskSpec } from './model/task.js';
 import { Metrics } from './metrics/metrics.js';
 import { startMetricsServer } from './metrics/metrics-server.js';
 import { CgroupManager } from './runtime/cgroups/index.js';
@@ -94,10 +98,23 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
       }), privileges),
       ...(containers ? [containers] : []),
     ],
-    containers ? [] : [{ accepts: (spec) => spec.container !== undefined, reason: 'start the executor with --enable-container-mode' }],
+    [
+      ...(containers ? [] : [{ accepts: (spec: TaskSpec) => spec.container !== undefined, reason: 'start the executor with --enable-container-mode' }]),
+      // The sidecar backend does not take tasks with artifacts (it cannot place them in the main container yet).
+      ...(config.enableSidecarMode ? [{ accepts: (spec: TaskSpec) => (spec.artifacts?.length ?? 0) > 0, reason: 'sidecar mode cannot place artifacts in the main container yet' }] : []),
+    ],
   );
+  const artifactLog = log.child({ component: 'artifacts' });
+  const artifacts = new ArtifactFetcher({
+    ...(config.artifactCacheBytes > 0 ? { cache: new ArtifactCache(join(dataDir, CACHE_DIR), config.artifactCacheBytes, artifactLog) } : {}),
+    maxBytes: config.artifactMaxBytes,
+    maxEntries: config.artifactMaxEntries,
+    timeoutMs: config.artifactFetchTimeoutMs,
+    log: artifactLog,
+  });
   const manager = new TaskManager({
     store,
+    artifacts,
     runtimes,
     log: log.child({ component: 'manager' }),
     reconcileIntervalMs: config.reconcileIntervalMs,
@@ -113,6 +130,8 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
   try {
     await manager.start();
     closers.push(() => manager.close());
+    // Closed first (closers run in reverse): a fetch in flight must not hold up the manager's drain.
+    closers.push(() => artifacts.close());
     const metrics = config.metricsListenAddr ? new Metrics(manager) : undefined;
     const server = await startServer({
       listenAddr: config.listenAddr,

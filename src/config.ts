@@ -63,6 +63,14 @@ export interface Config {
   taskCapabilities: 'default' | 'all';
   /** Seccomp of process and sidecar tasks without a profile of their own, and of container tasks: "default" or "unconfined". */
   taskSeccomp: 'default' | 'unconfined';
+  /** Artifacts: largest download, and most bytes one archive unpacks to. */
+  artifactMaxBytes: number;
+  /** Artifacts: most entries one archive may hold. */
+  artifactMaxEntries: number;
+  /** Artifacts: longest one artifact's fetch may take, retries included. */
+  artifactFetchTimeoutMs: number;
+  /** Artifacts: size of the cache of checksummed artifacts under the data dir; 0: no cache. */
+  artifactCacheBytes: number;
 }
 
 const bool = (value: string | undefined): boolean => {
@@ -290,6 +298,33 @@ function program(): Command {
         .choices(['default', 'unconfined'])
         .default('default'),
     )
+    .addOption(
+      new Option('--artifact-max-bytes <bytes>', "artifacts: largest download, and most bytes one archive may unpack to; more fails the task (ArtifactFetchFailed)")
+        .env('ARTIFACT_MAX_BYTES')
+        .argParser(positiveInt(1))
+        .default(1024 ** 3, '1 GiB'),
+    )
+    .addOption(
+      new Option('--artifact-max-entries <n>', 'artifacts: most files, directories and links one archive may hold')
+        .env('ARTIFACT_MAX_ENTRIES')
+        .argParser(positiveInt(1))
+        .default(100_000),
+    )
+    .addOption(
+      new Option('--artifact-fetch-timeout <duration>', "artifacts: longest one artifact's fetch may take, retries included")
+        .env('ARTIFACT_FETCH_TIMEOUT')
+        .argParser(duration)
+        .default(600_000, '10m'),
+    )
+    .addOption(
+      new Option(
+        '--artifact-cache-bytes <bytes>',
+        'artifacts: keep checksummed artifacts under <data-dir>/.artifact-cache/ up to this size (least recently used go first), so tasks with the same artifact download it once; 0: no cache',
+      )
+        .env('ARTIFACT_CACHE_BYTES')
+        .argParser(positiveInt(0))
+        .default(0, 'no cache'),
+    )
     .helpOption('-h, --help', 'show this help')
     .showHelpAfterError();
 }
@@ -341,6 +376,10 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       shimPath: o.shimPath,
       taskCapabilities: o.taskCapabilities,
       taskSeccomp: o.taskSeccomp,
+      artifactMaxBytes: o.artifactMaxBytes,
+      artifactMaxEntries: o.artifactMaxEntries,
+      artifactFetchTimeoutMs: o.artifactFetchTimeout,
+      artifactCacheBytes: o.artifactCacheBytes,
     };
   } finally {
     process.env = saved;

@@ -2,6 +2,7 @@
 // any wire message converts; the manager validates what it means.
 import * as wire from '../../gen/taskexecutor/v1/task.js';
 import type {
+  Artifact,
   ContainerSpec,
   EnvVar,
   ProcessSpec,
@@ -46,6 +47,7 @@ function commonFromWire(spec: wire.TaskSpec): Omit<TaskSpec, 'process' | 'contai
     ...(Object.keys(resources).length > 0 ? { resources } : {}),
     ...(Object.keys(logs).length > 0 ? { logs } : {}),
     ...(securityFromWire(spec.securityContext) ? { securityContext: securityFromWire(spec.securityContext) } : {}),
+    ...(spec.artifacts.length > 0 ? { artifacts: spec.artifacts.map(artifactFromWire) } : {}),
   };
 }
 
@@ -101,6 +103,31 @@ function securityToWire(ctx: SecurityContext | undefined): wire.SecurityContext 
         }
       : undefined,
     rlimits: ctx.rlimits ?? [],
+  };
+}
+
+function artifactFromWire(a: wire.Artifact): Artifact {
+  return {
+    source: a.source,
+    ...(a.destination ? { destination: a.destination } : {}),
+    ...(a.checksum ? { checksum: a.checksum } : {}),
+    ...(a.mode === wire.ArtifactMode.ARTIFACT_MODE_FILE ? { mode: 'file' as const } : {}),
+    ...(a.mode === wire.ArtifactMode.ARTIFACT_MODE_ARCHIVE ? { mode: 'archive' as const } : {}),
+    // An enum value this executor does not know: let validation name it.
+    ...(a.mode !== wire.ArtifactMode.ARTIFACT_MODE_UNSPECIFIED && a.mode !== wire.ArtifactMode.ARTIFACT_MODE_FILE && a.mode !== wire.ArtifactMode.ARTIFACT_MODE_ARCHIVE
+      ? { mode: `unknown(${String(a.mode)})` as 'file' }
+      : {}),
+    ...(Object.keys(a.headers).length > 0 ? { headers: { ...a.headers } } : {}),
+  };
+}
+
+function artifactToWire(a: Artifact): wire.Artifact {
+  return {
+    source: a.source,
+    destination: a.destination ?? '',
+    checksum: a.checksum ?? '',
+    mode: a.mode === 'file' ? wire.ArtifactMode.ARTIFACT_MODE_FILE : a.mode === 'archive' ? wire.ArtifactMode.ARTIFACT_MODE_ARCHIVE : wire.ArtifactMode.ARTIFACT_MODE_UNSPECIFIED,
+    headers: a.headers ?? {},
   };
 }
 
@@ -197,6 +224,7 @@ function specToWire(spec: TaskSpec): wire.TaskSpec {
     resources: spec.resources,
     logs: spec.logs,
     securityContext: securityToWire(spec.securityContext),
+    artifacts: (spec.artifacts ?? []).map(artifactToWire),
   };
   if (spec.process) {
     const p = spec.process;

@@ -15,7 +15,8 @@ export interface Restart {
 export function nextRestart(spec: TaskSpec, state: Extract<TaskState, { phase: 'terminated' }>, restartCount: number): Restart | undefined {
   if (spec.restartPolicy !== 'OnFailure' || state.exitCode === 0) return undefined;
   // A task that cannot start will not start next time either; a timeout is a verdict, not a failure to retry.
-  if (state.reason === 'ProcessStartFailed' || state.reason === 'TaskTimeout') return undefined;
+  // Artifacts were already retried (transient errors) and a checksum or archive will not change.
+  if (state.reason === 'ProcessStartFailed' || state.reason === 'TaskTimeout' || state.reason === 'ArtifactFetchFailed') return undefined;
   const max = spec.maxRestarts ?? DEFAULT_MAX_RESTARTS;
   if (restartCount >= max) return undefined;
   return { delayMs: Math.min(FIRST_DELAY_MS * 2 ** restartCount, MAX_DELAY_MS), attempt: restartCount + 1, of: max };

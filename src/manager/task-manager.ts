@@ -44,6 +44,16 @@ export interface ManagerOptions {
   maxTasks?: number;
   /** Task starts in flight at once; default: 4 per core. */
   startConcurrency?: number;
+  /** Fetches TaskSpec.artifacts before a start (src/artifacts/); none: tasks with artifacts start without them. */
+  artifacts?: ArtifactStage;
+}
+
+/** What the manager needs of the artifact fetcher (src/artifacts/fetcher.ts). */
+export interface ArtifactStage {
+  /** Whether the task's artifacts are complete in taskDir (fetched before, e.g. by a run before a restart). */
+  isComplete(taskDir: string): Promise<boolean>;
+  /** Resolves once the task's artifacts are complete in taskDir; rejects with an AbortError when `signal` (or a shutdown) stopped it. */
+  fetch(taskDir: string, spec: TaskSpec, signal: AbortSignal): Promise<void>;
 }
 
 export interface DesiredTask {
@@ -404,6 +414,10 @@ export class TaskManager {
       await this.setState(name, startFailedState(`no backend of this executor runs this task any more`));
       return;
     }
+    // Artifacts come first, outside the start slots: a slow download must not hold one. A fetch
+    // writes into the task's directory and takes a while: only for a task whose record exists.
+    if (record.spec.artifacts?.length && admission && !(await isSettledOk(admission.admitted))) return;
+    if (!(await this.fetchArtifacts(name, record))) return;
     let next: (r: TaskRecord) => TaskRecord;
     try {
       const progress = (reason: string, message?: string) => void this.setState(name, { phase: 'waiting', reason, ...(message ? { message } : {}) });
@@ -432,6 +446,55 @@ export class TaskManager {
     this.watch(name);
     // An exit announced before the watch was registered would otherwise wait for the safety net.
     this.schedule(name);
+  }
+
+  // --- Artifacts (src/artifacts/): the one hook, called by launch before the start. ---
+
+  /**
+   * True once the task's artifacts are complete in its directory: start it.
+   * Otherwise starts fetching them (waiting {FetchingArtifacts}) and answers
+   * false. The fetch runs beside the task's actor, like a stop, and is kept
+   * in `stopping`: the actor stays free (Delete, the resync and the
+   * executor's start-up never wait for a download), finalize waits for it,
+   * and its end queues a step, which launches the task again (now complete)
+   * unless it failed (terminated ArtifactFetchFailed, exit 128, nothing ran),
+   * was stopped by a deletion (then finalized) or by a shutdown (relaunched
+   * after the restart: a fetch never leaves part of the artifacts in place).
+   */
+  private async fetchArtifacts(name: string, record: TaskRecord): Promise<boolean> {
+    const stage = this.options.artifacts;
+    if (!stage || !record.spec.artifacts?.length) return true;
+    if (this.stopping.has(name)) return false;
+    const taskDir = this.options.store.taskDir(name);
+    if (await stage.isComplete(taskDir)) return true;
+    const count = record.spec.artifacts.length;
+    await this.setState(name, { phase: 'waiting', reason: Reason.FetchingArtifacts, message: `fetching ${count} artifact${count === 1 ? '' : 's'}` });
+    const controller = new AbortController();
+    const stopOnDeletion = this.subscribe((event) => {
+      if (event.task.name === name && event.task.deletionRequestedAt) controller.abort();
+    });
+    if (this.tasks.get(name)?.deletionRequestedAt) controller.abort(); // marked before the subscription
+    const fetch = stage
+      .fetch(taskDir, record.spec, controller.signal)
+      .catch(async (error: unknown) => {
+        if (controller.signal.aborted || (error instanceof Error && error.name === 'AbortError')) return;
+        this.options.log.warn({ task: name, err: error }, 'artifact fetch failed; the task does not run');
+        await this.setState(name, {
+          phase: 'terminated',
+          exitCode: 128,
+          signal: 0,
+          reason: Reason.ArtifactFetchFailed,
+          message: errorMessage(error),
+          finishedAt: new Date().toISOString(),
+        });
+      })
+      .finally(() => {
+        stopOnDeletion();
+        this.stopping.delete(name);
+        this.schedule(name);
+      });
+    this.stopping.set(name, fetch);
+    return false;
   }
 
   /** The runtime cannot be reached: the task waits and its start is tried again shortly. */

@@ -65,6 +65,18 @@ export interface SecurityContext {
   rlimits?: Rlimit[];
 }
 
+/** An input fetched into the task's directory before it runs (TaskSpec.artifacts in the proto). */
+export interface Artifact {
+  source: string;
+  /** Relative to the task directory; absent: "artifacts". */
+  destination?: string;
+  /** "sha256:<hex>" or "sha512:<hex>". */
+  checksum?: string;
+  /** Absent: detected from the source's name. */
+  mode?: 'file' | 'archive';
+  headers?: Record<string, string>;
+}
+
 /** Exactly one of process or container is set (checked by validateSpec). */
 export interface TaskSpec {
   process?: ProcessSpec;
@@ -76,6 +88,8 @@ export interface TaskSpec {
   resources?: Resources;
   logs?: LogConfig;
   securityContext?: SecurityContext;
+  /** Absent when there are none, so specs from before artifacts compare equal. */
+  artifacts?: Artifact[];
 }
 
 export type TaskState =
@@ -147,6 +161,8 @@ export const Reason = {
   Stopped: 'Stopped',
   OOMKilled: 'OOMKilled',
   BackOff: 'BackOff',
+  FetchingArtifacts: 'FetchingArtifacts',
+  ArtifactFetchFailed: 'ArtifactFetchFailed',
 } as const;
 
 export function isTerminated(state: TaskState): state is Extract<TaskState, { phase: 'terminated' }> {

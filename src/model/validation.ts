@@ -4,6 +4,8 @@ import { invalidArgument } from '../errors.js';
 import type { ContainerSpec, EnvVar, ProcessSpec, TaskSpec } from './task.js';
 import { parseSignal } from '../util/signals.js';
 import { validateSecurityContext } from './privileges.js';
+import { quote } from '../util/quote.js';
+import { validateArtifacts } from '../artifacts/source.js';
 
 // Kubernetes object names are DNS-1123 subdomains, and the original's controller
 // names tasks "<object-name>-<index>", so that is the accepted form. It also
@@ -20,10 +22,7 @@ export const LIMITS = {
   timeoutSeconds: 10 * 365 * 24 * 3600,
 };
 
-/** A value for an error message: quoted, and cut short so that a huge input cannot make a huge status. */
-export function quote(value: string, max = 80): string {
-  return value.length > max ? `${JSON.stringify(value.slice(0, max))}… (${value.length} characters)` : JSON.stringify(value);
-}
+export { quote } from '../util/quote.js';
 
 export function validateName(name: string, field = 'name'): void {
   if (name === '') throw invalidArgument(`${field} is required`);
@@ -49,6 +48,7 @@ export function validateSpec(spec: TaskSpec | undefined, field = 'spec'): assert
   if (spec.process) validateProcess(spec.process, `${field}.process`, budget);
   if (spec.container) validateContainer(spec.container, `${field}.container`, budget);
   validateTaskSettings(spec, field);
+  validateArtifacts(spec.artifacts, `${field}.artifacts`);
 }
 
 function validateTaskSettings(spec: TaskSpec, field: string): void {

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { type ServiceError, status } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { LogsRequest, type LogsResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
-import { ContainerSpec, RestartPolicy, type Task, TaskSpec } from '../../gen/taskexecutor/v1/task.js';
+import { Artifact, ContainerSpec, RestartPolicy, type Task, TaskSpec } from '../../gen/taskexecutor/v1/task.js';
 import type { TaskEvent } from '../../src/manager/task-manager.js';
 import { criAddress, unreachableReason } from '../../src/runtime/container/cri-client.js';
 import { ContainerState, ContainerStats, ContainerStatus } from '../../gen/cri/runtime/v1/api.js';
@@ -233,6 +233,20 @@ describe('container backend over CRI', () => {
     assert.equal(end.reason, 'Succeeded', end.message);
     assert.equal(readFileSync(join(volume, 'out.txt'), 'utf8'), 'hi there|/etc\n');
     assert.deepEqual(logLines(te.dataDir, 'mounts'), ['read-only']);
+  });
+
+  test('artifacts are fetched before the container starts and mounted read-only at /<destination>', async () => {
+    const script = join(volume, 'hello.sh');
+    writeFileSync(script, 'echo hello from an artifact\n');
+    const task = ctask('with-artifacts', busybox, {
+      command: ['sh', '-c'],
+      args: ['sh /artifacts/hello.sh; touch /artifacts/x 2>/dev/null && echo writable || echo read-only'],
+    });
+    task.spec!.artifacts = [Artifact.fromPartial({ source: `file://${script}` })];
+    await te.api.createTask({ task });
+    const end = await finished('with-artifacts');
+    assert.equal(end.reason, 'Succeeded', end.message);
+    assert.deepEqual(logLines(te.dataDir, 'with-artifacts'), ['hello from an artifact', 'read-only']);
   });
 
   test('a volume the executor does not know ends the task VolumeNotFound', async () => {

@@ -111,6 +111,9 @@ const WRONG_TYPES: [title: string, body: Json, message: RegExp][] = [
   ['a string for podTemplateSpec', original('typed', { command: ['true'] }, { podTemplateSpec: 'pod' }), /^podTemplateSpec must be an object/],
   ['both process and container', { name: 'typed', spec: { process: { command: ['true'] }, container: { image: 'busybox' } } }, /^spec sets both process and container; set exactly one$/],
   ['an array as the body', [original('typed', { command: ['true'] })], /^the request body must be an object; got an array$/],
+  ['a string for spec.artifacts', { name: 'typed', spec: { process: { command: ['true'] }, artifacts: 'https://example.com/a.sh' } }, /^spec\.artifacts must be an array of objects; got the string "https:\/\/example\.com\/a\.sh"$/],
+  ['a string for artifact headers', { name: 'typed', spec: { process: { command: ['true'] }, artifacts: [{ source: 'https://e.x/a', headers: 'x' }] } }, /^spec\.artifacts\[0\]\.headers must be an object/],
+  ['an unknown artifact mode', { name: 'typed', spec: { process: { command: ['true'] }, artifacts: [{ source: 'https://e.x/a', mode: 'ZIP' }] } }, /^spec\.artifacts\[0\]\.mode must be one of "ARTIFACT_MODE_FILE", "ARTIFACT_MODE_ARCHIVE"/],
 ];
 
 const CASES: Case[] = [
@@ -226,6 +229,48 @@ const CASES: Case[] = [
     run: (api) => api.list(),
     expect: 'ok',
     check: (body) => assert.deepEqual(body.map((t: Json) => t.name).filter((n: string) => n === 'typed' || n === 'fine'), []),
+  },
+  {
+    title: 'spec.artifacts is carried as sent, and the task waits for them (or fails to fetch them)',
+    run: (api) =>
+      api.create({
+        name: 'with-artifacts',
+        spec: {
+          process: { command: ['/bin/bash', 'artifacts/missing.sh'] },
+          artifacts: [{ source: 'file:///nonexistent/missing.sh', destination: 'artifacts', checksum: `sha256:${'a'.repeat(64)}`, mode: 'ARTIFACT_MODE_FILE' }],
+        },
+      }),
+    expect: 'ok',
+    check: (body) => {
+      assert.deepEqual(body.spec.artifacts, [
+        { source: 'file:///nonexistent/missing.sh', destination: 'artifacts', checksum: `sha256:${'a'.repeat(64)}`, mode: 'ARTIFACT_MODE_FILE' },
+      ]);
+      const reason = body.status.state.waiting?.reason ?? body.status.state.terminated?.reason;
+      assert.ok(reason === 'FetchingArtifacts' || reason === 'ArtifactFetchFailed', JSON.stringify(body.status));
+    },
+  },
+  {
+    title: 'a task whose artifact cannot be fetched ends ArtifactFetchFailed with exit code 128',
+    run: async (api) => {
+      let outcome: Outcome | undefined;
+      await waitFor('with-artifacts to end', async () => {
+        outcome = await api.get('with-artifacts');
+        return outcome.ok && outcome.body.status.state.terminated;
+      });
+      return outcome!;
+    },
+    expect: 'ok',
+    check: (body) => {
+      assert.equal(body.status.state.terminated.reason, 'ArtifactFetchFailed');
+      assert.equal(body.status.state.terminated.exitCode, 128);
+      assert.match(body.status.state.terminated.message, /artifacts\[0\] \(file:\/\/\/nonexistent\/missing\.sh\): .*no such file/);
+    },
+  },
+  {
+    title: 'an unsupported artifact source is refused naming the field',
+    run: (api) => api.create({ name: 'bad-artifact', spec: { process: { command: ['true'] }, artifacts: [{ source: 'ftp://example.com/a.sh' }] } }),
+    expect: 'InvalidArgument',
+    message: /spec\.artifacts\[0\]\.source "ftp:\/\/example\.com\/a\.sh" is not a supported source/,
   },
 ];
 

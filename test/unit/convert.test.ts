@@ -33,6 +33,11 @@ const fullProcess: TaskSpec = {
     seccompProfile: { type: 'Unconfined' },
     rlimits: [{ name: 'nofile', soft: 1024, hard: -1 }],
   },
+  artifacts: [
+    { source: 'https://example.com/script.sh', destination: 'bin', checksum: `sha256:${'a'.repeat(64)}`, mode: 'file', headers: { Authorization: 'Bearer x' } },
+    { source: 'https://example.com/tools.tgz', mode: 'archive' },
+    { source: 'git::https://example.com/repo.git' },
+  ],
 };
 
 const fullContainer: TaskSpec = {
@@ -84,6 +89,14 @@ describe('wire conversion', () => {
     const spec = specFromWire(wire.TaskSpec.fromPartial({ runtime: { $case: 'process', value: { command: ['true'] } }, restartPolicy: 42 as wire.RestartPolicy }));
     assert.equal(spec?.restartPolicy, 'unknown(42)');
     assert.throws(() => validateSpec(spec), /restartPolicy has an unknown value/);
+  });
+
+  test('an artifact mode this executor does not know is kept so that validation names it', () => {
+    const spec = specFromWire(
+      wire.TaskSpec.fromPartial({ runtime: { $case: 'process', value: { command: ['true'] } }, artifacts: [{ source: 'https://e.x/a', mode: 9 as wire.ArtifactMode }] }),
+    );
+    assert.equal(spec?.artifacts?.[0]?.mode, 'unknown(9)');
+    assert.throws(() => validateSpec(spec), /artifacts\[0\]\.mode has an unknown value/);
   });
 
   test('the compact view leaves the spec out and keeps the rest', () => {

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { ARTIFACT_LIMITS } from '../../src/artifacts/source.js';
 import { LIMITS, MAX_NAME_LENGTH, NAME_PATTERN } from '../../src/model/validation.js';
 import { ROOT } from '../support/subprocess.js';
 
@@ -63,5 +64,10 @@ describe('the proto comments state the validation rules', () => {
     stated('ProcessSpec', 'repeated EnvVar env = 3;', LIMITS.envEntries);
     stated('ProcessSpec', 'optional int64 timeout_seconds = 5;', LIMITS.timeoutSeconds);
     stated('ContainerSpec', 'repeated VolumeMount volume_mounts = 5;', LIMITS.volumeMounts);
+    stated('TaskSpec', 'repeated Artifact artifacts = 9;', ARTIFACT_LIMITS.artifacts);
+    stated('Artifact', 'string source = 1;', ARTIFACT_LIMITS.sourceBytes);
+    stated('Artifact', 'map<string, string> headers = 5;', ARTIFACT_LIMITS.headers);
+    stated('Artifact', 'map<string, string> headers = 5;', ARTIFACT_LIMITS.headerBytes);
+    stated('Artifact', 'string destination = 2;', ARTIFACT_LIMITS.destinationBytes);
   });
 });

@@ -107,13 +107,15 @@ describe('restart policy', () => {
     assert.equal(nextRestart(many, ended(1), 999)?.delayMs, 300_000);
   });
 
-  test('success, Never, no policy, a start failure and a timeout are final', () => {
+  test('success, Never, no policy, a start failure, a failed artifact fetch and a timeout are final', () => {
     assert.equal(nextRestart(onFailure, ended(0), 0), undefined);
     assert.equal(nextRestart({ ...onFailure, restartPolicy: 'Never' }, ended(1), 0), undefined);
     const { restartPolicy: _, ...noPolicy } = onFailure;
     assert.equal(nextRestart(noPolicy, ended(1), 0), undefined);
     assert.equal(nextRestart(onFailure, ended(128, 'ProcessStartFailed'), 0), undefined);
     assert.equal(nextRestart(onFailure, ended(143, 'TaskTimeout'), 0), undefined);
+    // Its transient errors were retried already, and a task without a run cannot be restarted.
+    assert.equal(nextRestart(onFailure, ended(128, 'ArtifactFetchFailed'), 0), undefined);
   });
 
   test(`without maxRestarts a task restarts ${DEFAULT_MAX_RESTARTS} times`, () => {

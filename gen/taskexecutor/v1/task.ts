@@ -72,6 +72,58 @@ export function seccompProfileTypeToJSON(object: SeccompProfileType): string {
   }
 }
 
+export enum ArtifactMode {
+  /** ARTIFACT_MODE_UNSPECIFIED - Detected from the source's name (see Artifact.mode). */
+  ARTIFACT_MODE_UNSPECIFIED = 0,
+  /**
+   * ARTIFACT_MODE_FILE - Placed as one file, unchanged, with mode 0644 (0755 for a file:// source
+   * that is executable).
+   */
+  ARTIFACT_MODE_FILE = 1,
+  /**
+   * ARTIFACT_MODE_ARCHIVE - Unpacked: tar (plain or gzip) or zip, recognised by its first bytes.
+   * Entries keep their permission bits (not setuid/setgid/sticky); an entry
+   * whose path is absolute or leaves the destination ("..", a symlink or
+   * hard link pointing out of it, a path through a symlink), a device, FIFO
+   * or socket, more entries than --artifact-max-entries or more bytes than
+   * --artifact-max-bytes unpacked fails the task with ArtifactFetchFailed.
+   */
+  ARTIFACT_MODE_ARCHIVE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function artifactModeFromJSON(object: any): ArtifactMode {
+  switch (object) {
+    case 0:
+    case "ARTIFACT_MODE_UNSPECIFIED":
+      return ArtifactMode.ARTIFACT_MODE_UNSPECIFIED;
+    case 1:
+    case "ARTIFACT_MODE_FILE":
+      return ArtifactMode.ARTIFACT_MODE_FILE;
+    case 2:
+    case "ARTIFACT_MODE_ARCHIVE":
+      return ArtifactMode.ARTIFACT_MODE_ARCHIVE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ArtifactMode.UNRECOGNIZED;
+  }
+}
+
+export function artifactModeToJSON(object: ArtifactMode): string {
+  switch (object) {
+    case ArtifactMode.ARTIFACT_MODE_UNSPECIFIED:
+      return "ARTIFACT_MODE_UNSPECIFIED";
+    case ArtifactMode.ARTIFACT_MODE_FILE:
+      return "ARTIFACT_MODE_FILE";
+    case ArtifactMode.ARTIFACT_MODE_ARCHIVE:
+      return "ARTIFACT_MODE_ARCHIVE";
+    case ArtifactMode.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum RestartPolicy {
   /** RESTART_POLICY_UNSPECIFIED - Same as RESTART_POLICY_NEVER. */
   RESTART_POLICY_UNSPECIFIED = 0,
@@ -205,7 +257,30 @@ export interface TaskSpec {
    * container tasks. Unset, or any unset field: the executor's defaults (see
    * SecurityContext).
    */
-  securityContext?: SecurityContext | undefined;
+  securityContext?:
+    | SecurityContext
+    | undefined;
+  /**
+   * Inputs fetched, verified and unpacked into the task's directory before
+   * it runs, at most 64. While they are fetched the task is
+   * `waiting {reason: "FetchingArtifacts"}`; a fetch that fails (after the
+   * retries of transient errors), a checksum mismatch or an unsafe archive
+   * ends it `terminated {reason: "ArtifactFetchFailed", exitCode: 128}`
+   * with a message, and nothing runs. They are fetched once per task (a
+   * restart under the restart policy reuses them), and an executor restart
+   * during a fetch fetches again from the start: the task never runs with
+   * part of its artifacts. Limits per artifact: the executor's
+   * --artifact-max-bytes (download and unpacked size), --artifact-max-entries
+   * and --artifact-fetch-timeout (retries included). Where the task finds
+   * them: a process task with artifacts starts in its task directory unless
+   * workingDir or chroot is set, so `["/bin/bash", "artifacts/script.sh"]`
+   * runs a downloaded script;
+   * a container task
+   * sees the first component of each destination mounted read-only at the
+   * container's root, e.g. /artifacts/script.sh. Sidecar tasks cannot have
+   * artifacts yet (FAILED_PRECONDITION).
+   */
+  artifacts: Artifact[];
 }
 
 /**
@@ -307,6 +382,63 @@ export interface Rlimit {
   soft: number;
   /** -1 (unlimited) or 0 to 9007199254740991. */
   hard: number;
+}
+
+/**
+ * One input of a task, in the spirit of Nomad's artifact block (go-getter).
+ * Every field is checked at Create/SetTasks; a bad one is INVALID_ARGUMENT
+ * naming it, e.g. "task.spec.artifacts[1].source".
+ */
+export interface Artifact {
+  /**
+   * Where to get it, at most 8192 bytes:
+   *   "https://host/path/file" or "http://...": fetched with GET; redirects
+   *     are followed (at most 20); 5xx, 429 and dropped connections are
+   *     retried 3 times with backoff; 4xx fails at once.
+   *   "file:///absolute/path": a regular file on the executor's node.
+   *   "git::<url>[?ref=<branch, tag or commit>]": a shallow clone (depth 1)
+   *     of the ref (default: the remote's HEAD) with the node's git, e.g.
+   *     "git::https://github.com/org/repo.git?ref=v1.2". The work tree is
+   *     placed in destination without its .git directory, held to the
+   *     rules of an archive (ARTIFACT_MODE_ARCHIVE: limits, no link out).
+   * Anything else is INVALID_ARGUMENT.
+   */
+  source: string;
+  /**
+   * A directory relative to the task directory, where the artifact is
+   * placed, at most 4096 bytes; default "artifacts". Normalised; it must stay inside the task
+   * directory (no "..", not absolute), must not be the task directory itself
+   * and must not start with an executor file or directory ("logs",
+   * "task.json", "start.json", "exit.json", "stdout.log", "stderr.log", or a
+   * name starting with "."). In file mode the file keeps the last segment of
+   * the source's path as its name (e.g. "artifacts/script.sh"). Several
+   * artifacts may share a destination; a later one's files replace an
+   * earlier one's of the same name.
+   */
+  destination: string;
+  /**
+   * "sha256:<64 hex digits>" or "sha512:<128 hex digits>" of the bytes
+   * fetched (the archive itself in archive mode), checked before anything is
+   * used. Not allowed for git sources. Optional.
+   */
+  checksum: string;
+  /**
+   * File or archive; default: ARCHIVE when the source's name ends in .tar,
+   * .tar.gz, .tgz or .zip, else FILE.
+   */
+  mode: ArtifactMode;
+  /**
+   * HTTP request headers, e.g. {"Authorization": "Bearer ..."}; only for
+   * http(s) sources, at most 64, names as RFC 9110 tokens, values of at
+   * most 8192 bytes without CR, LF or NUL. Kept in the task record (do not put long-lived secrets
+   * here if the data dir is not private).
+   */
+  headers: { [key: string]: string };
+}
+
+export interface Artifact_HeadersEntry {
+  key: string;
+  value: string;
 }
 
 /** Unset fields: no limit. */
@@ -638,6 +770,7 @@ function createBaseTaskSpec(): TaskSpec {
     logs: undefined,
     maxRestarts: undefined,
     securityContext: undefined,
+    artifacts: [],
   };
 }
 
@@ -671,6 +804,9 @@ export const TaskSpec: MessageFns<TaskSpec> = {
     }
     if (message.securityContext !== undefined) {
       SecurityContext.encode(message.securityContext, writer.uint32(74).fork()).join();
+    }
+    for (const v of message.artifacts) {
+      Artifact.encode(v!, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -760,6 +896,14 @@ export const TaskSpec: MessageFns<TaskSpec> = {
             message.securityContext = SecurityContext.decode(reader, reader.uint32());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.artifacts.push(Artifact.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -806,6 +950,9 @@ export const TaskSpec: MessageFns<TaskSpec> = {
         : isSet(object.security_context)
         ? SecurityContext.fromJSON(object.security_context)
         : undefined,
+      artifacts: globalThis.Array.isArray(object?.artifacts)
+        ? object.artifacts.map((e: any) => Artifact.fromJSON(e))
+        : [],
     };
   },
 
@@ -836,6 +983,9 @@ export const TaskSpec: MessageFns<TaskSpec> = {
     }
     if (message.securityContext !== undefined) {
       obj.securityContext = SecurityContext.toJSON(message.securityContext);
+    }
+    if (message.artifacts?.length) {
+      obj.artifacts = message.artifacts.map((e) => Artifact.toJSON(e));
     }
     return obj;
   },
@@ -870,6 +1020,7 @@ export const TaskSpec: MessageFns<TaskSpec> = {
     message.securityContext = (object.securityContext !== undefined && object.securityContext !== null)
       ? SecurityContext.fromPartial(object.securityContext)
       : undefined;
+    message.artifacts = object.artifacts?.map((e) => Artifact.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1274,6 +1425,254 @@ export const Rlimit: MessageFns<Rlimit> = {
     message.name = object.name ?? "";
     message.soft = object.soft ?? 0;
     message.hard = object.hard ?? 0;
+    return message;
+  },
+};
+
+function createBaseArtifact(): Artifact {
+  return { source: "", destination: "", checksum: "", mode: 0, headers: {} };
+}
+
+export const Artifact: MessageFns<Artifact> = {
+  encode(message: Artifact, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.source !== "") {
+      writer.uint32(10).string(message.source);
+    }
+    if (message.destination !== "") {
+      writer.uint32(18).string(message.destination);
+    }
+    if (message.checksum !== "") {
+      writer.uint32(26).string(message.checksum);
+    }
+    if (message.mode !== 0) {
+      writer.uint32(32).int32(message.mode);
+    }
+    globalThis.Object.entries(message.headers).forEach(([key, value]: [string, string]) => {
+      Artifact_HeadersEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Artifact {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseArtifact();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.destination = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.checksum = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.mode = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = Artifact_HeadersEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.headers[entry5.key] = entry5.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Artifact {
+    return {
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      destination: isSet(object.destination) ? globalThis.String(object.destination) : "",
+      checksum: isSet(object.checksum) ? globalThis.String(object.checksum) : "",
+      mode: isSet(object.mode) ? artifactModeFromJSON(object.mode) : 0,
+      headers: isObject(object.headers)
+        ? (globalThis.Object.entries(object.headers) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: Artifact): unknown {
+    const obj: any = {};
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.destination !== "") {
+      obj.destination = message.destination;
+    }
+    if (message.checksum !== "") {
+      obj.checksum = message.checksum;
+    }
+    if (message.mode !== 0) {
+      obj.mode = artifactModeToJSON(message.mode);
+    }
+    if (message.headers) {
+      const entries = globalThis.Object.entries(message.headers) as [string, string][];
+      if (entries.length > 0) {
+        obj.headers = {};
+        entries.forEach(([k, v]) => {
+          obj.headers[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Artifact>): Artifact {
+    return Artifact.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Artifact>): Artifact {
+    const message = createBaseArtifact();
+    message.source = object.source ?? "";
+    message.destination = object.destination ?? "";
+    message.checksum = object.checksum ?? "";
+    message.mode = object.mode ?? 0;
+    message.headers = (globalThis.Object.entries(object.headers ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseArtifact_HeadersEntry(): Artifact_HeadersEntry {
+  return { key: "", value: "" };
+}
+
+export const Artifact_HeadersEntry: MessageFns<Artifact_HeadersEntry> = {
+  encode(message: Artifact_HeadersEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Artifact_HeadersEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseArtifact_HeadersEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Artifact_HeadersEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Artifact_HeadersEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Artifact_HeadersEntry>): Artifact_HeadersEntry {
+    return Artifact_HeadersEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Artifact_HeadersEntry>): Artifact_HeadersEntry {
+    const message = createBaseArtifact_HeadersEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -2658,6 +3057,10 @@ function longToNumber(int64: { toString(): string }): number {
     throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
   }
   return num;
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {

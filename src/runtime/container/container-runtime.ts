@@ -19,6 +19,7 @@ import { Availability, type AvailabilityListener } from './availability.js';
 import { ContainerState, type DeepPartial, type PodSandboxConfig } from '../../../gen/cri/runtime/v1/api.js';
 import { CriClient, CriError, isNotFound, isUnreachable } from './cri-client.js';
 import {
+  artifactMounts,
   containerConfig,
   LABEL_OWNER,
   LABEL_TASK,
@@ -223,10 +224,11 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
       await this.removeRuns({ [LABEL_UID]: uid }, log);
       throw new Error(`cannot create the pod sandbox: ${criDetails(error)}`);
     }
+    const mounts = [...resolved.mounts, ...artifactMounts(request.spec.artifacts, taskDir)];
     const config = containerConfig({
       spec,
       labels,
-      mounts: resolved.mounts,
+      mounts,
       resources: resources.resources,
       ...(request.spec.securityContext ? { securityContext: request.spec.securityContext } : {}),
       ...(this.options.seccompDefault ? { seccompDefault: this.options.seccompDefault } : {}),

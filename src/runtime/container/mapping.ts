@@ -1,9 +1,11 @@
 // Pure translations between the executor's model and CRI messages: sandbox and
 // container configs, volume resolution, resource limits, and container status
 // and stats back into observations and samples. No I/O here.
+import { join } from 'node:path';
 import { createHash } from 'node:crypto';
+import { resolveArtifact, topLevelNames } from '../../artifacts/source.js';
 import { capabilityName } from '../../model/privileges.js';
-import type { ContainerSpec, Resources, SecurityContext, VolumeMount } from '../../model/task.js';
+import type { Artifact, ContainerSpec, Resources, SecurityContext, VolumeMount } from '../../model/task.js';
 import type { Observation, ResourceSample } from '../runtime.js';
 import { LOG_LINK } from './log-rotation.js';
 import {
@@ -78,6 +80,17 @@ export function sandboxConfig(options: SandboxOptions): DeepPartial<PodSandboxCo
 }
 
 export type MountResolution = { mounts: DeepPartial<Mount>[] } | { missing: { index: number; name: string } };
+
+/**
+ * The task's artifacts, mounted read-only: the first component of each
+ * destination (under the task directory) at the same name below the
+ * container's root, e.g. <taskDir>/artifacts at /artifacts.
+ */
+export function artifactMounts(artifacts: readonly Artifact[] | undefined, taskDir: string): DeepPartial<Mount>[] {
+  if (!artifacts?.length) return [];
+  const resolved = artifacts.map((artifact, i) => resolveArtifact(artifact, `artifacts[${i}]`));
+  return topLevelNames(resolved).map((top) => ({ containerPath: `/${top}`, hostPath: join(taskDir, top), readonly: true }));
+}
 
 /** Turns volume mounts into host bind mounts through the executor's volume map (name -> host path). */
 export function resolveMounts(volumeMounts: readonly VolumeMount[], volumes: ReadonlyMap<string, string>): MountResolution {

@@ -99,7 +99,8 @@ export class SidecarRuntime implements TaskRuntime<SidecarHandle> {
   }
 
   accepts(spec: TaskSpec): boolean {
-    return spec.process !== undefined;
+    // Artifacts live in the executor's task directory, which the main container does not see (app.ts says so at admission).
+    return spec.process !== undefined && (spec.artifacts?.length ?? 0) === 0;
   }
 
   async start(request: StartRequest): Promise<Started<SidecarHandle>> {
