@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { containerTask, shell, processTask, startTestExecutor, stateOf, terminated, type TestExecutor } from '../support/executor.js';
@@ -62,6 +63,12 @@ describe('task API over gRPC', () => {
     });
     await finished('argv');
     assert.equal(logText(te.dataDir, 'argv'), '$not-expanded;|hi there|/tmp');
+  });
+
+  test('a task without workingDir starts in its task directory, as the proto says', async () => {
+    await te.api.createTask({ task: processTask('where', ['pwd']) });
+    await waitFor('where to end', async () => terminated((await te.api.getTask({ name: 'where' })).task));
+    assert.equal(logText(te.dataDir, 'where'), join(te.dataDir, 'where'));
   });
 
   test('a missing program or working directory ends the task with ProcessStartFailed and a clear message', async () => {

@@ -120,8 +120,9 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     const args = ['--dir', request.taskDir, '--log-max-bytes', String(logs?.maxFileSizeBytes ?? this.options.logMaxBytes)];
     args.push('--log-max-files', String(logs?.maxFiles ?? this.options.logMaxFiles));
     if (this.options.plainLogFiles) args.push('--plain-logs', '1');
-    // A task with artifacts starts where they are, its task directory, unless it says otherwise (TaskSpec.artifacts).
-    const cwd = spec.workingDir || ((request.spec.artifacts?.length ?? 0) > 0 && !spec.chroot ? request.taskDir : undefined);
+    // Unset, a task starts in its own directory (ProcessSpec.working_dir), where its artifacts are;
+    // a chrooted one in the root of its chroot.
+    const cwd = spec.workingDir || (spec.chroot ? undefined : request.taskDir);
     if (cwd) args.push('--cwd', cwd);
     if (spec.user) args.push('--user', spec.user);
     if (spec.group) args.push('--group', spec.group);
