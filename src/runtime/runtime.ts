@@ -12,6 +12,12 @@ export interface StartRequest {
    * task shows `waiting {reason, message}` until start() returns.
    */
   progress?(reason: string, message?: string): void;
+  /**
+   * Aborted when the task is deleted while it starts: a slow start (an image
+   * pull and its back-off) gives up at once and returns a terminated
+   * observation (reason Stopped) instead of running the task.
+   */
+  signal?: AbortSignal;
 }
 
 /**

@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { errorMessage, TaskError } from '../../errors.js';
-import type { TaskSpec } from '../../model/task.js';
+import { Reason, type TaskSpec } from '../../model/task.js';
 import type { LogLocation, Observation, ResourceSample, Started, StartRequest, StopOptions, TaskRuntime } from '../runtime.js';
 import { CONTAINER_HANDLE_VERSION, type ContainerHandle, decodeContainerHandle } from './container-handle.js';
 import { Availability, type AvailabilityListener } from './availability.js';
@@ -33,6 +33,7 @@ import {
   sandboxConfig,
 } from './mapping.js';
 import type { RegistryAuth } from './registry-auth.js';
+import { classifyPullFailure, type PullBackoff, pullBackoffMs } from './image-pull-retry.js';
 
 export interface ContainerRuntimeOptions {
   /** CRI endpoint: a socket path or unix:///path. */
@@ -41,8 +42,10 @@ export interface ContainerRuntimeOptions {
   volumes: ReadonlyMap<string, string>;
   /** cgroup parent of every sandbox (cgroupfs style, e.g. "/task-executor"); empty: the runtime's default. */
   cgroupParent?: string;
-  /** Deadline of one PullImage call. */
+  /** How long getting an image may take: every PullImage attempt and the back-off between them (--image-pull-timeout). */
   pullTimeoutMs?: number;
+  /** Waits between PullImage attempts after transient failures; default DEFAULT_PULL_BACKOFF (1 s doubling, at most 30 s). */
+  pullBackoff?: PullBackoff;
   /** Registry credentials for pulls (--image-pull-config); none: pull anonymously. */
   registryAuth?: RegistryAuth;
   /** Deadline of other CRI calls. */
@@ -201,8 +204,8 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     await mkdir(logDirectory, { recursive: true });
     const sandbox = sandboxConfig({ task: request.name, uid, labels, logDirectory, cgroupParent: this.options.cgroupParent });
 
-    const pullError = await this.ensureImage(spec.image, sandbox, log, request.progress);
-    if (pullError) return failed('ImagePullFailed', pullError);
+    const pullFailure = await this.ensureImage(spec.image, sandbox, log, request);
+    if (pullFailure) return failed(pullFailure.reason, pullFailure.message);
 
     try {
       handle.sandboxId = await this.cri.runPodSandbox(sandbox);
@@ -465,24 +468,58 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     }
   }
 
-  /** Pulls the image unless the runtime has it; returns an error message if it cannot be had. */
+  /**
+   * Pulls the image unless the runtime has it; returns why the task cannot
+   * run when it cannot be had. Transient failures (image-pull-retry.ts) are
+   * tried again after a back-off, the task `waiting {ImagePullBackOff}` with
+   * the last error meanwhile and `ImagePulling` during each attempt; a final
+   * failure ends it at once. pullTimeoutMs bounds attempts and waits together;
+   * the start's signal (the task is deleted) ends both at once.
+   */
   private async ensureImage(
     image: string,
     sandbox: DeepPartial<PodSandboxConfig>,
     log: Logger,
-    progress: StartRequest['progress'],
-  ): Promise<string | undefined> {
+    { progress, signal }: StartRequest,
+  ): Promise<{ reason: string; message: string } | undefined> {
     if (await this.cri.imageStatus(image)) return undefined;
     const auth = this.options.registryAuth?.authFor(image);
     // Which registry's credentials are used, never what they are.
     log.info({ image, credentials: auth ? auth.serverAddress : 'none' }, 'pulling image');
-    progress?.('ImagePulling', `pulling image "${image}"`);
-    try {
-      await this.cri.pullImage(image, sandbox, this.options.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS, auth);
-      return undefined;
-    } catch (error) {
-      if (isUnreachable(error)) throw error;
-      return `cannot pull image "${image}": ${criDetails(error)}`;
+    const budgetMs = this.options.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS;
+    const deadline = Date.now() + budgetMs;
+    const deleted = { reason: Reason.Stopped, message: `deleted while its image "${image}" was being pulled` };
+    for (let attempt = 1; ; attempt++) {
+      progress?.('ImagePulling', `pulling image "${image}"${attempt > 1 ? ` (attempt ${attempt})` : ''}`);
+      let last: string;
+      try {
+        await this.cri.pullImage(image, sandbox, Math.max(1, deadline - Date.now()), auth, signal);
+        if (attempt > 1) log.info({ image, attempts: attempt }, 'image pulled after retries');
+        return undefined;
+      } catch (error) {
+        if (isUnreachable(error)) throw error;
+        if (signal?.aborted) return deleted;
+        last = criDetails(error);
+        const failure = error instanceof CriError ? classifyPullFailure(error.code, error.details) : 'final';
+        if (failure === 'final') return { reason: 'ImagePullFailed', message: `cannot pull image "${image}": ${last}` };
+      }
+      const left = deadline - Date.now();
+      const waitMs = Math.min(pullBackoffMs(attempt, this.options.pullBackoff), left);
+      if (waitMs > 0) {
+        log.warn({ image, attempt, retryInMs: waitMs, err: last }, 'image pull failed; trying again after a back-off');
+        progress?.('ImagePullBackOff', `cannot pull image "${image}" (attempt ${attempt}): ${last}; trying again in ${seconds(waitMs)}`);
+        try {
+          await delay(waitMs, undefined, { signal });
+        } catch {
+          return deleted;
+        }
+      }
+      if (Date.now() >= deadline) {
+        return {
+          reason: 'ImagePullFailed',
+          message: `gave up pulling image "${image}" after ${attempt} attempt${attempt > 1 ? 's' : ''} in ${seconds(budgetMs)} (--image-pull-timeout); last error: ${last}`,
+        };
+      }
     }
   }
 
@@ -545,6 +582,12 @@ async function ignoreNotFound(call: Promise<unknown>): Promise<void> {
   } catch (error) {
     if (!isNotFound(error)) throw error;
   }
+}
+
+/** "1.5s", "2m30s": a duration as --image-pull-timeout takes it. */
+function seconds(ms: number): string {
+  const s = Math.round(ms / 100) / 10;
+  return s >= 60 ? `${Math.floor(s / 60)}m${s % 60 ? `${Math.round(s % 60)}s` : ''}` : `${s}s`;
 }
 
 /** The runtime's own words, and which call failed with which code when that adds something. */
