@@ -6,9 +6,10 @@
 // private containerd the tests use (test/support/containerd.ts; needs root,
 // containerd, runc, busybox-static). The image is present in both paths.
 // Also reports where the executor's time goes, per CRI call, from its own
-// debug log lines ("CRI call" {rpc, ms}).
+// debug log lines ("CRI call" {rpc, ms}), and what a pool of pre-created
+// sandboxes would leave to do (see pooledRun).
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -81,6 +82,42 @@ async function rawRun(i: number): Promise<{ total: number; sandbox: number; crea
   return { total, sandbox: sandboxMs, create: createMs, start: startMs };
 }
 
+/**
+ * What a pool of pre-created sandboxes would leave per task: the sandbox is
+ * made beforehand (untimed), then CreateContainer (with the task's own log
+ * directory in the request's sandbox config, which containerd takes the log
+ * path from) and StartContainer are timed. Checks the log lands in the task's
+ * directory, not the sandbox's.
+ */
+async function pooledRun(i: number): Promise<{ total: number; create: number; start: number }> {
+  const uid = randomUUID();
+  const labels = runLabels(`pooled-${i}`, uid, 'bench-raw');
+  const poolDirectory = join(dir, 'pool', String(i));
+  const logDirectory = join(dir, 'pooled', String(i));
+  mkdirSync(poolDirectory, { recursive: true });
+  mkdirSync(logDirectory, { recursive: true });
+  const pooled = sandboxConfig({ task: `pool-${i}`, uid, labels, logDirectory: poolDirectory, cgroupParent: ctrd.cgroupParent });
+  const sandboxId = await ctrd.cri.runPodSandbox(pooled);
+  const container = containerConfig({
+    spec: { image: ctrd.images.busybox, command: ['sh', '-c', 'echo pooled; exec sleep 300'], args: [], env: [], volumeMounts: [] },
+    labels,
+    mounts: [],
+  });
+  const t0 = process.hrtime.bigint();
+  const containerId = await ctrd.cri.createContainer(sandboxId, container, { ...pooled, logDirectory });
+  const createMs = since(t0);
+  const t1 = process.hrtime.bigint();
+  await ctrd.cri.startContainer(containerId);
+  const startMs = since(t1);
+  const total = since(t0);
+  await waitFor('the pooled container\'s log in the task\'s directory', () => existsSync(join(logDirectory, 'output.0.log')));
+  await ctrd.cri.stopContainer(containerId, 0);
+  await ctrd.cri.removeContainer(containerId);
+  await ctrd.cri.stopPodSandbox(sandboxId);
+  await ctrd.cri.removePodSandbox(sandboxId);
+  return { total, create: createMs, start: startMs };
+}
+
 /** Create through the API until the task is running; deleted afterwards, untimed. */
 async function executorRun(i: number): Promise<{ total: number; reply: number; calls: { rpc: string; ms: number }[] }> {
   const name = `ctr-${i}`;
@@ -99,11 +136,14 @@ async function executorRun(i: number): Promise<{ total: number; reply: number; c
 // One of each first, untimed: the first sandbox and container pay for caches.
 await rawRun(-1);
 await executorRun(-1);
+await pooledRun(-1);
 const raw: Awaited<ReturnType<typeof rawRun>>[] = [];
 const ours: Awaited<ReturnType<typeof executorRun>>[] = [];
+const pooled: Awaited<ReturnType<typeof pooledRun>>[] = [];
 for (let i = 0; i < N; i++) {
   raw.push(await rawRun(i));
   ours.push(await executorRun(i));
+  pooled.push(await pooledRun(i));
 }
 load.push(loadavg());
 
@@ -120,6 +160,9 @@ console.log(row('direct CRI: RunPodSandbox + CreateContainer + StartContainer (b
 console.log(row('  RunPodSandbox', raw.map((r) => r.sandbox)));
 console.log(row('  CreateContainer', raw.map((r) => r.create)));
 console.log(row('  StartContainer', raw.map((r) => r.start)));
+console.log(row('direct CRI into a pre-created sandbox: CreateContainer + StartContainer (what a pool leaves)', pooled.map((r) => r.total)));
+console.log(row('  CreateContainer', pooled.map((r) => r.create)));
+console.log(row('  StartContainer', pooled.map((r) => r.start)));
 console.log(row('Create until running (executor)', ours.map((r) => r.total)));
 console.log(row('  Create reply', ours.map((r) => r.reply)));
 const rpcs = [...new Set(ours.flatMap((r) => r.calls.map((c) => c.rpc)))];
