@@ -28,7 +28,7 @@ export interface Config {
   volumes: Record<string, string>;
   /** Container mode: cgroup parent of every task's pod sandbox; empty for the runtime's default. */
   containerCgroupParent: string;
-  /** Container mode: how long one image pull may take. */
+  /** Container mode: how long getting an image may take, its pull attempts and the back-off between them together. */
   imagePullTimeoutMs: number;
   /** Container mode: a Docker config.json with registry credentials for pulls; empty: pull anonymously. */
   imagePullConfig: string;
@@ -165,7 +165,7 @@ function program(): Command {
         .default('', "the runtime's"),
     )
     .addOption(
-      new Option('--image-pull-timeout <duration>', 'container mode: how long one image pull may take')
+      new Option('--image-pull-timeout <duration>', 'container mode: how long getting an image may take, retries after transient failures included')
         .env('IMAGE_PULL_TIMEOUT')
         .argParser(duration)
         .default(300_000, '5m'),
