@@ -9,7 +9,7 @@
 // debug log lines ("CRI call" {rpc, ms}), and what a pool of pre-created
 // sandboxes would leave to do (see pooledRun).
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -18,7 +18,7 @@ import { pino } from 'pino';
 import { TaskExecutorServiceClient } from '../gen/taskexecutor/v1/task_executor_service.js';
 import { startExecutor } from '../src/app.js';
 import type { TaskEvent } from '../src/manager/task-manager.js';
-import { containerConfig, runLabels, sandboxConfig } from '../src/runtime/container/mapping.js';
+import { containerConfig, LABEL_OWNER, LABEL_POOL, ownerOf, runLabels, sandboxConfig } from '../src/runtime/container/mapping.js';
 import { startPrivateContainerd } from '../test/support/containerd.js';
 import { apiFor, containerTask, testConfig } from '../test/support/executor.js';
 import { waitFor } from '../test/support/wait.js';
@@ -52,6 +52,26 @@ const running = new Set<string>();
 executor.manager.subscribe((event: TaskEvent) => {
   if (event.task.state.phase === 'running') running.add(event.task.name);
 });
+// A second executor with --container-sandbox-pool 2 (its own data dir, same containerd).
+const POOL = 2;
+const poolConfig = { ...config, dataDir: join(dir, 'pool-data'), containerSandboxPool: POOL };
+const poolExecutor = await startExecutor(poolConfig, pino({ level: 'silent' }));
+const poolClient = new TaskExecutorServiceClient(poolExecutor.address, credentials.createInsecure());
+const poolApi = apiFor(poolClient);
+const poolOwner = ownerOf(realpathSync(poolConfig.dataDir));
+poolExecutor.manager.subscribe((event: TaskEvent) => {
+  if (event.task.state.phase === 'running') running.add(`pool/${event.task.name}`);
+});
+/** Waits until the pool is full again, so that its refill does not run beside another measurement. */
+async function poolFull(): Promise<void> {
+  await waitFor('the sandbox pool to be full', async () => {
+    let idle = 0;
+    for (const sandbox of await ctrd.cri.listPodSandbox({ [LABEL_OWNER]: poolOwner, [LABEL_POOL]: 'true' })) {
+      if ((await ctrd.cri.listContainers({ podSandboxId: sandbox.id })).length === 0) idle++;
+    }
+    return idle >= POOL;
+  });
+}
 
 /** The three CRI calls alone, timed each; the run is removed afterwards, untimed. */
 async function rawRun(i: number): Promise<{ total: number; sandbox: number; create: number; start: number }> {
@@ -119,36 +139,45 @@ async function pooledRun(i: number): Promise<{ total: number; create: number; st
 }
 
 /** Create through the API until the task is running; deleted afterwards, untimed. */
-async function executorRun(i: number): Promise<{ total: number; reply: number; calls: { rpc: string; ms: number }[] }> {
+async function executorRun(i: number, pooled = false): Promise<{ total: number; reply: number; calls: { rpc: string; ms: number }[] }> {
   const name = `ctr-${i}`;
+  const [target, key] = pooled ? [poolApi, `pool/${name}`] : [api, name];
   const from = criCalls.length;
   const t0 = process.hrtime.bigint();
-  await api.createTask({ task: containerTask(name, ctrd.images.busybox, { command: COMMAND }) });
+  await target.createTask({ task: containerTask(name, ctrd.images.busybox, { command: COMMAND }) });
   const reply = since(t0);
-  await waitFor(`${name} running`, () => running.has(name), { intervalMs: 1 });
+  await waitFor(`${name} running`, () => running.has(key), { intervalMs: 1 });
   const total = since(t0);
   const calls = criCalls.slice(from);
-  await api.deleteTask({ name });
-  await waitFor(`${name} gone`, () => !executor.manager.find(name), { timeoutMs: 30_000 });
+  await target.deleteTask({ name });
+  const manager = (pooled ? poolExecutor : executor).manager;
+  await waitFor(`${name} gone`, () => !manager.find(name), { timeoutMs: 30_000 });
+  if (pooled) await poolFull();
   return { total, reply, calls };
 }
 
 // One of each first, untimed: the first sandbox and container pay for caches.
 await rawRun(-1);
 await executorRun(-1);
+await poolFull();
+await executorRun(-1, true);
 await pooledRun(-1);
 const raw: Awaited<ReturnType<typeof rawRun>>[] = [];
 const ours: Awaited<ReturnType<typeof executorRun>>[] = [];
 const pooled: Awaited<ReturnType<typeof pooledRun>>[] = [];
+const oursPooled: Awaited<ReturnType<typeof executorRun>>[] = [];
 for (let i = 0; i < N; i++) {
   raw.push(await rawRun(i));
   ours.push(await executorRun(i));
   pooled.push(await pooledRun(i));
+  oursPooled.push(await executorRun(i, true));
 }
 load.push(loadavg());
 
 client.close();
+poolClient.close();
 await executor.close();
+await poolExecutor.close();
 const leftovers = await ctrd.stop();
 rmSync(dir, { recursive: true, force: true });
 
@@ -170,6 +199,7 @@ for (const rpc of rpcs) {
   const per = ours.map((r) => r.calls.filter((c) => c.rpc === rpc).reduce((sum, c) => sum + c.ms, 0));
   console.log(row(`  executor's ${rpc} (sum per run)`, per));
 }
+console.log(row(`Create until running (executor, --container-sandbox-pool ${POOL})`, oursPooled.map((r) => r.total)));
 const criSum = ours.map((r) => r.calls.reduce((sum, c) => sum + c.ms, 0));
 console.log(row('  all CRI calls of the executor (sum per run)', criSum));
 const p50 = (xs: number[]) => quantile(xs, 0.5);
@@ -177,6 +207,12 @@ const p90 = (xs: number[]) => quantile(xs, 0.9);
 console.log(
   `ratio (median): ${(p50(ours.map((r) => r.total)) / p50(raw.map((r) => r.total))).toFixed(2)}x   ` +
     `ratio (p90): ${(p90(ours.map((r) => r.total)) / p90(raw.map((r) => r.total))).toFixed(2)}x`,
+);
+console.log(
+  `with the pool: ${(p50(oursPooled.map((r) => r.total)) / p50(raw.map((r) => r.total))).toFixed(2)}x / ` +
+    `${(p90(oursPooled.map((r) => r.total)) / p90(raw.map((r) => r.total))).toFixed(2)}x of the three direct calls, ` +
+    `${(p50(oursPooled.map((r) => r.total)) / p50(pooled.map((r) => r.total))).toFixed(2)}x / ` +
+    `${(p90(oursPooled.map((r) => r.total)) / p90(pooled.map((r) => r.total))).toFixed(2)}x of the two calls into a pre-created sandbox`,
 );
 console.log(
   `pod sandbox share of the direct calls (median): ${((100 * p50(raw.map((r) => r.sandbox))) / p50(raw.map((r) => r.total))).toFixed(0)} %`,

@@ -32,6 +32,8 @@ export interface Config {
   imagePullTimeoutMs: number;
   /** Container mode: a Docker config.json with registry credentials for pulls; empty: pull anonymously. */
   imagePullConfig: string;
+  /** Container mode: pod sandboxes made ahead of time for container tasks to start in; 0: one made per start. */
+  containerSandboxPool: number;
   /** The safety-net resync of every task; changes are normally pushed by the runtimes. */
   reconcileIntervalMs: number;
   /** Most tasks held at once (being deleted included); 0: no limit. */
@@ -78,6 +80,12 @@ const duration = (value: string): number => {
 const positiveInt = (min: number) => (value: string): number => {
   const n = Number(value);
   if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected a whole number >= ${min}`);
+  return n;
+};
+
+const poolSize = (value: string): number => {
+  const n = positiveInt(0)(value);
+  if (n > 64) throw new InvalidArgumentError('expected at most 64 (each idle sandbox is a pause process)');
   return n;
 };
 
@@ -169,6 +177,15 @@ function program(): Command {
         .env('IMAGE_PULL_TIMEOUT')
         .argParser(duration)
         .default(300_000, '5m'),
+    )
+    .addOption(
+      new Option(
+        '--container-sandbox-pool <n>',
+        'container mode: pod sandboxes kept ready ahead of time (at most 64), each used by one task run: about halves Create-to-running; 0: one made per start',
+      )
+        .env('CONTAINER_SANDBOX_POOL')
+        .argParser(poolSize)
+        .default(0, 'off'),
     )
     .addOption(
       new Option('--image-pull-config <path>', 'container mode: registry credentials for image pulls, a Docker config.json ("auths"); read at startup')
@@ -299,6 +316,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       containerCgroupParent: o.containerCgroupParent,
       imagePullTimeoutMs: o.imagePullTimeout,
       imagePullConfig: o.imagePullConfig,
+      containerSandboxPool: o.containerSandboxPool,
       reconcileIntervalMs: o.reconcileInterval,
       maxTasks: o.maxTasks,
       stopSignal: o.stopSignal,

@@ -33,6 +33,7 @@ import {
   sandboxConfig,
 } from './mapping.js';
 import type { RegistryAuth } from './registry-auth.js';
+import { SandboxPool } from './sandbox-pool.js';
 import { classifyPullFailure, type PullBackoff, pullBackoffMs } from './image-pull-retry.js';
 
 export interface ContainerRuntimeOptions {
@@ -48,6 +49,10 @@ export interface ContainerRuntimeOptions {
   pullBackoff?: PullBackoff;
   /** Registry credentials for pulls (--image-pull-config); none: pull anonymously. */
   registryAuth?: RegistryAuth;
+  /** Idle pod sandboxes to keep ready for starts (--container-sandbox-pool); 0 or unset: one made per start. */
+  sandboxPool?: number;
+  /** The executor's data dir: names the owner of pooled sandboxes (needed with sandboxPool). */
+  dataDir?: string;
   /** Deadline of other CRI calls. */
   callTimeoutMs?: number;
   /** How long a call waits for a connection to the runtime before it counts as unreachable. */
@@ -83,6 +88,8 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
   private readonly orphans = new Set<string>();
   private readonly availability: Availability;
   private readonly connectTimeoutMs: number;
+  /** Sandboxes made ahead of time (--container-sandbox-pool), or none. */
+  readonly pool: SandboxPool | undefined;
 
   constructor(private readonly options: ContainerRuntimeOptions) {
     this.connectTimeoutMs = options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
@@ -104,8 +111,19 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
       probe: () => this.cri.version(this.connectTimeoutMs),
       probeIntervalMs: PROBE_MS,
     });
+    if (options.sandboxPool && options.dataDir) {
+      this.pool = new SandboxPool({
+        cri: this.cri,
+        size: options.sandboxPool,
+        owner: ownerOf(realDir(options.dataDir)),
+        cgroupParent: options.cgroupParent,
+        log: options.log,
+      });
+    }
     this.availability.subscribe((available) => {
-      if (available) void this.removeOrphans();
+      if (!available) return;
+      void this.removeOrphans();
+      this.pool?.fill();
     });
     this.cgroupV2 = options.cgroupV2 ?? existsSync('/sys/fs/cgroup/cgroup.controllers');
   }
@@ -153,7 +171,8 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     return `${version.runtimeName} ${version.runtimeVersion} (CRI ${version.runtimeApiVersion})`;
   }
 
-  close(): void {
+  async close(): Promise<void> {
+    await this.pool?.close();
     this.availability.close();
     this.cri.close();
   }
@@ -207,14 +226,8 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     const pullFailure = await this.ensureImage(spec.image, sandbox, log, request);
     if (pullFailure) return failed(pullFailure.reason, pullFailure.message);
 
-    try {
-      handle.sandboxId = await this.cri.runPodSandbox(sandbox);
-    } catch (error) {
-      // The runtime may have made the sandbox before failing: leave nothing behind.
-      this.orphanIfUnreachable(error, uid);
-      await this.removeRuns({ [LABEL_UID]: uid }, log);
-      throw new Error(`cannot create the pod sandbox: ${criDetails(error)}`);
-    }
+    // A pooled sandbox is as much the run's own as one made now (see sandbox-pool.ts).
+    handle.sandboxId = this.pool?.take() ?? (await this.runSandbox(sandbox, uid, log));
     const config = containerConfig({ spec, labels, mounts: resolved.mounts, resources: resources.resources });
     try {
       handle.containerId = await this.cri.createContainer(handle.sandboxId, config, sandbox);
@@ -242,6 +255,17 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     if (observation.state !== 'running') await this.quiesce(handle.sandboxId, log);
     log.info({ sandboxId: handle.sandboxId, containerId: handle.containerId, image: spec.image }, 'container started');
     return started(observation);
+  }
+
+  private async runSandbox(sandbox: DeepPartial<PodSandboxConfig>, uid: string, log: Logger): Promise<string> {
+    try {
+      return await this.cri.runPodSandbox(sandbox);
+    } catch (error) {
+      // The runtime may have made the sandbox before failing: leave nothing behind.
+      this.orphanIfUnreachable(error, uid);
+      await this.removeRuns({ [LABEL_UID]: uid }, log);
+      throw new Error(`cannot create the pod sandbox: ${criDetails(error)}`);
+    }
   }
 
   /**
@@ -295,9 +319,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
 
   private async reclaimRuns(name: string, taskDir: string): Promise<number> {
     const labels = { [LABEL_TASK]: name, [LABEL_OWNER]: ownerOf(dataDirOf(resolve(taskDir))) };
-    const sandboxes = await this.cri.listPodSandbox(labels);
-    await this.removeRuns(labels, this.options.log.child({ task: name }), true);
-    return sandboxes.length;
+    return this.removeRuns(labels, this.options.log.child({ task: name }), true);
   }
 
   inspect(handle: ContainerHandle): Promise<Observation> {
@@ -537,30 +559,43 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     }
   }
 
-  /** Removes every container and sandbox with these labels. */
-  private async removeRuns(labels: Record<string, string>, log: Logger, strict = false): Promise<void> {
+  /**
+   * Removes every container and sandbox with these labels, and the sandbox
+   * of each such container (a pooled sandbox carries no task or run label).
+   * Returns how many sandboxes it removed.
+   */
+  private async removeRuns(labels: Record<string, string>, log: Logger, strict = false): Promise<number> {
     try {
+      const sandboxes = new Set<string>();
       for (const container of await this.cri.listContainers({ labelSelector: labels })) {
         await ignoreNotFound(this.cri.removeContainer(container.id));
+        sandboxes.add(container.podSandboxId);
       }
-      for (const sandbox of await this.cri.listPodSandbox(labels)) {
-        log.info({ sandboxId: sandbox.id, labels }, 'removing pod sandbox');
-        await ignoreNotFound(this.cri.stopPodSandbox(sandbox.id));
-        await ignoreNotFound(this.cri.removePodSandbox(sandbox.id));
+      for (const sandbox of await this.cri.listPodSandbox(labels)) sandboxes.add(sandbox.id);
+      for (const id of sandboxes) {
+        log.info({ sandboxId: id, labels }, 'removing pod sandbox');
+        await ignoreNotFound(this.cri.stopPodSandbox(id));
+        await ignoreNotFound(this.cri.removePodSandbox(id));
       }
+      return sandboxes.size;
     } catch (error) {
       if (strict || isUnreachable(error)) throw error;
       log.warn({ labels, err: errorMessage(error) }, 'cannot remove earlier sandboxes of this task');
+      return 0;
     }
   }
 }
 
 /** The data dir a task dir lives in, spelled the same however the executor was pointed at it. */
 function dataDirOf(taskDir: string): string {
+  return realDir(dirname(taskDir));
+}
+
+function realDir(dir: string): string {
   try {
-    return realpathSync(dirname(taskDir));
+    return realpathSync(dir);
   } catch {
-    return dirname(taskDir);
+    return dir;
   }
 }
 
@@ -607,7 +642,7 @@ export async function startContainerRuntime(options: ContainerRuntimeOptions): P
   try {
     version = await runtime.connect();
   } catch (error) {
-    runtime.close();
+    await runtime.close();
     throw error;
   }
   options.log.info(
@@ -616,6 +651,17 @@ export async function startContainerRuntime(options: ContainerRuntimeOptions): P
   );
   for (const [name, hostPath] of options.volumes) {
     if (!existsSync(hostPath)) options.log.warn({ volume: name, hostPath }, 'the host path of a volume does not exist (yet)');
+  }
+  if (runtime.pool) {
+    // Before any start: what an earlier executor left idle is removed, not adopted (its count may differ).
+    try {
+      const removed = await runtime.pool.prune();
+      options.log.info({ size: options.sandboxPool, removed }, 'sandbox pool: removed idle sandboxes of an earlier run; filling');
+    } catch (error) {
+      await runtime.close();
+      throw new Error(`cannot list or remove the pooled sandboxes of an earlier run: ${criDetails(error)}`);
+    }
+    runtime.pool.fill();
   }
   return runtime;
 }
