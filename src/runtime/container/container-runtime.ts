@@ -186,7 +186,8 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
   }
 
   start(request: StartRequest): Promise<Started<ContainerHandle>> {
-    return this.guard(this.startRun(request));
+    // The pool refills after the start, not beside it.
+    return this.guard(this.startRun(request)).finally(() => this.pool?.fill());
   }
 
   private async startRun(request: StartRequest): Promise<Started<ContainerHandle>> {
