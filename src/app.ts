@@ -57,6 +57,9 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
   const dataDir = await resolveDataDir(config, log);
   let containers: ContainerRuntime | undefined;
   const registryAuth = loadRegistryAuth(config, log);
+  if (config.containerSandboxPool > 0 && !config.enableContainerMode) {
+    throw new StartupError('--container-sandbox-pool is for container tasks: give --enable-container-mode too');
+  }
   if (config.enableContainerMode) {
     try {
       containers = await startContainerRuntime({
@@ -68,6 +71,8 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
         logMaxBytes: config.logMaxBytes,
         logMaxFiles: config.logMaxFiles,
         seccompDefault: config.taskSeccomp,
+        sandboxPool: config.containerSandboxPool,
+        dataDir,
         log: log.child({ component: 'container-runtime' }),
       });
     } catch (error) {

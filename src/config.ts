@@ -28,10 +28,12 @@ export interface Config {
   volumes: Record<string, string>;
   /** Container mode: cgroup parent of every task's pod sandbox; empty for the runtime's default. */
   containerCgroupParent: string;
-  /** Container mode: how long one image pull may take. */
+  /** Container mode: how long getting an image may take, its pull attempts and the back-off between them together. */
   imagePullTimeoutMs: number;
   /** Container mode: a Docker config.json with registry credentials for pulls; empty: pull anonymously. */
   imagePullConfig: string;
+  /** Container mode: pod sandboxes made ahead of time for container tasks to start in; 0: one made per start. */
+  containerSandboxPool: number;
   /** The safety-net resync of every task; changes are normally pushed by the runtimes. */
   reconcileIntervalMs: number;
   /** Most tasks held at once (being deleted included); 0: no limit. */
@@ -90,6 +92,12 @@ const duration = (value: string): number => {
 const positiveInt = (min: number) => (value: string): number => {
   const n = Number(value);
   if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected a whole number >= ${min}`);
+  return n;
+};
+
+const poolSize = (value: string): number => {
+  const n = positiveInt(0)(value);
+  if (n > 64) throw new InvalidArgumentError('expected at most 64 (each idle sandbox is a pause process)');
   return n;
 };
 
@@ -177,10 +185,19 @@ function program(): Command {
         .default('', "the runtime's"),
     )
     .addOption(
-      new Option('--image-pull-timeout <duration>', 'container mode: how long one image pull may take')
+      new Option('--image-pull-timeout <duration>', 'container mode: how long getting an image may take, retries after transient failures included')
         .env('IMAGE_PULL_TIMEOUT')
         .argParser(duration)
         .default(300_000, '5m'),
+    )
+    .addOption(
+      new Option(
+        '--container-sandbox-pool <n>',
+        'container mode: pod sandboxes kept ready ahead of time (at most 64), each used by one task run: about halves Create-to-running; 0: one made per start',
+      )
+        .env('CONTAINER_SANDBOX_POOL')
+        .argParser(poolSize)
+        .default(0, 'off'),
     )
     .addOption(
       new Option('--image-pull-config <path>', 'container mode: registry credentials for image pulls, a Docker config.json ("auths"); read at startup')
@@ -356,6 +373,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       containerCgroupParent: o.containerCgroupParent,
       imagePullTimeoutMs: o.imagePullTimeout,
       imagePullConfig: o.imagePullConfig,
+      containerSandboxPool: o.containerSandboxPool,
       reconcileIntervalMs: o.reconcileInterval,
       maxTasks: o.maxTasks,
       stopSignal: o.stopSignal,

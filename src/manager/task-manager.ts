@@ -100,6 +100,8 @@ export class TaskManager {
   /** Each task's record commits, one at a time, always applied to the latest record. */
   private readonly commits = new KeyedSerializer();
   private readonly starts: Semaphore;
+  /** The start in flight of each task, aborted when the task is deleted meanwhile. */
+  private readonly starting = new Map<string, AbortController>();
   /** Tasks with a reconcile step queued but not yet begun (a burst of changes costs one step). */
   private readonly queued = new Set<string>();
   private readonly stopping = new Map<string, Promise<void>>();
@@ -421,8 +423,18 @@ export class TaskManager {
     let next: (r: TaskRecord) => TaskRecord;
     try {
       const progress = (reason: string, message?: string) => void this.setState(name, { phase: 'waiting', reason, ...(message ? { message } : {}) });
-      const request = { name, taskDir: this.options.store.taskDir(name), spec: record.spec, progress, ...(admission && { admitted: admission.admitted }) };
-      const started = await this.starts.runExclusive(() => runtime.start(request));
+      // A deletion during the start (e.g. an image pull's back-off) ends it at once.
+      const starting = new AbortController();
+      this.starting.set(name, starting);
+      const request = {
+        name,
+        taskDir: this.options.store.taskDir(name),
+        spec: record.spec,
+        progress,
+        signal: starting.signal,
+        ...(admission && { admitted: admission.admitted }),
+      };
+      const started = await this.starts.runExclusive(() => runtime.start(request)).finally(() => this.starting.delete(name));
       next = (r) => ({
         ...r,
         runtime: started.ref,
@@ -512,6 +524,7 @@ export class TaskManager {
       return { ...r, deletionRequestedAt: requestedAt, stop };
     });
     if (marked) this.options.log.info({ task: name }, 'task marked for deletion');
+    this.starting.get(name)?.abort();
   }
 
   private watch(name: string): void {

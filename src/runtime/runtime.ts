@@ -13,6 +13,12 @@ export interface StartRequest {
    */
   progress?(reason: string, message?: string): void;
   /**
+   * Aborted when the task is deleted while it starts: a slow start (an image
+   * pull and its back-off) gives up at once and returns a terminated
+   * observation (reason Stopped) instead of running the task.
+   */
+  signal?: AbortSignal;
+  /**
    * Settles once the task's first record is on disk (a Create writes it while
    * the start gets ready). Only a runtime with `startsBeforeAdmitted` gets it:
    * it may prepare the run meanwhile, but the task must not run before this

@@ -61,6 +61,8 @@ describe('container backend over CRI', () => {
         criSocket: ctrd.socket,
         containerCgroupParent: ctrd.cgroupParent,
         volumes: { data: volume },
+        // No test here pulls from a registry that answers: a pull that keeps failing gives up soon.
+        imagePullTimeoutMs: 3000,
         // Slow or failing CRI calls and reconcile errors show up in the test output.
         logLevel: process.env.TEST_LOG_LEVEL ?? 'warn',
       },
@@ -281,13 +283,28 @@ describe('container backend over CRI', () => {
     assert.ok(!logLines(te.dataDir, 'oom').some((l) => l.startsWith('survived')));
   });
 
-  test('an image that is not present and cannot be pulled ends the task ImagePullFailed with the runtime error', async () => {
+  test('a registry that refuses connections is retried with back-off (ImagePullBackOff, containerd\'s words) until --image-pull-timeout, then ImagePullFailed', async () => {
     const image = '127.0.0.1:1/te-test/absent:latest';
-    const { task } = await te.api.createTask({ task: ctask('no-image', image, { command: ['true'] }) });
-    const end = terminated(task);
-    assert.equal(end?.reason, 'ImagePullFailed');
-    assert.match(end?.message ?? '', /cannot pull image "127\.0\.0\.1:1\/te-test\/absent:latest": .*(connection refused|dial)/);
+    await te.api.createTask({ task: ctask('no-image', image, { command: ['true'] }) });
+    const seen: string[] = [];
+    const end = await waitFor('the pull to give up', async () => {
+      const task = (await te.api.getTask({ name: 'no-image' })).task;
+      const state = stateOf(task);
+      if (state?.$case === 'waiting' && state.value.reason === 'ImagePullBackOff') seen.push(state.value.message);
+      return terminated(task);
+    });
+    assert.equal(end.reason, 'ImagePullFailed');
+    assert.match(end.message, /^gave up pulling image "127\.0\.0\.1:1\/te-test\/absent:latest" after \d+ attempts in 3s \(--image-pull-timeout\); last error: .*connection refused/);
+    assert.ok(seen.length > 0, 'ImagePullBackOff was never seen');
+    assert.match(seen[0]!, /cannot pull image "127\.0\.0\.1:1\/te-test\/absent:latest" \(attempt \d\): .*connection refused.*; trying again in [\d.]+s$/);
     assert.deepEqual(await criObjects('no-image'), { sandboxes: [], containers: [] });
+  });
+
+  test('an invalid image reference ends the task ImagePullFailed at once, with containerd\'s words', async () => {
+    const { task } = await te.api.createTask({ task: ctask('bad-ref', 'te-test/UPPER:latest', { command: ['true'] }) });
+    const end = terminated(task);
+    assert.equal(end?.reason, 'ImagePullFailed', JSON.stringify(task?.status?.state));
+    assert.match(end?.message ?? '', /^cannot pull image "te-test\/UPPER:latest": .*invalid reference format/);
   });
 
   test('stats report cpu and memory of a running container; limits the CRI cannot set are warnings', async () => {

@@ -1,7 +1,9 @@
 // A stand-in CRI runtime on a unix socket for what a real containerd cannot
 // show quickly or without a registry:
-// - which AuthConfig a PullImage carries: it has no images but those in
-//   `images` (ImageStatus: none), records every PullImage request and refuses it;
+// - which AuthConfig a PullImage carries, and pulls that fail as a registry in
+//   trouble makes them fail: it has no images but those in `images`
+//   (ImageStatus: none), records every PullImage request and answers it by the
+//   image's script (scriptPulls), else refuses it;
 // - containers whose output the test writes: sandboxes and containers are
 //   records, a started container's log is a file opened at its LogPath as
 //   containerd opens it (append, create, following a symlink), `write` appends
@@ -24,7 +26,7 @@ import {
   ListPodSandboxResponse,
   PodSandboxState,
   type PullImageRequest,
-  type PullImageResponse,
+  PullImageResponse,
   RemoveContainerResponse,
   RemovePodSandboxResponse,
   ReopenContainerLogResponse,
@@ -38,6 +40,13 @@ import {
   VersionResponse,
 } from '../../gen/cri/runtime/v1/api.js';
 import { LABEL_TASK } from '../../src/runtime/container/mapping.js';
+
+interface PullScript {
+  times: number;
+  code: status;
+  details: string;
+  afterwards: 'succeed' | 'refuse';
+}
 
 interface FakeSandbox {
   id: string;
@@ -68,6 +77,16 @@ export interface FakeCri {
   pulls: PullImageRequest[];
   /** What PullImage answers (the runtime's words in the task's failure). */
   pullError: string;
+  /** When each PullImage arrived (Date.now()), beside `pulls`. */
+  pullTimes: number[];
+  /**
+   * Makes the next `times` PullImage calls for `image` fail with `code` and
+   * `details` (Infinity: every one); once they are used up, pulls of it
+   * succeed, unless `afterwards` is 'refuse' (answered like an unscripted image).
+   */
+  scriptPulls(image: string, script: { times: number; code: status; details: string; afterwards?: 'succeed' | 'refuse' }): void;
+  /** The PullImage requests received for one image. */
+  pullsOf(image: string): PullImageRequest[];
   /** Images the runtime has (ImageStatus finds them, so no pull happens). */
   images: Set<string>;
   /** ReopenContainerLog calls received (container ids), in order. */
@@ -117,10 +136,14 @@ export async function startFakeCri(): Promise<FakeCri> {
     return found;
   };
 
+  const scripts = new Map<string, PullScript>();
   const fake: FakeCri = {
     socket,
     pulls: [],
     pullError: 'pull access denied (fake registry)',
+    pullTimes: [],
+    scriptPulls: (image, script) => scripts.set(image, { afterwards: 'succeed', ...script }),
+    pullsOf: (image) => fake.pulls.filter((request) => request.image?.image === image),
     images: new Set(),
     reopens: [],
     write(task, lines, { stream = 'stdout', time = new Date() } = {}) {
@@ -254,6 +277,17 @@ export async function startFakeCri(): Promise<FakeCri> {
     },
     pullImage: (call: ServerUnaryCall<PullImageRequest, PullImageResponse>, done: sendUnaryData<PullImageResponse>) => {
       fake.pulls.push(call.request);
+      fake.pullTimes.push(Date.now());
+      const image = call.request.image?.image ?? '';
+      const script = scripts.get(image);
+      if (script && script.times > 0) {
+        script.times--;
+        return done({ code: script.code, details: script.details });
+      }
+      if (script?.afterwards === 'succeed') {
+        fake.images.add(image);
+        return done(null, PullImageResponse.fromPartial({ imageRef: `sha256:fake-${image}` }));
+      }
       done({ code: status.PERMISSION_DENIED, details: fake.pullError });
     },
   });

@@ -17,6 +17,9 @@ describe('configuration', () => {
     assert.equal(config.reconcileIntervalMs, 10_000);
     assert.equal(config.stopSignal, 'SIGTERM');
     assert.equal(config.stopGraceMs, 10_000);
+    assert.equal(config.containerSandboxPool, 0);
+    assert.equal(parseConfig(['--container-sandbox-pool', '4'], {}).containerSandboxPool, 4);
+    assert.equal(parseConfig([], { CONTAINER_SANDBOX_POOL: '64' }).containerSandboxPool, 64);
   });
 
   test('environment variables set values and flags win over them', () => {

@@ -588,7 +588,16 @@ export interface TaskState {
 }
 
 export interface WaitingState {
-  /** Machine-readable, CamelCase (e.g. "Pending"). */
+  /**
+   * Machine-readable, CamelCase: Pending (admitted, not started yet), BackOff
+   * (waiting to restart under the restart policy), RuntimeUnavailable (the
+   * container runtime cannot be reached; the start is tried again when it is
+   * back), ImagePulling (a container task's image is being pulled),
+   * ImagePullBackOff (a pull failed transiently and is tried again after a
+   * back-off; message: the last error). A pull that fails finally, or keeps
+   * failing for --image-pull-timeout, ends the task terminated with reason
+   * ImagePullFailed.
+   */
   reason: string;
   message: string;
 }

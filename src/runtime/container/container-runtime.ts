@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { errorMessage, TaskError } from '../../errors.js';
-import type { TaskSpec } from '../../model/task.js';
+import { Reason, type TaskSpec } from '../../model/task.js';
 import type { LogLocation, Observation, ResourceSample, Started, StartRequest, StopOptions, TaskRuntime } from '../runtime.js';
 import { CONTAINER_HANDLE_VERSION, type ContainerHandle, decodeContainerHandle } from './container-handle.js';
 import { Availability, type AvailabilityListener } from './availability.js';
@@ -35,6 +35,8 @@ import {
 } from './mapping.js';
 import type { RegistryAuth } from './registry-auth.js';
 import { LogRotation, prepareLogLink } from './log-rotation.js';
+import { SandboxPool } from './sandbox-pool.js';
+import { classifyPullFailure, type PullBackoff, pullBackoffMs } from './image-pull-retry.js';
 
 export interface ContainerRuntimeOptions {
   /** CRI endpoint: a socket path or unix:///path. */
@@ -43,10 +45,16 @@ export interface ContainerRuntimeOptions {
   volumes: ReadonlyMap<string, string>;
   /** cgroup parent of every sandbox (cgroupfs style, e.g. "/task-executor"); empty: the runtime's default. */
   cgroupParent?: string;
-  /** Deadline of one PullImage call. */
+  /** How long getting an image may take: every PullImage attempt and the back-off between them (--image-pull-timeout). */
   pullTimeoutMs?: number;
+  /** Waits between PullImage attempts after transient failures; default DEFAULT_PULL_BACKOFF (1 s doubling, at most 30 s). */
+  pullBackoff?: PullBackoff;
   /** Registry credentials for pulls (--image-pull-config); none: pull anonymously. */
   registryAuth?: RegistryAuth;
+  /** Idle pod sandboxes to keep ready for starts (--container-sandbox-pool); 0 or unset: one made per start. */
+  sandboxPool?: number;
+  /** The executor's data dir: names the owner of pooled sandboxes (needed with sandboxPool). */
+  dataDir?: string;
   /** Deadline of other CRI calls. */
   callTimeoutMs?: number;
   /** How long a call waits for a connection to the runtime before it counts as unreachable. */
@@ -88,6 +96,8 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
   private readonly availability: Availability;
   private readonly connectTimeoutMs: number;
   private readonly rotation: LogRotation;
+  /** Sandboxes made ahead of time (--container-sandbox-pool), or none. */
+  readonly pool: SandboxPool | undefined;
 
   constructor(private readonly options: ContainerRuntimeOptions) {
     this.connectTimeoutMs = options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
@@ -109,8 +119,19 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
       probe: () => this.cri.version(this.connectTimeoutMs),
       probeIntervalMs: PROBE_MS,
     });
+    if (options.sandboxPool && options.dataDir) {
+      this.pool = new SandboxPool({
+        cri: this.cri,
+        size: options.sandboxPool,
+        owner: ownerOf(realDir(options.dataDir)),
+        cgroupParent: options.cgroupParent,
+        log: options.log,
+      });
+    }
     this.availability.subscribe((available) => {
-      if (available) void this.removeOrphans();
+      if (!available) return;
+      void this.removeOrphans();
+      this.pool?.fill();
     });
     this.cgroupV2 = options.cgroupV2 ?? existsSync('/sys/fs/cgroup/cgroup.controllers');
     this.rotation = new LogRotation({ reopen: (id) => this.cri.reopenContainerLog(id), log: options.log });
@@ -159,8 +180,9 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     return `${version.runtimeName} ${version.runtimeVersion} (CRI ${version.runtimeApiVersion})`;
   }
 
-  close(): void {
+  async close(): Promise<void> {
     this.rotation.close();
+    await this.pool?.close();
     this.availability.close();
     this.cri.close();
   }
@@ -174,7 +196,8 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
   }
 
   start(request: StartRequest): Promise<Started<ContainerHandle>> {
-    return this.guard(this.startRun(request));
+    // The pool refills after the start, not beside it.
+    return this.guard(this.startRun(request)).finally(() => this.pool?.fill());
   }
 
   private async startRun(request: StartRequest): Promise<Started<ContainerHandle>> {
@@ -213,17 +236,11 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     await prepareLogLink(logDirectory);
     const sandbox = sandboxConfig({ task: request.name, uid, labels, logDirectory, cgroupParent: this.options.cgroupParent });
 
-    const pullError = await this.ensureImage(spec.image, sandbox, log, request.progress);
-    if (pullError) return failed('ImagePullFailed', pullError);
+    const pullFailure = await this.ensureImage(spec.image, sandbox, log, request);
+    if (pullFailure) return failed(pullFailure.reason, pullFailure.message);
 
-    try {
-      handle.sandboxId = await this.cri.runPodSandbox(sandbox);
-    } catch (error) {
-      // The runtime may have made the sandbox before failing: leave nothing behind.
-      this.orphanIfUnreachable(error, uid);
-      await this.removeRuns({ [LABEL_UID]: uid }, log);
-      throw new Error(`cannot create the pod sandbox: ${criDetails(error)}`);
-    }
+    // A pooled sandbox is as much the run's own as one made now (see sandbox-pool.ts).
+    handle.sandboxId = this.pool?.take() ?? (await this.runSandbox(sandbox, uid, log));
     const mounts = [...resolved.mounts, ...artifactMounts(request.spec.artifacts, taskDir)];
     const config = containerConfig({
       spec,
@@ -259,6 +276,17 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     if (observation.state !== 'running') await this.quiesce(handle.sandboxId, log);
     log.info({ sandboxId: handle.sandboxId, containerId: handle.containerId, image: spec.image }, 'container started');
     return started(observation);
+  }
+
+  private async runSandbox(sandbox: DeepPartial<PodSandboxConfig>, uid: string, log: Logger): Promise<string> {
+    try {
+      return await this.cri.runPodSandbox(sandbox);
+    } catch (error) {
+      // The runtime may have made the sandbox before failing: leave nothing behind.
+      this.orphanIfUnreachable(error, uid);
+      await this.removeRuns({ [LABEL_UID]: uid }, log);
+      throw new Error(`cannot create the pod sandbox: ${criDetails(error)}`);
+    }
   }
 
   /**
@@ -313,9 +341,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
 
   private async reclaimRuns(name: string, taskDir: string): Promise<number> {
     const labels = { [LABEL_TASK]: name, [LABEL_OWNER]: ownerOf(dataDirOf(resolve(taskDir))) };
-    const sandboxes = await this.cri.listPodSandbox(labels);
-    await this.removeRuns(labels, this.options.log.child({ task: name }), true);
-    return sandboxes.length;
+    return this.removeRuns(labels, this.options.log.child({ task: name }), true);
   }
 
   inspect(handle: ContainerHandle): Promise<Observation> {
@@ -501,24 +527,58 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     }
   }
 
-  /** Pulls the image unless the runtime has it; returns an error message if it cannot be had. */
+  /**
+   * Pulls the image unless the runtime has it; returns why the task cannot
+   * run when it cannot be had. Transient failures (image-pull-retry.ts) are
+   * tried again after a back-off, the task `waiting {ImagePullBackOff}` with
+   * the last error meanwhile and `ImagePulling` during each attempt; a final
+   * failure ends it at once. pullTimeoutMs bounds attempts and waits together;
+   * the start's signal (the task is deleted) ends both at once.
+   */
   private async ensureImage(
     image: string,
     sandbox: DeepPartial<PodSandboxConfig>,
     log: Logger,
-    progress: StartRequest['progress'],
-  ): Promise<string | undefined> {
+    { progress, signal }: StartRequest,
+  ): Promise<{ reason: string; message: string } | undefined> {
     if (await this.cri.imageStatus(image)) return undefined;
     const auth = this.options.registryAuth?.authFor(image);
     // Which registry's credentials are used, never what they are.
     log.info({ image, credentials: auth ? auth.serverAddress : 'none' }, 'pulling image');
-    progress?.('ImagePulling', `pulling image "${image}"`);
-    try {
-      await this.cri.pullImage(image, sandbox, this.options.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS, auth);
-      return undefined;
-    } catch (error) {
-      if (isUnreachable(error)) throw error;
-      return `cannot pull image "${image}": ${criDetails(error)}`;
+    const budgetMs = this.options.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS;
+    const deadline = Date.now() + budgetMs;
+    const deleted = { reason: Reason.Stopped, message: `deleted while its image "${image}" was being pulled` };
+    for (let attempt = 1; ; attempt++) {
+      progress?.('ImagePulling', `pulling image "${image}"${attempt > 1 ? ` (attempt ${attempt})` : ''}`);
+      let last: string;
+      try {
+        await this.cri.pullImage(image, sandbox, Math.max(1, deadline - Date.now()), auth, signal);
+        if (attempt > 1) log.info({ image, attempts: attempt }, 'image pulled after retries');
+        return undefined;
+      } catch (error) {
+        if (isUnreachable(error)) throw error;
+        if (signal?.aborted) return deleted;
+        last = criDetails(error);
+        const failure = error instanceof CriError ? classifyPullFailure(error.code, error.details) : 'final';
+        if (failure === 'final') return { reason: 'ImagePullFailed', message: `cannot pull image "${image}": ${last}` };
+      }
+      const left = deadline - Date.now();
+      const waitMs = Math.min(pullBackoffMs(attempt, this.options.pullBackoff), left);
+      if (waitMs > 0) {
+        log.warn({ image, attempt, retryInMs: waitMs, err: last }, 'image pull failed; trying again after a back-off');
+        progress?.('ImagePullBackOff', `cannot pull image "${image}" (attempt ${attempt}): ${last}; trying again in ${seconds(waitMs)}`);
+        try {
+          await delay(waitMs, undefined, { signal });
+        } catch {
+          return deleted;
+        }
+      }
+      if (Date.now() >= deadline) {
+        return {
+          reason: 'ImagePullFailed',
+          message: `gave up pulling image "${image}" after ${attempt} attempt${attempt > 1 ? 's' : ''} in ${seconds(budgetMs)} (--image-pull-timeout); last error: ${last}`,
+        };
+      }
     }
   }
 
@@ -536,30 +596,43 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     }
   }
 
-  /** Removes every container and sandbox with these labels. */
-  private async removeRuns(labels: Record<string, string>, log: Logger, strict = false): Promise<void> {
+  /**
+   * Removes every container and sandbox with these labels, and the sandbox
+   * of each such container (a pooled sandbox carries no task or run label).
+   * Returns how many sandboxes it removed.
+   */
+  private async removeRuns(labels: Record<string, string>, log: Logger, strict = false): Promise<number> {
     try {
+      const sandboxes = new Set<string>();
       for (const container of await this.cri.listContainers({ labelSelector: labels })) {
         await ignoreNotFound(this.cri.removeContainer(container.id));
+        sandboxes.add(container.podSandboxId);
       }
-      for (const sandbox of await this.cri.listPodSandbox(labels)) {
-        log.info({ sandboxId: sandbox.id, labels }, 'removing pod sandbox');
-        await ignoreNotFound(this.cri.stopPodSandbox(sandbox.id));
-        await ignoreNotFound(this.cri.removePodSandbox(sandbox.id));
+      for (const sandbox of await this.cri.listPodSandbox(labels)) sandboxes.add(sandbox.id);
+      for (const id of sandboxes) {
+        log.info({ sandboxId: id, labels }, 'removing pod sandbox');
+        await ignoreNotFound(this.cri.stopPodSandbox(id));
+        await ignoreNotFound(this.cri.removePodSandbox(id));
       }
+      return sandboxes.size;
     } catch (error) {
       if (strict || isUnreachable(error)) throw error;
       log.warn({ labels, err: errorMessage(error) }, 'cannot remove earlier sandboxes of this task');
+      return 0;
     }
   }
 }
 
 /** The data dir a task dir lives in, spelled the same however the executor was pointed at it. */
 function dataDirOf(taskDir: string): string {
+  return realDir(dirname(taskDir));
+}
+
+function realDir(dir: string): string {
   try {
-    return realpathSync(dirname(taskDir));
+    return realpathSync(dir);
   } catch {
-    return dirname(taskDir);
+    return dir;
   }
 }
 
@@ -580,6 +653,12 @@ async function ignoreNotFound(call: Promise<unknown>): Promise<void> {
   }
 }
 
+/** "1.5s", "2m30s": a duration as --image-pull-timeout takes it. */
+function seconds(ms: number): string {
+  const s = Math.round(ms / 100) / 10;
+  return s >= 60 ? `${Math.floor(s / 60)}m${s % 60 ? `${Math.round(s % 60)}s` : ''}` : `${s}s`;
+}
+
 /** The runtime's own words, and which call failed with which code when that adds something. */
 function criDetails(error: unknown): string {
   if (!(error instanceof CriError)) return errorMessage(error);
@@ -597,7 +676,7 @@ export async function startContainerRuntime(options: ContainerRuntimeOptions): P
   try {
     version = await runtime.connect();
   } catch (error) {
-    runtime.close();
+    await runtime.close();
     throw error;
   }
   options.log.info(
@@ -606,6 +685,17 @@ export async function startContainerRuntime(options: ContainerRuntimeOptions): P
   );
   for (const [name, hostPath] of options.volumes) {
     if (!existsSync(hostPath)) options.log.warn({ volume: name, hostPath }, 'the host path of a volume does not exist (yet)');
+  }
+  if (runtime.pool) {
+    // Before any start: what an earlier executor left idle is removed, not adopted (its count may differ).
+    try {
+      const removed = await runtime.pool.prune();
+      options.log.info({ size: options.sandboxPool, removed }, 'sandbox pool: removed idle sandboxes of an earlier run; filling');
+    } catch (error) {
+      await runtime.close();
+      throw new Error(`cannot list or remove the pooled sandboxes of an earlier run: ${criDetails(error)}`);
+    }
+    runtime.pool.fill();
   }
   return runtime;
 }

@@ -48,18 +48,19 @@ export type Labels = Record<string, string>;
 
 /** A failed CRI call: which RPC, the gRPC code, and the runtime's own words (or why it could not be reached). */
 export class CriError extends Error {
+  /**
+   * `unreachable`: the runtime could not be reached (or is not serving yet),
+   * so the call may work later, unchanged. By default every UNAVAILABLE; false
+   * for an UNAVAILABLE the runtime itself answered (e.g. about a registry).
+   */
   constructor(
     readonly rpc: string,
     readonly code: status,
     readonly details: string,
+    readonly unreachable = code === status.UNAVAILABLE,
   ) {
     super(`CRI ${rpc} failed (${status[code] ?? code}): ${details}`);
     this.name = 'CriError';
-  }
-
-  /** The runtime could not be reached (or is not serving yet): the call may work later, unchanged. */
-  get unreachable(): boolean {
-    return this.code === status.UNAVAILABLE;
   }
 }
 
@@ -171,10 +172,19 @@ export class CriClient {
     return response.image;
   }
 
-  /** `auth`: the registry credentials for this image, if any (never logged). */
-  async pullImage(image: string, sandboxConfig: DeepPartial<PodSandboxConfig>, timeoutMs: number, auth?: AuthConfig): Promise<string> {
+  /**
+   * `auth`: the registry credentials for this image, if any (never logged);
+   * `signal`: cancels the pull (it then fails with CANCELLED).
+   */
+  async pullImage(
+    image: string,
+    sandboxConfig: DeepPartial<PodSandboxConfig>,
+    timeoutMs: number,
+    auth?: AuthConfig,
+    signal?: AbortSignal,
+  ): Promise<string> {
     const request = PullImageRequest.fromPartial({ image: { image }, sandboxConfig, auth });
-    return (await this.call('PullImage', this.images.pullImage, request, timeoutMs)).imageRef;
+    return (await this.call('PullImage', this.images.pullImage, request, timeoutMs, signal)).imageRef;
   }
 
   async runPodSandbox(config: DeepPartial<PodSandboxConfig>): Promise<string> {
@@ -236,11 +246,11 @@ export class CriClient {
     return (await this.call('ContainerStats', this.runtime.containerStats, ContainerStatsRequest.fromPartial({ containerId: id }))).stats;
   }
 
-  private async call<Req, Res>(rpc: string, method: Unary<Req, Res>, request: Req, timeoutMs = this.timeoutMs): Promise<Res> {
+  private async call<Req, Res>(rpc: string, method: Unary<Req, Res>, request: Req, timeoutMs = this.timeoutMs, signal?: AbortSignal): Promise<Res> {
     const started = Date.now();
     try {
       await this.connection(rpc, Math.min(timeoutMs, this.connectTimeoutMs));
-      const response = await this.invoke(rpc, method, request, started + timeoutMs);
+      const response = await this.invoke(rpc, method, request, started + timeoutMs, signal);
       this.onCall?.(rpc, Date.now() - started);
       return response;
     } catch (error) {
@@ -268,20 +278,36 @@ export class CriClient {
     }
   }
 
-  private invoke<Req, Res>(rpc: string, method: Unary<Req, Res>, request: Req, deadline: number): Promise<Res> {
+  private invoke<Req, Res>(rpc: string, method: Unary<Req, Res>, request: Req, deadline: number, signal?: AbortSignal): Promise<Res> {
     return new Promise((resolve, reject) => {
+      const cancel = () => call.cancel();
       // The stubs are methods of the generic client: called with either client, they share one channel.
-      method.call(this.runtime, request, new Metadata(), { deadline }, (error, response) => {
-        if (error) reject(criError(rpc, error));
+      const call = method.call(this.runtime, request, new Metadata(), { deadline }, (error, response) => {
+        signal?.removeEventListener('abort', cancel);
+        if (error) reject(criError(rpc, error, this.runtime.getChannel().getConnectivityState(false) === connectivityState.READY));
         else resolve(response);
       });
+      if (signal?.aborted) cancel();
+      else signal?.addEventListener('abort', cancel, { once: true });
     });
   }
 }
 
-/** A failed call as a CriError; connection failures get a reason a person can act on instead of grpc-js' text. */
-function criError(rpc: string, error: ServiceError): CriError {
+/** grpc-js' own words for a connection that failed or broke, as opposed to a status the runtime sent. */
+const CONNECTION_FAILURE =
+  /No connection established|Connection dropped|Stream refused|Write (error|failed)|Received HTTP status code|Subchannel not ready|Channel closed|ECONNRESET|ETIMEDOUT|EPIPE|GOAWAY|socket closed|stream removed|RST_STREAM/i;
+
+/**
+ * A failed call as a CriError; connection failures get a reason a person can
+ * act on instead of grpc-js' text. An UNAVAILABLE the runtime answered itself
+ * over a working connection (`connected`), e.g. about a registry, is not an
+ * outage of the runtime and keeps its words.
+ */
+function criError(rpc: string, error: ServiceError, connected: boolean): CriError {
   const details = error.details || error.message;
+  if (error.code === status.UNAVAILABLE && connected && !CONNECTION_FAILURE.test(details)) {
+    return new CriError(rpc, status.UNAVAILABLE, details, false);
+  }
   // containerd's CRI answers UNKNOWN "server is not initialized yet" for a while after it starts.
   if (error.code === status.UNAVAILABLE || /server is not initialized yet/.test(details)) {
     return new CriError(rpc, status.UNAVAILABLE, unreachableReason(details));

@@ -29,6 +29,8 @@ export const LABEL_TASK = 'io.task-executor.task';
 export const LABEL_UID = 'io.task-executor.uid';
 /** Which executor (data dir) created it, so executors sharing a runtime leave each other alone. */
 export const LABEL_OWNER = 'io.task-executor.owner';
+/** On sandboxes made ahead of time (--container-sandbox-pool), idle or in use: they carry no task or run label. */
+export const LABEL_POOL = 'io.task-executor.pool';
 /** PodSandboxMetadata.namespace of every sandbox (a name only; no Kubernetes namespace exists). */
 export const SANDBOX_NAMESPACE = 'task-executor';
 /** Metadata name of the task's container inside its sandbox. */
@@ -43,11 +45,11 @@ export function ownerOf(dataDir: string): string {
   return createHash('sha256').update(dataDir).digest('hex').slice(0, 16);
 }
 
-export interface RunLabels {
+export type RunLabels = {
   [LABEL_TASK]: string;
   [LABEL_UID]: string;
   [LABEL_OWNER]: string;
-}
+};
 
 export function runLabels(task: string, uid: string, owner: string): RunLabels {
   return { [LABEL_TASK]: task, [LABEL_UID]: uid, [LABEL_OWNER]: owner };
@@ -56,7 +58,7 @@ export function runLabels(task: string, uid: string, owner: string): RunLabels {
 export interface SandboxOptions {
   task: string;
   uid: string;
-  labels: RunLabels;
+  labels: Readonly<Record<string, string>>;
   logDirectory: string;
   cgroupParent?: string;
 }

@@ -1537,7 +1537,14 @@ type WaitingState struct {
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	// Machine-readable, CamelCase (e.g. "Pending").
+	// Machine-readable, CamelCase: Pending (admitted, not started yet), BackOff
+	// (waiting to restart under the restart policy), RuntimeUnavailable (the
+	// container runtime cannot be reached; the start is tried again when it is
+	// back), ImagePulling (a container task's image is being pulled),
+	// ImagePullBackOff (a pull failed transiently and is tried again after a
+	// back-off; message: the last error). A pull that fails finally, or keeps
+	// failing for --image-pull-timeout, ends the task terminated with reason
+	// ImagePullFailed.
 	Reason  string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
 	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 }
