@@ -105,8 +105,6 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
     ],
     [
       ...(containers ? [] : [{ accepts: (spec: TaskSpec) => spec.container !== undefined, reason: 'start the executor with --enable-container-mode' }]),
-      // The sidecar backend does not take tasks with artifacts (it cannot place them in the main container yet).
-      ...(config.enableSidecarMode ? [{ accepts: (spec: TaskSpec) => (spec.artifacts?.length ?? 0) > 0, reason: 'sidecar mode cannot place artifacts in the main container yet' }] : []),
     ],
   );
   const artifactLog = log.child({ component: 'artifacts' });

@@ -3,79 +3,15 @@
 // state while fetching, a failed fetch, Delete during a fetch, and an
 // executor killed (SIGKILL) in the middle of a download.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { Artifact } from '../../gen/taskexecutor/v1/task.js';
-import { sidecarModeProblem } from '../../src/runtime/sidecar/index.js';
-import { processTask, startTestExecutor, stateOf, tempDir, type TestExecutor, terminated } from '../support/executor.js';
+import { startTestExecutor, stateOf, tempDir, type TestExecutor, terminated } from '../support/executor.js';
 import { killTaskTrees } from '../support/processes.js';
+import { SCRIPT, ScriptServer, sha256, withArtifacts } from '../support/artifact-server.js';
 import { connect, spawnExecutor } from '../support/subprocess.js';
 import { waitFor } from '../support/wait.js';
-
-const SCRIPT = 'echo "hello from the downloaded script"\n';
-const sha256 = (data: string) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
-
-/**
- * Serves /script.sh at once, and /gated/script.sh only once open() was
- * called: until then it sends the headers and the first bytes and holds the
- * rest, like a slow download.
- */
-class ScriptServer {
-  private server: Server | undefined;
-  private held: ServerResponse[] = [];
-  private opened = false;
-  requests = 0;
-  /** Gated requests whose connection the client closed before the body was complete. */
-  abandoned = 0;
-  url = '';
-
-  async start(): Promise<void> {
-    this.server = createServer((req, res) => this.handle(req, res));
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-
-  private handle(req: IncomingMessage, res: ServerResponse): void {
-    this.requests++;
-    if (req.url === '/script.sh') {
-      res.end(SCRIPT);
-    } else if (req.url === '/gated/script.sh') {
-      if (this.opened) {
-        res.end(SCRIPT);
-        return;
-      }
-      res.writeHead(200, { 'content-length': String(Buffer.byteLength(SCRIPT)) });
-      res.write(SCRIPT.slice(0, 4));
-      this.held.push(res);
-      res.on('close', () => {
-        if (!res.writableEnded) this.abandoned++;
-      });
-    } else {
-      res.writeHead(404).end();
-    }
-  }
-
-  open(): void {
-    this.opened = true;
-    for (const res of this.held.splice(0)) res.end(SCRIPT.slice(4));
-  }
-
-  close(): void {
-    this.server?.closeAllConnections();
-    this.server?.close();
-  }
-}
-
-const withArtifacts = (name: string, command: string[], artifacts: Partial<Artifact>[]) => {
-  const task = processTask(name, command);
-  task.spec!.artifacts = artifacts.map((a) => Artifact.fromPartial(a));
-  return task;
-};
 
 function logText(dataDir: string, name: string): string {
   const dir = join(dataDir, name, 'logs');
@@ -171,24 +107,6 @@ describe('tasks with artifacts', () => {
       await waitFor('the download to be abandoned', () => gated.abandoned === 1);
     } finally {
       gated.close();
-    }
-  });
-});
-
-describe('sidecar mode', () => {
-  test('a process task with artifacts is FAILED_PRECONDITION: the main container cannot see them', { skip: sidecarModeProblem() }, async () => {
-    const te = await startTestExecutor({ enableSidecarMode: true, mainContainerPid: process.pid });
-    try {
-      await assert.rejects(
-        te.api.createTask({ task: withArtifacts('sidecar-artifacts', ['true'], [{ source: 'https://example.com/a.sh' }]) }),
-        (error: ServiceError) => {
-          assert.equal(error.code, status.FAILED_PRECONDITION);
-          assert.match(error.details, /sidecar mode cannot place artifacts in the main container yet/);
-          return true;
-        },
-      );
-    } finally {
-      await te.close();
     }
   });
 });

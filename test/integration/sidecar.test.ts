@@ -2,11 +2,12 @@
 // unshare (test/support/main-container.ts), a real executor, the gRPC API.
 // Needs root, nsenter and unshare (util-linux).
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { type Config, parseConfig } from '../../src/config.js';
+import { SCRIPT, ScriptServer, sha256, withArtifacts } from '../support/artifact-server.js';
 import { processTask, shell, startTestExecutor, stateOf, tempDir, terminated, type TestExecutor } from '../support/executor.js';
 import { killAllMainContainers, type MainContainer, startMainContainer } from '../support/main-container.js';
 import { waitFor } from '../support/wait.js';
@@ -357,5 +358,78 @@ describe('sidecar mode: the main container comes and goes', { skip }, () => {
     const { task } = await te.api.createTask({ task: shell('via-no-file', 'true') });
     assert.equal(terminated(task)?.reason, 'MainContainerNotFound');
     assert.ok(terminated(task)?.message.includes(pidFile), terminated(task)?.message);
+  });
+});
+
+describe('sidecar mode: artifacts are copied into the main container', { skip }, () => {
+  const name = unique('artifacts');
+  const server = new ScriptServer();
+  let mc: MainContainer;
+  let te: TestExecutor;
+  // The main container's /tmp is its own: what lands there is not on the host.
+  const base = () => join(mc.root, 'tmp/task-executor');
+  const copiesOf = (task: string) => (existsSync(base()) ? readdirSync(base()).filter((entry) => entry.startsWith(`${task}.`)) : []);
+  before(async () => {
+    await server.start();
+    mc = await startMainContainer({ name, hostname: 'art-ctr', privateTmp: true });
+    te = await startTestExecutor(sidecar({ mainContainerName: name }));
+  });
+  after(async () => {
+    await te?.close();
+    server.close();
+    await killAllMainContainers();
+  });
+
+  test('sh artifacts/script.sh runs in the main container; the copy goes when the task is deleted', async () => {
+    await te.api.createTask({
+      task: withArtifacts('art-script', ['sh', 'artifacts/script.sh'], [{ source: `${server.url}/script.sh`, checksum: sha256(SCRIPT) }]),
+    });
+    const end = await finished(te, 'art-script');
+    assert.equal(end.reason, 'Succeeded', end.message);
+    assert.deepEqual(logLines(te.dataDir, 'art-script'), ['hello from the downloaded script']);
+    const copies = copiesOf('art-script');
+    assert.equal(copies.length, 1, `one copy in the main container's /tmp/task-executor, got ${copies.join(', ')}`);
+    assert.equal(readFileSync(join(base(), copies[0]!, 'artifacts/script.sh'), 'utf8'), SCRIPT);
+    assert.ok(!existsSync(join('/tmp/task-executor', copies[0]!)), "the copy is in the main container's filesystem, not the host's");
+
+    await te.api.deleteTask({ name: 'art-script' });
+    await gone(te, 'art-script');
+    assert.deepEqual(copiesOf('art-script'), [], 'the copy is removed with the task');
+  });
+
+  test('file modes are kept, another user can read and run them, and TASK_EXECUTOR_ARTIFACTS_DIR names the copy', async () => {
+    const scratch = tempDir('te-tool-');
+    const tool = join(scratch, 'tool.sh');
+    writeFileSync(tool, '#!/bin/sh\necho "$(id -u) $(pwd) $TASK_EXECUTOR_ARTIFACTS_DIR"\n', { mode: 0o755 });
+    await te.api.createTask({
+      task: withArtifacts('art-tool', ['./tools/tool.sh'], [{ source: `file://${tool}`, destination: 'tools' }], { user: 'nobody' }),
+    });
+    const end = await finished(te, 'art-tool');
+    rmSync(scratch, { recursive: true, force: true });
+    assert.equal(end.reason, 'Succeeded', end.message);
+    const [copy] = copiesOf('art-tool');
+    assert.ok(copy);
+    assert.deepEqual(logLines(te.dataDir, 'art-tool'), [`65534 /tmp/task-executor/${copy} /tmp/task-executor/${copy}`]);
+    assert.equal(statSync(join(base(), copy, 'tools/tool.sh')).mode & 0o777, 0o755);
+    await te.api.deleteTask({ name: 'art-tool' });
+    await gone(te, 'art-tool');
+  });
+
+  test('a symlink the main container planted at /tmp/task-executor does not redirect the copy out of it', async () => {
+    // Reached through /proc/<pid>/root, an absolute link target is the executor's path, not the container's.
+    const outside = tempDir('te-outside-');
+    rmSync(base(), { recursive: true, force: true });
+    symlinkSync(outside, base());
+    await te.api.createTask({
+      task: withArtifacts('art-link', ['sh', 'artifacts/script.sh'], [{ source: `${server.url}/script.sh`, checksum: sha256(SCRIPT) }]),
+    });
+    const end = await finished(te, 'art-link');
+    const leaked = readdirSync(outside);
+    rmSync(outside, { recursive: true, force: true });
+    assert.deepEqual(leaked, [], 'nothing was written where the link pointed');
+    assert.equal(end.reason, 'Succeeded', end.message);
+    assert.deepEqual(logLines(te.dataDir, 'art-link'), ['hello from the downloaded script']);
+    assert.ok(lstatSync(base()).isDirectory(), 'the link was replaced by a directory');
+    assert.equal(copiesOf('art-link').length, 1);
   });
 });

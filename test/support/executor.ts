@@ -119,7 +119,7 @@ export async function startTestExecutor(overrides: Partial<Config> = {}, dataDir
   };
 }
 
-type ProcessExtra = Partial<Omit<ProcessSpec, 'command'>>;
+export type ProcessExtra = Partial<Omit<ProcessSpec, 'command'>>;
 type SpecExtra = Partial<Omit<TaskSpec, 'runtime'>>;
 
 /** A process task as the wire expects it; `spec` sets task-level fields (restart policy, resources...). */

@@ -1,6 +1,7 @@
 // A fake "main container" for sidecar-mode tests: a process in fresh PID,
 // mount, UTS and IPC namespaces (unshare), with its own hostname, a tmpfs on
-// /mnt holding /mnt/work/marker that only exists inside it, and the
+// /mnt holding /mnt/work/marker that only exists inside it (and, when asked,
+// a /tmp of its own), and the
 // environment a main container would have (SANDBOX_MAIN_CONTAINER=<name>).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -19,6 +20,8 @@ export interface MainContainerOptions {
    * shareProcessNamespace, where the main container shares the sidecar's).
    */
   pidNamespace?: boolean;
+  /** A tmpfs on /tmp of its own, so that what the executor (or the test) writes there is the container's alone. */
+  privateTmp?: boolean;
 }
 
 export interface MainContainer {
@@ -43,6 +46,7 @@ export async function startMainContainer(options: MainContainerOptions = {}): Pr
   const pidNamespace = options.pidNamespace ?? true;
   const script =
     `hostname ${hostname} && mount -t tmpfs tmpfs /mnt && mkdir /mnt/work && ` +
+    (options.privateTmp ? 'mount -t tmpfs -o mode=1777 tmpfs /tmp && ' : '') +
     `echo ${marker} > /mnt/work/marker && exec sleep infinity`;
   const args = pidNamespace
     ? ['--pid', '--fork', '--kill-child', '--mount', '--uts', '--ipc', '--mount-proc', 'sh', '-c', script]

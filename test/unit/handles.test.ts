@@ -109,6 +109,12 @@ describe('runtime handles: decoding', () => {
     assert.equal(decodeError(() => decodeSidecarHandle({ failure: { state: 'running' } }, processes)).field, 'failure.state');
   });
 
+  test("a sidecar handle keeps where its artifacts' copy is in the main container (removed on release)", () => {
+    const withCopy = { inner: mainProcessHandle, innerVersion: 1, target: mainTarget, artifactsDir: '/tmp/task-executor/t.AbC123' };
+    assert.deepEqual(decodeSidecarHandle(withCopy, newProcessRuntime()), withCopy);
+    assert.equal(decodeError(() => decodeSidecarHandle({ ...withCopy, artifactsDir: 7 }, newProcessRuntime())).field, 'artifactsDir');
+  });
+
   test('a handle from a later release (higher handle version) binds to a task that reports it unreadable instead of guessing', async () => {
     const registry = new RuntimeRegistry([newProcessRuntime()]);
     const taskDir = tempDir();

@@ -18,6 +18,8 @@ export interface SidecarHandle {
   target?: MainContainer;
   /** Why the task never started; inspect keeps reporting it. */
   failure?: Exited;
+  /** The copy of the task's artifacts in the main container (its path there), removed on release. */
+  artifactsDir?: string;
 }
 
 /** Handle format version the sidecar backend writes (see TaskRuntime.handleVersion). */
@@ -41,6 +43,7 @@ export function decodeSidecarHandle(raw: unknown, processes: Pick<TaskRuntime<Pr
       foundBy: target.string('foundBy'),
     })),
     failure: fields.optionalObject('failure', decodeFailure),
+    artifactsDir: fields.optionalString('artifactsDir'),
   });
 }
 

@@ -20,10 +20,13 @@
 //   PID namespace would be re-parented to its init, which may never reap.
 //   The process runtime's stop does both (ProcessStopOptions), with the one
 //   kill loop of ../process/task-tree.ts;
-// - a task that died because the main container died reads as MainContainerExited.
+// - a task that died because the main container died reads as MainContainerExited;
+// - its artifacts are copied into the main container (artifact-copy.ts) and
+//   that copy is its default working directory, removed on release.
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Logger } from 'pino';
+import { resolveArtifact, topLevelNames } from '../../artifacts/source.js';
 import type { EnvVar, ProcessSpec, TaskSpec } from '../../model/task.js';
 import type { ProcessRuntime } from '../process/process-runtime.js';
 import { isSameProcessAlive } from '../process/procfs.js';
@@ -31,6 +34,7 @@ import type { LogLocation, Observation, ResourceSample, Started, StartRequest, S
 import { type MainContainer, MainContainerLocator, TASK_MARKER_ENV } from './discovery.js';
 import { initialEnvironUtf8 } from './namespaces.js';
 import { decodeSidecarHandle, SIDECAR_HANDLE_VERSION, type SidecarHandle } from './sidecar-handle.js';
+import { ARTIFACTS_DIR_ENV, copyArtifactsIn, removeArtifactsCopy } from './artifact-copy.js';
 import { directoryProblem, programProblem, resolveIdentity, resolveInRoot } from './target-fs.js';
 import type { TaskPrivileges } from '../shim/task-privileges.js';
 
@@ -99,8 +103,7 @@ export class SidecarRuntime implements TaskRuntime<SidecarHandle> {
   }
 
   accepts(spec: TaskSpec): boolean {
-    // Artifacts live in the executor's task directory, which the main container does not see (app.ts says so at admission).
-    return spec.process !== undefined && (spec.artifacts?.length ?? 0) === 0;
+    return spec.process !== undefined;
   }
 
   async start(request: StartRequest): Promise<Started<SidecarHandle>> {
@@ -110,15 +113,21 @@ export class SidecarRuntime implements TaskRuntime<SidecarHandle> {
     }
     const target = discovery.found;
     this.log.debug({ task: request.name, target }, 'entering the main container');
-    const prepared = this.prepare(request.name, request, target);
-    if ('exitCode' in prepared) return notStarted({ target }, prepared.exitCode, 'ProcessStartFailed', prepared.message);
+    const copied = await this.placeArtifacts(request, target);
+    if (typeof copied === 'object') return notStarted({ target }, NOT_STARTED_EXIT_CODE, 'ProcessStartFailed', copied.error);
+    const artifactsDir = copied;
+    const prepared = this.prepare(request.name, request, target, artifactsDir);
+    if ('exitCode' in prepared) {
+      if (artifactsDir) await this.removeArtifacts({ target, artifactsDir });
+      return notStarted({ target }, prepared.exitCode, 'ProcessStartFailed', prepared.message);
+    }
 
     const started = await this.processes.start(
       { ...request, spec: { ...request.spec, process: prepared.spec } },
       prepared.privsHelper ? { privsHelper: prepared.privsHelper } : {},
     );
     if (prepared.warnings.length > 0) started.warnings = [...(started.warnings ?? []), ...prepared.warnings];
-    const handle: SidecarHandle = { inner: started.handle, innerVersion: this.processes.handleVersion, target };
+    const handle: SidecarHandle = { inner: started.handle, innerVersion: this.processes.handleVersion, target, ...(artifactsDir ? { artifactsDir } : {}) };
     if (started.observation.state === 'running' && !isSameProcessAlive(target.pid, target.startTime)) {
       // The main container went away between the lookup and nsenter: its pid may already name another process.
       await this.processes.stop(started.handle, { signal: 'SIGKILL', graceMs: 0 });
@@ -182,8 +191,40 @@ export class SidecarRuntime implements TaskRuntime<SidecarHandle> {
     return this.processes.reclaim(name, taskDir);
   }
 
-  async release({ inner }: SidecarHandle): Promise<void> {
-    if (inner) await this.processes.release(inner);
+  async release(handle: SidecarHandle): Promise<void> {
+    if (handle.inner) await this.processes.release(handle.inner);
+    await this.removeArtifacts(handle);
+  }
+
+  /**
+   * Copies the task's artifacts (fetched into its task directory, which the
+   * main container does not see) into the main container: the copy's path
+   * there, undefined for a task without artifacts, or why they could not be placed.
+   */
+  private async placeArtifacts(request: StartRequest, target: MainContainer): Promise<string | undefined | { error: string }> {
+    const artifacts = request.spec.artifacts ?? [];
+    if (artifacts.length === 0) return undefined;
+    try {
+      const names = topLevelNames(artifacts.map((artifact, i) => resolveArtifact(artifact, `artifacts[${i}]`)));
+      return await copyArtifactsIn(`/proc/${target.pid}/root`, request.name, request.taskDir, names);
+    } catch (error) {
+      return { error: `cannot place the artifacts in the main container: ${(error as Error).message}` };
+    }
+  }
+
+  /**
+   * Best effort: the copy goes with the task. Only in the main container it
+   * was made in: a pid that now names another process is not touched, and a
+   * main container that exited took its copy with it (or keeps it, restarted,
+   * where the executor no longer reaches it).
+   */
+  private async removeArtifacts({ target, artifactsDir }: Pick<SidecarHandle, 'target' | 'artifactsDir'>): Promise<void> {
+    if (!artifactsDir || !target || !isSameProcessAlive(target.pid, target.startTime)) return;
+    try {
+      await removeArtifactsCopy(`/proc/${target.pid}/root`, artifactsDir);
+    } catch (error) {
+      this.log.warn({ err: error, artifactsDir, target: target.pid }, "could not remove a task's artifacts from the main container");
+    }
   }
 
   logs({ inner }: SidecarHandle): LogLocation | undefined {
@@ -204,8 +245,12 @@ export class SidecarRuntime implements TaskRuntime<SidecarHandle> {
     taskName: string,
     request: StartRequest,
     target: MainContainer,
+    artifactsDir: string | undefined,
   ): { spec: ProcessSpec; privsHelper?: string; warnings: string[] } | { exitCode: number; message: string } {
-    const spec = request.spec.process!;
+    const asked = request.spec.process!;
+    // The artifacts' copy is the default working directory (as the task directory is for a process task), so that
+    // `artifacts/script.sh` works; not under a chroot, which it is outside of.
+    const spec = artifactsDir && !asked.workingDir && !asked.chroot ? { ...asked, workingDir: artifactsDir } : asked;
     const root = `/proc/${target.pid}/root`;
     let fsRoot = root;
     let chroot: string | undefined;
@@ -241,6 +286,7 @@ export class SidecarRuntime implements TaskRuntime<SidecarHandle> {
     }
     for (const [name, value] of Object.entries(identity.env)) env.push({ name, value });
     env.push({ name: TASK_MARKER_ENV, value: taskName });
+    if (artifactsDir) env.push({ name: ARTIFACTS_DIR_ENV, value: artifactsDir });
     env.push(...spec.env);
 
     const program = spec.command[0]!;

@@ -340,8 +340,13 @@ type TaskSpec struct {
 	// runs a downloaded script;
 	// a container task
 	// sees the first component of each destination mounted read-only at the
-	// container's root, e.g. /artifacts/script.sh. Sidecar tasks cannot have
-	// artifacts yet (FAILED_PRECONDITION).
+	// container's root, e.g. /artifacts/script.sh. A sidecar task gets a copy
+	// in the main container's filesystem, in a fresh directory
+	// /tmp/task-executor/<task name>.<6 random characters> (its path is in the
+	// task's TASK_EXECUTOR_ARTIFACTS_DIR), which is its working directory unless
+	// workingDir or chroot is set; the copy is removed when the task is deleted
+	// or restarted. A symlink in the main container at /tmp is refused
+	// (ProcessStartFailed), one at /tmp/task-executor is replaced.
 	Artifacts []*Artifact `protobuf:"bytes,10,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
 }
 
