@@ -422,7 +422,19 @@ export class TaskManager {
     if (!(await this.fetchArtifacts(name, record))) return;
     let next: (r: TaskRecord) => TaskRecord;
     try {
-      const progress = (reason: string, message?: string) => void this.setState(name, { phase: 'waiting', reason, ...(message ? { message } : {}) });
+      // A start slot bounds the starts that work on this machine at once. A start
+      // that reports a slow step (an image pull, its back-off) waits on something
+      // else, so it gives its slot back: a dead registry must not hold up process tasks.
+      const slot = await this.starts.acquire();
+      let holding = true;
+      const giveBack = () => {
+        if (holding) slot[1]();
+        holding = false;
+      };
+      const progress = (reason: string, message?: string) => {
+        giveBack();
+        void this.setState(name, { phase: 'waiting', reason, ...(message ? { message } : {}) });
+      };
       // A deletion during the start (e.g. an image pull's back-off) ends it at once.
       const starting = new AbortController();
       this.starting.set(name, starting);
@@ -434,7 +446,10 @@ export class TaskManager {
         signal: starting.signal,
         ...(admission && { admitted: admission.admitted }),
       };
-      const started = await this.starts.runExclusive(() => runtime.start(request)).finally(() => this.starting.delete(name));
+      const started = await runtime.start(request).finally(() => {
+        giveBack();
+        this.starting.delete(name);
+      });
       next = (r) => ({
         ...r,
         runtime: started.ref,

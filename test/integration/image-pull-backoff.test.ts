@@ -9,8 +9,15 @@ import { after, before, describe, test } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import type { WatchResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
 import { pino } from 'pino';
+import { specFromWire } from '../../src/api/convert.js';
+import { TaskManager } from '../../src/manager/task-manager.js';
+import { CgroupManager } from '../../src/runtime/cgroups/index.js';
 import { ContainerRuntime } from '../../src/runtime/container/container-runtime.js';
-import { containerTask, startTestExecutor, stateOf, type TestExecutor, terminated, tempDir } from '../support/executor.js';
+import { ProcessRuntime } from '../../src/runtime/process/process-runtime.js';
+import { ShimSpawner } from '../../src/runtime/process/shim-spawner.js';
+import { RuntimeRegistry } from '../../src/runtime/registry.js';
+import { TaskStore } from '../../src/store/task-store.js';
+import { containerTask, processTask, startTestExecutor, stateOf, type TestExecutor, terminated, tempDir } from '../support/executor.js';
 import { type FakeCri, startFakeCri } from '../support/fake-cri.js';
 import { waitFor } from '../support/wait.js';
 import { mkdirSync, rmSync } from 'node:fs';
@@ -186,5 +193,48 @@ describe('the container runtime\'s pull back-off on its own', () => {
     assert.equal(observation.state, 'exited');
     assert.equal(observation.state === 'exited' && observation.reason, 'Stopped');
     assert.equal(cri.pullsOf(image).length, 1);
+  });
+});
+
+describe('a start waiting for an image holds no start slot', () => {
+  const closers: (() => unknown)[] = [];
+  after(async () => {
+    for (const close of closers.reverse()) await close();
+  });
+
+  test('with one start slot, a process task starts while a container task is in ImagePullBackOff', async () => {
+    const cri = await startFakeCri();
+    closers.push(() => cri.close());
+    const image = 'registry.local/down:1';
+    cri.scriptPulls(image, { times: Infinity, code: status.UNAVAILABLE, details: 'registry down' });
+    const silent = pino({ level: 'silent' });
+    const containers = new ContainerRuntime({ criSocket: cri.socket, volumes: new Map(), logMaxBytes: 1 << 20, logMaxFiles: 2, log: silent });
+    closers.push(() => containers.close());
+    const spawner = new ShimSpawner(join(import.meta.dirname, '..', '..', 'build', 'task-shim'), silent);
+    closers.push(() => spawner.close());
+    const processes = new ProcessRuntime({ spawner, logMaxBytes: 1 << 20, logMaxFiles: 2, log: silent, cgroups: new CgroupManager({ root: 'off', log: silent }) });
+    const dataDir = tempDir();
+    const manager = new TaskManager({
+      store: new TaskStore(dataDir, silent),
+      runtimes: new RuntimeRegistry([processes, containers]),
+      log: silent,
+      reconcileIntervalMs: 60_000,
+      stopSignal: 'SIGTERM',
+      stopGraceMs: 1000,
+      startConcurrency: 1,
+    });
+    await manager.start();
+    closers.push(async () => {
+      await manager.setTasks([]);
+      await waitFor('every task to be gone', () => manager.list().length === 0);
+      await manager.close();
+    });
+    await manager.create('stuck', specFromWire(containerTask('stuck', image).spec)!);
+    await waitFor('the pull to back off', () => {
+      const state = manager.get('stuck').state;
+      return state.phase === 'waiting' && state.reason === 'ImagePullBackOff';
+    });
+    const started = await manager.create('free', specFromWire(processTask('free', ['sleep', '60']).spec)!);
+    assert.equal(started.state.phase, 'running', `the process task's Create answered ${JSON.stringify(started.state)}`);
   });
 });
