@@ -73,7 +73,34 @@ export class ArtifactFetcher {
   async fetch(taskDir: string, spec: TaskSpec, signal: AbortSignal): Promise<void> {
     const artifacts = spec.artifacts ?? [];
     if (artifacts.length === 0 || (await this.isComplete(taskDir))) return;
-    await this.slots.runExclusive(() => this.fetchInto(taskDir, artifacts, signal));
+    const release = await this.slot(signal);
+    try {
+      await this.fetchInto(taskDir, artifacts, signal);
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * A fetch slot, or an AbortError as soon as `signal` aborts: a task deleted
+   * while it queues behind other tasks' downloads is gone at once, not when a
+   * slot frees (a slot granted after that is given back at once).
+   */
+  private slot(signal: AbortSignal): Promise<() => void> {
+    const acquiring = this.slots.acquire();
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        reject(signal.reason instanceof Error ? signal.reason : new DOMException('the fetch was aborted', 'AbortError'));
+        void acquiring.then(([, release]) => release());
+      };
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      void acquiring.then(([, release]) => {
+        signal.removeEventListener('abort', onAbort);
+        if (signal.aborted) release();
+        else resolve(release);
+      });
+    });
   }
 
   private async fetchInto(taskDir: string, artifacts: readonly Artifact[], signal: AbortSignal): Promise<void> {

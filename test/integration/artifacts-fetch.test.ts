@@ -139,6 +139,22 @@ describe('http sources', () => {
   });
 });
 
+describe('queueing', () => {
+  test('a fetch queued behind a slow one ends at once when aborted, without waiting for a slot', async () => {
+    const shared = fetcher({ concurrency: 1 });
+    const spec = (source: string) => ({ process: { command: ['true'], args: [], env: [] }, artifacts: [{ source }] });
+    const slow = new AbortController();
+    const holding = shared.fetch(mkdtempSync(join(tmpdir(), 'te-artifacts-')), spec(`${base}/slow/script.sh`), slow.signal);
+    const queued = new AbortController();
+    const waiting = shared.fetch(mkdtempSync(join(tmpdir(), 'te-artifacts-')), spec(`${base}/script.sh`), queued.signal);
+    queued.abort();
+    // Settles while the slow download still holds the only slot (it would hold it for the 10 s timeout).
+    await assert.rejects(waiting, { name: 'AbortError' });
+    slow.abort();
+    await assert.rejects(holding, { name: 'AbortError' });
+  });
+});
+
 describe('completion across restarts', () => {
   test('a complete set is not fetched again', async () => {
     await fetchAll([{ source: `${base}/script.sh` }]);
