@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { credentials } from '@grpc/grpc-js';
 import { pino } from 'pino';
@@ -13,23 +12,12 @@ import { TaskExecutorServiceClient } from '../../gen/taskexecutor/v1/task_execut
 import { type Executor, StartupError, startExecutor } from '../../src/app.js';
 import { apiFor, containerTask, tempDir, terminated, testConfig } from '../support/executor.js';
 import { type FakeCri, startFakeCri } from '../support/fake-cri.js';
+import { capturingLogger } from '../support/log-capture.js';
 import { waitFor } from '../support/wait.js';
 
 const SECRET = 'hunter2-Pa55w0rd';
 const TOKEN = 'id-token-0123456789';
 const b64 = (text: string) => Buffer.from(text).toString('base64');
-
-/** A logger at trace level whose every line is kept, to look for secrets in. */
-function capturingLogger() {
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(chunk.toString());
-      done();
-    },
-  });
-  return { log: pino({ level: 'trace' }, sink), text: () => lines.join('') };
-}
 
 describe('registry credentials for image pulls (--image-pull-config)', () => {
   let cri: FakeCri;
@@ -83,14 +71,14 @@ describe('registry credentials for image pulls (--image-pull-config)', () => {
     assert.equal(request.image?.image, 'busybox:1.36');
     assert.equal(request.auth?.username, 'hubuser');
     assert.equal(request.auth?.password, SECRET);
-    assert.equal(request.auth?.serverAddress, 'docker.io');
+    assert.equal(request.auth?.serverAddress, '');
   });
 
   test('an image on a registry with a port gets that registry\'s username and password, and a token registry its token', async () => {
     const { request } = await pull('ported', 'registry.local:5000/team/app:v1');
     assert.deepEqual(
       { username: request.auth?.username, password: request.auth?.password, server: request.auth?.serverAddress },
-      { username: 'alice', password: SECRET, server: 'registry.local:5000' },
+      { username: 'alice', password: SECRET, server: '' },
     );
     const tokens = await pull('token', 'tokens.example/app');
     assert.equal(tokens.request.auth?.identityToken, TOKEN);

@@ -79,11 +79,20 @@ export function assertStaticBusybox(busybox: string): void {
   }
 }
 
+/** One image as a registry push needs it: its manifest and the blobs it names (config, then layers). */
+export interface ImageParts {
+  mediaType: string;
+  manifest: Buffer;
+  blobs: Buffer[];
+}
+
 export interface BuiltImage {
   tarball: Buffer;
   busybox: string;
   pause: string;
   layerDigest: string;
+  /** The busybox image's parts, for pushing it to a registry (test/support/registry.ts). */
+  busyboxParts: ImageParts;
 }
 
 export function buildBusyboxImage(busybox = '/bin/busybox'): BuiltImage {
@@ -113,6 +122,7 @@ export function buildBusyboxImage(busybox = '/bin/busybox'): BuiltImage {
   };
   const layerDesc = put(layerBlob);
   const arch = ociArch();
+  const parts = new Map<string, ImageParts>();
   const image = (name: string, config: Record<string, unknown>) => {
     const configBlob = Buffer.from(
       JSON.stringify({
@@ -132,6 +142,7 @@ export function buildBusyboxImage(busybox = '/bin/busybox'): BuiltImage {
         layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layerDesc }],
       }),
     );
+    parts.set(name, { mediaType: 'application/vnd.oci.image.manifest.v1+json', manifest, blobs: [configBlob, layerBlob] });
     return {
       mediaType: 'application/vnd.oci.image.manifest.v1+json',
       ...put(manifest),
@@ -151,7 +162,7 @@ export function buildBusyboxImage(busybox = '/bin/busybox'): BuiltImage {
     { name: 'oci-layout', type: 'file', mode: 0o644, data: Buffer.from('{"imageLayoutVersion":"1.0.0"}') },
     { name: 'index.json', type: 'file', mode: 0o644, data: Buffer.from(JSON.stringify(index)) },
   ];
-  return { tarball: tar(layout), busybox: BUSYBOX_IMAGE, pause: PAUSE_IMAGE, layerDigest: layerDesc.digest };
+  return { tarball: tar(layout), busybox: BUSYBOX_IMAGE, pause: PAUSE_IMAGE, layerDigest: layerDesc.digest, busyboxParts: parts.get(BUSYBOX_IMAGE)! };
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -20,16 +20,21 @@ describe('registry credentials from a Docker config.json', () => {
         const found = auth.authFor(image);
         assert.equal(found?.username, 'hub', `${key} for ${image}`);
         assert.equal(found?.password, SECRET);
-        assert.equal(found?.serverAddress, 'docker.io');
+        assert.equal(auth.credentialsFor(image)?.registry, 'docker.io');
       }
       assert.equal(auth.authFor('quay.io/someone/app'), undefined, key);
     }
   });
 
+  test('the AuthConfig names no server address, which containerd would parse as a URL and withhold the credentials from or fail on', () => {
+    const auth = parse({ auths: { '127.0.0.1:5000': { username: 'u', password: 'p' }, 'docker.io': { username: 'h', password: 'p' } } });
+    for (const image of ['127.0.0.1:5000/app', 'busybox']) assert.equal(auth.authFor(image)?.serverAddress, '', image);
+  });
+
   test('a host with a port matches that host and port only; a scheme in the key is ignored', () => {
     const auth = parse({ auths: { 'http://registry.local:5000': { username: 'u', password: 'p' } } });
     assert.equal(auth.authFor('registry.local:5000/team/app:v2')?.username, 'u');
-    assert.equal(auth.authFor('registry.local:5000/app')?.serverAddress, 'registry.local:5000');
+    assert.equal(auth.credentialsFor('registry.local:5000/app')?.registry, 'registry.local:5000');
     assert.equal(auth.authFor('registry.local/team/app'), undefined);
     assert.equal(auth.authFor('registry.local:5001/team/app'), undefined);
     assert.equal(auth.authFor('localhost:5000/app'), undefined);
@@ -69,7 +74,7 @@ describe('registry credentials from a Docker config.json', () => {
       username: 'alice',
       password: `${SECRET}:with:colons`,
       auth: '',
-      serverAddress: 'a.example',
+      serverAddress: '',
       identityToken: '',
       registryToken: '',
     });

@@ -542,9 +542,10 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     { progress, signal }: StartRequest,
   ): Promise<{ reason: string; message: string } | undefined> {
     if (await this.cri.imageStatus(image)) return undefined;
-    const auth = this.options.registryAuth?.authFor(image);
+    const found = this.options.registryAuth?.credentialsFor(image);
+    const auth = found?.auth;
     // Which registry's credentials are used, never what they are.
-    log.info({ image, credentials: auth ? auth.serverAddress : 'none' }, 'pulling image');
+    log.info({ image, credentials: found ? found.registry : 'none' }, 'pulling image');
     const budgetMs = this.options.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS;
     const deadline = Date.now() + budgetMs;
     const deleted = { reason: Reason.Stopped, message: `deleted while its image "${image}" was being pulled` };

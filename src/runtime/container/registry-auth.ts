@@ -112,7 +112,7 @@ export class RegistryAuth {
       const scope = parseRegistryKey(key);
       if (!scope) throw new RegistryAuthError(file, `${where} does not name a registry`);
       if (!isObject(value)) throw new RegistryAuthError(file, `${where} is not an object`);
-      entries.push({ ...scope, auth: credentials(file, where, scope, value) });
+      entries.push({ ...scope, auth: credentials(file, where, value) });
     }
     entries.sort((a, b) => b.path.length - a.path.length);
     return new RegistryAuth(entries);
@@ -123,16 +123,22 @@ export class RegistryAuth {
     return this.entries.map((e) => (e.path ? `${e.host}/${e.path}` : e.host));
   }
 
+  /** The credentials for pulling `image` and the registry they are for (to name in a log), or undefined to pull anonymously. */
+  credentialsFor(image: string): { registry: string; auth: AuthConfig } | undefined {
+    const { host, path } = imageLocation(image);
+    const entry = this.entries.find((e) => e.host === host && (e.path === '' || path === e.path || path.startsWith(`${e.path}/`)));
+    return entry && { registry: entry.host, auth: entry.auth };
+  }
+
   /** The credentials for pulling `image`, or undefined to pull anonymously. */
   authFor(image: string): AuthConfig | undefined {
-    const { host, path } = imageLocation(image);
-    return this.entries.find((e) => e.host === host && (e.path === '' || path === e.path || path.startsWith(`${e.path}/`)))?.auth;
+    return this.credentialsFor(image)?.auth;
   }
 }
 
 const STRING_FIELDS = ['auth', 'username', 'password', 'identitytoken', 'registrytoken', 'email', 'serveraddress'] as const;
 
-function credentials(file: string, where: string, scope: Scope, value: Record<string, unknown>): AuthConfig {
+function credentials(file: string, where: string, value: Record<string, unknown>): AuthConfig {
   const field = (name: (typeof STRING_FIELDS)[number]): string => {
     const v = value[name];
     if (v === undefined || v === null) return '';
@@ -157,7 +163,12 @@ function credentials(file: string, where: string, scope: Scope, value: Record<st
     username,
     password,
     auth: '',
-    serverAddress: scope.host,
+    // Empty, as the kubelet sends it. containerd (1.6 to 2.x) gives the credentials only to a
+    // host equal to url.Parse(serverAddress).Host: a bare "host:port" parses to no host (the
+    // credentials silently withheld) or not at all ("127.0.0.1:5000": the pull fails), and
+    // "docker.io" is never "registry-1.docker.io", the host it talks to. The image's registry
+    // chose these credentials already (credentialsFor), so the runtime need not filter again.
+    serverAddress: '',
     identityToken,
     registryToken,
   };
