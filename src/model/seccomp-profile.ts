@@ -36,7 +36,8 @@ const ARCH_NAME = /^SCMP_ARCH_[A-Z0-9_]{1,32}$/;
 /** --seccomp-profile-root's default: the only place profile files are read from. */
 export const DEFAULT_SECCOMP_PROFILE_ROOT = '/var/lib/task-executor/seccomp';
 
-export const SECCOMP_PROFILE_LIMITS = { bytes: 1024 * 1024, syscalls: 4096, names: 4096 };
+/** names: distinct syscalls (no architecture has 600), so that each option stays far below the kernel's 128 KiB per argument. */
+export const SECCOMP_PROFILE_LIMITS = { bytes: 1024 * 1024, syscalls: 4096, names: 1024 };
 
 /** An action in the supervisor's spelling: allow, errno=N, kill_thread, kill_process, trap, log. */
 export type CompiledAction = string;

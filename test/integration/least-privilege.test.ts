@@ -299,6 +299,15 @@ describe('the supervisor names the privilege a start lacked', { skip }, () => {
     assert.match(exit.startError, /rlimit nofile: Operation not permitted \(raising a hard limit needs CAP_SYS_RESOURCE\)/);
   });
 
+  test('a profile rule naming a syscall libseccomp does not know fails the start, naming it (a file that went bad after Create)', () => {
+    const dir = tempDir('te-privs-shim-');
+    const shim = join(ROOT, 'build', 'task-shim');
+    const result = spawnSync(shim, ['--dir', dir, '--seccomp-default', 'allow', '--seccomp-rule', 'errno=1:mkdir,mkdri', '--', 'true'], { encoding: 'utf8' });
+    assert.equal(result.status, 0, result.stderr);
+    const exit = JSON.parse(readFileSync(join(dir, 'exit.json'), 'utf8'));
+    assert.match(exit.startError, /seccomp profile: unknown syscall "mkdri"/);
+  });
+
   test('a bounding set the supervisor cannot drop (no CAP_SETPCAP) fails the start with a message saying so', () => {
     const dir = tempDir('te-privs-shim-');
     spawnSync('chown', ['65534', dir]);

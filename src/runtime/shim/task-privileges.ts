@@ -4,7 +4,7 @@
 // settings to task-shim (process tasks) or task-privs (sidecar tasks).
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { invalidArgument } from '../../errors.js';
 import { type PrivilegeDefaults, type ProcessPrivileges, describeDefaults, processPrivileges } from '../../model/privileges.js';
@@ -88,7 +88,7 @@ export class TaskPrivileges {
     const unknown = await this.unknownSyscalls(profile);
     if (unknown.length > 0) {
       throw invalidArgument(
-        `${at}: seccomp profile ${wanted.localhostProfile}: unknown syscall ${unknown.slice(0, 5).map((n) => JSON.stringify(n)).join(', ')}${unknown.length > 5 ? ` and ${unknown.length - 5} more` : ''} (this node's libseccomp knows no such name)`,
+        `${at}: seccomp profile ${resolve(this.profileRoot, wanted.localhostProfile ?? '')}: unknown syscall ${unknown.slice(0, 5).map((n) => JSON.stringify(n)).join(', ')}${unknown.length > 5 ? ` and ${unknown.length - 5} more` : ''} (this node's libseccomp knows no such name)`,
       );
     }
   }
@@ -97,7 +97,12 @@ export class TaskPrivileges {
     const { shimPath } = this.options;
     const names = [...new Set(profile.rules.flatMap((r) => r.names))].filter((n) => !this.knownSyscalls.has(n));
     if (!shimPath || names.length === 0) return [];
-    const { stdout } = await promisify(execFile)(shimPath, ['--seccomp-names', names.join(',')], { timeout: 10_000 });
+    let stdout: string;
+    try {
+      ({ stdout } = await promisify(execFile)(shimPath, ['--seccomp-names', names.join(',')], { timeout: 10_000 }));
+    } catch {
+      return []; // The start checks them too, and fails naming an unknown one.
+    }
     const unknown = new Set(stdout.split('\n').filter(Boolean));
     for (const name of names) if (!unknown.has(name)) this.knownSyscalls.add(name);
     return names.filter((n) => unknown.has(n));
