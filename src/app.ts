@@ -81,7 +81,7 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
   }
   const store = new TaskStore(dataDir, log.child({ component: 'store' }));
   // Least privilege for process and sidecar tasks: the defaults, and what this shim build can apply.
-  const privileges = TaskPrivileges.forShim(shimPath, { capabilities: config.taskCapabilities, seccomp: config.taskSeccomp });
+  const privileges = TaskPrivileges.forShim(shimPath, { capabilities: config.taskCapabilities, seccomp: config.taskSeccomp }, config.seccompProfileRoot);
   const described = privileges.describe();
   log.info({ taskCapabilities: config.taskCapabilities, taskSeccomp: config.taskSeccomp }, described.message);
   for (const missing of described.missing) log.warn(`task privileges: ${missing}`);

@@ -3,6 +3,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { DEFAULT_SECCOMP_PROFILE_ROOT } from './model/seccomp-profile.js';
 import { METRICS_AUTH_MODES, type MetricsAuth } from './security.js';
 import { parseDuration } from './util/duration.js';
 import { parseSignal } from './util/signals.js';
@@ -65,6 +66,8 @@ export interface Config {
   taskCapabilities: 'default' | 'all';
   /** Seccomp of process and sidecar tasks without a profile of their own, and of container tasks: "default" or "unconfined". */
   taskSeccomp: 'default' | 'unconfined';
+  /** Where process and sidecar tasks' LOCALHOST seccomp profiles are read from (a relative localhostProfile is under it). */
+  seccompProfileRoot: string;
   /** Artifacts: largest download, and most bytes one archive unpacks to. */
   artifactMaxBytes: number;
   /** Artifacts: most entries one archive may hold. */
@@ -316,6 +319,18 @@ function program(): Command {
         .default('default'),
     )
     .addOption(
+      new Option(
+        '--seccomp-profile-root <dir>',
+        'process and sidecar tasks\' SECCOMP_PROFILE_TYPE_LOCALHOST profiles are read from this directory only (a relative localhostProfile is under it), as the kubelet\'s',
+      )
+        .env('SECCOMP_PROFILE_ROOT')
+        .argParser((dir: string) => {
+          if (!dir.startsWith('/')) throw new InvalidArgumentError(`must be an absolute path; got ${JSON.stringify(dir)}`);
+          return dir;
+        })
+        .default(DEFAULT_SECCOMP_PROFILE_ROOT),
+    )
+    .addOption(
       new Option('--artifact-max-bytes <bytes>', "artifacts: largest download, and most bytes one archive may unpack to; more fails the task (ArtifactFetchFailed)")
         .env('ARTIFACT_MAX_BYTES')
         .argParser(positiveInt(1))
@@ -394,6 +409,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       shimPath: o.shimPath,
       taskCapabilities: o.taskCapabilities,
       taskSeccomp: o.taskSeccomp,
+      seccompProfileRoot: o.seccompProfileRoot,
       artifactMaxBytes: o.artifactMaxBytes,
       artifactMaxEntries: o.artifactMaxEntries,
       artifactFetchTimeoutMs: o.artifactFetchTimeout,

@@ -202,6 +202,7 @@ export class TaskManager {
   async create(name: string, spec: TaskSpec | undefined): Promise<TaskRecord> {
     validateName(name, 'task.name');
     validateSpec(spec, 'task.spec');
+    await this.options.runtimes.check([{ spec, field: 'task.spec' }]);
     const { record, launched } = await this.admission.runExclusive(async () => {
       const existing = this.tasks.get(name);
       if (existing) {
@@ -255,6 +256,8 @@ export class TaskManager {
       if (seen.has(task.name)) throw invalidArgument(`tasks[${i}].name "${task.name}" appears more than once`);
       seen.add(task.name);
     });
+    // Only the new tasks' (an existing task's spec was checked when it was created).
+    await this.options.runtimes.check(desired.flatMap((task, i) => (this.tasks.has(task.name) ? [] : [{ spec: task.spec!, field: `tasks[${i}].spec` }])));
     const created = await this.admission.runExclusive(async () => {
       const conflicts = desired.filter((task) => {
         const existing = this.tasks.get(task.name);

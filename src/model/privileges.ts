@@ -44,7 +44,9 @@ export interface ProcessPrivileges {
   /** The capabilities kept (bounding, permitted, effective), sorted by number; undefined: left as they are. */
   capabilities?: string[];
   noNewPrivileges: boolean;
-  seccomp: 'default' | 'unconfined';
+  /** localhost: the profile file localhostProfile names (src/runtime/shim/seccomp-profiles.ts). */
+  seccomp: 'default' | 'unconfined' | 'localhost';
+  localhostProfile?: string;
   rlimits: Rlimit[];
 }
 
@@ -82,15 +84,14 @@ export function validateSecurityContext(spec: TaskSpec, field: string): void {
       throw invalidArgument(`${at}.type has an unknown value; use SECCOMP_PROFILE_TYPE_RUNTIME_DEFAULT, _UNCONFINED or _LOCALHOST`);
     }
     if (seccomp.type === 'Localhost') {
-      if (!spec.container) {
-        throw invalidArgument(
-          `${at}.type SECCOMP_PROFILE_TYPE_LOCALHOST is for container tasks only; process tasks take RUNTIME_DEFAULT or UNCONFINED`,
-        );
+      const path = seccomp.localhostProfile ?? '';
+      if (spec.container && !path.startsWith('/')) {
+        throw invalidArgument(`${at}.localhostProfile must be the absolute path of a profile file on the node (container tasks)`);
       }
-      if (!seccomp.localhostProfile?.startsWith('/')) {
-        throw invalidArgument(`${at}.localhostProfile must be the absolute path of a profile file on the node`);
+      if (!path) {
+        throw invalidArgument(`${at}.localhostProfile is required with SECCOMP_PROFILE_TYPE_LOCALHOST: a profile file, relative to the executor's --seccomp-profile-root`);
       }
-      if (seccomp.localhostProfile.length > 4096 || seccomp.localhostProfile.includes('\0')) {
+      if (path.length > 4096 || path.includes('\0')) {
         throw invalidArgument(`${at}.localhostProfile must be at most 4096 bytes without NUL bytes`);
       }
     } else if (seccomp.localhostProfile) {
@@ -143,11 +144,12 @@ export function processPrivileges(ctx: SecurityContext | undefined, defaults: Pr
     capabilities = ALL_CAPABILITIES.filter((name) => kept.has(name));
   }
   const type = ctx?.seccompProfile?.type;
-  const seccomp = type === 'Unconfined' ? 'unconfined' : type === 'RuntimeDefault' ? 'default' : defaults.seccomp;
+  const seccomp = type === 'Unconfined' ? 'unconfined' : type === 'RuntimeDefault' ? 'default' : type === 'Localhost' ? 'localhost' : defaults.seccomp;
   return {
     ...(capabilities ? { capabilities } : {}),
     noNewPrivileges: ctx?.noNewPrivileges ?? false,
     seccomp,
+    ...(seccomp === 'localhost' ? { localhostProfile: ctx?.seccompProfile?.localhostProfile ?? '' } : {}),
     rlimits: ctx?.rlimits ?? [],
   };
 }

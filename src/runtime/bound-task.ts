@@ -42,6 +42,8 @@ export interface TaskLocation {
 export interface Backend {
   readonly name: string;
   accepts(spec: TaskSpec): boolean;
+  /** See TaskRuntime.check; resolves at once for a backend without one. */
+  check(spec: TaskSpec, field: string): Promise<void>;
   start(request: StartRequest): Promise<Launched>;
   /** See TaskRuntime.recover; undefined when the backend cannot recover unrecorded starts. */
   recover(request: StartRequest): Promise<Launched | undefined>;
@@ -96,6 +98,7 @@ export function backendOf<H>(runtime: TaskRuntime<H>): Backend {
   return {
     name: runtime.name,
     accepts: (spec) => runtime.accepts(spec),
+    check: async (spec, field) => runtime.check?.(spec, field),
     start: async ({ admitted, ...request }) => {
       if (admitted && !runtime.startsBeforeAdmitted) {
         // This runtime cannot hold a prepared task back: it starts once the record is written.

@@ -39,6 +39,14 @@ export class RuntimeRegistry {
     throw failedPrecondition(`this executor cannot run ${kind} tasks: ${hint?.reason ?? 'no backend accepts them'}`);
   }
 
+  /**
+   * The checks of the backend a new task would get (TaskRuntime.check), for
+   * each spec with its field; none when no backend accepts it (forSpec says so).
+   */
+  async check(specs: readonly { spec: TaskSpec; field: string }[]): Promise<void> {
+    for (const { spec, field } of specs) await this.backends.find((b) => b.accepts(spec))?.check(spec, field);
+  }
+
   /** Every enabled backend. */
   all(): readonly Backend[] {
     return this.backends;

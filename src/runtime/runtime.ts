@@ -121,6 +121,12 @@ export interface TaskRuntime<H = unknown> {
   decodeHandle(raw: unknown, version: number): H;
   accepts(spec: TaskSpec): boolean;
   /**
+   * Checks, before a task is admitted, what only this backend on this node can
+   * (e.g. that a file the spec names is there and readable): throws
+   * INVALID_ARGUMENT naming the field under `field` (the spec's). Optional.
+   */
+  check?(spec: TaskSpec, field: string): Promise<void>;
+  /**
    * start() honours StartRequest.admitted: it gets ready while the task's
    * record is written (so a Create's two slow steps overlap) and lets the
    * task run only once it is.

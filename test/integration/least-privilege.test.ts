@@ -6,9 +6,10 @@
 // Needs root (tests run as root here) and util-linux.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { status, type ServiceError } from '@grpc/grpc-js';
 import { ContainerSpec, SeccompProfileType, type SecurityContext, TaskSpec } from '../../gen/taskexecutor/v1/task.js';
 import type { Config } from '../../src/config.js';
 import { DEFAULT_CAPABILITIES, ALL_CAPABILITIES } from '../../src/model/privileges.js';
@@ -40,6 +41,45 @@ async function run(te: TestExecutor, name: string, script: string, securityConte
 }
 
 const STATUS = 'cat /proc/self/status';
+
+/** A profile root with these profile files (name -> the profile as JSON), for --seccomp-profile-root. */
+function profileRoot(files: Record<string, unknown>): string {
+  const root = join(tempDir('te-seccomp-'), 'profiles');
+  mkdirSync(root);
+  for (const [name, profile] of Object.entries(files)) writeFileSync(join(root, name), typeof profile === 'string' ? profile : JSON.stringify(profile));
+  return root;
+}
+const localhost = (localhostProfile: string): Partial<SecurityContext> => ({
+  seccompProfile: { type: SeccompProfileType.SECCOMP_PROFILE_TYPE_LOCALHOST, localhostProfile },
+});
+const DENY_MKDIR = {
+  defaultAction: 'SCMP_ACT_ALLOW',
+  architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'],
+  syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }],
+};
+/** What sh, cat, echo and the supervisor's last steps (capset, prctl, execve) need, and mkdir does not get. */
+const ALLOWED = [
+  'read', 'write', 'open', 'openat', 'close', 'stat', 'fstat', 'lstat', 'newfstatat', 'statx', 'poll', 'ppoll', 'lseek',
+  'mmap', 'mprotect', 'munmap', 'brk', 'rt_sigaction', 'rt_sigprocmask', 'rt_sigreturn', 'ioctl', 'pread64', 'pwrite64',
+  'readv', 'writev', 'access', 'faccessat', 'faccessat2', 'pipe', 'pipe2', 'select', 'pselect6', 'sched_yield', 'mremap',
+  'madvise', 'dup', 'dup2', 'dup3', 'nanosleep', 'clock_nanosleep', 'getpid', 'clone', 'fork', 'vfork', 'execve',
+  'execveat', 'exit', 'exit_group', 'wait4', 'waitid', 'kill', 'uname', 'fcntl', 'flock', 'fsync', 'getcwd', 'chdir',
+  'fchdir', 'readlink', 'readlinkat', 'umask', 'gettimeofday', 'getrlimit', 'prlimit64', 'getrusage', 'sysinfo', 'getuid',
+  'getgid', 'geteuid', 'getegid', 'setuid', 'setgid', 'setgroups', 'getgroups', 'setpgid', 'getppid', 'getpgrp', 'setsid',
+  'getpgid', 'getsid', 'capget', 'capset', 'prctl', 'arch_prctl', 'set_tid_address', 'set_robust_list', 'rseq', 'futex',
+  'getrandom', 'clock_gettime', 'clock_getres', 'time', 'getdents', 'getdents64', 'sigaltstack', 'statfs', 'fstatfs',
+  'getpriority', 'sched_getaffinity', 'tgkill', 'gettid', 'fadvise64', 'mincore', 'membarrier',
+];
+/** An allowlist (defaultAction ERRNO, EACCES) that lacks mkdir, and one that also lacks execve. */
+const ALLOWLIST = (without: string[] = []) => ({
+  defaultAction: 'SCMP_ACT_ERRNO',
+  defaultErrnoRet: 13,
+  syscalls: [
+    { names: ALLOWED.filter((n) => !without.includes(n)), action: 'SCMP_ACT_ALLOW' },
+    // As Docker's profile: ENOSYS, so that libc falls back to clone.
+    { names: ['clone3'], action: 'SCMP_ACT_ERRNO', errnoRet: 38 },
+  ],
+});
 const DEFAULT_MASK = mask(DEFAULT_CAPABILITIES);
 
 /** A static i386 program that exits with 7 (built with binutils), or undefined where that cannot run. */
@@ -68,7 +108,7 @@ function backendSuite(backend: 'process' | 'sidecar') {
     let full: TestExecutor;
     before(async () => {
       if (backend === 'sidecar') await startMainContainer({ name: mainName });
-      te = await startTestExecutor(await overrides({}));
+      te = await startTestExecutor(await overrides({ seccompProfileRoot: profileRoot({ 'deny-mkdir.json': DENY_MKDIR }) }));
       full = await startTestExecutor(await overrides({ taskCapabilities: 'all', taskSeccomp: 'unconfined' }));
     });
     after(async () => {
@@ -115,6 +155,21 @@ function backendSuite(backend: 'process' | 'sidecar') {
       if (!program) return t.skip('no as/ld for i386, or no IA32 emulation in this kernel');
       const { end } = await run(te, 'i386', program);
       assert.deepEqual([end.exitCode, end.signal], [7, 0], end.message);
+    });
+
+    test('a LOCALHOST profile file that denies mkdir with EPERM (errnoRet): mkdir fails, the rest of the task runs', async () => {
+      const { end, out } = await run(
+        te,
+        'profile-mkdir',
+        'd=/tmp/te-seccomp-$$; mkdir "$d" && echo MADE; echo "rc=$?"; grep Seccomp: /proc/self/status; rmdir "$d" 2>/dev/null; echo done',
+        localhost('deny-mkdir.json'),
+      );
+      assert.equal(end.reason, 'Succeeded', end.message);
+      assert.match(out, /mkdir: .*Operation not permitted/);
+      assert.doesNotMatch(out, /MADE/);
+      assert.match(out, /^rc=1$/m);
+      assert.match(out, /^Seccomp:\s+2$/m);
+      assert.match(out, /^done$/m);
     });
 
     test('noNewPrivileges sets NoNewPrivs', async () => {
@@ -173,6 +228,62 @@ function backendSuite(backend: 'process' | 'sidecar') {
 backendSuite('process');
 backendSuite('sidecar');
 
+describe('seccomp profile files, process backend', { skip }, () => {
+  let te: TestExecutor;
+  let root: string;
+  before(async () => {
+    root = profileRoot({
+      'allowlist.json': ALLOWLIST(['mkdir', 'mkdirat']),
+      'no-execve.json': ALLOWLIST(['mkdir', 'mkdirat', 'execve', 'execveat']),
+      'bad.json': '{"defaultAction": "SCMP_ACT_ALLOW", ',
+      'bad-action.json': { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_DENY' }] },
+      'bad-name.json': { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir', 'mkdri'], action: 'SCMP_ACT_ERRNO' }] },
+      'args.json': { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['personality'], action: 'SCMP_ACT_ERRNO', args: [{ index: 0, value: 8, op: 'SCMP_CMP_EQ' }] }] },
+    });
+    writeFileSync(join(root, '..', 'outside.json'), JSON.stringify(DENY_MKDIR));
+    te = await startTestExecutor({ seccompProfileRoot: root });
+  });
+  after(async () => {
+    await te?.close();
+  });
+
+  test('an allowlist (defaultAction SCMP_ACT_ERRNO) runs the program; what it lacks fails with defaultErrnoRet', async () => {
+    const { end, out } = await run(te, 'allowlist', 'echo hello; mkdir /tmp/te-seccomp-$$ && echo MADE; echo "rc=$?"', localhost('allowlist.json'));
+    assert.equal(end.reason, 'Succeeded', end.message);
+    assert.match(out, /^hello$/m);
+    assert.match(out, /mkdir: .*Permission denied/, 'errno 13 (EACCES), the profile\'s defaultErrnoRet');
+    assert.match(out, /^rc=1$/m);
+  });
+
+  test('an allowlist without execve: the start fails, saying the program could not be executed', async () => {
+    const { end } = await run(te, 'no-execve', 'echo never', localhost('no-execve.json'));
+    assert.equal(end.reason, 'ProcessStartFailed');
+    assert.match(end.message, /exec sh: Permission denied/);
+  });
+
+  test('a bad profile file is INVALID_ARGUMENT at Create, naming the field, the file and the problem', async () => {
+    const field = /^task\.spec\.securityContext\.seccompProfile\.localhostProfile/;
+    const cases: [string, RegExp][] = [
+      ['missing.json', /cannot read seccomp profile .*\/profiles\/missing\.json: no such file/],
+      ['bad.json', /seccomp profile .*bad\.json: is not valid JSON/],
+      ['bad-action.json', /syscalls\[0\] \(mkdir\)\.action: "SCMP_ACT_DENY" is not a supported action; use one of SCMP_ACT_ALLOW/],
+      ['bad-name.json', /unknown syscall "mkdri" \(this node's libseccomp knows no such name\)/],
+      ['args.json', /syscalls\[0\] \(personality\): has "args" conditions, which process and sidecar tasks do not support/],
+      ['../outside.json', /"\.\.\/outside\.json" is outside the seccomp profile root .*--seccomp-profile-root/],
+    ];
+    for (const [file, message] of cases) {
+      await assert.rejects(te.api.createTask({ task: shell(`bad-${cases.findIndex((c) => c[0] === file)}`, 'true', {}, { securityContext: localhost(file) as SecurityContext }) }), (error: ServiceError) => {
+        assert.equal(error.code, status.INVALID_ARGUMENT, `${file}: ${error.details}`);
+        assert.match(error.details, field);
+        assert.match(error.details, message);
+        return true;
+      });
+    }
+    const names = (await te.api.listTasks()).tasks.map((t) => t.name);
+    assert.deepEqual(names.filter((n) => n.startsWith('bad-')), [], 'nothing was created for the bad ones');
+  });
+});
+
 describe('the supervisor names the privilege a start lacked', { skip }, () => {
   test('raising a hard rlimit without CAP_SYS_RESOURCE fails the start with a message saying so', () => {
     const dir = tempDir('te-privs-shim-');
@@ -186,6 +297,15 @@ describe('the supervisor names the privilege a start lacked', { skip }, () => {
     const exit = JSON.parse(readFileSync(join(dir, 'exit.json'), 'utf8'));
     assert.equal(exit.exitCode, 1);
     assert.match(exit.startError, /rlimit nofile: Operation not permitted \(raising a hard limit needs CAP_SYS_RESOURCE\)/);
+  });
+
+  test('a profile rule naming a syscall libseccomp does not know fails the start, naming it (a file that went bad after Create)', () => {
+    const dir = tempDir('te-privs-shim-');
+    const shim = join(ROOT, 'build', 'task-shim');
+    const result = spawnSync(shim, ['--dir', dir, '--seccomp-default', 'allow', '--seccomp-rule', 'errno=1:mkdir,mkdri', '--', 'true'], { encoding: 'utf8' });
+    assert.equal(result.status, 0, result.stderr);
+    const exit = JSON.parse(readFileSync(join(dir, 'exit.json'), 'utf8'));
+    assert.match(exit.startError, /seccomp profile: unknown syscall "mkdri"/);
   });
 
   test('a bounding set the supervisor cannot drop (no CAP_SETPCAP) fails the start with a message saying so', () => {

@@ -65,11 +65,13 @@ describe('security context validation', () => {
     );
   });
 
-  test('a Localhost seccomp profile is for container tasks, with an absolute path; a path needs that type', () => {
+  test('a Localhost seccomp profile needs a path (absolute for container tasks, also relative for process tasks); a path needs that type', () => {
     validateSpec(containerSpec({ seccompProfile: { type: 'Localhost', localhostProfile: '/etc/seccomp/p.json' } }));
+    validateSpec(processSpec({ seccompProfile: { type: 'Localhost', localhostProfile: 'p.json' } }));
+    validateSpec(processSpec({ seccompProfile: { type: 'Localhost', localhostProfile: '/var/lib/task-executor/seccomp/p.json' } }));
     assert.throws(
-      () => validateSpec(processSpec({ seccompProfile: { type: 'Localhost', localhostProfile: '/p.json' } })),
-      invalid(/seccompProfile\.type SECCOMP_PROFILE_TYPE_LOCALHOST is for container tasks only/),
+      () => validateSpec(processSpec({ seccompProfile: { type: 'Localhost', localhostProfile: '' } })),
+      invalid(/seccompProfile\.localhostProfile is required with SECCOMP_PROFILE_TYPE_LOCALHOST/),
     );
     assert.throws(
       () => validateSpec(containerSpec({ seccompProfile: { type: 'Localhost', localhostProfile: 'p.json' } })),
@@ -113,14 +115,14 @@ describe('what a process task runs with', () => {
   });
 
   test('the supervisor gets options for what it can apply, and warnings for what it cannot', () => {
-    const features = { capabilities: true, seccomp: true };
+    const features = { capabilities: true, seccomp: true, seccompProfiles: true };
     const ctx: SecurityContext = { noNewPrivileges: true, rlimits: [{ name: 'nofile', soft: 10, hard: -1 }], capabilities: { add: [], drop: ['ALL'] } };
     const full = new TaskPrivileges({ defaults: DEFAULT_PRIVILEGES, features, root: true });
     assert.deepEqual(full.args(ctx), {
       args: ['--caps', '', '--seccomp', 'default', '--no-new-privs', '1', '--rlimit', 'nofile=10:unlimited'],
       warnings: [],
     });
-    const bare = new TaskPrivileges({ defaults: DEFAULT_PRIVILEGES, features: { capabilities: false, seccomp: false }, root: true });
+    const bare = new TaskPrivileges({ defaults: DEFAULT_PRIVILEGES, features: { capabilities: false, seccomp: false, seccompProfiles: false }, root: true });
     const { args, warnings } = bare.args(undefined);
     assert.deepEqual(args, []);
     assert.match(warnings.join('\n'), /capabilities were not limited: .*libcap-ng-dev/);

@@ -28,8 +28,9 @@ export enum SeccompProfileType {
   /** SECCOMP_PROFILE_TYPE_UNCONFINED - No seccomp filter. */
   SECCOMP_PROFILE_TYPE_UNCONFINED = 2,
   /**
-   * SECCOMP_PROFILE_TYPE_LOCALHOST - A profile file on the node (localhost_profile). Container tasks only;
-   * INVALID_ARGUMENT for process tasks.
+   * SECCOMP_PROFILE_TYPE_LOCALHOST - A profile file on the node (localhost_profile): for container tasks read
+   * by the container runtime, for process and sidecar tasks by the executor
+   * from under its --seccomp-profile-root.
    */
   SECCOMP_PROFILE_TYPE_LOCALHOST = 3,
   UNRECOGNIZED = -1,
@@ -362,10 +363,30 @@ export interface SeccompProfile {
    */
   type: SeccompProfileType;
   /**
-   * With SECCOMP_PROFILE_TYPE_LOCALHOST only, and then required: the
-   * absolute path of a profile file on the node, handed to the container
-   * runtime as is (CRI localhost_ref). Any other combination is
-   * INVALID_ARGUMENT.
+   * With SECCOMP_PROFILE_TYPE_LOCALHOST only, and then required; any other
+   * combination is INVALID_ARGUMENT. At most 4096 bytes, no NUL.
+   * Container tasks: the absolute path of a profile file on the node,
+   * handed to the container runtime as is (CRI localhost_ref).
+   * Process and sidecar tasks: a path relative to the executor's
+   * --seccomp-profile-root (default /var/lib/task-executor/seccomp), or an
+   * absolute one inside it; the file (symlinks resolved) must lie inside
+   * the root. The file is in the OCI/Docker seccomp JSON format
+   * (defaultAction, defaultErrnoRet, architectures, syscalls [{names,
+   * action, errnoRet}]) without "args" conditions, Docker's
+   * "includes"/"excludes", "flags" or "listenerPath"; actions
+   * SCMP_ACT_ALLOW, SCMP_ACT_ERRNO (errnoRet, default EPERM),
+   * SCMP_ACT_KILL, SCMP_ACT_KILL_THREAD, SCMP_ACT_KILL_PROCESS,
+   * SCMP_ACT_TRAP, SCMP_ACT_LOG. The filter covers the native and compat
+   * architectures whatever "architectures" says. Create reads and checks it:
+   * a file outside the root, missing or unreadable, bad JSON, an unknown or
+   * unsupported field or action, a rule with args, a syscall given two
+   * actions, or a syscall name this node's libseccomp does not know is
+   * INVALID_ARGUMENT naming the file and the place in it. Each start reads
+   * the file again; if it went bad meanwhile the task ends with reason
+   * ProcessStartFailed and the same message. The supervisor loads the filter
+   * before it changes identity and execs the program, so a profile that
+   * denies execve (or setuid, setgid, capset, prctl when used) makes the
+   * start fail (ProcessStartFailed naming the call's error).
    */
   localhostProfile: string;
 }

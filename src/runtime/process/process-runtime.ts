@@ -110,6 +110,11 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     return spec.process !== undefined;
   }
 
+  /** A LOCALHOST seccomp profile's file (TaskPrivileges.check). */
+  async check(spec: TaskSpec, field: string): Promise<void> {
+    await this.options.privileges?.check(spec.securityContext, `${field}.securityContext`);
+  }
+
   /** The shim gets ready (exec, records reserved, logs opened) while the task's record is written; see launch. */
   readonly startsBeforeAdmitted = true;
 

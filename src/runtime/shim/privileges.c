@@ -1,6 +1,6 @@
 /*
  * privileges: capabilities (libcap-ng), no_new_privs (prctl), the default seccomp profile
- * (libseccomp) and rlimits for a task, applied between fork and exec. See privileges.h.
+ * or a profile file's filter (libseccomp) and rlimits for a task, applied between fork and exec. See privileges.h.
  * HAVE_CAPNG and HAVE_SECCOMP are set by scripts/build-shim.mjs when the headers exist
  * (Debian: libcap-ng-dev, libseccomp-dev); without one, asking for its feature is an error
  * naming the package, and --features leaves it out so the executor can say so at start-up.
@@ -100,8 +100,68 @@ static int parse_caps(struct privileges *p, const char *val, char *err, size_t e
 #endif
 }
 
+#ifdef HAVE_SECCOMP
+/* An action of --seccomp-default / --seccomp-rule, the first len bytes of s: 0, or -1. */
+static int parse_action(const char *s, size_t len, uint32_t *out) {
+  char buf[32];
+  if (len >= sizeof buf) return -1;
+  memcpy(buf, s, len);
+  buf[len] = 0;
+  if (strncmp(buf, "errno=", 6) == 0) {
+    char *end;
+    if (buf[6] < '0' || buf[6] > '9') return -1;
+    unsigned long v = strtoul(buf + 6, &end, 10);
+    if (*end || v > 4095) return -1;
+    *out = SCMP_ACT_ERRNO((uint32_t)v);
+    return 0;
+  }
+  static const struct { const char *name; uint32_t action; } actions[] = {
+    {"allow", SCMP_ACT_ALLOW}, {"kill_thread", SCMP_ACT_KILL}, {"trap", SCMP_ACT_TRAP},
+#ifdef SCMP_ACT_KILL_PROCESS
+    {"kill_process", SCMP_ACT_KILL_PROCESS},
+#endif
+#ifdef SCMP_ACT_LOG
+    {"log", SCMP_ACT_LOG},
+#endif
+  };
+  for (size_t k = 0; k < sizeof actions / sizeof *actions; k++)
+    if (strcmp(buf, actions[k].name) == 0) {
+      *out = actions[k].action;
+      return 0;
+    }
+  return -1;
+}
+#endif
+
+static int parse_profile_option(struct privileges *p, const char *opt, const char *val, char *err, size_t errlen) {
+#ifdef HAVE_SECCOMP
+  uint32_t action;
+  if (strcmp(opt, "--seccomp-default") == 0) {
+    if (parse_action(val, strlen(val), &action) != 0) {
+      snprintf(err, errlen, "--seccomp-default: unknown action \"%s\" (allow, errno=N, kill_thread, kill_process, trap, log)", val);
+      return -1;
+    }
+    p->profile_default = val;
+    return 1;
+  }
+  const char *colon = strchr(val, ':');
+  if (!colon || parse_action(val, (size_t)(colon - val), &action) != 0 || !colon[1] || p->nrules >= PRIV_MAX_SECCOMP_RULES) {
+    snprintf(err, errlen, "--seccomp-rule must be ACTION:NAME,NAME,... (at most %d), got \"%.100s\"", PRIV_MAX_SECCOMP_RULES, val);
+    return -1;
+  }
+  p->rules[p->nrules++] = val;
+  return 1;
+#else
+  (void)p;
+  (void)val;
+  snprintf(err, errlen, "%s: this task-shim was built without libseccomp (Debian: apt-get install libseccomp-dev, then npm run build:shim -- --force)", opt);
+  return -1;
+#endif
+}
+
 int privileges_option(struct privileges *p, const char *opt, const char *val, char *err, size_t errlen) {
   if (strcmp(opt, "--caps") == 0) return parse_caps(p, val, err, errlen);
+  if (strcmp(opt, "--seccomp-default") == 0 || strcmp(opt, "--seccomp-rule") == 0) return parse_profile_option(p, opt, val, err, errlen);
   if (strcmp(opt, "--rlimit") == 0) return parse_rlimit(p, val, err, errlen);
   if (strcmp(opt, "--no-new-privs") == 0) {
     if (strcmp(val, "0") && strcmp(val, "1")) {
@@ -158,13 +218,10 @@ static const char *const denied[] = {
   "vm86", "vm86old",
 };
 
-static int load_default_profile(char *msg, size_t n) {
-  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
-  if (!ctx) {
-    snprintf(msg, n, "seccomp: cannot create a filter");
-    return -1;
-  }
-  int rc = 0;
+/* A filter with this default action for the native architecture and its compat ones. */
+static scmp_filter_ctx new_filter(uint32_t default_action) {
+  scmp_filter_ctx ctx = seccomp_init(default_action);
+  if (!ctx) return NULL;
   /* The compat architectures too, as Docker does: without them a 32-bit program (x86 on x86-64,
    * arm on aarch64) would be killed by the filter's bad-architecture action at its first call. */
   uint32_t native = seccomp_arch_native();
@@ -181,6 +238,33 @@ static int load_default_profile(char *msg, size_t n) {
   /* The kernel's errno rather than libseccomp's generic -ECANCELED. */
   seccomp_attr_set(ctx, SCMP_FLTATR_API_SYSRAWRC, 1);
 #endif
+  return ctx;
+}
+
+/* Loads and releases ctx; what: "the default profile", "the profile", for messages. */
+static int load_filter(scmp_filter_ctx ctx, const char *what, char *msg, size_t n) {
+  int rc = seccomp_load(ctx);
+  if (rc == -EACCES || rc == -EPERM || rc == -ECANCELED) {
+    /* No CAP_SYS_ADMIN (an executor that is not root): the kernel only takes a filter
+     * from a process with no_new_privs, as Docker's rootless mode does. */
+    seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 1);
+    rc = seccomp_load(ctx);
+  }
+  seccomp_release(ctx);
+  if (rc) {
+    snprintf(msg, n, "seccomp: cannot load %s: %s%s", what, strerror(-rc), privilege_hint(-rc, "seccomp"));
+    return -1;
+  }
+  return 0;
+}
+
+static int load_default_profile(char *msg, size_t n) {
+  scmp_filter_ctx ctx = new_filter(SCMP_ACT_ALLOW);
+  if (!ctx) {
+    snprintf(msg, n, "seccomp: cannot create a filter");
+    return -1;
+  }
+  int rc = 0;
   for (size_t k = 0; !rc && k < sizeof denied / sizeof *denied; k++) {
     int nr = seccomp_syscall_resolve_name(denied[k]);
     if (nr != __NR_SCMP_ERROR) rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
@@ -198,19 +282,47 @@ static int load_default_profile(char *msg, size_t n) {
     snprintf(msg, n, "seccomp: cannot build the default profile: %s", strerror(-rc));
     return -1;
   }
-  rc = seccomp_load(ctx);
-  if (rc == -EACCES || rc == -EPERM || rc == -ECANCELED) {
-    /* No CAP_SYS_ADMIN (an executor that is not root): the kernel only takes a filter
-     * from a process with no_new_privs, as Docker's rootless mode does. */
-    seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 1);
-    rc = seccomp_load(ctx);
-  }
-  seccomp_release(ctx);
-  if (rc) {
-    snprintf(msg, n, "seccomp: cannot load the default profile: %s%s", strerror(-rc), privilege_hint(-rc, "seccomp"));
+  return load_filter(ctx, "the default profile", msg, n);
+}
+
+/* A profile file's filter (--seccomp-default, --seccomp-rule; checked when parsed). A name
+ * libseccomp knows for another architecture only (e.g. arm_fadvise64_64 on x86-64) resolves
+ * to a pseudo number that the rule applies where it exists, as runc does; one it does not
+ * know at all (a typo, or a call newer than this libseccomp) fails the start, named. */
+static int load_profile(const struct privileges *p, char *msg, size_t n) {
+  uint32_t action;
+  parse_action(p->profile_default, strlen(p->profile_default), &action);
+  scmp_filter_ctx ctx = new_filter(action);
+  if (!ctx) {
+    snprintf(msg, n, "seccomp: cannot create a filter (default action %s)", p->profile_default);
     return -1;
   }
-  return 0;
+  for (int r = 0; r < p->nrules; r++) {
+    const char *colon = strchr(p->rules[r], ':');
+    parse_action(p->rules[r], (size_t)(colon - p->rules[r]), &action);
+    char *names = strdup(colon + 1), *save = NULL;
+    if (!names) {
+      seccomp_release(ctx);
+      snprintf(msg, n, "seccomp: out of memory");
+      return -1;
+    }
+    for (char *name = strtok_r(names, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+      int nr = seccomp_syscall_resolve_name(name), rc = 0;
+      if (nr == __NR_SCMP_ERROR) {
+        snprintf(msg, n, "seccomp profile: unknown syscall \"%.64s\" (libseccomp %u.%u.%u knows no such name)", name,
+                 seccomp_version()->major, seccomp_version()->minor, seccomp_version()->micro);
+      } else if ((rc = seccomp_rule_add(ctx, action, nr, 0)) != 0) {
+        snprintf(msg, n, "seccomp profile: cannot add the rule for %.64s: %s", name, strerror(-rc));
+      }
+      if (nr == __NR_SCMP_ERROR || rc) {
+        free(names);
+        seccomp_release(ctx);
+        return -1;
+      }
+    }
+    free(names);
+  }
+  return load_filter(ctx, "the profile", msg, n);
 }
 #endif
 
@@ -239,7 +351,7 @@ int privileges_before_identity(const struct privileges *p, char *msg, size_t n) 
   }
 #endif
 #ifdef HAVE_SECCOMP
-  if (p->seccomp_default && load_default_profile(msg, n) != 0) return -1;
+  if (p->profile_default ? load_profile(p, msg, n) != 0 : p->seccomp_default && load_default_profile(msg, n) != 0) return -1;
 #endif
   return 0;
 }
@@ -274,13 +386,24 @@ int privileges_after_identity(const struct privileges *p, char *msg, size_t n) {
   return 0;
 }
 
+void privileges_print_unknown_syscalls(const char *list) {
+#ifdef HAVE_SECCOMP
+  char *names = strdup(list), *save = NULL;
+  for (char *name = names ? strtok_r(names, ",", &save) : NULL; name; name = strtok_r(NULL, ",", &save))
+    if (seccomp_syscall_resolve_name(name) == __NR_SCMP_ERROR) printf("%s\n", name);
+  free(names);
+#else
+  (void)list;
+#endif
+}
+
 const char *privileges_features(void) {
   return ""
 #ifdef HAVE_CAPNG
          "capabilities "
 #endif
 #ifdef HAVE_SECCOMP
-         "seccomp "
+         "seccomp seccomp-profiles "
 #endif
          "no-new-privs rlimits";
 }

@@ -10,6 +10,13 @@
  *   --no-new-privs 0|1   prctl(PR_SET_NO_NEW_PRIVS)
  *   --seccomp default|unconfined   the default profile (a denylist returning EPERM, see
  *                        privileges.c) or no filter; default: unconfined
+ *   --seccomp-default ACTION   a profile file's filter (the executor reads and checks the
+ *                        file, src/model/seccomp-profile.ts): its default action; replaces
+ *                        --seccomp. ACTION: allow, errno=N (0..4095), kill_thread,
+ *                        kill_process, trap, log
+ *   --seccomp-rule ACTION:NAME,NAME,...   repeatable (at most PRIV_MAX_SECCOMP_RULES), with
+ *                        --seccomp-default: these syscalls get ACTION. A name libseccomp
+ *                        does not know fails the start, naming it
  *   --rlimit NAME=SOFT:HARD   repeatable; NAME as in /proc/self/limits' short names
  *                        (nofile, nproc, core, ...), SOFT/HARD a number or "unlimited"
  * Order, and why: rlimits (raising a hard limit needs CAP_SYS_RESOURCE) and the bounding set
@@ -26,12 +33,16 @@
 
 #define PRIV_MAX_RLIMITS 32
 #define PRIV_MSG_MAX 400
+#define PRIV_MAX_SECCOMP_RULES 64
 
 struct privileges {
   int caps_set;                /* --caps given */
   unsigned long long keep[2];  /* capability bits to keep (up to 128) */
   int no_new_privs;
   int seccomp_default;
+  const char *profile_default;   /* --seccomp-default: a profile's default action */
+  int nrules;
+  const char *rules[PRIV_MAX_SECCOMP_RULES];   /* --seccomp-rule values, ACTION:NAMES */
   int nrlimits;
   struct { int resource; const char *name; struct rlimit value; } rl[PRIV_MAX_RLIMITS];
 };
@@ -42,6 +53,9 @@ int privileges_option(struct privileges *p, const char *opt, const char *val, ch
 int privileges_before_identity(const struct privileges *p, char *msg, size_t n);
 /* Steps after the identity change; 0, or -1 with msg set. */
 int privileges_after_identity(const struct privileges *p, char *msg, size_t n);
+/* Prints each name in a comma-separated list that libseccomp does not know, one a line
+ * (task-shim --seccomp-names LIST); without libseccomp, prints nothing. */
+void privileges_print_unknown_syscalls(const char *list);
 /* The features this build has, space-separated ("capabilities seccomp"), for --features. */
 const char *privileges_features(void);
 /* The privilege an errno from a privileged call hints at, for start errors ("" if none). */

@@ -2,23 +2,29 @@
 // the supervisor binaries of this build can do (`task-shim --features`), and
 // the privilege options (src/runtime/shim/privileges.h) that carry a task's
 // settings to task-shim (process tasks) or task-privs (sidecar tasks).
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { invalidArgument } from '../../errors.js';
 import { type PrivilegeDefaults, type ProcessPrivileges, describeDefaults, processPrivileges } from '../../model/privileges.js';
+import { type CompiledProfile, DEFAULT_SECCOMP_PROFILE_ROOT, seccompProfileArgs } from '../../model/seccomp-profile.js';
 import type { SecurityContext } from '../../model/task.js';
+import { loadSeccompProfile } from './seccomp-profiles.js';
 
 /** What this build of the supervisor can apply. */
 export interface PrivilegeFeatures {
   capabilities: boolean;
   seccomp: boolean;
+  /** Profile files' filters (--seccomp-default, --seccomp-rule, --seccomp-names). */
+  seccompProfiles: boolean;
 }
 
 /** Asks a task-shim binary what it was built with; an older shim without --features has neither. */
 export function probeFeatures(shimPath: string): PrivilegeFeatures {
   const result = spawnSync(shimPath, ['--features'], { encoding: 'utf8', timeout: 10_000 });
   const words = result.status === 0 ? result.stdout.trim().split(/\s+/) : [];
-  return { capabilities: words.includes('capabilities'), seccomp: words.includes('seccomp') };
+  return { capabilities: words.includes('capabilities'), seccomp: words.includes('seccomp'), seccompProfiles: words.includes('seccomp-profiles') };
 }
 
 export interface PrivilegeArgs {
@@ -35,20 +41,71 @@ export interface TaskPrivilegesOptions {
   root: boolean;
   /** The statically linked task-privs for sidecar tasks, when it was built. */
   helperPath?: string;
+  /** The task-shim, which knows libseccomp's syscall names (--seccomp-names); without it names are checked at start only. */
+  shimPath?: string;
+  /** Where LOCALHOST profile files are read from (--seccomp-profile-root); default DEFAULT_SECCOMP_PROFILE_ROOT. */
+  profileRoot?: string;
 }
 
+/** The field a start names in a profile's errors (a Create names the whole path, task.spec...). */
+const PROFILE_FIELD = 'securityContext.seccompProfile.localhostProfile';
+
 export class TaskPrivileges {
+  /** Syscall names the shim's libseccomp knows, learned by check(): each is asked about once. */
+  private readonly knownSyscalls = new Set<string>();
+
   constructor(readonly options: TaskPrivilegesOptions) {}
 
   /** For an executor whose shim is at shimPath: probes its features and finds task-privs beside it. */
-  static forShim(shimPath: string, defaults: PrivilegeDefaults): TaskPrivileges {
+  static forShim(shimPath: string, defaults: PrivilegeDefaults, profileRoot = DEFAULT_SECCOMP_PROFILE_ROOT): TaskPrivileges {
     const helper = join(dirname(shimPath), 'task-privs');
     return new TaskPrivileges({
       defaults,
       features: probeFeatures(shimPath),
       root: process.geteuid?.() === 0,
+      shimPath,
+      profileRoot,
       ...(existsSync(helper) ? { helperPath: helper } : {}),
     });
+  }
+
+  get profileRoot(): string {
+    return this.options.profileRoot ?? DEFAULT_SECCOMP_PROFILE_ROOT;
+  }
+
+  /**
+   * What only the node can tell at Create: that a LOCALHOST profile file is
+   * readable, under the profile root, a profile this executor applies, and
+   * names only syscalls libseccomp knows. Throws INVALID_ARGUMENT naming
+   * `field` (the security context's). A start reads the file again (it may
+   * have changed), and fails with the same message if it went bad.
+   */
+  async check(ctx: SecurityContext | undefined, field: string): Promise<void> {
+    const wanted = this.resolve(ctx);
+    if (wanted.seccomp !== 'localhost' || !this.options.features.seccompProfiles) return;
+    const at = `${field}.seccompProfile.localhostProfile`;
+    const profile = loadSeccompProfile(this.profileRoot, wanted.localhostProfile ?? '', at);
+    const unknown = await this.unknownSyscalls(profile);
+    if (unknown.length > 0) {
+      throw invalidArgument(
+        `${at}: seccomp profile ${resolve(this.profileRoot, wanted.localhostProfile ?? '')}: unknown syscall ${unknown.slice(0, 5).map((n) => JSON.stringify(n)).join(', ')}${unknown.length > 5 ? ` and ${unknown.length - 5} more` : ''} (this node's libseccomp knows no such name)`,
+      );
+    }
+  }
+
+  private async unknownSyscalls(profile: CompiledProfile): Promise<string[]> {
+    const { shimPath } = this.options;
+    const names = [...new Set(profile.rules.flatMap((r) => r.names))].filter((n) => !this.knownSyscalls.has(n));
+    if (!shimPath || names.length === 0) return [];
+    let stdout: string;
+    try {
+      ({ stdout } = await promisify(execFile)(shimPath, ['--seccomp-names', names.join(',')], { timeout: 10_000 }));
+    } catch {
+      return []; // The start checks them too, and fails naming an unknown one.
+    }
+    const unknown = new Set(stdout.split('\n').filter(Boolean));
+    for (const name of names) if (!unknown.has(name)) this.knownSyscalls.add(name);
+    return names.filter((n) => unknown.has(n));
   }
 
   /** The start-up log line: the defaults and what this build cannot do. */
@@ -80,6 +137,10 @@ export class TaskPrivileges {
     if (wanted.seccomp === 'default') {
       if (features.seccomp) args.push('--seccomp', 'default');
       else warnings.push('no seccomp filter: the executor\'s task-shim was built without libseccomp (Debian: libseccomp-dev)');
+    } else if (wanted.seccomp === 'localhost') {
+      // Throws (INVALID_ARGUMENT, the start fails saying why) when the file went bad since Create.
+      if (features.seccompProfiles) args.push(...seccompProfileArgs(loadSeccompProfile(this.profileRoot, wanted.localhostProfile ?? '', PROFILE_FIELD)));
+      else warnings.push('no seccomp filter: the executor\'s task-shim was built without seccomp profile support (libseccomp, Debian: libseccomp-dev)');
     }
     if (wanted.noNewPrivileges) args.push('--no-new-privs', '1');
     for (const r of wanted.rlimits) args.push('--rlimit', `${r.name}=${limit(r.soft)}:${limit(r.hard)}`);

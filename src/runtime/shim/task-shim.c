@@ -18,6 +18,7 @@
  *                  [--caps LIST] [--no-new-privs 0|1] [--seccomp default|unconfined]
  *                  [--rlimit NAME=SOFT:HARD]... [--privs-helper PATH] -- PROGRAM [ARG...]
  *        task-shim --features   (prints the privilege features of this build, see privileges.h)
+ *        task-shim --seccomp-names NAME,...   (prints the syscall names libseccomp does not know)
  * --gate 1: wait for "go\n" on stdin before starting PROGRAM (set up everything else
  * first); on EOF or anything else, exit 0 without starting it and without records.
  * --privs-helper: PATH (the task-privs binary) is opened read-only and left open for PROGRAM as
@@ -820,6 +821,10 @@ static void supervise(pid_t task, int sfd, int out_r, int err_r, char *chunk) {
 static void parse_args(int argc, char **argv, struct task_options *o) {
   if (argc == 2 && strcmp(argv[1], "--features") == 0) {
     printf("%s\n", privileges_features());
+    exit(0);
+  }
+  if (argc == 3 && strcmp(argv[1], "--seccomp-names") == 0) {
+    privileges_print_unknown_syscalls(argv[2]);
     exit(0);
   }
   for (int i = 1; i < argc; i++) {

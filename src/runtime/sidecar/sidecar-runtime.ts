@@ -106,6 +106,11 @@ export class SidecarRuntime implements TaskRuntime<SidecarHandle> {
     return spec.process !== undefined;
   }
 
+  /** A LOCALHOST seccomp profile's file (TaskPrivileges.check), which task-privs applies. */
+  async check(spec: TaskSpec, field: string): Promise<void> {
+    await this.privileges?.check(spec.securityContext, `${field}.securityContext`);
+  }
+
   async start(request: StartRequest): Promise<Started<SidecarHandle>> {
     const discovery = this.locator.locate();
     if ('notFound' in discovery) {

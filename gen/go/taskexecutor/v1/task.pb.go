@@ -36,8 +36,9 @@ const (
 	SeccompProfileType_SECCOMP_PROFILE_TYPE_RUNTIME_DEFAULT SeccompProfileType = 1
 	// No seccomp filter.
 	SeccompProfileType_SECCOMP_PROFILE_TYPE_UNCONFINED SeccompProfileType = 2
-	// A profile file on the node (localhost_profile). Container tasks only;
-	// INVALID_ARGUMENT for process tasks.
+	// A profile file on the node (localhost_profile): for container tasks read
+	// by the container runtime, for process and sidecar tasks by the executor
+	// from under its --seccomp-profile-root.
 	SeccompProfileType_SECCOMP_PROFILE_TYPE_LOCALHOST SeccompProfileType = 3
 )
 
@@ -650,10 +651,30 @@ type SeccompProfile struct {
 	// Unset (SECCOMP_PROFILE_TYPE_UNSPECIFIED): the executor's default, as if
 	// the whole SeccompProfile were unset.
 	Type SeccompProfileType `protobuf:"varint,1,opt,name=type,proto3,enum=taskexecutor.v1.SeccompProfileType" json:"type,omitempty"`
-	// With SECCOMP_PROFILE_TYPE_LOCALHOST only, and then required: the
-	// absolute path of a profile file on the node, handed to the container
-	// runtime as is (CRI localhost_ref). Any other combination is
-	// INVALID_ARGUMENT.
+	// With SECCOMP_PROFILE_TYPE_LOCALHOST only, and then required; any other
+	// combination is INVALID_ARGUMENT. At most 4096 bytes, no NUL.
+	// Container tasks: the absolute path of a profile file on the node,
+	// handed to the container runtime as is (CRI localhost_ref).
+	// Process and sidecar tasks: a path relative to the executor's
+	// --seccomp-profile-root (default /var/lib/task-executor/seccomp), or an
+	// absolute one inside it; the file (symlinks resolved) must lie inside
+	// the root. The file is in the OCI/Docker seccomp JSON format
+	// (defaultAction, defaultErrnoRet, architectures, syscalls [{names,
+	// action, errnoRet}]) without "args" conditions, Docker's
+	// "includes"/"excludes", "flags" or "listenerPath"; actions
+	// SCMP_ACT_ALLOW, SCMP_ACT_ERRNO (errnoRet, default EPERM),
+	// SCMP_ACT_KILL, SCMP_ACT_KILL_THREAD, SCMP_ACT_KILL_PROCESS,
+	// SCMP_ACT_TRAP, SCMP_ACT_LOG. The filter covers the native and compat
+	// architectures whatever "architectures" says. Create reads and checks it:
+	// a file outside the root, missing or unreadable, bad JSON, an unknown or
+	// unsupported field or action, a rule with args, a syscall given two
+	// actions, or a syscall name this node's libseccomp does not know is
+	// INVALID_ARGUMENT naming the file and the place in it. Each start reads
+	// the file again; if it went bad meanwhile the task ends with reason
+	// ProcessStartFailed and the same message. The supervisor loads the filter
+	// before it changes identity and execs the program, so a profile that
+	// denies execve (or setuid, setgid, capset, prctl when used) makes the
+	// start fail (ProcessStartFailed naming the call's error).
 	LocalhostProfile string `protobuf:"bytes,2,opt,name=localhost_profile,json=localhostProfile,proto3" json:"localhost_profile,omitempty"`
 }
 
