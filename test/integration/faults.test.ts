@@ -187,6 +187,9 @@ describe('faults', () => {
     const a = await connect(first);
     const runs = join(scratch, 'runs');
     a.api.createTask({ task: shell('once', `echo run >> ${runs}; exec sleep 1000`) }).catch(() => undefined);
+    // Its record first (the shim is started while the record is written, and a task
+    // whose record never reached the disk is rightly forgotten), then the shim.
+    await waitFor('the task to be admitted', () => existsSync(join(dataDir, 'once', 'task.json')));
     const shims = await waitFor('the stalled shim', () => {
       const found = shimsFor(join(dataDir, 'once'));
       return found.length > 0 && found;
