@@ -1,5 +1,6 @@
 // A file:// artifact: a regular file on the executor's node, copied (and
 // hashed) like a download, so that the same limit and checksum apply.
+import { constants } from 'node:fs';
 import { type FileHandle, open, stat } from 'node:fs/promises';
 import { ArtifactError } from './errors.js';
 import { type Written, writeLimited } from './sink.js';
@@ -9,7 +10,10 @@ export async function copyLocalFile(source: string, path: string, maxBytes: numb
   let handle: FileHandle;
   try {
     // Opened first, and the stream made from the handle: a stream of a missing file would report its error before anyone listens.
-    handle = await open(source, 'r');
+    // O_NONBLOCK: opening a FIFO for reading otherwise waits for a writer, holding one of libuv's four
+    // threads past the fetch timeout and Delete (four such tasks stalled every file operation of the executor).
+    // It changes nothing for the regular file read below.
+    handle = await open(source, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (error) {
     throw new ArtifactError(`file://${source}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`);
   }

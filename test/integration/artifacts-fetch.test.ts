@@ -185,6 +185,14 @@ describe('file:// and git sources', () => {
     await refused(fetchAll([{ source: `file://${root}/nope.sh` }]), /nope\.sh: no such file/);
   });
 
+  test('a FIFO or a directory is refused at once as not a regular file (opening a FIFO must not wait for a writer)', { timeout: 30_000 }, async () => {
+    const fifo = join(root, 'pipe.sh');
+    execFileSync('mkfifo', [fifo]);
+    // Without a writer, a blocking open never returns: the deadline is the fetch timeout, far above what the refusal takes.
+    await refused(fetchAll([{ source: `file://${fifo}` }], { timeoutMs: 60_000 }), /pipe\.sh is not a regular file/);
+    await refused(fetchAll([{ source: `file://${root}/`, mode: 'archive' }]), /is not a regular file/);
+  });
+
   test('a git tag is fetched shallowly into the destination, without .git', async () => {
     const repo = join(root, 'repo');
     const git = (...args: string[]) =>
