@@ -48,6 +48,12 @@ export class EntryChecker {
       case 'symlink': {
         const target = entry.linkpath ?? '';
         if (target === '' || target.startsWith('/')) return `entry ${shown} is a symlink to ${JSON.stringify(target)}, outside the destination`;
+        // Judged lexically, "l/.." is "." whatever l is; on disk it is the parent of where the symlink l leads,
+        // so "x/y/l" -> "../.." beside "x/y/m" -> "l/../.." led two levels above the destination.
+        // Only leading ".." are judged lexically: they climb the entry's own directories, never a symlink.
+        if (/(^|\/)[^/]+\/\.\.(\/|$)/.test(target.replace(/^(\.\.\/)+/, ''))) {
+          return `entry ${shown} is a symlink to ${JSON.stringify(target)}: ".." may only come first in a link's target (after a name it could climb out through another symlink)`;
+        }
         const resolved = posix.normalize(posix.join(posix.dirname(normal), target));
         if (resolved === '..' || resolved.startsWith('../')) return `entry ${shown} is a symlink to ${JSON.stringify(target)}, outside the destination`;
         this.symlinks.add(normal);

@@ -21,6 +21,18 @@ describe('archive entries', () => {
     }
   });
 
+  test('a symlink whose target climbs out through another symlink is refused, in either order', () => {
+    // On disk "x/y/l3" -> "l2/../.." is two levels above the destination when "x/y/l2" -> "../..".
+    const l2: EntryInfo = { path: 'x/y/l2', kind: 'symlink', size: 0, linkpath: '../..' };
+    const l3: EntryInfo = { path: 'x/y/l3', kind: 'symlink', size: 0, linkpath: 'l2/../..' };
+    for (const order of [[l2, l3], [l3, l2]]) {
+      const c = checker();
+      const problems = order.map((entry) => c.check(entry));
+      assert.match(problems.join(' '), /symlink to "l2\/\.\.\/\.\.": "\.\." may only come first/);
+    }
+    assert.equal(checker().check({ path: 'a/b/l', kind: 'symlink', size: 0, linkpath: '../../c/d' }), undefined, 'leading ".." stay allowed');
+  });
+
   test('paths and links that leave the destination are refused', () => {
     const cases: [EntryInfo, RegExp][] = [
       [file('../x'), /has "\.\." in its path/],
