@@ -64,6 +64,19 @@ describe('the shim spawner', () => {
     assert.match(shim.stderr.join('\n'), /no-such-option|usage/i);
   });
 
+  test("a CR in a shim's line is relayed as part of it, never read as a reply about another shim", async () => {
+    const s = spawner();
+    const waiting = await s.spawn(['--dir', tempDir('te-spawner-'), '--gate', '1', '--', 'true'], { PATH: process.env.PATH }, { gated: true });
+    // The helper's replies are "ID KIND TEXT" lines; the usage message quotes this argument, CR and all.
+    const bad = await s.spawn([`bogus\r1 exit 9`], {});
+    assert.equal(await bad.exited, '2');
+    assert.match(bad.stderr.join('\n'), /bogus\r1 exit 9/);
+    const settled = await Promise.race([waiting.exited.then(() => 'exited'), Promise.resolve('running')]);
+    assert.equal(settled, 'running', 'the gated shim is still waiting at its gate');
+    waiting.abort();
+    assert.equal(await waiting.exited, '0');
+  });
+
   test('refuses an argument with a NUL byte, which exec could not pass', async () => {
     await assert.rejects(spawner().spawn(['--dir', 'a\0b'], {}), /NUL byte/);
   });

@@ -7,7 +7,6 @@
 // process would give them.
 import { type ChildProcessByStdio, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 
@@ -177,7 +176,15 @@ export class ShimSpawner {
     helper.stdin.on('error', () => {}); // a helper that died is handled on 'exit'
     helper.once('error', (error) => this.lose(helper, error.message));
     helper.once('exit', (code, signal) => this.lose(helper, `exit ${code ?? signal}`));
-    createInterface({ input: helper.stdout }).on('line', (line) => this.onReply(line));
+    // Split on LF only: readline also ends a line at a lone CR, which a relayed shim line may hold,
+    // and the rest would be read as a reply of its own (about any shim).
+    let partial = '';
+    helper.stdout.setEncoding('utf8');
+    helper.stdout.on('data', (chunk: string) => {
+      const lines = (partial + chunk).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) this.onReply(line);
+    });
     return helper;
   }
 
