@@ -4,11 +4,12 @@
 // caller discards the staging directory, so nothing of a hostile archive is
 // ever used. Permission bits are kept; setuid, setgid and sticky bits and
 // owners are not.
-import { createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { chmod, mkdir, open, realpath, rm, symlink } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { type ReadEntry, x as extractTar } from 'tar';
+import { type ReadEntry, Unpack } from 'tar';
+import { createGunzip } from 'node:zlib';
 import yauzl from 'yauzl';
 import { type ArchiveLimits, EntryChecker, type EntryKind } from './entries.js';
 import { ArtifactError } from './errors.js';
@@ -36,7 +37,7 @@ export async function unpackArchive(file: string, what: string, destination: str
   if (!format) throw new ArtifactError(`${what} is not a tar, tar.gz or zip archive (by its first bytes); set mode ARTIFACT_MODE_FILE to keep it as a file`);
   await mkdir(destination, { recursive: true });
   if (format === 'zip') await unpackZip(file, what, destination, limits, signal);
-  else await unpackTar(file, what, destination, limits, signal);
+  else await unpackTar(file, format === 'gzip', what, destination, limits, signal);
 }
 
 const TAR_KINDS: Partial<Record<ReadEntry['type'], EntryKind>> = {
@@ -48,33 +49,90 @@ const TAR_KINDS: Partial<Record<ReadEntry['type'], EntryKind>> = {
   Link: 'hardlink',
 };
 
-async function unpackTar(file: string, what: string, destination: string, limits: ArchiveLimits, signal: AbortSignal): Promise<void> {
+/** Tar stream bytes beyond the entries' contents: a header and padding per entry, the end blocks, and room for long-name records. */
+const tarOverhead = (limits: ArchiveLimits): number => (limits.maxEntries + 2) * 1024 + (1 << 20);
+
+/**
+ * node-tar reads the archive, but the bytes are fed here, not by tar.x({file}): tar.x could not be
+ * stopped (a timeout or Delete waited for the whole archive), and it inflated and buffered
+ * whatever follows the end blocks (a 50 KiB gzip of zeros took 50 MiB and 90 s of CPU).
+ * Feeding ends at the end blocks, on abort, or past what the limits allow the tar stream to be.
+ */
+async function unpackTar(file: string, gzipped: boolean, what: string, destination: string, limits: ArchiveLimits, signal: AbortSignal): Promise<void> {
+  signal.throwIfAborted();
   const checker = new EntryChecker(limits);
   let refused: string | undefined;
+  const unpack = new Unpack({
+    cwd: destination,
+    strict: true,
+    preserveOwner: false,
+    // Modes as the archive states them (less the special bits, below), not as this process's umask would cut them.
+    chmod: true,
+    processUmask: 0,
+    filter: (_path, entry) => {
+      if (refused !== undefined || signal.aborted || !('type' in entry)) return false;
+      const kind = TAR_KINDS[entry.type] ?? 'other';
+      const problem = checker.check({ path: entry.path, kind, typeName: entry.type, size: kind === 'file' ? entry.size : 0, linkpath: entry.linkpath });
+      if (problem) {
+        refused = problem;
+        return false;
+      }
+      if (entry.mode !== undefined) entry.mode &= 0o777;
+      return true;
+    },
+  });
+  const source = createReadStream(file);
+  const input = gzipped ? source.pipe(createGunzip()) : source;
+  const limit = limits.maxBytes + tarOverhead(limits);
+  let fed = 0;
+  let stopped = false;
+  const stopFeeding = () => {
+    stopped = true;
+    source.destroy();
+    if (input !== source) input.destroy();
+  };
+  const onAbort = () => {
+    stopFeeding();
+    unpack.abort(new Error('aborted'));
+  };
+  signal.addEventListener('abort', onAbort, { once: true });
   try {
-    await extractTar({
-      file,
-      cwd: destination,
-      strict: true,
-      preserveOwner: false,
-      // Modes as the archive states them (less the special bits, below), not as this process's umask would cut them.
-      chmod: true,
-      processUmask: 0,
-      filter: (_path, entry) => {
-        if (refused !== undefined || signal.aborted || !('type' in entry)) return false;
-        const kind = TAR_KINDS[entry.type] ?? 'other';
-        const problem = checker.check({ path: entry.path, kind, typeName: entry.type, size: kind === 'file' ? entry.size : 0, linkpath: entry.linkpath });
-        if (problem) {
-          refused = problem;
-          return false;
+    await new Promise<void>((resolve, reject) => {
+      unpack.on('close', resolve);
+      unpack.on('error', reject);
+      unpack.on('eof', () => {
+        if (stopped) return;
+        stopFeeding();
+        unpack.end();
+      });
+      const fail = (error: Error) => {
+        stopFeeding();
+        unpack.abort(error);
+        reject(error);
+      };
+      source.on('error', fail);
+      if (input !== source) input.on('error', fail);
+      input.on('data', (chunk: Buffer) => {
+        if (stopped) return;
+        fed += chunk.length;
+        if (fed > limit) {
+          refused = `it unpacks to more than ${limits.maxBytes} bytes (--artifact-max-bytes)`;
+          fail(new Error(refused));
+        } else if (!unpack.write(chunk)) {
+          input.pause();
+          unpack.once('drain', () => input.resume());
         }
-        if (entry.mode !== undefined) entry.mode &= 0o777;
-        return true;
-      },
+      });
+      input.on('end', () => {
+        if (!stopped) unpack.end();
+      });
     });
   } catch (error) {
     signal.throwIfAborted();
     if (refused === undefined) throw new ArtifactError(`${what} could not be unpacked: ${(error as Error).message}`);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    stopFeeding();
   }
   signal.throwIfAborted();
   if (refused !== undefined) throw new ArtifactError(`${what} was refused: ${refused}`);

@@ -8,6 +8,7 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSy
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
+import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { pino } from 'pino';
@@ -265,6 +266,15 @@ describe('archives', () => {
   test('an archive named without a suffix is unpacked in stated archive mode, recognised by its bytes', async () => {
     await fetchAll([{ source: serve('download', makeTar(good, { gzip: true })), mode: 'archive' }]);
     assert.ok(existsSync(join(taskDir, 'artifacts/app/run.sh')));
+  });
+
+  test('a tar.gz is read up to its end blocks only: what follows them is never inflated', async () => {
+    // A small tar, then 8 MiB of zeros (a gzip bomb's usual payload), in one gzip member whose
+    // checksum is broken: inflating past the end blocks would hit the broken checksum and fail.
+    const data = gzipSync(Buffer.concat([makeTar(good), Buffer.alloc(8 << 20)]));
+    data.writeUInt32LE(data.readUInt32LE(data.length - 8) ^ 1, data.length - 8);
+    await fetchAll([{ source: serve('trailing.tgz', data) }]);
+    assert.equal(readFileSync(join(taskDir, 'artifacts/app/run.sh'), 'utf8'), SCRIPT);
   });
 
   test('a file that is no archive fails in archive mode', async () => {
