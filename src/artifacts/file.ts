@@ -1,7 +1,7 @@
 // A file:// artifact: a regular file on the executor's node, copied (and
 // hashed) like a download, so that the same limit and checksum apply.
 import { constants } from 'node:fs';
-import { type FileHandle, open, stat } from 'node:fs/promises';
+import { type FileHandle, open, stat, statfs } from 'node:fs/promises';
 import { ArtifactError } from './errors.js';
 import { type Written, writeLimited } from './sink.js';
 import type { Algorithm } from './source.js';
@@ -22,6 +22,13 @@ export async function copyLocalFile(source: string, path: string, maxBytes: numb
     await handle.close();
     throw new ArtifactError(`file://${source} is not a regular file`);
   }
+  // The kernel's own file systems make up their "regular" files as they are read: some never end,
+  // some block (/proc/kmsg) past any timeout. None is an input anyone means to pin with a checksum.
+  const pseudo = PSEUDO_FILE_SYSTEMS.get((await statfs(`/proc/self/fd/${handle.fd}`)).type);
+  if (pseudo) {
+    await handle.close();
+    throw new ArtifactError(`file://${source} is on the kernel's ${pseudo} file system, whose files are generated as they are read: copy it to a regular file first`);
+  }
   if (info.size > maxBytes) {
     await handle.close();
     throw new ArtifactError(`file://${source} has ${info.size} bytes, more than ${maxBytes} (--artifact-max-bytes)`);
@@ -33,3 +40,18 @@ export async function copyLocalFile(source: string, path: string, maxBytes: numb
 export async function isExecutable(source: string): Promise<boolean> {
   return ((await stat(source)).mode & 0o100) !== 0;
 }
+
+/** statfs(2) f_type of the kernel's pseudo file systems (linux/magic.h). */
+const PSEUDO_FILE_SYSTEMS = new Map<number, string>([
+  [0x9fa0, 'proc'],
+  [0x62656572, 'sysfs'],
+  [0x64626720, 'debugfs'],
+  [0x74726163, 'tracefs'],
+  [0x73636673, 'securityfs'],
+  [0x62656570, 'configfs'],
+  [0x27e0eb, 'cgroup'],
+  [0x63677270, 'cgroup2'],
+  [0xcafe4a11, 'bpf'],
+  [0xde5e81e4, 'efivarfs'],
+  [0x6165676c, 'pstore'],
+]);

@@ -194,6 +194,12 @@ describe('file:// and git sources', () => {
     await refused(fetchAll([{ source: `file://${root}/`, mode: 'archive' }]), /is not a regular file/);
   });
 
+  test("files of the kernel's pseudo file systems are refused at once (/proc/kmsg would block any read)", { timeout: 30_000 }, async () => {
+    await refused(fetchAll([{ source: 'file:///proc/kmsg' }], { timeoutMs: 60_000 }), /\/proc\/kmsg is on the kernel's proc file system/);
+    await refused(fetchAll([{ source: 'file:///proc/self/status' }]), /proc file system/);
+    await refused(fetchAll([{ source: 'file:///sys/kernel/uevent_seqnum' }]), /sysfs file system/);
+  });
+
   test('a git tag is fetched shallowly into the destination, without .git', async () => {
     const repo = join(root, 'repo');
     const git = (...args: string[]) =>
