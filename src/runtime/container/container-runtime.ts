@@ -35,6 +35,7 @@ import {
 } from './mapping.js';
 import type { RegistryAuth } from './registry-auth.js';
 import { LogRotation, prepareLogLink } from './log-rotation.js';
+import { Relist } from './relist.js';
 import { SandboxPool } from './sandbox-pool.js';
 import { classifyPullFailure, type PullBackoff, pullBackoffMs } from './image-pull-retry.js';
 
@@ -98,6 +99,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
   private readonly rotation: LogRotation;
   /** Sandboxes made ahead of time (--container-sandbox-pool), or none. */
   readonly pool: SandboxPool | undefined;
+  private readonly relist: Relist;
 
   constructor(private readonly options: ContainerRuntimeOptions) {
     this.connectTimeoutMs = options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
@@ -135,6 +137,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     });
     this.cgroupV2 = options.cgroupV2 ?? existsSync('/sys/fs/cgroup/cgroup.controllers');
     this.rotation = new LogRotation({ reopen: (id) => this.cri.reopenContainerLog(id), log: options.log });
+    this.relist = new Relist((labelSelector) => this.cri.listContainers({ labelSelector }), STATUS_POLL_MS);
   }
 
   /**
@@ -182,6 +185,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
 
   async close(): Promise<void> {
     this.rotation.close();
+    this.relist.close();
     await this.pool?.close();
     this.availability.close();
     this.cri.close();
@@ -417,14 +421,11 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
   }
 
   /**
-   * The CRI of containerd 1.6 pushes no container events
-   * (GetContainerEvents came later), so each running container is looked at
-   * every STATUS_POLL_MS here; the executor's own resync is only a slow
-   * safety net.
+   * A running container's changes come from one relist a second for all of
+   * them (see relist.ts); the executor's own resync is only a slow safety net.
    */
   watch(handle: ContainerHandle, onChange: () => void): () => void {
-    const timer = setInterval(onChange, STATUS_POLL_MS);
-    timer.unref();
+    const unwatch = this.relist.add({ owner: handle.owner, containerId: () => this.containerIdOf(handle), onChange });
     // Watched while it runs: its log is rotated for as long.
     const untrack = this.rotation.track(handle.uid, {
       directory: join(handle.taskDir, 'logs'),
@@ -433,7 +434,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
       ...(handle.logs ?? this.logLimits(undefined)),
     });
     return () => {
-      clearInterval(timer);
+      unwatch();
       untrack();
     };
   }
