@@ -35,6 +35,31 @@ export function taskToJson(record: TaskRecord): Json {
   return json;
 }
 
+/** Serialized conversions: a list of 1000 tasks is then a join, not a 286 KB JSON.stringify per request. */
+const serialized = new WeakMap<TaskRecord, string>();
+
+/** Whole lists already serialized: the manager hands out the same array until a task changes. */
+const lists = new WeakMap<readonly TaskRecord[], string>();
+
+/** A JSON array of the original's JSON of each task, as text. */
+export function tasksJsonText(records: readonly TaskRecord[]): string {
+  let text = lists.get(records);
+  if (text === undefined) {
+    text = `[${records.map(taskJsonText).join(',')}]`;
+    lists.set(records, text);
+  }
+  return text;
+}
+
+function taskJsonText(record: TaskRecord): string {
+  let text = serialized.get(record);
+  if (text === undefined) {
+    text = JSON.stringify(taskToJson(record));
+    serialized.set(record, text);
+  }
+  return text;
+}
+
 function convertTask(record: TaskRecord): Json {
   const json = WireTask.toJSON(taskToWire(record)) as Record<string, Json>;
   const spec = json.spec as Record<string, Json> | undefined;

@@ -7,8 +7,8 @@ import type { Logger } from 'pino';
 import { TaskError, type TaskErrorKind, invalidArgument } from '../errors.js';
 import type { TaskManager } from '../manager/task-manager.js';
 import type { Security } from '../security.js';
-import { decodePathSegment, HttpError, type RunningHttpListener, sendError, sendJson, startHttpListener } from '../util/http-listener.js';
-import { desiredFromJson, type Json, taskToJson } from './original-json.js';
+import { decodePathSegment, HttpError, JsonText, type RunningHttpListener, sendError, sendJson, startHttpListener } from '../util/http-listener.js';
+import { desiredFromJson, type Json, taskToJson, tasksJsonText } from './original-json.js';
 
 export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
@@ -24,7 +24,7 @@ export const HTTP_STATUS: Record<TaskErrorKind, number> = {
 
 interface Route {
   pattern: RegExp;
-  methods: Record<string, (manager: TaskManager, body: () => Promise<unknown>, name: string) => Promise<[number, Json | undefined]>>;
+  methods: Record<string, (manager: TaskManager, body: () => Promise<unknown>, name: string) => Promise<[number, Json | JsonText | undefined]>>;
 }
 
 const ROUTES: Route[] = [
@@ -56,11 +56,11 @@ const ROUTES: Route[] = [
         // The original treats a literal null as "no tasks".
         if (parsed !== null && !Array.isArray(parsed)) throw invalidArgument('request body must be a JSON array of tasks');
         const tasks = await manager.setTasks((parsed ?? []).map((entry, i) => desiredFromJson(entry, `tasks[${i}]`)));
-        return [200, tasks.map(taskToJson)];
+        return [200, new JsonText(tasksJsonText(tasks))];
       },
     },
   },
-  { pattern: /^\/getTasks$/, methods: { GET: async (manager) => [200, manager.list().map(taskToJson)] } },
+  { pattern: /^\/getTasks$/, methods: { GET: async (manager) => [200, new JsonText(tasksJsonText(manager.list()))] } },
   { pattern: /^\/health$/, methods: { GET: async () => [200, { status: 'healthy' }] } },
 ];
 

@@ -29,8 +29,13 @@ export function sendError(response: ServerResponse, status: number, message: str
   sendJson(response, status, { code: statusText(status), message }, headers);
 }
 
+/** A body that is JSON text already (sendJson sends it as it is). */
+export class JsonText {
+  constructor(readonly text: string) {}
+}
+
 export function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
+  const text = body instanceof JsonText ? body.text : JSON.stringify(body);
   response.writeHead(status, { ...headers, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) }).end(text);
 }
 
