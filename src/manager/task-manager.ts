@@ -100,7 +100,7 @@ export class TaskManager {
   /** Each task's record commits, one at a time, always applied to the latest record. */
   private readonly commits = new KeyedSerializer();
   private readonly starts: Semaphore;
-  /** The start in flight of each task, aborted when the task is deleted meanwhile. */
+  /** Each task's work before it runs (an artifact fetch, a start), aborted when the task is deleted meanwhile. */
   private readonly starting = new Map<string, AbortController>();
   /** Tasks with a reconcile step queued but not yet begun (a burst of changes costs one step). */
   private readonly queued = new Set<string>();
@@ -439,8 +439,7 @@ export class TaskManager {
         void this.setState(name, { phase: 'waiting', reason, ...(message ? { message } : {}) });
       };
       // A deletion during the start (e.g. an image pull's back-off) ends it at once.
-      const starting = new AbortController();
-      this.starting.set(name, starting);
+      const starting = this.abortOnDeletion(name);
       const request = {
         name,
         taskDir: this.options.store.taskDir(name),
@@ -451,7 +450,7 @@ export class TaskManager {
       };
       const started = await runtime.start(request).finally(() => {
         giveBack();
-        this.starting.delete(name);
+        this.doneBeforeRun(name, starting);
       });
       next = (r) => ({
         ...r,
@@ -499,11 +498,7 @@ export class TaskManager {
     if (await stage.isComplete(taskDir)) return true;
     const count = record.spec.artifacts.length;
     await this.setState(name, { phase: 'waiting', reason: Reason.FetchingArtifacts, message: `fetching ${count} artifact${count === 1 ? '' : 's'}` });
-    const controller = new AbortController();
-    const stopOnDeletion = this.subscribe((event) => {
-      if (event.task.name === name && event.task.deletionRequestedAt) controller.abort();
-    });
-    if (this.tasks.get(name)?.deletionRequestedAt) controller.abort(); // marked before the subscription
+    const controller = this.abortOnDeletion(name);
     const fetch = stage
       .fetch(taskDir, record.spec, controller.signal)
       .catch(async (error: unknown) => {
@@ -519,12 +514,24 @@ export class TaskManager {
         });
       })
       .finally(() => {
-        stopOnDeletion();
+        this.doneBeforeRun(name, controller);
         this.stopping.delete(name);
         this.schedule(name);
       });
     this.stopping.set(name, fetch);
     return false;
+  }
+
+  /** A signal for work before the task runs, aborted by markForDeletion (at once if the task is marked already). */
+  private abortOnDeletion(name: string): AbortController {
+    const controller = new AbortController();
+    this.starting.set(name, controller);
+    if (this.tasks.get(name)?.deletionRequestedAt) controller.abort();
+    return controller;
+  }
+
+  private doneBeforeRun(name: string, controller: AbortController): void {
+    if (this.starting.get(name) === controller) this.starting.delete(name);
   }
 
   /** The runtime cannot be reached: the task waits and its start is tried again shortly. */
