@@ -7,22 +7,15 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { TaskError } from '../../src/errors.js';
-import { createLogger } from '../../src/logger.js';
-import { TaskManager } from '../../src/manager/task-manager.js';
 import type { TaskRecord, TaskSpec } from '../../src/model/task.js';
 import { specFromWire } from '../../src/api/convert.js';
-import { CgroupManager } from '../../src/runtime/cgroups/index.js';
-import { ProcessRuntime } from '../../src/runtime/process/process-runtime.js';
 import { ShimSpawner } from '../../src/runtime/process/shim-spawner.js';
 import { shimsFor } from '../../src/runtime/process/stalled-shims.js';
-import { RuntimeRegistry } from '../../src/runtime/registry.js';
 import { TaskStore } from '../../src/store/task-store.js';
 import { shell, tempDir } from '../support/executor.js';
 import { isAlive } from '../support/processes.js';
+import { SHIM, silent, startManager } from '../support/in-process.js';
 import { waitFor } from '../support/wait.js';
-
-const SHIM = join(import.meta.dirname, '..', '..', 'build', 'task-shim');
-const silent = createLogger('silent');
 
 /** A store whose first-record writes fail once the task's supervisor is ready and waiting. */
 class RefusingStore extends TaskStore {
@@ -43,19 +36,8 @@ describe('a start waits for its record', () => {
   test('a Create whose record cannot be written runs nothing and leaves nothing behind', async () => {
     const dataDir = tempDir();
     const scratch = tempDir('te-gate-');
-    const spawner = new ShimSpawner(SHIM, silent);
-    closers.push(() => spawner.close());
-    const runtime = new ProcessRuntime({ spawner, logMaxBytes: 1 << 20, logMaxFiles: 2, log: silent, cgroups: new CgroupManager({ root: 'off', log: silent }) });
-    const manager = new TaskManager({
-      store: new RefusingStore(dataDir, silent),
-      runtimes: new RuntimeRegistry([runtime]),
-      log: silent,
-      reconcileIntervalMs: 60_000,
-      stopSignal: 'SIGTERM',
-      stopGraceMs: 1000,
-    });
-    await manager.start();
-    closers.push(() => manager.close());
+    const { manager, close } = await startManager(new RefusingStore(dataDir, silent));
+    closers.push(close);
     const marker = join(scratch, 'ran');
     await assert.rejects(manager.create('refused', touching(marker)), (e: TaskError) => e.kind === 'ResourceExhausted');
     const shims = shimsFor(join(dataDir, 'refused'));

@@ -10,15 +10,11 @@ import { status } from '@grpc/grpc-js';
 import type { WatchResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
 import { pino } from 'pino';
 import { specFromWire } from '../../src/api/convert.js';
-import { TaskManager } from '../../src/manager/task-manager.js';
-import { CgroupManager } from '../../src/runtime/cgroups/index.js';
 import { ContainerRuntime } from '../../src/runtime/container/container-runtime.js';
-import { ProcessRuntime } from '../../src/runtime/process/process-runtime.js';
-import { ShimSpawner } from '../../src/runtime/process/shim-spawner.js';
-import { RuntimeRegistry } from '../../src/runtime/registry.js';
 import { TaskStore } from '../../src/store/task-store.js';
 import { containerTask, processTask, startTestExecutor, stateOf, type TestExecutor, terminated, tempDir } from '../support/executor.js';
 import { type FakeCri, startFakeCri } from '../support/fake-cri.js';
+import { silent, startManager } from '../support/in-process.js';
 import { waitFor } from '../support/wait.js';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -207,27 +203,13 @@ describe('a start waiting for an image holds no start slot', () => {
     closers.push(() => cri.close());
     const image = 'registry.local/down:1';
     cri.scriptPulls(image, { times: Infinity, code: status.UNAVAILABLE, details: 'registry down' });
-    const silent = pino({ level: 'silent' });
     const containers = new ContainerRuntime({ criSocket: cri.socket, volumes: new Map(), logMaxBytes: 1 << 20, logMaxFiles: 2, log: silent });
     closers.push(() => containers.close());
-    const spawner = new ShimSpawner(join(import.meta.dirname, '..', '..', 'build', 'task-shim'), silent);
-    closers.push(() => spawner.close());
-    const processes = new ProcessRuntime({ spawner, logMaxBytes: 1 << 20, logMaxFiles: 2, log: silent, cgroups: new CgroupManager({ root: 'off', log: silent }) });
-    const dataDir = tempDir();
-    const manager = new TaskManager({
-      store: new TaskStore(dataDir, silent),
-      runtimes: new RuntimeRegistry([processes, containers]),
-      log: silent,
-      reconcileIntervalMs: 60_000,
-      stopSignal: 'SIGTERM',
-      stopGraceMs: 1000,
-      startConcurrency: 1,
-    });
-    await manager.start();
+    const { manager, close } = await startManager(new TaskStore(tempDir(), silent), { others: [containers], startConcurrency: 1 });
     closers.push(async () => {
       await manager.setTasks([]);
       await waitFor('every task to be gone', () => manager.list().length === 0);
-      await manager.close();
+      await close();
     });
     await manager.create('stuck', specFromWire(containerTask('stuck', image).spec)!);
     await waitFor('the pull to back off', () => {

@@ -5,15 +5,12 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { createLogger } from '../../src/logger.js';
 import { readStat } from '../../src/runtime/process/procfs.js';
 import { ShimSpawner } from '../../src/runtime/process/shim-spawner.js';
 import { processTask, shell, startTestExecutor, stateOf, tempDir, terminated, type TestExecutor } from '../support/executor.js';
 import { isAlive } from '../support/processes.js';
+import { SHIM, silent } from '../support/in-process.js';
 import { waitFor } from '../support/wait.js';
-
-const SHIM = join(import.meta.dirname, '..', '..', 'build', 'task-shim');
-const silent = createLogger('silent');
 
 /** The spawner helpers that are children of this test process. */
 function helpers(): number[] {

@@ -8,9 +8,8 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { createLogger } from '../../src/logger.js';
 import { decodeContainerHandle } from '../../src/runtime/container/container-handle.js';
-import { CgroupManager } from '../../src/runtime/cgroups/index.js';
 import { HandleDecodeError } from '../../src/runtime/handle-codec.js';
-import { ProcessRuntime } from '../../src/runtime/process/process-runtime.js';
+import type { ProcessRuntime } from '../../src/runtime/process/process-runtime.js';
 import { decodeProcessHandle } from '../../src/runtime/process/shim-handle.js';
 import { ShimSpawner } from '../../src/runtime/process/shim-spawner.js';
 import { HANDLE_UNREADABLE } from '../../src/runtime/bound-task.js';
@@ -18,6 +17,7 @@ import { RuntimeRegistry } from '../../src/runtime/registry.js';
 import { decodeSidecarHandle } from '../../src/runtime/sidecar/sidecar-handle.js';
 import { TaskStore } from '../../src/store/task-store.js';
 import { tempDir } from '../support/executor.js';
+import { processRuntime } from '../support/in-process.js';
 
 // Never run here (decoding, and ending a task whose handle is unreadable, start nothing): the
 // runtime only checks at construction that the file exists, so these tests need no built shim.
@@ -60,7 +60,7 @@ function decodeError(decode: () => unknown): HandleDecodeError {
 }
 
 function newProcessRuntime(): ProcessRuntime {
-  return new ProcessRuntime({ spawner: new ShimSpawner(shimPath, silent), logMaxBytes: 1 << 20, logMaxFiles: 2, log: silent, cgroups: new CgroupManager({ root: 'off', log: silent }) });
+  return processRuntime(new ShimSpawner(shimPath, silent));
 }
 
 describe('runtime handles: decoding', () => {
