@@ -27,6 +27,7 @@ import { canonicalSpec, validateName, validateSpec } from '../model/validation.j
 import type { Backend, BoundTask, RuntimeRegistry } from '../runtime/registry.js';
 import { AdmissionAbandoned, type LogLocation, type ResourceSample } from '../runtime/runtime.js';
 import type { TaskStore, UnreadableRecord } from '../store/task-store.js';
+import { resolvedOk } from '../util/settled.js';
 import { parseSignal } from '../util/signals.js';
 import { KeyedSerializer } from './keyed-serializer.js';
 import { nextRestart } from './restart-policy.js';
@@ -421,7 +422,7 @@ export class TaskManager {
     }
     // Artifacts come first, outside the start slots: a slow download must not hold one. A fetch
     // writes into the task's directory and takes a while: only for a task whose record exists.
-    if (record.spec.artifacts?.length && admission && !(await isSettledOk(admission.admitted))) return;
+    if (record.spec.artifacts?.length && admission && !(await resolvedOk(admission.admitted))) return;
     if (!(await this.fetchArtifacts(name, record))) return;
     let next: (r: TaskRecord) => TaskRecord;
     try {
@@ -460,7 +461,7 @@ export class TaskManager {
       });
     } catch (error) {
       if (error instanceof AdmissionAbandoned) return;
-      if (admission && !(await isSettledOk(admission.admitted))) return;
+      if (admission && !(await resolvedOk(admission.admitted))) return;
       if (isUnavailable(error)) {
         await this.waitForRuntime(name, error);
         return;
@@ -470,7 +471,7 @@ export class TaskManager {
       next = (r) => ({ ...r, state });
     }
     // A start that failed early, before its gate, is recorded once the task exists.
-    if (admission && !(await isSettledOk(admission.admitted))) return;
+    if (admission && !(await resolvedOk(admission.admitted))) return;
     await this.update(name, next);
     this.watch(name);
     // An exit announced before the watch was registered would otherwise wait for the safety net.
@@ -860,12 +861,4 @@ const byName = (a: TaskRecord, b: TaskRecord): number => (a.name < b.name ? -1 :
 
 function isUnavailable(error: unknown): boolean {
   return error instanceof TaskError && error.kind === 'Unavailable';
-}
-
-/** Whether a promise resolved (rather than rejected), once it has settled. */
-function isSettledOk(promise: Promise<unknown>): Promise<boolean> {
-  return promise.then(
-    () => true,
-    () => false,
-  );
 }

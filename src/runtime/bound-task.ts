@@ -3,6 +3,7 @@
 // decoded handle (in the spirit of containerd's runtime.Task), so it never
 // sees a handle's type and no backend ever gets a handle it did not check.
 import { errorMessage } from '../errors.js';
+import { resolvedOk } from '../util/settled.js';
 import type { RuntimeRef, TaskSpec } from '../model/task.js';
 import { AdmissionAbandoned, type LogLocation, type Observation, type ResourceSample, type StartRequest, type StopOptions, type TaskRuntime } from './runtime.js';
 
@@ -102,7 +103,7 @@ export function backendOf<H>(runtime: TaskRuntime<H>): Backend {
     start: async ({ admitted, ...request }) => {
       if (admitted && !runtime.startsBeforeAdmitted) {
         // This runtime cannot hold a prepared task back: it starts once the record is written.
-        if (!(await admitted.then(() => true, () => false))) throw new AdmissionAbandoned();
+        if (!(await resolvedOk(admitted))) throw new AdmissionAbandoned();
         return launched(await runtime.start(request));
       }
       return launched(await runtime.start(admitted ? { ...request, admitted } : request));

@@ -22,6 +22,7 @@ import { decodeProcessHandle, isRun, PROCESS_HANDLE_VERSION, type ProcessHandle,
 import { parseEvent, readExitRecord, readStartRecord, type ShimEvent, type StartRecord } from './shim-protocol.js';
 import { type SpawnedShim, SpawnerLost, type ShimSpawner } from './shim-spawner.js';
 import type { TaskPrivileges } from '../shim/task-privileges.js';
+import { resolvedOk } from '../../util/settled.js';
 import { freeze, killShimTree, scanShims, type ShimScan, shimAlive, shimsFor, thaw } from './stalled-shims.js';
 import { KILL_BUDGET_MS, killTaskTree, measuredTree, signalTree, type TreeOrder, waitForTree } from './task-tree.js';
 
@@ -174,7 +175,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     const shimStartTime = startTimeOf(shimPid) ?? '';
     if (request.admitted) {
       // The shim waits at its gate, ready; the task runs only once its record is on disk.
-      if (!(await request.admitted.then(() => true, () => false))) {
+      if (!(await resolvedOk(request.admitted))) {
         shim.abort();
         await shim.exited;
         throw new AdmissionAbandoned();
