@@ -80,8 +80,8 @@ const CONNECT_TIMEOUT_MS = 1_500;
 /** How often an unreachable runtime is asked whether it is back. */
 const PROBE_MS = 500;
 
-/** How often a running container's status is read (see watch()). */
-const STATUS_POLL_MS = 1000;
+/** How often the running containers are relisted (see watch() and relist.ts). */
+const RELIST_INTERVAL_MS = 1000;
 
 export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
   readonly name = 'container';
@@ -137,7 +137,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     });
     this.cgroupV2 = options.cgroupV2 ?? existsSync('/sys/fs/cgroup/cgroup.controllers');
     this.rotation = new LogRotation({ reopen: (id) => this.cri.reopenContainerLog(id), log: options.log });
-    this.relist = new Relist((labelSelector) => this.cri.listContainers({ labelSelector }), STATUS_POLL_MS);
+    this.relist = new Relist((labelSelector) => this.cri.listContainers({ labelSelector }), RELIST_INTERVAL_MS);
   }
 
   /**
