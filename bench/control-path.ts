@@ -178,6 +178,26 @@ async function rpsFromClientProcess(address: string, call: string[]): Promise<nu
   return (JSON.parse(stdout.trim().split('\n').at(-1)!) as { rps: number }).rps;
 }
 
+/**
+ * The same loop through the generated Go client (bench/support/rps-client-go), built with
+ * examples/go/build-debian.sh; undefined where Debian's Go packages are not installed.
+ */
+async function rpsFromGoClient(address: string, call: string[]): Promise<number | undefined> {
+  const binary = join(tmpdir(), `te-rps-client-go-${process.pid}`);
+  try {
+    await execFileAsync(fileURLToPath(new URL('../examples/go/build-debian.sh', import.meta.url)), [binary, 'bench/support/rps-client-go']);
+  } catch (error) {
+    console.log(`(no Go client row: ${String(error).split('\n')[0]})`);
+    return undefined;
+  }
+  try {
+    const { stdout } = await execFileAsync(binary, [address, String(RPS_S), ...call]);
+    return (JSON.parse(stdout.trim()) as { rps: number }).rps;
+  } finally {
+    rmSync(binary, { force: true });
+  }
+}
+
 // ---- the run ---------------------------------------------------------------------------------
 
 interface Row {
@@ -272,12 +292,21 @@ async function main(): Promise<void> {
   const listBytes = ListResponse.encode(await api.listPage(page)).finish().length;
   const getRps = await rpsFromClientProcess(session.te.executor.address, ['get', PROBE]);
   const listRps = await rpsFromClientProcess(session.te.executor.address, ['list', String(page.pageSize)]);
+  // The same page without the specs (TASK_VIEW_COMPACT), and full through the generated Go client.
+  const compactRps = await rpsFromClientProcess(session.te.executor.address, ['list-compact', String(page.pageSize)]);
+  const goRps = await rpsFromGoClient(session.te.executor.address, ['list', String(page.pageSize)]);
   // The same with a client that does not decode the replies: what the executor itself sustains.
   const listRawRps = await rpsFromClientProcess(session.te.executor.address, ['list-raw', String(page.pageSize)]);
   console.log(`List without client-side decoding: ${listRawRps.toFixed(0)} req/s`);
   console.log(`Get ${getRps.toFixed(0)} req/s; List (${N + 1} tasks, ${(listBytes / 1024).toFixed(0)} KiB) ${listRps.toFixed(0)} req/s`);
   row(`4. List, a page of ${Math.min(N + 1, 1000)} of ${N + 1} tasks (${(listBytes / 1024).toFixed(0)} KiB)`, `Get: ${getRps.toFixed(0)} req/s`, `${listRps.toFixed(0)} req/s`,
     `${(listRps / getRps).toFixed(2)}x`, `≥ 500 req/s: ${verdict(listRps >= 500)}`);
+  row(`4. List, the same page, TASK_VIEW_COMPACT (no specs), decoding TypeScript client`, `Get: ${getRps.toFixed(0)} req/s`, `${compactRps.toFixed(0)} req/s`,
+    `${(compactRps / getRps).toFixed(2)}x`, `≥ 500 req/s: ${verdict(compactRps >= 500)}`);
+  if (goRps !== undefined) {
+    row(`4. List, the same page (full), generated Go client`, `Get: ${getRps.toFixed(0)} req/s`, `${goRps.toFixed(0)} req/s`,
+      `${(goRps / getRps).toFixed(2)}x`, `≥ 500 req/s: ${verdict(goRps >= 500)}`);
+  }
   row(`4. List, the same page, client not decoding (server-bound)`, `Get: ${getRps.toFixed(0)} req/s`, `${listRawRps.toFixed(0)} req/s`,
     `${(listRawRps / getRps).toFixed(2)}x`, `≥ 500 req/s: ${verdict(listRawRps >= 500)}`);
 

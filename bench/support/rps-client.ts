@@ -2,12 +2,13 @@
 // for a while and prints how many it completed per second. Used by
 // control-path.ts so that the client's decoding does not count as the
 // executor's time. Usage: rps-client.ts <address> <seconds> get <name> | list <pageSize>
+// | list-compact <pageSize> (List with TASK_VIEW_COMPACT) | list-raw <pageSize> (full, not decoded)
 import { Client, credentials, type ServiceError } from '@grpc/grpc-js';
-import { ListRequest, TaskExecutorServiceClient } from '../../gen/taskexecutor/v1/task_executor_service.js';
+import { ListRequest, TaskExecutorServiceClient, TaskView } from '../../gen/taskexecutor/v1/task_executor_service.js';
 
 const [address, seconds, method, arg] = process.argv.slice(2);
-if (!address || !seconds || !['get', 'list', 'list-raw'].includes(method ?? '') || !arg) {
-  console.error('usage: rps-client.ts <address> <seconds> get <name> | list <pageSize> | list-raw <pageSize>');
+if (!address || !seconds || !['get', 'list', 'list-compact', 'list-raw'].includes(method ?? '') || !arg) {
+  console.error('usage: rps-client.ts <address> <seconds> get <name> | list <pageSize> | list-compact <pageSize> | list-raw <pageSize>');
   process.exit(2);
 }
 const options = { 'grpc.max_receive_message_length': 64 << 20 };
@@ -21,6 +22,7 @@ const call = () =>
     const done = (error: ServiceError | null) => (error ? reject(error) : resolve());
     if (method === 'get') client.get({ name: arg }, done);
     else if (method === 'list') client.list({ pageSize: Number(arg) }, done);
+    else if (method === 'list-compact') client.list({ pageSize: Number(arg), view: TaskView.TASK_VIEW_COMPACT }, done);
     else raw.makeUnaryRequest(LIST_PATH, encodeList, (bytes: Buffer) => bytes, { pageSize: Number(arg) }, done);
   });
 

@@ -7,7 +7,8 @@
 # predates the protobuf APIv2 that protoc-gen-go 1.28's code is: grpc marshals through it, and it
 # panics on the first oneof field. With a module proxy, `go mod tidy && go build` in this
 # directory instead (go.mod).
-# Usage: examples/go/build-debian.sh OUT     writes the controller binary to OUT
+# Usage: examples/go/build-debian.sh OUT [DIR]   builds the Go main package in DIR (a directory of
+#        this repository, default examples/go: the controller) into the binary OUT
 set -euo pipefail
 gocode=/usr/share/gocode/src
 for dir in google.golang.org/grpc google.golang.org/protobuf; do
@@ -25,4 +26,4 @@ trap 'rm -rf "$gopath"' EXIT
 mkdir -p "$gopath/src/github.com/task-executor"
 ln -s "$repo" "$gopath/src/github.com/task-executor/task-executor"
 GO111MODULE=off GOPATH="$gopath:/usr/share/gocode" GOFLAGS= GOPROXY=off \
-  go build -o "$out" github.com/task-executor/task-executor/examples/go
+  go build -o "$out" "github.com/task-executor/task-executor/${2:-examples/go}"

@@ -177,11 +177,6 @@ const envFromWire = (env: wire.EnvVar[]): EnvVar[] => env.map((e) => ({ name: e.
 export type TaskView = 'full' | 'compact';
 
 /**
- * A task as the API shows it. The compact view (TaskView COMPACT) leaves out
- * the spec, which is the bulk of a task (up to about 1 MiB) and which the
- * caller already knows.
- */
-/**
  * Conversions already made, per record and view. Records are immutable
  * snapshots (a change makes a new one), so a conversion stays right for as
  * long as its record lives, and List/Watch/getTasks convert each task once
@@ -189,7 +184,11 @@ export type TaskView = 'full' | 'compact';
  */
 const converted = { full: new WeakMap<TaskRecord, wire.Task>(), compact: new WeakMap<TaskRecord, wire.Task>() };
 
-/** The wire form of a task; shared between calls, so never modify the result. */
+/**
+ * A task as the API shows it; shared between calls, so never modify the
+ * result. The compact view (TaskView COMPACT) leaves out the spec, which is
+ * the bulk of a task (up to about 1 MiB) and which the caller already knows.
+ */
 export function taskToWire(record: TaskRecord, view: TaskView = 'full'): wire.Task {
   const cache = converted[view];
   let task = cache.get(record);

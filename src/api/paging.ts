@@ -6,7 +6,7 @@ import { type ListRequest, ListResponse } from '../../gen/taskexecutor/v1/task_e
 import { invalidArgument } from '../errors.js';
 import { quote, validateName } from '../model/validation.js';
 import type { TaskRecord } from '../model/task.js';
-import { taskToWire } from './convert.js';
+import { type TaskView, taskToWire } from './convert.js';
 import { ENCODED, type PreEncoded } from './pre-encoded.js';
 import { lengthDelimitedHeader, varintLength } from './protobuf-wire.js';
 
@@ -78,8 +78,8 @@ function encodeListResponse(response: ListResponse): Buffer {
 /** `repeated Task tasks = 1` in ListResponse. */
 const TASKS_FIELD = 1;
 
-/** One List page of `records` (every task, sorted by name), already encoded (see pre-encoded.ts). */
-export function listPage(records: readonly TaskRecord[], request: ListRequest): ListResponse & PreEncoded {
+/** One List page of `records` (every task, sorted by name) in `view`, already encoded (see pre-encoded.ts). */
+export function listPage(records: readonly TaskRecord[], request: ListRequest, view: TaskView = 'full'): ListResponse & PreEncoded {
   const size = pageSize(request.pageSize);
   const after = request.pageToken ? decodePageToken(request.pageToken) : undefined;
   // The manager hands out the same sorted array until a task changes, so a
@@ -87,10 +87,10 @@ export function listPage(records: readonly TaskRecord[], request: ListRequest): 
   // with the bytes already made for it.
   let pages = pagesOf.get(records);
   if (!pages) pagesOf.set(records, (pages = new Map()));
-  const key = `${size}/${after ?? ''}`;
+  const key = `${view}/${size}/${after ?? ''}`;
   const cached = pages.get(key);
   if (cached) return cached;
-  const page = buildPage(records, after, size);
+  const page = buildPage(records, after, size, view);
   if (pages.size < MAX_CACHED_PAGES) pages.set(key, page);
   return page;
 }
@@ -99,11 +99,11 @@ export function listPage(records: readonly TaskRecord[], request: ListRequest): 
 const pagesOf = new WeakMap<readonly TaskRecord[], Map<string, ListResponse & PreEncoded>>();
 const MAX_CACHED_PAGES = 64;
 
-function buildPage(records: readonly TaskRecord[], after: string | undefined, size: number): ListResponse & PreEncoded {
+function buildPage(records: readonly TaskRecord[], after: string | undefined, size: number, view: TaskView): ListResponse & PreEncoded {
   // Resuming after a name, not at an index, keeps a token valid while tasks
   // come and go between pages. Same comparison as the manager's sort.
   const rest = after === undefined ? records : records.filter((record) => record.name > after);
-  const tasks = takeWithinBound(rest, (record) => taskToWire(record), size);
+  const tasks = takeWithinBound(rest, (record) => taskToWire(record, view), size);
   const response = { tasks, nextPageToken: pageTokenAfter(rest, tasks) };
   return { ...response, [ENCODED]: encodeListResponse(response) };
 }

@@ -4,24 +4,9 @@
 // page, and falls back from full to compact tasks, then to a cut list with a
 // List page token, rather than fail. See SetTasksResponse in the proto.
 import { type SetTasksResponse, TaskView as WireTaskView } from '../../gen/taskexecutor/v1/task_executor_service.js';
-import { invalidArgument } from '../errors.js';
 import type { TaskRecord } from '../model/task.js';
 import { type TaskView, taskToWire } from './convert.js';
 import { pageTokenAfter, takeWithinBound } from './paging.js';
-
-/** The requested view, checked before anything changes: unset is compact; a value the proto does not define is INVALID_ARGUMENT. */
-export function setTasksView(view: WireTaskView | undefined): TaskView {
-  switch (view) {
-    case undefined:
-    case WireTaskView.TASK_VIEW_UNSPECIFIED:
-    case WireTaskView.TASK_VIEW_COMPACT:
-      return 'compact';
-    case WireTaskView.TASK_VIEW_FULL:
-      return 'full';
-    default:
-      throw invalidArgument(`view ${String(view)} is not a TaskView: use TASK_VIEW_COMPACT (the default) or TASK_VIEW_FULL`);
-  }
-}
 
 /** `records`: every task after the change, sorted by name. */
 export function setTasksReply(records: readonly TaskRecord[], view: TaskView): SetTasksResponse {

@@ -8,9 +8,10 @@ import { specFromWire, taskToWire } from './convert.js';
 import { logsHandler } from './logs-handler.js';
 import { listPage } from './paging.js';
 import { serverStream } from './server-stream.js';
-import { setTasksReply, setTasksView } from './set-tasks-reply.js';
+import { setTasksReply } from './set-tasks-reply.js';
 import { statsHandler } from './stats-handler.js';
 import { toServiceError } from './status.js';
+import { requestedView } from './task-view.js';
 import { watchHandler } from './watch-handler.js';
 
 export function taskExecutorService(manager: TaskManager, log: Logger): TaskExecutorServiceServer {
@@ -33,11 +34,11 @@ export function taskExecutorService(manager: TaskManager, log: Logger): TaskExec
     get: unary(({ name }) => ({ task: taskToWire(manager.get(name)) })),
     delete: unary(async ({ name }) => ({ task: taskToWire(await manager.delete(name)) })),
     setTasks: unary(async ({ tasks, view }) => {
-      const replyView = setTasksView(view); // checked before anything changes
+      const replyView = requestedView(view, 'compact'); // checked before anything changes
       const desired = tasks.map((task) => ({ name: task.name, spec: specFromWire(task.spec) }));
       return setTasksReply(await manager.setTasks(desired), replyView);
     }),
-    list: unary((request) => listPage(manager.list(), request)),
+    list: unary((request) => listPage(manager.list(), request, requestedView(request.view, 'full'))),
     logs: serverStream(logsHandler(manager, log), log),
     stats: serverStream(statsHandler(manager, log), log),
     watch: serverStream(watchHandler(manager), log),

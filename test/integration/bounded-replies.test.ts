@@ -170,6 +170,28 @@ describe('List paging and SetTasks views', () => {
     assert.ok(capped.tasks.length > 0 && capped.nextPageToken === '');
   });
 
+  test('List answers full tasks by default and leaves out the specs with TASK_VIEW_COMPACT; tokens work across views', async () => {
+    // The tasks so far run `true`: once they ended, their statuses stay put between the calls compared.
+    await waitFor('every task to end', async () => (await list(te, {})).tasks.every((t) => stateOf(t)?.$case === 'terminated'));
+    const full = await list(te, { pageSize: 2 });
+    assert.ok(full.tasks.length === 2 && full.tasks.every((t) => t.spec?.runtime?.$case === 'process'), 'full by default');
+    const compact = await list(te, { pageSize: 2, view: TaskView.TASK_VIEW_COMPACT });
+    assert.deepEqual(names(compact.tasks), names(full.tasks));
+    assert.ok(compact.tasks.every((t) => t.spec === undefined && t.status?.state && t.creationTimestamp instanceof Date), 'no spec, the rest is there');
+    assert.deepEqual(
+      compact.tasks.map((t) => t.status),
+      full.tasks.map((t) => t.status),
+    );
+    const next = await list(te, { pageSize: 2, pageToken: compact.nextPageToken, view: TaskView.TASK_VIEW_FULL });
+    assert.ok(next.tasks.length > 0 && next.tasks.every((t) => t.name > names(compact.tasks).at(-1)! && t.spec !== undefined));
+    const explicit = await list(te, { pageSize: 2, view: TaskView.TASK_VIEW_FULL });
+    assert.deepEqual(explicit, full);
+  });
+
+  test('List with an unknown view is INVALID_ARGUMENT naming the views', async () => {
+    await assert.rejects(list(te, { view: 7 as TaskView }), grpcError(status.INVALID_ARGUMENT, /view 7 is not a TaskView: use TASK_VIEW_FULL \(the default\) or TASK_VIEW_COMPACT/));
+  });
+
   test('SetTasks answers compact tasks by default and full ones with TASK_VIEW_FULL when they fit', async () => {
     const desired = [processTask('v-1', ['true']), processTask('v-2', ['echo', 'hi'])];
     const compact = await setTasks(te, { tasks: desired });

@@ -56,8 +56,8 @@ type TaskExecutorServiceClient interface {
 	// All tasks, including those being deleted, sorted by name, one page at a
 	// time (see ListRequest). Each reply stays below about 2 MiB.
 	//
-	//	INVALID_ARGUMENT  a negative page_size, or a page_token this service
-	//	                  did not issue.
+	//	INVALID_ARGUMENT  a negative page_size, a page_token this service
+	//	                  did not issue, or an unknown view.
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
 	// Streams a task's output (stdout, stderr or both in write order).
 	//
@@ -275,8 +275,8 @@ type TaskExecutorServiceServer interface {
 	// All tasks, including those being deleted, sorted by name, one page at a
 	// time (see ListRequest). Each reply stays below about 2 MiB.
 	//
-	//	INVALID_ARGUMENT  a negative page_size, or a page_token this service
-	//	                  did not issue.
+	//	INVALID_ARGUMENT  a negative page_size, a page_token this service
+	//	                  did not issue, or an unknown view.
 	List(context.Context, *ListRequest) (*ListResponse, error)
 	// Streams a task's output (stdout, stderr or both in write order).
 	//
