@@ -3,10 +3,13 @@
 //      20 ms; the time until a Logs(follow) client holds it, next to `tail -F`
 //      following a plain file that a shell loop appends to at the same rate
 //      (both run at the same time);
-//  (b) reading an existing ~50 MB log through Logs (no follow), batched
-//      (`batch: true`) and one line per message (as clients that predate
-//      `entries` get it), next to `cat` of the same files into this process,
-//      and src/logs alone (no gRPC).
+//  (b) reading an existing ~50 MB log through Logs (no follow), chunked
+//      (`chunks: true`: text runs), batched (`batch: true`) and one line per
+//      message (as clients that predate `entries` get it), next to `cat` of
+//      the same files into this process, and src/logs alone (no gRPC).
+// LOGS_BENCH_PARTS=b runs part (b) only (=a part (a) only); LOGS_BENCH_ROUNDS
+// (default 2) sets the rounds of (b), LOGS_BENCH_SINGLE=0 leaves out its slow
+// line-per-message row.
 // The executor runs as its own process (src/main.ts), as in production, so the
 // client's work does not share its event loop.
 import { spawn } from 'node:child_process';
@@ -116,13 +119,18 @@ async function readThroughput(te: Target) {
     await new Promise((resolve) => child.on('close', resolve));
     return { seconds: Number(process.hrtime.bigint() - start) / 1e9, bytes, lines: 0 };
   };
-  const rpc = async (batch: boolean) => {
+  const rpc = async (mode: 'batch' | 'chunks' | 'single') => {
     const start = process.hrtime.bigint();
     let bytes = 0;
     let lines = 0;
-    const call = te.client.logs(LogsRequest.fromPartial({ name: 'big', batch }));
+    const call = te.client.logs(LogsRequest.fromPartial({ name: 'big', batch: mode === 'batch', chunks: mode === 'chunks' }));
     call.on('data', (m: LogsResponse) => {
-      for (const line of batch ? m.entries : [m]) {
+      if (mode === 'chunks') {
+        // Output bytes with their newlines (a chunk is text as a file shows it); lines are not counted.
+        bytes += m.chunk?.content?.$case === 'text' ? m.chunk.content.value.length : (m.chunk?.content?.value.length ?? 0);
+        return;
+      }
+      for (const line of mode === 'batch' ? m.entries : [m]) {
         lines++;
         bytes += line.content?.$case === 'text' ? line.content.value.length : (line.content?.value.length ?? 0);
       }
@@ -147,12 +155,20 @@ async function readThroughput(te: Target) {
     }
     return { seconds: Number(process.hrtime.bigint() - start) / 1e9, bytes, lines };
   };
-  const best = async (run: () => Promise<{ seconds: number; bytes: number; lines: number }>) => {
-    const runs = [await run(), await run()];
-    return runs.sort((a, b) => a.seconds - b.seconds)[0]!;
-  };
-  // One run of the line-per-message RPC: it is the slow one.
-  return { cat: await best(cat), batched: await best(() => rpc(true)), single: await rpc(false), direct: await best(direct) };
+  // Rounds of every row in turn (best of each), so that load from elsewhere
+  // on the machine hits the rows alike. One run of the line-per-message RPC: it is the slow one.
+  const rounds = Number(process.env.LOGS_BENCH_ROUNDS ?? 2);
+  type Run = { seconds: number; bytes: number; lines: number };
+  const rows = { cat, chunked: () => rpc('chunks'), batched: () => rpc('batch'), direct };
+  const best: Partial<Record<keyof typeof rows, Run>> = {};
+  for (let round = 0; round < rounds; round++) {
+    for (const [name, run] of Object.entries(rows) as [keyof typeof rows, () => Promise<Run>][]) {
+      const result = await run();
+      if (!best[name] || result.seconds < best[name].seconds) best[name] = result;
+    }
+  }
+  const single = process.env.LOGS_BENCH_SINGLE === '0' ? undefined : await rpc('single');
+  return { cat: best.cat!, chunked: best.chunked!, batched: best.batched!, direct: best.direct!, single };
 }
 
 const scratch = mkdtempSync(join(tmpdir(), 'te-bench-'));
@@ -161,30 +177,41 @@ const executor = spawnExecutor(['--data-dir', dataDir, '--listen-addr', '127.0.0
 try {
   const { client, api } = await connect(executor);
   const te: Target = { client, api, dataDir };
-  const latency = await followLatency(te, scratch);
-  const row = (name: string, s: ReturnType<typeof stats>) =>
-    `  ${name.padEnd(22)} ${s.median.toFixed(2).padStart(8)} ${s.p90.toFixed(2).padStart(8)} ${s.p99.toFixed(2).padStart(8)} ${s.max.toFixed(2).padStart(8)} ${String(s.n).padStart(5)}`;
-  console.log(`(a) follow latency, ${LINES} lines every ${Number(GAP) * 1000} ms (ms from write to receipt)`);
-  console.log(`  ${''.padEnd(22)} ${'median'.padStart(8)} ${'p90'.padStart(8)} ${'p99'.padStart(8)} ${'max'.padStart(8)} ${'lines'.padStart(5)}`);
-  console.log(row('tail -F (baseline)', latency.tail));
-  console.log(row('Logs follow (gRPC)', latency.rpc));
-  console.log(
-    `  ratio Logs/tail: median ${(latency.rpc.median / latency.tail.median).toFixed(2)}x, p90 ${(latency.rpc.p90 / latency.tail.p90).toFixed(2)}x, p99 ${(latency.rpc.p99 / latency.tail.p99).toFixed(2)}x`,
-  );
-
-  const read = await readThroughput(te);
-  const mbps = (r: { seconds: number; bytes: number }) => r.bytes / 1e6 / r.seconds;
-  const trow = (name: string, r: { seconds: number; bytes: number; lines: number }) =>
-    `  ${name.padEnd(22)} ${r.seconds.toFixed(3).padStart(8)} ${(r.bytes / 1e6).toFixed(1).padStart(8)} ${mbps(r).toFixed(1).padStart(8)} ${(r.lines ? (r.lines / r.seconds / 1000).toFixed(0) : '-').padStart(8)}`;
-  console.log(`\n(b) reading an existing log of ${BIG_BYTES / 1e6} MB of output (${LINE}-byte lines; best of 2, the line-per-message RPC once)`);
-  console.log(`  ${''.padEnd(22)} ${'seconds'.padStart(8)} ${'MB'.padStart(8)} ${'MB/s'.padStart(8)} ${'klines/s'.padStart(8)}`);
-  console.log(trow('cat files (baseline)', read.cat));
-  console.log(trow('src/logs, no gRPC', read.direct));
-  console.log(trow('Logs RPC, batch', read.batched));
-  console.log(trow('Logs RPC, line/message', read.single));
-  console.log(`  (MB: file bytes for cat, payload bytes otherwise)`);
-  const ratio = (r: { seconds: number }) => `${(r.seconds / read.cat.seconds).toFixed(1)}x`;
-  console.log(`  ratio to cat time: Logs batch ${ratio(read.batched)}; line/message ${ratio(read.single)}; src/logs alone ${ratio(read.direct)}`);
+  const parts = process.env.LOGS_BENCH_PARTS ?? 'ab';
+  if (parts.includes('a')) {
+    const latency = await followLatency(te, scratch);
+    const row = (name: string, s: ReturnType<typeof stats>) =>
+      `  ${name.padEnd(22)} ${s.median.toFixed(2).padStart(8)} ${s.p90.toFixed(2).padStart(8)} ${s.p99.toFixed(2).padStart(8)} ${s.max.toFixed(2).padStart(8)} ${String(s.n).padStart(5)}`;
+    console.log(`(a) follow latency, ${LINES} lines every ${Number(GAP) * 1000} ms (ms from write to receipt)`);
+    console.log(
+      `  ${''.padEnd(22)} ${'median'.padStart(8)} ${'p90'.padStart(8)} ${'p99'.padStart(8)} ${'max'.padStart(8)} ${'lines'.padStart(5)}`,
+    );
+    console.log(row('tail -F (baseline)', latency.tail));
+    console.log(row('Logs follow (gRPC)', latency.rpc));
+    console.log(
+      `  ratio Logs/tail: median ${(latency.rpc.median / latency.tail.median).toFixed(2)}x, p90 ${(latency.rpc.p90 / latency.tail.p90).toFixed(2)}x, p99 ${(latency.rpc.p99 / latency.tail.p99).toFixed(2)}x`,
+    );
+  }
+  if (parts.includes('b')) {
+    const read = await readThroughput(te);
+    const mbps = (r: { seconds: number; bytes: number }) => r.bytes / 1e6 / r.seconds;
+    const trow = (name: string, r: { seconds: number; bytes: number; lines: number }) =>
+      `  ${name.padEnd(22)} ${r.seconds.toFixed(3).padStart(8)} ${(r.bytes / 1e6).toFixed(1).padStart(8)} ${mbps(r).toFixed(1).padStart(8)} ${(r.lines ? (r.lines / r.seconds / 1000).toFixed(0) : '-').padStart(8)}`;
+    console.log(
+      `\n(b) reading an existing log of ${BIG_BYTES / 1e6} MB of output (${LINE}-byte lines; best of ${Number(process.env.LOGS_BENCH_ROUNDS ?? 2)}, the line-per-message RPC once)`,
+    );
+    console.log(`  ${''.padEnd(22)} ${'seconds'.padStart(8)} ${'MB'.padStart(8)} ${'MB/s'.padStart(8)} ${'klines/s'.padStart(8)}`);
+    console.log(trow('cat files (baseline)', read.cat));
+    console.log(trow('src/logs, no gRPC', read.direct));
+    console.log(trow('Logs RPC, chunks', read.chunked));
+    console.log(trow('Logs RPC, batch', read.batched));
+    if (read.single) console.log(trow('Logs RPC, line/message', read.single));
+    console.log(`  (MB: file bytes for cat, output bytes with newlines for chunks, payload bytes otherwise)`);
+    const ratio = (r: { seconds: number }) => `${(r.seconds / read.cat.seconds).toFixed(1)}x`;
+    console.log(
+      `  ratio to cat time: Logs chunks ${ratio(read.chunked)}; batch ${ratio(read.batched)}; ${read.single ? `line/message ${ratio(read.single)}; ` : ''}src/logs alone ${ratio(read.direct)}`,
+    );
+  }
   client.close();
 } finally {
   executor.child.kill('SIGTERM');
