@@ -10,8 +10,8 @@ import { LogReader } from '../../src/logs/reader.js';
 import { DEFAULT_TIMINGS, streamLogs, type TaskLiveness } from '../../src/logs/stream-logs.js';
 import { EncodedLogsResponse, encodeBatch, toLogEntry } from '../../src/api/log-entries.js';
 import { processTask, shell, startTestExecutor, terminated, type TestExecutor } from '../support/executor.js';
+import { fileLines, logFiles, logsDir, outputComplete } from '../support/log-files.js';
 import { bytesOf, linesOf, openLogs, readLogs, texts } from '../support/logs-rpc.js';
-import { isAlive } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
 
 const { LOG_STREAM_UNSPECIFIED: BOTH, LOG_STREAM_STDOUT: STDOUT, LOG_STREAM_STDERR: STDERR } = LogStream;
@@ -20,33 +20,6 @@ function grpcError(error: ServiceError | undefined, code: status, pattern: RegEx
   assert.ok(error, `expected ${status[code]}, the stream ended OK`);
   assert.equal(error.code, code, `expected ${status[code]}, got ${status[error.code]}: ${error.details}`);
   assert.match(error.details, pattern);
-}
-
-const logsDir = (te: TestExecutor, name: string) => join(te.dataDir, name, 'logs');
-
-function logFiles(dir: string): string[] {
-  return readdirSync(dir)
-    .filter((f) => /^output\.\d+\.log$/.test(f))
-    .sort((a, b) => Number(a.split('.')[1]) - Number(b.split('.')[1]));
-}
-
-/** The lines as the files hold them (stream label + text), in the order their last record was written. */
-function fileLines(dir: string): { stream: LogStream; text: string }[] {
-  const open = new Map<string, string>();
-  const lines: { stream: LogStream; text: string }[] = [];
-  for (const file of logFiles(dir)) {
-    for (const record of readFileSync(join(dir, file), 'utf8').split('\n').filter(Boolean)) {
-      const [, stream, tag] = record.split(' ');
-      const payload = record.split(' ').slice(3).join(' ');
-      const text = (open.get(stream!) ?? '') + payload;
-      if (tag === 'P') open.set(stream!, text);
-      else {
-        open.delete(stream!);
-        lines.push({ stream: stream === 'stdout' ? STDOUT : STDERR, text });
-      }
-    }
-  }
-  return lines;
 }
 
 function dirBytes(dir: string): number {
@@ -73,16 +46,7 @@ describe('Logs over gRPC', () => {
     rmSync(scratch, { recursive: true, force: true });
   });
 
-  /**
-   * Waits until the task has terminated and its supervisor has written all of
-   * its output: the task's exit is recorded before the supervisor has drained
-   * the pipes, so a terminated task's logs may still grow for a moment.
-   */
-  const finished = async (name: string) => {
-    await waitFor(`task ${name} to terminate`, async () => terminated((await te.api.getTask({ name })).task));
-    const { shimPid } = JSON.parse(readFileSync(join(te.dataDir, name, 'start.json'), 'utf8')) as { shimPid: number };
-    await waitFor(`the supervisor of ${name} to write its last output and exit`, () => !isAlive(shimPid));
-  };
+  const finished = (name: string) => outputComplete(te, name);
   /** A file the test creates to let a task go on (tasks wait for it; no fixed sleeps). */
   const gate = (name: string) => join(scratch, `${name}.go`);
   const waitGate = (name: string) => `while [ ! -e ${gate(name)} ]; do sleep 0.01; done`;
