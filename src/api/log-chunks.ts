@@ -133,7 +133,8 @@ export class ChunkEncoder {
         formatter.write(out, pos, line.timeMs, line.nanos ?? 0);
         pos += TIME_PREFIX;
       }
-      pos += line.bytes.copy(out, pos);
+      out.set(line.bytes, pos);
+      pos += line.bytes.length;
       if (!line.partial) out[pos++] = NEWLINE;
     }
     if (pos !== out.length) throw new Error(`chunk encoding: wrote ${pos} bytes of ${out.length}`);

@@ -126,33 +126,43 @@ function timestampShape(bytes: Uint8Array, start: number, end: number): boolean 
  * skips most of the cost of a header that way).
  */
 export function parseHeader(bytes: Uint8Array, start: number, end: number, times = true): RecordHeader | undefined {
+  const header: RecordHeader = { timeMs: NaN, stream: 'stdout', tag: 'F', headerLength: 0 };
+  return parseHeaderInto(header, bytes, start, end, times) ? header : undefined;
+}
+
+/** parseHeader into an existing header (a bulk read reuses one for every record); false when the bytes are not a record. */
+export function parseHeaderInto(header: RecordHeader, bytes: Uint8Array, start: number, end: number, times: boolean): boolean {
   const limit = Math.min(end, start + MAX_HEADER);
   // The first space ends the timestamp (a loop: cheaper than indexOf for a few bytes).
   let s1 = start + 20;
   while (s1 < limit && bytes[s1] !== SPACE) s1++;
-  if (s1 >= limit) return undefined;
+  if (s1 >= limit) return false;
   const s2 = s1 + 7;
   const s3 = s2 + 2;
   // " stdout " and " stderr " both have 6 letters; the tag is one letter. An
   // empty payload may come without the space after the tag.
-  if (s3 > end || bytes[s2] !== SPACE || (s3 < end && bytes[s3] !== SPACE)) return undefined;
+  if (s3 > end || bytes[s2] !== SPACE || (s3 < end && bytes[s3] !== SPACE)) return false;
   let stream: StreamName;
   if (bytes[s1 + 4] === 0x6f /* o */ && bytes[s1 + 1] === 0x73 && bytes[s1 + 2] === 0x74 && bytes[s1 + 3] === 0x64 && bytes[s1 + 5] === 0x75 && bytes[s1 + 6] === 0x74) {
     stream = 'stdout';
   } else if (bytes[s1 + 4] === 0x65 /* e */ && bytes[s1 + 1] === 0x73 && bytes[s1 + 2] === 0x74 && bytes[s1 + 3] === 0x64 && bytes[s1 + 5] === 0x72 && bytes[s1 + 6] === 0x72) {
     stream = 'stderr';
   } else {
-    return undefined;
+    return false;
   }
   const t = bytes[s2 + 1];
   const tag: RecordTag | undefined = t === 0x46 ? 'F' : t === 0x50 ? 'P' : undefined;
-  if (!tag) return undefined;
+  if (!tag) return false;
   let timeMs = NaN;
   if (times) {
     timeMs = parseTimestamp(bytes, start, s1);
-    if (Number.isNaN(timeMs)) return undefined;
+    if (Number.isNaN(timeMs)) return false;
   } else if (!timestampShape(bytes, start, s1)) {
-    return undefined;
+    return false;
   }
-  return { timeMs, stream, tag, headerLength: Math.min(s3 + 1, end) - start };
+  header.timeMs = timeMs;
+  header.stream = stream;
+  header.tag = tag;
+  header.headerLength = Math.min(s3 + 1, end) - start;
+  return true;
 }

@@ -27,8 +27,8 @@ interface Pending {
 
 export class LineAssembler {
   private readonly pending = new Map<StreamName, Pending>();
-  /** Streams whose last line handed out was partial: a receiver holds the start of a line. */
-  private readonly open = new Set<StreamName>();
+  /** Per stream: the last line handed out was partial, so a receiver holds the start of a line. (Fields, not a Set: this changes for every line.) */
+  private readonly open: Record<StreamName, boolean> = { stdout: false, stderr: false };
 
   constructor(private readonly maxPiece = 64 * 1024) {}
 
@@ -85,12 +85,13 @@ export class LineAssembler {
   breakLines(out: LogLine[], timeMs: number): void {
     for (const [stream, pending] of this.pending) this.emit(out, { stream, bytes: join(pending), partial: false, timeMs: pending.timeMs, nanos: pending.nanos });
     this.pending.clear();
-    for (const stream of this.open) this.emit(out, { stream, bytes: Buffer.alloc(0), partial: false, timeMs, nanos: 0 });
+    for (const stream of ['stdout', 'stderr'] as const) {
+      if (this.open[stream]) this.emit(out, { stream, bytes: Buffer.alloc(0), partial: false, timeMs, nanos: 0 });
+    }
   }
 
   private emit(out: LogLine[], line: LogLine): void {
-    if (line.partial) this.open.add(line.stream);
-    else this.open.delete(line.stream);
+    this.open[line.stream] = line.partial;
     out.push(line);
   }
 
