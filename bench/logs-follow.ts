@@ -9,11 +9,12 @@
 //      the same files into this process, and src/logs alone (no gRPC).
 // LOGS_BENCH_PARTS=b runs part (b) only (=a part (a) only); LOGS_BENCH_ROUNDS
 // (default 2) sets the rounds of (b), LOGS_BENCH_SINGLE=0 leaves out its slow
-// line-per-message row.
+// line-per-message row, LOGS_BENCH_ROWS=cat,chunked,batched,direct picks rows,
+// LOGS_BENCH_VERBOSE=1 prints every run.
 // The executor runs as its own process (src/main.ts), as in production, so the
 // client's work does not share its event loop.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LogsRequest, type LogsResponse } from '../gen/taskexecutor/v1/task_executor_service.js';
@@ -28,6 +29,20 @@ interface Target {
   client: TaskExecutorServiceClient;
   api: Api;
   dataDir: string;
+  /** The executor's process id, for its CPU time. */
+  pid: number;
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (10 ms resolution). */
+function processCpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+/** CPU seconds this process has used so far. */
+function ownCpuSeconds(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
 }
 
 const LINES = 200;
@@ -102,6 +117,15 @@ async function followLatency(te: Target, scratch: string) {
   return { rpc: stats(rpcMs), tail: stats(tailMs) };
 }
 
+/** One timed read: wall time, and the CPU time of the executor (server) and of this process (client) where measured. */
+interface Run {
+  seconds: number;
+  bytes: number;
+  lines: number;
+  serverCpu?: number;
+  clientCpu?: number;
+}
+
 async function readThroughput(te: Target) {
   const script = `yes "$(head -c ${LINE - 1} /dev/zero | tr '\\0' x)" | head -c ${BIG_BYTES}`;
   await te.api.createTask({ task: processTask('big', ['sh', '-c', script], {}, { logs: { maxFileSizeBytes: 16 << 20, maxFiles: 10 } }) });
@@ -111,7 +135,7 @@ async function readThroughput(te: Target) {
     .sort((a, b) => Number(a.split('.')[1]) - Number(b.split('.')[1]))
     .map((f) => join(dir, f));
 
-  const cat = async () => {
+  const cat = async (): Promise<Run> => {
     const start = process.hrtime.bigint();
     let bytes = 0;
     const child = spawn('cat', files, { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -119,8 +143,10 @@ async function readThroughput(te: Target) {
     await new Promise((resolve) => child.on('close', resolve));
     return { seconds: Number(process.hrtime.bigint() - start) / 1e9, bytes, lines: 0 };
   };
-  const rpc = async (mode: 'batch' | 'chunks' | 'single') => {
+  const rpc = async (mode: 'batch' | 'chunks' | 'single'): Promise<Run> => {
     const start = process.hrtime.bigint();
+    const serverCpu = processCpuSeconds(te.pid);
+    const clientCpu = ownCpuSeconds();
     let bytes = 0;
     let lines = 0;
     const call = te.client.logs(LogsRequest.fromPartial({ name: 'big', batch: mode === 'batch', chunks: mode === 'chunks' }));
@@ -139,10 +165,17 @@ async function readThroughput(te: Target) {
       call.on('end', resolve);
       call.on('error', reject);
     });
-    return { seconds: Number(process.hrtime.bigint() - start) / 1e9, bytes, lines };
+    return {
+      seconds: Number(process.hrtime.bigint() - start) / 1e9,
+      bytes,
+      lines,
+      serverCpu: processCpuSeconds(te.pid) - serverCpu,
+      clientCpu: ownCpuSeconds() - clientCpu,
+    };
   };
-  const direct = async () => {
+  const direct = async (): Promise<Run> => {
     const start = process.hrtime.bigint();
+    const cpu = ownCpuSeconds();
     let bytes = 0;
     let lines = 0;
     for await (const batch of streamLogs(
@@ -153,22 +186,24 @@ async function readThroughput(te: Target) {
       for (const line of batch) bytes += line.bytes.length;
       lines += batch.length;
     }
-    return { seconds: Number(process.hrtime.bigint() - start) / 1e9, bytes, lines };
+    return { seconds: Number(process.hrtime.bigint() - start) / 1e9, bytes, lines, clientCpu: ownCpuSeconds() - cpu };
   };
   // Rounds of every row in turn (best of each), so that load from elsewhere
   // on the machine hits the rows alike. One run of the line-per-message RPC: it is the slow one.
   const rounds = Number(process.env.LOGS_BENCH_ROUNDS ?? 2);
-  type Run = { seconds: number; bytes: number; lines: number };
-  const rows = { cat, chunked: () => rpc('chunks'), batched: () => rpc('batch'), direct };
-  const best: Partial<Record<keyof typeof rows, Run>> = {};
+  const allRows = { cat, chunked: () => rpc('chunks'), batched: () => rpc('batch'), direct };
+  const only = process.env.LOGS_BENCH_ROWS?.split(',');
+  const rows = Object.entries(allRows).filter(([name]) => !only || only.includes(name)) as [keyof typeof allRows, () => Promise<Run>][];
+  const best: Partial<Record<keyof typeof allRows, Run>> = {};
   for (let round = 0; round < rounds; round++) {
-    for (const [name, run] of Object.entries(rows) as [keyof typeof rows, () => Promise<Run>][]) {
+    for (const [name, run] of rows) {
       const result = await run();
+      if (process.env.LOGS_BENCH_VERBOSE) console.log(`  round ${round + 1}: ${name} ${result.seconds.toFixed(3)} s`);
       if (!best[name] || result.seconds < best[name].seconds) best[name] = result;
     }
   }
   const single = process.env.LOGS_BENCH_SINGLE === '0' ? undefined : await rpc('single');
-  return { cat: best.cat!, chunked: best.chunked!, batched: best.batched!, direct: best.direct!, single };
+  return { ...best, single };
 }
 
 const scratch = mkdtempSync(join(tmpdir(), 'te-bench-'));
@@ -176,7 +211,7 @@ const dataDir = join(scratch, 'data');
 const executor = spawnExecutor(['--data-dir', dataDir, '--listen-addr', '127.0.0.1:0']);
 try {
   const { client, api } = await connect(executor);
-  const te: Target = { client, api, dataDir };
+  const te: Target = { client, api, dataDir, pid: executor.child.pid! };
   const parts = process.env.LOGS_BENCH_PARTS ?? 'ab';
   if (parts.includes('a')) {
     const latency = await followLatency(te, scratch);
@@ -195,22 +230,25 @@ try {
   if (parts.includes('b')) {
     const read = await readThroughput(te);
     const mbps = (r: { seconds: number; bytes: number }) => r.bytes / 1e6 / r.seconds;
-    const trow = (name: string, r: { seconds: number; bytes: number; lines: number }) =>
-      `  ${name.padEnd(22)} ${r.seconds.toFixed(3).padStart(8)} ${(r.bytes / 1e6).toFixed(1).padStart(8)} ${mbps(r).toFixed(1).padStart(8)} ${(r.lines ? (r.lines / r.seconds / 1000).toFixed(0) : '-').padStart(8)}`;
+    const cpu = (seconds: number | undefined) => (seconds === undefined ? '-' : seconds.toFixed(2)).padStart(8);
+    const trow = (name: string, r: Run) =>
+      `  ${name.padEnd(22)} ${r.seconds.toFixed(3).padStart(8)} ${(r.bytes / 1e6).toFixed(1).padStart(8)} ${mbps(r).toFixed(1).padStart(8)} ${(r.lines ? (r.lines / r.seconds / 1000).toFixed(0) : '-').padStart(8)} ${cpu(r.serverCpu)} ${cpu(r.clientCpu)}`;
     console.log(
       `\n(b) reading an existing log of ${BIG_BYTES / 1e6} MB of output (${LINE}-byte lines; best of ${Number(process.env.LOGS_BENCH_ROUNDS ?? 2)}, the line-per-message RPC once)`,
     );
-    console.log(`  ${''.padEnd(22)} ${'seconds'.padStart(8)} ${'MB'.padStart(8)} ${'MB/s'.padStart(8)} ${'klines/s'.padStart(8)}`);
-    console.log(trow('cat files (baseline)', read.cat));
-    console.log(trow('src/logs, no gRPC', read.direct));
-    console.log(trow('Logs RPC, chunks', read.chunked));
-    console.log(trow('Logs RPC, batch', read.batched));
-    if (read.single) console.log(trow('Logs RPC, line/message', read.single));
-    console.log(`  (MB: file bytes for cat, output bytes with newlines for chunks, payload bytes otherwise)`);
-    const ratio = (r: { seconds: number }) => `${(r.seconds / read.cat.seconds).toFixed(1)}x`;
     console.log(
-      `  ratio to cat time: Logs chunks ${ratio(read.chunked)}; batch ${ratio(read.batched)}; ${read.single ? `line/message ${ratio(read.single)}; ` : ''}src/logs alone ${ratio(read.direct)}`,
+      `  ${''.padEnd(22)} ${'seconds'.padStart(8)} ${'MB'.padStart(8)} ${'MB/s'.padStart(8)} ${'klines/s'.padStart(8)} ${'srv CPU'.padStart(8)} ${'cli CPU'.padStart(8)}`,
     );
+    const labels = { cat: 'cat files (baseline)', direct: 'src/logs, no gRPC', chunked: 'Logs RPC, chunks', batched: 'Logs RPC, batch', single: 'Logs RPC, line/message' };
+    for (const [name, label] of Object.entries(labels)) {
+      const run = read[name as keyof typeof labels];
+      if (run) console.log(trow(label, run));
+    }
+    console.log(`  (MB: file bytes for cat, output bytes with newlines for chunks, payload bytes otherwise;`);
+    console.log(`   CPU: seconds of the executor (srv) and of this process (cli) in that run, which are steadier than wall time on a busy machine)`);
+    const ratio = (name: string, r: Run | undefined) => (r && read.cat ? [`${name} ${(r.seconds / read.cat.seconds).toFixed(1)}x`] : []);
+    const ratios = [...ratio('Logs chunks', read.chunked), ...ratio('batch', read.batched), ...ratio('line/message', read.single), ...ratio('src/logs alone', read.direct)];
+    if (ratios.length > 0) console.log(`  ratio to cat time: ${ratios.join('; ')}`);
   }
   client.close();
 } finally {
