@@ -547,6 +547,28 @@ describe('log files read directly', () => {
     await stream.return('cancelled');
   });
 
+  test('a bulk read over many full read buffers and files gives every line exactly once, pieces joined, with or without times', async () => {
+    // ~3 MB in 3 files: many reads of a whole (reused) buffer, records cut at
+    // every buffer position, lines in P pieces spanning buffers and files.
+    const d = fresh('bulk');
+    const expected: string[] = [];
+    const files: Buffer[][] = [[], [], []];
+    for (let i = 0; i < 24_000; i++) {
+      const stream = i % 3 === 0 ? 'stderr' : 'stdout';
+      const text = `${i} ${'z'.repeat(i % 251)}`;
+      const file = files[Math.floor((i * files.length) / 24_000)]!;
+      if (i % 97 === 0) {
+        file.push(record(1, stream, 'P', text.slice(0, 5)), record(1, stream, 'P', text.slice(5, 9)), record(1, stream, 'F', text.slice(9)));
+      } else {
+        file.push(record(1, stream, 'F', text));
+      }
+      expected.push(`${stream}:${text}`);
+    }
+    files.forEach((records, index) => writeFileSync(join(d, `output.${index}.log`), Buffer.concat(records)));
+    assert.deepEqual(await collect(d), expected);
+    assert.deepEqual(await collect(d, { sinceMs: Date.parse(ts(1)) }), expected, 'the same lines when times are parsed');
+  });
+
   test('tail and since never start in the middle of a line of either stream', async () => {
     const d = fresh('interleaved');
     // stdout's line "ab" spans files 0 and 1, with stderr lines in between.
