@@ -5,11 +5,12 @@
 //      (both run at the same time);
 //  (b) reading an existing ~50 MB log through Logs (no follow), chunked
 //      (`chunks: true`: text runs), batched (`batch: true`) and one line per
-//      message (as clients that predate `entries` get it), next to `cat` of
-//      the same files into this process, and src/logs alone (no gRPC).
+//      message (as clients that predate `entries` get it), batched through
+//      task-executor/client (its own decoder), next to `cat` of the same
+//      files into this process, and src/logs alone (no gRPC).
 // LOGS_BENCH_PARTS=b runs part (b) only (=a part (a) only); LOGS_BENCH_ROUNDS
 // (default 2) sets the rounds of (b), LOGS_BENCH_SINGLE=0 leaves out its slow
-// line-per-message row, LOGS_BENCH_ROWS=cat,chunked,batched,direct picks rows,
+// line-per-message row, LOGS_BENCH_ROWS=cat,chunked,batched,batchedPackage,direct picks rows,
 // LOGS_BENCH_VERBOSE=1 prints every run.
 // The executor runs as its own process (src/main.ts), as in production, so the
 // client's work does not share its event loop.
@@ -18,6 +19,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LogsRequest, type LogsResponse } from '../gen/taskexecutor/v1/task_executor_service.js';
+import { TaskExecutorClient } from '../src/client/index.js';
 import { streamLogs } from '../src/logs/stream-logs.js';
 import { type Api, processTask, shell, terminated } from '../test/support/executor.js';
 import { killTaskTrees } from '../test/support/processes.js';
@@ -27,6 +29,8 @@ import type { TaskExecutorServiceClient } from '../gen/taskexecutor/v1/task_exec
 
 interface Target {
   client: TaskExecutorServiceClient;
+  /** task-executor/client on the same address. */
+  packageClient: TaskExecutorClient;
   api: Api;
   dataDir: string;
   /** The executor's process id, for its CPU time. */
@@ -173,6 +177,27 @@ async function readThroughput(te: Target) {
       clientCpu: ownCpuSeconds() - clientCpu,
     };
   };
+  // The same batched read through task-executor/client (its own Logs decoder).
+  const viaPackageClient = async (): Promise<Run> => {
+    const start = process.hrtime.bigint();
+    const serverCpu = processCpuSeconds(te.pid);
+    const clientCpu = ownCpuSeconds();
+    let bytes = 0;
+    let lines = 0;
+    for await (const m of te.packageClient.logs({ name: 'big', batch: true })) {
+      for (const line of m.entries) {
+        lines++;
+        bytes += line.content?.$case === 'text' ? line.content.value.length : (line.content?.value.length ?? 0);
+      }
+    }
+    return {
+      seconds: Number(process.hrtime.bigint() - start) / 1e9,
+      bytes,
+      lines,
+      serverCpu: processCpuSeconds(te.pid) - serverCpu,
+      clientCpu: ownCpuSeconds() - clientCpu,
+    };
+  };
   const direct = async (): Promise<Run> => {
     const start = process.hrtime.bigint();
     const cpu = ownCpuSeconds();
@@ -191,7 +216,7 @@ async function readThroughput(te: Target) {
   // Rounds of every row in turn (best of each), so that load from elsewhere
   // on the machine hits the rows alike. One run of the line-per-message RPC: it is the slow one.
   const rounds = Number(process.env.LOGS_BENCH_ROUNDS ?? 2);
-  const allRows = { cat, chunked: () => rpc('chunks'), batched: () => rpc('batch'), direct };
+  const allRows = { cat, chunked: () => rpc('chunks'), batched: () => rpc('batch'), batchedPackage: viaPackageClient, direct };
   const only = process.env.LOGS_BENCH_ROWS?.split(',');
   const rows = Object.entries(allRows).filter(([name]) => !only || only.includes(name)) as [keyof typeof allRows, () => Promise<Run>][];
   const best: Partial<Record<keyof typeof allRows, Run>> = {};
@@ -210,8 +235,9 @@ const scratch = mkdtempSync(join(tmpdir(), 'te-bench-'));
 const dataDir = join(scratch, 'data');
 const executor = spawnExecutor(['--data-dir', dataDir, '--listen-addr', '127.0.0.1:0']);
 try {
-  const { client, api } = await connect(executor);
-  const te: Target = { client, api, dataDir, pid: executor.child.pid! };
+  const { client, api, address } = await connect(executor);
+  const packageClient = new TaskExecutorClient(address);
+  const te: Target = { client, api, dataDir, pid: executor.child.pid!, packageClient };
   const parts = process.env.LOGS_BENCH_PARTS ?? 'ab';
   if (parts.includes('a')) {
     const latency = await followLatency(te, scratch);
@@ -239,7 +265,7 @@ try {
     console.log(
       `  ${''.padEnd(22)} ${'seconds'.padStart(8)} ${'MB'.padStart(8)} ${'MB/s'.padStart(8)} ${'klines/s'.padStart(8)} ${'srv CPU'.padStart(8)} ${'cli CPU'.padStart(8)}`,
     );
-    const labels = { cat: 'cat files (baseline)', direct: 'src/logs, no gRPC', chunked: 'Logs RPC, chunks', batched: 'Logs RPC, batch', single: 'Logs RPC, line/message' };
+    const labels = { cat: 'cat files (baseline)', direct: 'src/logs, no gRPC', chunked: 'Logs RPC, chunks', batched: 'Logs RPC, batch', batchedPackage: 'batch, package client', single: 'Logs RPC, line/message' };
     for (const [name, label] of Object.entries(labels)) {
       const run = read[name as keyof typeof labels];
       if (run) console.log(trow(label, run));
@@ -247,10 +273,11 @@ try {
     console.log(`  (MB: file bytes for cat, output bytes with newlines for chunks, payload bytes otherwise;`);
     console.log(`   CPU: seconds of the executor (srv) and of this process (cli) in that run, which are steadier than wall time on a busy machine)`);
     const ratio = (name: string, r: Run | undefined) => (r && read.cat ? [`${name} ${(r.seconds / read.cat.seconds).toFixed(1)}x`] : []);
-    const ratios = [...ratio('Logs chunks', read.chunked), ...ratio('batch', read.batched), ...ratio('line/message', read.single), ...ratio('src/logs alone', read.direct)];
+    const ratios = [...ratio('Logs chunks', read.chunked), ...ratio('batch', read.batched), ...ratio('batch (package client)', read.batchedPackage), ...ratio('line/message', read.single), ...ratio('src/logs alone', read.direct)];
     if (ratios.length > 0) console.log(`  ratio to cat time: ${ratios.join('; ')}`);
   }
   client.close();
+  packageClient.close();
 } finally {
   executor.child.kill('SIGTERM');
   await executor.exited;

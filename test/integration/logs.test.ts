@@ -9,6 +9,7 @@ import type { LogLine } from '../../src/logs/lines.js';
 import { LogReader } from '../../src/logs/reader.js';
 import { DEFAULT_TIMINGS, streamLogs, type TaskLiveness } from '../../src/logs/stream-logs.js';
 import { EncodedLogsResponse, encodeBatch, toLogEntry } from '../../src/api/log-entries.js';
+import { TaskExecutorClient } from '../../src/client/index.js';
 import { processTask, shell, startTestExecutor, terminated, type TestExecutor } from '../support/executor.js';
 import { fileLines, logFiles, logsDir, outputComplete } from '../support/log-files.js';
 import { bytesOf, linesOf, openLogs, readLogs, texts } from '../support/logs-rpc.js';
@@ -320,6 +321,24 @@ describe('Logs over gRPC', () => {
     }
     const lines = texts(await readLogs(te, { name: 'batched', batch: true, tailLines: 3 }).then((ms) => ms.flatMap((m) => m.entries.map((e) => ({ ...e, entries: [] })))));
     assert.deepEqual(lines, ['\ufffd\ufffd not utf-8', 'grüße ✓', '']);
+  });
+
+  test('the task-executor/client reads batched logs as the same entries as the generated client, text, data, pieces and times', async () => {
+    const script = `i=1; while [ $i -le 2000 ]; do echo "line $i ✓"; echo "err $i" >&2; i=$((i+1)); done; head -c 100000 /dev/zero | tr '\\0' a; echo; printf '\\377 raw\\n'`;
+    await te.api.createTask({ task: shell('client-batch', script) });
+    await finished('client-batch');
+    const client = new TaskExecutorClient(te.executor.address);
+    try {
+      for (const timestamps of [false, true]) {
+        const expected = await readLogs(te, { name: 'client-batch', batch: true, timestamps });
+        const got: LogsResponse[] = [];
+        for await (const message of client.logs({ name: 'client-batch', batch: true, timestamps })) got.push(message);
+        assert.deepEqual(got, expected);
+        assert.ok(got.flatMap((m) => m.entries).some((e) => e.content?.$case === 'data'), 'the raw line is data');
+      }
+    } finally {
+      client.close();
+    }
   });
 
   test('a batched follower gets each line as soon as it is written, not once a batch has filled up', async () => {
