@@ -3,17 +3,23 @@
 //      20 ms; the time until a Logs(follow) client holds it, next to `tail -F`
 //      following a plain file that a shell loop appends to at the same rate
 //      (both run at the same time);
-//  (b) reading an existing ~50 MB log through Logs (no follow), batched
-//      (`batch: true`) and one line per message (as clients that predate
-//      `entries` get it), next to `cat` of the same files into this process,
-//      and src/logs alone (no gRPC).
+//  (b) reading an existing ~50 MB log through Logs (no follow), chunked
+//      (`chunks: true`: text runs), batched (`batch: true`) and one line per
+//      message (as clients that predate `entries` get it), batched through
+//      task-executor/client (its own decoder), next to `cat` of the same
+//      files into this process, and src/logs alone (no gRPC).
+// LOGS_BENCH_PARTS=b runs part (b) only (=a part (a) only); LOGS_BENCH_ROUNDS
+// (default 2) sets the rounds of (b), LOGS_BENCH_SINGLE=0 leaves out its slow
+// line-per-message row, LOGS_BENCH_ROWS=cat,chunked,batched,batchedPackage,direct picks rows,
+// LOGS_BENCH_VERBOSE=1 prints every run.
 // The executor runs as its own process (src/main.ts), as in production, so the
 // client's work does not share its event loop.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LogsRequest, type LogsResponse } from '../gen/taskexecutor/v1/task_executor_service.js';
+import { TaskExecutorClient } from '../src/client/index.js';
 import { streamLogs } from '../src/logs/stream-logs.js';
 import { type Api, processTask, shell, terminated } from '../test/support/executor.js';
 import { killTaskTrees } from '../test/support/processes.js';
@@ -23,8 +29,24 @@ import type { TaskExecutorServiceClient } from '../gen/taskexecutor/v1/task_exec
 
 interface Target {
   client: TaskExecutorServiceClient;
+  /** task-executor/client on the same address. */
+  packageClient: TaskExecutorClient;
   api: Api;
   dataDir: string;
+  /** The executor's process id, for its CPU time. */
+  pid: number;
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (10 ms resolution). */
+function processCpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+/** CPU seconds this process has used so far. */
+function ownCpuSeconds(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
 }
 
 const LINES = 200;
@@ -99,6 +121,15 @@ async function followLatency(te: Target, scratch: string) {
   return { rpc: stats(rpcMs), tail: stats(tailMs) };
 }
 
+/** One timed read: wall time, and the CPU time of the executor (server) and of this process (client) where measured. */
+interface Run {
+  seconds: number;
+  bytes: number;
+  lines: number;
+  serverCpu?: number;
+  clientCpu?: number;
+}
+
 async function readThroughput(te: Target) {
   const script = `yes "$(head -c ${LINE - 1} /dev/zero | tr '\\0' x)" | head -c ${BIG_BYTES}`;
   await te.api.createTask({ task: processTask('big', ['sh', '-c', script], {}, { logs: { maxFileSizeBytes: 16 << 20, maxFiles: 10 } }) });
@@ -108,7 +139,7 @@ async function readThroughput(te: Target) {
     .sort((a, b) => Number(a.split('.')[1]) - Number(b.split('.')[1]))
     .map((f) => join(dir, f));
 
-  const cat = async () => {
+  const cat = async (): Promise<Run> => {
     const start = process.hrtime.bigint();
     let bytes = 0;
     const child = spawn('cat', files, { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -116,13 +147,20 @@ async function readThroughput(te: Target) {
     await new Promise((resolve) => child.on('close', resolve));
     return { seconds: Number(process.hrtime.bigint() - start) / 1e9, bytes, lines: 0 };
   };
-  const rpc = async (batch: boolean) => {
+  const rpc = async (mode: 'batch' | 'chunks' | 'single'): Promise<Run> => {
     const start = process.hrtime.bigint();
+    const serverCpu = processCpuSeconds(te.pid);
+    const clientCpu = ownCpuSeconds();
     let bytes = 0;
     let lines = 0;
-    const call = te.client.logs(LogsRequest.fromPartial({ name: 'big', batch }));
+    const call = te.client.logs(LogsRequest.fromPartial({ name: 'big', batch: mode === 'batch', chunks: mode === 'chunks' }));
     call.on('data', (m: LogsResponse) => {
-      for (const line of batch ? m.entries : [m]) {
+      if (mode === 'chunks') {
+        // Output bytes with their newlines (a chunk is text as a file shows it); lines are not counted.
+        bytes += m.chunk?.content?.$case === 'text' ? m.chunk.content.value.length : (m.chunk?.content?.value.length ?? 0);
+        return;
+      }
+      for (const line of mode === 'batch' ? m.entries : [m]) {
         lines++;
         bytes += line.content?.$case === 'text' ? line.content.value.length : (line.content?.value.length ?? 0);
       }
@@ -131,10 +169,38 @@ async function readThroughput(te: Target) {
       call.on('end', resolve);
       call.on('error', reject);
     });
-    return { seconds: Number(process.hrtime.bigint() - start) / 1e9, bytes, lines };
+    return {
+      seconds: Number(process.hrtime.bigint() - start) / 1e9,
+      bytes,
+      lines,
+      serverCpu: processCpuSeconds(te.pid) - serverCpu,
+      clientCpu: ownCpuSeconds() - clientCpu,
+    };
   };
-  const direct = async () => {
+  // The same batched read through task-executor/client (its own Logs decoder).
+  const viaPackageClient = async (): Promise<Run> => {
     const start = process.hrtime.bigint();
+    const serverCpu = processCpuSeconds(te.pid);
+    const clientCpu = ownCpuSeconds();
+    let bytes = 0;
+    let lines = 0;
+    for await (const m of te.packageClient.logs({ name: 'big', batch: true })) {
+      for (const line of m.entries) {
+        lines++;
+        bytes += line.content?.$case === 'text' ? line.content.value.length : (line.content?.value.length ?? 0);
+      }
+    }
+    return {
+      seconds: Number(process.hrtime.bigint() - start) / 1e9,
+      bytes,
+      lines,
+      serverCpu: processCpuSeconds(te.pid) - serverCpu,
+      clientCpu: ownCpuSeconds() - clientCpu,
+    };
+  };
+  const direct = async (): Promise<Run> => {
+    const start = process.hrtime.bigint();
+    const cpu = ownCpuSeconds();
     let bytes = 0;
     let lines = 0;
     for await (const batch of streamLogs(
@@ -145,47 +211,73 @@ async function readThroughput(te: Target) {
       for (const line of batch) bytes += line.bytes.length;
       lines += batch.length;
     }
-    return { seconds: Number(process.hrtime.bigint() - start) / 1e9, bytes, lines };
+    return { seconds: Number(process.hrtime.bigint() - start) / 1e9, bytes, lines, clientCpu: ownCpuSeconds() - cpu };
   };
-  const best = async (run: () => Promise<{ seconds: number; bytes: number; lines: number }>) => {
-    const runs = [await run(), await run()];
-    return runs.sort((a, b) => a.seconds - b.seconds)[0]!;
-  };
-  // One run of the line-per-message RPC: it is the slow one.
-  return { cat: await best(cat), batched: await best(() => rpc(true)), single: await rpc(false), direct: await best(direct) };
+  // Rounds of every row in turn (best of each), so that load from elsewhere
+  // on the machine hits the rows alike. One run of the line-per-message RPC: it is the slow one.
+  const rounds = Number(process.env.LOGS_BENCH_ROUNDS ?? 2);
+  const allRows = { cat, chunked: () => rpc('chunks'), batched: () => rpc('batch'), batchedPackage: viaPackageClient, direct };
+  const only = process.env.LOGS_BENCH_ROWS?.split(',');
+  const rows = Object.entries(allRows).filter(([name]) => !only || only.includes(name)) as [keyof typeof allRows, () => Promise<Run>][];
+  const best: Partial<Record<keyof typeof allRows, Run>> = {};
+  for (let round = 0; round < rounds; round++) {
+    for (const [name, run] of rows) {
+      const result = await run();
+      if (process.env.LOGS_BENCH_VERBOSE) console.log(`  round ${round + 1}: ${name} ${result.seconds.toFixed(3)} s`);
+      if (!best[name] || result.seconds < best[name].seconds) best[name] = result;
+    }
+  }
+  const single = process.env.LOGS_BENCH_SINGLE === '0' ? undefined : await rpc('single');
+  return { ...best, single };
 }
 
 const scratch = mkdtempSync(join(tmpdir(), 'te-bench-'));
 const dataDir = join(scratch, 'data');
 const executor = spawnExecutor(['--data-dir', dataDir, '--listen-addr', '127.0.0.1:0']);
 try {
-  const { client, api } = await connect(executor);
-  const te: Target = { client, api, dataDir };
-  const latency = await followLatency(te, scratch);
-  const row = (name: string, s: ReturnType<typeof stats>) =>
-    `  ${name.padEnd(22)} ${s.median.toFixed(2).padStart(8)} ${s.p90.toFixed(2).padStart(8)} ${s.p99.toFixed(2).padStart(8)} ${s.max.toFixed(2).padStart(8)} ${String(s.n).padStart(5)}`;
-  console.log(`(a) follow latency, ${LINES} lines every ${Number(GAP) * 1000} ms (ms from write to receipt)`);
-  console.log(`  ${''.padEnd(22)} ${'median'.padStart(8)} ${'p90'.padStart(8)} ${'p99'.padStart(8)} ${'max'.padStart(8)} ${'lines'.padStart(5)}`);
-  console.log(row('tail -F (baseline)', latency.tail));
-  console.log(row('Logs follow (gRPC)', latency.rpc));
-  console.log(
-    `  ratio Logs/tail: median ${(latency.rpc.median / latency.tail.median).toFixed(2)}x, p90 ${(latency.rpc.p90 / latency.tail.p90).toFixed(2)}x, p99 ${(latency.rpc.p99 / latency.tail.p99).toFixed(2)}x`,
-  );
-
-  const read = await readThroughput(te);
-  const mbps = (r: { seconds: number; bytes: number }) => r.bytes / 1e6 / r.seconds;
-  const trow = (name: string, r: { seconds: number; bytes: number; lines: number }) =>
-    `  ${name.padEnd(22)} ${r.seconds.toFixed(3).padStart(8)} ${(r.bytes / 1e6).toFixed(1).padStart(8)} ${mbps(r).toFixed(1).padStart(8)} ${(r.lines ? (r.lines / r.seconds / 1000).toFixed(0) : '-').padStart(8)}`;
-  console.log(`\n(b) reading an existing log of ${BIG_BYTES / 1e6} MB of output (${LINE}-byte lines; best of 2, the line-per-message RPC once)`);
-  console.log(`  ${''.padEnd(22)} ${'seconds'.padStart(8)} ${'MB'.padStart(8)} ${'MB/s'.padStart(8)} ${'klines/s'.padStart(8)}`);
-  console.log(trow('cat files (baseline)', read.cat));
-  console.log(trow('src/logs, no gRPC', read.direct));
-  console.log(trow('Logs RPC, batch', read.batched));
-  console.log(trow('Logs RPC, line/message', read.single));
-  console.log(`  (MB: file bytes for cat, payload bytes otherwise)`);
-  const ratio = (r: { seconds: number }) => `${(r.seconds / read.cat.seconds).toFixed(1)}x`;
-  console.log(`  ratio to cat time: Logs batch ${ratio(read.batched)}; line/message ${ratio(read.single)}; src/logs alone ${ratio(read.direct)}`);
+  const { client, api, address } = await connect(executor);
+  const packageClient = new TaskExecutorClient(address);
+  const te: Target = { client, api, dataDir, pid: executor.child.pid!, packageClient };
+  const parts = process.env.LOGS_BENCH_PARTS ?? 'ab';
+  if (parts.includes('a')) {
+    const latency = await followLatency(te, scratch);
+    const row = (name: string, s: ReturnType<typeof stats>) =>
+      `  ${name.padEnd(22)} ${s.median.toFixed(2).padStart(8)} ${s.p90.toFixed(2).padStart(8)} ${s.p99.toFixed(2).padStart(8)} ${s.max.toFixed(2).padStart(8)} ${String(s.n).padStart(5)}`;
+    console.log(`(a) follow latency, ${LINES} lines every ${Number(GAP) * 1000} ms (ms from write to receipt)`);
+    console.log(
+      `  ${''.padEnd(22)} ${'median'.padStart(8)} ${'p90'.padStart(8)} ${'p99'.padStart(8)} ${'max'.padStart(8)} ${'lines'.padStart(5)}`,
+    );
+    console.log(row('tail -F (baseline)', latency.tail));
+    console.log(row('Logs follow (gRPC)', latency.rpc));
+    console.log(
+      `  ratio Logs/tail: median ${(latency.rpc.median / latency.tail.median).toFixed(2)}x, p90 ${(latency.rpc.p90 / latency.tail.p90).toFixed(2)}x, p99 ${(latency.rpc.p99 / latency.tail.p99).toFixed(2)}x`,
+    );
+  }
+  if (parts.includes('b')) {
+    const read = await readThroughput(te);
+    const mbps = (r: { seconds: number; bytes: number }) => r.bytes / 1e6 / r.seconds;
+    const cpu = (seconds: number | undefined) => (seconds === undefined ? '-' : seconds.toFixed(2)).padStart(8);
+    const trow = (name: string, r: Run) =>
+      `  ${name.padEnd(22)} ${r.seconds.toFixed(3).padStart(8)} ${(r.bytes / 1e6).toFixed(1).padStart(8)} ${mbps(r).toFixed(1).padStart(8)} ${(r.lines ? (r.lines / r.seconds / 1000).toFixed(0) : '-').padStart(8)} ${cpu(r.serverCpu)} ${cpu(r.clientCpu)}`;
+    console.log(
+      `\n(b) reading an existing log of ${BIG_BYTES / 1e6} MB of output (${LINE}-byte lines; best of ${Number(process.env.LOGS_BENCH_ROUNDS ?? 2)}, the line-per-message RPC once)`,
+    );
+    console.log(
+      `  ${''.padEnd(22)} ${'seconds'.padStart(8)} ${'MB'.padStart(8)} ${'MB/s'.padStart(8)} ${'klines/s'.padStart(8)} ${'srv CPU'.padStart(8)} ${'cli CPU'.padStart(8)}`,
+    );
+    const labels = { cat: 'cat files (baseline)', direct: 'src/logs, no gRPC', chunked: 'Logs RPC, chunks', batched: 'Logs RPC, batch', batchedPackage: 'batch, package client', single: 'Logs RPC, line/message' };
+    for (const [name, label] of Object.entries(labels)) {
+      const run = read[name as keyof typeof labels];
+      if (run) console.log(trow(label, run));
+    }
+    console.log(`  (MB: file bytes for cat, output bytes with newlines for chunks, payload bytes otherwise;`);
+    console.log(`   CPU: seconds of the executor (srv) and of this process (cli) in that run, which are steadier than wall time on a busy machine)`);
+    const ratio = (name: string, r: Run | undefined) => (r && read.cat ? [`${name} ${(r.seconds / read.cat.seconds).toFixed(1)}x`] : []);
+    const ratios = [...ratio('Logs chunks', read.chunked), ...ratio('batch', read.batched), ...ratio('batch (package client)', read.batchedPackage), ...ratio('line/message', read.single), ...ratio('src/logs alone', read.direct)];
+    if (ratios.length > 0) console.log(`  ratio to cat time: ${ratios.join('; ')}`);
+  }
   client.close();
+  packageClient.close();
 } finally {
   executor.child.kill('SIGTERM');
   await executor.exited;

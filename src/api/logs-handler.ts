@@ -1,7 +1,8 @@
 // The Logs RPC: checks the request, asks the manager where the task's output
 // lives and streams it with src/logs, translating lines to LogsResponse
-// messages: one line per message, or with `batch` the lines that are ready
-// packed into messages of up to about BATCH_BYTES of output. Flow control and
+// messages: one line per message, with `batch` the lines that are ready
+// packed into messages of up to about BATCH_BYTES of output, or with `chunks`
+// their text concatenated into chunks (log-chunks.ts). Flow control and
 // cancellation come from server-stream.ts.
 import type { Logger } from 'pino';
 import { LogStream, type LogsRequest, type LogsResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
@@ -10,6 +11,7 @@ import type { StreamName } from '../logs/cri.js';
 import type { LogLine } from '../logs/lines.js';
 import { type LogsQuery, streamLogs, type StreamOutcome, type TaskLiveness } from '../logs/stream-logs.js';
 import type { TaskManager } from '../manager/task-manager.js';
+import { ChunkEncoder } from './log-chunks.js';
 import { EncodedLogsResponse, toLogEntry } from './log-entries.js';
 import type { ServerStreamHandler } from './server-stream.js';
 
@@ -19,10 +21,15 @@ export function logsHandler(manager: TaskManager, log: Logger): ServerStreamHand
     const location = manager.logLocation(request.name); // INVALID_ARGUMENT for a bad name, NOT_FOUND for an unknown one
     if (!location) return; // never started: no output
     const lines = streamLogs({ ...query, directory: location.directory }, livenessOf(manager, request.name), signal);
-    const messages = request.batch ? batchedResponses : singleLineResponses;
+    const chunks = request.chunks ? new ChunkEncoder(request.timestamps) : undefined;
+    const messages = chunks
+      ? (batch: readonly LogLine[]) => chunks.responses(batch)
+      : request.batch
+        ? (batch: readonly LogLine[]) => batchedResponses(batch, request.timestamps)
+        : (batch: readonly LogLine[]) => singleLineResponses(batch, request.timestamps);
     try {
       let next: IteratorResult<readonly LogLine[], StreamOutcome>;
-      while (!(next = await lines.next()).done) yield* messages(next.value, request.timestamps);
+      while (!(next = await lines.next()).done) yield* messages(next.value);
       const outcome = next.value;
       log.debug({ task: request.name, outcome }, 'logs stream ended');
       if (outcome === 'gone') throw notFound(`task "${request.name}" was deleted while its logs were followed`);
@@ -52,6 +59,9 @@ export function parseRequest(request: LogsRequest): Omit<LogsQuery, 'directory'>
   if (request.sinceTime !== undefined && request.sinceSeconds !== undefined) {
     throw invalidArgument('sinceTime and sinceSeconds are mutually exclusive: set at most one of them');
   }
+  if (request.batch && request.chunks) {
+    throw invalidArgument('batch and chunks are mutually exclusive: chunks sends the output as text runs, batch as LogEntry lines; set at most one of them');
+  }
   if (request.sinceTime !== undefined && Number.isNaN(request.sinceTime.getTime())) {
     throw invalidArgument('sinceTime is not a valid time');
   }
@@ -61,7 +71,7 @@ export function parseRequest(request: LogsRequest): Omit<LogsQuery, 'directory'>
       : request.sinceSeconds !== undefined
         ? Date.now() - request.sinceSeconds * 1000
         : undefined;
-  return { streams: selected, tailLines: request.tailLines, limitBytes: request.limitBytes, sinceMs, follow: request.follow };
+  return { streams: selected, tailLines: request.tailLines, limitBytes: request.limitBytes, sinceMs, follow: request.follow, times: request.timestamps };
 }
 
 /** Output bytes after which a batched message is closed (a line piece is at most 64 KiB on top). */

@@ -12,33 +12,36 @@ export interface LogLine {
   bytes: Buffer;
   /** The line goes on in the next line of the same stream. */
   partial: boolean;
-  /** When the first byte of this piece was written (epoch ms). */
+  /** When the first byte of this piece was written (epoch ms, floored); NaN when the reader parsed no times. */
   timeMs: number;
+  /** Nanoseconds past timeMs (0 to 999999); absent means 0. */
+  nanos?: number;
 }
 
 interface Pending {
   chunks: Buffer[];
   length: number;
   timeMs: number;
+  nanos: number;
 }
 
 export class LineAssembler {
   private readonly pending = new Map<StreamName, Pending>();
-  /** Streams whose last line handed out was partial: a receiver holds the start of a line. */
-  private readonly open = new Set<StreamName>();
+  /** Per stream: the last line handed out was partial, so a receiver holds the start of a line. (Fields, not a Set: this changes for every line.) */
+  private readonly open: Record<StreamName, boolean> = { stdout: false, stderr: false };
 
   constructor(private readonly maxPiece = 64 * 1024) {}
 
   /** Adds one record; complete lines and full pieces go to `out`. */
   push(record: LogRecord, out: LogLine[]): void {
-    const { stream, payload, tag, timeMs } = record;
+    const { stream, payload, tag, timeMs, nanos } = record;
     let pending = this.pending.get(stream);
     if (!pending) {
       if (tag === 'F' && payload.length <= this.maxPiece) {
-        this.emit(out, { stream, bytes: payload, partial: false, timeMs });
+        this.emit(out, { stream, bytes: payload, partial: false, timeMs, nanos });
         return;
       }
-      pending = { chunks: [], length: 0, timeMs };
+      pending = { chunks: [], length: 0, timeMs, nanos };
       this.pending.set(stream, pending);
     }
     // Copied: the payload may share a large read buffer we must not keep alive.
@@ -47,11 +50,11 @@ export class LineAssembler {
       pending.length += payload.length;
     }
     while (pending.length > this.maxPiece || (tag === 'P' && pending.length === this.maxPiece)) {
-      this.emitPiece(stream, pending, this.maxPiece, out, timeMs);
+      this.emitPiece(stream, pending, this.maxPiece, out, timeMs, nanos);
     }
     if (tag === 'F') {
       this.pending.delete(stream);
-      this.emit(out, { stream, bytes: join(pending), partial: false, timeMs: pending.timeMs });
+      this.emit(out, { stream, bytes: join(pending), partial: false, timeMs: pending.timeMs, nanos: pending.nanos });
     }
   }
 
@@ -63,7 +66,7 @@ export class LineAssembler {
     for (const [stream, pending] of this.pending) {
       const bytes = join(pending);
       const keep = final ? 0 : incompleteTail(bytes);
-      if (bytes.length > keep) this.emit(out, { stream, bytes: bytes.subarray(0, bytes.length - keep), partial: true, timeMs: pending.timeMs });
+      if (bytes.length > keep) this.emit(out, { stream, bytes: bytes.subarray(0, bytes.length - keep), partial: true, timeMs: pending.timeMs, nanos: pending.nanos });
       if (keep === 0) {
         this.pending.delete(stream);
       } else {
@@ -80,24 +83,26 @@ export class LineAssembler {
    * closed with an empty final piece.
    */
   breakLines(out: LogLine[], timeMs: number): void {
-    for (const [stream, pending] of this.pending) this.emit(out, { stream, bytes: join(pending), partial: false, timeMs: pending.timeMs });
+    for (const [stream, pending] of this.pending) this.emit(out, { stream, bytes: join(pending), partial: false, timeMs: pending.timeMs, nanos: pending.nanos });
     this.pending.clear();
-    for (const stream of this.open) this.emit(out, { stream, bytes: Buffer.alloc(0), partial: false, timeMs });
+    for (const stream of ['stdout', 'stderr'] as const) {
+      if (this.open[stream]) this.emit(out, { stream, bytes: Buffer.alloc(0), partial: false, timeMs, nanos: 0 });
+    }
   }
 
   private emit(out: LogLine[], line: LogLine): void {
-    if (line.partial) this.open.add(line.stream);
-    else this.open.delete(line.stream);
+    this.open[line.stream] = line.partial;
     out.push(line);
   }
 
-  private emitPiece(stream: StreamName, pending: Pending, limit: number, out: LogLine[], nextTimeMs: number): void {
+  private emitPiece(stream: StreamName, pending: Pending, limit: number, out: LogLine[], nextTimeMs: number, nextNanos: number): void {
     const bytes = join(pending);
     const cut = utf8Cut(bytes, limit) || limit;
-    this.emit(out, { stream, bytes: bytes.subarray(0, cut), partial: true, timeMs: pending.timeMs });
+    this.emit(out, { stream, bytes: bytes.subarray(0, cut), partial: true, timeMs: pending.timeMs, nanos: pending.nanos });
     pending.chunks = [bytes.subarray(cut)];
     pending.length = bytes.length - cut;
     pending.timeMs = nextTimeMs;
+    pending.nanos = nextNanos;
   }
 }
 

@@ -19,16 +19,21 @@
 import { readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { open, stat } from 'node:fs/promises';
-import { parseHeader, type RecordHeader, type RecordTag, type StreamName } from './cri.js';
+import { parseHeader, parseHeaderInto, type RecordHeader, type RecordTag, type StreamName, subMillisecondNanos } from './cri.js';
 import { isMissing, listLogFiles, type LogPosition, logFilePath } from './files.js';
 
 /** The first read after reaching the end of a file; reads grow from here while they come back full. */
 const SMALL_READ = 16 * 1024;
 
 export interface LogRecord {
-  /** Where the record starts (all pieces of a split record share it). */
-  position: LogPosition;
+  /** Where the record starts (all pieces of a split record share it): the file's index... */
+  index: number;
+  /** ...and the offset in it. */
+  offset: number;
+  /** When the record was written (epoch ms, floored); NaN unless the reader was asked for times. */
   timeMs: number;
+  /** Nanoseconds past timeMs (0 to 999999); 0 unless the reader was asked for times. */
+  nanos: number;
   stream: StreamName;
   tag: RecordTag;
   /** Valid until the next read (it may share the read buffer). */
@@ -46,10 +51,17 @@ export interface ReaderOptions {
   bufferSize?: number;
   /** Longest payload of one returned record; longer ones are split. */
   maxPayload?: number;
+  /**
+   * Parse the records' times (default true). Without, timeMs is NaN and a
+   * header's timestamp is only checked for its shape: a bulk read that
+   * needs no times (no `since`, no timestamps) saves most of a header's cost.
+   */
+  times?: boolean;
 }
 
 interface LongRecord {
   header: RecordHeader;
+  nanos: number;
   start: number;
   next: number;
   /** Offset of the record's '\n'. */
@@ -69,10 +81,20 @@ export class LogReader {
   private closed = false;
   private readonly bufferSize: number;
   private readonly maxPayload: number;
+  private readonly times: boolean;
   /** Bytes to ask for in the next read: SMALL_READ after reaching the end, growing up to bufferSize while reads come back full. */
   private readSize: number;
   /** The current file has been read to its end at least once. */
   private reachedEnd = false;
+  /**
+   * The last read's buffer while reads come back full (a bulk read), reused
+   * for the next read: records are only valid until then anyway, and a
+   * fresh buffer per read costs page faults. Dropped once a read finds the
+   * end, so a follower that has caught up holds none.
+   */
+  private spare: Buffer | undefined;
+  /** Filled in for each record of a read (one object, not one per record). */
+  private readonly header: RecordHeader = { timeMs: NaN, stream: 'stdout', tag: 'F', headerLength: 0 };
 
   constructor(
     private readonly dir: string,
@@ -83,6 +105,7 @@ export class LogReader {
     this.offset = start.offset;
     this.bufferSize = options.bufferSize ?? 256 * 1024;
     this.maxPayload = options.maxPayload ?? 64 * 1024;
+    this.times = options.times ?? true;
     this.readSize = Math.min(SMALL_READ, this.bufferSize);
   }
 
@@ -190,7 +213,7 @@ export class LogReader {
    */
   private async readChunk(): Promise<{ bytes: Buffer; full: boolean; size: number }> {
     const size = this.readSize;
-    const buffer = Buffer.allocUnsafe(size);
+    const buffer = this.spare !== undefined && this.spare.length >= size ? this.spare : Buffer.allocUnsafe(size);
     const bytesRead =
       this.reachedEnd && size <= SMALL_READ
         ? readSync(this.file!.fd, buffer, 0, size, this.offset)
@@ -198,6 +221,7 @@ export class LogReader {
     const full = bytesRead === size;
     this.readSize = full ? Math.min(this.bufferSize, size * 4) : Math.min(SMALL_READ, this.bufferSize);
     if (!full) this.reachedEnd = true;
+    this.spare = full ? buffer : undefined;
     return { bytes: buffer.subarray(0, bytesRead), full, size };
   }
 
@@ -205,14 +229,21 @@ export class LogReader {
     const { bytes, full, size } = await this.readChunk();
     if (bytes.length === 0) return { records: [], consumed: 0, stuck: false, again: false };
     const records: LogRecord[] = [];
+    const header = this.header;
     let pos = 0;
     for (;;) {
       const nl = bytes.indexOf(10, pos);
       if (nl < 0) break;
-      const header = parseHeader(bytes, pos, nl);
-      if (header) {
-        const position = { index: this.index, offset: this.offset + pos };
-        this.pushPieces(records, position, header, bytes.subarray(pos + header.headerLength, nl));
+      if (parseHeaderInto(header, bytes, pos, nl, this.times)) {
+        const nanos = this.times ? subMillisecondNanos(bytes, pos) : 0;
+        const payloadStart = pos + header.headerLength;
+        if (nl - payloadStart <= this.maxPayload) {
+          // The common case, inline: one record for one line.
+          const { timeMs, stream, tag } = header;
+          records.push({ index: this.index, offset: this.offset + pos, timeMs, nanos, stream, tag, payload: bytes.subarray(payloadStart, nl) });
+        } else {
+          this.pushPieces(records, this.offset + pos, header, nanos, bytes.subarray(payloadStart, nl));
+        }
       }
       pos = nl + 1;
     }
@@ -222,14 +253,16 @@ export class LogReader {
     return { records, consumed: pos, stuck: noNewline && size === this.bufferSize, again: noNewline && size < this.bufferSize };
   }
 
-  private pushPieces(records: LogRecord[], position: LogPosition, header: RecordHeader, payload: Buffer): void {
+  /** A record whose payload is longer than maxPayload, as P records of maxPayload bytes and the rest. */
+  private pushPieces(records: LogRecord[], offset: number, header: RecordHeader, nanos: number, payload: Buffer): void {
     const { timeMs, stream, tag } = header;
+    const index = this.index;
     let at = 0;
     while (payload.length - at > this.maxPayload) {
-      records.push({ position, timeMs, stream, tag: 'P', payload: payload.subarray(at, at + this.maxPayload) });
+      records.push({ index, offset, timeMs, nanos, stream, tag: 'P', payload: payload.subarray(at, at + this.maxPayload) });
       at += this.maxPayload;
     }
-    records.push({ position, timeMs, stream, tag, payload: at === 0 ? payload : payload.subarray(at) });
+    records.push({ index, offset, timeMs, nanos, stream, tag, payload: at === 0 ? payload : payload.subarray(at) });
   }
 
   /**
@@ -255,12 +288,13 @@ export class LogReader {
     }
     this.longScan = undefined;
     const { bytesRead } = await this.file!.read(chunk, 0, Math.min(this.bufferSize, 256), this.offset);
-    const header = parseHeader(chunk.subarray(0, bytesRead), 0, bytesRead);
+    const header = parseHeader(chunk.subarray(0, bytesRead), 0, bytesRead, this.times);
     if (!header) {
       this.offset = end + 1;
       return true;
     }
-    this.long = { header, start: this.offset, next: this.offset + header.headerLength, end };
+    const nanos = this.times ? subMillisecondNanos(chunk, 0) : 0;
+    this.long = { header, nanos, start: this.offset, next: this.offset + header.headerLength, end };
     return true;
   }
 
@@ -273,7 +307,7 @@ export class LogReader {
     long.next += length;
     const last = long.next === long.end;
     const { timeMs, stream, tag } = long.header;
-    const record: LogRecord = { position: { index: this.index, offset: long.start }, timeMs, stream, tag: last ? tag : 'P', payload };
+    const record: LogRecord = { index: this.index, offset: long.start, timeMs, nanos: long.nanos, stream, tag: last ? tag : 'P', payload };
     if (last) {
       this.offset = long.end + 1;
       this.long = undefined;

@@ -3,7 +3,7 @@
 // the rest of a line that began before it, and (with `since`) only lines
 // whose first record was written at or after `sinceMs`.
 import type { StreamName } from './cri.js';
-import { comparePositions, type LogPosition } from './files.js';
+import type { LogPosition } from './files.js';
 import type { LogRecord } from './reader.js';
 import type { StartPlan } from './start.js';
 
@@ -30,8 +30,9 @@ export class LineSelector {
   accept(record: LogRecord): boolean {
     const state = this.streams.get(record.stream);
     if (!state) return false;
-    if (state.from) {
-      if (comparePositions(record.position, state.from) < 0) return false;
+    const from = state.from;
+    if (from) {
+      if (record.index < from.index || (record.index === from.index && record.offset < from.offset)) return false;
       state.from = undefined;
     }
     if (state.skipOpenLine) {

@@ -23,6 +23,8 @@ export interface LogsQuery {
   limitBytes?: number;
   sinceMs?: number;
   follow: boolean;
+  /** The lines' write times are wanted (timestamps); without them (and without sinceMs) no time is parsed and LogLine.timeMs is NaN. */
+  times?: boolean;
 }
 
 /** What a follower needs to know about the task: is it still running? */
@@ -69,7 +71,8 @@ export async function* streamLogs(
 
   const plan = await planStart(directory, { streams: query.streams, tailLines: query.tailLines, sinceMs: query.sinceMs });
   if (signal.aborted) return 'cancelled';
-  const reader = new LogReader(directory, plan.position, { maxPayload: timings.maxPiece });
+  const times = query.times === true || query.sinceMs !== undefined;
+  const reader = new LogReader(directory, plan.position, { maxPayload: timings.maxPiece, times });
   const selector = new LineSelector(plan, query.sinceMs);
   const assembler = new LineAssembler(timings.maxPiece);
   // Woken by writes in the directory (inotify), task changes and cancellation.

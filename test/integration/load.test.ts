@@ -37,7 +37,7 @@ describe('load', () => {
     await te.api.createTask({ task: shell('chatty', 'sleep 0.5; i=1; while [ $i -le 100 ]; do echo line-$i; i=$((i+1)); sleep 0.01; done') });
     const followers = Array.from({ length: 100 }, () => {
       const lines: string[] = [];
-      const stream = te.client.logs({ name: 'chatty', follow: true, stream: LogStream.LOG_STREAM_UNSPECIFIED, timestamps: false, batch: false });
+      const stream = te.client.logs({ name: 'chatty', follow: true, stream: LogStream.LOG_STREAM_UNSPECIFIED, timestamps: false, batch: false, chunks: false });
       const done = new Promise<string[]>((resolve, reject) => {
         stream.on('data', (m: LogsResponse) => m.content?.$case === 'text' && lines.push(m.content.value));
         stream.on('end', () => resolve(lines));

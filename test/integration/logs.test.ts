@@ -9,9 +9,10 @@ import type { LogLine } from '../../src/logs/lines.js';
 import { LogReader } from '../../src/logs/reader.js';
 import { DEFAULT_TIMINGS, streamLogs, type TaskLiveness } from '../../src/logs/stream-logs.js';
 import { EncodedLogsResponse, encodeBatch, toLogEntry } from '../../src/api/log-entries.js';
+import { TaskExecutorClient } from '../../src/client/index.js';
 import { processTask, shell, startTestExecutor, terminated, type TestExecutor } from '../support/executor.js';
+import { fileLines, logFiles, logsDir, outputComplete } from '../support/log-files.js';
 import { bytesOf, linesOf, openLogs, readLogs, texts } from '../support/logs-rpc.js';
-import { isAlive } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
 
 const { LOG_STREAM_UNSPECIFIED: BOTH, LOG_STREAM_STDOUT: STDOUT, LOG_STREAM_STDERR: STDERR } = LogStream;
@@ -20,33 +21,6 @@ function grpcError(error: ServiceError | undefined, code: status, pattern: RegEx
   assert.ok(error, `expected ${status[code]}, the stream ended OK`);
   assert.equal(error.code, code, `expected ${status[code]}, got ${status[error.code]}: ${error.details}`);
   assert.match(error.details, pattern);
-}
-
-const logsDir = (te: TestExecutor, name: string) => join(te.dataDir, name, 'logs');
-
-function logFiles(dir: string): string[] {
-  return readdirSync(dir)
-    .filter((f) => /^output\.\d+\.log$/.test(f))
-    .sort((a, b) => Number(a.split('.')[1]) - Number(b.split('.')[1]));
-}
-
-/** The lines as the files hold them (stream label + text), in the order their last record was written. */
-function fileLines(dir: string): { stream: LogStream; text: string }[] {
-  const open = new Map<string, string>();
-  const lines: { stream: LogStream; text: string }[] = [];
-  for (const file of logFiles(dir)) {
-    for (const record of readFileSync(join(dir, file), 'utf8').split('\n').filter(Boolean)) {
-      const [, stream, tag] = record.split(' ');
-      const payload = record.split(' ').slice(3).join(' ');
-      const text = (open.get(stream!) ?? '') + payload;
-      if (tag === 'P') open.set(stream!, text);
-      else {
-        open.delete(stream!);
-        lines.push({ stream: stream === 'stdout' ? STDOUT : STDERR, text });
-      }
-    }
-  }
-  return lines;
 }
 
 function dirBytes(dir: string): number {
@@ -73,16 +47,7 @@ describe('Logs over gRPC', () => {
     rmSync(scratch, { recursive: true, force: true });
   });
 
-  /**
-   * Waits until the task has terminated and its supervisor has written all of
-   * its output: the task's exit is recorded before the supervisor has drained
-   * the pipes, so a terminated task's logs may still grow for a moment.
-   */
-  const finished = async (name: string) => {
-    await waitFor(`task ${name} to terminate`, async () => terminated((await te.api.getTask({ name })).task));
-    const { shimPid } = JSON.parse(readFileSync(join(te.dataDir, name, 'start.json'), 'utf8')) as { shimPid: number };
-    await waitFor(`the supervisor of ${name} to write its last output and exit`, () => !isAlive(shimPid));
-  };
+  const finished = (name: string) => outputComplete(te, name);
   /** A file the test creates to let a task go on (tasks wait for it; no fixed sleeps). */
   const gate = (name: string) => join(scratch, `${name}.go`);
   const waitGate = (name: string) => `while [ ! -e ${gate(name)} ]; do sleep 0.01; done`;
@@ -348,7 +313,7 @@ describe('Logs over gRPC', () => {
       const batched = await readLogs(te, { name: 'batched', timestamps, batch: true });
       assert.ok(single.every((m) => m.entries.length === 0), 'without batch, entries stay empty');
       const entries = batched.flatMap((m) => m.entries);
-      assert.deepEqual(entries, single.map(({ entries: _, ...line }) => line), 'the same lines in the same order');
+      assert.deepEqual(entries, single.map(({ entries: _, chunk: __, ...line }) => line), 'the same lines in the same order');
       assert.ok(batched.every((m) => m.entries.length > 0 && m.content === undefined && m.stream === BOTH && !m.partial && m.time === undefined));
       assert.ok(batched.length * 20 < single.length, `${batched.length} batched messages for ${single.length} lines`);
       const outputBytes = (m: LogsResponse) => m.entries.reduce((sum, e) => sum + (e.content?.value.length ?? 0), 0);
@@ -356,6 +321,24 @@ describe('Logs over gRPC', () => {
     }
     const lines = texts(await readLogs(te, { name: 'batched', batch: true, tailLines: 3 }).then((ms) => ms.flatMap((m) => m.entries.map((e) => ({ ...e, entries: [] })))));
     assert.deepEqual(lines, ['\ufffd\ufffd not utf-8', 'grüße ✓', '']);
+  });
+
+  test('the task-executor/client reads batched logs as the same entries as the generated client, text, data, pieces and times', async () => {
+    const script = `i=1; while [ $i -le 2000 ]; do echo "line $i ✓"; echo "err $i" >&2; i=$((i+1)); done; head -c 100000 /dev/zero | tr '\\0' a; echo; printf '\\377 raw\\n'`;
+    await te.api.createTask({ task: shell('client-batch', script) });
+    await finished('client-batch');
+    const client = new TaskExecutorClient(te.executor.address);
+    try {
+      for (const timestamps of [false, true]) {
+        const expected = await readLogs(te, { name: 'client-batch', batch: true, timestamps });
+        const got: LogsResponse[] = [];
+        for await (const message of client.logs({ name: 'client-batch', batch: true, timestamps })) got.push(message);
+        assert.deepEqual(got, expected);
+        assert.ok(got.flatMap((m) => m.entries).some((e) => e.content?.$case === 'data'), 'the raw line is data');
+      }
+    } finally {
+      client.close();
+    }
   });
 
   test('a batched follower gets each line as soon as it is written, not once a batch has filled up', async () => {
@@ -581,6 +564,28 @@ describe('log files read directly', () => {
     assert.deepEqual(woken !== 'timeout' && !woken.done ? woken.value.map((l) => l.bytes.toString()) : [], ['after']);
     controller.abort();
     await stream.return('cancelled');
+  });
+
+  test('a bulk read over many full read buffers and files gives every line exactly once, pieces joined, with or without times', async () => {
+    // ~3 MB in 3 files: many reads of a whole (reused) buffer, records cut at
+    // every buffer position, lines in P pieces spanning buffers and files.
+    const d = fresh('bulk');
+    const expected: string[] = [];
+    const files: Buffer[][] = [[], [], []];
+    for (let i = 0; i < 24_000; i++) {
+      const stream = i % 3 === 0 ? 'stderr' : 'stdout';
+      const text = `${i} ${'z'.repeat(i % 251)}`;
+      const file = files[Math.floor((i * files.length) / 24_000)]!;
+      if (i % 97 === 0) {
+        file.push(record(1, stream, 'P', text.slice(0, 5)), record(1, stream, 'P', text.slice(5, 9)), record(1, stream, 'F', text.slice(9)));
+      } else {
+        file.push(record(1, stream, 'F', text));
+      }
+      expected.push(`${stream}:${text}`);
+    }
+    files.forEach((records, index) => writeFileSync(join(d, `output.${index}.log`), Buffer.concat(records)));
+    assert.deepEqual(await collect(d), expected);
+    assert.deepEqual(await collect(d, { sinceMs: Date.parse(ts(1)) }), expected, 'the same lines when times are parsed');
   });
 
   test('tail and since never start in the middle of a line of either stream', async () => {

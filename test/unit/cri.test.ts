@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { MAX_HEADER, parseHeader, parseTimestamp } from '../../src/logs/cri.js';
+import { MAX_HEADER, parseHeader, parseTimestamp, subMillisecondNanos } from '../../src/logs/cri.js';
 
 const bytes = (text: string) => Buffer.from(text, 'latin1');
 const header = (record: string) => parseHeader(bytes(record), 0, record.length);
@@ -73,5 +73,24 @@ describe('CRI log records', () => {
         assert.equal(timestamp(text), ms, text);
       }),
     );
+  });
+
+  test('any time written with 9 fractional digits gives back the nanoseconds past its millisecond', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: Date.UTC(9999, 11, 31) }), fc.integer({ min: 0, max: 999_999 }), (ms, extra) => {
+        const text = `${new Date(ms).toISOString().slice(0, 23)}${String(extra).padStart(6, '0')}Z stdout F x`;
+        assert.equal(subMillisecondNanos(bytes(text), 0), extra, text);
+      }),
+    );
+    assert.equal(subMillisecondNanos(bytes('2026-01-02T03:04:05.1234Z'), 0), 400_000, 'missing digits are zeros');
+    assert.equal(subMillisecondNanos(bytes('2026-01-02T03:04:05Z'), 0), 0);
+  });
+
+  test('without times a header is the same but for timeMs (NaN), and a timestamp out of shape is still refused', () => {
+    const record = '2026-01-02T03:04:05.123456789Z stderr P part';
+    assert.deepEqual(parseHeader(bytes(record), 0, record.length, false), { ...header(record), timeMs: NaN });
+    for (const bad of ['2026-01-02 03:04:05.1Z stdout F x', '2026-01-02T03:04:05.1 stdout F x', '2026/01/02T03:04:05.1Z stdout F x', 'no header at all']) {
+      assert.equal(parseHeader(bytes(bad), 0, bad.length, false), undefined, bad);
+    }
   });
 });

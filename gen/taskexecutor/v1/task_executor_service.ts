@@ -300,8 +300,53 @@ export interface LogsRequest {
    * gets each line as soon as it is written (a batch is never held back to
    * fill up). Without it every response is one line in the single-line
    * fields, as before, so clients that predate `entries` stay correct.
+   * Exclusive with chunks (INVALID_ARGUMENT if both are set).
    */
   batch: boolean;
+  /**
+   * Opt in to chunked output, for readers that want the text as a terminal
+   * or a file would show it (as `kubectl logs` gets it from the kubelet):
+   * every LogsResponse then carries one LogChunk in `chunk` and leaves every
+   * other field unset. A chunk is the output of consecutive lines of one
+   * stream, each line followed by its "\n"; a long line is joined back whole
+   * (it may still span chunks). With timestamps, each line in a chunk starts
+   * with the time it was written (RFC 3339, UTC, 9 fractional digits, e.g.
+   * "2026-12-03T13:37:00.123456789Z") and a space, as `kubectl logs
+   * --timestamps` shows it, and LogsResponse.time stays unset. tail_lines,
+   * since_time, since_seconds, limit_bytes (counted on the output without
+   * the added "\n" and timestamps) and stream select exactly the lines they
+   * select without chunks. Reading a large log this way is the cheapest
+   * for both sides: a few messages of plain text. A follower still gets each
+   * line as soon as it is written (a chunk is never held back to fill up).
+   * Exclusive with batch (INVALID_ARGUMENT if both are set).
+   */
+  chunks: boolean;
+}
+
+/**
+ * A run of output in a chunked LogsResponse (LogsRequest.chunks): the
+ * concatenated output of consecutive lines of one stream, at most about
+ * 64 KiB (one long line's piece, its timestamp and "\n" may go a little
+ * above). A new chunk begins when the stream changes. A line that has not
+ * ended (yet) when the output read so far ends, or that limit_bytes cut,
+ * comes without its "\n"; the rest of an unended line follows in a later
+ * chunk of the same stream (without a second timestamp). A chunk never
+ * splits a UTF-8 character of valid text.
+ */
+export interface LogChunk {
+  stream: LogStream;
+  content?:
+    | //
+    /** The output, when the chunk is valid UTF-8 (the usual case). */
+    { $case: "text"; value: string }
+    | //
+    /**
+     * The raw bytes, when they are not valid UTF-8. Only lines that are not
+     * valid UTF-8 go out this way: valid lines around them stay in text
+     * chunks of their own.
+     */
+    { $case: "data"; value: Buffer }
+    | undefined;
 }
 
 /**
@@ -329,9 +374,10 @@ export interface LogEntry {
 }
 
 /**
- * Without LogsRequest.batch: one line (or one piece of a very long line) of
- * output in fields 1-5, and `entries` is empty. With batch: the lines are in
- * `entries` and fields 1-5 are unset.
+ * Without LogsRequest.batch or chunks: one line (or one piece of a very long
+ * line) of output in fields 1-5, and `entries` and `chunk` are empty. With
+ * batch: the lines are in `entries` and the other fields are unset. With
+ * chunks: the output is in `chunk` and the other fields are unset.
  */
 export interface LogsResponse {
   stream: LogStream;
@@ -354,6 +400,8 @@ export interface LogsResponse {
     | undefined;
   /** With LogsRequest.batch: one or more lines, in the order they were written. */
   entries: LogEntry[];
+  /** With LogsRequest.chunks: the output, as text runs of one stream. */
+  chunk?: LogChunk | undefined;
 }
 
 export interface StatsRequest {
@@ -1216,6 +1264,7 @@ function createBaseLogsRequest(): LogsRequest {
     timestamps: false,
     follow: false,
     batch: false,
+    chunks: false,
   };
 }
 
@@ -1247,6 +1296,9 @@ export const LogsRequest: MessageFns<LogsRequest> = {
     }
     if (message.batch !== false) {
       writer.uint32(72).bool(message.batch);
+    }
+    if (message.chunks !== false) {
+      writer.uint32(80).bool(message.chunks);
     }
     return writer;
   },
@@ -1336,6 +1388,14 @@ export const LogsRequest: MessageFns<LogsRequest> = {
             message.batch = reader.bool();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.chunks = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1375,6 +1435,7 @@ export const LogsRequest: MessageFns<LogsRequest> = {
       timestamps: isSet(object.timestamps) ? globalThis.Boolean(object.timestamps) : false,
       follow: isSet(object.follow) ? globalThis.Boolean(object.follow) : false,
       batch: isSet(object.batch) ? globalThis.Boolean(object.batch) : false,
+      chunks: isSet(object.chunks) ? globalThis.Boolean(object.chunks) : false,
     };
   },
 
@@ -1407,6 +1468,9 @@ export const LogsRequest: MessageFns<LogsRequest> = {
     if (message.batch !== false) {
       obj.batch = message.batch;
     }
+    if (message.chunks !== false) {
+      obj.chunks = message.chunks;
+    }
     return obj;
   },
 
@@ -1424,6 +1488,124 @@ export const LogsRequest: MessageFns<LogsRequest> = {
     message.timestamps = object.timestamps ?? false;
     message.follow = object.follow ?? false;
     message.batch = object.batch ?? false;
+    message.chunks = object.chunks ?? false;
+    return message;
+  },
+};
+
+function createBaseLogChunk(): LogChunk {
+  return { stream: 0, content: undefined };
+}
+
+export const LogChunk: MessageFns<LogChunk> = {
+  encode(message: LogChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.stream !== 0) {
+      writer.uint32(8).int32(message.stream);
+    }
+    switch (message.content?.$case) {
+      case "text":
+        writer.uint32(18).string(message.content.value);
+        break;
+      case "data":
+        writer.uint32(26).bytes(message.content.value);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LogChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLogChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.stream = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.content = { $case: "text", value: reader.string() };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.content = { $case: "data", value: Buffer.from(reader.bytes()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LogChunk {
+    return {
+      stream: isSet(object.stream) ? logStreamFromJSON(object.stream) : 0,
+      content: isSet(object.text)
+        ? { $case: "text", value: globalThis.String(object.text) }
+        : isSet(object.data)
+        ? { $case: "data", value: Buffer.from(bytesFromBase64(object.data)) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: LogChunk): unknown {
+    const obj: any = {};
+    if (message.stream !== 0) {
+      obj.stream = logStreamToJSON(message.stream);
+    }
+    if (message.content?.$case === "text") {
+      obj.text = message.content.value;
+    } else if (message.content?.$case === "data") {
+      obj.data = base64FromBytes(message.content.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LogChunk>): LogChunk {
+    return LogChunk.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LogChunk>): LogChunk {
+    const message = createBaseLogChunk();
+    message.stream = object.stream ?? 0;
+    switch (object.content?.$case) {
+      case "text": {
+        if (object.content?.value !== undefined && object.content?.value !== null) {
+          message.content = { $case: "text", value: object.content.value };
+        }
+        break;
+      }
+      case "data": {
+        if (object.content?.value !== undefined && object.content?.value !== null) {
+          message.content = { $case: "data", value: object.content.value };
+        }
+        break;
+      }
+    }
     return message;
   },
 };
@@ -1578,7 +1760,7 @@ export const LogEntry: MessageFns<LogEntry> = {
 };
 
 function createBaseLogsResponse(): LogsResponse {
-  return { stream: 0, content: undefined, partial: false, time: undefined, entries: [] };
+  return { stream: 0, content: undefined, partial: false, time: undefined, entries: [], chunk: undefined };
 }
 
 export const LogsResponse: MessageFns<LogsResponse> = {
@@ -1602,6 +1784,9 @@ export const LogsResponse: MessageFns<LogsResponse> = {
     }
     for (const v of message.entries) {
       LogEntry.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.chunk !== undefined) {
+      LogChunk.encode(message.chunk, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -1667,6 +1852,14 @@ export const LogsResponse: MessageFns<LogsResponse> = {
             message.entries.push(LogEntry.decode(reader, reader.uint32()));
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.chunk = LogChunk.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1690,6 +1883,7 @@ export const LogsResponse: MessageFns<LogsResponse> = {
       partial: isSet(object.partial) ? globalThis.Boolean(object.partial) : false,
       time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
       entries: globalThis.Array.isArray(object?.entries) ? object.entries.map((e: any) => LogEntry.fromJSON(e)) : [],
+      chunk: isSet(object.chunk) ? LogChunk.fromJSON(object.chunk) : undefined,
     };
   },
 
@@ -1711,6 +1905,9 @@ export const LogsResponse: MessageFns<LogsResponse> = {
     }
     if (message.entries?.length) {
       obj.entries = message.entries.map((e) => LogEntry.toJSON(e));
+    }
+    if (message.chunk !== undefined) {
+      obj.chunk = LogChunk.toJSON(message.chunk);
     }
     return obj;
   },
@@ -1738,6 +1935,9 @@ export const LogsResponse: MessageFns<LogsResponse> = {
     message.partial = object.partial ?? false;
     message.time = object.time ?? undefined;
     message.entries = object.entries?.map((e) => LogEntry.fromPartial(e)) || [];
+    message.chunk = (object.chunk !== undefined && object.chunk !== null)
+      ? LogChunk.fromPartial(object.chunk)
+      : undefined;
     return message;
   },
 };
@@ -2656,8 +2856,8 @@ export const TaskExecutorServiceService = {
   /**
    * Streams a task's output (stdout, stderr or both in write order).
    *   INVALID_ARGUMENT  a bad name, an unknown stream, a negative tail_lines,
-   *                     limit_bytes or since_seconds, or both since_time and
-   *                     since_seconds;
+   *                     limit_bytes or since_seconds, both since_time and
+   *                     since_seconds, or both batch and chunks;
    *   NOT_FOUND         no task of that name, or (when following) the task
    *                     was deleted meanwhile.
    */
@@ -2755,8 +2955,8 @@ export interface TaskExecutorServiceServer extends UntypedServiceImplementation 
   /**
    * Streams a task's output (stdout, stderr or both in write order).
    *   INVALID_ARGUMENT  a bad name, an unknown stream, a negative tail_lines,
-   *                     limit_bytes or since_seconds, or both since_time and
-   *                     since_seconds;
+   *                     limit_bytes or since_seconds, both since_time and
+   *                     since_seconds, or both batch and chunks;
    *   NOT_FOUND         no task of that name, or (when following) the task
    *                     was deleted meanwhile.
    */
@@ -2894,8 +3094,8 @@ export interface TaskExecutorServiceClient extends Client {
   /**
    * Streams a task's output (stdout, stderr or both in write order).
    *   INVALID_ARGUMENT  a bad name, an unknown stream, a negative tail_lines,
-   *                     limit_bytes or since_seconds, or both since_time and
-   *                     since_seconds;
+   *                     limit_bytes or since_seconds, both since_time and
+   *                     since_seconds, or both batch and chunks;
    *   NOT_FOUND         no task of that name, or (when following) the task
    *                     was deleted meanwhile.
    */

@@ -764,7 +764,24 @@ type LogsRequest struct {
 	// gets each line as soon as it is written (a batch is never held back to
 	// fill up). Without it every response is one line in the single-line
 	// fields, as before, so clients that predate `entries` stay correct.
+	// Exclusive with chunks (INVALID_ARGUMENT if both are set).
 	Batch bool `protobuf:"varint,9,opt,name=batch,proto3" json:"batch,omitempty"`
+	// Opt in to chunked output, for readers that want the text as a terminal
+	// or a file would show it (as `kubectl logs` gets it from the kubelet):
+	// every LogsResponse then carries one LogChunk in `chunk` and leaves every
+	// other field unset. A chunk is the output of consecutive lines of one
+	// stream, each line followed by its "\n"; a long line is joined back whole
+	// (it may still span chunks). With timestamps, each line in a chunk starts
+	// with the time it was written (RFC 3339, UTC, 9 fractional digits, e.g.
+	// "2026-12-03T13:37:00.123456789Z") and a space, as `kubectl logs
+	// --timestamps` shows it, and LogsResponse.time stays unset. tail_lines,
+	// since_time, since_seconds, limit_bytes (counted on the output without
+	// the added "\n" and timestamps) and stream select exactly the lines they
+	// select without chunks. Reading a large log this way is the cheapest
+	// for both sides: a few messages of plain text. A follower still gets each
+	// line as soon as it is written (a chunk is never held back to fill up).
+	// Exclusive with batch (INVALID_ARGUMENT if both are set).
+	Chunks bool `protobuf:"varint,10,opt,name=chunks,proto3" json:"chunks,omitempty"`
 }
 
 func (x *LogsRequest) Reset() {
@@ -862,6 +879,114 @@ func (x *LogsRequest) GetBatch() bool {
 	return false
 }
 
+func (x *LogsRequest) GetChunks() bool {
+	if x != nil {
+		return x.Chunks
+	}
+	return false
+}
+
+// A run of output in a chunked LogsResponse (LogsRequest.chunks): the
+// concatenated output of consecutive lines of one stream, at most about
+// 64 KiB (one long line's piece, its timestamp and "\n" may go a little
+// above). A new chunk begins when the stream changes. A line that has not
+// ended (yet) when the output read so far ends, or that limit_bytes cut,
+// comes without its "\n"; the rest of an unended line follows in a later
+// chunk of the same stream (without a second timestamp). A chunk never
+// splits a UTF-8 character of valid text.
+type LogChunk struct {
+	state         protoimpl.MessageState
+	sizeCache     protoimpl.SizeCache
+	unknownFields protoimpl.UnknownFields
+
+	Stream LogStream `protobuf:"varint,1,opt,name=stream,proto3,enum=taskexecutor.v1.LogStream" json:"stream,omitempty"`
+	// Types that are assignable to Content:
+	//
+	//	*LogChunk_Text
+	//	*LogChunk_Data
+	Content isLogChunk_Content `protobuf_oneof:"content"`
+}
+
+func (x *LogChunk) Reset() {
+	*x = LogChunk{}
+	if protoimpl.UnsafeEnabled {
+		mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[11]
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		ms.StoreMessageInfo(mi)
+	}
+}
+
+func (x *LogChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogChunk) ProtoMessage() {}
+
+func (x *LogChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[11]
+	if protoimpl.UnsafeEnabled && x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
+func (*LogChunk) Descriptor() ([]byte, []int) {
+	return file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *LogChunk) GetStream() LogStream {
+	if x != nil {
+		return x.Stream
+	}
+	return LogStream_LOG_STREAM_UNSPECIFIED
+}
+
+func (m *LogChunk) GetContent() isLogChunk_Content {
+	if m != nil {
+		return m.Content
+	}
+	return nil
+}
+
+func (x *LogChunk) GetText() string {
+	if x, ok := x.GetContent().(*LogChunk_Text); ok {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *LogChunk) GetData() []byte {
+	if x, ok := x.GetContent().(*LogChunk_Data); ok {
+		return x.Data
+	}
+	return nil
+}
+
+type isLogChunk_Content interface {
+	isLogChunk_Content()
+}
+
+type LogChunk_Text struct {
+	// The output, when the chunk is valid UTF-8 (the usual case).
+	Text string `protobuf:"bytes,2,opt,name=text,proto3,oneof"`
+}
+
+type LogChunk_Data struct {
+	// The raw bytes, when they are not valid UTF-8. Only lines that are not
+	// valid UTF-8 go out this way: valid lines around them stay in text
+	// chunks of their own.
+	Data []byte `protobuf:"bytes,3,opt,name=data,proto3,oneof"`
+}
+
+func (*LogChunk_Text) isLogChunk_Content() {}
+
+func (*LogChunk_Data) isLogChunk_Content() {}
+
 // One line (or one piece of a very long line) of output in a batched
 // LogsResponse. Its fields mean what the single-line fields of LogsResponse
 // mean, under the same numbers.
@@ -886,7 +1011,7 @@ type LogEntry struct {
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[11]
+		mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[12]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -899,7 +1024,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[11]
+	mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[12]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +1037,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP(), []int{11}
+	return file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LogEntry) GetStream() LogStream {
@@ -975,9 +1100,10 @@ func (*LogEntry_Text) isLogEntry_Content() {}
 
 func (*LogEntry_Data) isLogEntry_Content() {}
 
-// Without LogsRequest.batch: one line (or one piece of a very long line) of
-// output in fields 1-5, and `entries` is empty. With batch: the lines are in
-// `entries` and fields 1-5 are unset.
+// Without LogsRequest.batch or chunks: one line (or one piece of a very long
+// line) of output in fields 1-5, and `entries` and `chunk` are empty. With
+// batch: the lines are in `entries` and the other fields are unset. With
+// chunks: the output is in `chunk` and the other fields are unset.
 type LogsResponse struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
@@ -996,12 +1122,14 @@ type LogsResponse struct {
 	Time *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
 	// With LogsRequest.batch: one or more lines, in the order they were written.
 	Entries []*LogEntry `protobuf:"bytes,6,rep,name=entries,proto3" json:"entries,omitempty"`
+	// With LogsRequest.chunks: the output, as text runs of one stream.
+	Chunk *LogChunk `protobuf:"bytes,7,opt,name=chunk,proto3" json:"chunk,omitempty"`
 }
 
 func (x *LogsResponse) Reset() {
 	*x = LogsResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[12]
+		mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[13]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1014,7 +1142,7 @@ func (x *LogsResponse) String() string {
 func (*LogsResponse) ProtoMessage() {}
 
 func (x *LogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[12]
+	mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[13]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1155,7 @@ func (x *LogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsResponse.ProtoReflect.Descriptor instead.
 func (*LogsResponse) Descriptor() ([]byte, []int) {
-	return file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP(), []int{12}
+	return file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LogsResponse) GetStream() LogStream {
@@ -1079,6 +1207,13 @@ func (x *LogsResponse) GetEntries() []*LogEntry {
 	return nil
 }
 
+func (x *LogsResponse) GetChunk() *LogChunk {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
 type isLogsResponse_Content interface {
 	isLogsResponse_Content()
 }
@@ -1112,7 +1247,7 @@ type StatsRequest struct {
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[13]
+		mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[14]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1125,7 +1260,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[13]
+	mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[14]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1273,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP(), []int{13}
+	return file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StatsRequest) GetName() string {
@@ -1177,7 +1312,7 @@ type StatsResponse struct {
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[14]
+		mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[15]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1190,7 +1325,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[14]
+	mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[15]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1338,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP(), []int{14}
+	return file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StatsResponse) GetTime() *timestamppb.Timestamp {
@@ -1257,7 +1392,7 @@ type CpuStats struct {
 func (x *CpuStats) Reset() {
 	*x = CpuStats{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[15]
+		mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[16]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1270,7 +1405,7 @@ func (x *CpuStats) String() string {
 func (*CpuStats) ProtoMessage() {}
 
 func (x *CpuStats) ProtoReflect() protoreflect.Message {
-	mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[15]
+	mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[16]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1283,7 +1418,7 @@ func (x *CpuStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CpuStats.ProtoReflect.Descriptor instead.
 func (*CpuStats) Descriptor() ([]byte, []int) {
-	return file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP(), []int{15}
+	return file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CpuStats) GetUsagePercent() float64 {
@@ -1322,7 +1457,7 @@ type MemoryStats struct {
 func (x *MemoryStats) Reset() {
 	*x = MemoryStats{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[16]
+		mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[17]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1335,7 +1470,7 @@ func (x *MemoryStats) String() string {
 func (*MemoryStats) ProtoMessage() {}
 
 func (x *MemoryStats) ProtoReflect() protoreflect.Message {
-	mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[16]
+	mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[17]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1483,7 @@ func (x *MemoryStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemoryStats.ProtoReflect.Descriptor instead.
 func (*MemoryStats) Descriptor() ([]byte, []int) {
-	return file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP(), []int{16}
+	return file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MemoryStats) GetRssBytes() uint64 {
@@ -1384,7 +1519,7 @@ type IoStats struct {
 func (x *IoStats) Reset() {
 	*x = IoStats{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[17]
+		mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[18]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1397,7 +1532,7 @@ func (x *IoStats) String() string {
 func (*IoStats) ProtoMessage() {}
 
 func (x *IoStats) ProtoReflect() protoreflect.Message {
-	mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[17]
+	mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[18]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1410,7 +1545,7 @@ func (x *IoStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IoStats.ProtoReflect.Descriptor instead.
 func (*IoStats) Descriptor() ([]byte, []int) {
-	return file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP(), []int{17}
+	return file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *IoStats) GetReadBytes() uint64 {
@@ -1439,7 +1574,7 @@ type PidStats struct {
 func (x *PidStats) Reset() {
 	*x = PidStats{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[18]
+		mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[19]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1452,7 +1587,7 @@ func (x *PidStats) String() string {
 func (*PidStats) ProtoMessage() {}
 
 func (x *PidStats) ProtoReflect() protoreflect.Message {
-	mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[18]
+	mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[19]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1465,7 +1600,7 @@ func (x *PidStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PidStats.ProtoReflect.Descriptor instead.
 func (*PidStats) Descriptor() ([]byte, []int) {
-	return file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP(), []int{18}
+	return file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PidStats) GetCurrent() uint64 {
@@ -1494,7 +1629,7 @@ type WatchRequest struct {
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[19]
+		mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[20]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1507,7 +1642,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[19]
+	mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[20]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1520,7 +1655,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP(), []int{19}
+	return file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchRequest) GetSendInitial() bool {
@@ -1542,7 +1677,7 @@ type WatchResponse struct {
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[20]
+		mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[21]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1555,7 +1690,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[20]
+	mi := &file_taskexecutor_v1_task_executor_service_proto_msgTypes[21]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1568,7 +1703,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP(), []int{20}
+	return file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WatchResponse) GetType() WatchEventType {
@@ -1651,7 +1786,7 @@ var file_taskexecutor_v1_task_executor_service_proto_rawDesc = []byte{
 	0x65, 0x63, 0x75, 0x74, 0x6f, 0x72, 0x2e, 0x76, 0x31, 0x2e, 0x54, 0x61, 0x73, 0x6b, 0x52, 0x05,
 	0x74, 0x61, 0x73, 0x6b, 0x73, 0x12, 0x26, 0x0a, 0x0f, 0x6e, 0x65, 0x78, 0x74, 0x5f, 0x70, 0x61,
 	0x67, 0x65, 0x5f, 0x74, 0x6f, 0x6b, 0x65, 0x6e, 0x18, 0x02, 0x20, 0x01, 0x28, 0x09, 0x52, 0x0d,
-	0x6e, 0x65, 0x78, 0x74, 0x50, 0x61, 0x67, 0x65, 0x54, 0x6f, 0x6b, 0x65, 0x6e, 0x22, 0x83, 0x03,
+	0x6e, 0x65, 0x78, 0x74, 0x50, 0x61, 0x67, 0x65, 0x54, 0x6f, 0x6b, 0x65, 0x6e, 0x22, 0x9b, 0x03,
 	0x0a, 0x0b, 0x4c, 0x6f, 0x67, 0x73, 0x52, 0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x12, 0x12, 0x0a,
 	0x04, 0x6e, 0x61, 0x6d, 0x65, 0x18, 0x01, 0x20, 0x01, 0x28, 0x09, 0x52, 0x04, 0x6e, 0x61, 0x6d,
 	0x65, 0x12, 0x32, 0x0a, 0x06, 0x73, 0x74, 0x72, 0x65, 0x61, 0x6d, 0x18, 0x02, 0x20, 0x01, 0x28,
@@ -1673,37 +1808,49 @@ var file_taskexecutor_v1_task_executor_service_proto_rawDesc = []byte{
 	0x61, 0x6d, 0x70, 0x73, 0x12, 0x16, 0x0a, 0x06, 0x66, 0x6f, 0x6c, 0x6c, 0x6f, 0x77, 0x18, 0x08,
 	0x20, 0x01, 0x28, 0x08, 0x52, 0x06, 0x66, 0x6f, 0x6c, 0x6c, 0x6f, 0x77, 0x12, 0x14, 0x0a, 0x05,
 	0x62, 0x61, 0x74, 0x63, 0x68, 0x18, 0x09, 0x20, 0x01, 0x28, 0x08, 0x52, 0x05, 0x62, 0x61, 0x74,
-	0x63, 0x68, 0x42, 0x0d, 0x0a, 0x0b, 0x5f, 0x74, 0x61, 0x69, 0x6c, 0x5f, 0x6c, 0x69, 0x6e, 0x65,
-	0x73, 0x42, 0x0e, 0x0a, 0x0c, 0x5f, 0x6c, 0x69, 0x6d, 0x69, 0x74, 0x5f, 0x62, 0x79, 0x74, 0x65,
-	0x73, 0x42, 0x10, 0x0a, 0x0e, 0x5f, 0x73, 0x69, 0x6e, 0x63, 0x65, 0x5f, 0x73, 0x65, 0x63, 0x6f,
-	0x6e, 0x64, 0x73, 0x22, 0xbf, 0x01, 0x0a, 0x08, 0x4c, 0x6f, 0x67, 0x45, 0x6e, 0x74, 0x72, 0x79,
-	0x12, 0x32, 0x0a, 0x06, 0x73, 0x74, 0x72, 0x65, 0x61, 0x6d, 0x18, 0x01, 0x20, 0x01, 0x28, 0x0e,
-	0x32, 0x1a, 0x2e, 0x74, 0x61, 0x73, 0x6b, 0x65, 0x78, 0x65, 0x63, 0x75, 0x74, 0x6f, 0x72, 0x2e,
-	0x76, 0x31, 0x2e, 0x4c, 0x6f, 0x67, 0x53, 0x74, 0x72, 0x65, 0x61, 0x6d, 0x52, 0x06, 0x73, 0x74,
-	0x72, 0x65, 0x61, 0x6d, 0x12, 0x14, 0x0a, 0x04, 0x74, 0x65, 0x78, 0x74, 0x18, 0x02, 0x20, 0x01,
-	0x28, 0x09, 0x48, 0x00, 0x52, 0x04, 0x74, 0x65, 0x78, 0x74, 0x12, 0x14, 0x0a, 0x04, 0x64, 0x61,
-	0x74, 0x61, 0x18, 0x03, 0x20, 0x01, 0x28, 0x0c, 0x48, 0x00, 0x52, 0x04, 0x64, 0x61, 0x74, 0x61,
-	0x12, 0x18, 0x0a, 0x07, 0x70, 0x61, 0x72, 0x74, 0x69, 0x61, 0x6c, 0x18, 0x04, 0x20, 0x01, 0x28,
-	0x08, 0x52, 0x07, 0x70, 0x61, 0x72, 0x74, 0x69, 0x61, 0x6c, 0x12, 0x2e, 0x0a, 0x04, 0x74, 0x69,
-	0x6d, 0x65, 0x18, 0x05, 0x20, 0x01, 0x28, 0x0b, 0x32, 0x1a, 0x2e, 0x67, 0x6f, 0x6f, 0x67, 0x6c,
-	0x65, 0x2e, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x62, 0x75, 0x66, 0x2e, 0x54, 0x69, 0x6d, 0x65, 0x73,
-	0x74, 0x61, 0x6d, 0x70, 0x52, 0x04, 0x74, 0x69, 0x6d, 0x65, 0x42, 0x09, 0x0a, 0x07, 0x63, 0x6f,
-	0x6e, 0x74, 0x65, 0x6e, 0x74, 0x22, 0xf8, 0x01, 0x0a, 0x0c, 0x4c, 0x6f, 0x67, 0x73, 0x52, 0x65,
-	0x73, 0x70, 0x6f, 0x6e, 0x73, 0x65, 0x12, 0x32, 0x0a, 0x06, 0x73, 0x74, 0x72, 0x65, 0x61, 0x6d,
-	0x18, 0x01, 0x20, 0x01, 0x28, 0x0e, 0x32, 0x1a, 0x2e, 0x74, 0x61, 0x73, 0x6b, 0x65, 0x78, 0x65,
-	0x63, 0x75, 0x74, 0x6f, 0x72, 0x2e, 0x76, 0x31, 0x2e, 0x4c, 0x6f, 0x67, 0x53, 0x74, 0x72, 0x65,
-	0x61, 0x6d, 0x52, 0x06, 0x73, 0x74, 0x72, 0x65, 0x61, 0x6d, 0x12, 0x14, 0x0a, 0x04, 0x74, 0x65,
-	0x78, 0x74, 0x18, 0x02, 0x20, 0x01, 0x28, 0x09, 0x48, 0x00, 0x52, 0x04, 0x74, 0x65, 0x78, 0x74,
-	0x12, 0x14, 0x0a, 0x04, 0x64, 0x61, 0x74, 0x61, 0x18, 0x03, 0x20, 0x01, 0x28, 0x0c, 0x48, 0x00,
-	0x52, 0x04, 0x64, 0x61, 0x74, 0x61, 0x12, 0x18, 0x0a, 0x07, 0x70, 0x61, 0x72, 0x74, 0x69, 0x61,
-	0x6c, 0x18, 0x04, 0x20, 0x01, 0x28, 0x08, 0x52, 0x07, 0x70, 0x61, 0x72, 0x74, 0x69, 0x61, 0x6c,
-	0x12, 0x2e, 0x0a, 0x04, 0x74, 0x69, 0x6d, 0x65, 0x18, 0x05, 0x20, 0x01, 0x28, 0x0b, 0x32, 0x1a,
-	0x2e, 0x67, 0x6f, 0x6f, 0x67, 0x6c, 0x65, 0x2e, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x62, 0x75, 0x66,
-	0x2e, 0x54, 0x69, 0x6d, 0x65, 0x73, 0x74, 0x61, 0x6d, 0x70, 0x52, 0x04, 0x74, 0x69, 0x6d, 0x65,
-	0x12, 0x33, 0x0a, 0x07, 0x65, 0x6e, 0x74, 0x72, 0x69, 0x65, 0x73, 0x18, 0x06, 0x20, 0x03, 0x28,
-	0x0b, 0x32, 0x19, 0x2e, 0x74, 0x61, 0x73, 0x6b, 0x65, 0x78, 0x65, 0x63, 0x75, 0x74, 0x6f, 0x72,
-	0x2e, 0x76, 0x31, 0x2e, 0x4c, 0x6f, 0x67, 0x45, 0x6e, 0x74, 0x72, 0x79, 0x52, 0x07, 0x65, 0x6e,
-	0x74, 0x72, 0x69, 0x65, 0x73, 0x42, 0x09, 0x0a, 0x07, 0x63, 0x6f, 0x6e, 0x74, 0x65, 0x6e, 0x74,
+	0x63, 0x68, 0x12, 0x16, 0x0a, 0x06, 0x63, 0x68, 0x75, 0x6e, 0x6b, 0x73, 0x18, 0x0a, 0x20, 0x01,
+	0x28, 0x08, 0x52, 0x06, 0x63, 0x68, 0x75, 0x6e, 0x6b, 0x73, 0x42, 0x0d, 0x0a, 0x0b, 0x5f, 0x74,
+	0x61, 0x69, 0x6c, 0x5f, 0x6c, 0x69, 0x6e, 0x65, 0x73, 0x42, 0x0e, 0x0a, 0x0c, 0x5f, 0x6c, 0x69,
+	0x6d, 0x69, 0x74, 0x5f, 0x62, 0x79, 0x74, 0x65, 0x73, 0x42, 0x10, 0x0a, 0x0e, 0x5f, 0x73, 0x69,
+	0x6e, 0x63, 0x65, 0x5f, 0x73, 0x65, 0x63, 0x6f, 0x6e, 0x64, 0x73, 0x22, 0x75, 0x0a, 0x08, 0x4c,
+	0x6f, 0x67, 0x43, 0x68, 0x75, 0x6e, 0x6b, 0x12, 0x32, 0x0a, 0x06, 0x73, 0x74, 0x72, 0x65, 0x61,
+	0x6d, 0x18, 0x01, 0x20, 0x01, 0x28, 0x0e, 0x32, 0x1a, 0x2e, 0x74, 0x61, 0x73, 0x6b, 0x65, 0x78,
+	0x65, 0x63, 0x75, 0x74, 0x6f, 0x72, 0x2e, 0x76, 0x31, 0x2e, 0x4c, 0x6f, 0x67, 0x53, 0x74, 0x72,
+	0x65, 0x61, 0x6d, 0x52, 0x06, 0x73, 0x74, 0x72, 0x65, 0x61, 0x6d, 0x12, 0x14, 0x0a, 0x04, 0x74,
+	0x65, 0x78, 0x74, 0x18, 0x02, 0x20, 0x01, 0x28, 0x09, 0x48, 0x00, 0x52, 0x04, 0x74, 0x65, 0x78,
+	0x74, 0x12, 0x14, 0x0a, 0x04, 0x64, 0x61, 0x74, 0x61, 0x18, 0x03, 0x20, 0x01, 0x28, 0x0c, 0x48,
+	0x00, 0x52, 0x04, 0x64, 0x61, 0x74, 0x61, 0x42, 0x09, 0x0a, 0x07, 0x63, 0x6f, 0x6e, 0x74, 0x65,
+	0x6e, 0x74, 0x22, 0xbf, 0x01, 0x0a, 0x08, 0x4c, 0x6f, 0x67, 0x45, 0x6e, 0x74, 0x72, 0x79, 0x12,
+	0x32, 0x0a, 0x06, 0x73, 0x74, 0x72, 0x65, 0x61, 0x6d, 0x18, 0x01, 0x20, 0x01, 0x28, 0x0e, 0x32,
+	0x1a, 0x2e, 0x74, 0x61, 0x73, 0x6b, 0x65, 0x78, 0x65, 0x63, 0x75, 0x74, 0x6f, 0x72, 0x2e, 0x76,
+	0x31, 0x2e, 0x4c, 0x6f, 0x67, 0x53, 0x74, 0x72, 0x65, 0x61, 0x6d, 0x52, 0x06, 0x73, 0x74, 0x72,
+	0x65, 0x61, 0x6d, 0x12, 0x14, 0x0a, 0x04, 0x74, 0x65, 0x78, 0x74, 0x18, 0x02, 0x20, 0x01, 0x28,
+	0x09, 0x48, 0x00, 0x52, 0x04, 0x74, 0x65, 0x78, 0x74, 0x12, 0x14, 0x0a, 0x04, 0x64, 0x61, 0x74,
+	0x61, 0x18, 0x03, 0x20, 0x01, 0x28, 0x0c, 0x48, 0x00, 0x52, 0x04, 0x64, 0x61, 0x74, 0x61, 0x12,
+	0x18, 0x0a, 0x07, 0x70, 0x61, 0x72, 0x74, 0x69, 0x61, 0x6c, 0x18, 0x04, 0x20, 0x01, 0x28, 0x08,
+	0x52, 0x07, 0x70, 0x61, 0x72, 0x74, 0x69, 0x61, 0x6c, 0x12, 0x2e, 0x0a, 0x04, 0x74, 0x69, 0x6d,
+	0x65, 0x18, 0x05, 0x20, 0x01, 0x28, 0x0b, 0x32, 0x1a, 0x2e, 0x67, 0x6f, 0x6f, 0x67, 0x6c, 0x65,
+	0x2e, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x62, 0x75, 0x66, 0x2e, 0x54, 0x69, 0x6d, 0x65, 0x73, 0x74,
+	0x61, 0x6d, 0x70, 0x52, 0x04, 0x74, 0x69, 0x6d, 0x65, 0x42, 0x09, 0x0a, 0x07, 0x63, 0x6f, 0x6e,
+	0x74, 0x65, 0x6e, 0x74, 0x22, 0xa9, 0x02, 0x0a, 0x0c, 0x4c, 0x6f, 0x67, 0x73, 0x52, 0x65, 0x73,
+	0x70, 0x6f, 0x6e, 0x73, 0x65, 0x12, 0x32, 0x0a, 0x06, 0x73, 0x74, 0x72, 0x65, 0x61, 0x6d, 0x18,
+	0x01, 0x20, 0x01, 0x28, 0x0e, 0x32, 0x1a, 0x2e, 0x74, 0x61, 0x73, 0x6b, 0x65, 0x78, 0x65, 0x63,
+	0x75, 0x74, 0x6f, 0x72, 0x2e, 0x76, 0x31, 0x2e, 0x4c, 0x6f, 0x67, 0x53, 0x74, 0x72, 0x65, 0x61,
+	0x6d, 0x52, 0x06, 0x73, 0x74, 0x72, 0x65, 0x61, 0x6d, 0x12, 0x14, 0x0a, 0x04, 0x74, 0x65, 0x78,
+	0x74, 0x18, 0x02, 0x20, 0x01, 0x28, 0x09, 0x48, 0x00, 0x52, 0x04, 0x74, 0x65, 0x78, 0x74, 0x12,
+	0x14, 0x0a, 0x04, 0x64, 0x61, 0x74, 0x61, 0x18, 0x03, 0x20, 0x01, 0x28, 0x0c, 0x48, 0x00, 0x52,
+	0x04, 0x64, 0x61, 0x74, 0x61, 0x12, 0x18, 0x0a, 0x07, 0x70, 0x61, 0x72, 0x74, 0x69, 0x61, 0x6c,
+	0x18, 0x04, 0x20, 0x01, 0x28, 0x08, 0x52, 0x07, 0x70, 0x61, 0x72, 0x74, 0x69, 0x61, 0x6c, 0x12,
+	0x2e, 0x0a, 0x04, 0x74, 0x69, 0x6d, 0x65, 0x18, 0x05, 0x20, 0x01, 0x28, 0x0b, 0x32, 0x1a, 0x2e,
+	0x67, 0x6f, 0x6f, 0x67, 0x6c, 0x65, 0x2e, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x62, 0x75, 0x66, 0x2e,
+	0x54, 0x69, 0x6d, 0x65, 0x73, 0x74, 0x61, 0x6d, 0x70, 0x52, 0x04, 0x74, 0x69, 0x6d, 0x65, 0x12,
+	0x33, 0x0a, 0x07, 0x65, 0x6e, 0x74, 0x72, 0x69, 0x65, 0x73, 0x18, 0x06, 0x20, 0x03, 0x28, 0x0b,
+	0x32, 0x19, 0x2e, 0x74, 0x61, 0x73, 0x6b, 0x65, 0x78, 0x65, 0x63, 0x75, 0x74, 0x6f, 0x72, 0x2e,
+	0x76, 0x31, 0x2e, 0x4c, 0x6f, 0x67, 0x45, 0x6e, 0x74, 0x72, 0x79, 0x52, 0x07, 0x65, 0x6e, 0x74,
+	0x72, 0x69, 0x65, 0x73, 0x12, 0x2f, 0x0a, 0x05, 0x63, 0x68, 0x75, 0x6e, 0x6b, 0x18, 0x07, 0x20,
+	0x01, 0x28, 0x0b, 0x32, 0x19, 0x2e, 0x74, 0x61, 0x73, 0x6b, 0x65, 0x78, 0x65, 0x63, 0x75, 0x74,
+	0x6f, 0x72, 0x2e, 0x76, 0x31, 0x2e, 0x4c, 0x6f, 0x67, 0x43, 0x68, 0x75, 0x6e, 0x6b, 0x52, 0x05,
+	0x63, 0x68, 0x75, 0x6e, 0x6b, 0x42, 0x09, 0x0a, 0x07, 0x63, 0x6f, 0x6e, 0x74, 0x65, 0x6e, 0x74,
 	0x22, 0x74, 0x0a, 0x0c, 0x53, 0x74, 0x61, 0x74, 0x73, 0x52, 0x65, 0x71, 0x75, 0x65, 0x73, 0x74,
 	0x12, 0x12, 0x0a, 0x04, 0x6e, 0x61, 0x6d, 0x65, 0x18, 0x01, 0x20, 0x01, 0x28, 0x09, 0x52, 0x04,
 	0x6e, 0x61, 0x6d, 0x65, 0x12, 0x35, 0x0a, 0x08, 0x69, 0x6e, 0x74, 0x65, 0x72, 0x76, 0x61, 0x6c,
@@ -1859,7 +2006,7 @@ func file_taskexecutor_v1_task_executor_service_proto_rawDescGZIP() []byte {
 }
 
 var file_taskexecutor_v1_task_executor_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_taskexecutor_v1_task_executor_service_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_taskexecutor_v1_task_executor_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_taskexecutor_v1_task_executor_service_proto_goTypes = []interface{}{
 	(TaskView)(0),                 // 0: taskexecutor.v1.TaskView
 	(LogStream)(0),                // 1: taskexecutor.v1.LogStream
@@ -1875,67 +2022,70 @@ var file_taskexecutor_v1_task_executor_service_proto_goTypes = []interface{}{
 	(*ListRequest)(nil),           // 11: taskexecutor.v1.ListRequest
 	(*ListResponse)(nil),          // 12: taskexecutor.v1.ListResponse
 	(*LogsRequest)(nil),           // 13: taskexecutor.v1.LogsRequest
-	(*LogEntry)(nil),              // 14: taskexecutor.v1.LogEntry
-	(*LogsResponse)(nil),          // 15: taskexecutor.v1.LogsResponse
-	(*StatsRequest)(nil),          // 16: taskexecutor.v1.StatsRequest
-	(*StatsResponse)(nil),         // 17: taskexecutor.v1.StatsResponse
-	(*CpuStats)(nil),              // 18: taskexecutor.v1.CpuStats
-	(*MemoryStats)(nil),           // 19: taskexecutor.v1.MemoryStats
-	(*IoStats)(nil),               // 20: taskexecutor.v1.IoStats
-	(*PidStats)(nil),              // 21: taskexecutor.v1.PidStats
-	(*WatchRequest)(nil),          // 22: taskexecutor.v1.WatchRequest
-	(*WatchResponse)(nil),         // 23: taskexecutor.v1.WatchResponse
-	(*Task)(nil),                  // 24: taskexecutor.v1.Task
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 26: google.protobuf.Duration
+	(*LogChunk)(nil),              // 14: taskexecutor.v1.LogChunk
+	(*LogEntry)(nil),              // 15: taskexecutor.v1.LogEntry
+	(*LogsResponse)(nil),          // 16: taskexecutor.v1.LogsResponse
+	(*StatsRequest)(nil),          // 17: taskexecutor.v1.StatsRequest
+	(*StatsResponse)(nil),         // 18: taskexecutor.v1.StatsResponse
+	(*CpuStats)(nil),              // 19: taskexecutor.v1.CpuStats
+	(*MemoryStats)(nil),           // 20: taskexecutor.v1.MemoryStats
+	(*IoStats)(nil),               // 21: taskexecutor.v1.IoStats
+	(*PidStats)(nil),              // 22: taskexecutor.v1.PidStats
+	(*WatchRequest)(nil),          // 23: taskexecutor.v1.WatchRequest
+	(*WatchResponse)(nil),         // 24: taskexecutor.v1.WatchResponse
+	(*Task)(nil),                  // 25: taskexecutor.v1.Task
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 27: google.protobuf.Duration
 }
 var file_taskexecutor_v1_task_executor_service_proto_depIdxs = []int32{
-	24, // 0: taskexecutor.v1.CreateRequest.task:type_name -> taskexecutor.v1.Task
-	24, // 1: taskexecutor.v1.CreateResponse.task:type_name -> taskexecutor.v1.Task
-	24, // 2: taskexecutor.v1.GetResponse.task:type_name -> taskexecutor.v1.Task
-	24, // 3: taskexecutor.v1.DeleteResponse.task:type_name -> taskexecutor.v1.Task
-	24, // 4: taskexecutor.v1.SetTasksRequest.tasks:type_name -> taskexecutor.v1.Task
+	25, // 0: taskexecutor.v1.CreateRequest.task:type_name -> taskexecutor.v1.Task
+	25, // 1: taskexecutor.v1.CreateResponse.task:type_name -> taskexecutor.v1.Task
+	25, // 2: taskexecutor.v1.GetResponse.task:type_name -> taskexecutor.v1.Task
+	25, // 3: taskexecutor.v1.DeleteResponse.task:type_name -> taskexecutor.v1.Task
+	25, // 4: taskexecutor.v1.SetTasksRequest.tasks:type_name -> taskexecutor.v1.Task
 	0,  // 5: taskexecutor.v1.SetTasksRequest.view:type_name -> taskexecutor.v1.TaskView
-	24, // 6: taskexecutor.v1.SetTasksResponse.tasks:type_name -> taskexecutor.v1.Task
+	25, // 6: taskexecutor.v1.SetTasksResponse.tasks:type_name -> taskexecutor.v1.Task
 	0,  // 7: taskexecutor.v1.SetTasksResponse.view:type_name -> taskexecutor.v1.TaskView
 	0,  // 8: taskexecutor.v1.ListRequest.view:type_name -> taskexecutor.v1.TaskView
-	24, // 9: taskexecutor.v1.ListResponse.tasks:type_name -> taskexecutor.v1.Task
+	25, // 9: taskexecutor.v1.ListResponse.tasks:type_name -> taskexecutor.v1.Task
 	1,  // 10: taskexecutor.v1.LogsRequest.stream:type_name -> taskexecutor.v1.LogStream
-	25, // 11: taskexecutor.v1.LogsRequest.since_time:type_name -> google.protobuf.Timestamp
-	1,  // 12: taskexecutor.v1.LogEntry.stream:type_name -> taskexecutor.v1.LogStream
-	25, // 13: taskexecutor.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	1,  // 14: taskexecutor.v1.LogsResponse.stream:type_name -> taskexecutor.v1.LogStream
-	25, // 15: taskexecutor.v1.LogsResponse.time:type_name -> google.protobuf.Timestamp
-	14, // 16: taskexecutor.v1.LogsResponse.entries:type_name -> taskexecutor.v1.LogEntry
-	26, // 17: taskexecutor.v1.StatsRequest.interval:type_name -> google.protobuf.Duration
-	25, // 18: taskexecutor.v1.StatsResponse.time:type_name -> google.protobuf.Timestamp
-	18, // 19: taskexecutor.v1.StatsResponse.cpu:type_name -> taskexecutor.v1.CpuStats
-	19, // 20: taskexecutor.v1.StatsResponse.memory:type_name -> taskexecutor.v1.MemoryStats
-	20, // 21: taskexecutor.v1.StatsResponse.io:type_name -> taskexecutor.v1.IoStats
-	21, // 22: taskexecutor.v1.StatsResponse.pids:type_name -> taskexecutor.v1.PidStats
-	2,  // 23: taskexecutor.v1.WatchResponse.type:type_name -> taskexecutor.v1.WatchEventType
-	24, // 24: taskexecutor.v1.WatchResponse.task:type_name -> taskexecutor.v1.Task
-	3,  // 25: taskexecutor.v1.TaskExecutorService.Create:input_type -> taskexecutor.v1.CreateRequest
-	5,  // 26: taskexecutor.v1.TaskExecutorService.Get:input_type -> taskexecutor.v1.GetRequest
-	7,  // 27: taskexecutor.v1.TaskExecutorService.Delete:input_type -> taskexecutor.v1.DeleteRequest
-	9,  // 28: taskexecutor.v1.TaskExecutorService.SetTasks:input_type -> taskexecutor.v1.SetTasksRequest
-	11, // 29: taskexecutor.v1.TaskExecutorService.List:input_type -> taskexecutor.v1.ListRequest
-	13, // 30: taskexecutor.v1.TaskExecutorService.Logs:input_type -> taskexecutor.v1.LogsRequest
-	16, // 31: taskexecutor.v1.TaskExecutorService.Stats:input_type -> taskexecutor.v1.StatsRequest
-	22, // 32: taskexecutor.v1.TaskExecutorService.Watch:input_type -> taskexecutor.v1.WatchRequest
-	4,  // 33: taskexecutor.v1.TaskExecutorService.Create:output_type -> taskexecutor.v1.CreateResponse
-	6,  // 34: taskexecutor.v1.TaskExecutorService.Get:output_type -> taskexecutor.v1.GetResponse
-	8,  // 35: taskexecutor.v1.TaskExecutorService.Delete:output_type -> taskexecutor.v1.DeleteResponse
-	10, // 36: taskexecutor.v1.TaskExecutorService.SetTasks:output_type -> taskexecutor.v1.SetTasksResponse
-	12, // 37: taskexecutor.v1.TaskExecutorService.List:output_type -> taskexecutor.v1.ListResponse
-	15, // 38: taskexecutor.v1.TaskExecutorService.Logs:output_type -> taskexecutor.v1.LogsResponse
-	17, // 39: taskexecutor.v1.TaskExecutorService.Stats:output_type -> taskexecutor.v1.StatsResponse
-	23, // 40: taskexecutor.v1.TaskExecutorService.Watch:output_type -> taskexecutor.v1.WatchResponse
-	33, // [33:41] is the sub-list for method output_type
-	25, // [25:33] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	26, // 11: taskexecutor.v1.LogsRequest.since_time:type_name -> google.protobuf.Timestamp
+	1,  // 12: taskexecutor.v1.LogChunk.stream:type_name -> taskexecutor.v1.LogStream
+	1,  // 13: taskexecutor.v1.LogEntry.stream:type_name -> taskexecutor.v1.LogStream
+	26, // 14: taskexecutor.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	1,  // 15: taskexecutor.v1.LogsResponse.stream:type_name -> taskexecutor.v1.LogStream
+	26, // 16: taskexecutor.v1.LogsResponse.time:type_name -> google.protobuf.Timestamp
+	15, // 17: taskexecutor.v1.LogsResponse.entries:type_name -> taskexecutor.v1.LogEntry
+	14, // 18: taskexecutor.v1.LogsResponse.chunk:type_name -> taskexecutor.v1.LogChunk
+	27, // 19: taskexecutor.v1.StatsRequest.interval:type_name -> google.protobuf.Duration
+	26, // 20: taskexecutor.v1.StatsResponse.time:type_name -> google.protobuf.Timestamp
+	19, // 21: taskexecutor.v1.StatsResponse.cpu:type_name -> taskexecutor.v1.CpuStats
+	20, // 22: taskexecutor.v1.StatsResponse.memory:type_name -> taskexecutor.v1.MemoryStats
+	21, // 23: taskexecutor.v1.StatsResponse.io:type_name -> taskexecutor.v1.IoStats
+	22, // 24: taskexecutor.v1.StatsResponse.pids:type_name -> taskexecutor.v1.PidStats
+	2,  // 25: taskexecutor.v1.WatchResponse.type:type_name -> taskexecutor.v1.WatchEventType
+	25, // 26: taskexecutor.v1.WatchResponse.task:type_name -> taskexecutor.v1.Task
+	3,  // 27: taskexecutor.v1.TaskExecutorService.Create:input_type -> taskexecutor.v1.CreateRequest
+	5,  // 28: taskexecutor.v1.TaskExecutorService.Get:input_type -> taskexecutor.v1.GetRequest
+	7,  // 29: taskexecutor.v1.TaskExecutorService.Delete:input_type -> taskexecutor.v1.DeleteRequest
+	9,  // 30: taskexecutor.v1.TaskExecutorService.SetTasks:input_type -> taskexecutor.v1.SetTasksRequest
+	11, // 31: taskexecutor.v1.TaskExecutorService.List:input_type -> taskexecutor.v1.ListRequest
+	13, // 32: taskexecutor.v1.TaskExecutorService.Logs:input_type -> taskexecutor.v1.LogsRequest
+	17, // 33: taskexecutor.v1.TaskExecutorService.Stats:input_type -> taskexecutor.v1.StatsRequest
+	23, // 34: taskexecutor.v1.TaskExecutorService.Watch:input_type -> taskexecutor.v1.WatchRequest
+	4,  // 35: taskexecutor.v1.TaskExecutorService.Create:output_type -> taskexecutor.v1.CreateResponse
+	6,  // 36: taskexecutor.v1.TaskExecutorService.Get:output_type -> taskexecutor.v1.GetResponse
+	8,  // 37: taskexecutor.v1.TaskExecutorService.Delete:output_type -> taskexecutor.v1.DeleteResponse
+	10, // 38: taskexecutor.v1.TaskExecutorService.SetTasks:output_type -> taskexecutor.v1.SetTasksResponse
+	12, // 39: taskexecutor.v1.TaskExecutorService.List:output_type -> taskexecutor.v1.ListResponse
+	16, // 40: taskexecutor.v1.TaskExecutorService.Logs:output_type -> taskexecutor.v1.LogsResponse
+	18, // 41: taskexecutor.v1.TaskExecutorService.Stats:output_type -> taskexecutor.v1.StatsResponse
+	24, // 42: taskexecutor.v1.TaskExecutorService.Watch:output_type -> taskexecutor.v1.WatchResponse
+	35, // [35:43] is the sub-list for method output_type
+	27, // [27:35] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_taskexecutor_v1_task_executor_service_proto_init() }
@@ -2078,7 +2228,7 @@ func file_taskexecutor_v1_task_executor_service_proto_init() {
 			}
 		}
 		file_taskexecutor_v1_task_executor_service_proto_msgTypes[11].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*LogEntry); i {
+			switch v := v.(*LogChunk); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2090,7 +2240,7 @@ func file_taskexecutor_v1_task_executor_service_proto_init() {
 			}
 		}
 		file_taskexecutor_v1_task_executor_service_proto_msgTypes[12].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*LogsResponse); i {
+			switch v := v.(*LogEntry); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2102,7 +2252,7 @@ func file_taskexecutor_v1_task_executor_service_proto_init() {
 			}
 		}
 		file_taskexecutor_v1_task_executor_service_proto_msgTypes[13].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*StatsRequest); i {
+			switch v := v.(*LogsResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2114,7 +2264,7 @@ func file_taskexecutor_v1_task_executor_service_proto_init() {
 			}
 		}
 		file_taskexecutor_v1_task_executor_service_proto_msgTypes[14].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*StatsResponse); i {
+			switch v := v.(*StatsRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2126,7 +2276,7 @@ func file_taskexecutor_v1_task_executor_service_proto_init() {
 			}
 		}
 		file_taskexecutor_v1_task_executor_service_proto_msgTypes[15].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*CpuStats); i {
+			switch v := v.(*StatsResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2138,7 +2288,7 @@ func file_taskexecutor_v1_task_executor_service_proto_init() {
 			}
 		}
 		file_taskexecutor_v1_task_executor_service_proto_msgTypes[16].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*MemoryStats); i {
+			switch v := v.(*CpuStats); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2150,7 +2300,7 @@ func file_taskexecutor_v1_task_executor_service_proto_init() {
 			}
 		}
 		file_taskexecutor_v1_task_executor_service_proto_msgTypes[17].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*IoStats); i {
+			switch v := v.(*MemoryStats); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2162,7 +2312,7 @@ func file_taskexecutor_v1_task_executor_service_proto_init() {
 			}
 		}
 		file_taskexecutor_v1_task_executor_service_proto_msgTypes[18].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*PidStats); i {
+			switch v := v.(*IoStats); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2174,7 +2324,7 @@ func file_taskexecutor_v1_task_executor_service_proto_init() {
 			}
 		}
 		file_taskexecutor_v1_task_executor_service_proto_msgTypes[19].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*WatchRequest); i {
+			switch v := v.(*PidStats); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2186,6 +2336,18 @@ func file_taskexecutor_v1_task_executor_service_proto_init() {
 			}
 		}
 		file_taskexecutor_v1_task_executor_service_proto_msgTypes[20].Exporter = func(v interface{}, i int) interface{} {
+			switch v := v.(*WatchRequest); i {
+			case 0:
+				return &v.state
+			case 1:
+				return &v.sizeCache
+			case 2:
+				return &v.unknownFields
+			default:
+				return nil
+			}
+		}
+		file_taskexecutor_v1_task_executor_service_proto_msgTypes[21].Exporter = func(v interface{}, i int) interface{} {
 			switch v := v.(*WatchResponse); i {
 			case 0:
 				return &v.state
@@ -2202,24 +2364,28 @@ func file_taskexecutor_v1_task_executor_service_proto_init() {
 	file_taskexecutor_v1_task_executor_service_proto_msgTypes[8].OneofWrappers = []interface{}{}
 	file_taskexecutor_v1_task_executor_service_proto_msgTypes[10].OneofWrappers = []interface{}{}
 	file_taskexecutor_v1_task_executor_service_proto_msgTypes[11].OneofWrappers = []interface{}{
+		(*LogChunk_Text)(nil),
+		(*LogChunk_Data)(nil),
+	}
+	file_taskexecutor_v1_task_executor_service_proto_msgTypes[12].OneofWrappers = []interface{}{
 		(*LogEntry_Text)(nil),
 		(*LogEntry_Data)(nil),
 	}
-	file_taskexecutor_v1_task_executor_service_proto_msgTypes[12].OneofWrappers = []interface{}{
+	file_taskexecutor_v1_task_executor_service_proto_msgTypes[13].OneofWrappers = []interface{}{
 		(*LogsResponse_Text)(nil),
 		(*LogsResponse_Data)(nil),
 	}
-	file_taskexecutor_v1_task_executor_service_proto_msgTypes[15].OneofWrappers = []interface{}{}
 	file_taskexecutor_v1_task_executor_service_proto_msgTypes[16].OneofWrappers = []interface{}{}
 	file_taskexecutor_v1_task_executor_service_proto_msgTypes[17].OneofWrappers = []interface{}{}
 	file_taskexecutor_v1_task_executor_service_proto_msgTypes[18].OneofWrappers = []interface{}{}
+	file_taskexecutor_v1_task_executor_service_proto_msgTypes[19].OneofWrappers = []interface{}{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: file_taskexecutor_v1_task_executor_service_proto_rawDesc,
 			NumEnums:      3,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

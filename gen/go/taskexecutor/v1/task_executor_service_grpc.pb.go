@@ -62,8 +62,8 @@ type TaskExecutorServiceClient interface {
 	// Streams a task's output (stdout, stderr or both in write order).
 	//
 	//	INVALID_ARGUMENT  a bad name, an unknown stream, a negative tail_lines,
-	//	                  limit_bytes or since_seconds, or both since_time and
-	//	                  since_seconds;
+	//	                  limit_bytes or since_seconds, both since_time and
+	//	                  since_seconds, or both batch and chunks;
 	//	NOT_FOUND         no task of that name, or (when following) the task
 	//	                  was deleted meanwhile.
 	Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (TaskExecutorService_LogsClient, error)
@@ -281,8 +281,8 @@ type TaskExecutorServiceServer interface {
 	// Streams a task's output (stdout, stderr or both in write order).
 	//
 	//	INVALID_ARGUMENT  a bad name, an unknown stream, a negative tail_lines,
-	//	                  limit_bytes or since_seconds, or both since_time and
-	//	                  since_seconds;
+	//	                  limit_bytes or since_seconds, both since_time and
+	//	                  since_seconds, or both batch and chunks;
 	//	NOT_FOUND         no task of that name, or (when following) the task
 	//	                  was deleted meanwhile.
 	Logs(*LogsRequest, TaskExecutorService_LogsServer) error

@@ -1,0 +1,169 @@
+// Lines to chunked LogsResponses (LogsRequest.chunks): the output of
+// consecutive lines of one stream as one run of text, each line with its
+// "\n" (a piece of a line that goes on: without), optionally each line
+// prefixed with its RFC 3339 time, up to CHUNK_BYTES a message. Encoded
+// straight to protobuf (like batched entries in log-entries.ts): the line
+// bytes are copied once into the message, and the whole chunk is checked for
+// UTF-8 at once. A chunk that is not valid UTF-8 is split at its invalid
+// lines, so only those go out as `data` and the text around them stays text.
+import { isUtf8 } from 'node:buffer';
+import { type LogChunk, LogsResponse, LogStream } from '../../gen/taskexecutor/v1/task_executor_service.js';
+import type { StreamName } from '../logs/cri.js';
+import type { LogLine } from '../logs/lines.js';
+import { ENCODED, type PreEncoded } from './pre-encoded.js';
+import { varintLength, writeVarint } from './protobuf-wire.js';
+
+/** Output bytes after which a chunk is closed (a line piece is at most 64 KiB, so one chunk may hold that plus its time and "\n"). */
+export const CHUNK_BYTES = 64 * 1024;
+
+const WIRE_STREAM: Record<StreamName, LogStream> = { stdout: LogStream.LOG_STREAM_STDOUT, stderr: LogStream.LOG_STREAM_STDERR };
+
+// Field tags (field number << 3 | wire type): LogsResponse.chunk (7) and LogChunk's fields.
+const TAG_CHUNK = 0x3a;
+const TAG_STREAM = 0x08;
+const TAG_TEXT = 0x12;
+const TAG_DATA = 0x1a;
+const NEWLINE = 0x0a;
+/** "2026-12-03T13:37:00.123456789Z " */
+const TIME_PREFIX = 31;
+
+/**
+ * Writes "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ " for the time at out[pos]. The
+ * date and time of day are formatted once per second (lines come in time order).
+ */
+class TimeFormatter {
+  private second = NaN;
+  private readonly secondText = Buffer.alloc(19);
+
+  write(out: Buffer, pos: number, timeMs: number, nanos: number): void {
+    const second = Math.floor(timeMs / 1000);
+    if (second !== this.second) {
+      this.second = second;
+      this.secondText.write(new Date(second * 1000).toISOString().slice(0, 19), 'latin1');
+    }
+    this.secondText.copy(out, pos);
+    out[pos + 19] = 0x2e; // .
+    let fraction = (timeMs - second * 1000) * 1_000_000 + nanos;
+    for (let i = pos + 28; i > pos + 19; i--) {
+      out[i] = 0x30 + (fraction % 10);
+      fraction = Math.floor(fraction / 10);
+    }
+    out[pos + 29] = 0x5a; // Z
+    out[pos + 30] = 0x20;
+  }
+}
+
+/**
+ * Turns the lines of one Logs call into chunked responses. Holds what must
+ * carry over from one batch of lines to the next: which streams have a line
+ * open (its next piece continues it, so gets no time of its own).
+ */
+export class ChunkEncoder {
+  private readonly open: Record<StreamName, boolean> = { stdout: false, stderr: false };
+  private readonly formatter: TimeFormatter | undefined;
+
+  constructor(timestamps: boolean) {
+    this.formatter = timestamps ? new TimeFormatter() : undefined;
+  }
+
+  /** The lines in order, in as few messages as CHUNK_BYTES and the stream changes allow; never an empty one. */
+  *responses(lines: readonly LogLine[]): Generator<LogsResponse> {
+    let first = 0;
+    let bytes = 0;
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i]!;
+      const next = lines[i + 1];
+      bytes += line.bytes.length + 1 + (this.formatter ? TIME_PREFIX : 0);
+      if (next === undefined || next.stream !== line.stream || bytes + next.bytes.length >= CHUNK_BYTES) {
+        yield* this.run(lines, first, i + 1);
+        first = i + 1;
+        bytes = 0;
+      }
+    }
+  }
+
+  /** lines[from, to): one stream. One chunk when it is valid UTF-8, else runs of valid and invalid lines. */
+  private *run(lines: readonly LogLine[], from: number, to: number): Generator<LogsResponse> {
+    const stream = lines[from]!.stream;
+    const openBefore = this.open[stream];
+    this.open[stream] = lines[to - 1]!.partial;
+    const whole = this.encode(lines, from, to, openBefore, undefined);
+    if (whole || to - from === 1) {
+      yield new EncodedChunkResponse(whole ?? this.encode(lines, from, to, openBefore, false)!);
+      return;
+    }
+    let start = from;
+    let valid = isUtf8(lines[from]!.bytes);
+    for (let i = from + 1; i <= to; i++) {
+      const lineValid = i < to && isUtf8(lines[i]!.bytes);
+      if (i < to && lineValid === valid) continue;
+      yield new EncodedChunkResponse(this.encode(lines, start, i, start === from ? openBefore : lines[start - 1]!.partial, valid)!);
+      start = i;
+      valid = lineValid;
+    }
+  }
+
+  /**
+   * The LogsResponse encoding of lines[from, to) as one chunk; `startsOpen`:
+   * the first line continues one handed out before. `text`: undefined to
+   * decide by checking the bytes (undefined comes back when they are not
+   * UTF-8), else whether to send them as text.
+   */
+  private encode(lines: readonly LogLine[], from: number, to: number, startsOpen: boolean, text: boolean | undefined): Buffer | undefined {
+    const formatter = this.formatter;
+    let size = 0;
+    for (let i = from; i < to; i++) {
+      const line = lines[i]!;
+      const opensLine = i === from ? !startsOpen : !lines[i - 1]!.partial;
+      size += line.bytes.length + (line.partial ? 0 : 1) + (formatter && opensLine ? TIME_PREFIX : 0);
+    }
+    const chunkLength = 2 + 1 + varintLength(size) + size;
+    const out = Buffer.allocUnsafe(1 + varintLength(chunkLength) + chunkLength);
+    out[0] = TAG_CHUNK;
+    let pos = writeVarint(out, 1, chunkLength);
+    out[pos++] = TAG_STREAM;
+    out[pos++] = WIRE_STREAM[lines[from]!.stream];
+    const tagAt = pos++;
+    pos = writeVarint(out, pos, size);
+    const contentStart = pos;
+    for (let i = from; i < to; i++) {
+      const line = lines[i]!;
+      const opensLine = i === from ? !startsOpen : !lines[i - 1]!.partial;
+      if (formatter && opensLine) {
+        formatter.write(out, pos, line.timeMs, line.nanos ?? 0);
+        pos += TIME_PREFIX;
+      }
+      out.set(line.bytes, pos);
+      pos += line.bytes.length;
+      if (!line.partial) out[pos++] = NEWLINE;
+    }
+    if (pos !== out.length) throw new Error(`chunk encoding: wrote ${pos} bytes of ${out.length}`);
+    const valid = text ?? isUtf8(out.subarray(contentStart));
+    if (text === undefined && !valid) return undefined;
+    out[tagAt] = valid ? TAG_TEXT : TAG_DATA;
+    return out;
+  }
+}
+
+/**
+ * A chunked LogsResponse that is sent as ChunkEncoder wrote it (see
+ * pre-encoded.ts); its chunk is decoded only if some code reads it.
+ */
+export class EncodedChunkResponse implements LogsResponse, PreEncoded {
+  readonly [ENCODED]: Buffer;
+  stream = LogStream.LOG_STREAM_UNSPECIFIED;
+  content = undefined;
+  partial = false;
+  time = undefined;
+  entries = [];
+  private decoded: LogChunk | undefined;
+
+  constructor(encoded: Buffer) {
+    this[ENCODED] = encoded;
+  }
+
+  get chunk(): LogChunk | undefined {
+    this.decoded ??= LogsResponse.decode(this[ENCODED]).chunk;
+    return this.decoded;
+  }
+}

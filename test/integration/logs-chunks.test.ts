@@ -1,0 +1,175 @@
+// LogsRequest.chunks through the real gRPC API: the output as text runs of
+// one stream (as `kubectl logs` shows it), with the same line selection as
+// the other response forms.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { status } from '@grpc/grpc-js';
+import { type LogChunk, type LogsRequest, LogsResponse, LogStream } from '../../gen/taskexecutor/v1/task_executor_service.js';
+import { processTask, shell, startTestExecutor, type TestExecutor } from '../support/executor.js';
+import { fileLines, logFiles, logsDir, outputComplete } from '../support/log-files.js';
+import { bytesOf, openLogs, readLogs } from '../support/logs-rpc.js';
+import { waitFor } from '../support/wait.js';
+
+const { LOG_STREAM_STDOUT: STDOUT, LOG_STREAM_STDERR: STDERR } = LogStream;
+
+const chunksOf = (messages: LogsResponse[]): LogChunk[] =>
+  messages.map((m) => {
+    assert.ok(m.chunk, 'every message carries a chunk');
+    assert.ok(m.content === undefined && m.entries.length === 0 && m.stream === LogStream.LOG_STREAM_UNSPECIFIED && m.time === undefined, 'and nothing else');
+    return m.chunk;
+  });
+const chunkBytes = (chunk: LogChunk): Buffer =>
+  chunk.content?.$case === 'text' ? Buffer.from(chunk.content.value, 'utf8') : chunk.content?.$case === 'data' ? chunk.content.value : Buffer.alloc(0);
+/** The output of the chunks (of one stream, if given) as one text. */
+const outputOf = (chunks: LogChunk[], stream?: LogStream) =>
+  Buffer.concat(chunks.filter((c) => stream === undefined || c.stream === stream).map(chunkBytes)).toString('utf8');
+/** What the one-line-per-message form sends, written out as chunks would: each line with "\n" unless partial. */
+const renderedLines = (messages: LogsResponse[]) => Buffer.concat(messages.flatMap((m) => [bytesOf(m), Buffer.from(m.partial ? '' : '\n')])).toString('utf8');
+
+describe('Logs in chunks over gRPC', () => {
+  let te: TestExecutor;
+  let scratch: string;
+  before(async () => {
+    te = await startTestExecutor();
+    scratch = mkdtempSync(join(tmpdir(), 'te-chunks-'));
+  });
+  after(async () => {
+    await te.close();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+  const gate = (name: string) => join(scratch, `${name}.go`);
+  const waitGate = (name: string) => `while [ ! -e ${gate(name)} ]; do sleep 0.01; done`;
+  const chunks = async (request: Partial<LogsRequest>) => chunksOf(await readLogs(te, { ...request, chunks: true }));
+
+  test('chunks hold the lines of one stream each with its newline, in write order across rotated files; a stream change starts a new chunk', async () => {
+    const script = 'i=1; while [ $i -le 300 ]; do echo "out $i"; echo "out $i b"; echo "err $i" >&2; i=$((i+1)); done';
+    await te.api.createTask({ task: processTask('rotated', ['sh', '-c', script], {}, { logs: { maxFileSizeBytes: 1024, maxFiles: 100 } }) });
+    await outputComplete(te, 'rotated');
+    const dir = logsDir(te, 'rotated');
+    assert.ok(logFiles(dir).length >= 10, `expected rotated files, got ${logFiles(dir).length}`);
+    const expected = fileLines(dir);
+    assert.equal(expected.length, 900);
+
+    const all = await chunks({ name: 'rotated' });
+    const lines = all.flatMap((c) => {
+      assert.equal(c.content?.$case, 'text');
+      assert.ok(outputOf([c]).endsWith('\n'), 'a chunk ends with a whole line here');
+      return outputOf([c]).slice(0, -1).split('\n').map((text) => ({ stream: c.stream, text }));
+    });
+    assert.deepEqual(lines, expected, 'the lines of the files, in order, each in a chunk of its own stream');
+    const changes = expected.filter((l, i) => i > 0 && l.stream !== expected[i - 1]!.stream).length;
+    assert.ok(all.length >= changes + 1 && all.length < expected.length, `${all.length} chunks for ${changes} stream changes`);
+
+    const errOnly = await chunks({ name: 'rotated', stream: STDERR });
+    assert.ok(errOnly.length <= logFiles(dir).length, `${errOnly.length} chunks: short lines of one stream share a chunk per read`);
+    assert.equal(outputOf(errOnly), expected.filter((l) => l.stream === STDERR).map((l) => `${l.text}\n`).join(''));
+  });
+
+  test('a long stream of output comes in chunks of at most about 64 KiB, and a line longer than that is joined back whole', async () => {
+    const script = `i=1; while [ $i -le 3000 ]; do echo "line $i ${'x'.repeat(100)}"; i=$((i+1)); done; head -c 200000 /dev/zero | tr '\\0' a; echo; echo after`;
+    await te.api.createTask({ task: shell('long', script) });
+    await outputComplete(te, 'long');
+    const all = await chunks({ name: 'long' });
+    const expected = `${fileLines(logsDir(te, 'long')).map((l) => `${l.text}\n`).join('')}`;
+    assert.equal(outputOf(all), expected);
+    assert.ok(expected.includes(`\n${'a'.repeat(200_000)}\nafter\n`));
+    assert.ok(all.length >= 8, `${all.length} chunks`);
+    assert.ok(all.every((c) => chunkBytes(c).length <= 64 * 1024 + 64), 'chunks are bounded');
+  });
+
+  test('a line that is not valid UTF-8 goes out as data in a chunk of its own; the text around it stays text', async () => {
+    await te.api.createTask({ task: shell('binary', `echo before; printf '\\377\\376 raw\\n'; echo 'grüße ✓'; printf 'no newline'`) });
+    await outputComplete(te, 'binary');
+    const all = await chunks({ name: 'binary' });
+    assert.deepEqual(
+      all.map((c) => [c.content?.$case, chunkBytes(c)]),
+      [
+        ['text', Buffer.from('before\n')],
+        ['data', Buffer.from([0xff, 0xfe, ...Buffer.from(' raw\n')])],
+        ['text', Buffer.from('grüße ✓\n')],
+        ['text', Buffer.from('no newline')],
+      ],
+      'the last line, still open at the end of the output, comes without a newline',
+    );
+  });
+
+  test('tailLines, sinceTime, limitBytes and stream select the same output as one message per line', async () => {
+    await te.api.createTask({ task: shell('select', `echo early; echo early-err >&2; ${waitGate('select')}; for i in 1 2 3 4 5; do echo "out $i"; echo "err $i" >&2; done`) });
+    await waitFor('the early lines', () => fileLines(logsDir(te, 'select')).length === 2);
+    const cut = new Date(Date.now() + 2);
+    await waitFor('the clock to pass the cut', () => Date.now() > cut.getTime());
+    writeFileSync(gate('select'), '');
+    await outputComplete(te, 'select');
+
+    const requests: Partial<LogsRequest>[] = [
+      { name: 'select' },
+      { name: 'select', tailLines: 3 },
+      { name: 'select', tailLines: 4, stream: STDOUT },
+      { name: 'select', sinceTime: cut },
+      { name: 'select', sinceTime: cut, stream: STDERR },
+      { name: 'select', limitBytes: 13 },
+      { name: 'select', tailLines: 2, limitBytes: 7 },
+      { name: 'select', tailLines: 0 },
+    ];
+    for (const request of requests) {
+      const expected = renderedLines(await readLogs(te, request));
+      assert.equal(outputOf(await chunks(request)), expected, JSON.stringify(request));
+    }
+    assert.equal(outputOf(await chunks({ name: 'select', sinceTime: cut, stream: STDOUT })), 'out 1\nout 2\nout 3\nout 4\nout 5\n');
+    assert.equal(outputOf(await chunks({ name: 'select', limitBytes: 13 })), 'early\nearly-er', 'limitBytes counts output without newlines and cuts the last line');
+  });
+
+  test('timestamps put each line’s write time, RFC 3339 with nanoseconds as the log file has it, and a space in front of the line', async () => {
+    await te.api.createTask({ task: shell('stamps', `echo one; echo two >&2; printf 'three '; ${waitGate('stamps')}; echo end`) });
+    await waitFor('the partial line', () => readFileSync(join(logsDir(te, 'stamps'), 'output.0.log'), 'utf8').includes(' P three '));
+    writeFileSync(gate('stamps'), '');
+    await outputComplete(te, 'stamps');
+    // The write time of each line is the time of its first record.
+    const records = readFileSync(join(logsDir(te, 'stamps'), 'output.0.log'), 'utf8').split('\n').filter(Boolean);
+    const time = (payload: string) => records.find((r) => r.endsWith(` ${payload}`))!.split(' ')[0]!;
+    assert.match(time('one'), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/);
+
+    const all = await chunks({ name: 'stamps', timestamps: true });
+    assert.deepEqual(
+      all.map((c) => [c.stream, outputOf([c])]),
+      [
+        [STDOUT, `${time('one')} one\n`],
+        [STDERR, `${time('two')} two\n`],
+        [STDOUT, `${time('three ')} three end\n`],
+      ],
+      'a line written in pieces has one time, its first',
+    );
+    assert.equal(outputOf(await chunks({ name: 'stamps' })), 'one\ntwo\nthree end\n', 'no times unless asked');
+  });
+
+  test('a chunked follower gets a line as soon as it is written, and a line still being written as its first piece', async () => {
+    await te.api.createTask({ task: shell('follow', `echo first; printf 'name? '; ${waitGate('follow')}; echo bob; echo last`) });
+    const received: string[] = [];
+    const { done } = openLogs(te, { name: 'follow', follow: true, chunks: true }, (m) => {
+      received.push(outputOf(chunksOf([m])));
+      if (received.join('') === 'first\nname? ') writeFileSync(gate('follow'), '');
+    });
+    const { messages, error } = await done;
+    assert.equal(error, undefined, error?.details);
+    assert.equal(outputOf(chunksOf(messages)), 'first\nname? bob\nlast\n');
+    assert.ok(received.includes('name? ') || received.includes('first\nname? '), `the open line came before the rest was written: ${JSON.stringify(received)}`);
+  });
+
+  test('batch and chunks together are INVALID_ARGUMENT naming both', async () => {
+    await te.api.createTask({ task: shell('both-forms', 'echo hi') });
+    const { error, messages } = await openLogs(te, { name: 'both-forms', batch: true, chunks: true }).done;
+    assert.equal(error?.code, status.INVALID_ARGUMENT, `got ${error ? status[error.code] : 'OK'}`);
+    assert.match(error.details, /batch and chunks are mutually exclusive/);
+    assert.deepEqual(messages, []);
+  });
+
+  test('a chunked response reads as JSON with the output as a plain string (as grpcurl shows it)', async () => {
+    await te.api.createTask({ task: shell('json', 'echo hello; echo world') });
+    await outputComplete(te, 'json');
+    const [message] = await readLogs(te, { name: 'json', chunks: true });
+    assert.deepEqual(LogsResponse.toJSON(message!), { chunk: { stream: 'LOG_STREAM_STDOUT', text: 'hello\nworld\n' } });
+  });
+});
