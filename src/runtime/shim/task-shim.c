@@ -638,8 +638,8 @@ static void resolve_identity(int st_w, const struct identity *id, struct resolve
   snprintf(r->name, sizeof r->name, "%s", pw->pw_name);
   if (id->group) return;   /* --group: no supplementary groups */
   for (int size = 32;;) {
-    gid_t *groups = realloc(r->groups, (size_t)size * sizeof *groups);
-    if (!groups) child_fail(st_w, 1, "set supplementary groups: %s", strerror(ENOMEM));
+    gid_t *groups = size <= NGROUPS_MAX ? realloc(r->groups, (size_t)size * sizeof *groups) : NULL;
+    if (!groups) child_fail(st_w, 1, "supplementary groups of %s: %s", r->name, size <= NGROUPS_MAX ? strerror(ENOMEM) : "too many");
     r->groups = groups;
     int n = size;
     if (getgrouplist(r->name, (gid_t)r->gid, groups, &n) >= 0) {
