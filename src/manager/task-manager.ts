@@ -218,7 +218,12 @@ export class TaskManager {
       const [pending] = this.pendingRecords([{ name, spec }]);
       await this.options.store.prepareNew([pending!]);
       const admitted = this.commitAdmission([pending!]);
-      const launching = this.work.run(name, () => this.launch(name, { record: pending!, admitted }));
+      // The reply waits for the start's outcome in memory; a durable one is there before its record is on disk.
+      let show!: () => void;
+      const shown = new Promise<void>((resolve) => {
+        show = resolve;
+      });
+      const launching = this.work.run(name, () => this.launch(name, { record: pending!, admitted, shown: show }));
       try {
         await admitted;
       } catch (error) {
@@ -227,7 +232,7 @@ export class TaskManager {
         await this.options.store.remove(name).catch(() => undefined);
         throw error;
       }
-      return { record: pending!, launched: launching };
+      return { record: pending!, launched: Promise.race([launching, shown]) };
     });
     // The reply shows the started task, unless its start is slow (an image
     // pull): then it shows why it still waits, and the start goes on.
@@ -410,9 +415,9 @@ export class TaskManager {
    * Starts (or restarts) a task that has no run yet, and records the outcome.
    * Runs in the task's actor. `admission`: a new task whose first record is
    * being written meanwhile; nothing is recorded (or run) unless that write
-   * succeeds.
+   * succeeds; `shown` is called once the start's outcome is in memory.
    */
-  private async launch(name: string, admission?: { record: TaskRecord; admitted: Promise<void> }): Promise<void> {
+  private async launch(name: string, admission?: { record: TaskRecord; admitted: Promise<void>; shown?: () => void }): Promise<void> {
     const record = admission?.record ?? this.tasks.get(name);
     if (!record || record.runtime || record.deletionRequestedAt || isTerminated(record.state)) return;
     const runtime = this.runtimeFor(record);
@@ -425,6 +430,7 @@ export class TaskManager {
     if (record.spec.artifacts?.length && admission && !(await resolvedOk(admission.admitted))) return;
     if (!(await this.fetchArtifacts(name, record))) return;
     let next: (r: TaskRecord) => TaskRecord;
+    let durable = false;
     try {
       // A start slot bounds the starts that work on this machine at once. A start
       // that reports a slow step (an image pull, its back-off) waits on something
@@ -459,6 +465,7 @@ export class TaskManager {
         warnings: started.warnings,
         state: stateFromObservation(r, started.observation),
       });
+      durable = started.durable === true;
     } catch (error) {
       if (error instanceof AdmissionAbandoned) return;
       if (admission && !(await resolvedOk(admission.admitted))) return;
@@ -472,7 +479,7 @@ export class TaskManager {
     }
     // A start that failed early, before its gate, is recorded once the task exists.
     if (admission && !(await resolvedOk(admission.admitted))) return;
-    await this.update(name, next);
+    await this.update(name, next, durable ? { shown: () => admission?.shown?.() } : undefined);
     this.watch(name);
     // An exit announced before the watch was registered would otherwise wait for the safety net.
     this.schedule(name);
@@ -771,27 +778,46 @@ export class TaskManager {
    * write, then swap into memory, then publish. Returns whether anything
    * changed. A write the disk refuses is kept in memory and retried (see
    * the file comment); it never throws for that.
+   *
+   * `durable`: the change is a start the runtime made durable itself
+   * (Started.durable: after a crash, recovery finds it from the runtime's
+   * own files, as long as the record on disk is the one the start began
+   * from). It is published first, `shown` is called, and then it is written;
+   * still in the task's commit order, so no later change overtakes it on
+   * disk. Only while the task's latest record is on disk: after a refused
+   * write, recovery would start from an older record.
    */
-  private async update(name: string, change: (record: TaskRecord) => TaskRecord): Promise<boolean> {
+  private async update(name: string, change: (record: TaskRecord) => TaskRecord, durable?: { shown: () => void }): Promise<boolean> {
     return this.commits.run(name, async () => {
       const current = this.tasks.get(name);
       if (!current) return false;
       const next = change(current);
       if (next === current) return false;
+      const early = durable !== undefined && !this.unsaved.has(name);
+      if (early) {
+        this.applied(current, next);
+        durable.shown();
+      }
       try {
         await this.options.store.save(next);
         this.saved(name);
       } catch (error) {
         this.notSaved(name, error);
       }
+      if (early) return true;
       if (this.tasks.get(name) !== current) return false; // finalized meanwhile
-      this.publish('modified', next);
-      if (current.state !== next.state && JSON.stringify(current.state) !== JSON.stringify(next.state)) {
-        if (isTerminated(next.state)) this.unwatchTask(name);
-        this.options.log.info({ task: name, from: current.state.phase, state: next.state }, 'task state changed');
-      }
+      this.applied(current, next);
       return true;
     });
+  }
+
+  /** Puts a committed change in memory, publishes it and logs a change of state. */
+  private applied(current: TaskRecord, next: TaskRecord): void {
+    this.publish('modified', next);
+    if (current.state !== next.state && JSON.stringify(current.state) !== JSON.stringify(next.state)) {
+      if (isTerminated(next.state)) this.unwatchTask(next.name);
+      this.options.log.info({ task: next.name, from: current.state.phase, state: next.state }, 'task state changed');
+    }
   }
 
   private async retrySave(name: string): Promise<void> {

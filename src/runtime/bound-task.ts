@@ -5,7 +5,7 @@
 import { errorMessage } from '../errors.js';
 import { resolvedOk } from '../util/settled.js';
 import type { RuntimeRef, TaskSpec } from '../model/task.js';
-import { AdmissionAbandoned, type LogLocation, type Observation, type ResourceSample, type StartRequest, type StopOptions, type TaskRuntime } from './runtime.js';
+import { AdmissionAbandoned, type LogLocation, type Observation, type ResourceSample, type Started, type StartRequest, type StopOptions, type TaskRuntime } from './runtime.js';
 
 /** Reason of a task whose persisted handle its backend cannot read. */
 export const HANDLE_UNREADABLE = 'RuntimeHandleUnreadable';
@@ -32,6 +32,8 @@ export interface Launched {
   ref: RuntimeRef;
   observation: Observation;
   warnings?: string[];
+  /** See Started.durable. */
+  durable?: boolean;
 }
 
 /** Which task a persisted handle belongs to, for a backend that must reclaim a run it cannot read. */
@@ -80,10 +82,15 @@ export function backendOf<H>(runtime: TaskRuntime<H>): Backend {
     ...(runtime.stats && { stats: () => runtime.stats!(handle) }),
   });
 
-  const launched = (started: { handle: H; observation: Observation; warnings?: string[] }): Launched => {
+  const launched = (started: Started<H>): Launched => {
     const ref: RuntimeRef = { runtime: runtime.name, handleVersion: runtime.handleVersion, handle: started.handle };
     bound.set(ref, bindHandle(started.handle));
-    return { ref, observation: started.observation, ...(started.warnings ? { warnings: started.warnings } : {}) };
+    return {
+      ref,
+      observation: started.observation,
+      ...(started.warnings ? { warnings: started.warnings } : {}),
+      ...(started.durable ? { durable: true } : {}),
+    };
   };
 
   const decode = (ref: RuntimeRef): H => {

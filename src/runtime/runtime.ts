@@ -90,6 +90,15 @@ export interface Started<H> {
   observation: Observation;
   /** What the runtime could not do as the spec asked (e.g. limits without cgroups). */
   warnings?: string[];
+  /**
+   * True when this start survives a crash of the executor without the
+   * executor's own record: after a restart, `recover` for the same request
+   * finds the run and returns this handle and observation again (the process
+   * runtime: the shim's start.json, fsynced before it reported the start). The
+   * manager may then show the start before its record is on disk. Absent or
+   * false: the start exists only once the executor has recorded it.
+   */
+  durable?: boolean;
 }
 
 export interface StopOptions {

@@ -9,10 +9,14 @@ import { after, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { processTask, shell, startTestExecutor, stateOf, tempDir, terminated } from '../support/executor.js';
 import { isAlive, killTaskTrees } from '../support/processes.js';
-import { connect, spawnExecutor } from '../support/subprocess.js';
+import { connect, spawnCommand, spawnExecutor } from '../support/subprocess.js';
 import { mountTmpfs } from '../support/tmpfs.js';
 import { waitFor } from '../support/wait.js';
 import { shimsFor } from '../../src/runtime/process/stalled-shims.js';
+import { CgroupManager, detectLayout, scopeOf } from '../../src/runtime/cgroups/index.js';
+import { silent } from '../support/in-process.js';
+
+const cgroupsUsable = process.getuid?.() === 0 && detectLayout().version !== 0;
 
 interface StartJson {
   pid: number;
@@ -211,6 +215,54 @@ describe('faults', () => {
     await waitFor('the task to be deleted', async () => (await b.api.listTasks()).tasks.length === 0, { timeoutMs: 15_000 });
     assert.ok(!isAlive(pgid) && !isAlive(shimPid), 'nothing of the task is left');
     assert.equal(readFileSync(runs, 'utf8'), 'run\n', 'it ran once');
+    b.client.close();
+  });
+
+  test('an executor killed after showing a task running but before recording its start adopts the same run, with its cgroup', { skip: !cgroupsUsable && 'needs root and a cgroup filesystem' }, async () => {
+    const dataDir = tempDir();
+    const scratch = tempDir('te-scratch-');
+    const runs = join(scratch, 'runs');
+    const daemonPid = join(scratch, 'daemon.pid');
+    const readPid = () => (existsSync(daemonPid) ? Number(readFileSync(daemonPid, 'utf8').trim()) || undefined : undefined);
+    cleanups.push(() => {
+      const daemon = readPid();
+      if (daemon && isAlive(daemon)) process.kill(daemon, 'SIGKILL');
+      killTaskTrees(dataDir);
+    });
+    // A daemon that leaves the task's process group (setsid) and, once the shim is gone, every tree.
+    const script = `echo run >> ${runs}; (setsid sh -c 'trap "" TERM; echo $$ > ${daemonPid}; while :; do sleep 1; done' </dev/null >/dev/null 2>&1 &); exec sleep 1000`;
+    const first = spawnCommand([process.execPath, '--import', 'tsx', join(import.meta.dirname, '..', 'support', 'unrecorded-start.ts'), dataDir, 'durable', script]);
+    cleanups.push(() => first.child.kill('SIGKILL'));
+    const shown = await waitFor('Create to answer', () => /^\{"phase":"[a-z]+"\}$/m.exec(first.output())?.[0], { timeoutMs: 20_000 });
+    assert.equal(JSON.parse(shown).phase, 'running', 'Create answered with the task running');
+    const onDisk = JSON.parse(readFileSync(join(dataDir, 'durable', 'task.json'), 'utf8')) as { record?: { runtime?: unknown; state: { phase: string } } };
+    assert.equal(JSON.stringify(onDisk).includes('"runtime"'), false, "the executor's record of the start is not on disk");
+    const started = startJson(dataDir, 'durable');
+    const daemon = await waitFor('the daemon to start', readPid);
+    first.child.kill('SIGKILL');
+    await first.exited;
+
+    const args = ['--data-dir', dataDir, '--listen-addr', '127.0.0.1:0', '--reconcile-interval', '100ms', '--stop-grace-period', '1s'];
+    const second = spawnExecutor(args);
+    cleanups.push(() => second.child.kill('SIGKILL'));
+    const b = await connect(second);
+    await waitFor('the task to be listed running', async () => stateOf((await b.api.getTask({ name: 'durable' })).task)?.$case === 'running');
+    assert.deepEqual(startJson(dataDir, 'durable'), started, 'the same run');
+    assert.ok(isAlive(started.pid), 'its process still runs');
+    assert.deepEqual(shimsFor(join(dataDir, 'durable')).map((shim) => shim.pid), [started.shimPid], 'no second supervisor');
+    assert.equal(readFileSync(runs, 'utf8'), 'run\n', 'it ran once');
+    // Only the task's cgroup still holds the daemon once the shim is gone.
+    process.kill(started.shimPid, 'SIGKILL');
+    await waitFor('the shim to die', () => !isAlive(started.shimPid));
+    await b.api.deleteTask({ name: 'durable' });
+    await waitFor('the task to be deleted', async () => (await b.api.listTasks()).tasks.length === 0, { timeoutMs: 15_000 });
+    await waitFor('the daemon to be killed through the cgroup', () => !isAlive(daemon), { timeoutMs: 5000 });
+    assert.ok(!isAlive(started.pid), 'the task is stopped');
+    assert.equal(readFileSync(runs, 'utf8'), 'run\n', 'it ran once');
+    const cgroups = new CgroupManager({ log: silent });
+    await waitFor('its cgroup to be removed', () =>
+      cgroups.scopeDirs(scopeOf(dataDir)).every((dir) => !existsSync(join(dir, 'durable'))),
+    );
     b.client.close();
   });
 

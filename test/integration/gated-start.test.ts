@@ -3,12 +3,13 @@
 // runs only once the record is on disk. These tests check that nothing runs
 // when the record is never written: a refused write, or an executor that dies.
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { TaskError } from '../../src/errors.js';
 import type { TaskRecord, TaskSpec } from '../../src/model/task.js';
 import { specFromWire } from '../../src/api/convert.js';
+import { CgroupManager, detectLayout, scopeOf } from '../../src/runtime/cgroups/index.js';
 import { ShimSpawner } from '../../src/runtime/process/shim-spawner.js';
 import { shimsFor } from '../../src/runtime/process/stalled-shims.js';
 import { TaskStore } from '../../src/store/task-store.js';
@@ -21,6 +22,48 @@ import { waitFor } from '../support/wait.js';
 class RefusingStore extends TaskStore {
   override async commitNew(records: readonly TaskRecord[]): Promise<void> {
     for (const record of records) await waitFor('the supervisor to wait at its gate', () => shimsFor(this.taskDir(record.name)).length > 0);
+    throw new TaskError('ResourceExhausted', 'no space left on the device (injected)');
+  }
+}
+
+const cgroupsUsable = process.getuid?.() === 0 && detectLayout().version !== 0;
+
+/** The pids in a cgroup.procs file; none when it is not there. */
+function pidsIn(file: string): number[] {
+  try {
+    return readFileSync(file, 'utf8').split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * A store whose first-record writes fail once the task's own process is
+ * forked and waits at its gate: it is in the task's cgroup (which it joins
+ * before the gate) and not yet exec'ed.
+ */
+class RefusingAfterForkStore extends TaskStore {
+  readonly waiting: number[] = [];
+  constructor(
+    dataDir: string,
+    private readonly cgroups: CgroupManager,
+  ) {
+    super(dataDir, silent);
+  }
+
+  cgroupDirs(name: string): string[] {
+    return this.cgroups.scopeDirs(scopeOf(dirname(this.taskDir(name)))).map((dir) => join(dir, name));
+  }
+
+  override async commitNew(records: readonly TaskRecord[]): Promise<void> {
+    for (const record of records) {
+      const procs = this.cgroupDirs(record.name).map((dir) => join(dir, 'cgroup.procs'));
+      const pids = await waitFor('the task process to wait at its gate, in its cgroup', () => {
+        const found = [...new Set(procs.flatMap(pidsIn))];
+        return found.length > 0 && found;
+      });
+      this.waiting.push(...pids);
+    }
     throw new TaskError('ResourceExhausted', 'no space left on the device (injected)');
   }
 }
@@ -45,6 +88,43 @@ describe('a start waits for its record', () => {
     assert.ok(!existsSync(marker), 'the task never ran');
     assert.deepEqual(readdirSync(dataDir), [], 'its directory is gone');
     assert.deepEqual(manager.list(), [], 'no task is listed');
+  });
+
+  test('a gate that closes after the task process was forked leaves no process, no record and no cgroup', { skip: !cgroupsUsable && 'needs root and a cgroup filesystem' }, async () => {
+    const dataDir = tempDir();
+    const marker = join(tempDir('te-gate-'), 'ran');
+    const cgroups = new CgroupManager({ log: silent });
+    const store = new RefusingAfterForkStore(dataDir, cgroups);
+    const { manager, close } = await startManager(store, { cgroups });
+    closers.push(close);
+    await assert.rejects(manager.create('refused', touching(marker)), (e: TaskError) => e.kind === 'ResourceExhausted');
+    assert.ok(store.waiting.length > 0);
+    assert.ok(store.waiting.every((pid) => !isAlive(pid)), 'the task process waiting at the gate is gone');
+    assert.ok(!existsSync(marker), 'the task never ran');
+    assert.deepEqual(readdirSync(dataDir), [], 'its directory (and so any record) is gone');
+    assert.deepEqual(store.cgroupDirs('refused').filter((dir) => existsSync(dir)), [], 'its cgroup is removed');
+    assert.deepEqual(manager.list(), [], 'no task is listed');
+  });
+
+  test('a task process that cannot be set up writes no record when its gate closes, and reports the failure after go', async () => {
+    const spawner = new ShimSpawner(SHIM, silent);
+    closers.push(() => spawner.close());
+    const start = (dir: string) =>
+      spawner.spawn(['--dir', dir, '--gate', '1', '--user', 'no-such-user-here', '--', 'true'], { PATH: process.env.PATH }, { gated: true });
+    const closed = tempDir('te-gated-');
+    const refused = await start(closed);
+    refused.abort();
+    assert.equal(await refused.nextLine(), undefined, 'nothing was announced');
+    assert.equal(await refused.exited, '0');
+    assert.ok(!existsSync(join(closed, 'start.json')) && !existsSync(join(closed, 'exit.json')), 'no record was written');
+
+    const opened = tempDir('te-gated-');
+    const admitted = await start(opened);
+    admitted.go();
+    const event = JSON.parse((await admitted.nextLine())!) as { event: string; startError: string };
+    assert.equal(event.event, 'start-failed');
+    assert.match(event.startError, /no-such-user-here: no such user/);
+    assert.ok(existsSync(join(opened, 'exit.json')), 'the start failure is recorded');
   });
 
   test('a supervisor waiting at its gate leaves without running the task when the executor goes away', async () => {

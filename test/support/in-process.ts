@@ -15,23 +15,23 @@ import type { TaskStore } from '../../src/store/task-store.js';
 export const SHIM = join(import.meta.dirname, '..', '..', 'build', 'task-shim');
 export const silent = pino({ level: 'silent' });
 
-/** A process runtime without cgroups, starting shims through `spawner`. */
-export function processRuntime(spawner: ShimSpawner): ProcessRuntime {
-  return new ProcessRuntime({ spawner, logMaxBytes: 1 << 20, logMaxFiles: 2, log: silent, cgroups: new CgroupManager({ root: 'off', log: silent }) });
+/** A process runtime starting shims through `spawner`, without cgroups unless given `cgroups`. */
+export function processRuntime(spawner: ShimSpawner, cgroups = new CgroupManager({ root: 'off', log: silent })): ProcessRuntime {
+  return new ProcessRuntime({ spawner, logMaxBytes: 1 << 20, logMaxFiles: 2, log: silent, cgroups });
 }
 
 /**
- * A started manager over `store` with a process runtime of its own (plus any
- * `others`); `close` ends the manager and then its spawner.
+ * A started manager over `store` with a process runtime of its own (with
+ * `cgroups` when given, plus any `others`); `close` ends the manager and then its spawner.
  */
 export async function startManager(
   store: TaskStore,
-  { others = [], ...options }: { others?: TaskRuntime[] } & Partial<Omit<ManagerOptions, 'store' | 'runtimes' | 'log'>> = {},
+  { others = [], cgroups, ...options }: { others?: TaskRuntime[]; cgroups?: CgroupManager } & Partial<Omit<ManagerOptions, 'store' | 'runtimes' | 'log'>> = {},
 ): Promise<{ manager: TaskManager; close: () => Promise<void> }> {
   const spawner = new ShimSpawner(SHIM, silent);
   const manager = new TaskManager({
     store,
-    runtimes: new RuntimeRegistry([processRuntime(spawner), ...others]),
+    runtimes: new RuntimeRegistry([processRuntime(spawner, cgroups), ...others]),
     log: silent,
     reconcileIntervalMs: 60_000,
     stopSignal: 'SIGTERM',

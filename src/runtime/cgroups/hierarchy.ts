@@ -35,6 +35,8 @@ export interface CgroupHierarchy {
   scopeDirs(scope: string): string[];
   /** Creates a fresh cgroup `<scope>/<name>` (or `<name>_<n>` while an earlier one still has processes) with the limits asked for. */
   create(scope: string, name: string, resources: Resources | undefined): Creation;
+  /** The cgroup `<scope>/<leaf>` as `create` would have made it, if its directories exist; creates nothing. */
+  existing(scope: string, leaf: string): TaskCgroup | undefined;
   /** The task's processes as its membership hierarchy lists them; undefined when unreadable (removed). */
   pids(cgroup: TaskCgroup): number[] | undefined;
   /** SIGKILLs every process in the cgroup and the cgroups nested in it; true once it is empty, false if some remain after `timeoutMs`. */
@@ -96,9 +98,17 @@ export function unwritable(controller: string, error: unknown): string {
     : `cannot create a cgroup in the ${controller} hierarchy (${code})`;
 }
 
+const leafBase = (name: string): string => (name.length > 240 ? name.slice(0, 240) : name); // NAME_MAX is 255
+
+/** Whether `leaf` is one of the names freshLeaf gives a task called `name`. */
+export function isLeafOf(leaf: string, name: string): boolean {
+  const base = leafBase(name);
+  return leaf === base || (leaf.startsWith(`${base}_`) && /^[0-9]+$/.test(leaf.slice(base.length + 1)));
+}
+
 /** A leaf name for a fresh cgroup: `name`, after removing an empty leftover, else `name_2`, `name_3`... */
 export function freshLeaf(scopeDirs: string[], name: string): string {
-  const base = name.length > 240 ? name.slice(0, 240) : name; // NAME_MAX is 255
+  const base = leafBase(name);
   for (let n = 1; ; n++) {
     const leaf = n === 1 ? base : `${base}_${n}`;
     const taken = scopeDirs.some((scopeDir) => {

@@ -16,7 +16,7 @@ import { readdirSync, rmdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Resources } from '../../model/task.js';
-import { type CgroupHierarchy, type LimitKind, requestedLimits } from './hierarchy.js';
+import { type CgroupHierarchy, isLeafOf, type LimitKind, requestedLimits } from './hierarchy.js';
 import { detectLayout } from './layout.js';
 import { SingleFlight } from './single-flight.js';
 import { allCgroupPids, type CgroupUsage, procsFiles, removeCgroup, removeDir, type TaskCgroup } from './task-cgroup.js';
@@ -102,6 +102,33 @@ export class CgroupManager {
     if (!this.active) return { warnings: limitWarnings(requested, new Map(requested.map((kind) => [kind, this.unavailable]))) };
     const { cgroup, unenforced, notes } = this.active.create(scope, name, resources);
     return { cgroup, warnings: [...limitWarnings(requested, unenforced), ...notes] };
+  }
+
+  /**
+   * The cgroup `create` made for task `name` of `scope` that holds `pid` (the
+   * task's process), found on disk without creating anything: for a run
+   * adopted after a restart, whose handle was never recorded. `resources`
+   * (the spec's) stand in for the limits as applied, which holds for a start
+   * without warnings. Undefined when there is none, or `pid` is in none (it
+   * exited: a leftover cgroup of the same name cannot be told apart then).
+   */
+  find(scope: string, name: string, pid: number, resources: Resources | undefined): TaskCgroup | undefined {
+    if (!this.active) return undefined;
+    const leaves = new Set<string>();
+    for (const scopeDir of this.scopeDirs(scope)) {
+      try {
+        for (const leaf of readdirSync(scopeDir)) if (isLeafOf(leaf, name)) leaves.add(leaf);
+      } catch {
+        // no such scope in this hierarchy
+      }
+    }
+    for (const leaf of leaves) {
+      const cgroup = this.active.existing(scope, leaf);
+      if (!cgroup || !this.active.pids(cgroup)?.includes(pid)) continue;
+      const limits = Object.fromEntries(requestedLimits(resources).map((kind) => [kind, resources![kind]]));
+      return resources ? { ...cgroup, limits } : cgroup;
+    }
+    return undefined;
   }
 
   /** The cgroup.procs files the task-shim writes the task's pid into before exec. */

@@ -91,6 +91,15 @@ export class V1Hierarchy implements CgroupHierarchy {
     return { cgroup, unenforced, notes };
   }
 
+  existing(scope: string, leaf: string): TaskCgroup | undefined {
+    const dirs: Record<string, string> = {};
+    for (const [controller, parent] of Object.entries(this.mounts?.parents ?? {})) {
+      const dir = join(parent, this.subtree, scope, leaf);
+      if (existsSync(dir)) dirs[controller] = dir;
+    }
+    return Object.keys(dirs).length > 0 ? { version: 1, dirs } : undefined;
+  }
+
   pids(cgroup: TaskCgroup): number[] | undefined {
     const dir = membershipDir(cgroup);
     return dir === undefined ? undefined : pidsIn(dir);

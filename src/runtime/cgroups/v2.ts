@@ -96,6 +96,11 @@ export class V2Hierarchy implements CgroupHierarchy {
     return { cgroup, unenforced, notes };
   }
 
+  existing(scope: string, leaf: string): TaskCgroup | undefined {
+    const dir = this.scopeDirs(scope).map((scopeDir) => join(scopeDir, leaf)).find((candidate) => existsSync(candidate));
+    return dir ? { version: 2, dirs: { unified: dir } } : undefined;
+  }
+
   pids(cgroup: TaskCgroup): number[] | undefined {
     const dir = cgroup.dirs.unified;
     return dir === undefined ? undefined : pidsIn(dir);

@@ -156,7 +156,8 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     try {
       const started = await this.launch(request, args, spec, cgroup);
       if (started.observation.state !== 'running' && cgroup) await this.cgroups.remove(cgroup);
-      return warnings.length > 0 ? { ...started, warnings } : started;
+      // Warnings live only in the executor's record (recover cannot tell them): such a start is not durable.
+      return warnings.length > 0 ? { ...started, warnings, durable: false } : started;
     } catch (error) {
       if (cgroup) await this.cgroups.remove(cgroup);
       throw error;
@@ -208,7 +209,9 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
       startedAt: event.startedAt,
       ...(cgroup ? { cgroup } : {}),
     };
-    return { handle, observation: { state: 'running', startedAt: event.startedAt } };
+    // start.json is on disk (the shim fsyncs it before the line) unless the line says it is not:
+    // recover would adopt this very run, so the start survives an executor crash.
+    return { handle, observation: { state: 'running', startedAt: event.startedAt }, durable: event.recordError === undefined };
   }
 
   /**
@@ -239,15 +242,17 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
    * starting for this directory is waited for; one that has not started the
    * task by then (it stalled) is frozen and, unless it wrote start.json
    * meanwhile, killed with everything below it before this returns, so the
-   * task never runs twice. The adopted handle has no cgroup: such a task is
-   * stopped through its process group and the shim's tree, and its cgroup is
-   * swept once empty.
+   * task never runs twice. The adopted handle has the task's cgroup when its
+   * process is still in it (CgroupManager.find), so a stop reaches what left
+   * the process group and the shim's tree; otherwise none (the cgroup is
+   * swept once empty). A start the shim reported with start.json on disk is
+   * adopted as it was started (Started.durable).
    */
   async recover(request: StartRequest): Promise<Started<ProcessHandle> | undefined> {
     const starting = shimsFor(request.taskDir, this.recoveryScan());
     const deadline = Date.now() + EXIT_RECORD_WAIT_MS;
     for (;;) {
-      const found = await this.recorded(request.taskDir);
+      const found = await this.recorded(request);
       if (found) return found;
       const live = starting.filter(shimAlive);
       if (live.length === 0) return undefined;
@@ -256,7 +261,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     }
     const stalled = starting.filter(shimAlive);
     await Promise.all(stalled.map(freeze));
-    const found = await this.recorded(request.taskDir);
+    const found = await this.recorded(request);
     if (found) {
       stalled.forEach(thaw);
       return found;
@@ -266,7 +271,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     if (gone.includes(false)) {
       throw new Error(`a task-shim for ${request.taskDir} stalled before starting the task and survived SIGKILL; not starting the task again`);
     }
-    return this.recorded(request.taskDir);
+    return this.recorded(request);
   }
 
   /**
@@ -282,10 +287,12 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
   }
 
   /** What start.json or exit.json say about a start the executor did not record. */
-  private async recorded(dir: string): Promise<Started<ProcessHandle> | undefined> {
+  private async recorded(request: StartRequest): Promise<Started<ProcessHandle> | undefined> {
+    const dir = request.taskDir;
     const start = await readStartRecord(dir);
     if (start) {
-      const handle = handleFromStart(dir, start);
+      const cgroup = this.cgroups.find(scopeOf(dirname(dir)), request.name, start.pid, request.spec.resources);
+      const handle = handleFromStart(dir, start, cgroup);
       return { handle, observation: await this.inspect(handle) };
     }
     const exit = await readExitRecord(dir);
@@ -298,13 +305,14 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
    * shims started for it (found by their command line, even one that has not
    * exec'd its task yet) and the task's tree as start.json names it.
    */
-  async reclaim(_name: string, taskDir: string): Promise<number> {
+  async reclaim(name: string, taskDir: string): Promise<number> {
     const shims = shimsFor(taskDir);
     // Frozen first, so that no shim starts its task while the tree is killed.
     await Promise.all(shims.map(freeze));
     const start = await readStartRecord(taskDir);
     const running = start !== undefined && isSameProcessAlive(start.pid, start.startTime);
-    if (start && !(await killTaskTree(handleFromStart(taskDir, start), this.cgroups))) {
+    const cgroup = start && this.cgroups.find(scopeOf(dirname(taskDir)), name, start.pid, undefined);
+    if (start && !(await killTaskTree(handleFromStart(taskDir, start, cgroup), this.cgroups))) {
       this.options.log.warn({ dir: taskDir }, `processes of a task with an unreadable record survived ${KILL_BUDGET_MS} ms of SIGKILL`);
     }
     await Promise.all(shims.map(killShimTree));
@@ -489,8 +497,8 @@ async function waitForExitRecord(dir: string, stillWorthWaiting: () => boolean):
   while ((await readExitRecord(dir)).state === 'absent' && Date.now() <= deadline && stillWorthWaiting()) await delay(POLL_MS);
 }
 
-/** The handle of a run that start.json describes (adopted runs have no cgroup in their handle). */
-function handleFromStart(dir: string, start: StartRecord): ShimHandle {
+/** The handle of a run that start.json describes, with the cgroup its task is in, if any. */
+function handleFromStart(dir: string, start: StartRecord, cgroup: TaskCgroup | undefined): ShimHandle {
   return {
     dir,
     bootId: bootId(),
@@ -500,6 +508,7 @@ function handleFromStart(dir: string, start: StartRecord): ShimHandle {
     pgid: start.pgid,
     startTime: start.startTime,
     startedAt: start.startedAt,
+    ...(cgroup ? { cgroup } : {}),
   };
 }
 

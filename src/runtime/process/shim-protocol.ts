@@ -34,7 +34,8 @@ export interface ExitRecord {
 }
 
 export type ShimEvent =
-  | ({ event: 'started' } & StartRecord)
+  /** recordError: start.json could not be written to disk (the shim keeps retrying). */
+  | ({ event: 'started'; recordError?: string } & StartRecord)
   | ({ event: 'start-failed' | 'exited'; /** The record could not be written to disk (events only). */ recordError?: string } & ExitRecord)
   | { event: 'released' };
 
@@ -83,7 +84,8 @@ export function parseEvent(line: string): ShimEvent | undefined {
   switch (json.event) {
     case 'started': {
       const start = toStartRecord(json);
-      return start && { event: 'started', ...start };
+      if (!start || !optionalString(json.recordError)) return undefined;
+      return { event: 'started', ...start, ...(json.recordError !== undefined ? { recordError: json.recordError } : {}) };
     }
     case 'start-failed':
     case 'exited': {

@@ -18,7 +18,12 @@
 #include <cap-ng.h>
 #endif
 #ifdef HAVE_SECCOMP
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 static const struct { const char *name; int resource; } rlimit_names[] = {
@@ -231,9 +236,6 @@ static scmp_filter_ctx new_filter(uint32_t default_action) {
   } else if (native == SCMP_ARCH_AARCH64) {
     seccomp_arch_add(ctx, SCMP_ARCH_ARM);
   }
-  /* Loaded while the process still has CAP_SYS_ADMIN where it can: no_new_privs is the
-   * task's choice (--no-new-privs), not a side effect of the filter. */
-  seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
 #if SCMP_VER_MAJOR > 2 || (SCMP_VER_MAJOR == 2 && SCMP_VER_MINOR >= 5)
   /* The kernel's errno rather than libseccomp's generic -ECANCELED. */
   seccomp_attr_set(ctx, SCMP_FLTATR_API_SYSRAWRC, 1);
@@ -241,24 +243,36 @@ static scmp_filter_ctx new_filter(uint32_t default_action) {
   return ctx;
 }
 
-/* Loads and releases ctx; what: "the default profile", "the profile", for messages. */
-static int load_filter(scmp_filter_ctx ctx, const char *what, char *msg, size_t n) {
-  int rc = seccomp_load(ctx);
-  if (rc == -EACCES || rc == -EPERM || rc == -ECANCELED) {
-    /* No CAP_SYS_ADMIN (an executor that is not root): the kernel only takes a filter
-     * from a process with no_new_privs, as Docker's rootless mode does. */
-    seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 1);
-    rc = seccomp_load(ctx);
-  }
+/* The compiled filter, waiting to be loaded (privileges_load_filter); what it is, for messages. */
+static struct sock_fprog compiled;
+static const char *compiled_what;
+
+/* Compiles ctx to BPF (kept in `compiled`) and releases it; what: "the default profile",
+ * "the profile", for messages. libseccomp builds the program only when it exports or loads
+ * it, which is most of a filter's cost: exporting it here lets the caller do that part
+ * early and load the program (one syscall) at the last moment. */
+static int compile_filter(scmp_filter_ctx ctx, const char *what, char *msg, size_t n) {
+  int fd = memfd_create("seccomp-bpf", MFD_CLOEXEC), e = fd < 0 ? errno : -seccomp_export_bpf(ctx, fd);
   seccomp_release(ctx);
-  if (rc) {
-    snprintf(msg, n, "seccomp: cannot load %s: %s%s", what, strerror(-rc), privilege_hint(-rc, "seccomp"));
+  off_t size = e ? 0 : lseek(fd, 0, SEEK_END);
+  void *prog = NULL;
+  if (!e && (size <= 0 || size % (off_t)sizeof(struct sock_filter) != 0 || size / (off_t)sizeof(struct sock_filter) > BPF_MAXINSNS))
+    e = EINVAL;
+  if (!e && !(prog = malloc((size_t)size))) e = ENOMEM;
+  if (!e && pread(fd, prog, (size_t)size, 0) != size) e = errno ? errno : EIO;
+  if (fd >= 0) close(fd);
+  if (e) {
+    free(prog);
+    snprintf(msg, n, "seccomp: cannot compile %s: %s", what, strerror(e));
     return -1;
   }
+  compiled.len = (unsigned short)(size / (off_t)sizeof(struct sock_filter));
+  compiled.filter = prog;
+  compiled_what = what;
   return 0;
 }
 
-static int load_default_profile(char *msg, size_t n) {
+static int compile_default_profile(char *msg, size_t n) {
   scmp_filter_ctx ctx = new_filter(SCMP_ACT_ALLOW);
   if (!ctx) {
     snprintf(msg, n, "seccomp: cannot create a filter");
@@ -282,14 +296,14 @@ static int load_default_profile(char *msg, size_t n) {
     snprintf(msg, n, "seccomp: cannot build the default profile: %s", strerror(-rc));
     return -1;
   }
-  return load_filter(ctx, "the default profile", msg, n);
+  return compile_filter(ctx, "the default profile", msg, n);
 }
 
 /* A profile file's filter (--seccomp-default, --seccomp-rule; checked when parsed). A name
  * libseccomp knows for another architecture only (e.g. arm_fadvise64_64 on x86-64) resolves
  * to a pseudo number that the rule applies where it exists, as runc does; one it does not
  * know at all (a typo, or a call newer than this libseccomp) fails the start, named. */
-static int load_profile(const struct privileges *p, char *msg, size_t n) {
+static int compile_profile(const struct privileges *p, char *msg, size_t n) {
   uint32_t action;
   parse_action(p->profile_default, strlen(p->profile_default), &action);
   scmp_filter_ctx ctx = new_filter(action);
@@ -322,11 +336,11 @@ static int load_profile(const struct privileges *p, char *msg, size_t n) {
     }
     free(names);
   }
-  return load_filter(ctx, "the profile", msg, n);
+  return compile_filter(ctx, "the profile", msg, n);
 }
 #endif
 
-int privileges_before_identity(const struct privileges *p, char *msg, size_t n) {
+int privileges_prepare(const struct privileges *p, char *msg, size_t n) {
   for (int k = 0; k < p->nrlimits; k++) {
     if (setrlimit(p->rl[k].resource, &p->rl[k].value) != 0) {
       int e = errno;
@@ -351,9 +365,35 @@ int privileges_before_identity(const struct privileges *p, char *msg, size_t n) 
   }
 #endif
 #ifdef HAVE_SECCOMP
-  if (p->profile_default ? load_profile(p, msg, n) != 0 : p->seccomp_default && load_default_profile(msg, n) != 0) return -1;
+  if (p->profile_default ? compile_profile(p, msg, n) != 0 : p->seccomp_default && compile_default_profile(msg, n) != 0) return -1;
 #endif
   return 0;
+}
+
+int privileges_load_filter(char *msg, size_t n) {
+#ifdef HAVE_SECCOMP
+  if (!compiled.filter) return 0;
+  /* Flags 0, as libseccomp's seccomp_load with these attributes. */
+  int rc = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &compiled);
+  if (rc != 0 && errno == EACCES) {
+    /* No CAP_SYS_ADMIN (an executor that is not root): the kernel only takes a filter
+     * from a process with no_new_privs, as Docker's rootless mode does. */
+    rc = prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 ? (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &compiled) : -1;
+  }
+  if (rc != 0) {
+    int e = errno;
+    snprintf(msg, n, "seccomp: cannot load %s: %s%s", compiled_what, strerror(e), privilege_hint(e, "seccomp"));
+    return -1;
+  }
+#else
+  (void)msg;
+  (void)n;
+#endif
+  return 0;
+}
+
+int privileges_before_identity(const struct privileges *p, char *msg, size_t n) {
+  return privileges_prepare(p, msg, n) != 0 ? -1 : privileges_load_filter(msg, n);
 }
 
 int privileges_after_identity(const struct privileges *p, char *msg, size_t n) {

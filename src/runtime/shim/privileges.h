@@ -49,7 +49,13 @@ struct privileges {
 
 /* 1: the option was one of ours (stored); 0: not ours; -1: a bad value (err says why). */
 int privileges_option(struct privileges *p, const char *opt, const char *val, char *err, size_t errlen);
-/* Steps before the identity change; 0, or -1 with msg set. */
+/* Steps before the identity change; 0, or -1 with msg set. Two parts, so that a caller can
+ * do the slow one early (task-shim: before its gate) and load the filter at the last moment:
+ * privileges_prepare (rlimits, the bounding set, compiling the seccomp filter), then
+ * privileges_load_filter (one syscall; nothing when no filter was asked for).
+ * privileges_before_identity does both. */
+int privileges_prepare(const struct privileges *p, char *msg, size_t n);
+int privileges_load_filter(char *msg, size_t n);
 int privileges_before_identity(const struct privileges *p, char *msg, size_t n);
 /* Steps after the identity change; 0, or -1 with msg set. */
 int privileges_after_identity(const struct privileges *p, char *msg, size_t n);

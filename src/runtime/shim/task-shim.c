@@ -19,8 +19,12 @@
  *                  [--rlimit NAME=SOFT:HARD]... [--privs-helper PATH] -- PROGRAM [ARG...]
  *        task-shim --features   (prints the privilege features of this build, see privileges.h)
  *        task-shim --seccomp-names NAME,...   (prints the syscall names libseccomp does not know)
- * --gate 1: wait for "go\n" on stdin before starting PROGRAM (set up everything else
- * first); on EOF or anything else, exit 0 without starting it and without records.
+ * --gate 1: PROGRAM may run only once "go\n" arrives on stdin: everything else is set up
+ * first, the task's process included (forked, in its cgroups, its rlimits and bounding set
+ * applied, its seccomp filter compiled, its identity resolved), and that process waits for
+ * the line immediately before exec (see child). On EOF or anything else it exits without
+ * exec, and the shim exits 0 without records (a setup failure of the task's process is
+ * reported only after "go" too; one of the shim itself, e.g. DataDirFull, at once).
  * --privs-helper: PATH (the task-privs binary) is opened read-only and left open for PROGRAM as
  * fd TASK_PRIVS_FD (200), so that nsenter can exec it as /proc/self/fd/200 inside another mount
  * namespace (see task-privs.c).
@@ -55,7 +59,7 @@
  *   "released",...}; dropped when the reader is slow or gone.
  * Shim exit status: 0 (also when PROGRAM failed to start), 1 if the shim could not set
  * itself up (reported on stderr and, if possible, as a start failure), 2 on usage errors.
- * TASK_SHIM_TEST_STALL_MS (tests only): sleep that long before starting PROGRAM, to
+ * TASK_SHIM_TEST_STALL_MS (tests only): sleep that long before forking PROGRAM, to
  * reproduce a shim that stalls before exec; removed from PROGRAM's environment.
  */
 #define _GNU_SOURCE
@@ -89,6 +93,7 @@
 #define RETRY_MS 1000       /* how often a record that could not be written is retried */
 #define TASK_PRIVS_FD 200   /* see --privs-helper and task-privs.c */
 #define MAX_ID 4294967294ULL /* largest uid/gid: (uid_t)-1 means "unchanged" to setuid(2) */
+#define GATE_CLOSED 0       /* the status pipe's first byte when the task's gate closed (see pass_gate) */
 
 struct jbuf { char p[4096]; size_t n; };   /* bounded JSON text; appends truncate */
 
@@ -554,9 +559,27 @@ static long long parse_num(const char *opt, const char *s, long long min, long l
   return v;
 }
 
+/* The child's side of --gate 1: set while it has not passed the gate. */
+static int gate_pending;
+
+/* Waits at the gate (the shim's stdin, inherited) for "go\n" and returns. On EOF or anything
+ * else the task must not exist: tells the parent (GATE_CLOSED on the status pipe, where a
+ * start failure's first byte is its nonzero exit code) and leaves without exec. */
+static void pass_gate(int st_w) {
+  char buf[3];
+  gate_pending = 0;
+  if (read_full(STDIN_FILENO, buf, sizeof buf) == sizeof buf && memcmp(buf, "go\n", 3) == 0) return;
+  const char closed = GATE_CLOSED;
+  if (write_all(st_w, &closed, 1) != 0) { /* the parent then sees a plain exit */ }
+  _exit(0);
+}
+
+/* Reports why the task cannot start (its exit code, then the message) and exits. A failure
+ * before the gate is reported only once the gate opens: until then the task does not exist. */
 static void child_fail(int fd, int code, const char *fmt, ...) {
   char b[MSG_MAX];
   va_list ap;
+  if (gate_pending) pass_gate(fd);
   va_start(ap, fmt);
   b[0] = (char)code;
   vsnprintf(b + 1, sizeof b - 1, fmt, ap);
@@ -578,48 +601,70 @@ static int numeric_id(const char *s, unsigned *out) {
   return 1;
 }
 
-/* Resolves and takes on the task's identity; chroot happens between resolving and switching. */
-static void become(int st_w, const struct identity *id, const char *cwd) {
+/* The task's identity, resolved on the host, before --chroot and before the gate (the user
+ * and group databases are files to read: the slow part), and taken on after the gate. */
+struct resolved_identity {
+  unsigned uid, gid;
+  int have_uid, have_gid, entry;   /* entry: the user has a passwd entry (home, name) */
+  gid_t *groups;                   /* supplementary groups (a user name's, as initgroups(3)) */
+  int ngroups;
+  char home[512], name[256];
+};
+
+static void resolve_identity(int st_w, const struct identity *id, struct resolved_identity *r) {
   struct passwd *pw = NULL;
-  unsigned uid = 0, gid = 0;
-  int have_uid = 0, have_gid = 0;
   if (id->user) {
-    int numeric = numeric_id(id->user, &uid);
+    int numeric = numeric_id(id->user, &r->uid);
     if (numeric < 0) child_fail(st_w, 1, "user %s: a numeric uid must be at most %llu", id->user, MAX_ID);
-    if (numeric) pw = getpwuid((uid_t)uid);
-    else if ((pw = getpwnam(id->user))) uid = pw->pw_uid;
+    if (numeric) pw = getpwuid((uid_t)r->uid);
+    else if ((pw = getpwnam(id->user))) r->uid = pw->pw_uid;
     else child_fail(st_w, 1, "user %s: no such user", id->user);
-    gid = pw ? pw->pw_gid : 0;   /* a uid without a passwd entry: group root, as Docker does */
-    have_uid = have_gid = 1;
+    r->gid = pw ? pw->pw_gid : 0;   /* a uid without a passwd entry: group root, as Docker does */
+    r->have_uid = r->have_gid = 1;
   }
   if (id->group) {
     struct group *gr = NULL;
-    int numeric = numeric_id(id->group, &gid);
+    int numeric = numeric_id(id->group, &r->gid);
     if (numeric < 0) child_fail(st_w, 1, "group %s: a numeric gid must be at most %llu", id->group, MAX_ID);
     if (!numeric) {
       if (!(gr = getgrnam(id->group))) child_fail(st_w, 1, "group %s: no such group", id->group);
-      gid = gr->gr_gid;
+      r->gid = gr->gr_gid;
     }
-    have_gid = 1;
+    r->have_gid = 1;
   }
-  char home[512] = "", name[256] = "";
-  if (pw) {
-    snprintf(home, sizeof home, "%s", pw->pw_dir ? pw->pw_dir : "/");
-    snprintf(name, sizeof name, "%s", pw->pw_name);
+  if (!pw) return;
+  r->entry = 1;
+  snprintf(r->home, sizeof r->home, "%s", pw->pw_dir ? pw->pw_dir : "/");
+  snprintf(r->name, sizeof r->name, "%s", pw->pw_name);
+  if (id->group) return;   /* --group: no supplementary groups */
+  for (int size = 32;;) {
+    gid_t *groups = size <= NGROUPS_MAX ? realloc(r->groups, (size_t)size * sizeof *groups) : NULL;
+    if (!groups) child_fail(st_w, 1, "supplementary groups of %s: %s", r->name, size <= NGROUPS_MAX ? strerror(ENOMEM) : "too many");
+    r->groups = groups;
+    int n = size;
+    if (getgrouplist(r->name, (gid_t)r->gid, groups, &n) >= 0) {
+      r->ngroups = n;
+      return;
+    }
+    size = n > size ? n : 2 * size;   /* n: how many there are */
   }
+}
+
+/* Takes on the resolved identity; chroot happens between resolving and switching. */
+static void take_identity(int st_w, const struct identity *id, const struct resolved_identity *r, const char *cwd) {
   if (id->chroot) {
     if (chroot(id->chroot) != 0) child_fail(st_w, 1, "chroot %s: %s%s", id->chroot, strerror(errno), privilege_hint(errno, "chroot"));
     if (!cwd && chdir("/") != 0) child_fail(st_w, 1, "chdir /: %s", strerror(errno));
   }
   if (cwd && chdir(cwd) != 0) child_fail(st_w, 1, "chdir %s: %s", cwd, strerror(errno));
-  if (have_gid) {
-    int ok = pw && !id->group ? initgroups(name, (gid_t)gid) : setgroups(0, NULL);
-    if (ok != 0) child_fail(st_w, 1, "set supplementary groups: %s%s", strerror(errno), privilege_hint(errno, "setgroups"));
-    if (setgid((gid_t)gid) != 0) child_fail(st_w, 1, "setgid %u: %s%s", gid, strerror(errno), privilege_hint(errno, "setgid"));
+  if (r->have_gid) {
+    if (setgroups((size_t)r->ngroups, r->groups) != 0)
+      child_fail(st_w, 1, "set supplementary groups: %s%s", strerror(errno), privilege_hint(errno, "setgroups"));
+    if (setgid((gid_t)r->gid) != 0) child_fail(st_w, 1, "setgid %u: %s%s", r->gid, strerror(errno), privilege_hint(errno, "setgid"));
   }
-  if (have_uid) {
-    if (setuid((uid_t)uid) != 0) child_fail(st_w, 1, "setuid %u: %s%s", uid, strerror(errno), privilege_hint(errno, "setuid"));
-    if (pw && (setenv("HOME", home, 1) || setenv("USER", name, 1) || setenv("LOGNAME", name, 1)))
+  if (r->have_uid) {
+    if (setuid((uid_t)r->uid) != 0) child_fail(st_w, 1, "setuid %u: %s%s", r->uid, strerror(errno), privilege_hint(errno, "setuid"));
+    if (r->entry && (setenv("HOME", r->home, 1) || setenv("USER", r->name, 1) || setenv("LOGNAME", r->name, 1)))
       child_fail(st_w, 1, "setenv: %s", strerror(errno));
   }
 }
@@ -632,30 +677,60 @@ struct task_options {
   int ncg, gate;
 };
 
+/* Joins the task's cgroups (--cgroup-procs FILE...). On cgroup v1 the process writes "0" to
+ * the `tasks` file beside FILE instead: it moves the calling thread only (the whole process:
+ * it has just been forked from a single-threaded shim), which the kernel does without its
+ * global threadgroup lock. Taking that lock (any write of a pid to cgroup.procs) waits for an
+ * RCU grace period: 5 ms on an idle machine, 10-40 ms on a busy one, the largest single cost
+ * of a start. cgroup v2 has no `tasks` file: the pid goes into FILE. */
+static void join_cgroups(int st_w, const struct task_options *o) {
+  static const char procs[] = "cgroup.procs";
+  char pid[32], tasks[PATH_MAX];
+  int pl = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+  for (int i = 0; i < o->ncg; i++) {
+    const char *file = o->cg[i];
+    size_t n = strlen(file), k = sizeof procs - 1;
+    int fd = -1, own = 0;
+    if (n > k && n - k < sizeof tasks - 6 && strcmp(file + n - k, procs) == 0 && file[n - k - 1] == '/') {
+      snprintf(tasks, sizeof tasks, "%.*stasks", (int)(n - k), file);
+      if ((fd = open(tasks, O_WRONLY | O_CLOEXEC)) >= 0) own = 1;
+      else if (errno != ENOENT) child_fail(st_w, 1, "cgroup %s: %s", tasks, strerror(errno));
+    }
+    if (!own) fd = open(file, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write_all(fd, own ? "0\n" : pid, own ? 2 : (size_t)pl) != 0 || close(fd) != 0)
+      child_fail(st_w, 1, "cgroup %s: %s", own ? tasks : file, strerror(errno));
+  }
+}
+
+/* The task process. Everything slow is done before the gate (--gate 1): cgroup membership,
+ * rlimits, the bounding set, compiling the seccomp filter, resolving the identity; after it
+ * only a few syscalls remain: loading the filter, chroot, the identity and capabilities,
+ * stdio, exec. The filter is loaded after the gate because a profile may deny the calls the
+ * wait makes; before the identity change because without no_new_privs only a process with
+ * CAP_SYS_ADMIN may load one. */
 static void child(int out_w, int err_w, int st_w, const struct task_options *o) {
   struct sigaction sa = {.sa_handler = SIG_DFL};
   sigset_t none;
-  char pid[32];
+  gate_pending = o->gate;
   sigemptyset(&sa.sa_mask);
   sigemptyset(&none);
   for (int s = 1; s < NSIG; s++)
     if (s != SIGKILL && s != SIGSTOP) sigaction(s, &sa, NULL);   /* EINVAL for libc-internal ones */
   if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) child_fail(st_w, 1, "sigprocmask: %s", strerror(errno));
   if (setsid() < 0) child_fail(st_w, 1, "setsid: %s", strerror(errno));
-  int pl = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-  for (int i = 0; i < o->ncg; i++) {
-    int fd = open(o->cg[i], O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || write_all(fd, pid, (size_t)pl) != 0 || close(fd) != 0)
-      child_fail(st_w, 1, "cgroup %s: %s", o->cg[i], strerror(errno));
-  }
+  join_cgroups(st_w, o);
   int null = open("/dev/null", O_RDONLY | O_CLOEXEC);   /* before a chroot that may lack it */
   if (o->privs_helper) {
     int h = open(o->privs_helper, O_RDONLY | O_CLOEXEC);
     if (h < 0 || dup2(h, TASK_PRIVS_FD) < 0) child_fail(st_w, 1, "open %s: %s", o->privs_helper, strerror(errno));
   }
   char msg[PRIV_MSG_MAX];
-  if (privileges_before_identity(&o->priv, msg, sizeof msg) != 0) child_fail(st_w, 1, "%s", msg);
-  become(st_w, &o->id, o->cwd);
+  struct resolved_identity who = {.groups = NULL};
+  if (privileges_prepare(&o->priv, msg, sizeof msg) != 0) child_fail(st_w, 1, "%s", msg);
+  resolve_identity(st_w, &o->id, &who);
+  if (gate_pending) pass_gate(st_w);
+  if (privileges_load_filter(msg, sizeof msg) != 0) child_fail(st_w, 1, "%s", msg);
+  take_identity(st_w, &o->id, &who, o->cwd);
   if (privileges_after_identity(&o->priv, msg, sizeof msg) != 0) child_fail(st_w, 1, "%s", msg);
   if (null < 0 || dup2(null, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
     child_fail(st_w, 1, "redirect stdio: %s", strerror(errno));
@@ -708,6 +783,15 @@ static void test_stall(void) {
   while (v > 0 && nanosleep(&t, &t) != 0 && errno == EINTR) {}
 }
 
+/* --gate 1, once the task has passed its gate: our stdin (the gate) is of no further use. */
+static void release_gate(void) {
+  int null = open("/dev/null", O_RDONLY);
+  if (null >= 0 && null != STDIN_FILENO) {
+    dup2(null, STDIN_FILENO);
+    close(null);
+  }
+}
+
 /* Forks the task; returns its pid once it has exec'ed, or exits after recording why it
  * could not start. */
 static pid_t spawn_task(const struct task_options *o, int out_w, int err_w) {
@@ -725,16 +809,18 @@ static pid_t spawn_task(const struct task_options *o, int out_w, int err_w) {
   char msg[MSG_MAX + 1];
   size_t mn = read_full(st[0], msg, MSG_MAX);   /* EOF without data: exec succeeded */
   close(st[0]);
-  if (mn > 0) {   /* the child failed before exec; it has _exit()ed already or will now */
+  if (mn > 0) {   /* the child failed before exec, or its gate closed; it has _exit()ed already or will now */
     msg[mn] = '\0';
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (msg[0] == GATE_CLOSED) exit(0);   /* the task does not exist: no records (see --gate) */
     start_failed((unsigned char)msg[0], NULL, msg + 1);
     int none = 1;
     reap(-1, &none);
     exit(0);
   }
 
+  if (o->gate) release_gate();
   char start[32], ts[40];
   struct jbuf *f = &start_rec.body;
   proc_start_time(pid, start, sizeof start);
@@ -859,19 +945,6 @@ static void parse_args(int argc, char **argv, struct task_options *o) {
   if (!o->prog || !o->prog[0]) usage("no program given after --");
 }
 
-/* --gate 1: everything is ready, but PROGRAM may run only once the executor has recorded
- * the task; it says so with "go\n" on our stdin. Anything else (EOF: it gave up, or it
- * died) means the task does not exist: leave without starting it or writing a record. */
-static void await_go(void) {
-  char buf[3];
-  if (read_full(STDIN_FILENO, buf, sizeof buf) != sizeof buf || memcmp(buf, "go\n", 3) != 0) exit(0);
-  int null = open("/dev/null", O_RDONLY);
-  if (null >= 0 && null != STDIN_FILENO) {
-    dup2(null, STDIN_FILENO);
-    close(null);
-  }
-}
-
 /* Opens DIR and DIR/logs, clears the records of an earlier run and reserves room for this
  * run's; a data dir without that room refuses the start (DataDirFull). */
 static void prepare_dir(const char *dir) {
@@ -927,7 +1000,6 @@ int main(int argc, char **argv) {
   if ((sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) setup_fail("create", "signalfd");
   if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) setup_fail("prctl", "PR_SET_CHILD_SUBREAPER");
 
-  if (o.gate) await_go();
   pid_t task = spawn_task(&o, out[1], err[1]);
   supervise(task, sfd, out[0], err[0], chunk);
   if (log_fd >= 0) close(log_fd);
