@@ -6,13 +6,6 @@
 //   the next one is asked for only once grpc-js has room (HTTP/2 flow control:
 //   after 'drain' when write() returned false). A slow client slows the
 //   handler down instead of growing buffers.
-// - Latency: after a write the handler is asked for the next message only once
-//   the event loop has handed the written one to the socket. Node's HTTP/2
-//   sends what grpc-js queued in a native setImmediate, so whatever the handler
-//   does next synchronously (a Logs follower reads its file once more and
-//   checks for a newer one) would otherwise delay the message in hand. One
-//   setImmediate per message; a bulk reader's messages are large, so it costs
-//   nothing measurable there.
 // - The signal aborts when the client cancels, the deadline passes or the
 //   connection drops (grpc-js reports all three as 'cancelled'), and when the
 //   call ends for any other reason.
@@ -47,8 +40,7 @@ async function pump<Req, Res>(call: ServerWritableStream<Req, Res>, handler: Ser
         break;
       }
       if (signal.aborted) break;
-      if (call.write(next.value)) await sent();
-      else await drained(call, signal);
+      if (!call.write(next.value)) await drained(call, signal);
     }
     if (finished && !signal.aborted) call.end();
   } catch (error) {
@@ -61,15 +53,6 @@ async function pump<Req, Res>(call: ServerWritableStream<Req, Res>, handler: Ser
     // A generator stopped at a yield runs its finally blocks now; one that finished or threw has run them already.
     await messages?.return?.().catch((error: unknown) => log.warn({ err: error, method: call.getPath() }, 'stream cleanup failed'));
   }
-}
-
-/**
- * Resolves after Node's HTTP/2 session has written out what is queued: it does
- * so in a native immediate, and native immediates run before JavaScript ones
- * in the same check phase.
- */
-function sent(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** Resolves once grpc-js can take more ('drain'), or when the call is cancelled (a cancelled call never drains). */
