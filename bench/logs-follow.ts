@@ -2,7 +2,9 @@
 //  (a) follow latency: a task writes a line stamped with the wall clock every
 //      20 ms; the time until a Logs(follow) client holds it, next to `tail -F`
 //      following a plain file that a shell loop appends to at the same rate
-//      (both run at the same time);
+//      (both run at the same time),
+//      and, right after, a bare grpc-js server (bench/support/grpc-floor.ts)
+//      writing the same messages from a timer: the floor of the gRPC leg alone;
 //  (b) reading an existing ~50 MB log through Logs (no follow), chunked
 //      (`chunks: true`: text runs), batched (`batch: true`) and one line per
 //      message (as clients that predate `entries` get it), batched through
@@ -23,9 +25,11 @@ import { TaskExecutorClient } from '../src/client/index.js';
 import { streamLogs } from '../src/logs/stream-logs.js';
 import { type Api, processTask, shell, terminated } from '../test/support/executor.js';
 import { killTaskTrees } from '../test/support/processes.js';
-import { connect, spawnExecutor } from '../test/support/subprocess.js';
+import { connect, ROOT, spawnExecutor } from '../test/support/subprocess.js';
 import { waitFor } from '../test/support/wait.js';
-import type { TaskExecutorServiceClient } from '../gen/taskexecutor/v1/task_executor_service.js';
+import { TaskExecutorServiceClient } from '../gen/taskexecutor/v1/task_executor_service.js';
+import { credentials } from '@grpc/grpc-js';
+import { wallNs } from './support/wall-clock.js';
 
 interface Target {
   client: TaskExecutorServiceClient;
@@ -53,23 +57,6 @@ const LINES = 200;
 const GAP = '0.02';
 const BIG_BYTES = 50_000_000;
 const LINE = 120;
-
-/**
- * Wall-clock nanoseconds with sub-millisecond resolution: the monotonic clock
- * anchored at the moment Date.now() ticks. A tick noticed late only makes the
- * anchor smaller, so the largest of several anchors is the most accurate.
- */
-const wallNs = (() => {
-  let offset: bigint | undefined;
-  for (let i = 0; i < 20; i++) {
-    const start = Date.now();
-    let now = start;
-    while (now === start) now = Date.now();
-    const candidate = BigInt(now) * 1_000_000n - process.hrtime.bigint();
-    if (offset === undefined || candidate > offset) offset = candidate;
-  }
-  return () => process.hrtime.bigint() + offset!;
-})();
 
 function stats(samplesMs: number[]) {
   const sorted = [...samplesMs].sort((a, b) => a - b);
@@ -119,6 +106,35 @@ async function followLatency(te: Target, scratch: string) {
   await waitFor('tail to catch up', () => tailMs.length >= LINES, { timeoutMs: 5000 });
   tail.kill();
   return { rpc: stats(rpcMs), tail: stats(tailMs) };
+}
+
+/** The same client and messages against bench/support/grpc-floor.ts (its own process, like the executor). */
+async function grpcFloor() {
+  const server = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/support/grpc-floor.ts')], {
+    cwd: ROOT,
+    env: { ...process.env, LINES: String(LINES), GAP_MS: String(Number(GAP) * 1000) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  try {
+    const port = await new Promise<string>((resolve, reject) => {
+      server.stdout.setEncoding('utf8').once('data', (chunk: string) => resolve(chunk.trim()));
+      server.once('exit', (code) => reject(new Error(`grpc-floor exited with ${code}`)));
+    });
+    const client = new TaskExecutorServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    const ms: number[] = [];
+    const call = client.logs(LogsRequest.fromPartial({ name: 'floor', follow: true, batch: true }));
+    call.on('data', (m: LogsResponse) => {
+      for (const entry of m.entries) if (entry.content?.$case === 'text') latencyOf(entry.content.value, ms);
+    });
+    await new Promise((resolve, reject) => {
+      call.on('end', resolve);
+      call.on('error', reject);
+    });
+    client.close();
+    return stats(ms);
+  } finally {
+    server.kill();
+  }
 }
 
 /** One timed read: wall time, and the CPU time of the executor (server) and of this process (client) where measured. */
@@ -241,6 +257,7 @@ try {
   const parts = process.env.LOGS_BENCH_PARTS ?? 'ab';
   if (parts.includes('a')) {
     const latency = await followLatency(te, scratch);
+    const floor = await grpcFloor();
     const row = (name: string, s: ReturnType<typeof stats>) =>
       `  ${name.padEnd(22)} ${s.median.toFixed(2).padStart(8)} ${s.p90.toFixed(2).padStart(8)} ${s.p99.toFixed(2).padStart(8)} ${s.max.toFixed(2).padStart(8)} ${String(s.n).padStart(5)}`;
     console.log(`(a) follow latency, ${LINES} lines every ${Number(GAP) * 1000} ms (ms from write to receipt)`);
@@ -249,9 +266,11 @@ try {
     );
     console.log(row('tail -F (baseline)', latency.tail));
     console.log(row('Logs follow (gRPC)', latency.rpc));
+    console.log(row('bare grpc-js (floor)', floor));
     console.log(
       `  ratio Logs/tail: median ${(latency.rpc.median / latency.tail.median).toFixed(2)}x, p90 ${(latency.rpc.p90 / latency.tail.p90).toFixed(2)}x, p99 ${(latency.rpc.p99 / latency.tail.p99).toFixed(2)}x`,
     );
+    console.log(`  (floor: the gRPC leg alone, a grpc-js server writing the same messages from a timer, measured right after)`);
   }
   if (parts.includes('b')) {
     const read = await readThroughput(te);

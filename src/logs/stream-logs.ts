@@ -6,6 +6,7 @@
 // Flow control: an async generator of lines, so nothing is read until the
 // consumer asks for the next line. At most one read buffer and one line piece
 // per stream are held, however slow the receiver.
+import { setImmediate as loopTurn } from 'node:timers/promises';
 import type { StreamName } from './cri.js';
 import { DirectoryWatch } from './dir-watch.js';
 import { type LogLine, LineAssembler } from './lines.js';
@@ -140,6 +141,14 @@ export async function* streamLogs(
         for (const record of batch.records) if (selector.accept(record)) assembler.push(record, out);
         if (!(yield* deliver())) return stopped();
         lastDataAt = Date.now();
+        // The consumer has taken the lines: let the event loop turn once so
+        // they leave before we read on. Node's HTTP/2 sends what grpc-js
+        // queued in a native immediate, which runs before JavaScript ones;
+        // a follower's next read (usually finding nothing, then checking for
+        // a newer file) would otherwise run first and delay the line in hand.
+        // One turn per read, not per line: a follower's backlog is read as
+        // fast as before.
+        if (follow) await loopTurn();
         continue;
       }
       // Everything written so far has been read.

@@ -588,6 +588,25 @@ describe('log files read directly', () => {
     assert.deepEqual(await collect(d, { sinceMs: Date.parse(ts(1)) }), expected, 'the same lines when times are parsed');
   });
 
+  test('a follower lets the event loop turn after handing out lines, before it reads the file again', async () => {
+    // What the consumer set off with the lines it took (gRPC sends a written
+    // message in an immediate) happens before the follower's next read: here
+    // that is a third line, which the next read therefore finds with the second.
+    const d = fresh('turn');
+    const file = join(d, 'output.0.log');
+    writeFileSync(file, record(1, 'stdout', 'F', 'one'));
+    const controller = new AbortController();
+    const active: TaskLiveness = { status: () => 'active', onChange: () => () => {} };
+    const stream = streamLogs({ directory: d, streams: ['stdout'], follow: true }, active, controller.signal);
+    const text = (r: IteratorResult<readonly LogLine[], unknown>) => (r.done ? [] : r.value.map((l) => l.bytes.toString()));
+    assert.deepEqual(text(await stream.next()), ['one']);
+    appendFileSync(file, record(2, 'stdout', 'F', 'two'));
+    setImmediate(() => appendFileSync(file, record(3, 'stdout', 'F', 'three')));
+    assert.deepEqual(text(await stream.next()), ['two', 'three']);
+    controller.abort();
+    await stream.return('cancelled');
+  });
+
   test('tail and since never start in the middle of a line of either stream', async () => {
     const d = fresh('interleaved');
     // stdout's line "ab" spans files 0 and 1, with stderr lines in between.
