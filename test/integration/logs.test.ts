@@ -415,12 +415,16 @@ describe('Logs over gRPC', () => {
       for (const c of calls) c.call.cancel();
       for (const c of calls) grpcError((await c.done).error, status.CANCELLED, /Cancelled/);
     };
-    /** Open fds, inotify watches (fs.watch) and pending timers of this process, which hosts the executor. */
+    // Followers watch the task's log directory; the executor also watches the task's own directory for its
+    // exit record, from a moment after Create answered, so only watches of the log directory are counted.
+    const logsInode = `ino:${statSync(join(te.dataDir, 'cancel', 'logs')).ino.toString(16)} `;
+    /** Open fds, inotify watches (fs.watch) of the log directory and pending timers of this process, which hosts the executor. */
     const resources = () => {
       let watches = 0;
       for (const fd of readdirSync('/proc/self/fdinfo')) {
         try {
-          watches += readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').split('\n').filter((l) => l.startsWith('inotify wd:')).length;
+          const lines = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').split('\n');
+          watches += lines.filter((l) => l.startsWith('inotify wd:') && l.includes(logsInode)).length;
         } catch {
           // closed meanwhile
         }
