@@ -3,6 +3,8 @@
 //      20 ms; the time until a Logs(follow) client holds it, next to `tail -F`
 //      following a plain file that a shell loop appends to at the same rate
 //      (both run at the same time),
+//      then the same with the generated Go client (bench/support/logs-follow-go)
+//      following, against a second tail -F pass, where Debian's Go packages are there;
 //      and, right after, a bare grpc-js server (bench/support/grpc-floor.ts)
 //      writing the same messages from a timer: the floor of the gRPC leg alone;
 //  (b) reading an existing ~50 MB log through Logs (no follow), chunked
@@ -16,10 +18,11 @@
 // LOGS_BENCH_VERBOSE=1 prints every run.
 // The executor runs as its own process (src/main.ts), as in production, so the
 // client's work does not share its event loop.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { LogsRequest, type LogsResponse } from '../gen/taskexecutor/v1/task_executor_service.js';
 import { TaskExecutorClient } from '../src/client/index.js';
 import { streamLogs } from '../src/logs/stream-logs.js';
@@ -36,6 +39,8 @@ interface Target {
   /** task-executor/client on the same address. */
   packageClient: TaskExecutorClient;
   api: Api;
+  /** The executor's gRPC address, for clients in other processes. */
+  address: string;
   dataDir: string;
   /** The executor's process id, for its CPU time. */
   pid: number;
@@ -69,11 +74,53 @@ function latencyOf(line: string, into: number[]): void {
   if (/^\d{19}$/.test(line)) into.push(Number(wallNs() - BigInt(line)) / 1e6);
 }
 
-async function followLatency(te: Target, scratch: string) {
+/**
+ * Follows task `name` and calls `ready` when it sees the line "ready";
+ * resolves with the latency of each stamped line once the stream ends.
+ */
+type Follower = (te: Target, name: string, ready: () => void) => Promise<number[]>;
+
+/** The bench's own client: the generated grpc-js client in this process. */
+const nodeFollower: Follower = (te, name, ready) =>
+  new Promise<number[]>((resolve, reject) => {
+    const ms: number[] = [];
+    const call = te.client.logs(LogsRequest.fromPartial({ name, follow: true, batch: true }));
+    call.on('data', (m: LogsResponse) => {
+      for (const entry of m.entries) {
+        if (entry.content?.$case !== 'text') continue;
+        if (entry.content.value === 'ready') ready();
+        latencyOf(entry.content.value, ms);
+      }
+    });
+    call.on('error', reject);
+    call.on('end', () => resolve(ms));
+  });
+
+/**
+ * The generated Go client in its own process (bench/support/logs-follow-go, built with
+ * examples/go/build-debian.sh), which creates the gate file itself; undefined where
+ * Debian's Go packages are not installed.
+ */
+async function goFollower(scratch: string): Promise<Follower | undefined> {
+  const binary = join(scratch, 'logs-follow-go');
+  try {
+    await promisify(execFile)(join(ROOT, 'examples/go/build-debian.sh'), [binary, 'bench/support/logs-follow-go']);
+  } catch (error) {
+    console.log(`(no Go follower row: ${String(error).split('\n')[0]})`);
+    return undefined;
+  }
+  return async (te, name) => {
+    const { stdout } = await promisify(execFile)(binary, [te.address, name, join(scratch, 'go')]);
+    return (JSON.parse(stdout) as { ms: number[] }).ms;
+  };
+}
+
+async function followLatency(te: Target, scratch: string, name: string, follower: Follower) {
   const loop = (out: string) => `i=0; while [ $i -lt ${LINES} ]; do date +%s%N${out}; sleep ${GAP}; i=$((i+1)); done`;
+  rmSync(join(scratch, 'go'), { force: true });
 
   // Baseline: tail -F on a plain file, written by a shell loop.
-  const file = join(scratch, 'plain.log');
+  const file = join(scratch, `${name}.log`);
   writeFileSync(file, '');
   const tail = spawn('tail', ['-F', '-n', '+1', file], { stdio: ['ignore', 'pipe', 'ignore'] });
   const tailMs: number[] = [];
@@ -88,21 +135,8 @@ async function followLatency(te: Target, scratch: string) {
   const written = new Promise((resolve) => writer.on('exit', resolve));
 
   // The Logs RPC following a task; both writers start when the follower has seen "ready".
-  await te.api.createTask({ task: shell('latency', `echo ready; ${gate}; ${loop('')}`) });
-  const rpcMs: number[] = [];
-  const call = te.client.logs(LogsRequest.fromPartial({ name: 'latency', follow: true, batch: true }));
-  const ended = new Promise<void>((resolve, reject) => {
-    call.on('data', (m: LogsResponse) => {
-      for (const entry of m.entries) {
-        if (entry.content?.$case !== 'text') continue;
-        if (entry.content.value === 'ready') writeFileSync(join(scratch, 'go'), '');
-        latencyOf(entry.content.value, rpcMs);
-      }
-    });
-    call.on('error', reject);
-    call.on('end', resolve);
-  });
-  await Promise.all([ended, written]);
+  await te.api.createTask({ task: shell(name, `echo ready; ${gate}; ${loop('')}`) });
+  const [rpcMs] = await Promise.all([follower(te, name, () => writeFileSync(join(scratch, 'go'), '')), written]);
   await waitFor('tail to catch up', () => tailMs.length >= LINES, { timeoutMs: 5000 });
   tail.kill();
   return { rpc: stats(rpcMs), tail: stats(tailMs) };
@@ -253,10 +287,12 @@ const executor = spawnExecutor(['--data-dir', dataDir, '--listen-addr', '127.0.0
 try {
   const { client, api, address } = await connect(executor);
   const packageClient = new TaskExecutorClient(address);
-  const te: Target = { client, api, dataDir, pid: executor.child.pid!, packageClient };
+  const te: Target = { client, api, address, dataDir, pid: executor.child.pid!, packageClient };
   const parts = process.env.LOGS_BENCH_PARTS ?? 'ab';
   if (parts.includes('a')) {
-    const latency = await followLatency(te, scratch);
+    const latency = await followLatency(te, scratch, 'latency', nodeFollower);
+    const go = await goFollower(scratch);
+    const goLatency = go && (await followLatency(te, scratch, 'latency-go', go));
     const floor = await grpcFloor();
     const row = (name: string, s: ReturnType<typeof stats>) =>
       `  ${name.padEnd(22)} ${s.median.toFixed(2).padStart(8)} ${s.p90.toFixed(2).padStart(8)} ${s.p99.toFixed(2).padStart(8)} ${s.max.toFixed(2).padStart(8)} ${String(s.n).padStart(5)}`;
@@ -271,6 +307,11 @@ try {
       `  ratio Logs/tail: median ${(latency.rpc.median / latency.tail.median).toFixed(2)}x, p90 ${(latency.rpc.p90 / latency.tail.p90).toFixed(2)}x, p99 ${(latency.rpc.p99 / latency.tail.p99).toFixed(2)}x`,
     );
     console.log(`  (floor: the gRPC leg alone, a grpc-js server writing the same messages from a timer, measured right after)`);
+    if (goLatency) {
+      console.log(row('tail -F (Go pass)', goLatency.tail));
+      console.log(row('Logs follow (Go client)', goLatency.rpc));
+      console.log(`  ratio Logs(Go client)/tail: median ${(goLatency.rpc.median / goLatency.tail.median).toFixed(2)}x, p90 ${(goLatency.rpc.p90 / goLatency.tail.p90).toFixed(2)}x, p99 ${(goLatency.rpc.p99 / goLatency.tail.p99).toFixed(2)}x`);
+    }
   }
   if (parts.includes('b')) {
     const read = await readThroughput(te);

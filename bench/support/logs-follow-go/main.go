@@ -1,0 +1,67 @@
+// A Logs follower in Go for bench/logs-follow.ts, part (a): the same follow as
+// the bench's grpc-js client, through the generated Go client, to show how
+// much of the write-to-receipt latency is the client's.
+//
+// Usage: logs-follow-go ADDRESS TASK GO_FILE
+// Follows TASK's output (batch: true); creates GO_FILE when it sees the line
+// "ready" (the task's writer waits for it); for each line of 19 digits (the
+// writer's `date +%s%N`) takes the wall clock on receipt. Prints one JSON line
+// at the end of the stream: {"ms": [latency of each line in milliseconds]}.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+
+	taskexecutorv1 "github.com/task-executor/task-executor/gen/go/taskexecutor/v1"
+	"google.golang.org/grpc"
+)
+
+func main() {
+	if len(os.Args) != 4 {
+		fmt.Fprintln(os.Stderr, "usage: logs-follow-go ADDRESS TASK GO_FILE")
+		os.Exit(2)
+	}
+	conn, err := grpc.Dial(os.Args[1], grpc.WithInsecure())
+	check(err)
+	defer conn.Close()
+	client := taskexecutorv1.NewTaskExecutorServiceClient(conn)
+	stream, err := client.Logs(context.Background(), &taskexecutorv1.LogsRequest{Name: os.Args[2], Follow: true, Batch: true})
+	check(err)
+	latencies := []float64{}
+	for {
+		reply, err := stream.Recv()
+		received := time.Now().UnixNano()
+		if err == io.EOF {
+			break
+		}
+		check(err)
+		for _, entry := range reply.Entries {
+			text := entry.GetText()
+			if text == "ready" {
+				check(os.WriteFile(os.Args[3], nil, 0o644))
+			}
+			if len(text) != 19 {
+				continue
+			}
+			if written, err := strconv.ParseInt(text, 10, 64); err == nil {
+				latencies = append(latencies, float64(received-written)/1e6)
+			}
+		}
+	}
+	out, err := json.Marshal(map[string][]float64{"ms": latencies})
+	check(err)
+	fmt.Println(string(out))
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "logs-follow-go:", err)
+		os.Exit(1)
+	}
+}
