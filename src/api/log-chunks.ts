@@ -91,33 +91,40 @@ export class ChunkEncoder {
    */
   *runResponses(runs: LineRuns): Generator<LogsResponse> {
     if (this.formatter) throw new Error('chunk encoding: line runs carry no times, so they cannot have timestamps');
-    const { starts, ends, streams, count } = runs;
+    const { bytes, starts, ends, streams, count } = runs;
     let first = 0;
-    let bytes = 0;
+    /** Where the chunk's text (the lines first..i moved together) ends in bytes; it begins at starts[first]. */
+    let end = 0;
+    let size = 0;
     for (let i = 0; i < count; i++) {
-      bytes += ends[i]! - starts[i]! + 1;
+      const length = ends[i]! - starts[i]!;
+      if (i === first) {
+        end = ends[i]! + 1;
+      } else {
+        bytes.copyWithin(end, starts[i]!, ends[i]! + 1); // the line with its '\n'
+        starts[i] = end;
+        ends[i] = end + length;
+        end += length + 1;
+      }
+      size += length + 1;
       const next = i + 1;
-      if (next === count || streams[next] !== streams[i] || bytes + ends[next]! - starts[next]! >= CHUNK_BYTES) {
-        yield* this.runOfRuns(runs, first, next);
+      if (next === count || streams[next] !== streams[i] || size + ends[next]! - starts[next]! >= CHUNK_BYTES) {
+        yield* this.runOfRuns(runs, first, next, end);
         first = next;
-        bytes = 0;
+        size = 0;
       }
     }
   }
 
-  /** Lines [from, to) of runs: one stream, whole lines. As run() does: one chunk when it is valid UTF-8, else runs of valid and invalid lines. */
-  private *runOfRuns(runs: LineRuns, from: number, to: number): Generator<LogsResponse> {
+  /**
+   * Lines [from, to) of runs, moved together to end at `end`: one stream,
+   * whole lines. As run() does: one chunk when it is valid UTF-8, else runs
+   * of valid and invalid lines.
+   */
+  private *runOfRuns(runs: LineRuns, from: number, to: number, end: number): Generator<LogsResponse> {
     const { bytes, starts, ends } = runs;
     const stream: StreamName = runs.streams[from] === STDOUT ? 'stdout' : 'stderr';
     this.open[stream] = false;
-    let end = ends[from]! + 1;
-    for (let i = from + 1; i < to; i++) {
-      const length = ends[i]! - starts[i]!;
-      bytes.copyWithin(end, starts[i]!, ends[i]! + 1); // the line with its '\n'
-      starts[i] = end;
-      ends[i] = end + length;
-      end += length + 1;
-    }
     const content = bytes.subarray(starts[from]!, end);
     const whole = isUtf8(content);
     if (whole || to - from === 1) {

@@ -41,6 +41,10 @@ export class RecordTable implements LineRuns {
   /** The stream of the P records at the end so far (NONE: none) and their length. */
   private openStream = NONE;
   private openLength = 0;
+  /** Some record is a P record. */
+  private hasPieces = false;
+  /** Bit 1 << STDOUT / 1 << STDERR: a record of that stream is in the table. */
+  private seen = 0;
   /** Record i starts at bytes[recordStarts[i]]; its payload is bytes[starts[i], ends[i]). */
   recordStarts = new Int32Array(1024);
   starts = new Int32Array(1024);
@@ -56,6 +60,13 @@ export class RecordTable implements LineRuns {
     this.count = 0;
     this.plain = true;
     this.openStream = NONE;
+    this.hasPieces = false;
+    this.seen = 0;
+  }
+
+  /** Whether a record of the stream (STDOUT or STDERR) is in the table. */
+  has(stream: number): boolean {
+    return (this.seen & (1 << stream)) !== 0;
   }
 
   /** Whether the records are whole lines (each F with its P records), so that joinPieces() may make lines of them. */
@@ -71,8 +82,10 @@ export class RecordTable implements LineRuns {
     this.ends[i] = end;
     const number = stream === 'stdout' ? STDOUT : STDERR;
     this.streams[i] = number;
+    this.seen |= 1 << number;
     const piece = tag === 'P';
     this.pieces[i] = piece ? 1 : 0;
+    if (piece) this.hasPieces = true;
     const length = end - payloadStart;
     if (this.openStream === NONE) {
       this.openLength = length;
@@ -91,6 +104,7 @@ export class RecordTable implements LineRuns {
    * (over the headers between them) in the buffer.
    */
   joinPieces(): void {
+    if (!this.hasPieces) return; // every record is a line already
     const { bytes, starts, ends, pieces } = this;
     let lines = 0;
     let open = false;
@@ -118,6 +132,8 @@ export class RecordTable implements LineRuns {
 
   /** Keeps only the records of the streams marked true (in order). */
   keepStreams(keep: readonly [boolean, boolean]): void {
+    if (!keep[STDOUT]) this.seen &= ~(1 << STDOUT);
+    if (!keep[STDERR]) this.seen &= ~(1 << STDERR);
     let n = 0;
     for (let i = 0; i < this.count; i++) {
       if (!keep[this.streams[i]!]) continue;

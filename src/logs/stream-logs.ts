@@ -115,11 +115,8 @@ export async function* streamLogs(
     if (!selector.acceptsAllFrom({ index: table.index, offset: table.offset + table.recordStarts[0]! })) return undefined;
     if (!(keep[STDOUT] && keep[STDERR])) table.keepStreams(keep);
     table.joinPieces();
-    const streams = table.streams;
-    for (let i = 0; i < table.count; i++) {
-      if (streams[i] === STDOUT) assembler.wholeLinesOut('stdout');
-      else assembler.wholeLinesOut('stderr');
-    }
+    if (table.has(STDOUT)) assembler.wholeLinesOut('stdout');
+    if (table.has(STDERR)) assembler.wholeLinesOut('stderr');
     return table;
   };
   // Woken by writes in the directory (inotify), task changes and cancellation.
