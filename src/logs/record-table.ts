@@ -41,8 +41,8 @@ export class RecordTable implements LineRuns {
   /** The stream of the P records at the end so far (NONE: none) and their length. */
   private openStream = NONE;
   private openLength = 0;
-  /** Some record is a P record. */
-  private hasPieces = false;
+  /** The index of the first P record; -1 when there is none. */
+  private firstPiece = NONE;
   /** Bit 1 << STDOUT / 1 << STDERR: a record of that stream is in the table. */
   private seen = 0;
   /** Record i starts at bytes[recordStarts[i]]; its payload is bytes[starts[i], ends[i]). */
@@ -60,7 +60,7 @@ export class RecordTable implements LineRuns {
     this.count = 0;
     this.plain = true;
     this.openStream = NONE;
-    this.hasPieces = false;
+    this.firstPiece = NONE;
     this.seen = 0;
   }
 
@@ -85,7 +85,7 @@ export class RecordTable implements LineRuns {
     this.seen |= 1 << number;
     const piece = tag === 'P';
     this.pieces[i] = piece ? 1 : 0;
-    if (piece) this.hasPieces = true;
+    if (piece && this.firstPiece === NONE) this.firstPiece = i;
     const length = end - payloadStart;
     if (this.openStream === NONE) {
       this.openLength = length;
@@ -104,13 +104,14 @@ export class RecordTable implements LineRuns {
    * (over the headers between them) in the buffer.
    */
   joinPieces(): void {
-    if (!this.hasPieces) return; // every record is a line already
+    if (this.firstPiece === NONE) return; // every record is a line already
     const { bytes, starts, ends, pieces } = this;
-    let lines = 0;
+    // The records before the first P record are lines as they stand.
+    let lines = this.firstPiece;
     let open = false;
     let lineStart = 0;
     let lineEnd = 0;
-    for (let i = 0; i < this.count; i++) {
+    for (let i = this.firstPiece; i < this.count; i++) {
       const start = starts[i]!;
       if (open) {
         const held = lineEnd - lineStart;
@@ -135,8 +136,10 @@ export class RecordTable implements LineRuns {
     if (!keep[STDOUT]) this.seen &= ~(1 << STDOUT);
     if (!keep[STDERR]) this.seen &= ~(1 << STDERR);
     let n = 0;
+    this.firstPiece = NONE;
     for (let i = 0; i < this.count; i++) {
       if (!keep[this.streams[i]!]) continue;
+      if (this.pieces[i] === 1 && this.firstPiece === NONE) this.firstPiece = n;
       if (n !== i) {
         this.recordStarts[n] = this.recordStarts[i]!;
         this.starts[n] = this.starts[i]!;
