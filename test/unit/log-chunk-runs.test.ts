@@ -5,7 +5,7 @@
 // for any log: P records, stream changes, rotated files, lines that are not
 // UTF-8, lines longer than a piece, records that are not CRI records.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -140,6 +140,60 @@ describe('chunked Logs: the bulk fast path and the general path', () => {
           rmSync(dir, { recursive: true, force: true });
         }
       }
+    }
+  });
+
+  test('a follower gets the same messages either way as records are appended, a line written in pieces across appends included', { timeout: 30_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'te-chunk-runs-'));
+    const controller = new AbortController();
+    const active: TaskLiveness = { status: () => 'active', onChange: () => () => {} };
+    const line = (stream: StreamName, text: string, tag: 'F' | 'P' = 'F'): Record => ({ stream, tag, payload: Buffer.from(text) });
+    const bulk = Array.from({ length: 3000 }, (_, i) => line(i % 7 === 0 ? 'stderr' : 'stdout', `line ${i} ${'z'.repeat(i % 90)}`));
+    const steps: Record[][] = [
+      bulk,
+      [line('stdout', 'typed so far: ', 'P')],
+      [line('stdout', 'more ', 'P'), line('stderr', 'meanwhile')],
+      [line('stdout', 'and the end'), ...bulk.slice(0, 500)],
+      [line('stderr', 'half', 'P'), line('stderr', ' and half'), line('stdout', 'last')],
+    ];
+    const query = { directory: dir, streams: ['stdout', 'stderr'] as const, follow: true };
+    const followers = [false, true].map((runs) => ({
+      lines: streamLogs({ ...query, runs }, active, controller.signal),
+      encoder: new ChunkEncoder(false),
+      received: 0,
+      runBatches: 0,
+    }));
+    try {
+      writeFileSync(logFilePath(dir, 0), '');
+      let written = 0;
+      for (const [i, step] of steps.entries()) {
+        appendFileSync(logFilePath(dir, 0), Buffer.concat(step.map(encodeRecord)));
+        written += step.reduce((n, r) => n + r.payload.length + (r.tag === 'F' ? 1 : 0), 0);
+        const messages: Buffer[][] = [];
+        for (const follower of followers) {
+          const got: Buffer[] = [];
+          // Everything written so far arrives: whole lines, and what there is of a line still open.
+          while (follower.received < written) {
+            const next = await follower.lines.next();
+            assert.ok(!next.done, 'the follower goes on');
+            if (!isLines(next.value)) follower.runBatches++;
+            for (const response of isLines(next.value) ? follower.encoder.responses(next.value) : follower.encoder.runResponses(next.value)) {
+              assert.ok(response instanceof EncodedChunkResponse);
+              const content = response.chunk?.content;
+              follower.received += content?.$case === 'text' ? Buffer.byteLength(content.value) : (content?.value.length ?? 0);
+              got.push(Buffer.from(response[ENCODED]));
+            }
+          }
+          assert.equal(follower.received, written, `step ${i}: no more than was written`);
+          messages.push(got);
+        }
+        assert.deepEqual(messages[1], messages[0], `step ${i}`);
+      }
+      assert.ok(followers[1]!.runBatches >= 2, `${followers[1]!.runBatches} batches as line runs`);
+    } finally {
+      controller.abort();
+      for (const follower of followers) await follower.lines.return('cancelled');
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
