@@ -63,11 +63,6 @@ export class LineSelector {
     return true;
   }
 
-  /** Whether records of the stream can be accepted at all. */
-  selects(stream: StreamName): boolean {
-    return this.streams.has(stream);
-  }
-
   /** After a gap in the output nothing is known about open lines: start afresh. */
   reset(): void {
     for (const state of this.streams.values()) {

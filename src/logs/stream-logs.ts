@@ -3,6 +3,9 @@
 // with `follow` waits for more output until the task has ended and its last
 // output has been read (or the task is gone, or the receiver cancels).
 //
+// A bulk read for a consumer that takes LineRuns (LogsQuery.runs) skips the
+// objects per record and per line where a read is whole lines (runsOf).
+//
 // Flow control: an async generator of lines, so nothing is read until the
 // consumer asks for the next line. At most one read buffer and one line piece
 // per stream are held, however slow the receiver.
@@ -28,9 +31,11 @@ export interface LogsQuery {
   times?: boolean;
   /**
    * The consumer takes LineRuns batches: whole lines as places in the read
-   * buffer, for a bulk read that would otherwise make an object per line.
-   * Used only where the lines are the same either way: no times, no
-   * limitBytes, no line pieces pending, and only for reads of F records.
+   * buffer, for a bulk read that would otherwise make an object per record
+   * and per line. Used only where the lines are exactly the same either way:
+   * no times, no limitBytes, and a read whose records are whole lines (each
+   * F record with the P records of its stream right before it, none longer
+   * than a piece) with no line open before it and every stream past its start.
    */
   runs?: boolean;
 }
