@@ -10,6 +10,7 @@ import { isUtf8 } from 'node:buffer';
 import { type LogChunk, LogsResponse, LogStream } from '../../gen/taskexecutor/v1/task_executor_service.js';
 import type { StreamName } from '../logs/cri.js';
 import type { LogLine } from '../logs/lines.js';
+import { type LineRuns, STDOUT } from '../logs/record-table.js';
 import { ENCODED, type PreEncoded } from './pre-encoded.js';
 import { varintLength, writeVarint } from './protobuf-wire.js';
 
@@ -82,6 +83,65 @@ export class ChunkEncoder {
     }
   }
 
+  /**
+   * The same responses as responses() would make of the same lines as
+   * LogLines, from whole lines in a read buffer: the lines of a chunk are
+   * moved together in that buffer (over the record headers between them)
+   * and copied into the message at once. Rewrites runs (bytes, starts, ends).
+   */
+  *runResponses(runs: LineRuns): Generator<LogsResponse> {
+    if (this.formatter) throw new Error('chunk encoding: line runs carry no times, so they cannot have timestamps');
+    const { bytes, starts, ends, streams, count } = runs;
+    let first = 0;
+    /** Where the chunk's text (the lines first..i moved together) ends in bytes; it begins at starts[first]. */
+    let end = 0;
+    let size = 0;
+    for (let i = 0; i < count; i++) {
+      const length = ends[i]! - starts[i]!;
+      if (i === first) {
+        end = ends[i]! + 1;
+      } else {
+        bytes.copyWithin(end, starts[i]!, ends[i]! + 1); // the line with its '\n'
+        starts[i] = end;
+        ends[i] = end + length;
+        end += length + 1;
+      }
+      size += length + 1;
+      const next = i + 1;
+      if (next === count || streams[next] !== streams[i] || size + ends[next]! - starts[next]! >= CHUNK_BYTES) {
+        yield* this.runOfRuns(runs, first, next, end);
+        first = next;
+        size = 0;
+      }
+    }
+  }
+
+  /**
+   * Lines [from, to) of runs, moved together to end at `end`: one stream,
+   * whole lines. As run() does: one chunk when it is valid UTF-8, else runs
+   * of valid and invalid lines.
+   */
+  private *runOfRuns(runs: LineRuns, from: number, to: number, end: number): Generator<LogsResponse> {
+    const { bytes, starts, ends } = runs;
+    const stream: StreamName = runs.streams[from] === STDOUT ? 'stdout' : 'stderr';
+    this.open[stream] = false;
+    const content = bytes.subarray(starts[from]!, end);
+    const whole = isUtf8(content);
+    if (whole || to - from === 1) {
+      yield chunkOf(stream, content, whole);
+      return;
+    }
+    let start = from;
+    let valid = isUtf8(bytes.subarray(starts[from]!, ends[from]!));
+    for (let i = from + 1; i <= to; i++) {
+      const lineValid = i < to && isUtf8(bytes.subarray(starts[i]!, ends[i]!));
+      if (i < to && lineValid === valid) continue;
+      yield chunkOf(stream, bytes.subarray(starts[start]!, ends[i - 1]! + 1), valid);
+      start = i;
+      valid = lineValid;
+    }
+  }
+
   /** lines[from, to): one stream. One chunk when it is valid UTF-8, else runs of valid and invalid lines. */
   private *run(lines: readonly LogLine[], from: number, to: number): Generator<LogsResponse> {
     const stream = lines[from]!.stream;
@@ -117,15 +177,8 @@ export class ChunkEncoder {
       const opensLine = i === from ? !startsOpen : !lines[i - 1]!.partial;
       size += line.bytes.length + (line.partial ? 0 : 1) + (formatter && opensLine ? TIME_PREFIX : 0);
     }
-    const chunkLength = 2 + 1 + varintLength(size) + size;
-    const out = Buffer.allocUnsafe(1 + varintLength(chunkLength) + chunkLength);
-    out[0] = TAG_CHUNK;
-    let pos = writeVarint(out, 1, chunkLength);
-    out[pos++] = TAG_STREAM;
-    out[pos++] = WIRE_STREAM[lines[from]!.stream];
-    const tagAt = pos++;
-    pos = writeVarint(out, pos, size);
-    const contentStart = pos;
+    const { out, tagAt, contentStart } = startChunk(lines[from]!.stream, size);
+    let pos = contentStart;
     for (let i = from; i < to; i++) {
       const line = lines[i]!;
       const opensLine = i === from ? !startsOpen : !lines[i - 1]!.partial;
@@ -143,6 +196,29 @@ export class ChunkEncoder {
     out[tagAt] = valid ? TAG_TEXT : TAG_DATA;
     return out;
   }
+}
+
+/**
+ * A LogsResponse buffer for a chunk with `size` bytes of content, all but the
+ * content and the tag that says text or data (at tagAt) written.
+ */
+function startChunk(stream: StreamName, size: number): { out: Buffer; tagAt: number; contentStart: number } {
+  const chunkLength = 2 + 1 + varintLength(size) + size;
+  const out = Buffer.allocUnsafe(1 + varintLength(chunkLength) + chunkLength);
+  out[0] = TAG_CHUNK;
+  let pos = writeVarint(out, 1, chunkLength);
+  out[pos++] = TAG_STREAM;
+  out[pos++] = WIRE_STREAM[stream];
+  const tagAt = pos++;
+  return { out, tagAt, contentStart: writeVarint(out, pos, size) };
+}
+
+/** The chunk of `content` as text or data. */
+function chunkOf(stream: StreamName, content: Uint8Array, text: boolean): EncodedChunkResponse {
+  const { out, tagAt, contentStart } = startChunk(stream, content.length);
+  out[tagAt] = text ? TAG_TEXT : TAG_DATA;
+  out.set(content, contentStart);
+  return new EncodedChunkResponse(out);
 }
 
 /**

@@ -9,7 +9,7 @@ import { LogStream, type LogsRequest, type LogsResponse } from '../../gen/taskex
 import { invalidArgument, notFound } from '../errors.js';
 import type { StreamName } from '../logs/cri.js';
 import type { LogLine } from '../logs/lines.js';
-import { type LogsQuery, streamLogs, type StreamOutcome, type TaskLiveness } from '../logs/stream-logs.js';
+import { isLines, type LogBatch, type LogsQuery, streamLogs, type StreamOutcome, type TaskLiveness } from '../logs/stream-logs.js';
 import type { TaskManager } from '../manager/task-manager.js';
 import { ChunkEncoder } from './log-chunks.js';
 import { EncodedLogsResponse, toLogEntry } from './log-entries.js';
@@ -20,15 +20,16 @@ export function logsHandler(manager: TaskManager, log: Logger): ServerStreamHand
     const query = parseRequest(request);
     const location = manager.logLocation(request.name); // INVALID_ARGUMENT for a bad name, NOT_FOUND for an unknown one
     if (!location) return; // never started: no output
-    const lines = streamLogs({ ...query, directory: location.directory }, livenessOf(manager, request.name), signal);
+    // Chunks take whole lines as places in the read buffer too (LineRuns: a bulk read without a LogLine per line).
+    const lines = streamLogs({ ...query, directory: location.directory, runs: request.chunks }, livenessOf(manager, request.name), signal);
     const chunks = request.chunks ? new ChunkEncoder(request.timestamps) : undefined;
     const messages = chunks
-      ? (batch: readonly LogLine[]) => chunks.responses(batch)
+      ? (batch: LogBatch) => (isLines(batch) ? chunks.responses(batch) : chunks.runResponses(batch))
       : request.batch
-        ? (batch: readonly LogLine[]) => batchedResponses(batch, request.timestamps)
-        : (batch: readonly LogLine[]) => singleLineResponses(batch, request.timestamps);
+        ? (batch: LogBatch) => batchedResponses(asLines(batch), request.timestamps)
+        : (batch: LogBatch) => singleLineResponses(asLines(batch), request.timestamps);
     try {
-      let next: IteratorResult<readonly LogLine[], StreamOutcome>;
+      let next: IteratorResult<LogBatch, StreamOutcome>;
       while (!(next = await lines.next()).done) yield* messages(next.value);
       const outcome = next.value;
       log.debug({ task: request.name, outcome }, 'logs stream ended');
@@ -37,6 +38,12 @@ export function logsHandler(manager: TaskManager, log: Logger): ServerStreamHand
       await lines.return('cancelled'); // stopped at a yield (cancelled): release its files and watches
     }
   };
+}
+
+/** Lines only come as LineRuns when asked for (LogsQuery.runs): for the other response forms, never. */
+function asLines(batch: LogBatch): readonly LogLine[] {
+  if (!isLines(batch)) throw new Error('Logs: line runs for a request that did not ask for them');
+  return batch;
 }
 
 /** Checks the request; INVALID_ARGUMENT names the field and the rule. */

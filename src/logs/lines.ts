@@ -58,6 +58,19 @@ export class LineAssembler {
     }
   }
 
+  /** No piece of a line is held. */
+  idle(): boolean {
+    return this.pending.size === 0;
+  }
+
+  /**
+   * Whole lines of the stream were handed out without push() (a bulk read
+   * of F records, see stream-logs.ts): no line of it is open any more.
+   */
+  wholeLinesOut(stream: StreamName): void {
+    this.open[stream] = false;
+  }
+
   /**
    * Hands out what is held of unfinished lines, marked partial. Unless `final`,
    * an incomplete UTF-8 character at the end is kept back for the next piece.

@@ -21,6 +21,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { open, stat } from 'node:fs/promises';
 import { parseHeader, parseHeaderInto, type RecordHeader, type RecordTag, type StreamName, subMillisecondNanos } from './cri.js';
 import { isMissing, listLogFiles, type LogPosition, logFilePath } from './files.js';
+import { pushRecord, type RecordTable } from './record-table.js';
 
 /** The first read after reaching the end of a file; reads grow from here while they come back full. */
 const SMALL_READ = 16 * 1024;
@@ -41,7 +42,10 @@ export interface LogRecord {
 }
 
 export interface ReadBatch {
+  /** Empty when the records are in `table`. */
   records: LogRecord[];
+  /** The table passed to read(), when it holds this batch's records (they are not in `records` then). */
+  table?: RecordTable;
   /** Output was lost before these records (deleted by rotation before it was read). */
   gap: boolean;
 }
@@ -114,15 +118,22 @@ export class LogReader {
     return { index: this.index, offset: this.offset };
   }
 
-  /** The next records, or undefined when everything written so far (and complete) has been read. */
-  async read(): Promise<ReadBatch | undefined> {
+  /**
+   * The next records, or undefined when everything written so far (and
+   * complete) has been read. With a `table` (only for a reader without
+   * times), the records of a buffer read go there instead of into objects;
+   * the pieces of a record longer than the buffer still come as records.
+   */
+  async read(table?: RecordTable): Promise<ReadBatch | undefined> {
+    if (table && this.times) throw new Error('a record table holds no times: read it with a reader made with times: false');
     for (;;) {
       if (this.closed) return undefined;
       if (!this.file && !(await this.openCurrent())) return undefined;
       if (this.long) return this.batch([await this.readLongPiece()]);
 
-      const { records, consumed, stuck, again } = await this.readRecords();
+      const { records, consumed, stuck, again } = await this.readRecords(table);
       if (records.length > 0) return this.batch(records);
+      if (table && table.count > 0) return { ...this.batch(records), table };
       if (consumed > 0 || again) continue; // only unparseable records (skipped), or a record longer than the read
       if (stuck && (await this.findLongRecordEnd())) continue;
       if (!this.final) {
@@ -225,8 +236,9 @@ export class LogReader {
     return { bytes: buffer.subarray(0, bytesRead), full, size };
   }
 
-  private async readRecords(): Promise<{ records: LogRecord[]; consumed: number; stuck: boolean; again: boolean }> {
+  private async readRecords(table: RecordTable | undefined): Promise<{ records: LogRecord[]; consumed: number; stuck: boolean; again: boolean }> {
     const { bytes, full, size } = await this.readChunk();
+    table?.reset(bytes, this.index, this.offset);
     if (bytes.length === 0) return { records: [], consumed: 0, stuck: false, again: false };
     const records: LogRecord[] = [];
     const header = this.header;
@@ -234,7 +246,10 @@ export class LogReader {
     for (;;) {
       const nl = bytes.indexOf(10, pos);
       if (nl < 0) break;
-      if (parseHeaderInto(header, bytes, pos, nl, this.times)) {
+      if (table) {
+        // Into the table: no object per record (see record-table.ts).
+        if (parseHeaderInto(header, bytes, pos, nl, false)) table.add(pos, pos + header.headerLength, nl, header.stream, header.tag, this.maxPayload);
+      } else if (parseHeaderInto(header, bytes, pos, nl, this.times)) {
         const nanos = this.times ? subMillisecondNanos(bytes, pos) : 0;
         const payloadStart = pos + header.headerLength;
         if (nl - payloadStart <= this.maxPayload) {
@@ -242,7 +257,7 @@ export class LogReader {
           const { timeMs, stream, tag } = header;
           records.push({ index: this.index, offset: this.offset + pos, timeMs, nanos, stream, tag, payload: bytes.subarray(payloadStart, nl) });
         } else {
-          this.pushPieces(records, this.offset + pos, header, nanos, bytes.subarray(payloadStart, nl));
+          pushRecord(records, this.index, this.offset + pos, header.timeMs, nanos, header.stream, header.tag, bytes.subarray(payloadStart, nl), this.maxPayload);
         }
       }
       pos = nl + 1;
@@ -251,18 +266,6 @@ export class LogReader {
     // No '\n' in a full read: a record longer than the read. Read more at once (again), up to a whole buffer (stuck).
     const noNewline = pos === 0 && full;
     return { records, consumed: pos, stuck: noNewline && size === this.bufferSize, again: noNewline && size < this.bufferSize };
-  }
-
-  /** A record whose payload is longer than maxPayload, as P records of maxPayload bytes and the rest. */
-  private pushPieces(records: LogRecord[], offset: number, header: RecordHeader, nanos: number, payload: Buffer): void {
-    const { timeMs, stream, tag } = header;
-    const index = this.index;
-    let at = 0;
-    while (payload.length - at > this.maxPayload) {
-      records.push({ index, offset, timeMs, nanos, stream, tag: 'P', payload: payload.subarray(at, at + this.maxPayload) });
-      at += this.maxPayload;
-    }
-    records.push({ index, offset, timeMs, nanos, stream, tag, payload: at === 0 ? payload : payload.subarray(at) });
   }
 
   /**

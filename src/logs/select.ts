@@ -47,6 +47,22 @@ export class LineSelector {
     return state.included;
   }
 
+  /**
+   * Whether every record at or after `position` is accepted exactly when its
+   * stream is selected (no start still ahead, no line to skip or being
+   * selected): then a batch from there can skip accept(). Starts at or
+   * before `position` count as passed (records come in order).
+   */
+  acceptsAllFrom(position: LogPosition): boolean {
+    if (this.sinceMs !== undefined) return false;
+    for (const state of this.streams.values()) {
+      const from = state.from;
+      if (from && (from.index < position.index || (from.index === position.index && from.offset <= position.offset))) state.from = undefined;
+      if (state.from || state.skipOpenLine || state.inLine) return false;
+    }
+    return true;
+  }
+
   /** After a gap in the output nothing is known about open lines: start afresh. */
   reset(): void {
     for (const state of this.streams.values()) {

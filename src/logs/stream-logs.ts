@@ -3,6 +3,9 @@
 // with `follow` waits for more output until the task has ended and its last
 // output has been read (or the task is gone, or the receiver cancels).
 //
+// A bulk read for a consumer that takes LineRuns (LogsQuery.runs) skips the
+// objects per record and per line where a read is whole lines (runsOf).
+//
 // Flow control: an async generator of lines, so nothing is read until the
 // consumer asks for the next line. At most one read buffer and one line piece
 // per stream are held, however slow the receiver.
@@ -11,6 +14,7 @@ import type { StreamName } from './cri.js';
 import { DirectoryWatch } from './dir-watch.js';
 import { type LogLine, LineAssembler } from './lines.js';
 import { LogReader } from './reader.js';
+import { type LineRuns, RecordTable, STDERR, STDOUT } from './record-table.js';
 import { LineSelector } from './select.js';
 import { planStart } from './start.js';
 import { utf8Cut } from './utf8.js';
@@ -26,7 +30,21 @@ export interface LogsQuery {
   follow: boolean;
   /** The lines' write times are wanted (timestamps); without them (and without sinceMs) no time is parsed and LogLine.timeMs is NaN. */
   times?: boolean;
+  /**
+   * The consumer takes LineRuns batches: whole lines as places in the read
+   * buffer, for a bulk read that would otherwise make an object per record
+   * and per line. Used only where the lines are exactly the same either way:
+   * no times, no limitBytes, and a read whose records are whole lines (each
+   * F record with the P records of its stream right before it, none longer
+   * than a piece) with no line open before it and every stream past its start.
+   */
+  runs?: boolean;
 }
+
+/** What streamLogs yields: lines, or (with LogsQuery.runs) LineRuns. */
+export type LogBatch = readonly LogLine[] | LineRuns;
+
+export const isLines = (batch: LogBatch): batch is readonly LogLine[] => Array.isArray(batch);
 
 /** What a follower needs to know about the task: is it still running? */
 export interface TaskLiveness {
@@ -61,12 +79,30 @@ export const DEFAULT_TIMINGS: FollowTimings = { pollMs: 50, settleMs: 200, maxDr
  * before asking for the next batch. Returning early (the consumer's
  * `return()`) releases files, watches and timers.
  */
+export function streamLogs(
+  query: LogsQuery & { runs: true },
+  liveness: TaskLiveness,
+  signal: AbortSignal,
+  timings?: FollowTimings,
+): AsyncGenerator<LogBatch, StreamOutcome, undefined>;
+export function streamLogs(
+  query: LogsQuery & { runs?: false },
+  liveness: TaskLiveness,
+  signal: AbortSignal,
+  timings?: FollowTimings,
+): AsyncGenerator<readonly LogLine[], StreamOutcome, undefined>;
+export function streamLogs(
+  query: LogsQuery,
+  liveness: TaskLiveness,
+  signal: AbortSignal,
+  timings?: FollowTimings,
+): AsyncGenerator<LogBatch, StreamOutcome, undefined>;
 export async function* streamLogs(
   query: LogsQuery,
   liveness: TaskLiveness,
   signal: AbortSignal,
   timings: FollowTimings = DEFAULT_TIMINGS,
-): AsyncGenerator<readonly LogLine[], StreamOutcome, undefined> {
+): AsyncGenerator<LogBatch, StreamOutcome, undefined> {
   const { directory, follow, limitBytes } = query;
   if (limitBytes === 0 || (query.tailLines === 0 && !follow)) return 'complete';
 
@@ -76,6 +112,19 @@ export async function* streamLogs(
   const reader = new LogReader(directory, plan.position, { maxPayload: timings.maxPiece, times });
   const selector = new LineSelector(plan, query.sinceMs);
   const assembler = new LineAssembler(timings.maxPiece);
+  // Bulk reads of whole lines skip records, selector and assembler (see runsOf).
+  const table = query.runs && !times && limitBytes === undefined ? new RecordTable() : undefined;
+  const keep: [boolean, boolean] = [query.streams.includes('stdout'), query.streams.includes('stderr')];
+  /** The table's records as LineRuns when they are exactly the lines the general path would make of them, else undefined. */
+  const runsOf = (table: RecordTable): LineRuns | undefined => {
+    if (!table.wholeLines() || !assembler.idle() || out.length > 0) return undefined;
+    if (!selector.acceptsAllFrom({ index: table.index, offset: table.offset + table.recordStarts[0]! })) return undefined;
+    if (!(keep[STDOUT] && keep[STDERR])) table.keepStreams(keep);
+    table.joinPieces();
+    if (table.has(STDOUT)) assembler.wholeLinesOut('stdout');
+    if (table.has(STDERR)) assembler.wholeLinesOut('stderr');
+    return table;
+  };
   // Woken by writes in the directory (inotify), task changes and cancellation.
   // Polls (every pollMs) only while the directory cannot be watched.
   const wakeup = follow ? new Wakeup(signal) : undefined;
@@ -131,8 +180,18 @@ export async function* streamLogs(
     for (;;) {
       if (signal.aborted) return 'cancelled';
       if (follow && liveness.status() === 'gone') return yield* finish('gone');
-      const batch = await reader.read();
+      const batch = await reader.read(table);
       if (signal.aborted) return 'cancelled';
+      if (batch?.table) {
+        const runs = batch.gap ? undefined : runsOf(batch.table);
+        if (runs) {
+          if (runs.count > 0) yield runs;
+          if (signal.aborted) return 'cancelled';
+          lastDataAt = Date.now();
+          continue;
+        }
+        batch.records = batch.table.toRecords(timings.maxPiece);
+      }
       if (batch) {
         if (batch.gap) {
           assembler.breakLines(out, batch.records[0]?.timeMs ?? Date.now());

@@ -122,6 +122,29 @@ describe('Logs in chunks over gRPC', () => {
     assert.equal(outputOf(await chunks({ name: 'select', limitBytes: 13 })), 'early\nearly-er', 'limitBytes counts output without newlines and cuts the last line');
   });
 
+  test('a bulk read sends the same chunks as the general path (forced by a limitBytes that is never reached): pieces, stream changes, rotation, bytes that are not UTF-8', async () => {
+    // Lines of 20000 bytes reach the log as a P record and an F record (or more P records where a file ends); the files rotate every 64 KiB.
+    const script =
+      'i=1; while [ $i -le 1500 ]; do echo "out $i"; echo "err $i" >&2; ' +
+      'if [ $((i % 100)) = 0 ]; then head -c 20000 /dev/zero | tr "\\0" y; echo; printf "\\377 raw %s\\n" $i >&2; fi; i=$((i+1)); done; printf "open end"';
+    await te.api.createTask({ task: processTask('bulk', ['sh', '-c', script], {}, { logs: { maxFileSizeBytes: 65536, maxFiles: 1000 } }) });
+    await outputComplete(te, 'bulk');
+    const dir = logsDir(te, 'bulk');
+    assert.ok(logFiles(dir).length >= 3, `expected rotated files, got ${logFiles(dir).length}`);
+    const records = logFiles(dir).flatMap((f) => readFileSync(join(dir, f), 'latin1').split('\n'));
+    assert.ok(records.some((r) => / stdout P y/.test(r)), 'some lines were written in pieces');
+
+    for (const stream of [undefined, STDOUT, STDERR]) {
+      const fast = await chunks({ name: 'bulk', stream });
+      const general = await chunks({ name: 'bulk', stream, limitBytes: 1e12 });
+      assert.deepEqual(fast, general, `stream ${stream}`);
+    }
+    const all = await chunks({ name: 'bulk' });
+    assert.ok(all.some((c) => c.content?.$case === 'data'), 'the lines that are not UTF-8 went out as data');
+    assert.ok(outputOf(all, STDOUT).includes(`${'y'.repeat(20000)}\n`), 'a line written in pieces is whole');
+    assert.ok(outputOf(all, STDOUT).endsWith(`out 1500\n${'y'.repeat(20000)}\nopen end`), 'and the last line, open at the end, has no newline');
+  });
+
   test('timestamps put each line’s write time, RFC 3339 with nanoseconds as the log file has it, and a space in front of the line', async () => {
     await te.api.createTask({ task: shell('stamps', `echo one; echo two >&2; printf 'three '; ${waitGate('stamps')}; echo end`) });
     await waitFor('the partial line', () => readFileSync(join(logsDir(te, 'stamps'), 'output.0.log'), 'utf8').includes(' P three '));
