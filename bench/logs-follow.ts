@@ -14,7 +14,7 @@
 //      files into this process, and src/logs alone (no gRPC).
 // LOGS_BENCH_PARTS=b runs part (b) only (=a part (a) only); LOGS_BENCH_ROUNDS
 // (default 2) sets the rounds of (b), LOGS_BENCH_SINGLE=0 leaves out its slow
-// line-per-message row, LOGS_BENCH_ROWS=cat,chunked,batched,batchedPackage,direct picks rows,
+// line-per-message row, LOGS_BENCH_ROWS=cat,chunked,chunkedPackage,batched,batchedPackage,direct picks rows,
 // LOGS_BENCH_VERBOSE=1 prints every run.
 // The executor runs as its own process (src/main.ts), as in production, so the
 // client's work does not share its event loop.
@@ -227,15 +227,15 @@ async function readThroughput(te: Target) {
       clientCpu: ownCpuSeconds() - clientCpu,
     };
   };
-  // The same batched read through task-executor/client (its own Logs decoder).
-  const viaPackageClient = async (): Promise<Run> => {
+  // The same reads through task-executor/client (its own Logs decoder for batches, a 1 MiB flow-control window).
+  const viaPackageClient = async (mode: 'batch' | 'chunks'): Promise<Run> => {
     const start = process.hrtime.bigint();
     const serverCpu = processCpuSeconds(te.pid);
     const clientCpu = ownCpuSeconds();
     let bytes = 0;
     let lines = 0;
-    for await (const m of te.packageClient.logs({ name: 'big', batch: true })) {
-      for (const line of m.entries) {
+    for await (const m of te.packageClient.logs({ name: 'big', [mode]: true })) {
+      for (const line of m.chunk ? [m.chunk] : m.entries) {
         lines++;
         bytes += line.content?.$case === 'text' ? line.content.value.length : (line.content?.value.length ?? 0);
       }
@@ -243,7 +243,7 @@ async function readThroughput(te: Target) {
     return {
       seconds: Number(process.hrtime.bigint() - start) / 1e9,
       bytes,
-      lines,
+      lines: mode === 'chunks' ? 0 : lines,
       serverCpu: processCpuSeconds(te.pid) - serverCpu,
       clientCpu: ownCpuSeconds() - clientCpu,
     };
@@ -266,7 +266,14 @@ async function readThroughput(te: Target) {
   // Rounds of every row in turn (best of each), so that load from elsewhere
   // on the machine hits the rows alike. One run of the line-per-message RPC: it is the slow one.
   const rounds = Number(process.env.LOGS_BENCH_ROUNDS ?? 2);
-  const allRows = { cat, chunked: () => rpc('chunks'), batched: () => rpc('batch'), batchedPackage: viaPackageClient, direct };
+  const allRows = {
+    cat,
+    chunked: () => rpc('chunks'),
+    chunkedPackage: () => viaPackageClient('chunks'),
+    batched: () => rpc('batch'),
+    batchedPackage: () => viaPackageClient('batch'),
+    direct,
+  };
   const only = process.env.LOGS_BENCH_ROWS?.split(',');
   const rows = Object.entries(allRows).filter(([name]) => !only || only.includes(name)) as [keyof typeof allRows, () => Promise<Run>][];
   const best: Partial<Record<keyof typeof allRows, Run>> = {};
@@ -325,7 +332,7 @@ try {
     console.log(
       `  ${''.padEnd(22)} ${'seconds'.padStart(8)} ${'MB'.padStart(8)} ${'MB/s'.padStart(8)} ${'klines/s'.padStart(8)} ${'srv CPU'.padStart(8)} ${'cli CPU'.padStart(8)}`,
     );
-    const labels = { cat: 'cat files (baseline)', direct: 'src/logs, no gRPC', chunked: 'Logs RPC, chunks', batched: 'Logs RPC, batch', batchedPackage: 'batch, package client', single: 'Logs RPC, line/message' };
+    const labels = { cat: 'cat files (baseline)', direct: 'src/logs, no gRPC', chunked: 'Logs RPC, chunks', chunkedPackage: 'chunks, package client', batched: 'Logs RPC, batch', batchedPackage: 'batch, package client', single: 'Logs RPC, line/message' };
     for (const [name, label] of Object.entries(labels)) {
       const run = read[name as keyof typeof labels];
       if (run) console.log(trow(label, run));
@@ -333,7 +340,7 @@ try {
     console.log(`  (MB: file bytes for cat, output bytes with newlines for chunks, payload bytes otherwise;`);
     console.log(`   CPU: seconds of the executor (srv) and of this process (cli) in that run, which are steadier than wall time on a busy machine)`);
     const ratio = (name: string, r: Run | undefined) => (r && read.cat ? [`${name} ${(r.seconds / read.cat.seconds).toFixed(1)}x`] : []);
-    const ratios = [...ratio('Logs chunks', read.chunked), ...ratio('batch', read.batched), ...ratio('batch (package client)', read.batchedPackage), ...ratio('line/message', read.single), ...ratio('src/logs alone', read.direct)];
+    const ratios = [...ratio('Logs chunks', read.chunked), ...ratio('chunks (package client)', read.chunkedPackage), ...ratio('batch', read.batched), ...ratio('batch (package client)', read.batchedPackage), ...ratio('line/message', read.single), ...ratio('src/logs alone', read.direct)];
     if (ratios.length > 0) console.log(`  ratio to cat time: ${ratios.join('; ')}`);
   }
   client.close();
