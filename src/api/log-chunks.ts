@@ -12,18 +12,13 @@ import type { StreamName } from '../logs/cri.js';
 import type { LogLine } from '../logs/lines.js';
 import { type LineRuns, STDOUT } from '../logs/record-table.js';
 import { ENCODED, type PreEncoded } from './pre-encoded.js';
-import { varintLength, writeVarint } from './protobuf-wire.js';
+import { TAG_CHUNK, TAG_DATA, TAG_STREAM, TAG_TEXT, varintLength, writeVarint } from './protobuf-wire.js';
 
 /** Output bytes after which a chunk is closed (a line piece is at most 64 KiB, so one chunk may hold that plus its time and "\n"). */
 export const CHUNK_BYTES = 64 * 1024;
 
 const WIRE_STREAM: Record<StreamName, LogStream> = { stdout: LogStream.LOG_STREAM_STDOUT, stderr: LogStream.LOG_STREAM_STDERR };
 
-// Field tags (field number << 3 | wire type): LogsResponse.chunk (7) and LogChunk's fields.
-const TAG_CHUNK = 0x3a;
-const TAG_STREAM = 0x08;
-const TAG_TEXT = 0x12;
-const TAG_DATA = 0x1a;
 const NEWLINE = 0x0a;
 /** "2026-12-03T13:37:00.123456789Z " */
 const TIME_PREFIX = 31;

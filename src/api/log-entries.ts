@@ -10,7 +10,18 @@ import type { StreamName } from '../logs/cri.js';
 import type { LogLine } from '../logs/lines.js';
 import { decodeUtf8 } from '../logs/utf8.js';
 import { ENCODED, type PreEncoded } from './pre-encoded.js';
-import { varintLength, writeVarint } from './protobuf-wire.js';
+import {
+  TAG_DATA,
+  TAG_ENTRIES,
+  TAG_NANOS,
+  TAG_PARTIAL,
+  TAG_SECONDS,
+  TAG_STREAM,
+  TAG_TEXT,
+  TAG_TIME,
+  varintLength,
+  writeVarint,
+} from './protobuf-wire.js';
 
 const WIRE_STREAM: Record<StreamName, LogStream> = { stdout: LogStream.LOG_STREAM_STDOUT, stderr: LogStream.LOG_STREAM_STDERR };
 
@@ -25,19 +36,11 @@ export function toLogEntry(line: LogLine, timestamps: boolean): LogEntry {
   };
 }
 
-// Field tags (field number << 3 | wire type) of LogEntry (1-5, the same as
-// LogsResponse's single-line fields), LogsResponse.entries (6) and Timestamp.
-const TAG_STREAM = 0x08;
-const TAG_TEXT = 0x12;
-const TAG_DATA = 0x1a;
-const TAG_PARTIAL = 0x20;
-const TAG_TIME = 0x2a;
-const TAG_ENTRIES = 0x32;
-const TAG_SECONDS = 0x08;
-const TAG_NANOS = 0x10;
-
 /** A Timestamp's seconds and nanos (nanos never negative, as the type requires). */
-const splitTime = (timeMs: number) => ({ seconds: Math.floor(timeMs / 1000), nanos: (timeMs - Math.floor(timeMs / 1000) * 1000) * 1_000_000 });
+const splitTime = (timeMs: number) => ({
+  seconds: Math.floor(timeMs / 1000),
+  nanos: (timeMs - Math.floor(timeMs / 1000) * 1000) * 1_000_000,
+});
 
 function timestampLength(timeMs: number): number {
   const { seconds, nanos } = splitTime(timeMs);

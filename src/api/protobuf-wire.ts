@@ -1,6 +1,21 @@
-// The two pieces of the protobuf wire format that the hand-made encodings of
-// hot replies need (batched Logs in log-entries.ts, List pages in paging.ts):
-// varints and their lengths. Everything else goes through the generated code.
+// The pieces of the protobuf wire format that the hand-made encodings of hot
+// replies need (batched and chunked Logs in log-entries.ts and log-chunks.ts,
+// List pages in paging.ts): varints and their lengths, and the Logs messages'
+// field tags, which the client's Logs decoder (src/client/logs-decoding.ts)
+// reads back. Everything else goes through the generated code.
+
+// Field tags (field number << 3 | wire type) of LogEntry (1-5; LogsResponse's
+// single-line fields and LogChunk's stream/text/data have the same numbers),
+// LogsResponse.entries (6) and .chunk (7), and google.protobuf.Timestamp.
+export const TAG_STREAM = 0x08;
+export const TAG_TEXT = 0x12;
+export const TAG_DATA = 0x1a;
+export const TAG_PARTIAL = 0x20;
+export const TAG_TIME = 0x2a;
+export const TAG_ENTRIES = 0x32;
+export const TAG_CHUNK = 0x3a;
+export const TAG_SECONDS = 0x08;
+export const TAG_NANOS = 0x10;
 
 /** Bytes a non-negative integer below 2^53 takes as a varint. */
 export function varintLength(value: number): number {

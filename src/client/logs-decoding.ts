@@ -6,16 +6,7 @@
 // builds the same objects as LogsResponse.decode; any other message, or any
 // field it does not expect, goes to the generated decoder.
 import { type LogEntry, LogsResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
-
-const TAG_ENTRIES = 0x32;
-// LogEntry's field tags, and Timestamp's.
-const TAG_STREAM = 0x08;
-const TAG_TEXT = 0x12;
-const TAG_DATA = 0x1a;
-const TAG_PARTIAL = 0x20;
-const TAG_TIME = 0x2a;
-const TAG_SECONDS = 0x08;
-const TAG_NANOS = 0x10;
+import { TAG_DATA, TAG_ENTRIES, TAG_NANOS, TAG_PARTIAL, TAG_SECONDS, TAG_STREAM, TAG_TEXT, TAG_TIME } from '../api/protobuf-wire.js';
 
 /** Thrown inside the fast path for anything it does not handle; the caller falls back. */
 class Unexpected extends Error {}
