@@ -726,8 +726,10 @@ static void child(int out_w, int err_w, int st_w, const struct task_options *o) 
   }
   char msg[PRIV_MSG_MAX];
   struct resolved_identity who = {.groups = NULL};
-  if (privileges_prepare(&o->priv, msg, sizeof msg) != 0) child_fail(st_w, 1, "%s", msg);
+  /* The user and group databases are read before the task's rlimits apply (a small nofile
+   * limit would make a user look unknown). */
   resolve_identity(st_w, &o->id, &who);
+  if (privileges_prepare(&o->priv, msg, sizeof msg) != 0) child_fail(st_w, 1, "%s", msg);
   if (gate_pending) pass_gate(st_w);
   if (privileges_load_filter(msg, sizeof msg) != 0) child_fail(st_w, 1, "%s", msg);
   take_identity(st_w, &o->id, &who, o->cwd);
