@@ -16,6 +16,7 @@ import { TaskStore } from '../../src/store/task-store.js';
 import { shell, tempDir } from '../support/executor.js';
 import { isAlive } from '../support/processes.js';
 import { SHIM, silent, startManager } from '../support/in-process.js';
+import { connect, spawnCommand, spawnExecutor } from '../support/subprocess.js';
 import { waitFor } from '../support/wait.js';
 
 /** A store whose first-record writes fail once the task's supervisor is ready and waiting. */
@@ -138,6 +139,33 @@ describe('a start waits for its record', () => {
     await waitFor('the supervisor to leave', () => !isAlive(shim.pid));
     assert.ok(!existsSync(marker), 'the task never ran');
     assert.ok(!existsSync(join(dir, 'start.json')) && !existsSync(join(dir, 'exit.json')), 'no record was written');
+  });
+
+  test('an executor killed while the task process waits at its gate leaves, after the next start of the executor, no process, no record and no cgroup', { skip: !cgroupsUsable && 'needs root and a cgroup filesystem' }, async () => {
+    const dataDir = tempDir();
+    const marker = join(tempDir('te-gate-'), 'ran');
+    const cgroups = new CgroupManager({ log: silent });
+    const cgroupDirs = () => cgroups.scopeDirs(scopeOf(dataDir)).map((dir) => join(dir, 'crashed'));
+    const first = spawnCommand([process.execPath, '--import', 'tsx', join(import.meta.dirname, '..', 'support', 'unadmitted-start.ts'), dataDir, 'crashed', `touch ${marker}`]);
+    closers.push(() => first.child.kill('SIGKILL'));
+    const waiting = await waitFor('the task process to wait at its gate, in its cgroup', () => {
+      const found = [...new Set(cgroupDirs().flatMap((dir) => pidsIn(join(dir, 'cgroup.procs'))))];
+      return found.length > 0 && found;
+    }, { timeoutMs: 20_000 });
+    const shims = shimsFor(join(dataDir, 'crashed'));
+    first.child.kill('SIGKILL');
+    await first.exited;
+    await waitFor('the task process and its supervisor to leave', () => [...waiting, ...shims.map((shim) => shim.pid)].every((pid) => !isAlive(pid)));
+    assert.ok(!existsSync(join(dataDir, 'crashed', 'start.json')) && !existsSync(join(dataDir, 'crashed', 'exit.json')), 'no record was written');
+
+    const second = spawnExecutor(['--data-dir', dataDir, '--listen-addr', '127.0.0.1:0', '--reconcile-interval', '100ms']);
+    closers.push(() => second.child.kill('SIGKILL'));
+    const b = await connect(second);
+    closers.push(() => b.client.close());
+    assert.deepEqual((await b.api.listTasks()).tasks, [], 'the task was never admitted');
+    assert.deepEqual(readdirSync(dataDir).filter((entry) => !entry.startsWith('.')), [], 'its directory is gone');
+    await waitFor('its cgroup to be removed', () => cgroupDirs().every((dir) => !existsSync(dir)));
+    assert.ok(!existsSync(marker), 'the task never ran');
   });
 
   test('a gated supervisor starts the task on go', async () => {

@@ -284,6 +284,26 @@ describe('seccomp profile files, process backend', { skip }, () => {
   });
 });
 
+describe("the task's rlimits, process backend", { skip }, () => {
+  let te: TestExecutor;
+  before(async () => {
+    te = await startTestExecutor();
+  });
+  after(async () => {
+    await te?.close();
+  });
+
+  // The supervisor's own set-up before exec (compiling the seccomp filter, reading the user
+  // database) needs file descriptors of its own; the task's nofile limit is not for it.
+  test('a task with a small open-file limit starts under the default seccomp profile, as a named user', async () => {
+    const { end, out } = await run(te, 'few-files', 'grep -E "^(Seccomp|Uid):" /proc/self/status; ulimit -n', { rlimits: [{ name: 'nofile', soft: 8, hard: 8 }] }, 'nobody');
+    assert.equal(end.reason, 'Succeeded', end.message);
+    assert.match(out, /^Seccomp:\s+2$/m, 'the default profile is loaded');
+    assert.match(out, /^Uid:\s+65534\s/m);
+    assert.match(out, /^8$/m, 'the task has its limit');
+  });
+});
+
 describe('the supervisor names the privilege a start lacked', { skip }, () => {
   test('raising a hard rlimit without CAP_SYS_RESOURCE fails the start with a message saying so', () => {
     const dir = tempDir('te-privs-shim-');

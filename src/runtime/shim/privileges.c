@@ -341,6 +341,11 @@ static int compile_profile(const struct privileges *p, char *msg, size_t n) {
 #endif
 
 int privileges_prepare(const struct privileges *p, char *msg, size_t n) {
+#ifdef HAVE_SECCOMP
+  /* Compiled before the rlimits: exporting the program takes a file descriptor and memory,
+   * which a task's small nofile (or as, data) limit must not deny the supervisor. */
+  if (p->profile_default ? compile_profile(p, msg, n) != 0 : p->seccomp_default && compile_default_profile(msg, n) != 0) return -1;
+#endif
   for (int k = 0; k < p->nrlimits; k++) {
     if (setrlimit(p->rl[k].resource, &p->rl[k].value) != 0) {
       int e = errno;
@@ -363,9 +368,6 @@ int privileges_prepare(const struct privileges *p, char *msg, size_t n) {
       }
     }
   }
-#endif
-#ifdef HAVE_SECCOMP
-  if (p->profile_default ? compile_profile(p, msg, n) != 0 : p->seccomp_default && compile_default_profile(msg, n) != 0) return -1;
 #endif
   return 0;
 }

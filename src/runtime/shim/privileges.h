@@ -51,7 +51,7 @@ struct privileges {
 int privileges_option(struct privileges *p, const char *opt, const char *val, char *err, size_t errlen);
 /* Steps before the identity change; 0, or -1 with msg set. Two parts, so that a caller can
  * do the slow one early (task-shim: before its gate) and load the filter at the last moment:
- * privileges_prepare (rlimits, the bounding set, compiling the seccomp filter), then
+ * privileges_prepare (compiling the seccomp filter, then rlimits and the bounding set), then
  * privileges_load_filter (one syscall; nothing when no filter was asked for).
  * privileges_before_identity does both. */
 int privileges_prepare(const struct privileges *p, char *msg, size_t n);

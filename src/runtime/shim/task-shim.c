@@ -23,7 +23,7 @@
  * first, the task's process included (forked, in its cgroups, its rlimits and bounding set
  * applied, its seccomp filter compiled, its identity resolved), and that process waits for
  * the line immediately before exec (see child). On EOF or anything else it exits without
- * exec, and the shim exits 0 without records (a setup failure of the task's process is
+ * exec, and the shim exits 0 without records, removing the cgroups it joined (a setup failure of the task's process is
  * reported only after "go" too; one of the shim itself, e.g. DataDirFull, at once).
  * --privs-helper: PATH (the task-privs binary) is opened read-only and left open for PROGRAM as
  * fd TASK_PRIVS_FD (200), so that nsenter can exec it as /proc/self/fd/200 inside another mount
@@ -726,8 +726,10 @@ static void child(int out_w, int err_w, int st_w, const struct task_options *o) 
   }
   char msg[PRIV_MSG_MAX];
   struct resolved_identity who = {.groups = NULL};
-  if (privileges_prepare(&o->priv, msg, sizeof msg) != 0) child_fail(st_w, 1, "%s", msg);
+  /* The user and group databases are read before the task's rlimits apply (a small nofile
+   * limit would make a user look unknown). */
   resolve_identity(st_w, &o->id, &who);
+  if (privileges_prepare(&o->priv, msg, sizeof msg) != 0) child_fail(st_w, 1, "%s", msg);
   if (gate_pending) pass_gate(st_w);
   if (privileges_load_filter(msg, sizeof msg) != 0) child_fail(st_w, 1, "%s", msg);
   take_identity(st_w, &o->id, &who, o->cwd);
@@ -792,6 +794,19 @@ static void release_gate(void) {
   }
 }
 
+/* --gate 1, the gate closed: the task's process (reaped) was the only member of the cgroups
+ * it joined, which go with it. The executor removes them too when it abandoned the start;
+ * after an executor crash nobody else would until its next start in this data dir. */
+static void remove_cgroups(const struct task_options *o) {
+  for (int i = 0; i < o->ncg; i++) {
+    char dir[PATH_MAX];
+    const char *slash = strrchr(o->cg[i], '/');
+    if (!slash || slash == o->cg[i] || (size_t)(slash - o->cg[i]) >= sizeof dir) continue;
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - o->cg[i]), o->cg[i]);
+    if (rmdir(dir) != 0) { /* best effort: gone already (co-mounted v1 hierarchies share it), or busy */ }
+  }
+}
+
 /* Forks the task; returns its pid once it has exec'ed, or exits after recording why it
  * could not start. */
 static pid_t spawn_task(const struct task_options *o, int out_w, int err_w) {
@@ -813,7 +828,10 @@ static pid_t spawn_task(const struct task_options *o, int out_w, int err_w) {
     msg[mn] = '\0';
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-    if (msg[0] == GATE_CLOSED) exit(0);   /* the task does not exist: no records (see --gate) */
+    if (msg[0] == GATE_CLOSED) {   /* the task does not exist: no records, no cgroups (see --gate) */
+      remove_cgroups(o);
+      exit(0);
+    }
     start_failed((unsigned char)msg[0], NULL, msg + 1);
     int none = 1;
     reap(-1, &none);
