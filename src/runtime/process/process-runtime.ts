@@ -8,10 +8,12 @@
 // processes which left both the process group and the shim's tree, and exact
 // accounting for stats. Without cgroups the task still runs; limits it asked
 // for are reported as not enforced in Started.warnings.
-import { setTimeout as delay } from 'node:timers/promises';
+import { setTimeout as delay, setImmediate as loopTurn } from 'node:timers/promises';
 import { existsSync, type FSWatcher, watch } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
+import { Semaphore } from 'async-mutex';
 import type { Logger } from 'pino';
 import type { ProcessSpec, TaskSpec } from '../../model/task.js';
 import { type CgroupManager, scopeOf, type TaskCgroup } from '../cgroups/index.js';
@@ -24,7 +26,7 @@ import { type SpawnedShim, SpawnerLost, type ShimSpawner } from './shim-spawner.
 import type { TaskPrivileges } from '../shim/task-privileges.js';
 import { resolvedOk } from '../../util/settled.js';
 import { freeze, killShimTree, scanShims, type ShimScan, shimAlive, shimsFor, thaw } from './stalled-shims.js';
-import { KILL_BUDGET_MS, killTaskTree, measuredTree, signalTree, type TreeOrder, waitForTree } from './task-tree.js';
+import { KILL_BUDGET_MS, killTaskTree, measuredTree, signalTree, type TreeOrder, type Turn, waitForTree } from './task-tree.js';
 
 export type { ProcessHandle, ShimHandle } from './shim-handle.js';
 
@@ -86,6 +88,8 @@ const EXIT_RECORD_WAIT_MS = 5000;
  * executor notices a task's exit (and its OOM-kill counter) within a second.
  */
 const FOREIGN_CGROUP_MIN_AGE_MS = 10 * 60 * 1000;
+/** Stops that look at their trees at once; see ProcessRuntime.stopTurn. */
+const STOP_TURNS = 2 * availableParallelism();
 
 export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
   readonly name = 'process';
@@ -97,6 +101,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
   private readonly cgroups: CgroupManager;
   /** Scopes (data dirs) whose leftover cgroups were swept since this runtime started. */
   private readonly swept = new Set<string>();
+  private readonly stopTurns = new Semaphore(STOP_TURNS);
 
   constructor(private readonly options: ProcessRuntimeOptions) {
     this.cgroups = options.cgroups;
@@ -368,24 +373,45 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     // An exit record that cannot be read says nothing about the tree: stop it all the same.
     const exited = (await readExitRecord(handle.dir)).state === 'valid' || this.held.has(handle.dir);
     if (!exited) {
-      signalTree(handle, options.signal, this.cgroups, order);
-      await waitForTree(handle, this.cgroups, options.graceMs, order);
+      await this.stopTurn(() => signalTree(handle, options.signal, this.cgroups, order));
+      await waitForTree(handle, this.cgroups, options.graceMs, order, this.stopTurn);
     }
-    if (order.leavesFirst && !(await killTaskTree(handle, this.cgroups, order, ORDERLY_KILL_BUDGET_MS))) {
-      this.options.log.debug({ pgid: handle.pgid }, 'task tree still growing after leaf-first SIGKILL; killing the rest at once');
-    }
-    // Everything at once now, the spared wrapper included.
-    if (!(await killTaskTree(handle, this.cgroups))) {
-      this.options.log.warn({ pgid: handle.pgid }, `processes of a stopped task survived ${KILL_BUDGET_MS} ms of SIGKILL`);
-    }
+    await this.stopTurn(async () => {
+      if (order.leavesFirst && !(await killTaskTree(handle, this.cgroups, order, ORDERLY_KILL_BUDGET_MS))) {
+        this.options.log.debug({ pgid: handle.pgid }, 'task tree still growing after leaf-first SIGKILL; killing the rest at once');
+      }
+      // Everything at once now, the spared wrapper included.
+      if (!(await killTaskTree(handle, this.cgroups))) {
+        this.options.log.warn({ pgid: handle.pgid }, `processes of a stopped task survived ${KILL_BUDGET_MS} ms of SIGKILL`);
+      }
+      // Whatever escaped both the process group and the shim's tree (e.g. a daemon
+      // reparented elsewhere after the shim died) is still in the task's cgroup.
+      if (!exited && handle.cgroup && !(await this.cgroups.kill(handle.cgroup))) {
+        this.options.log.warn({ cgroup: handle.cgroup.dirs }, "processes in a stopped task's cgroup survived SIGKILL");
+      }
+    });
     if (exited) return;
-    // Whatever escaped both the process group and the shim's tree (e.g. a daemon
-    // reparented elsewhere after the shim died) is still in the task's cgroup.
-    if (handle.cgroup && !(await this.cgroups.kill(handle.cgroup))) {
-      this.options.log.warn({ cgroup: handle.cgroup.dirs }, "processes in a stopped task's cgroup survived SIGKILL");
-    }
     await waitForExitRecord(handle.dir, () => isSameProcessAlive(handle.shimPid, handle.shimStartTime));
   }
+
+  /**
+   * Runs a piece of a stop's synchronous work (listing the tree in /proc and
+   * the cgroups, signalling it: a few milliseconds each) in its turn: at most
+   * STOP_TURNS at once, each after a turn of the event loop. Without turns, a
+   * mass delete of 1000 tasks ran every stop's look at its tree in one go (all
+   * their grace-poll timers fire together), and a Get waited behind all of
+   * them, up to 2 s. Waits between looks (the grace period, the exit record)
+   * hold no turn.
+   */
+  private readonly stopTurn: Turn = async (work) => {
+    const [, release] = await this.stopTurns.acquire();
+    try {
+      await loopTurn(); // I/O that arrived meanwhile (a Get) is served before this work
+      return await work();
+    } finally {
+      release();
+    }
+  };
 
   async release(handle: ProcessHandle): Promise<void> {
     const run = isRun(handle) ? handle : undefined;

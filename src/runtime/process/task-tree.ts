@@ -117,9 +117,16 @@ export function signalTree(handle: ShimHandle, signal: NodeJS.Signals, cgroups: 
   for (const pid of members) signalQuietly(pid, signal);
 }
 
-/** Waits until the tree is gone or `graceMs` have passed. */
-export async function waitForTree(handle: ShimHandle, cgroups: CgroupManager, graceMs: number, order: TreeOrder = {}): Promise<void> {
-  await pollUntil(() => !treeAlive(handle, cgroups, order), graceMs, GRACE_POLL_MS);
+/**
+ * Runs a piece of a stop's synchronous work (listing a tree in /proc and the
+ * cgroups) when its turn comes; see ProcessRuntime's stop turns.
+ */
+export type Turn = <T>(work: () => T | Promise<T>) => Promise<T>;
+const atOnce: Turn = async (work) => work();
+
+/** Waits until the tree is gone or `graceMs` have passed; each look at the tree takes a `turn`. */
+export async function waitForTree(handle: ShimHandle, cgroups: CgroupManager, graceMs: number, order: TreeOrder = {}, turn: Turn = atOnce): Promise<void> {
+  await pollUntil(() => turn(() => !treeAlive(handle, cgroups, order)), graceMs, GRACE_POLL_MS);
 }
 
 /** SIGKILLs a task's tree (see killTree); true when nothing of it is left, or it ran in an earlier boot. */
