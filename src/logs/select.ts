@@ -3,7 +3,7 @@
 // the rest of a line that began before it, and (with `since`) only lines
 // whose first record was written at or after `sinceMs`.
 import type { StreamName } from './cri.js';
-import type { LogPosition } from './files.js';
+import { comparePositions, type LogPosition } from './files.js';
 import type { LogRecord } from './reader.js';
 import type { StartPlan } from './start.js';
 
@@ -32,7 +32,7 @@ export class LineSelector {
     if (!state) return false;
     const from = state.from;
     if (from) {
-      if (record.index < from.index || (record.index === from.index && record.offset < from.offset)) return false;
+      if (comparePositions(record, from) < 0) return false;
       state.from = undefined;
     }
     if (state.skipOpenLine) {
@@ -57,7 +57,7 @@ export class LineSelector {
     if (this.sinceMs !== undefined) return false;
     for (const state of this.streams.values()) {
       const from = state.from;
-      if (from && (from.index < position.index || (from.index === position.index && from.offset <= position.offset))) state.from = undefined;
+      if (from && comparePositions(from, position) <= 0) state.from = undefined;
       if (state.from || state.skipOpenLine || state.inLine) return false;
     }
     return true;
