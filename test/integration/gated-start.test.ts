@@ -3,7 +3,7 @@
 // runs only once the record is on disk. These tests check that nothing runs
 // when the record is never written: a refused write, or an executor that dies.
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { TaskError } from '../../src/errors.js';
@@ -17,6 +17,7 @@ import { shell, tempDir } from '../support/executor.js';
 import { isAlive } from '../support/processes.js';
 import { SHIM, silent, startManager } from '../support/in-process.js';
 import { connect, spawnCommand, spawnExecutor } from '../support/subprocess.js';
+import { mountTmpfs } from '../support/tmpfs.js';
 import { waitFor } from '../support/wait.js';
 
 /** A store whose first-record writes fail once the task's supervisor is ready and waiting. */
@@ -166,6 +167,32 @@ describe('a start waits for its record', () => {
     assert.deepEqual(readdirSync(dataDir).filter((entry) => !entry.startsWith('.')), [], 'its directory is gone');
     await waitFor('its cgroup to be removed', () => cgroupDirs().every((dir) => !existsSync(dir)));
     assert.ok(!existsSync(marker), 'the task never ran');
+  });
+
+  test('a data dir without room refuses a gated start as DataDirFull at once, and its forked task process never runs, even on go', { skip: !cgroupsUsable && 'needs root and a cgroup filesystem' }, async () => {
+    // The supervisor forks the task's process (which joins its cgroup) before it reserves the
+    // records' room, so that both take place at once: the process must go when that fails.
+    const tmpfs = mountTmpfs('64k');
+    closers.push(() => tmpfs.unmount());
+    const dir = join(tmpfs.path, 'full');
+    mkdirSync(dir);
+    tmpfs.fill();
+    const marker = join(tempDir('te-gate-'), 'ran');
+    const cgroups = new CgroupManager({ log: silent });
+    const { cgroup } = cgroups.create(scopeOf(tmpfs.path), 'full', undefined);
+    assert.ok(cgroup, 'a task cgroup');
+    closers.push(() => cgroups.remove(cgroup));
+    const cgroupArgs = cgroups.procsFiles(cgroup).flatMap((file) => ['--cgroup-procs', file]);
+    const spawner = new ShimSpawner(SHIM, silent);
+    closers.push(() => spawner.close());
+    const shim = await spawner.spawn(['--dir', dir, '--gate', '1', ...cgroupArgs, '--', 'sh', '-c', `touch ${marker}`], { PATH: process.env.PATH }, { gated: true });
+    const event = JSON.parse((await shim.nextLine())!) as { event: string; reason?: string };
+    assert.deepEqual([event.event, event.reason], ['start-failed', 'DataDirFull'], 'the start failure is announced before go');
+    shim.go();
+    assert.equal(await shim.exited, '1');
+    assert.ok(!existsSync(marker), 'the task never ran');
+    const left = cgroups.procsFiles(cgroup).flatMap(pidsIn);
+    assert.deepEqual(left, [], 'no process is left in its cgroup');
   });
 
   test('a gated supervisor starts the task on go', async () => {

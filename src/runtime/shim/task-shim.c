@@ -21,10 +21,11 @@
  *        task-shim --seccomp-names NAME,...   (prints the syscall names libseccomp does not know)
  * --gate 1: PROGRAM may run only once "go\n" arrives on stdin: everything else is set up
  * first, the task's process included (forked, in its cgroups, its rlimits and bounding set
- * applied, its seccomp filter compiled, its identity resolved), and that process waits for
- * the line immediately before exec (see child). On EOF or anything else it exits without
- * exec, and the shim exits 0 without records, removing the cgroups it joined (a setup failure of the task's process is
- * reported only after "go" too; one of the shim itself, e.g. DataDirFull, at once).
+ * applied, its seccomp filter compiled, its identity resolved), and that process waits,
+ * immediately before exec, until the shim has read the line (see spawn_task). On EOF or
+ * anything else the shim kills it and exits 0 without records, removing the cgroups it
+ * joined (a setup failure of the task's process is reported only after "go" too; one of
+ * the shim itself, e.g. DataDirFull, at once).
  * --privs-helper: PATH (the task-privs binary) is opened read-only and left open for PROGRAM as
  * fd TASK_PRIVS_FD (200), so that nsenter can exec it as /proc/self/fd/200 inside another mount
  * namespace (see task-privs.c).
@@ -93,7 +94,6 @@
 #define RETRY_MS 1000       /* how often a record that could not be written is retried */
 #define TASK_PRIVS_FD 200   /* see --privs-helper and task-privs.c */
 #define MAX_ID 4294967294ULL /* largest uid/gid: (uid_t)-1 means "unchanged" to setuid(2) */
-#define GATE_CLOSED 0       /* the status pipe's first byte when the task's gate closed (see pass_gate) */
 
 struct jbuf { char p[4096]; size_t n; };   /* bounded JSON text; appends truncate */
 
@@ -110,6 +110,7 @@ _Static_assert(sizeof ((struct jbuf *)0)->p <= RESERVE_BYTES, "a record must fit
 struct record {
   const char *name, *tmp;
   int fd;            /* the reserved, preallocated NAME.tmp; -1 once used */
+  int staged;        /* NAME.tmp holds the body, durably (see stage) */
   int pending, last_errno;
   struct jbuf body;
 };
@@ -118,8 +119,8 @@ static int dir_fd = -1, logs_fd = -1, log_fd = -1;
 static long long max_bytes = 10485760, max_files = 10, cur_index, cur_size;
 static unsigned long long dropped;   /* output bytes lost since the last good write */
 static int drop_errno, released;
-static struct record start_rec = {"start.json", "start.json.tmp", -1, 0, 0, {"", 0}};
-static struct record exit_rec = {"exit.json", "exit.json.tmp", -1, 0, 0, {"", 0}};
+static struct record start_rec = {"start.json", "start.json.tmp", -1, 0, 0, 0, {"", 0}};
+static struct record exit_rec = {"exit.json", "exit.json.tmp", -1, 0, 0, 0, {"", 0}};
 
 /* --plain-logs: the raw bytes of one stream also appended to DIR/<name>, as the original
  * task-executor wrote them, so scripts that `cat DIR/stdout.log` keep working. Each file
@@ -245,13 +246,22 @@ static int pwrite_all(int fd, const char *p, size_t n) {
   return 0;
 }
 
-/* One attempt: the body into the reserved blocks (or, once they are gone, a new
- * NAME.tmp), fsync, rename over NAME, fsync DIR. Returns 0 or an errno value. A
- * failed write keeps the reserved file for the next attempt. */
-static int try_save(struct record *r) {
+/* The body into the reserved blocks (or, once they are gone, a new NAME.tmp), fsync.
+ * Returns 0 or an errno value; NAME is not touched. A failed write keeps the reserved
+ * file for the next attempt. */
+static int stage(struct record *r) {
   if (r->fd < 0 && (r->fd = openat(dir_fd, r->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) return errno;
   int e = pwrite_all(r->fd, r->body.p, r->body.n);
   if (!e && (ftruncate(r->fd, (off_t)r->body.n) != 0 || fsync(r->fd) != 0)) e = errno;
+  r->staged = !e;
+  return e;
+}
+
+/* One attempt: stage (unless the body is staged already), rename over NAME, fsync DIR.
+ * Returns 0 or an errno value. */
+static int try_save(struct record *r) {
+  int e = r->staged ? 0 : stage(r);
+  r->staged = 0;
   if (e) return e;
   close(r->fd);
   r->fd = -1;
@@ -326,9 +336,27 @@ static int no_room(int e) {
   return e == ENOSPC || e == EDQUOT;
 }
 
+/* The task's process while it waits for its go (see spawn_task), and the options it was
+ * started with: a failure of the shim's own set-up meanwhile ends it first. */
+static pid_t waiting_task;
+static const struct task_options *task_opts;
+static void remove_cgroups(const struct task_options *o);
+
+/* The task's process has not been let go (it waits in wait_for_go): it never will. It goes,
+ * and the cgroups it joined (it was their only member) go with it. */
+static void end_waiting_task(void) {
+  int status;
+  if (waiting_task <= 0) return;
+  kill(waiting_task, SIGKILL);
+  while (waitpid(waiting_task, &status, 0) < 0 && errno == EINTR) {}
+  waiting_task = 0;
+  remove_cgroups(task_opts);
+}
+
 static void setup_fail(const char *what, const char *arg) {
   char msg[MSG_MAX];
   int e = errno;
+  end_waiting_task();
   snprintf(msg, sizeof msg, "task-shim: %s %s: %s%s", what, arg, strerror(e),
            no_room(e) ? " (the data dir is full: the task was not started)" : "");
   fprintf(stderr, "%s\n", msg);
@@ -559,27 +587,27 @@ static long long parse_num(const char *opt, const char *s, long long min, long l
   return v;
 }
 
-/* The child's side of --gate 1: set while it has not passed the gate. */
-static int gate_pending;
+/* The child's end of the pipe on which the shim lets it exec (see spawn_task); -1 once it did. */
+static int go_fd = -1;
 
-/* Waits at the gate (the shim's stdin, inherited) for "go\n" and returns. On EOF or anything
- * else the task must not exist: tells the parent (GATE_CLOSED on the status pipe, where a
- * start failure's first byte is its nonzero exit code) and leaves without exec. */
-static void pass_gate(int st_w) {
-  char buf[3];
-  gate_pending = 0;
-  if (read_full(STDIN_FILENO, buf, sizeof buf) == sizeof buf && memcmp(buf, "go\n", 3) == 0) return;
-  const char closed = GATE_CLOSED;
-  if (write_all(st_w, &closed, 1) != 0) { /* the parent then sees a plain exit */ }
-  _exit(0);
+/* Waits until the shim lets the task's process go on: DIR is prepared and, with --gate 1, the
+ * gate opened. EOF instead: the task must not exist (the gate closed, the shim could not
+ * prepare DIR and reports why, or the shim is gone): leaves without exec and without a word. */
+static void wait_for_go(void) {
+  char go;
+  int fd = go_fd;
+  go_fd = -1;
+  if (read_full(fd, &go, 1) != 1) _exit(0);
+  close(fd);
 }
 
 /* Reports why the task cannot start (its exit code, then the message) and exits. A failure
- * before the gate is reported only once the gate opens: until then the task does not exist. */
+ * before the go is reported only once the go comes (the gate opened): until then the task
+ * does not exist. */
 static void child_fail(int fd, int code, const char *fmt, ...) {
   char b[MSG_MAX];
   va_list ap;
-  if (gate_pending) pass_gate(fd);
+  if (go_fd >= 0) wait_for_go();
   va_start(ap, fmt);
   b[0] = (char)code;
   vsnprintf(b + 1, sizeof b - 1, fmt, ap);
@@ -708,10 +736,10 @@ static void join_cgroups(int st_w, const struct task_options *o) {
  * stdio, exec. The filter is loaded after the gate because a profile may deny the calls the
  * wait makes; before the identity change because without no_new_privs only a process with
  * CAP_SYS_ADMIN may load one. */
-static void child(int out_w, int err_w, int st_w, const struct task_options *o) {
+static void child(int out_w, int err_w, int st_w, int go_r, const struct task_options *o) {
   struct sigaction sa = {.sa_handler = SIG_DFL};
   sigset_t none;
-  gate_pending = o->gate;
+  go_fd = go_r;
   sigemptyset(&sa.sa_mask);
   sigemptyset(&none);
   for (int s = 1; s < NSIG; s++)
@@ -730,7 +758,7 @@ static void child(int out_w, int err_w, int st_w, const struct task_options *o) 
    * limit would make a user look unknown). */
   resolve_identity(st_w, &o->id, &who);
   if (privileges_prepare(&o->priv, msg, sizeof msg) != 0) child_fail(st_w, 1, "%s", msg);
-  if (gate_pending) pass_gate(st_w);
+  wait_for_go();
   if (privileges_load_filter(msg, sizeof msg) != 0) child_fail(st_w, 1, "%s", msg);
   take_identity(st_w, &o->id, &who, o->cwd);
   if (privileges_after_identity(&o->priv, msg, sizeof msg) != 0) child_fail(st_w, 1, "%s", msg);
@@ -785,6 +813,12 @@ static void test_stall(void) {
   while (v > 0 && nanosleep(&t, &t) != 0 && errno == EINTR) {}
 }
 
+/* --gate 1: waits for "go\n" on stdin (the gate); anything else, EOF included, closes it. */
+static int gate_opens(void) {
+  char buf[3];
+  return read_full(STDIN_FILENO, buf, sizeof buf) == sizeof buf && memcmp(buf, "go\n", 3) == 0;
+}
+
 /* --gate 1, once the task has passed its gate: our stdin (the gate) is of no further use. */
 static void release_gate(void) {
   int null = open("/dev/null", O_RDONLY);
@@ -807,31 +841,53 @@ static void remove_cgroups(const struct task_options *o) {
   }
 }
 
+static void prepare_dir(const char *dir);
+
 /* Forks the task; returns its pid once it has exec'ed, or exits after recording why it
- * could not start. */
+ * could not start. DIR is prepared (prepare_dir) while the task's process sets itself up,
+ * rather than before the fork: both take milliseconds and a start waits for the longer
+ * only. The process execs only once DIR is prepared; if that fails, it is killed first. */
 static pid_t spawn_task(const struct task_options *o, int out_w, int err_w) {
-  int st[2];
-  if (pipe2(st, O_CLOEXEC)) setup_fail("create", "pipes");
+  int st[2], go[2];
+  if (pipe2(st, O_CLOEXEC) || pipe2(go, O_CLOEXEC)) setup_fail("create", "pipes");
   test_stall();
   pid_t pid = fork();
   if (pid < 0) setup_fail("fork", o->prog[0]);
-  if (pid == 0) child(out_w, err_w, st[1], o);
+  if (pid == 0) {
+    close(go[1]);
+    child(out_w, err_w, st[1], go[0], o);
+  }
   close(out_w);
   close(err_w);
   close(st[1]);
+  close(go[0]);
+  task_opts = o;
+  waiting_task = pid;
+  prepare_dir(o->dir);
+  if (o->gate && !gate_opens()) {   /* the task does not exist: no records, no cgroups (see --gate) */
+    end_waiting_task();
+    exit(0);
+  }
+  waiting_task = 0;
+  if (write_all(go[1], "1", 1) != 0) { /* it is gone: the status pipe says how */ }
+  close(go[1]);
+  /* start.json is written while the task's process execs; it is renamed into place (and
+   * announced) only once the exec succeeded. startedAt: when the task was let go. */
+  char start[32], ts[40];
+  proc_start_time(pid, start, sizeof start);   /* field 22 is set at fork and kept by exec */
+  now_ts(ts);
+  jraw(&start_rec.body, "{\"pid\":%d,\"pgid\":%d,\"shimPid\":%d,\"startTime\":\"%s\",\"startedAt\":\"%s\"}\n", (int)pid,
+       (int)pid, (int)getpid(), start, ts);
+  if (stage(&start_rec) != 0) { /* save() below tries again and reports it */ }
   if (chdir("/") != 0) { /* only matters for unmounting; all paths are fds */ }
 
   char msg[MSG_MAX + 1];
   size_t mn = read_full(st[0], msg, MSG_MAX);   /* EOF without data: exec succeeded */
   close(st[0]);
-  if (mn > 0) {   /* the child failed before exec, or its gate closed; it has _exit()ed already or will now */
+  if (mn > 0) {   /* the child failed before exec; it has _exit()ed already or will now */
     msg[mn] = '\0';
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-    if (msg[0] == GATE_CLOSED) {   /* the task does not exist: no records, no cgroups (see --gate) */
-      remove_cgroups(o);
-      exit(0);
-    }
     start_failed((unsigned char)msg[0], NULL, msg + 1);
     int none = 1;
     reap(-1, &none);
@@ -839,12 +895,6 @@ static pid_t spawn_task(const struct task_options *o, int out_w, int err_w) {
   }
 
   if (o->gate) release_gate();
-  char start[32], ts[40];
-  struct jbuf *f = &start_rec.body;
-  proc_start_time(pid, start, sizeof start);
-  now_ts(ts);
-  jraw(f, "{\"pid\":%d,\"pgid\":%d,\"shimPid\":%d,\"startTime\":\"%s\",\"startedAt\":\"%s\"}\n", (int)pid, (int)pid,
-       (int)getpid(), start, ts);
   emit_record("started", &start_rec, save(&start_rec));
   return pid;
 }
@@ -963,13 +1013,18 @@ static void parse_args(int argc, char **argv, struct task_options *o) {
   if (!o->prog || !o->prog[0]) usage("no program given after --");
 }
 
-/* Opens DIR and DIR/logs, clears the records of an earlier run and reserves room for this
- * run's; a data dir without that room refuses the start (DataDirFull). */
-static void prepare_dir(const char *dir) {
+/* Opens DIR and clears the records of an earlier run, first of all: a failure of the shim's
+ * own set-up is recorded in DIR, and no record of an earlier run may stay beside it. */
+static void open_dir(const char *dir) {
   if ((dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) setup_fail("open", dir);
   static const char *const stale[] = {"start.json", "exit.json", "start.json.tmp", "exit.json.tmp"};
   for (size_t k = 0; k < sizeof stale / sizeof *stale; k++)   /* DIR reused: files must be this run's */
     if (unlinkat(dir_fd, stale[k], 0) != 0 && errno != ENOENT) setup_fail("remove", stale[k]);
+}
+
+/* Reserves room for this run's records and opens DIR/logs; a data dir without that room
+ * refuses the start (DataDirFull). */
+static void prepare_dir(const char *dir) {
   int e = reserve(&exit_rec);
   if (!e) e = reserve(&start_rec);
   if (e) {
@@ -1007,7 +1062,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   parse_args(argc, argv, &o);
-  prepare_dir(o.dir);
+  open_dir(o.dir);
 
   int out[2], err[2], sfd;
   char *chunk = malloc(CHUNK);
