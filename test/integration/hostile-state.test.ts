@@ -87,6 +87,18 @@ describe('hostile state', () => {
     assert.equal(pidsIn(pids).filter(isAlive).length, 1, 'exactly one copy runs');
   });
 
+  test('a directory left under a new task\'s name is replaced by a fresh one on Create', async () => {
+    const te = await startTestExecutor();
+    cleanups.push(() => te.close());
+    // Left by a crash between the directory and its first record, or put there by hand.
+    mkdirSync(join(te.dataDir, 'leftover', 'logs'), { recursive: true });
+    writeFileSync(join(te.dataDir, 'leftover', 'exit.json'), '{"exitCode":3,"signal":0,"finishedAt":"2020-01-01T00:00:00Z"}\n');
+    writeFileSync(join(te.dataDir, 'leftover', 'logs', 'output.0.log'), '2020-01-01T00:00:00.000000000Z stdout F old\n');
+    const { task } = await te.api.createTask({ task: processTask('leftover', ['sleep', '300']) });
+    assert.equal(stateOf(task)?.$case, 'running');
+    assert.deepEqual(readdirSync(join(te.dataDir, 'leftover', 'logs')).filter((file) => readFileSync(join(te.dataDir, 'leftover', 'logs', file), 'utf8').includes(' old')), [], 'nothing of the old directory is left');
+  });
+
   test('a task directory removed from under the executor blocks neither that task nor the others', async () => {
     const te = await startTestExecutor({ stopGraceMs: 500 });
     cleanups.push(() => te.close());
