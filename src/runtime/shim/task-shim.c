@@ -21,11 +21,11 @@
  *        task-shim --seccomp-names NAME,...   (prints the syscall names libseccomp does not know)
  * --gate 1: PROGRAM may run only once "go\n" arrives on stdin: everything else is set up
  * first, the task's process included (forked, in its cgroups, its rlimits and bounding set
- * applied, its seccomp filter compiled, its identity resolved), and that process waits,
- * immediately before exec, until the shim has read the line (see spawn_task). On EOF or
- * anything else the shim kills it and exits 0 without records, removing the cgroups it
- * joined (a setup failure of the task's process is reported only after "go" too; one of
- * the shim itself, e.g. DataDirFull, at once).
+ * applied, its seccomp filter compiled, its identity resolved), and that process waits for
+ * the line immediately before exec (see child). On EOF or anything else it exits without
+ * exec, and the shim exits 0 without records, removing the cgroups it joined (a setup
+ * failure of the task's process is reported only after "go" too; one of the shim itself,
+ * e.g. DataDirFull, at once, and the waiting process is killed).
  * --privs-helper: PATH (the task-privs binary) is opened read-only and left open for PROGRAM as
  * fd TASK_PRIVS_FD (200), so that nsenter can exec it as /proc/self/fd/200 inside another mount
  * namespace (see task-privs.c).
@@ -94,6 +94,10 @@
 #define RETRY_MS 1000       /* how often a record that could not be written is retried */
 #define TASK_PRIVS_FD 200   /* see --privs-helper and task-privs.c */
 #define MAX_ID 4294967294ULL /* largest uid/gid: (uid_t)-1 means "unchanged" to setuid(2) */
+/* The status pipe's first byte (see spawn_task) when the task's process does not report a
+ * failure code (1-127) first: */
+#define GATE_CLOSED 0       /* the gate closed: it leaves without exec */
+#define GOING 0xff          /* it passed its gate, DIR is prepared: it execs now */
 
 struct jbuf { char p[4096]; size_t n; };   /* bounded JSON text; appends truncate */
 
@@ -587,27 +591,39 @@ static long long parse_num(const char *opt, const char *s, long long min, long l
   return v;
 }
 
-/* The child's end of the pipe on which the shim lets it exec (see spawn_task); -1 once it did. */
-static int go_fd = -1;
+/* The child's side of --gate 1: set while it has not passed the gate. */
+static int gate_pending;
+/* The child's end of the pipe on which the shim says DIR is prepared (see spawn_task); -1 once it did. */
+static int prepared_fd = -1;
 
-/* Waits until the shim lets the task's process go on: DIR is prepared and, with --gate 1, the
- * gate opened. EOF instead: the task must not exist (the gate closed, the shim could not
- * prepare DIR and reports why, or the shim is gone): leaves without exec and without a word. */
-static void wait_for_go(void) {
-  char go;
-  int fd = go_fd;
-  go_fd = -1;
-  if (read_full(fd, &go, 1) != 1) _exit(0);
-  close(fd);
+/* Waits at the gate (the shim's stdin, inherited; --gate 1) for "go\n", then until the shim
+ * has prepared DIR. A closed gate (EOF or anything else): the task must not exist: tells
+ * the shim (GATE_CLOSED) and leaves without exec. No word from the shim: it could not
+ * prepare DIR (it reports why, and kills this process) or it is gone: leaves too. */
+static void wait_for_go(int st_w) {
+  char buf[3];
+  if (gate_pending) {
+    gate_pending = 0;
+    if (read_full(STDIN_FILENO, buf, sizeof buf) != sizeof buf || memcmp(buf, "go\n", 3) != 0) {
+      const char closed = GATE_CLOSED;
+      if (write_all(st_w, &closed, 1) != 0) { /* the shim then sees an end without a word */ }
+      _exit(0);
+    }
+  }
+  if (prepared_fd >= 0) {
+    int fd = prepared_fd;
+    prepared_fd = -1;
+    if (read_full(fd, buf, 1) != 1) _exit(0);
+    close(fd);
+  }
 }
 
 /* Reports why the task cannot start (its exit code, then the message) and exits. A failure
- * before the go is reported only once the go comes (the gate opened): until then the task
- * does not exist. */
+ * before the gate is reported only once the gate opens: until then the task does not exist. */
 static void child_fail(int fd, int code, const char *fmt, ...) {
   char b[MSG_MAX];
   va_list ap;
-  if (go_fd >= 0) wait_for_go();
+  if (gate_pending || prepared_fd >= 0) wait_for_go(fd);
   va_start(ap, fmt);
   b[0] = (char)code;
   vsnprintf(b + 1, sizeof b - 1, fmt, ap);
@@ -736,10 +752,11 @@ static void join_cgroups(int st_w, const struct task_options *o) {
  * stdio, exec. The filter is loaded after the gate because a profile may deny the calls the
  * wait makes; before the identity change because without no_new_privs only a process with
  * CAP_SYS_ADMIN may load one. */
-static void child(int out_w, int err_w, int st_w, int go_r, const struct task_options *o) {
+static void child(int out_w, int err_w, int st_w, int prepared_r, const struct task_options *o) {
   struct sigaction sa = {.sa_handler = SIG_DFL};
   sigset_t none;
-  go_fd = go_r;
+  gate_pending = o->gate;
+  prepared_fd = prepared_r;
   sigemptyset(&sa.sa_mask);
   sigemptyset(&none);
   for (int s = 1; s < NSIG; s++)
@@ -758,7 +775,9 @@ static void child(int out_w, int err_w, int st_w, int go_r, const struct task_op
    * limit would make a user look unknown). */
   resolve_identity(st_w, &o->id, &who);
   if (privileges_prepare(&o->priv, msg, sizeof msg) != 0) child_fail(st_w, 1, "%s", msg);
-  wait_for_go();
+  wait_for_go(st_w);
+  const unsigned char going = GOING;   /* the shim writes start.json while this process execs */
+  if (write_all(st_w, (const char *)&going, 1) != 0) { /* unreachable: a gone shim's pipe raises SIGPIPE, which ends us */ }
   if (privileges_load_filter(msg, sizeof msg) != 0) child_fail(st_w, 1, "%s", msg);
   take_identity(st_w, &o->id, &who, o->cwd);
   if (privileges_after_identity(&o->priv, msg, sizeof msg) != 0) child_fail(st_w, 1, "%s", msg);
@@ -813,12 +832,6 @@ static void test_stall(void) {
   while (v > 0 && nanosleep(&t, &t) != 0 && errno == EINTR) {}
 }
 
-/* --gate 1: waits for "go\n" on stdin (the gate); anything else, EOF included, closes it. */
-static int gate_opens(void) {
-  char buf[3];
-  return read_full(STDIN_FILENO, buf, sizeof buf) == sizeof buf && memcmp(buf, "go\n", 3) == 0;
-}
-
 /* --gate 1, once the task has passed its gate: our stdin (the gate) is of no further use. */
 static void release_gate(void) {
   int null = open("/dev/null", O_RDONLY);
@@ -846,48 +859,57 @@ static void prepare_dir(const char *dir);
 /* Forks the task; returns its pid once it has exec'ed, or exits after recording why it
  * could not start. DIR is prepared (prepare_dir) while the task's process sets itself up,
  * rather than before the fork: both take milliseconds and a start waits for the longer
- * only. The process execs only once DIR is prepared; if that fails, it is killed first. */
+ * only. The process execs only once DIR is prepared (a byte on `prepared`); if that fails,
+ * it is killed first. Its status pipe (`st`) says, in its first byte, that the gate closed
+ * (GATE_CLOSED), that it execs now (GOING: start.json is written meanwhile, and renamed
+ * into place once the exec is seen, EOF), or why it failed (an exit code, then a message). */
 static pid_t spawn_task(const struct task_options *o, int out_w, int err_w) {
-  int st[2], go[2];
-  if (pipe2(st, O_CLOEXEC) || pipe2(go, O_CLOEXEC)) setup_fail("create", "pipes");
+  int st[2], prepared[2];
+  if (pipe2(st, O_CLOEXEC) || pipe2(prepared, O_CLOEXEC)) setup_fail("create", "pipes");
   test_stall();
   pid_t pid = fork();
   if (pid < 0) setup_fail("fork", o->prog[0]);
   if (pid == 0) {
-    close(go[1]);
-    child(out_w, err_w, st[1], go[0], o);
+    close(prepared[1]);
+    child(out_w, err_w, st[1], prepared[0], o);
   }
   close(out_w);
   close(err_w);
   close(st[1]);
-  close(go[0]);
+  close(prepared[0]);
   task_opts = o;
   waiting_task = pid;
   prepare_dir(o->dir);
-  if (o->gate && !gate_opens()) {   /* the task does not exist: no records, no cgroups (see --gate) */
-    end_waiting_task();
-    exit(0);
-  }
   waiting_task = 0;
-  if (write_all(go[1], "1", 1) != 0) { /* it is gone: the status pipe says how */ }
-  close(go[1]);
-  /* start.json is written while the task's process execs; it is renamed into place (and
-   * announced) only once the exec succeeded. startedAt: when the task was let go. */
-  char start[32], ts[40];
-  proc_start_time(pid, start, sizeof start);   /* field 22 is set at fork and kept by exec */
-  now_ts(ts);
-  jraw(&start_rec.body, "{\"pid\":%d,\"pgid\":%d,\"shimPid\":%d,\"startTime\":\"%s\",\"startedAt\":\"%s\"}\n", (int)pid,
-       (int)pid, (int)getpid(), start, ts);
-  if (stage(&start_rec) != 0) { /* save() below tries again and reports it */ }
+  if (write_all(prepared[1], "1", 1) != 0) { /* it is gone: the status pipe says how */ }
+  close(prepared[1]);
   if (chdir("/") != 0) { /* only matters for unmounting; all paths are fds */ }
 
   char msg[MSG_MAX + 1];
-  size_t mn = read_full(st[0], msg, MSG_MAX);   /* EOF without data: exec succeeded */
+  size_t mn = read_full(st[0], msg, 1);
+  if (mn == 1 && (unsigned char)msg[0] == GOING) {
+    /* startedAt: when the task's process was let go */
+    char start[32], ts[40];
+    proc_start_time(pid, start, sizeof start);   /* field 22 is set at fork and kept by exec */
+    now_ts(ts);
+    jraw(&start_rec.body, "{\"pid\":%d,\"pgid\":%d,\"shimPid\":%d,\"startTime\":\"%s\",\"startedAt\":\"%s\"}\n", (int)pid,
+         (int)pid, (int)getpid(), start, ts);
+    if (stage(&start_rec) != 0) { /* save() below tries again and reports it */ }
+    mn = read_full(st[0], msg, MSG_MAX);   /* EOF without data: exec succeeded */
+  } else if (mn == 1 && msg[0] != GATE_CLOSED) {
+    mn += read_full(st[0], msg + 1, MSG_MAX - 1);
+  } else if (mn == 0) {
+    mn = (size_t)snprintf(msg, sizeof msg, "%c%s", 1, "the task's process ended before it could start");
+  }
   close(st[0]);
-  if (mn > 0) {   /* the child failed before exec; it has _exit()ed already or will now */
+  if (mn > 0) {   /* the child failed before exec, or its gate closed; it has _exit()ed already or will now */
     msg[mn] = '\0';
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (msg[0] == GATE_CLOSED) {   /* the task does not exist: no records, no cgroups (see --gate) */
+      remove_cgroups(o);
+      exit(0);
+    }
     start_failed((unsigned char)msg[0], NULL, msg + 1);
     int none = 1;
     reap(-1, &none);
