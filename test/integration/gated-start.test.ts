@@ -195,6 +195,28 @@ describe('a start waits for its record', () => {
     assert.deepEqual(left, [], 'no process is left in its cgroup');
   });
 
+  test('a task process killed while it waits at its gate is a start failure after go, never a start', async () => {
+    const dir = tempDir('te-gated-');
+    const marker = join(tempDir('te-gate-'), 'ran');
+    const spawner = new ShimSpawner(SHIM, silent);
+    closers.push(() => spawner.close());
+    const shim = await spawner.spawn(['--dir', dir, '--gate', '1', '--', 'sh', '-c', `touch ${marker}`], { PATH: process.env.PATH }, { gated: true });
+    const childrenFile = `/proc/${shim.pid}/task/${shim.pid}/children`;
+    const [waiting] = await waitFor('the task process to be forked', () => {
+      const pids = readFileSync(childrenFile, 'utf8').split(' ').filter(Boolean).map(Number);
+      return pids.length > 0 && pids;
+    });
+    process.kill(waiting!, 'SIGKILL');
+    await waitFor('the task process to end', () => !existsSync(`/proc/${waiting}`) || /^\S+ \(.*\) Z/.test(readFileSync(`/proc/${waiting}/stat`, 'utf8')));
+    shim.go();
+    const event = JSON.parse((await shim.nextLine())!) as { event: string; startError?: string };
+    assert.equal(event.event, 'start-failed', 'no start is announced');
+    assert.match(event.startError!, /ended before it could start/);
+    assert.ok(!existsSync(join(dir, 'start.json')), 'no start is recorded');
+    assert.ok(existsSync(join(dir, 'exit.json')), 'the start failure is recorded');
+    assert.ok(!existsSync(marker), 'the task never ran');
+  });
+
   test('a gated supervisor starts the task on go', async () => {
     const dir = tempDir('te-gated-');
     const marker = join(tempDir('te-gate-'), 'ran');

@@ -832,6 +832,13 @@ static void test_stall(void) {
   while (v > 0 && nanosleep(&t, &t) != 0 && errno == EINTR) {}
 }
 
+/* --gate 1, when the task's process is gone before it passed its gate: waits for the gate
+ * itself. 1: "go\n" arrived; 0: anything else, EOF included (the gate closed). */
+static int gate_opens(void) {
+  char buf[3];
+  return read_full(STDIN_FILENO, buf, sizeof buf) == sizeof buf && memcmp(buf, "go\n", 3) == 0;
+}
+
 /* --gate 1, once the task has passed its gate: our stdin (the gate) is of no further use. */
 static void release_gate(void) {
   int null = open("/dev/null", O_RDONLY);
@@ -898,8 +905,13 @@ static pid_t spawn_task(const struct task_options *o, int out_w, int err_w) {
     mn = read_full(st[0], msg, MSG_MAX);   /* EOF without data: exec succeeded */
   } else if (mn == 1 && msg[0] != GATE_CLOSED) {
     mn += read_full(st[0], msg + 1, MSG_MAX - 1);
-  } else if (mn == 0) {
-    mn = (size_t)snprintf(msg, sizeof msg, "%c%s", 1, "the task's process ended before it could start");
+  } else if (mn == 0) {   /* it ended without a word (killed): a start failure, once the gate opens */
+    if (o->gate && !gate_opens()) {
+      msg[0] = GATE_CLOSED;
+      mn = 1;
+    } else {
+      mn = (size_t)snprintf(msg, sizeof msg, "%c%s", 1, "the task's process ended before it could start");
+    }
   }
   close(st[0]);
   if (mn > 0) {   /* the child failed before exec, or its gate closed; it has _exit()ed already or will now */
