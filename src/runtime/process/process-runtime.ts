@@ -195,7 +195,9 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     }
     const event = parseEvent(first);
     if (event?.event === 'start-failed') {
-      return { handle: { dir: request.taskDir }, observation: exitObservation({ dir: request.taskDir }, event, this.cgroups) };
+      // With the cgroup: a process the OOM killer ended before it could exec is named so.
+      const observation = exitObservation({ dir: request.taskDir, ...(cgroup ? { cgroup } : {}) }, event, this.cgroups);
+      return { handle: { dir: request.taskDir }, observation };
     }
     if (event?.event !== 'started') {
       signalQuietly(shimPid, 'SIGKILL');
