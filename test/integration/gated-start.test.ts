@@ -183,7 +183,7 @@ describe('a start waits for its record', () => {
     const marker = join(tempDir('te-gate-'), 'ran');
     const cgroups = new CgroupManager({ log: silent });
     const cgroupDirs = () => cgroups.scopeDirs(scopeOf(dataDir)).map((dir) => join(dir, 'crashed'));
-    const first = spawnCommand([process.execPath, '--import', 'tsx', join(import.meta.dirname, '..', 'support', 'unadmitted-start.ts'), dataDir, 'crashed', `touch ${marker}`]);
+    const first = spawnCommand([process.execPath, '--import', 'tsx', join(import.meta.dirname, '..', 'support', 'hung-write-start.ts'), 'admission', dataDir, 'crashed', `touch ${marker}`]);
     closers.push(() => first.child.kill('SIGKILL'));
     const waiting = await waitFor('the task process to wait at its gate, in its cgroup', () => {
       const found = [...new Set(cgroupDirs().flatMap((dir) => pidsIn(join(dir, 'cgroup.procs'))))];
