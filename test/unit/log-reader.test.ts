@@ -5,7 +5,7 @@
 // records longer than the buffer and records cut at a read's end, and with the
 // file growing between reads (a follower's reads).
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -113,5 +113,29 @@ describe('the log reader', () => {
       }),
       { numRuns: 100 },
     );
+  });
+
+  test('a reader closed in the middle of a bulk read (a read ahead under way) leaves no file open', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'te-reader-close-'));
+    const openInDir = () =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir);
+        } catch {
+          return false; // closed meanwhile
+        }
+      });
+    try {
+      writeFileSync(logFilePath(dir, 0), Buffer.concat(Array.from({ length: 20_000 }, (_, i) => encode({ stream: 'stdout', tag: 'F', payload: Buffer.from(`line ${i}`) }))));
+      const reader = new LogReader(dir, BEGINNING, { bufferSize: 4096, times: false });
+      const table = new RecordTable();
+      for (let i = 0; i < 5; i++) assert.ok(await reader.read(table));
+      assert.equal(openInDir().length, 1);
+      await reader.close();
+      assert.deepEqual(openInDir(), []);
+      assert.equal(await reader.read(table), undefined);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
