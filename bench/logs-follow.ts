@@ -15,7 +15,9 @@
 // LOGS_BENCH_PARTS=b runs part (b) only (=a part (a) only); LOGS_BENCH_ROUNDS
 // (default 2) sets the rounds of (b), LOGS_BENCH_SINGLE=0 leaves out its slow
 // line-per-message row, LOGS_BENCH_ROWS=cat,chunked,chunkedPackage,batched,batchedPackage,direct picks rows,
-// LOGS_BENCH_VERBOSE=1 prints every run.
+// LOGS_BENCH_VERBOSE=1 prints every run, LOGS_BENCH_CPU_PROF=<dir> runs the
+// executor with --cpu-prof into that directory (run this file with
+// `node --cpu-prof` for the client's side).
 // The executor runs as its own process (src/main.ts), as in production, so the
 // client's work does not share its event loop.
 import { execFile, spawn } from 'node:child_process';
@@ -290,7 +292,12 @@ async function readThroughput(te: Target) {
 
 const scratch = mkdtempSync(join(tmpdir(), 'te-bench-'));
 const dataDir = join(scratch, 'data');
-const executor = spawnExecutor(['--data-dir', dataDir, '--listen-addr', '127.0.0.1:0']);
+const profileDir = process.env.LOGS_BENCH_CPU_PROF;
+const executor = spawnExecutor(
+  ['--data-dir', dataDir, '--listen-addr', '127.0.0.1:0'],
+  { ...process.env, PROFILE_DIR: profileDir },
+  profileDir ? ['sh', '-c', 'exec "$0" --cpu-prof --cpu-prof-dir="$PROFILE_DIR" "$@"'] : [],
+);
 try {
   const { client, api, address } = await connect(executor);
   const packageClient = new TaskExecutorClient(address);

@@ -16,6 +16,10 @@
 //   The small reads are synchronous: they fetch what the writer has just
 //   written (so it is in the page cache), where a read on the thread pool
 //   would add two thread hand-offs to every followed line.
+// - A bulk read reads ahead: once a read comes back full, the next one (from
+//   the end of its last whole record) starts on the thread pool at once, into
+//   a second buffer, while the caller works through this one; the file read
+//   and the records' handling then overlap instead of taking turns.
 import { readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { open, stat } from 'node:fs/promises';
@@ -63,6 +67,14 @@ export interface ReaderOptions {
   times?: boolean;
 }
 
+interface ReadAhead {
+  /** Where it reads: the offset of the next record after the last read, and how many bytes. */
+  offset: number;
+  size: number;
+  buffer: Buffer;
+  bytesRead: Promise<number>;
+}
+
 interface LongRecord {
   header: RecordHeader;
   nanos: number;
@@ -91,12 +103,16 @@ export class LogReader {
   /** The current file has been read to its end at least once. */
   private reachedEnd = false;
   /**
-   * The last read's buffer while reads come back full (a bulk read), reused
-   * for the next read: records are only valid until then anyway, and a
-   * fresh buffer per read costs page faults. Dropped once a read finds the
-   * end, so a follower that has caught up holds none.
+   * Read buffers, reused (a fresh buffer per read costs an allocation and
+   * page faults, on a followed line's way too). A read goes into the first;
+   * while reads come back full (a bulk read), a read ahead goes into the one
+   * not holding the records handed out. Once a read finds the end, buffers
+   * larger than SMALL_READ are dropped: a follower that has caught up holds
+   * one small buffer.
    */
-  private spare: Buffer | undefined;
+  private readonly buffers: [Buffer | undefined, Buffer | undefined] = [undefined, undefined];
+  /** The read under way ahead of the caller (see the top of the file); it belongs to `file`. */
+  private ahead: ReadAhead | undefined;
   /** Filled in for each record of a read (one object, not one per record). */
   private readonly header: RecordHeader = { timeMs: NaN, stream: 'stdout', tag: 'F', headerLength: 0 };
 
@@ -172,7 +188,15 @@ export class LogReader {
     this.reachedEnd = false;
     this.long = undefined;
     this.longScan = undefined;
+    await this.dropAhead();
     await file?.close();
+  }
+
+  /** Waits for a read ahead that will not be used (its buffer must not be reused before it is done); its error is moot. */
+  private async dropAhead(): Promise<void> {
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    await ahead?.bytesRead.catch(() => 0);
   }
 
   /** Opens the file at the position, or the lowest existing one above it; false when there is none. */
@@ -224,16 +248,60 @@ export class LogReader {
    */
   private async readChunk(): Promise<{ bytes: Buffer; full: boolean; size: number }> {
     const size = this.readSize;
-    const buffer = this.spare !== undefined && this.spare.length >= size ? this.spare : Buffer.allocUnsafe(size);
-    const bytesRead =
-      this.reachedEnd && size <= SMALL_READ
-        ? readSync(this.file!.fd, buffer, 0, size, this.offset)
-        : (await this.file!.read(buffer, 0, size, this.offset)).bytesRead;
+    let ahead = this.ahead;
+    if (ahead !== undefined && (ahead.offset !== this.offset || ahead.size !== size)) {
+      await this.dropAhead(); // the records did not end where expected (e.g. an over-long one): read afresh
+      ahead = undefined;
+    }
+    this.ahead = undefined;
+    let buffer: Buffer;
+    let bytesRead: number;
+    if (ahead !== undefined) {
+      ({ buffer } = ahead);
+      bytesRead = await ahead.bytesRead;
+    } else {
+      buffer = this.buffer(0, size);
+      bytesRead =
+        this.reachedEnd && size <= SMALL_READ
+          ? readSync(this.file!.fd, buffer, 0, size, this.offset)
+          : (await this.file!.read(buffer, 0, size, this.offset)).bytesRead;
+    }
     const full = bytesRead === size;
     this.readSize = full ? Math.min(this.bufferSize, size * 4) : Math.min(SMALL_READ, this.bufferSize);
-    if (!full) this.reachedEnd = true;
-    this.spare = full ? buffer : undefined;
+    if (full) {
+      this.readAhead(buffer, bytesRead);
+    } else {
+      this.reachedEnd = true;
+      this.buffers[1] = undefined;
+      if (this.buffers[0] !== undefined && this.buffers[0].length > SMALL_READ) this.buffers[0] = undefined;
+    }
     return { bytes: buffer.subarray(0, bytesRead), full, size };
+  }
+
+  /** buffers[slot], (re)allocated to hold at least `size` bytes. */
+  private buffer(slot: 0 | 1, size: number): Buffer {
+    const buffer = this.buffers[slot];
+    if (buffer !== undefined && buffer.length >= size) return buffer;
+    const fresh = Buffer.allocUnsafe(size);
+    this.buffers[slot] = fresh;
+    return fresh;
+  }
+
+  /**
+   * After a full read of `length` bytes into `read`: starts the next read,
+   * from the end of its last whole record, which is where the caller will go
+   * on once it has handled this one's records (if it does not, readChunk
+   * drops it), into the other buffer.
+   */
+  private readAhead(read: Buffer, length: number): void {
+    const last = read.lastIndexOf(10, length - 1);
+    if (last < 0 || this.file === undefined) return; // no whole record (an over-long one, read by other means), or closed meanwhile
+    const offset = this.offset + last + 1;
+    const size = this.readSize;
+    const buffer = this.buffer(read === this.buffers[0] ? 1 : 0, size);
+    const bytesRead = this.file.read(buffer, 0, size, offset).then((result) => result.bytesRead);
+    bytesRead.catch(() => {}); // handled when it is used; dropped, its error is moot
+    this.ahead = { offset, size, buffer, bytesRead };
   }
 
   private async readRecords(table: RecordTable | undefined): Promise<{ records: LogRecord[]; consumed: number; stuck: boolean; again: boolean }> {

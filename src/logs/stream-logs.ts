@@ -188,6 +188,7 @@ export async function* streamLogs(
           if (runs.count > 0) yield runs;
           if (signal.aborted) return 'cancelled';
           lastDataAt = Date.now();
+          if (follow) await loopTurn(); // as below, after lines
           continue;
         }
         batch.records = batch.table.toRecords(timings.maxPiece);
@@ -206,7 +207,7 @@ export async function* streamLogs(
         // a follower's next read (usually finding nothing, then checking for
         // a newer file) would otherwise run first and delay the line in hand.
         // One turn per read, not per line: a follower's backlog is read as
-        // fast as before.
+        // fast as before. The same after LineRuns above.
         if (follow) await loopTurn();
         continue;
       }

@@ -231,7 +231,7 @@ describe('faults', () => {
     });
     // A daemon that leaves the task's process group (setsid) and, once the shim is gone, every tree.
     const script = `echo run >> ${runs}; (setsid sh -c 'trap "" TERM; echo $$ > ${daemonPid}; while :; do sleep 1; done' </dev/null >/dev/null 2>&1 &); exec sleep 1000`;
-    const first = spawnCommand([process.execPath, '--import', 'tsx', join(import.meta.dirname, '..', 'support', 'unrecorded-start.ts'), dataDir, 'durable', script]);
+    const first = spawnCommand([process.execPath, '--import', 'tsx', join(import.meta.dirname, '..', 'support', 'hung-write-start.ts'), 'start', dataDir, 'durable', script]);
     cleanups.push(() => first.child.kill('SIGKILL'));
     const shown = await waitFor('Create to answer', () => /^\{"phase":"[a-z]+"\}$/m.exec(first.output())?.[0], { timeoutMs: 20_000 });
     assert.equal(JSON.parse(shown).phase, 'running', 'Create answered with the task running');

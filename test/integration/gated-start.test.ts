@@ -11,6 +11,7 @@ import type { TaskRecord, TaskSpec } from '../../src/model/task.js';
 import { specFromWire } from '../../src/api/convert.js';
 import { CgroupManager, detectLayout, scopeOf } from '../../src/runtime/cgroups/index.js';
 import { ShimSpawner } from '../../src/runtime/process/shim-spawner.js';
+import { descendantsOf } from '../../src/runtime/process/procfs.js';
 import { shimsFor } from '../../src/runtime/process/stalled-shims.js';
 import { TaskStore } from '../../src/store/task-store.js';
 import { shell, tempDir } from '../support/executor.js';
@@ -129,6 +130,42 @@ describe('a start waits for its record', () => {
     assert.ok(existsSync(join(opened, 'exit.json')), 'the start failure is recorded');
   });
 
+  test('a task process killed while it waits at its gate is a start failure once the gate opens, and leaves nothing when it closes', async () => {
+    const spawner = new ShimSpawner(SHIM, silent);
+    closers.push(() => spawner.close());
+    const marker = join(tempDir('te-gate-'), 'ran');
+    /** A gated supervisor whose task process was SIGKILLed before its gate opened (e.g. by the OOM killer). */
+    const killedAtGate = async (dir: string) => {
+      const shim = await spawner.spawn(['--dir', dir, '--gate', '1', '--', 'sh', '-c', `touch ${marker}`], { PATH: process.env.PATH }, { gated: true });
+      const [task] = await waitFor('the task process to be forked', () => {
+        const found = descendantsOf(shim.pid);
+        return found.length > 0 && found;
+      });
+      process.kill(task!, 'SIGKILL');
+      await waitFor('the task process to be gone', () => !isAlive(task!));
+      return shim;
+    };
+
+    const closed = tempDir('te-gated-');
+    const refused = await killedAtGate(closed);
+    refused.abort();
+    assert.equal(await refused.nextLine(), undefined, 'nothing was announced');
+    assert.equal(await refused.exited, '0');
+    assert.ok(!existsSync(join(closed, 'start.json')) && !existsSync(join(closed, 'exit.json')), 'no record was written');
+
+    const opened = tempDir('te-gated-');
+    const admitted = await killedAtGate(opened);
+    admitted.go();
+    const event = JSON.parse((await admitted.nextLine())!) as { event: string; startError: string; exitCode: number; signal: number };
+    assert.equal(event.event, 'start-failed');
+    assert.equal(event.startError, "the task's process was killed by SIGKILL before it could exec sh");
+    assert.equal(event.exitCode, 137);
+    assert.equal(event.signal, 9);
+    assert.equal(JSON.parse(readFileSync(join(opened, 'exit.json'), 'utf8')).startError, event.startError, 'the start failure is recorded');
+    assert.ok(!existsSync(join(opened, 'start.json')), 'no start was recorded');
+    assert.ok(!existsSync(marker), 'the program never ran');
+  });
+
   test('a supervisor waiting at its gate leaves without running the task when the executor goes away', async () => {
     const dir = tempDir('te-gated-');
     const marker = join(tempDir('te-gate-'), 'ran');
@@ -147,7 +184,7 @@ describe('a start waits for its record', () => {
     const marker = join(tempDir('te-gate-'), 'ran');
     const cgroups = new CgroupManager({ log: silent });
     const cgroupDirs = () => cgroups.scopeDirs(scopeOf(dataDir)).map((dir) => join(dir, 'crashed'));
-    const first = spawnCommand([process.execPath, '--import', 'tsx', join(import.meta.dirname, '..', 'support', 'unadmitted-start.ts'), dataDir, 'crashed', `touch ${marker}`]);
+    const first = spawnCommand([process.execPath, '--import', 'tsx', join(import.meta.dirname, '..', 'support', 'hung-write-start.ts'), 'admission', dataDir, 'crashed', `touch ${marker}`]);
     closers.push(() => first.child.kill('SIGKILL'));
     const waiting = await waitFor('the task process to wait at its gate, in its cgroup', () => {
       const found = [...new Set(cgroupDirs().flatMap((dir) => pidsIn(join(dir, 'cgroup.procs'))))];
@@ -193,28 +230,6 @@ describe('a start waits for its record', () => {
     assert.ok(!existsSync(marker), 'the task never ran');
     const left = cgroups.procsFiles(cgroup).flatMap(pidsIn);
     assert.deepEqual(left, [], 'no process is left in its cgroup');
-  });
-
-  test('a task process killed while it waits at its gate is a start failure after go, never a start', async () => {
-    const dir = tempDir('te-gated-');
-    const marker = join(tempDir('te-gate-'), 'ran');
-    const spawner = new ShimSpawner(SHIM, silent);
-    closers.push(() => spawner.close());
-    const shim = await spawner.spawn(['--dir', dir, '--gate', '1', '--', 'sh', '-c', `touch ${marker}`], { PATH: process.env.PATH }, { gated: true });
-    const childrenFile = `/proc/${shim.pid}/task/${shim.pid}/children`;
-    const [waiting] = await waitFor('the task process to be forked', () => {
-      const pids = readFileSync(childrenFile, 'utf8').split(' ').filter(Boolean).map(Number);
-      return pids.length > 0 && pids;
-    });
-    process.kill(waiting!, 'SIGKILL');
-    await waitFor('the task process to end', () => !existsSync(`/proc/${waiting}`) || /^\S+ \(.*\) Z/.test(readFileSync(`/proc/${waiting}/stat`, 'utf8')));
-    shim.go();
-    const event = JSON.parse((await shim.nextLine())!) as { event: string; startError?: string };
-    assert.equal(event.event, 'start-failed', 'no start is announced');
-    assert.match(event.startError!, /ended before it could start/);
-    assert.ok(!existsSync(join(dir, 'start.json')), 'no start is recorded');
-    assert.ok(existsSync(join(dir, 'exit.json')), 'the start failure is recorded');
-    assert.ok(!existsSync(marker), 'the task never ran');
   });
 
   test('a gated supervisor starts the task on go', async () => {

@@ -235,6 +235,8 @@ describe('seccomp profile files, process backend', { skip }, () => {
     root = profileRoot({
       'allowlist.json': ALLOWLIST(['mkdir', 'mkdirat']),
       'no-execve.json': ALLOWLIST(['mkdir', 'mkdirat', 'execve', 'execveat']),
+      'kill-execve.json': { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['execve', 'execveat'], action: 'SCMP_ACT_KILL_PROCESS' }] },
+      'kill-thread-execve.json': { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['execve', 'execveat'], action: 'SCMP_ACT_KILL' }] },
       'bad.json': '{"defaultAction": "SCMP_ACT_ALLOW", ',
       'bad-action.json': { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_DENY' }] },
       'bad-name.json': { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir', 'mkdri'], action: 'SCMP_ACT_ERRNO' }] },
@@ -259,6 +261,29 @@ describe('seccomp profile files, process backend', { skip }, () => {
     const { end } = await run(te, 'no-execve', 'echo never', localhost('no-execve.json'));
     assert.equal(end.reason, 'ProcessStartFailed');
     assert.match(end.message, /exec sh: Permission denied/);
+  });
+
+  // The filter kills the task's process in its execve: the program never ran, so this is a
+  // start failure saying so, not an exit "killed by signal 31" as if the program had run.
+  for (const profile of ['kill-execve.json', 'kill-thread-execve.json']) {
+    test(`a profile that kills on execve (${profile}): a start failure naming SIGSYS and the seccomp profile, not a run`, async () => {
+      const name = profile.replace('.json', '');
+      const { end, out } = await run(te, name, 'echo never', localhost(profile));
+      assert.equal(end.reason, 'ProcessStartFailed', end.message);
+      assert.match(end.message, /^the task's process was killed by SIGSYS before it could exec sh: its seccomp profile kills a system call the start needs/);
+      assert.equal(end.exitCode, 128 + 31);
+      assert.equal(end.signal, 31);
+      assert.equal(end.startedAt, undefined, 'it never started');
+      assert.doesNotMatch(out, /never/);
+    });
+  }
+
+  test('a program that execs and is then killed by a signal is an ordinary run, not a start failure', async () => {
+    const { end } = await run(te, 'killed-after-exec', 'kill -SYS $$', localhost('allowlist.json'));
+    assert.equal(end.reason, 'Failed', end.message);
+    assert.equal(end.exitCode, 128 + 31);
+    assert.equal(end.signal, 31);
+    assert.ok(end.startedAt, 'it ran');
   });
 
   test('a bad profile file is INVALID_ARGUMENT at Create, naming the field, the file and the problem', async () => {

@@ -197,6 +197,32 @@ describe('chunked Logs: the bulk fast path and the general path', () => {
     }
   });
 
+  for (const runs of [false, true]) {
+    test(`a follower lets the event loop turn after handing out ${runs ? 'line runs' : 'lines'} before it reads on (so what the consumer wrote leaves first)`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'te-chunk-runs-'));
+      const controller = new AbortController();
+      const active: TaskLiveness = { status: () => 'active', onChange: () => () => {} };
+      const follower = streamLogs({ directory: dir, streams: ['stdout', 'stderr'], follow: true, runs }, active, controller.signal);
+      try {
+        writeFileSync(logFilePath(dir, 0), encodeRecord({ stream: 'stdout', tag: 'F', payload: Buffer.from('first') }));
+        const first = await follower.next();
+        assert.ok(!first.done && (runs ? !isLines(first.value) : isLines(first.value)));
+        // The consumer has written what it made of the batch (HTTP/2 sends it in an immediate) and asks for more.
+        const order: string[] = [];
+        setImmediate(() => order.push('turn'));
+        appendFileSync(logFilePath(dir, 0), encodeRecord({ stream: 'stdout', tag: 'F', payload: Buffer.from('second') }));
+        const second = await follower.next();
+        order.push('next batch');
+        assert.ok(!second.done);
+        assert.deepEqual(order, ['turn', 'next batch']);
+      } finally {
+        controller.abort();
+        await follower.return('cancelled');
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
+
   test('a bulk read with P records, stream changes, rotation and a line that is not UTF-8 goes through the fast path and gives the same messages', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'te-chunk-runs-'));
     try {

@@ -12,6 +12,7 @@
 // <scope> is a short hash of the executor's data dir, so several executors on
 // one host (tests, per-user instances) never share or sweep each other's cgroups.
 import { createHash } from 'node:crypto';
+import { setImmediate as loopTurn } from 'node:timers/promises';
 import { readdirSync, rmdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
@@ -19,7 +20,7 @@ import type { Resources } from '../../model/task.js';
 import { type CgroupHierarchy, isLeafOf, type LimitKind, requestedLimits } from './hierarchy.js';
 import { detectLayout } from './layout.js';
 import { SingleFlight } from './single-flight.js';
-import { allCgroupPids, type CgroupUsage, procsFiles, removeCgroup, removeDir, type TaskCgroup } from './task-cgroup.js';
+import { allCgroupPids, type CgroupUsage, procsFiles, removeCgroup, removeDir, removeDirNow, type TaskCgroup } from './task-cgroup.js';
 import { V1Hierarchy } from './v1.js';
 import { V2Hierarchy } from './v2.js';
 
@@ -56,6 +57,11 @@ interface ScopeSweeps {
 
 /** How long after sweepSoon's first call the sweep runs, covering every call in between. */
 const SWEEP_SOON_DELAY_MS = 1000;
+/**
+ * Cgroups the foreign sweep looks at (stat, rmdir) between two turns of the
+ * event loop: thousands of leftovers must not hold up a start or an RPC.
+ */
+const FOREIGN_SWEEP_SLICE = 32;
 
 /** The scope of one executor instance: a short hash of its data dir. */
 export function scopeOf(dataDir: string): string {
@@ -70,6 +76,10 @@ export class CgroupManager {
   private readonly v2: V2Hierarchy;
   private readonly log: Logger;
   private readonly sweeps = new Map<string, ScopeSweeps>();
+  /** Scopes this executor has task cgroups in (or sweeps): never foreign, whatever their age. */
+  private readonly inUse = new Set<string>();
+  /** The foreign sweep running in the background (sweepForeignInBackground), if any. */
+  private foreignSweep: Promise<void> | undefined;
 
   constructor(options: CgroupManagerOptions) {
     this.log = options.log;
@@ -99,6 +109,7 @@ export class CgroupManager {
    */
   create(scope: string, name: string, resources: Resources | undefined): CreatedCgroup {
     const requested = requestedLimits(resources);
+    this.inUse.add(scope);
     if (!this.active) return { warnings: limitWarnings(requested, new Map(requested.map((kind) => [kind, this.unavailable]))) };
     const { cgroup, unenforced, notes } = this.active.create(scope, name, resources);
     return { cgroup, warnings: [...limitWarnings(requested, unenforced), ...notes] };
@@ -114,6 +125,7 @@ export class CgroupManager {
    */
   find(scope: string, name: string, pid: number, resources: Resources | undefined): TaskCgroup | undefined {
     if (!this.active) return undefined;
+    this.inUse.add(scope);
     const leaves = new Set<string>();
     for (const scopeDir of this.scopeDirs(scope)) {
       try {
@@ -198,6 +210,7 @@ export class CgroupManager {
   }
 
   private sweepsOf(scope: string, isLive: (taskName: string) => boolean): ScopeSweeps {
+    this.inUse.add(scope);
     let sweeps = this.sweeps.get(scope);
     if (!sweeps) {
       const created: ScopeSweeps = { isLive, flight: new SingleFlight(() => this.sweepOnce(scope, created.isLive)) };
@@ -244,15 +257,43 @@ export class CgroupManager {
   }
 
   /**
+   * Starts sweepForeign in the background unless one runs: housekeeping that
+   * nobody waits for (a start must not wait for thousands of leftovers), its
+   * failure logged. Resolves when that sweep ends (for tests; never rejects).
+   */
+  sweepForeignInBackground(ownScope: string, minAgeMs: number): Promise<void> {
+    this.inUse.add(ownScope);
+    this.foreignSweep ??= this.sweepForeign(ownScope, minAgeMs)
+      .catch((error: unknown) => this.log.warn({ err: error }, 'cannot sweep the leftover cgroups of other executor instances'))
+      .finally(() => {
+        this.foreignSweep = undefined;
+      });
+    return this.foreignSweep;
+  }
+
+  /**
    * Removes empty task cgroups of other scopes that are older than `minAgeMs`
    * (by the directory's time, which kernfs sets when the cgroup is created),
    * then those scopes when empty. Cleans up after executors whose data dir was
-   * deleted (test runs); the age keeps it away from cgroups another live
-   * executor just created and has not started its task in yet.
+   * deleted (test runs). It lets the event loop turn every
+   * FOREIGN_SWEEP_SLICE cgroups, so starts go on meanwhile; what keeps it
+   * away from the cgroup of a task being started:
+   * - it never enters a scope of this executor (`ownScope` and every scope it
+   *   created, found or swept cgroups in, checked again before each cgroup, so
+   *   also one that began being used during the sweep);
+   * - a cgroup's age check and its rmdir happen in one synchronous step, and a
+   *   task's cgroup is always a fresh directory (create never reuses one), so
+   *   a cgroup another executor just created and has not started its task in
+   *   yet is too young to go.
    */
   async sweepForeign(ownScope: string, minAgeMs: number): Promise<void> {
+    this.inUse.add(ownScope);
     const subtrees = new Set(this.scopeDirs(ownScope).map((dir) => join(dir, '..')));
     const now = Date.now();
+    let looked = 0;
+    const pace = async () => {
+      if (++looked % FOREIGN_SWEEP_SLICE === 0) await loopTurn();
+    };
     for (const subtree of subtrees) {
       let scopes;
       try {
@@ -262,7 +303,7 @@ export class CgroupManager {
       }
       for (const scope of scopes) {
         // Only scopes of this service (12 hex digits): other software may share the subtree name (e.g. a CRI cgroup parent).
-        if (!scope.isDirectory() || scope.name === ownScope || !SCOPE_PATTERN.test(scope.name)) continue;
+        if (!scope.isDirectory() || !SCOPE_PATTERN.test(scope.name)) continue;
         const scopeDir = join(subtree, scope.name);
         let leaves;
         try {
@@ -271,20 +312,19 @@ export class CgroupManager {
           continue;
         }
         for (const leaf of leaves) {
+          if (this.inUse.has(scope.name)) break;
           if (!leaf.isDirectory()) continue;
           const dir = join(scopeDir, leaf.name);
-          try {
-            if (now - statSync(dir).mtimeMs < minAgeMs) continue;
-          } catch {
-            continue;
-          }
-          if (await removeDir(dir, 0)) this.log.debug({ cgroup: dir }, 'removed an old empty cgroup of another executor instance');
+          if (removeIfOld(dir, now, minAgeMs)) this.log.debug({ cgroup: dir }, 'removed an old empty cgroup of another executor instance');
+          await pace();
         }
+        if (this.inUse.has(scope.name)) continue;
         try {
           if (now - statSync(scopeDir).mtimeMs >= minAgeMs) rmdirSync(scopeDir);
         } catch {
           // still in use
         }
+        await pace();
       }
     }
   }
@@ -293,6 +333,16 @@ export class CgroupManager {
   private of(cgroup: TaskCgroup): CgroupHierarchy {
     return cgroup.version === 2 ? this.v2 : this.v1;
   }
+}
+
+/** Removes an empty cgroup directory when it is at least `minAgeMs` old at `now`: the check and the rmdir in one synchronous step. */
+function removeIfOld(dir: string, now: number, minAgeMs: number): boolean {
+  try {
+    if (now - statSync(dir).mtimeMs < minAgeMs) return false;
+  } catch {
+    return false;
+  }
+  return removeDirNow(dir);
 }
 
 /** One line when every requested limit failed for the same reason, else one line per limit. */

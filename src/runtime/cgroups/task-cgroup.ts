@@ -156,22 +156,39 @@ export async function removeCgroup(cgroup: TaskCgroup): Promise<{ busy: string[]
   return { busy };
 }
 
+/** One try at removing a cgroup directory, nested cgroups first: undefined once it is gone, else the directory that stayed and why. */
+function removeTree(dir: string): { dir: string; code: string } | undefined {
+  for (const child of childDirs(dir)) {
+    const stayed = removeTree(child);
+    if (stayed) return stayed;
+  }
+  try {
+    rmdirSync(dir);
+    return undefined;
+  } catch (error) {
+    const code = errno(error);
+    return code === 'ENOENT' ? undefined : { dir, code };
+  }
+}
+
+/**
+ * rmdir of one cgroup directory, nested cgroups first, in one synchronous go
+ * (nothing else of this process runs in between); true when it is gone.
+ */
+export function removeDirNow(dir: string): boolean {
+  return removeTree(dir) === undefined;
+}
+
 /**
  * rmdir of one cgroup directory, nested cgroups first; true when it is gone.
  * Retries briefly while the last processes finish exiting.
  */
 export async function removeDir(dir: string, retries = 10): Promise<boolean> {
-  for (const child of childDirs(dir)) if (!(await removeDir(child, retries))) return false;
   for (let attempt = 0; ; attempt++) {
-    try {
-      rmdirSync(dir);
-      return true;
-    } catch (error) {
-      const code = errno(error);
-      if (code === 'ENOENT') return true;
-      const empty = (pidsIn(dir) ?? []).length === 0;
-      if (code !== 'EBUSY' || !empty || attempt >= retries) return false;
-      await delay(20);
-    }
+    const stayed = removeTree(dir);
+    if (!stayed) return true;
+    const empty = (pidsIn(stayed.dir) ?? []).length === 0;
+    if (stayed.code !== 'EBUSY' || !empty || attempt >= retries) return false;
+    await delay(20);
   }
 }

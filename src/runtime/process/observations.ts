@@ -17,14 +17,20 @@ export function exitObservation(
   exit: ExitRecord,
   cgroups: Pick<CgroupManager, 'oomKills'>,
 ): Observation {
+  const oomKilled = exit.exitCode === 137 && handle.cgroup !== undefined && (cgroups.oomKills(handle.cgroup) ?? 0) > 0;
+  const limit = handle.cgroup?.limits?.memoryBytes;
+  const oomMessage = limit !== undefined ? `memory limit of ${formatBytes(limit)} exceeded` : 'killed by the kernel because its cgroup ran out of memory';
   if (exit.startError !== undefined) {
+    // The task's process may have been killed before it could exec (signal set): its
+    // program never ran, so this stays a start failure; the OOM killer is named when it struck.
+    const oom = exit.signal === 9 && oomKilled ? `: ${oomMessage}` : '';
     return {
       state: 'exited',
       exitCode: exit.exitCode,
-      signal: 0,
+      signal: exit.signal,
       finishedAt: exit.finishedAt,
       reason: exit.reason ?? ProcessReason.ProcessStartFailed,
-      message: exit.startError,
+      message: exit.startError + oom,
     };
   }
   const observation: Observation = {
@@ -36,14 +42,7 @@ export function exitObservation(
   };
   // SIGKILLed (directly, or a shell reporting its last command's 128+9) while
   // the kernel's OOM killer was at work in the task's memory cgroup.
-  if (exit.exitCode === 137 && handle.cgroup && (cgroups.oomKills(handle.cgroup) ?? 0) > 0) {
-    const limit = handle.cgroup.limits?.memoryBytes;
-    return {
-      ...observation,
-      reason: 'OOMKilled',
-      message: limit !== undefined ? `memory limit of ${formatBytes(limit)} exceeded` : 'killed by the kernel because its cgroup ran out of memory',
-    };
-  }
+  if (oomKilled) return { ...observation, reason: 'OOMKilled', message: oomMessage };
   return observation;
 }
 

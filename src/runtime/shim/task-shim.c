@@ -39,8 +39,10 @@
  *   DIR/start.json {"pid":P,"pgid":P,"shimPid":S,"startTime":"<field 22 of /proc/P/stat>",
  *                   "startedAt":"<ts>"}
  *   DIR/exit.json  {"exitCode":C,"signal":S,"finishedAt":"<ts>"}, or when PROGRAM could not
- *                  be started {"exitCode":C,"signal":0,"startError":"msg","finishedAt":"<ts>"}
- *                  (plus "reason":"DataDirFull" when DIR had no room for the records).
+ *                  be started {"exitCode":C,"signal":S,"startError":"msg","finishedAt":"<ts>"}
+ *                  (plus "reason":"DataDirFull" when DIR had no room for the records; S is 0
+ *                  unless the task's process was killed by signal S before it could exec,
+ *                  then C is 128+S).
  *                  Both are written atomically: NAME.tmp, fsync, rename, fsync DIR.
  *   DIR/logs/output.<N>.log  CRI log format, one record per line:
  *                  "<ts> <stdout|stderr> <F|P> <payload>\n"; F ends a line, P is a partial
@@ -98,6 +100,7 @@
  * failure code (1-127) first: */
 #define GATE_CLOSED 0       /* the gate closed: it leaves without exec */
 #define GOING 0xff          /* it passed its gate, DIR is prepared: it execs now */
+#define FORKNOEXEC 0x40     /* PF_FORKNOEXEC (linux/sched.h) in the flags of /proc/PID/stat: forked, not exec'ed */
 
 struct jbuf { char p[4096]; size_t n; };   /* bounded JSON text; appends truncate */
 
@@ -316,8 +319,9 @@ static void emit_record(const char *event, const struct record *r, int save_errn
   emit(&e);
 }
 
-/* Records a start failure in exit.json and as a start-failed event. */
-static void start_failed(int code, const char *reason, const char *msg) {
+/* Records a start failure in exit.json and as a start-failed event; sig: the signal that
+ * killed the task's process before it could exec, else 0. */
+static void start_failed(int code, int sig, const char *reason, const char *msg) {
   char ts[40];
   struct jbuf *f = &exit_rec.body;
   if (start_rec.fd >= 0) {   /* there will be no start.json: give its room back */
@@ -327,7 +331,7 @@ static void start_failed(int code, const char *reason, const char *msg) {
   }
   now_ts(ts);
   f->n = 0;
-  jraw(f, "{\"exitCode\":%d,\"signal\":0,", code);
+  jraw(f, "{\"exitCode\":%d,\"signal\":%d,", code, sig);
   if (reason) jraw(f, "\"reason\":\"%s\",", reason);
   jraw(f, "\"startError\":");
   jstr(f, msg);
@@ -364,7 +368,7 @@ static void setup_fail(const char *what, const char *arg) {
   snprintf(msg, sizeof msg, "task-shim: %s %s: %s%s", what, arg, strerror(e),
            no_room(e) ? " (the data dir is full: the task was not started)" : "");
   fprintf(stderr, "%s\n", msg);
-  start_failed(1, no_room(e) ? "DataDirFull" : NULL, msg);
+  start_failed(1, 0, no_room(e) ? "DataDirFull" : NULL, msg);
   exit(1);
 }
 
@@ -596,15 +600,21 @@ static int gate_pending;
 /* The child's end of the pipe on which the shim says DIR is prepared (see spawn_task); -1 once it did. */
 static int prepared_fd = -1;
 
+/* Waits on the gate (stdin) for "go\n": 1 when it came, 0 on EOF or anything else. */
+static int gate_opens(void) {
+  char buf[3];
+  return read_full(STDIN_FILENO, buf, sizeof buf) == sizeof buf && memcmp(buf, "go\n", 3) == 0;
+}
+
 /* Waits at the gate (the shim's stdin, inherited; --gate 1) for "go\n", then until the shim
  * has prepared DIR. A closed gate (EOF or anything else): the task must not exist: tells
  * the shim (GATE_CLOSED) and leaves without exec. No word from the shim: it could not
  * prepare DIR (it reports why, and kills this process) or it is gone: leaves too. */
 static void wait_for_go(int st_w) {
-  char buf[3];
+  char buf[1];
   if (gate_pending) {
     gate_pending = 0;
-    if (read_full(STDIN_FILENO, buf, sizeof buf) != sizeof buf || memcmp(buf, "go\n", 3) != 0) {
+    if (!gate_opens()) {
       const char closed = GATE_CLOSED;
       if (write_all(st_w, &closed, 1) != 0) { /* the shim then sees an end without a word */ }
       _exit(0);
@@ -806,8 +816,8 @@ static void reap(pid_t task, int *task_done) {
   }
 }
 
-/* Field 22 (starttime) of /proc/PID/stat, parsed after the last ')'. */
-static void proc_start_time(pid_t pid, char *out, size_t size) {
+/* Numeric field N (>= 3) of /proc/PID/stat, parsed after the last ')'; "" when unknown. */
+static void proc_stat_field(pid_t pid, int n, char *out, size_t size) {
   char path[64], buf[2048];
   out[0] = '\0';
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -818,8 +828,35 @@ static void proc_start_time(pid_t pid, char *out, size_t size) {
   char *p = strrchr(buf, ')'), *save_ptr = NULL, *tok = NULL;
   if (!p) return;
   tok = strtok_r(p + 1, " ", &save_ptr);
-  for (int field = 3; tok && field < 22; field++) tok = strtok_r(NULL, " ", &save_ptr);
+  for (int field = 3; tok && field < n; field++) tok = strtok_r(NULL, " ", &save_ptr);
   if (tok && strspn(tok, "0123456789") == strlen(tok)) snprintf(out, size, "%s", tok);
+}
+
+/* Field 22 (starttime) of /proc/PID/stat. */
+static void proc_start_time(pid_t pid, char *out, size_t size) {
+  proc_stat_field(pid, 22, out, size);
+}
+
+/* Whether our child PID (not reaped yet) has exec'ed. The kernel clears PF_FORKNOEXEC in
+ * exec before it closes the close-on-exec fds, so once the status pipe is at EOF a process
+ * with the flag still set did not close it by exec'ing: it is dying before exec. Flags that
+ * cannot be read (no /proc) count as exec'ed, as EOF always did. */
+static int has_execed(pid_t pid) {
+  char flags[32];
+  proc_stat_field(pid, 9, flags, sizeof flags);
+  return !flags[0] || !(strtoull(flags, NULL, 10) & FORKNOEXEC);
+}
+
+/* A signal's name, e.g. "SIGSYS" (a number where the C library has no sigabbrev_np). */
+static void signal_name(int sig, char *out, size_t size) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+  const char *abbrev = sigabbrev_np(sig);
+  if (abbrev) {
+    snprintf(out, size, "SIG%s", abbrev);
+    return;
+  }
+#endif
+  snprintf(out, size, "signal %d", sig);
 }
 
 /* Test hook: a shim that stalls before it starts the task (see the header). */
@@ -830,13 +867,6 @@ static void test_stall(void) {
   struct timespec t = {(time_t)(v / 1000), (long)(v % 1000) * 1000000L};
   unsetenv("TASK_SHIM_TEST_STALL_MS");
   while (v > 0 && nanosleep(&t, &t) != 0 && errno == EINTR) {}
-}
-
-/* --gate 1, when the task's process is gone before it passed its gate: waits for the gate
- * itself. 1: "go\n" arrived; 0: anything else, EOF included (the gate closed). */
-static int gate_opens(void) {
-  char buf[3];
-  return read_full(STDIN_FILENO, buf, sizeof buf) == sizeof buf && memcmp(buf, "go\n", 3) == 0;
 }
 
 /* --gate 1, once the task has passed its gate: our stdin (the gate) is of no further use. */
@@ -862,6 +892,34 @@ static void remove_cgroups(const struct task_options *o) {
 }
 
 static void prepare_dir(const char *dir);
+
+/* The task's process died without exec and without saying why: killed by a signal (a
+ * seccomp rule that kills on execve or on a call just before it, the OOM killer under a
+ * tiny memory limit, someone's kill). Its program never ran: a start failure, reported
+ * like any other (exit code 128+N, with the signal), never as an exit of the program.
+ * Killed before its gate opened, it is reported only once the gate opens, as a failure
+ * there would be; a gate that closes instead leaves no trace (see --gate). */
+static void died_before_exec(const struct task_options *o, pid_t pid, int passed) {
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+  if (!passed && !gate_opens()) {
+    remove_cgroups(o);
+    exit(0);
+  }
+  char msg[MSG_MAX], name[32];
+  int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  if (sig) {
+    signal_name(sig, name, sizeof name);
+    snprintf(msg, sizeof msg, "the task's process was killed by %s before it could exec %s%s", name, o->prog[0],
+             sig == SIGSYS ? ": its seccomp profile kills a system call the start needs (execve, or one just before it)" : "");
+  } else {
+    snprintf(msg, sizeof msg, "the task's process exited with status %d before it could exec %s", WEXITSTATUS(status), o->prog[0]);
+  }
+  start_failed(sig ? 128 + sig : WEXITSTATUS(status) ? WEXITSTATUS(status) : 1, sig, NULL, msg);
+  int none = 1;
+  reap(-1, &none);
+  exit(0);
+}
 
 /* Forks the task; returns its pid once it has exec'ed, or exits after recording why it
  * could not start. DIR is prepared (prepare_dir) while the task's process sets itself up,
@@ -894,7 +952,9 @@ static pid_t spawn_task(const struct task_options *o, int out_w, int err_w) {
 
   char msg[MSG_MAX + 1];
   size_t mn = read_full(st[0], msg, 1);
+  int passed = !o->gate;   /* the child passed its gate (or had none) */
   if (mn == 1 && (unsigned char)msg[0] == GOING) {
+    passed = 1;
     /* startedAt: when the task's process was let go */
     char start[32], ts[40];
     proc_start_time(pid, start, sizeof start);   /* field 22 is set at fork and kept by exec */
@@ -902,16 +962,9 @@ static pid_t spawn_task(const struct task_options *o, int out_w, int err_w) {
     jraw(&start_rec.body, "{\"pid\":%d,\"pgid\":%d,\"shimPid\":%d,\"startTime\":\"%s\",\"startedAt\":\"%s\"}\n", (int)pid,
          (int)pid, (int)getpid(), start, ts);
     if (stage(&start_rec) != 0) { /* save() below tries again and reports it */ }
-    mn = read_full(st[0], msg, MSG_MAX);   /* EOF without data: exec succeeded */
+    mn = read_full(st[0], msg, MSG_MAX);   /* EOF: exec succeeded, or the child died (see has_execed) */
   } else if (mn == 1 && msg[0] != GATE_CLOSED) {
     mn += read_full(st[0], msg + 1, MSG_MAX - 1);
-  } else if (mn == 0) {   /* it ended without a word (killed): a start failure, once the gate opens */
-    if (o->gate && !gate_opens()) {
-      msg[0] = GATE_CLOSED;
-      mn = 1;
-    } else {
-      mn = (size_t)snprintf(msg, sizeof msg, "%c%s", 1, "the task's process ended before it could start");
-    }
   }
   close(st[0]);
   if (mn > 0) {   /* the child failed before exec, or its gate closed; it has _exit()ed already or will now */
@@ -922,11 +975,12 @@ static pid_t spawn_task(const struct task_options *o, int out_w, int err_w) {
       remove_cgroups(o);
       exit(0);
     }
-    start_failed((unsigned char)msg[0], NULL, msg + 1);
+    start_failed((unsigned char)msg[0], 0, NULL, msg + 1);
     int none = 1;
     reap(-1, &none);
     exit(0);
   }
+  if (!has_execed(pid)) died_before_exec(o, pid, passed);
 
   if (o->gate) release_gate();
   emit_record("started", &start_rec, save(&start_rec));
