@@ -39,6 +39,9 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, {
  */
 export async function fsyncDirectoriesAfter(paths: readonly string[], changed: Promise<unknown>): Promise<void> {
   const dirs = paths.map((path) => open(path, 'r'));
+  // An open that fails while `changed` is pending must not be an unhandled rejection
+  // (that ends the process); its error is thrown by the sync below instead.
+  for (const dir of dirs) dir.catch(() => undefined);
   try {
     await changed;
     await Promise.all(dirs.map(async (dir) => (await dir).sync()));
