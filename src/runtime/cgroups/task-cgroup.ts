@@ -7,7 +7,7 @@
 // memory, and a sync read costs a fraction of an async one (no thread-pool
 // round trip), which matters when many Stats streams sample every second.
 import { setTimeout as delay } from 'node:timers/promises';
-import { readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pollUntil } from '../../util/poll.js';
 
@@ -98,9 +98,16 @@ export function allCgroupPids(cgroup: TaskCgroup): number[] {
   return [...pids];
 }
 
-/** The cgroups right below a cgroup directory (its other entries are control files). */
+/**
+ * The cgroups right below a cgroup directory (its other entries are control
+ * files). cgroupfs (kernfs) counts a directory's links as 2 + its
+ * subdirectories, so a stat tells that there are none without listing the
+ * control files (a mass delete asks for every hierarchy of every task);
+ * fewer than 2 links (a file system that does not count them) mean unknown.
+ */
 function childDirs(dir: string): string[] {
   try {
+    if (statSync(dir).nlink === 2) return [];
     return readdirSync(dir, { withFileTypes: true })
       .filter((entry) => entry.isDirectory())
       .map((entry) => join(dir, entry.name));
@@ -158,19 +165,29 @@ export async function removeCgroup(cgroup: TaskCgroup): Promise<{ busy: string[]
 
 /**
  * rmdir of one cgroup directory, nested cgroups first; true when it is gone.
- * Retries briefly while the last processes finish exiting.
+ * Retries briefly while the last processes finish exiting. The rmdir is tried
+ * before the directory is listed for nested cgroups: almost every task has
+ * none, and a mass delete would otherwise list every hierarchy's directory of
+ * every task (a cgroup directory lists all its control files).
  */
 export async function removeDir(dir: string, retries = 10): Promise<boolean> {
-  for (const child of childDirs(dir)) if (!(await removeDir(child, retries))) return false;
-  for (let attempt = 0; ; attempt++) {
+  for (let attempt = 0, nestedRemoved = false; ; attempt++) {
     try {
       rmdirSync(dir);
       return true;
     } catch (error) {
       const code = errno(error);
       if (code === 'ENOENT') return true;
+      if (code !== 'EBUSY' && code !== 'ENOTEMPTY') return false;
+      if (!nestedRemoved) {
+        // Busy: nested cgroups (removed first, then the rmdir again at once) or processes.
+        nestedRemoved = true;
+        const nested = childDirs(dir);
+        for (const child of nested) if (!(await removeDir(child, retries))) return false;
+        if (nested.length > 0) continue;
+      }
       const empty = (pidsIn(dir) ?? []).length === 0;
-      if (code !== 'EBUSY' || !empty || attempt >= retries) return false;
+      if (!empty || attempt >= retries) return false;
       await delay(20);
     }
   }
