@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import type { TaskRecord } from '../../src/model/task.js';
+import { Reason, type TaskRecord } from '../../src/model/task.js';
 import { TaskStore } from '../../src/store/task-store.js';
 import { silent } from '../support/in-process.js';
 
@@ -16,9 +16,9 @@ const SAVES = 400;
 const record = (name: string): TaskRecord => ({
   name,
   spec: { process: { command: ['true'], args: [], env: [] } },
-  state: { phase: 'waiting', reason: 'Pending' },
+  state: { phase: 'waiting', reason: Reason.Pending },
   createdAt: '2026-01-02T03:04:05.678Z',
-}) as TaskRecord;
+});
 
 describe('store operation order', () => {
   const root = mkdtempSync(join(tmpdir(), 'te-store-order-'));
