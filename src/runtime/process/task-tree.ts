@@ -189,6 +189,8 @@ export async function waitForTree(handle: ShimHandle, cgroups: CgroupManager, gr
     pushed = true;
     wake?.();
   });
+  // A task that ended before the subscription was pushed already: look at once.
+  if (pushes && !isSameProcessAlive(handle.pid, handle.startTime)) pushed = true;
   try {
     let last: TreeState | undefined;
     for (;;) {
