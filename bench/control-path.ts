@@ -19,6 +19,7 @@
 //   node --import tsx bench/control-path.ts        (or: npm run bench control-path)
 //   BENCH_N=200 ...                                 quicker run; default 1000
 //   BENCH_EXITS (default 100), BENCH_IDLE_S (10), BENCH_RPS_S (3), BENCH_TIMEOUT_S (max(180, N/2))
+//   BENCH_ONLY=delete                               items 1, 2 and 3 only (the mass delete right after the start)
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -41,6 +42,7 @@ const TRUE_RUNS = 10;
 const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 10);
 const RPS_S = Number(process.env.BENCH_RPS_S ?? 3);
 const TIMEOUT_MS = Number(process.env.BENCH_TIMEOUT_S ?? Math.max(180, N / 2)) * 1000;
+const ONLY_DELETE = process.env.BENCH_ONLY === 'delete';
 const defaults = parseConfig([]);
 const OVERRIDES = { logLevel: 'silent', reconcileIntervalMs: defaults.reconcileIntervalMs, stopGraceMs: defaults.stopGraceMs };
 // List of N tasks can outgrow grpc-js's default 4 MiB receive limit.
@@ -249,6 +251,17 @@ async function main(): Promise<void> {
 
   // 5 (baseline): idle with no tasks, after the start-up work settled.
   await delay(1000);
+  if (ONLY_DELETE) {
+    await session.api.createTask({ task: sleeper(PROBE) });
+    await session.api.setTasks({ tasks: [sleeper(PROBE), ...names.map(sleeper)] });
+    const deadline = Date.now() + TIMEOUT_MS;
+    while (!(await session.api.listTasks()).tasks.every(running)) {
+      if (Date.now() > deadline) throw new Error(`the ${N} tasks did not all run in time`);
+      await delay(200);
+    }
+    await massDelete(session, taskProcesses(dataDir));
+    return;
+  }
   const idle0 = await idleCpu(IDLE_S);
   console.log(`idle, 0 tasks: ${idle0.percent.toFixed(2)} % of a core, RSS ${idle0.rssMiB.toFixed(0)} MiB`);
 
@@ -490,6 +503,10 @@ let bareSpawnMs = 0;
 try {
   await main();
   await cleanup();
+  if (ONLY_DELETE) {
+    for (const r of rows) console.log(`| ${r.item} | ${r.baseline} | ${r.executor} | ${r.ratio} | ${r.target} |`);
+    process.exit(process.exitCode ?? 0);
+  }
   // 5, as deployed: the compiled executor alone in its own process.
   const { empty, loaded } = await standaloneIdle(N, IDLE_S);
   console.log(`standalone executor: idle ${empty.cpuPercent.toFixed(2)} % / ${empty.rssMiB.toFixed(0)} MiB with 0 tasks, ` +

@@ -39,6 +39,8 @@ export interface CgroupHierarchy {
   existing(scope: string, leaf: string): TaskCgroup | undefined;
   /** The task's processes as its membership hierarchy lists them; undefined when unreadable (removed). */
   pids(cgroup: TaskCgroup): number[] | undefined;
+  /** Whether no process is in the cgroup or the cgroups nested in it (a removed cgroup is empty). */
+  isEmpty(cgroup: TaskCgroup): boolean;
   /** SIGKILLs every process in the cgroup and the cgroups nested in it; true once it is empty, false if some remain after `timeoutMs`. */
   kill(cgroup: TaskCgroup, timeoutMs: number): Promise<boolean>;
   usage(cgroup: TaskCgroup): CgroupUsage;

@@ -20,7 +20,7 @@ import type { Resources } from '../../model/task.js';
 import { type CgroupHierarchy, isLeafOf, type LimitKind, requestedLimits } from './hierarchy.js';
 import { detectLayout } from './layout.js';
 import { SingleFlight } from './single-flight.js';
-import { allCgroupPids, type CgroupUsage, procsFiles, removeCgroup, removeDir, removeDirNow, type TaskCgroup } from './task-cgroup.js';
+import { allCgroupPids, type CgroupUsage, errno, procsFiles, removeCgroup, removeDir, removeDirNow, type TaskCgroup } from './task-cgroup.js';
 import { V1Hierarchy } from './v1.js';
 import { V2Hierarchy } from './v2.js';
 
@@ -158,6 +158,11 @@ export class CgroupManager {
     return allCgroupPids(cgroup);
   }
 
+  /** Whether no process is in the cgroup, in any hierarchy, or in the cgroups nested in it (a removed cgroup is empty). */
+  isEmpty(cgroup: TaskCgroup): boolean {
+    return this.of(cgroup).isEmpty(cgroup);
+  }
+
   /**
    * SIGKILLs every process in the cgroup, including ones that left the task's
    * process group and process tree (v2 `cgroup.kill`; v1 freeze, kill, thaw).
@@ -221,13 +226,21 @@ export class CgroupManager {
     return sweeps;
   }
 
-  /** Removes the scope's own directories when no task cgroup is left in them (cheap: one rmdir try each). */
-  removeScopeIfEmpty(scope: string): void {
+  /**
+   * Removes the scope's own directories when no task cgroup is left in them
+   * (cheap: one rmdir try each). With `untilBusy`, stops at the first that
+   * still holds task cgroups: every hierarchy holds the same ones, so after a
+   * task's release the others would refuse too (a failed rmdir costs a thrown
+   * error each, 1000 releases times every hierarchy in a mass delete); the
+   * sweep that follows a release tries them all.
+   */
+  removeScopeIfEmpty(scope: string, { untilBusy = false } = {}): void {
     for (const scopeDir of this.scopeDirs(scope)) {
       try {
         rmdirSync(scopeDir);
-      } catch {
+      } catch (error) {
         // still holds task cgroups, or already gone
+        if (untilBusy && errno(error) !== 'ENOENT') return;
       }
     }
   }

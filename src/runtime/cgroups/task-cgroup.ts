@@ -7,7 +7,7 @@
 // memory, and a sync read costs a fraction of an async one (no thread-pool
 // round trip), which matters when many Stats streams sample every second.
 import { setTimeout as delay } from 'node:timers/promises';
-import { readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pollUntil } from '../../util/poll.js';
 
@@ -98,9 +98,16 @@ export function allCgroupPids(cgroup: TaskCgroup): number[] {
   return [...pids];
 }
 
-/** The cgroups right below a cgroup directory (its other entries are control files). */
+/**
+ * The cgroups right below a cgroup directory (its other entries are control
+ * files). cgroupfs (kernfs) counts a directory's links as 2 + its
+ * subdirectories, so a stat tells that there are none without listing the
+ * control files (a mass delete asks for every hierarchy of every task);
+ * fewer than 2 links (a file system that does not count them) mean unknown.
+ */
 function childDirs(dir: string): string[] {
   try {
+    if (statSync(dir).nlink === 2) return [];
     return readdirSync(dir, { withFileTypes: true })
       .filter((entry) => entry.isDirectory())
       .map((entry) => join(dir, entry.name));
@@ -156,12 +163,26 @@ export async function removeCgroup(cgroup: TaskCgroup): Promise<{ busy: string[]
   return { busy };
 }
 
-/** One try at removing a cgroup directory, nested cgroups first: undefined once it is gone, else the directory that stayed and why. */
+/**
+ * One try at removing a cgroup directory, nested cgroups first: undefined once
+ * it is gone, else the directory that stayed and why. The rmdir is tried
+ * before the directory is listed for nested cgroups: almost every task has
+ * none, and a mass delete would otherwise list every hierarchy's directory of
+ * every task (a cgroup directory lists all its control files).
+ */
 function removeTree(dir: string): { dir: string; code: string } | undefined {
-  for (const child of childDirs(dir)) {
+  const first = tryRmdir(dir);
+  if (!first || (first.code !== 'EBUSY' && first.code !== 'ENOTEMPTY')) return first;
+  const nested = childDirs(dir);
+  if (nested.length === 0) return first; // busy with processes
+  for (const child of nested) {
     const stayed = removeTree(child);
     if (stayed) return stayed;
   }
+  return tryRmdir(dir);
+}
+
+function tryRmdir(dir: string): { dir: string; code: string } | undefined {
   try {
     rmdirSync(dir);
     return undefined;

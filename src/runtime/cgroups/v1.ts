@@ -105,11 +105,16 @@ export class V1Hierarchy implements CgroupHierarchy {
     return dir === undefined ? undefined : pidsIn(dir);
   }
 
+  /** Every hierarchy: a root process could have moved itself out of some. */
+  isEmpty(cgroup: TaskCgroup): boolean {
+    return subtreePids(cgroup).length === 0;
+  }
+
   /** Freezes the freezer cgroup so nothing can fork meanwhile, SIGKILLs every pid, thaws; then kills stragglers until empty. */
   async kill(cgroup: TaskCgroup, timeoutMs: number): Promise<boolean> {
     const dir = membershipDir(cgroup);
     if (!dir || !existsSync(dir)) return true;
-    const empty = () => subtreePids(cgroup).length === 0;
+    const empty = () => this.isEmpty(cgroup);
     if (empty()) return true;
     const freezer = cgroup.dirs.freezer;
     let frozen = false;

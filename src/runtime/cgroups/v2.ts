@@ -106,10 +106,15 @@ export class V2Hierarchy implements CgroupHierarchy {
     return dir === undefined ? undefined : pidsIn(dir);
   }
 
+  isEmpty(cgroup: TaskCgroup): boolean {
+    const dir = cgroup.dirs.unified;
+    return dir === undefined || !populated(cgroup, dir);
+  }
+
   async kill(cgroup: TaskCgroup, timeoutMs: number): Promise<boolean> {
     const dir = cgroup.dirs.unified;
     if (!dir || !existsSync(dir)) return true;
-    const empty = () => !populated(cgroup, dir);
+    const empty = () => this.isEmpty(cgroup);
     if (empty()) return true;
     let killed = false;
     if (existsSync(join(dir, 'cgroup.kill'))) {

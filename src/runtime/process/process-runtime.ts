@@ -26,7 +26,7 @@ import { type SpawnedShim, SpawnerLost, type ShimSpawner } from './shim-spawner.
 import type { TaskPrivileges } from '../shim/task-privileges.js';
 import { resolvedOk } from '../../util/settled.js';
 import { freeze, killShimTree, scanShims, type ShimScan, shimAlive, shimsFor, thaw } from './stalled-shims.js';
-import { KILL_BUDGET_MS, killTaskTree, measuredTree, signalTree, type TreeOrder, type Turn, waitForTree } from './task-tree.js';
+import { KILL_BUDGET_MS, killTaskTree, measuredTree, type Pushes, signalTree, type TreeOrder, treeGone, waitForTree } from './task-tree.js';
 
 export type { ProcessHandle, ShimHandle } from './shim-handle.js';
 
@@ -90,11 +90,20 @@ const EXIT_RECORD_WAIT_MS = 5000;
 const FOREIGN_CGROUP_MIN_AGE_MS = 10 * 60 * 1000;
 /** Stops that look at their trees at once; see ProcessRuntime.stopTurn. */
 const STOP_TURNS = 2 * availableParallelism();
+/**
+ * The order in which waiting stop turns are served: a stop further along
+ * first. A mass stop then ends task by task instead of every stop taking each
+ * step in lockstep (all signals, then all looks, then all kills), which made
+ * every task's end, and the releases after it, come in one burst at the end.
+ */
+const TURN_PRIORITY = { signal: 0, look: 1, kill: 2, release: 3 } as const;
 
 export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
   readonly name = 'process';
   readonly handleVersion = PROCESS_HANDLE_VERSION;
   private readonly listeners = new Map<number, Set<() => void>>();
+  /** Shims whose event lines this runtime reads (it started them, and the spawner relays them). */
+  private readonly followed = new Set<number>();
   private scan: { at: number; shims: ShimScan } | undefined;
   /** By task dir: exit statuses learned from a shim's events that it could not write to disk. */
   private readonly held = new Map<string, HeldExit>();
@@ -207,6 +216,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     }
     // Later lines announce the exit; tell watchers at once instead of waiting for a poll.
     shim.follow((line) => this.onEvent(request.taskDir, shimPid, parseEvent(line)));
+    this.followed.add(shimPid);
     const handle: ShimHandle = {
       dir: request.taskDir,
       bootId: bootId(),
@@ -377,10 +387,15 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     // An exit record that cannot be read says nothing about the tree: stop it all the same.
     const exited = (await readExitRecord(handle.dir)).state === 'valid' || this.held.has(handle.dir);
     if (!exited) {
-      await this.stopTurn(() => signalTree(handle, options.signal, this.cgroups, order));
-      await waitForTree(handle, this.cgroups, options.graceMs, order, this.stopTurn);
+      // The shim's lines tell of the task's end: no look at the tree is needed before.
+      const pushes: Pushes | undefined = this.followed.has(handle.shimPid) ? (onPush) => this.listen(handle.shimPid, onPush) : undefined;
+      await this.stopTurn(() => signalTree(handle, options.signal, this.cgroups, order), TURN_PRIORITY.signal);
+      await waitForTree(handle, this.cgroups, options.graceMs, order, (work) => this.stopTurn(work, TURN_PRIORITY.look), pushes);
     }
     await this.stopTurn(async () => {
+      // One complete look first: a tree that ended in its grace period (most do) needs no
+      // SIGKILL rounds and no cgroup kill, each of which would read it all again.
+      if (treeGone(handle, this.cgroups)) return;
       if (order.leavesFirst && !(await killTaskTree(handle, this.cgroups, order, ORDERLY_KILL_BUDGET_MS))) {
         this.options.log.debug({ pgid: handle.pgid }, 'task tree still growing after leaf-first SIGKILL; killing the rest at once');
       }
@@ -393,7 +408,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
       if (!exited && handle.cgroup && !(await this.cgroups.kill(handle.cgroup))) {
         this.options.log.warn({ cgroup: handle.cgroup.dirs }, "processes in a stopped task's cgroup survived SIGKILL");
       }
-    });
+    }, TURN_PRIORITY.kill);
     if (exited) return;
     await waitForExitRecord(handle.dir, () => isSameProcessAlive(handle.shimPid, handle.shimStartTime));
   }
@@ -407,8 +422,8 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
    * them, up to 2 s. Waits between looks (the grace period, the exit record)
    * hold no turn.
    */
-  private readonly stopTurn: Turn = async (work) => {
-    const [, release] = await this.stopTurns.acquire();
+  private readonly stopTurn = async <T>(work: () => T | Promise<T>, priority: number): Promise<T> => {
+    const [, release] = await this.stopTurns.acquire(1, priority);
     try {
       await loopTurn(); // I/O that arrived meanwhile (a Get) is served before this work
       return await work();
@@ -424,13 +439,18 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
       // SIGTERM tells the shim to stop logging and leave once the pipes close.
       signalQuietly(run.shimPid, 'SIGTERM');
     }
-    if (run) this.listeners.delete(run.shimPid);
+    if (run) {
+      this.listeners.delete(run.shimPid);
+      this.followed.delete(run.shimPid);
+    }
     if (handle.dir) this.held.delete(handle.dir);
-    if (run?.cgroup && sameBoot) {
+    const cgroup = run?.cgroup;
+    if (cgroup && sameBoot) {
       // Never kills: a task that ended may have left processes running on
       // purpose (the original's `bootstrap.sh &`); their cgroup then stays
       // until they are gone (a later sweep removes it).
-      const { busy } = await this.cgroups.remove(run.cgroup);
+      // In a turn: a mass delete releases its tasks as their stops end, each a few rmdirs.
+      const { busy } = await this.stopTurn(() => this.cgroups.remove(cgroup), TURN_PRIORITY.release);
       if (busy.length > 0) this.options.log.debug({ cgroups: busy }, 'the task left processes running; keeping its cgroup until they exit');
     }
     if (handle.dir) {
@@ -439,7 +459,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
       await Promise.all(RUN_RECORDS.map((file) => rm(join(handle.dir, file), { force: true, recursive: true })));
       // The last task of a data dir takes the scope with it at once; leftovers wait for the sweep.
       const dataDir = dirname(handle.dir);
-      this.cgroups.removeScopeIfEmpty(scopeOf(dataDir));
+      this.cgroups.removeScopeIfEmpty(scopeOf(dataDir), { untilBusy: true });
       this.cgroups.sweepSoon(scopeOf(dataDir), liveTasksOf(dataDir));
     }
   }
@@ -495,16 +515,22 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
   watch(handle: ProcessHandle, onChange: () => void): () => void {
     if (!isRun(handle)) return () => {};
     const { shimPid, pid, startTime, dir } = handle;
-    const set = this.listeners.get(shimPid) ?? new Set();
-    set.add(onChange);
-    this.listeners.set(shimPid, set);
+    const unlisten = this.listen(shimPid, onChange);
     const records = watchExitRecord(dir, onChange);
     const taskEnd = this.options.spawner.watchPid(pid, () => isSameProcessAlive(pid, startTime), onChange);
     return () => {
-      set.delete(onChange);
+      unlisten();
       records?.close();
       taskEnd();
     };
+  }
+
+  /** Calls `listener` on each later event line of the shim; returns the function that stops it. */
+  private listen(shimPid: number, listener: () => void): () => void {
+    const set = this.listeners.get(shimPid) ?? new Set();
+    set.add(listener);
+    this.listeners.set(shimPid, set);
+    return () => set.delete(listener);
   }
 
   private notify(shimPid: number): void {

@@ -5,7 +5,8 @@
 // and its options) and the end of a stalled shim all go through killTree.
 import { existsSync } from 'node:fs';
 import { pollUntil } from '../../util/poll.js';
-import type { CgroupManager } from '../cgroups/index.js';
+import type { CgroupManager, TaskCgroup } from '../cgroups/index.js';
+import { GRACE_POLL_MS, graceLookDelay, type TreeState } from './grace-looks.js';
 import {
   bootId,
   descendantsByChildren,
@@ -21,8 +22,7 @@ import {
 } from './procfs.js';
 import type { ShimHandle } from './shim-handle.js';
 
-/** How often a stop checks whether the tree has exited during its grace period. */
-export const GRACE_POLL_MS = 50;
+export { GRACE_POLL_MS };
 /** How old the shared process table used to find a cgroup-less task's tree for stats may be (when the shim is gone). */
 const STATS_TABLE_MAX_AGE_MS = 1000;
 /** How long killTree keeps killing what is left before it gives up. */
@@ -49,13 +49,24 @@ export interface TreeOrder {
 }
 
 /**
+ * How much of the task's cgroup a look at its tree reads: on cgroup v1 a task
+ * is in one directory per hierarchy (six or more), and only root can move a
+ * process out of some of them. 'membership' reads the one hierarchy that
+ * lists the task's processes (a stop's signal: while the shim lives its tree
+ * holds every descendant anyway; a grace-period look once the shim is gone),
+ * 'all' every hierarchy (killTree's rounds),
+ * 'none' leaves the cgroup to the caller (treeGone reads it whole).
+ */
+export type CgroupReach = 'membership' | 'all' | 'none';
+
+/**
  * Everything the task started: its cgroup's processes, and its tree. While the
  * shim lives it is the subreaper of the whole tree, so walking its children
  * lists finds every descendant cheaply (many stops may run at once); once it
  * is gone, a /proc scan finds the process group and what the shim left.
  */
-export function treeMembers(handle: ShimHandle, cgroups: CgroupManager, { leavesFirst }: TreeOrder = {}): number[] {
-  const members = new Set(handle.cgroup ? cgroups.allPids(handle.cgroup) : []);
+export function treeMembers(handle: ShimHandle, cgroups: CgroupManager, { leavesFirst }: TreeOrder = {}, reach: CgroupReach = 'all'): number[] {
+  const members = new Set(handle.cgroup ? cgroupPids(handle.cgroup, cgroups, reach) : []);
   const viaShim = shimDescendants(handle);
   for (const pid of viaShim ?? []) members.add(pid);
   // Without a cgroup, only a scan of /proc finds the group and what the shim
@@ -65,6 +76,34 @@ export function treeMembers(handle: ShimHandle, cgroups: CgroupManager, { leaves
   // scan per stop would make a mass stop quadratic in the number of processes.
   if (!handle.cgroup && (!viaShim || leavesFirst)) for (const pid of scannedTree(handle, processTable())) members.add(pid);
   return [...members];
+}
+
+function cgroupPids(cgroup: TaskCgroup, cgroups: CgroupManager, reach: CgroupReach): number[] {
+  switch (reach) {
+    case 'membership':
+      return cgroups.pids(cgroup) ?? cgroups.allPids(cgroup);
+    case 'all':
+      return cgroups.allPids(cgroup);
+    case 'none':
+      return [];
+  }
+}
+
+/**
+ * Whether nothing of the tree is left (zombies aside): its whole cgroup (every
+ * hierarchy, nested cgroups included) is empty and no member of its tree
+ * lives. Then killTaskTree and the cgroup's kill would find nothing to kill:
+ * a stop whose tree ended during the grace period skips them (each reads the
+ * tree afresh), and only SIGKILLs the process group, as killTaskTree does
+ * first. Nothing is signalled while some of the tree lives: a wrapper that
+ * killTaskTree must spare (TreeOrder.exclude) is in that group.
+ */
+export function treeGone(handle: ShimHandle, cgroups: CgroupManager): boolean {
+  if (handle.bootId !== bootId()) return true;
+  if (handle.cgroup && !cgroups.isEmpty(handle.cgroup)) return false;
+  if (parentsOf(treeMembers(handle, cgroups, {}, 'none')).size > 0) return false;
+  signalQuietly(-handle.pgid, 'SIGKILL');
+  return true;
 }
 
 /**
@@ -89,18 +128,25 @@ function scannedTree(handle: ShimHandle, table: ProcessTable): Set<number> {
 }
 
 /**
- * Whether to keep waiting for the tree to exit during the grace period. Cheap,
- * as many stops may wait at once: while the shim lives it is the subreaper of
- * the whole tree, so its children lists suffice; otherwise a shared, briefly
- * cached /proc scan. A wrong "gone" only ends the wait early: what is left is
- * then found by killTree's fresh scans.
+ * How much of the tree is left during the grace period: 'task' while the
+ * task's own process lives (its end is pushed, see waitForTree), 'tree' while
+ * only what it started does, 'gone' after. Cheap, as many stops may look at
+ * once: while the shim lives it is the subreaper of the whole tree, so its
+ * children lists suffice; otherwise a shared, briefly cached /proc scan. A
+ * wrong "gone" only ends the wait early: what is left is then found by
+ * killTree's fresh scans.
  */
-export function treeAlive(handle: ShimHandle, cgroups: CgroupManager, order: TreeOrder = {}): boolean {
-  if (isSameProcessAlive(handle.pid, handle.startTime)) return true;
+export function treeState(handle: ShimHandle, cgroups: CgroupManager, order: TreeOrder = {}): TreeState {
+  if (isSameProcessAlive(handle.pid, handle.startTime)) return 'task';
+  return treeAliveBesidesTask(handle, cgroups, order) ? 'tree' : 'gone';
+}
+
+function treeAliveBesidesTask(handle: ShimHandle, cgroups: CgroupManager, order: TreeOrder): boolean {
   if (order.leavesFirst) return parentsOf(treeMembers(handle, cgroups, order)).size > 0;
   const viaShim = shimDescendants(handle);
   if (viaShim) return viaShim.length > 0;
-  if (handle.cgroup) return cgroups.allPids(handle.cgroup).length > 0;
+  // One hierarchy suffices here (a wrong "gone" ends the wait early): treeGone reads them all.
+  if (handle.cgroup) return cgroupPids(handle.cgroup, cgroups, 'membership').length > 0;
   return groupMembers(handle.pgid, recentProcessTable(GRACE_POLL_MS)).length > 0;
 }
 
@@ -112,7 +158,7 @@ export function treeAlive(handle: ShimHandle, cgroups: CgroupManager, order: Tre
  */
 export function signalTree(handle: ShimHandle, signal: NodeJS.Signals, cgroups: CgroupManager, order: TreeOrder = {}): void {
   if (!order.exclude) signalQuietly(-handle.pgid, signal);
-  const members = treeMembers(handle, cgroups, order).filter((pid) => !order.exclude?.(pid));
+  const members = treeMembers(handle, cgroups, order, 'membership').filter((pid) => !order.exclude?.(pid));
   if (order.exclude && members.length === 0) signalQuietly(-handle.pgid, signal);
   for (const pid of members) signalQuietly(pid, signal);
 }
@@ -124,9 +170,48 @@ export function signalTree(handle: ShimHandle, signal: NodeJS.Signals, cgroups: 
 export type Turn = <T>(work: () => T | Promise<T>) => Promise<T>;
 const atOnce: Turn = async (work) => work();
 
-/** Waits until the tree is gone or `graceMs` have passed; each look at the tree takes a `turn`. */
-export async function waitForTree(handle: ShimHandle, cgroups: CgroupManager, graceMs: number, order: TreeOrder = {}, turn: Turn = atOnce): Promise<void> {
-  await pollUntil(() => turn(() => !treeAlive(handle, cgroups, order)), graceMs, GRACE_POLL_MS);
+/**
+ * Subscribes to pushes about the task's process (its shim's event lines): the
+ * callback runs on each; returns the unsubscribe function.
+ */
+export type Pushes = (onPush: () => void) => () => void;
+
+/**
+ * Waits until the tree is gone or `graceMs` have passed; each look at the
+ * tree takes a `turn`. With `pushes`, no look is taken while the task's own
+ * process is known to live (see graceLookDelay): a push ends each pause.
+ */
+export async function waitForTree(handle: ShimHandle, cgroups: CgroupManager, graceMs: number, order: TreeOrder = {}, turn: Turn = atOnce, pushes?: Pushes): Promise<void> {
+  const deadline = Date.now() + graceMs;
+  let pushed = false;
+  let wake: (() => void) | undefined;
+  const unsubscribe = pushes?.(() => {
+    pushed = true;
+    wake?.();
+  });
+  // A task that ended before the subscription was pushed already: look at once.
+  if (pushes && !isSameProcessAlive(handle.pid, handle.startTime)) pushed = true;
+  try {
+    let last: TreeState | undefined;
+    for (;;) {
+      const pause = graceLookDelay(last, pushes !== undefined, deadline - Date.now());
+      if (pause > 0 && !pushed) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, pause);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wake = undefined;
+      }
+      pushed = false;
+      last = await turn(() => treeState(handle, cgroups, order));
+      if (last === 'gone' || Date.now() >= deadline) return;
+    }
+  } finally {
+    unsubscribe?.();
+  }
 }
 
 /** SIGKILLs a task's tree (see killTree); true when nothing of it is left, or it ran in an earlier boot. */
