@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { ArtifactCache } from '../../src/artifacts/cache.js';
 import { ArtifactError } from '../../src/artifacts/errors.js';
@@ -69,6 +69,7 @@ beforeEach(() => {
   mkdirSync(taskDir);
   hits.clear();
 });
+afterEach(() => rmSync(root, { recursive: true, force: true }));
 
 const fetcher = (overrides: Partial<ConstructorParameters<typeof ArtifactFetcher>[0]> = {}) =>
   new ArtifactFetcher({ maxBytes: 1024 * 1024, maxEntries: 100, timeoutMs: 10_000, retryBackoffMs: 10, log: pino({ level: 'silent' }), ...overrides });
