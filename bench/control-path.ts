@@ -20,6 +20,7 @@
 //   BENCH_N=200 ...                                 quicker run; default 1000
 //   BENCH_EXITS (default 100), BENCH_IDLE_S (10), BENCH_RPS_S (3), BENCH_TIMEOUT_S (max(180, N/2))
 //   BENCH_ONLY=delete                               items 1, 2 and 3 only (the mass delete right after the start)
+//   BENCH_ONLY=exits                                item 6 only, with the N sleepers running
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -43,6 +44,7 @@ const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 10);
 const RPS_S = Number(process.env.BENCH_RPS_S ?? 3);
 const TIMEOUT_MS = Number(process.env.BENCH_TIMEOUT_S ?? Math.max(180, N / 2)) * 1000;
 const ONLY_DELETE = process.env.BENCH_ONLY === 'delete';
+const ONLY_EXITS = process.env.BENCH_ONLY === 'exits';
 const defaults = parseConfig([]);
 const OVERRIDES = { logLevel: 'silent', reconcileIntervalMs: defaults.reconcileIntervalMs, stopGraceMs: defaults.stopGraceMs };
 // List of N tasks can outgrow grpc-js's default 4 MiB receive limit.
@@ -251,7 +253,7 @@ async function main(): Promise<void> {
 
   // 5 (baseline): idle with no tasks, after the start-up work settled.
   await delay(1000);
-  if (ONLY_DELETE) {
+  if (ONLY_DELETE || ONLY_EXITS) {
     await session.api.createTask({ task: sleeper(PROBE) });
     await session.api.setTasks({ tasks: [sleeper(PROBE), ...names.map(sleeper)] });
     const deadline = Date.now() + TIMEOUT_MS;
@@ -259,7 +261,11 @@ async function main(): Promise<void> {
       if (Date.now() > deadline) throw new Error(`the ${N} tasks did not all run in time`);
       await delay(200);
     }
-    await massDelete(session, taskProcesses(dataDir));
+    if (ONLY_DELETE) await massDelete(session, taskProcesses(dataDir));
+    else {
+      await delay(IDLE_S * 1000); // as in the whole run, where item 5's idle time comes first
+      await exitVisibility(session);
+    }
     return;
   }
   const idle0 = await idleCpu(IDLE_S);
@@ -503,7 +509,7 @@ let bareSpawnMs = 0;
 try {
   await main();
   await cleanup();
-  if (ONLY_DELETE) {
+  if (ONLY_DELETE || ONLY_EXITS) {
     for (const r of rows) console.log(`| ${r.item} | ${r.baseline} | ${r.executor} | ${r.ratio} | ${r.target} |`);
     process.exit(process.exitCode ?? 0);
   }
