@@ -653,7 +653,9 @@ export class TaskManager {
     if (!record.runtime && record.state.phase === 'waiting' && !record.deletionRequestedAt) return this.launch(name);
     if (runtime && record.runtime && !isTerminated(record.state)) {
       try {
-        await this.setState(name, stateFromObservation(record, await runtime.inspect()));
+        const observation = await runtime.inspect();
+        const durable = observation.state === 'exited' && observation.durable === true;
+        await this.setState(name, stateFromObservation(record, observation), durable);
       } catch (error) {
         // An unreachable runtime says nothing about the task: keep what is known (the runtime logs the outage).
         if (!isUnavailable(error)) throw error;
@@ -769,8 +771,10 @@ export class TaskManager {
     }));
   }
 
-  private async setState(name: string, state: TaskState): Promise<void> {
-    await this.update(name, (r) => (JSON.stringify(state) === JSON.stringify(r.state) ? r : { ...r, state }));
+  /** `durable`: the state is an exit the runtime keeps across a crash (see update). */
+  private async setState(name: string, state: TaskState, durable = false): Promise<void> {
+    const change = (r: TaskRecord) => (JSON.stringify(state) === JSON.stringify(r.state) ? r : { ...r, state });
+    await this.update(name, change, durable ? { shown: () => {} } : undefined);
   }
 
   /**
@@ -779,10 +783,10 @@ export class TaskManager {
    * changed. A write the disk refuses is kept in memory and retried (see
    * the file comment); it never throws for that.
    *
-   * `durable`: the change is a start the runtime made durable itself
-   * (Started.durable: after a crash, recovery finds it from the runtime's
-   * own files, as long as the record on disk is the one the start began
-   * from). It is published first, `shown` is called, and then it is written;
+   * `durable`: the change is a start or an exit the runtime made durable
+   * itself (Started.durable, an exited Observation.durable: after a crash,
+   * recovery finds it from the runtime's own files, as long as the record on
+   * disk is the one the start began from, or the run's). It is published first, `shown` is called, and then it is written;
    * still in the task's commit order, so no later change overtakes it on
    * disk. Only while the task's latest record is on disk: after a refused
    * write, recovery would start from an older record.

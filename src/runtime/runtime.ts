@@ -76,6 +76,14 @@ export type Observation =
       /** Set when the runtime knows better than exit-code rules (e.g. OOMKilled, ProcessStartFailed). */
       reason?: string;
       message?: string;
+      /**
+       * True when the runtime keeps this exit status across a crash of the
+       * executor: `inspect` with the same handle finds it again (the process
+       * runtime: the shim's exit.json, fsynced before it reported the exit).
+       * The manager may then show the exit before its own record of it is on
+       * disk, as with Started.durable.
+       */
+      durable?: boolean;
     }
   /** The task is gone and left no exit status behind (e.g. killed along with its supervisor). */
   | { state: 'lost'; startedAt?: string; message: string };

@@ -266,6 +266,33 @@ describe('faults', () => {
     b.client.close();
   });
 
+  test('an executor killed after showing an exit but before recording it reports the same exit after the restart', async () => {
+    const dataDir = tempDir('te-fault-exit-');
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const first = spawnCommand([process.execPath, '--import', 'tsx', join(import.meta.dirname, '..', 'support', 'hung-write-start.ts'), 'exit', dataDir, 'ends', 'exit 3']);
+    cleanups.push(() => first.child.kill('SIGKILL'));
+    const line = await waitFor('the exit to be shown', () => /^\{"terminated":.*\}$/m.exec(first.output())?.[0], { timeoutMs: 20_000 });
+    const shown = (JSON.parse(line) as { terminated: { exitCode: number; reason: string; finishedAt: string } }).terminated;
+    assert.deepEqual({ exitCode: shown.exitCode, reason: shown.reason }, { exitCode: 3, reason: 'Failed' });
+    const onDisk = readFileSync(join(dataDir, 'ends', 'task.json'), 'utf8');
+    assert.equal(onDisk.includes('"terminated"'), false, "the executor's record of the exit is not on disk");
+    first.child.kill('SIGKILL');
+    await first.exited;
+
+    const second = spawnExecutor(['--data-dir', dataDir, '--listen-addr', '127.0.0.1:0']);
+    cleanups.push(() => second.child.kill('SIGKILL'));
+    const b = await connect(second);
+    const recovered = await waitFor('the exit to be reported again', async () => {
+      const state = stateOf((await b.api.getTask({ name: 'ends' })).task);
+      return state?.$case === 'terminated' ? state.value : undefined;
+    });
+    assert.deepEqual(
+      { exitCode: recovered.exitCode, reason: recovered.reason, finishedAt: recovered.finishedAt?.getTime() },
+      { exitCode: 3, reason: 'Failed', finishedAt: Math.floor(Date.parse(shown.finishedAt)) },
+    );
+    b.client.close();
+  });
+
   test('an executor killed with SIGKILL during a large SetTasks recovers every admitted task exactly once', async () => {
     const dataDir = tempDir();
     const scratch = tempDir('te-scratch-');

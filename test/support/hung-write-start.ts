@@ -10,6 +10,9 @@
 //   start      TaskStore.save of a record with a run hangs: the moment after
 //              `running` was published and before the executor's record of the
 //              start is on disk. Prints {"phase": ...} of the record Create returned.
+//   exit       TaskStore.save of a terminated record hangs: the moment after the
+//              task's exit was shown and before the executor's record of it is
+//              on disk. Prints {"terminated": {exitCode, reason, finishedAt}} once shown.
 //
 // Usage: node --import tsx test/support/hung-write-start.ts MODE DATA_DIR NAME SCRIPT
 // Then waits to be killed.
@@ -19,6 +22,7 @@ import { CgroupManager } from '../../src/runtime/cgroups/index.js';
 import { TaskStore } from '../../src/store/task-store.js';
 import { shell } from './executor.js';
 import { silent, startManager } from './in-process.js';
+import { waitFor } from './wait.js';
 
 const never = (): Promise<void> => new Promise<void>(() => {});
 
@@ -34,18 +38,33 @@ class StartNeverRecorded extends TaskStore {
   }
 }
 
-const [mode, dataDir, name, script] = process.argv.slice(2);
-if ((mode !== 'admission' && mode !== 'start') || !dataDir || !name || !script) {
-  throw new Error('usage: hung-write-start.ts admission|start DATA_DIR NAME SCRIPT');
+class ExitNeverRecorded extends TaskStore {
+  override save(record: TaskRecord): Promise<void> {
+    return record.state.phase === 'terminated' ? never() : super.save(record);
+  }
 }
-const store = mode === 'admission' ? new NeverAdmitted(dataDir, silent) : new StartNeverRecorded(dataDir, silent);
+
+const [mode, dataDir, name, script] = process.argv.slice(2);
+if ((mode !== 'admission' && mode !== 'start' && mode !== 'exit') || !dataDir || !name || !script) {
+  throw new Error('usage: hung-write-start.ts admission|start|exit DATA_DIR NAME SCRIPT');
+}
+const stores = { admission: NeverAdmitted, start: StartNeverRecorded, exit: ExitNeverRecorded };
+const store = new stores[mode](dataDir, silent);
 const { manager } = await startManager(store, { cgroups: new CgroupManager({ log: silent }) });
 const spec = specFromWire(shell(name, script).spec);
 if (mode === 'admission') {
   void manager.create(name, spec);
   process.stdout.write(`${JSON.stringify({ creating: name })}\n`);
-} else {
+} else if (mode === 'start') {
   const record = await manager.create(name, spec);
   process.stdout.write(`${JSON.stringify({ phase: record.state.phase })}\n`);
+} else {
+  await manager.create(name, spec);
+  const state = await waitFor('the exit to be shown', () => {
+    const { state } = manager.get(name);
+    return state.phase === 'terminated' ? state : undefined;
+  });
+  const { exitCode, reason, finishedAt } = state;
+  process.stdout.write(`${JSON.stringify({ terminated: { exitCode, reason, finishedAt } })}\n`);
 }
 setInterval(() => {}, 1 << 30); // until killed

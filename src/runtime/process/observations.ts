@@ -9,6 +9,8 @@ export interface HeldExit extends ExitRecord {
   recordError: string;
 }
 
+type ExitedObservation = Extract<Observation, { state: 'exited' }>;
+
 /** Reported for a task whose exit status is unknown (as the manager does for a lost one). */
 const UNKNOWN_EXIT_CODE = 137;
 
@@ -16,7 +18,7 @@ export function exitObservation(
   handle: Pick<ShimHandle, 'dir'> & Partial<ShimHandle>,
   exit: ExitRecord,
   cgroups: Pick<CgroupManager, 'oomKills'>,
-): Observation {
+): ExitedObservation {
   const oomKilled = exit.exitCode === 137 && handle.cgroup !== undefined && (cgroups.oomKills(handle.cgroup) ?? 0) > 0;
   const limit = handle.cgroup?.limits?.memoryBytes;
   const oomMessage = limit !== undefined ? `memory limit of ${formatBytes(limit)} exceeded` : 'killed by the kernel because its cgroup ran out of memory';
@@ -33,7 +35,7 @@ export function exitObservation(
       message: exit.startError + oom,
     };
   }
-  const observation: Observation = {
+  const observation: ExitedObservation = {
     state: 'exited',
     exitCode: exit.exitCode,
     signal: exit.signal,
@@ -49,7 +51,7 @@ export function exitObservation(
 /** The real exit status, known only from the shim's event: exit.json could not be written. */
 export function heldObservation(handle: ProcessHandle, held: HeldExit, cgroups: Pick<CgroupManager, 'oomKills'>): Observation {
   const observation = exitObservation(handle, held, cgroups);
-  if (observation.state !== 'exited' || observation.reason !== undefined) return observation;
+  if (observation.reason !== undefined) return observation;
   const message = `the exit status comes from the task's supervisor, which ${held.recordError.replace(/^cannot/, 'could not')} (is the data dir full?) and keeps retrying`;
   return { ...observation, message };
 }

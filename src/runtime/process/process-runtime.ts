@@ -340,7 +340,8 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
 
   async inspect(handle: ProcessHandle): Promise<Observation> {
     const exit = await readExitRecord(handle.dir);
-    if (exit.state === 'valid') return exitObservation(handle, exit.record, this.cgroups);
+    // exit.json is fsynced before the shim reports the exit: the status survives an executor crash.
+    if (exit.state === 'valid') return { ...exitObservation(handle, exit.record, this.cgroups), durable: true };
     const held = this.held.get(handle.dir);
     if (held) return heldObservation(handle, held, this.cgroups);
     if (!isRun(handle)) {
@@ -363,7 +364,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) return running;
     // The shim may have written the record and exited since the first read above.
     const last = await readExitRecord(handle.dir);
-    if (last.state === 'valid') return exitObservation(handle, last.record, this.cgroups);
+    if (last.state === 'valid') return { ...exitObservation(handle, last.record, this.cgroups), durable: true };
     if (last.state === 'unreadable') return unreadableObservation(handle.dir, last);
     return {
       state: 'lost',
