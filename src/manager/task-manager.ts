@@ -479,7 +479,7 @@ export class TaskManager {
     }
     // A start that failed early, before its gate, is recorded once the task exists.
     if (admission && !(await resolvedOk(admission.admitted))) return;
-    await this.update(name, next, durable ? { shown: () => admission?.shown?.() } : undefined);
+    await this.update(name, next, durable ? { shown: admission?.shown } : undefined);
     this.watch(name);
     // An exit announced before the watch was registered would otherwise wait for the safety net.
     this.schedule(name);
@@ -774,7 +774,7 @@ export class TaskManager {
   /** `durable`: the state is an exit the runtime keeps across a crash (see update). */
   private async setState(name: string, state: TaskState, durable = false): Promise<void> {
     const change = (r: TaskRecord) => (JSON.stringify(state) === JSON.stringify(r.state) ? r : { ...r, state });
-    await this.update(name, change, durable ? { shown: () => {} } : undefined);
+    await this.update(name, change, durable ? {} : undefined);
   }
 
   /**
@@ -786,12 +786,13 @@ export class TaskManager {
    * `durable`: the change is a start or an exit the runtime made durable
    * itself (Started.durable, an exited Observation.durable: after a crash,
    * recovery finds it from the runtime's own files, as long as the record on
-   * disk is the one the start began from, or the run's). It is published first, `shown` is called, and then it is written;
+   * disk is the one the start began from, or the run's). It is published
+   * first, `shown` (if any) is called, and then it is written;
    * still in the task's commit order, so no later change overtakes it on
    * disk. Only while the task's latest record is on disk: after a refused
    * write, recovery would start from an older record.
    */
-  private async update(name: string, change: (record: TaskRecord) => TaskRecord, durable?: { shown: () => void }): Promise<boolean> {
+  private async update(name: string, change: (record: TaskRecord) => TaskRecord, durable?: { shown?: (() => void) | undefined }): Promise<boolean> {
     return this.commits.run(name, async () => {
       const current = this.tasks.get(name);
       if (!current) return false;
@@ -800,7 +801,7 @@ export class TaskManager {
       const early = durable !== undefined && !this.unsaved.has(name);
       if (early) {
         this.applied(current, next);
-        durable.shown();
+        durable.shown?.();
       }
       try {
         await this.options.store.save(next);

@@ -48,6 +48,14 @@ export function exitObservation(
   return observation;
 }
 
+/**
+ * An exit read from the shim's exit.json: durable, as the shim fsyncs it
+ * before it reports the exit, so it survives a crash of the executor.
+ */
+export function recordedExitObservation(handle: ProcessHandle, exit: ExitRecord, cgroups: Pick<CgroupManager, 'oomKills'>): ExitedObservation {
+  return { ...exitObservation(handle, exit, cgroups), durable: true };
+}
+
 /** The real exit status, known only from the shim's event: exit.json could not be written. */
 export function heldObservation(handle: ProcessHandle, held: HeldExit, cgroups: Pick<CgroupManager, 'oomKills'>): Observation {
   const observation = exitObservation(handle, held, cgroups);

@@ -18,7 +18,7 @@ import type { Logger } from 'pino';
 import type { ProcessSpec, TaskSpec } from '../../model/task.js';
 import { type CgroupManager, scopeOf, type TaskCgroup } from '../cgroups/index.js';
 import { AdmissionAbandoned, type LogLocation, type Observation, type ResourceSample, type Started, type StartRequest, type StopOptions, type TaskRuntime } from '../runtime.js';
-import { exitObservation, type HeldExit, heldObservation, unreadableObservation } from './observations.js';
+import { exitObservation, type HeldExit, heldObservation, recordedExitObservation, unreadableObservation } from './observations.js';
 import { bootId, isSameProcessAlive, sampleProcesses, signalQuietly, startTimeOf } from './procfs.js';
 import { decodeProcessHandle, isRun, PROCESS_HANDLE_VERSION, type ProcessHandle, type ShimHandle } from './shim-handle.js';
 import { parseEvent, readExitRecord, readStartRecord, type ShimEvent, type StartRecord } from './shim-protocol.js';
@@ -340,8 +340,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
 
   async inspect(handle: ProcessHandle): Promise<Observation> {
     const exit = await readExitRecord(handle.dir);
-    // exit.json is fsynced before the shim reports the exit: the status survives an executor crash.
-    if (exit.state === 'valid') return { ...exitObservation(handle, exit.record, this.cgroups), durable: true };
+    if (exit.state === 'valid') return recordedExitObservation(handle, exit.record, this.cgroups);
     const held = this.held.get(handle.dir);
     if (held) return heldObservation(handle, held, this.cgroups);
     if (!isRun(handle)) {
@@ -364,7 +363,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     if (isSameProcessAlive(handle.shimPid, handle.shimStartTime)) return running;
     // The shim may have written the record and exited since the first read above.
     const last = await readExitRecord(handle.dir);
-    if (last.state === 'valid') return { ...exitObservation(handle, last.record, this.cgroups), durable: true };
+    if (last.state === 'valid') return recordedExitObservation(handle, last.record, this.cgroups);
     if (last.state === 'unreadable') return unreadableObservation(handle.dir, last);
     return {
       state: 'lost',

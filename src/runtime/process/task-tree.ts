@@ -22,7 +22,6 @@ import {
 } from './procfs.js';
 import type { ShimHandle } from './shim-handle.js';
 
-export { GRACE_POLL_MS };
 /** How old the shared process table used to find a cgroup-less task's tree for stats may be (when the shim is gone). */
 const STATS_TABLE_MAX_AGE_MS = 1000;
 /** How long killTree keeps killing what is left before it gives up. */
