@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { status } from '@grpc/grpc-js';
-import { classifyPullFailure, DEFAULT_PULL_BACKOFF, pullBackoffMs } from '../../src/runtime/container/image-pull-retry.js';
+import { afterTransientFailure, classifyPullFailure, DEFAULT_PULL_BACKOFF, pullBackoffMs } from '../../src/runtime/container/image-pull-retry.js';
 
 const IMAGE = 'failed to pull and unpack image "registry.local:5000/team/app:v1"';
 
@@ -77,5 +77,39 @@ describe('the back-off between pull attempts', () => {
       [1, 2, 3, 4].map((attempt) => pullBackoffMs(attempt, { initialMs: 100, maxMs: 500 })),
       [100, 200, 400, 500],
     );
+  });
+});
+
+describe('what follows a transient pull failure within --image-pull-timeout', () => {
+  const backoff = { initialMs: 1000, maxMs: 30_000 };
+
+  test('a back-off that ends before the deadline is followed by another attempt', () => {
+    assert.deepEqual(afterTransientFailure(1, 2500, backoff), { waitMs: 1000, then: 'retry' });
+    assert.deepEqual(afterTransientFailure(2, 2001, backoff), { waitMs: 2000, then: 'retry' });
+  });
+
+  test('a back-off that reaches the deadline is the last wait, cut to what is left, and no attempt follows it', () => {
+    assert.deepEqual(afterTransientFailure(2, 1500, backoff), { waitMs: 1500, then: 'give-up' });
+    assert.deepEqual(afterTransientFailure(2, 2000, backoff), { waitMs: 2000, then: 'give-up' });
+  });
+
+  test('a budget already spent gives up at once, whatever the clock overshot', () => {
+    assert.deepEqual(afterTransientFailure(1, 0, backoff), { waitMs: 0, then: 'give-up' });
+    assert.deepEqual(afterTransientFailure(3, -40, backoff), { waitMs: 0, then: 'give-up' });
+  });
+
+  test('a timer that fires a millisecond early cannot buy one more attempt: the run of steps ends after the wait that reached the deadline', () => {
+    // The loop of container-runtime.ts with a clock whose timers fire 1 ms
+    // early and a registry that always fails at once, as in CI's failing run.
+    const budget = 2500;
+    let now = 0;
+    let attempts = 0;
+    for (;;) {
+      attempts++;
+      const next = afterTransientFailure(attempts, budget - now, backoff);
+      now += Math.max(0, next.waitMs - 1);
+      if (next.then === 'give-up') break;
+    }
+    assert.equal(attempts, 2);
   });
 });

@@ -37,7 +37,7 @@ import type { RegistryAuth } from './registry-auth.js';
 import { LogRotation, prepareLogLink } from './log-rotation.js';
 import { Relist } from './relist.js';
 import { SandboxPool } from './sandbox-pool.js';
-import { classifyPullFailure, type PullBackoff, pullBackoffMs } from './image-pull-retry.js';
+import { afterTransientFailure, classifyPullFailure, type PullBackoff } from './image-pull-retry.js';
 
 export interface ContainerRuntimeOptions {
   /** CRI endpoint: a socket path or unix:///path. */
@@ -548,13 +548,14 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     // Which registry's credentials are used, never what they are.
     log.info({ image, credentials: found ? found.registry : 'none' }, 'pulling image');
     const budgetMs = this.options.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS;
-    const deadline = Date.now() + budgetMs;
+    // Monotonic: a wall-clock step must not lengthen or cut the budget.
+    const deadline = performance.now() + budgetMs;
     const deleted = { reason: Reason.Stopped, message: `deleted while its image "${image}" was being pulled` };
     for (let attempt = 1; ; attempt++) {
       progress?.('ImagePulling', `pulling image "${image}"${attempt > 1 ? ` (attempt ${attempt})` : ''}`);
       let last: string;
       try {
-        await this.cri.pullImage(image, sandbox, Math.max(1, deadline - Date.now()), auth, signal);
+        await this.cri.pullImage(image, sandbox, Math.max(1, Math.ceil(deadline - performance.now())), auth, signal);
         if (attempt > 1) log.info({ image, attempts: attempt }, 'image pulled after retries');
         return undefined;
       } catch (error) {
@@ -564,18 +565,18 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
         const failure = error instanceof CriError ? classifyPullFailure(error.code, error.details) : 'final';
         if (failure === 'final') return { reason: 'ImagePullFailed', message: `cannot pull image "${image}": ${last}` };
       }
-      const left = deadline - Date.now();
-      const waitMs = Math.min(pullBackoffMs(attempt, this.options.pullBackoff), left);
-      if (waitMs > 0) {
-        log.warn({ image, attempt, retryInMs: waitMs, err: last }, 'image pull failed; trying again after a back-off');
-        progress?.('ImagePullBackOff', `cannot pull image "${image}" (attempt ${attempt}): ${last}; trying again in ${seconds(waitMs)}`);
+      const next = afterTransientFailure(attempt, deadline - performance.now(), this.options.pullBackoff);
+      if (next.waitMs > 0) {
+        log.warn({ image, attempt, retryInMs: next.waitMs, giveUpAfter: next.then === 'give-up', err: last }, 'image pull failed; waiting out a back-off');
+        const then = next.then === 'retry' ? `trying again in ${seconds(next.waitMs)}` : `giving up in ${seconds(next.waitMs)} (--image-pull-timeout)`;
+        progress?.('ImagePullBackOff', `cannot pull image "${image}" (attempt ${attempt}): ${last}; ${then}`);
         try {
-          await delay(waitMs, undefined, { signal });
+          await delay(next.waitMs, undefined, { signal });
         } catch {
           return deleted;
         }
       }
-      if (Date.now() >= deadline) {
+      if (next.then === 'give-up') {
         return {
           reason: 'ImagePullFailed',
           message: `gave up pulling image "${image}" after ${attempt} attempt${attempt > 1 ? 's' : ''} in ${seconds(budgetMs)} (--image-pull-timeout); last error: ${last}`,

@@ -78,3 +78,24 @@ export function pullBackoffMs(attempt: number, backoff: PullBackoff = DEFAULT_PU
   const exponent = Math.max(0, Math.min(attempt - 1, 30));
   return Math.min(backoff.maxMs, backoff.initialMs * 2 ** exponent);
 }
+
+/** What follows a transient failure: wait waitMs, then try again or give up. */
+export interface AfterTransientFailure {
+  waitMs: number;
+  then: 'retry' | 'give-up';
+}
+
+/**
+ * The step after failed attempt `attempt` with leftMs of --image-pull-timeout
+ * left. A back-off that reaches the deadline is the last wait: the decision
+ * to give up is taken here, before it, and not by reading the clock after the
+ * timer fires. (A timer may fire a millisecond before the clock says its time
+ * is up; a decision read from the clock then started one more attempt with a
+ * 1 ms deadline, and that attempt's "Deadline exceeded" replaced the
+ * registry's real error in the message the task ended with.)
+ */
+export function afterTransientFailure(attempt: number, leftMs: number, backoff: PullBackoff = DEFAULT_PULL_BACKOFF): AfterTransientFailure {
+  const left = Math.max(0, leftMs);
+  const backoffMs = pullBackoffMs(attempt, backoff);
+  return backoffMs < left ? { waitMs: backoffMs, then: 'retry' } : { waitMs: left, then: 'give-up' };
+}
