@@ -84,18 +84,18 @@ describe('what follows a transient pull failure within --image-pull-timeout', ()
   const backoff = { initialMs: 1000, maxMs: 30_000 };
 
   test('a back-off that ends before the deadline is followed by another attempt', () => {
-    assert.deepEqual(afterTransientFailure(1, 2500, backoff), { waitMs: 1000, then: 'retry' });
-    assert.deepEqual(afterTransientFailure(2, 2001, backoff), { waitMs: 2000, then: 'retry' });
+    assert.deepEqual(afterTransientFailure(1, 2500, backoff), { waitMs: 1000, afterWait: 'retry' });
+    assert.deepEqual(afterTransientFailure(2, 2001, backoff), { waitMs: 2000, afterWait: 'retry' });
   });
 
   test('a back-off that reaches the deadline is the last wait, cut to what is left, and no attempt follows it', () => {
-    assert.deepEqual(afterTransientFailure(2, 1500, backoff), { waitMs: 1500, then: 'give-up' });
-    assert.deepEqual(afterTransientFailure(2, 2000, backoff), { waitMs: 2000, then: 'give-up' });
+    assert.deepEqual(afterTransientFailure(2, 1500, backoff), { waitMs: 1500, afterWait: 'give-up' });
+    assert.deepEqual(afterTransientFailure(2, 2000, backoff), { waitMs: 2000, afterWait: 'give-up' });
   });
 
   test('a budget already spent gives up at once, whatever the clock overshot', () => {
-    assert.deepEqual(afterTransientFailure(1, 0, backoff), { waitMs: 0, then: 'give-up' });
-    assert.deepEqual(afterTransientFailure(3, -40, backoff), { waitMs: 0, then: 'give-up' });
+    assert.deepEqual(afterTransientFailure(1, 0, backoff), { waitMs: 0, afterWait: 'give-up' });
+    assert.deepEqual(afterTransientFailure(3, -40, backoff), { waitMs: 0, afterWait: 'give-up' });
   });
 
   test('a timer that fires a millisecond early cannot buy one more attempt: the run of steps ends after the wait that reached the deadline', () => {
@@ -108,7 +108,7 @@ describe('what follows a transient pull failure within --image-pull-timeout', ()
       attempts++;
       const next = afterTransientFailure(attempts, budget - now, backoff);
       now += Math.max(0, next.waitMs - 1);
-      if (next.then === 'give-up') break;
+      if (next.afterWait === 'give-up') break;
     }
     assert.equal(attempts, 2);
   });

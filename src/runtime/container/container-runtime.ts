@@ -567,16 +567,16 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
       }
       const next = afterTransientFailure(attempt, deadline - performance.now(), this.options.pullBackoff);
       if (next.waitMs > 0) {
-        log.warn({ image, attempt, retryInMs: next.waitMs, giveUpAfter: next.then === 'give-up', err: last }, 'image pull failed; waiting out a back-off');
-        const then = next.then === 'retry' ? `trying again in ${seconds(next.waitMs)}` : `giving up in ${seconds(next.waitMs)} (--image-pull-timeout)`;
-        progress?.('ImagePullBackOff', `cannot pull image "${image}" (attempt ${attempt}): ${last}; ${then}`);
+        log.warn({ image, attempt, retryInMs: next.waitMs, giveUpAfter: next.afterWait === 'give-up', err: last }, 'image pull failed; waiting out a back-off');
+        const after = next.afterWait === 'retry' ? `trying again in ${seconds(next.waitMs)}` : `giving up in ${seconds(next.waitMs)} (--image-pull-timeout)`;
+        progress?.('ImagePullBackOff', `cannot pull image "${image}" (attempt ${attempt}): ${last}; ${after}`);
         try {
           await delay(next.waitMs, undefined, { signal });
         } catch {
           return deleted;
         }
       }
-      if (next.then === 'give-up') {
+      if (next.afterWait === 'give-up') {
         return {
           reason: 'ImagePullFailed',
           message: `gave up pulling image "${image}" after ${attempt} attempt${attempt > 1 ? 's' : ''} in ${seconds(budgetMs)} (--image-pull-timeout); last error: ${last}`,

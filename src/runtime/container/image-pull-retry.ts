@@ -82,7 +82,7 @@ export function pullBackoffMs(attempt: number, backoff: PullBackoff = DEFAULT_PU
 /** What follows a transient failure: wait waitMs, then try again or give up. */
 export interface AfterTransientFailure {
   waitMs: number;
-  then: 'retry' | 'give-up';
+  afterWait: 'retry' | 'give-up';
 }
 
 /**
@@ -97,5 +97,5 @@ export interface AfterTransientFailure {
 export function afterTransientFailure(attempt: number, leftMs: number, backoff: PullBackoff = DEFAULT_PULL_BACKOFF): AfterTransientFailure {
   const left = Math.max(0, leftMs);
   const backoffMs = pullBackoffMs(attempt, backoff);
-  return backoffMs < left ? { waitMs: backoffMs, then: 'retry' } : { waitMs: left, then: 'give-up' };
+  return backoffMs < left ? { waitMs: backoffMs, afterWait: 'retry' } : { waitMs: left, afterWait: 'give-up' };
 }
