@@ -567,7 +567,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
       }
       const next = afterTransientFailure(attempt, deadline - performance.now(), this.options.pullBackoff);
       if (next.waitMs > 0) {
-        log.warn({ image, attempt, retryInMs: next.waitMs, giveUpAfter: next.afterWait === 'give-up', err: last }, 'image pull failed; waiting out a back-off');
+        log.warn({ image, attempt, waitMs: Math.round(next.waitMs), afterWait: next.afterWait, err: last }, 'image pull failed; waiting out a back-off');
         const after = next.afterWait === 'retry' ? `trying again in ${seconds(next.waitMs)}` : `giving up in ${seconds(next.waitMs)} (--image-pull-timeout)`;
         progress?.('ImagePullBackOff', `cannot pull image "${image}" (attempt ${attempt}): ${last}; ${after}`);
         try {
