@@ -20,7 +20,8 @@ import type { Resources } from '../../model/task.js';
 import { type CgroupHierarchy, isLeafOf, type LimitKind, requestedLimits } from './hierarchy.js';
 import { detectLayout } from './layout.js';
 import { SingleFlight } from './single-flight.js';
-import { allCgroupPids, type CgroupUsage, errno, procsFiles, removeCgroup, removeDirNow, type TaskCgroup, uniqueDirs } from './task-cgroup.js';
+import { isErrno } from '../../util/errno.js';
+import { allCgroupPids, type CgroupUsage, procsFiles, removeCgroup, removeDirNow, type TaskCgroup, uniqueDirs } from './task-cgroup.js';
 import { V1Hierarchy } from './v1.js';
 import { V2Hierarchy } from './v2.js';
 
@@ -261,7 +262,7 @@ export class CgroupManager {
         rmdirSync(scopeDir);
       } catch (error) {
         // still holds task cgroups, or already gone
-        if (untilBusy && errno(error) !== 'ENOENT') return;
+        if (untilBusy && !isErrno(error, 'ENOENT')) return;
       }
     }
   }
