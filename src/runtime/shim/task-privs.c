@@ -60,8 +60,6 @@ static unsigned parse_id(const char *opt, const char *s) {
 /* Waits for the program's process CHILD and ends as it did; a death before its exec is
  * reported first (see the header). */
 static int wait_for_program(pid_t child, const char *prog) {
-  sigset_t none;
-  sigemptyset(&none);
   siginfo_t info;
   while (waitid(P_PID, child, &info, WEXITED | WNOWAIT) != 0) {
     if (errno != EINTR) fail("wait: %s", strerror(errno));
@@ -74,11 +72,15 @@ static int wait_for_program(pid_t child, const char *prog) {
     if (write(TASK_PRIVS_REPORT_FD, msg, strlen(msg)) < 0) { /* no task-shim reads it: the signal still says how it ended */ }
   }
   if (WIFEXITED(status)) return WEXITSTATUS(status);
+  /* That signal only: a stop's SIGTERM pending here must not replace the SIGKILL that ended the program. */
   int sig = WTERMSIG(status);
+  sigset_t just;
+  sigemptyset(&just);
+  sigaddset(&just, sig);
   signal(sig, SIG_DFL);
-  sigprocmask(SIG_SETMASK, &none, NULL);
   kill(getpid(), sig);
-  return 128 + sig;   /* a signal that did not end this process (it cannot: it ended the child by default) */
+  sigprocmask(SIG_UNBLOCK, &just, NULL);
+  return 128 + sig;   /* not reached: the signal ended the child by its default action, so it ends this process too */
 }
 
 int main(int argc, char **argv) {
