@@ -156,7 +156,10 @@ async function bareSpawnAndKill(): Promise<{ spawnMs: number; killMs: number }> 
   const children = names.map(() => spawn('sleep', ['600'], { detached: true, stdio: 'ignore' }));
   for (const child of children) bareChildren.add(child);
   const exited = children.map((child) => new Promise((resolve) => child.once('exit', resolve)));
-  await Promise.all(children.map((child) => new Promise((resolve, reject) => (child.once('spawn', resolve), child.once('error', reject)))));
+  await Promise.all(children.map((child) => new Promise((resolve, reject) => {
+    child.once('spawn', resolve);
+    child.once('error', reject);
+  })));
   const spawnMs = performance.now() - start;
   const killStart = performance.now();
   for (const child of children) child.kill('SIGTERM');

@@ -5,6 +5,7 @@ import { type FileHandle, open, stat, statfs } from 'node:fs/promises';
 import { ArtifactError } from './errors.js';
 import { type Written, writeLimited } from './sink.js';
 import type { Algorithm } from './source.js';
+import { isErrno } from '../util/errno.js';
 
 export async function copyLocalFile(source: string, path: string, maxBytes: number, signal: AbortSignal, algorithm?: Algorithm): Promise<Written> {
   let handle: FileHandle;
@@ -15,7 +16,7 @@ export async function copyLocalFile(source: string, path: string, maxBytes: numb
     // It changes nothing for the regular file read below.
     handle = await open(source, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (error) {
-    throw new ArtifactError(`file://${source}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`);
+    throw new ArtifactError(`file://${source}: ${isErrno(error, 'ENOENT') ? 'no such file' : (error as Error).message}`);
   }
   const info = await handle.stat();
   if (!info.isFile()) {

@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type ArchiveLimits, EntryChecker } from './entries.js';
 import { ArtifactError } from './errors.js';
+import { errorMessage } from '../errors.js';
+import { isErrno } from '../util/errno.js';
 
 const run = promisify(execFile);
 
@@ -25,9 +27,8 @@ export async function fetchGit(url: string, ref: string | undefined, directory: 
       await run('git', args, { env, signal, killSignal: 'SIGKILL', maxBuffer: 1024 * 1024 });
     } catch (error) {
       signal.throwIfAborted();
-      const e = error as NodeJS.ErrnoException & { stderr?: string };
-      if (e.code === 'ENOENT') throw new ArtifactError('git sources need git on the executor\'s node, and there is none in its PATH');
-      const detail = (e.stderr ?? e.message).trim().split('\n').slice(-3).join('; ');
+      if (isErrno(error, 'ENOENT')) throw new ArtifactError('git sources need git on the executor\'s node, and there is none in its PATH');
+      const detail = (stderrOf(error) ?? errorMessage(error)).trim().split('\n').slice(-3).join('; ');
       throw new ArtifactError(`git ${args[0] === '-C' ? args[2] : args[0]} of ${url}${ref ? ` at ${ref}` : ''} failed: ${detail}`);
     }
   };
@@ -53,4 +54,9 @@ async function checkTree(root: string, checker: EntryChecker, relative = ''): Pr
     if (problem) throw new ArtifactError(`the checkout was refused: ${problem}`);
     if (kind === 'directory') await checkTree(root, checker, path);
   }
+}
+
+/** What a failed execFile captured on stderr, when the error carries it. */
+function stderrOf(error: unknown): string | undefined {
+  return typeof error === 'object' && error !== null && 'stderr' in error && typeof error.stderr === 'string' ? error.stderr : undefined;
 }

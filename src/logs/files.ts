@@ -3,6 +3,7 @@
 // oldest first by rotation. Positions name a byte in one file of the set.
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isErrno } from '../util/errno.js';
 
 export interface LogPosition {
   /** The N of output.<N>.log. */
@@ -45,6 +46,5 @@ export async function listLogFiles(dir: string): Promise<number[]> {
 }
 
 export function isMissing(error: unknown): boolean {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  return code === 'ENOENT' || code === 'ENOTDIR';
+  return isErrno(error, 'ENOENT', 'ENOTDIR');
 }

@@ -16,6 +16,7 @@ import { errorMessage, TaskError } from '../errors.js';
 import { validateName, validateSpec } from '../model/validation.js';
 import { runtimeRefProblem, type TaskRecord } from '../model/task.js';
 import { fsyncDirectoriesAfter, fsyncDirectory, TEMP_MARKER, writeFileAtomic } from '../util/atomic-file.js';
+import { errnoOf, isErrno } from '../util/errno.js';
 
 const RECORD_FILE = 'task.json';
 const QUARANTINE_DIR = '.quarantine';
@@ -92,7 +93,7 @@ export class TaskStore {
               await this.removeTempFiles(join(this.root, entry.name));
               records.push(await this.readRecord(entry.name));
             } catch (error) {
-              const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
+              const missing = isErrno(error, 'ENOENT');
               unreadable.push({ name: entry.name, reason: errorMessage(error), missing });
             }
           }),
@@ -118,7 +119,7 @@ export class TaskStore {
               try {
                 await mkdir(dir, { mode: 0o755 });
               } catch (error) {
-                if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+                if (!isErrno(error, 'EEXIST')) throw error;
                 // A directory without a loaded record is a leftover of a crash between
                 // mkdir and the first write: nothing in it belongs to a known task.
                 await rm(dir, { recursive: true, force: true });
@@ -241,7 +242,7 @@ export class TaskStore {
 
 function causeCode(error: unknown): string | undefined {
   const cause = error instanceof Error && error.cause !== undefined ? error.cause : error;
-  return (cause as NodeJS.ErrnoException | undefined)?.code;
+  return errnoOf(cause);
 }
 
 /**

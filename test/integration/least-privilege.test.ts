@@ -309,6 +309,48 @@ describe('seccomp profile files, process backend', { skip }, () => {
   });
 });
 
+
+// In sidecar mode task-privs loads the filter and execs the program after nsenter has
+// exec'ed: the death in execve is seen by task-privs (the program's parent), not by the shim.
+describe('seccomp profile files, sidecar backend', { skip }, () => {
+  const mainName = `te-privs-kill-main-${process.pid}`;
+  let te: TestExecutor;
+  before(async () => {
+    await startMainContainer({ name: mainName });
+    te = await startTestExecutor({
+      enableSidecarMode: true,
+      mainContainerName: mainName,
+      stopGraceMs: 1000,
+      seccompProfileRoot: profileRoot({
+        'kill-execve.json': { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['execve', 'execveat'], action: 'SCMP_ACT_KILL_PROCESS' }] },
+        'allowlist.json': ALLOWLIST(['mkdir', 'mkdirat']),
+      }),
+    });
+  });
+  after(async () => {
+    await te?.close();
+    await killAllMainContainers();
+  });
+
+  test('a profile that kills on execve: a start failure naming SIGSYS and the seccomp profile, as for a process task', async () => {
+    const { end, out } = await run(te, 'sidecar-kill-execve', 'echo never', localhost('kill-execve.json'));
+    assert.equal(end.reason, 'ProcessStartFailed', end.message);
+    assert.match(end.message, /^the task's process was killed by SIGSYS before it could exec sh: its seccomp profile kills a system call the start needs/);
+    assert.equal(end.exitCode, 128 + 31);
+    assert.equal(end.signal, 31);
+    assert.equal(end.startedAt, undefined, 'it never started');
+    assert.doesNotMatch(out, /never/);
+  });
+
+  test('a program that execs and is then killed by a signal is an ordinary run; its exit code is the task\'s', async () => {
+    const killed = await run(te, 'sidecar-killed-after-exec', 'kill -SYS $$', localhost('allowlist.json'));
+    assert.equal(killed.end.reason, 'Failed', killed.end.message);
+    assert.deepEqual([killed.end.exitCode, killed.end.signal], [128 + 31, 31]);
+    assert.ok(killed.end.startedAt, 'it ran');
+    const exited = await run(te, 'sidecar-exit-3', 'exit 3', localhost('allowlist.json'));
+    assert.deepEqual([exited.end.reason, exited.end.exitCode, exited.end.signal], ['Failed', 3, 0]);
+  });
+});
 describe("the task's rlimits, process backend", { skip }, () => {
   let te: TestExecutor;
   before(async () => {

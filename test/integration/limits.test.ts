@@ -204,16 +204,16 @@ describe('resource limits through cgroups', { skip: !cgroupsUsable && 'needs roo
 
   test('delete kills a daemon that moved into cgroups nested in the task cgroups, and removes them all', async () => {
     const daemonPid = join(scratch, 'nested.pid');
-    const escape = join(scratch, 'escape-v1.sh');
+    const escapeScript = join(scratch, 'escape-v1.sh');
     // In every hierarchy of the task's cgroup (the lines naming the executor's subtree in
     // /proc/self/cgroup), into a cgroup nested in it: out of each task cgroup.procs.
     writeFileSync(
-      escape,
+      escapeScript,
       'grep task-executor /proc/self/cgroup | while IFS=: read -r _ controllers path; do\n' +
         '  mkdir "/sys/fs/cgroup/$controllers$path/escaped" && echo $$ > "/sys/fs/cgroup/$controllers$path/escaped/cgroup.procs" || exit 1\n' +
         'done || exit 1\ntrap "" TERM\necho $$ > "$1"\nwhile :; do sleep 1; done\n',
     );
-    await te.api.createTask({ task: shell('nested-daemon', `(setsid sh ${escape} ${daemonPid} </dev/null >/dev/null 2>&1 &); exec sleep 1000`) });
+    await te.api.createTask({ task: shell('nested-daemon', `(setsid sh ${escapeScript} ${daemonPid} </dev/null >/dev/null 2>&1 &); exec sleep 1000`) });
     const daemon = await waitFor('the daemon to start', () => readPid(daemonPid));
     const leaves = scopeDirsLeft(te.dataDir).map((dir) => join(dir, 'nested-daemon'));
     assert.ok(leaves.length > 0);
@@ -298,13 +298,13 @@ describe('without usable cgroups', () => {
     const { received, error } = await collectStats(te, { name: 'unlimited', interval: { seconds: 0, nanos: 500_000_000 } }, 3, () => ticksOf([pid]));
     assert.equal(error, undefined);
     const last = received.at(-1)!.message;
-    assert.ok(last.cpu?.usageNanoseconds! > 0);
+    assert.ok((last.cpu?.usageNanoseconds ?? 0) > 0);
     const statsPercent = mean(received.slice(1).map((r) => r.message.cpu?.usagePercent ?? NaN));
     const procPercent = percentBetween(received[0]!, received[2]!);
     const detail = `Stats ${statsPercent.toFixed(1)}%, /proc ${procPercent.toFixed(1)}%`;
     assert.ok(Math.abs(statsPercent - procPercent) < Math.max(10, procPercent * 0.15), detail);
     if (loadPerCore() < 1) assert.ok(statsPercent > 60, `one unthrottled busy loop: about one core; ${detail}`);
-    assert.ok(last.memory?.rssBytes! > 0);
+    assert.ok((last.memory?.rssBytes ?? 0) > 0);
     assert.equal(last.memory?.usageBytes, undefined);
     assert.equal(last.memory?.limitBytes, undefined);
     assert.equal(last.pids?.current, 1);
@@ -390,8 +390,8 @@ describe('on a cgroup v2 hierarchy', { skip: !isRoot && 'needs root to create cg
     assert.ok(members.includes(pid) && members.includes(daemon), `${pid} and ${daemon} in ${members.join(' ')}`);
     assert.equal(cgroupEvents(leaf).get('populated'), 1);
     const { messages } = await collectStats(te, { name: 'v2-task', oneShot: true });
-    assert.ok(messages[0]?.cpu?.usageNanoseconds! > 0, 'cpu.stat usage_usec is read');
-    assert.ok(messages[0]?.cpu?.usagePercent! > 0, 'a busy loop uses CPU');
+    assert.ok((messages[0]?.cpu?.usageNanoseconds ?? 0) > 0, 'cpu.stat usage_usec is read');
+    assert.ok((messages[0]?.cpu?.usagePercent ?? 0) > 0, 'a busy loop uses CPU');
     await deleteAndWait(te, 'v2-task');
     assert.equal(isAlive(daemon), false);
     assert.equal(existsSync(leaf), false);
@@ -415,16 +415,16 @@ describe('on a cgroup v2 hierarchy', { skip: !isRoot && 'needs root to create cg
 
   test('delete kills with cgroup.kill a setsid-ed daemon that moved into a cgroup nested in the task cgroup, and removes both', async () => {
     const daemonPid = join(scratch, 'nested.pid');
-    const escape = join(scratch, 'escape.sh');
+    const escapeScript = join(scratch, 'escape.sh');
     // Out of the task's cgroup.procs, its process group and (once the shim is killed) any tree:
     // only a kill of the whole cgroup subtree reaches it.
     writeFileSync(
-      escape,
+      escapeScript,
       'leaf="$2$(sed -n "s/^0:://p" /proc/self/cgroup)"\n' +
         'mkdir "$leaf/escaped" && echo $$ > "$leaf/escaped/cgroup.procs" || exit 1\n' +
         'trap "" TERM\necho $$ > "$1"\nwhile :; do sleep 1; done\n',
     );
-    const script = `(setsid sh ${escape} ${daemonPid} ${hierarchy.path} </dev/null >/dev/null 2>&1 &); exec sleep 1000`;
+    const script = `(setsid sh ${escapeScript} ${daemonPid} ${hierarchy.path} </dev/null >/dev/null 2>&1 &); exec sleep 1000`;
     await te.api.createTask({ task: shell('v2-daemon', script) });
     const daemon = await waitFor('the daemon to start', () => readPid(daemonPid));
     const leaf = leafOf('v2-daemon');

@@ -385,7 +385,14 @@ describe('Logs over gRPC', () => {
     // Keep measuring while still paused: an executor that ignored flow control
     // would now be reading (and buffering) what the task wrote.
     const until = Date.now() + 2000;
-    await waitFor('the measuring window to pass', () => (sample(), Date.now() > until), { timeoutMs: 5000, intervalMs: 10 });
+    await waitFor(
+      'the measuring window to pass',
+      () => {
+        sample();
+        return Date.now() > until;
+      },
+      { timeoutMs: 5000, intervalMs: 10 },
+    );
     assert.ok(paused, 'the client got data and paused');
     // With flow control the executor holds about one read buffer (growth here
     // is ~1 MiB); one that buffered what the task wrote grows by ~70 MiB.

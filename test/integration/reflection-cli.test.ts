@@ -12,6 +12,9 @@ import { waitFor } from '../support/wait.js';
 const run = promisify(execFile);
 const BUF = `${ROOT}node_modules/.bin/buf`;
 
+// biome-ignore lint/suspicious/noExplicitAny: the JSON buf curl prints, read by path as a person reads it; a missing path fails the assertion reading it
+type Json = any;
+
 describe('grpcurl-style use through server reflection (no proto files)', () => {
   let te: TestExecutor;
   let base: string;
@@ -21,7 +24,7 @@ describe('grpcurl-style use through server reflection (no proto files)', () => {
   });
   after(async () => te.close());
 
-  async function curl(method: string, body: unknown): Promise<{ ok: boolean; json: any }> {
+  async function curl(method: string, body: unknown): Promise<{ ok: boolean; json: Json }> {
     const args = ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '-d', JSON.stringify(body), `${base}/${method}`];
     try {
       const { stdout } = await run(BUF, args, { cwd: '/' }); // cwd '/': no buf.yaml or protos to fall back on
@@ -78,7 +81,7 @@ describe('grpcurl-style use through server reflection (no proto files)', () => {
     // GET /getTasks: task-beta ends with the original's terminated shape, exitCode present even when 0.
     const beta = await waitFor('task-beta to terminate', async () => {
       const list = await curl(`${svc}/List`, {});
-      return list.json.tasks.find((t: any) => t.name === 'task-beta' && t.status.state.terminated);
+      return list.json.tasks.find((t: Json) => t.name === 'task-beta' && t.status.state.terminated);
     });
     assert.deepEqual(Object.keys(beta.status.state.terminated).sort(), ['exitCode', 'finishedAt', 'reason', 'startedAt']);
     assert.equal(beta.status.state.terminated.exitCode, 0);

@@ -148,6 +148,17 @@ describe('sidecar mode', { skip }, () => {
     assert.deepEqual(logLines(te.dataDir, 'chrooted'), ['/data', 'bin', 'data']);
   });
 
+  test("a timeout's stop ends the task with its own status: 143 when it obeys SIGTERM, 137 when it had to be SIGKILLed", async () => {
+    // task-privs waits for the program with every signal blocked: the stop's SIGTERM, pending
+    // there, must not replace how the program ended.
+    await te.api.createTask({ task: shell('obeys-term', 'sleep 1000 & wait', { timeoutSeconds: 1 }) });
+    await te.api.createTask({ task: shell('ignores-term', "trap '' TERM; exec sleep 1000", { timeoutSeconds: 1 }) });
+    const obeys = await finished(te, 'obeys-term');
+    assert.deepEqual([obeys.reason, obeys.exitCode, obeys.signal], ['TaskTimeout', 143, 15], obeys.message);
+    const ignores = await finished(te, 'ignores-term');
+    assert.deepEqual([ignores.reason, ignores.exitCode, ignores.signal], ['TaskTimeout', 137, 9], ignores.message);
+  });
+
   test('delete stops a SIGTERM-ignoring tree inside the main container and leaves no zombies there', async () => {
     // Both processes ignore SIGTERM (an ignored signal stays ignored across fork and exec).
     await te.api.createTask({ task: shell('stubborn', "trap '' TERM; sleep 1000 & echo $$ $! > /mnt/work/stubborn.pids; wait") });

@@ -92,13 +92,13 @@ describe('Stats', () => {
     assert.ok(m!.time instanceof Date);
     assert.ok(m!.cpu?.usagePercent !== undefined && m!.cpu.usagePercent >= 0 && m!.cpu.usagePercent < 50, JSON.stringify(m!.cpu));
     assert.ok(m!.cpu?.usageNanoseconds !== undefined);
-    assert.ok(m!.memory?.rssBytes! > 0);
-    assert.ok(m!.pids?.current! >= 1);
+    assert.ok((m!.memory?.rssBytes ?? 0) > 0);
+    assert.ok((m!.pids?.current ?? 0) >= 1);
     // No limits were asked for: limits are absent, not 0.
     assert.equal(m!.cpu?.limitMillicores, undefined);
     assert.equal(m!.memory?.limitBytes, undefined);
     assert.equal(m!.pids?.limit, undefined);
-    if (withCgroups) assert.ok(m!.memory?.usageBytes! > 0, 'cgroup memory usage is reported where the task has a cgroup');
+    if (withCgroups) assert.ok((m!.memory?.usageBytes ?? 0) > 0, 'cgroup memory usage is reported where the task has a cgroup');
     await te.api.deleteTask({ name: 'one-shot' });
   });
 

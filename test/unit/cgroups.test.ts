@@ -48,6 +48,23 @@ describe('sweep of leftover cgroups', () => {
     assert.equal(existsSync(join(scopeDir, 'live-task')), true);
   });
 
+  test('the own sweep lets the event loop turn while it works through many leftovers, keeps a cgroup a start creates meanwhile, and removes the rest', async () => {
+    const own = scopeOf(tempDir('te-cgroup-own-'));
+    const dir = cgroups.scopeDirs(own)[0]!;
+    for (let i = 0; i < 500; i++) mkdirSync(join(dir, `gone-${i}`), { recursive: true });
+    let leftAtFirstTurn: number | undefined;
+    let starting: string | undefined;
+    setImmediate(() => {
+      leftAtFirstTurn = readdirSync(dir).length;
+      // A start's cgroup, created while the sweep is under way, its task's directory not there yet.
+      starting = cgroups.create(own, 'gone-499', undefined).cgroup!.dirs.memory!;
+    });
+    await cgroups.sweep(own, () => false);
+    assert.ok(leftAtFirstTurn !== undefined && leftAtFirstTurn > 0, `the loop turned while leftovers remained (${leftAtFirstTurn} of 500 left then)`);
+    assert.ok(starting && existsSync(starting), "the start's cgroup is kept");
+    assert.deepEqual(readdirSync(dir), [starting.split('/').at(-1)], 'every leftover is gone');
+  });
+
   /** `count` empty leftover cgroups of another (deleted) data dir's scope, an hour old; the scope's directory. */
   function foreignLeftovers(count: number): string {
     const dir = cgroups.scopeDirs(scopeOf(tempDir('te-cgroup-foreign-')))[0]!;

@@ -5,7 +5,8 @@
 import { existsSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Resources } from '../../model/task.js';
-import { type CgroupUsage, errno, type TaskCgroup } from './task-cgroup.js';
+import { errnoText } from '../../util/errno.js';
+import type { CgroupUsage, TaskCgroup } from './task-cgroup.js';
 
 export type LimitKind = keyof Resources;
 export const LIMIT_KINDS: readonly LimitKind[] = ['memoryBytes', 'cpuMillicores', 'pids'];
@@ -82,7 +83,7 @@ export function applyLimits(
       if (note) notes.push(note);
       cgroup.limits[kind] = value;
     } catch (error) {
-      unenforced.set(kind, `cannot set the limit (${errno(error)})`);
+      unenforced.set(kind, `cannot set the limit (${errnoText(error)})`);
     }
   }
   return notes;
@@ -94,7 +95,7 @@ export const requestedLimits = (resources: Resources | undefined): LimitKind[] =
 
 /** "cgroup memory controller is not writable (EACCES)" or why a directory could not be created. */
 export function unwritable(controller: string, error: unknown): string {
-  const code = errno(error);
+  const code = errnoText(error);
   return ['EACCES', 'EPERM', 'EROFS'].includes(code)
     ? `cgroup ${controller} controller is not writable (${code})`
     : `cannot create a cgroup in the ${controller} hierarchy (${code})`;

@@ -5,6 +5,7 @@
 // /proc/self/cgroup, so every layout can be tested on any machine.
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join, posix } from 'node:path';
+import { errnoText } from '../../util/errno.js';
 
 /** v1 controllers a task cgroup joins (cpu and cpuacct are separate hierarchies on some hosts, co-mounted on others). */
 export const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids', 'freezer', 'blkio'] as const;
@@ -127,6 +128,6 @@ export function detectLayout(root?: string): CgroupLayout {
   try {
     return layoutFromProc(readFileSync('/proc/self/mountinfo', 'utf8'), readFileSync('/proc/self/cgroup', 'utf8'));
   } catch (error) {
-    return { version: 0, reason: `cannot read the process's cgroups (${(error as NodeJS.ErrnoException).code ?? String(error)})` };
+    return { version: 0, reason: `cannot read the process's cgroups (${errnoText(error)})` };
   }
 }

@@ -20,7 +20,8 @@ import type { Resources } from '../../model/task.js';
 import { type CgroupHierarchy, isLeafOf, type LimitKind, requestedLimits } from './hierarchy.js';
 import { detectLayout } from './layout.js';
 import { SingleFlight } from './single-flight.js';
-import { allCgroupPids, type CgroupUsage, errno, procsFiles, removeCgroup, removeDir, removeDirNow, type TaskCgroup } from './task-cgroup.js';
+import { isErrno } from '../../util/errno.js';
+import { allCgroupPids, type CgroupUsage, procsFiles, removeCgroup, removeDirNow, type TaskCgroup, uniqueDirs } from './task-cgroup.js';
 import { V1Hierarchy } from './v1.js';
 import { V2Hierarchy } from './v2.js';
 
@@ -58,10 +59,10 @@ interface ScopeSweeps {
 /** How long after sweepSoon's first call the sweep runs, covering every call in between. */
 const SWEEP_SOON_DELAY_MS = 1000;
 /**
- * Cgroups the foreign sweep looks at (stat, rmdir) between two turns of the
- * event loop: thousands of leftovers must not hold up a start or an RPC.
+ * Cgroups a sweep (own or foreign) looks at (stat, rmdir) between two turns of
+ * the event loop: thousands of leftovers must not hold up a start or an RPC.
  */
-const FOREIGN_SWEEP_SLICE = 32;
+const SWEEP_SLICE = 32;
 
 /** The scope of one executor instance: a short hash of its data dir. */
 export function scopeOf(dataDir: string): string {
@@ -80,6 +81,13 @@ export class CgroupManager {
   private readonly inUse = new Set<string>();
   /** The foreign sweep running in the background (sweepForeignInBackground), if any. */
   private foreignSweep: Promise<void> | undefined;
+  /**
+   * The directories of the cgroups create and find gave out and remove has
+   * not been asked for yet: a sweep leaves them, whether or not their task's
+   * directory exists yet (a start creates its cgroup while the task's record is
+   * written, and its process joins it only after).
+   */
+  private readonly claimed = new Set<string>();
 
   constructor(options: CgroupManagerOptions) {
     this.log = options.log;
@@ -112,6 +120,7 @@ export class CgroupManager {
     this.inUse.add(scope);
     if (!this.active) return { warnings: limitWarnings(requested, new Map(requested.map((kind) => [kind, this.unavailable]))) };
     const { cgroup, unenforced, notes } = this.active.create(scope, name, resources);
+    if (cgroup) this.claim(cgroup);
     return { cgroup, warnings: [...limitWarnings(requested, unenforced), ...notes] };
   }
 
@@ -138,6 +147,7 @@ export class CgroupManager {
       const cgroup = this.active.existing(scope, leaf);
       if (!cgroup || !this.active.pids(cgroup)?.includes(pid)) continue;
       const limits = Object.fromEntries(requestedLimits(resources).map((kind) => [kind, resources![kind]]));
+      this.claim(cgroup);
       return resources ? { ...cgroup, limits } : cgroup;
     }
     return undefined;
@@ -183,13 +193,25 @@ export class CgroupManager {
 
   /** Removes the task's cgroup; never kills: directories that still hold processes are returned as busy. */
   remove(cgroup: TaskCgroup): Promise<{ busy: string[] }> {
+    // What stays (busy) is a leftover from now on, for a sweep to take once empty.
+    for (const dir of uniqueDirs(cgroup)) this.claimed.delete(dir);
     return removeCgroup(cgroup);
+  }
+
+  private claim(cgroup: TaskCgroup): void {
+    for (const dir of uniqueDirs(cgroup)) this.claimed.add(dir);
   }
 
   /**
    * Removes the empty cgroups of a scope whose task is gone (`isLive` false),
    * then the scope itself when nothing is left in it. Cgroups that still hold
-   * processes are left alone. Resolves after a sweep that began after this
+   * processes are left alone, and so are the ones create or find gave out and
+   * remove was not asked for: the cgroup of a start under way may be empty,
+   * and its task's directory not there yet. It lets the event loop turn every
+   * SWEEP_SLICE cgroups, so that starts go on meanwhile (a start never waits
+   * for it: thousands of leftovers after a restart must not delay the first
+   * one, which create copes with alone: it replaces a leftover of the same
+   * name). Resolves after a sweep that began after this
    * call; concurrent calls for one scope share sweeps (a mass delete of N
    * tasks costs a handful, not N, each reading N entries), so the callers of
    * one scope must pass equivalent predicates: a sweep uses the latest.
@@ -240,7 +262,7 @@ export class CgroupManager {
         rmdirSync(scopeDir);
       } catch (error) {
         // still holds task cgroups, or already gone
-        if (untilBusy && errno(error) !== 'ENOENT') return;
+        if (untilBusy && !isErrno(error, 'ENOENT')) return;
       }
     }
   }
@@ -253,6 +275,7 @@ export class CgroupManager {
       if (live === undefined) answers.set(taskName, (live = isLiveTask(taskName)));
       return live;
     };
+    let looked = 0;
     for (const scopeDir of this.scopeDirs(scope)) {
       let entries;
       try {
@@ -261,9 +284,11 @@ export class CgroupManager {
         continue;
       }
       for (const entry of entries) {
-        if (!entry.isDirectory() || isLive(entry.name.replace(/_\d+$/, ''))) continue;
+        if (++looked % SWEEP_SLICE === 0) await loopTurn();
         const dir = join(scopeDir, entry.name);
-        if (await removeDir(dir, 0)) this.log.debug({ cgroup: dir }, 'removed the cgroup of a deleted task');
+        // The claim check and the rmdir in one synchronous step (removeDirNow): a start's create cannot come between.
+        if (!entry.isDirectory() || this.claimed.has(dir) || isLive(entry.name.replace(/_\d+$/, ''))) continue;
+        if (removeDirNow(dir)) this.log.debug({ cgroup: dir }, 'removed the cgroup of a deleted task');
       }
     }
     this.removeScopeIfEmpty(scope);
@@ -289,7 +314,7 @@ export class CgroupManager {
    * (by the directory's time, which kernfs sets when the cgroup is created),
    * then those scopes when empty. Cleans up after executors whose data dir was
    * deleted (test runs). It lets the event loop turn every
-   * FOREIGN_SWEEP_SLICE cgroups, so starts go on meanwhile; what keeps it
+   * SWEEP_SLICE cgroups, so starts go on meanwhile; what keeps it
    * away from the cgroup of a task being started:
    * - it never enters a scope of this executor (`ownScope` and every scope it
    *   created, found or swept cgroups in, checked again before each cgroup, so
@@ -305,7 +330,7 @@ export class CgroupManager {
     const now = Date.now();
     let looked = 0;
     const pace = async () => {
-      if (++looked % FOREIGN_SWEEP_SLICE === 0) await loopTurn();
+      if (++looked % SWEEP_SLICE === 0) await loopTurn();
     };
     for (const subtree of subtrees) {
       let scopes;

@@ -9,6 +9,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { readdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { errnoText } from '../../util/errno.js';
 import { pollUntil } from '../../util/poll.js';
 
 /** Persisted in the task's runtime handle (plain JSON). */
@@ -69,8 +70,6 @@ export function writeOptional(dir: string, file: string, value: string): void {
     // not supported here
   }
 }
-
-export const errno = (error: unknown) => (error as NodeJS.ErrnoException).code ?? String(error);
 
 export const uniqueDirs = (cgroup: TaskCgroup): string[] => [...new Set(Object.values(cgroup.dirs))];
 
@@ -187,7 +186,7 @@ function tryRmdir(dir: string): { dir: string; code: string } | undefined {
     rmdirSync(dir);
     return undefined;
   } catch (error) {
-    const code = errno(error);
+    const code = errnoText(error);
     return code === 'ENOENT' ? undefined : { dir, code };
   }
 }

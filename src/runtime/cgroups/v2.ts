@@ -21,7 +21,6 @@ import {
 import { V2_CONTROLLERS, type V2Controller } from './layout.js';
 import {
   type CgroupUsage,
-  errno,
   keyedValues,
   killQuietly,
   killUntilEmpty,
@@ -33,6 +32,7 @@ import {
   writeControl,
   writeOptional,
 } from './task-cgroup.js';
+import { errnoText } from '../../util/errno.js';
 import { pollUntil } from '../../util/poll.js';
 
 const FREEZE_WAIT_MS = 1000;
@@ -81,7 +81,7 @@ export class V2Hierarchy implements CgroupHierarchy {
         mkdirSync(dir);
         cgroup = { version: 2, dirs: { unified: dir } };
       } catch (error) {
-        setup.error = `cannot create a cgroup under ${setup.dir} (${errno(error)})`;
+        setup.error = `cannot create a cgroup under ${setup.dir} (${errnoText(error)})`;
       }
     }
     const unenforced = new Map<LimitKind, string>();
@@ -189,7 +189,7 @@ export class V2Hierarchy implements CgroupHierarchy {
     try {
       mkdirSync(dir, { recursive: true });
     } catch (error) {
-      const code = errno(error);
+      const code = errnoText(error);
       const why = ['EACCES', 'EPERM', 'EROFS'].includes(code) ? `cgroup v2 hierarchy ${parent} is not writable (${code})` : `cannot create ${dir} (${code})`;
       return { problems, error: why };
     }
@@ -205,7 +205,7 @@ export class V2Hierarchy implements CgroupHierarchy {
         try {
           writeControl(level, 'cgroup.subtree_control', `+${controller}`);
         } catch (error) {
-          problems.set(controller, `cannot enable it in ${join(level, 'cgroup.subtree_control')}: ${errno(error)}`);
+          problems.set(controller, `cannot enable it in ${join(level, 'cgroup.subtree_control')}: ${errnoText(error)}`);
         }
       }
     }

@@ -8,6 +8,7 @@
 // here carries one.
 import { readFileSync } from 'node:fs';
 import type { AuthConfig } from '../../../gen/cri/runtime/v1/api.js';
+import { errnoOf } from '../../util/errno.js';
 
 /** A config.json that cannot be used: the message names the file and the problem, never a secret. */
 export class RegistryAuthError extends Error {
@@ -84,7 +85,7 @@ export class RegistryAuth {
     try {
       text = readFileSync(file, 'utf8');
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
+      const code = errnoOf(error);
       throw new RegistryAuthError(file, code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : `cannot be read (${code ?? 'error'})`);
     }
     return RegistryAuth.parse(file, text);

@@ -158,9 +158,11 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     const scope = scopeOf(dataDir);
     if (!this.swept.has(scope)) {
       this.swept.add(scope);
-      await this.cgroups.sweep(scope, liveTasksOf(dataDir));
-      // Housekeeping nobody waits for: other executors' leftovers may be thousands
-      // (a CI fault test timed out behind them once). It never touches this scope.
+      // Housekeeping nobody waits for: leftovers may be thousands (a CI fault test timed
+      // out behind other executors' once). Neither sweep takes a cgroup a start is using.
+      this.cgroups
+        .sweep(scope, liveTasksOf(dataDir))
+        .catch((error: unknown) => this.options.log.warn({ err: error, scope }, 'cannot sweep leftover cgroups'));
       void this.cgroups.sweepForeignInBackground(scope, FOREIGN_CGROUP_MIN_AGE_MS);
     }
     const created = this.cgroups.create(scope, request.name, request.spec.resources);

@@ -2,6 +2,7 @@
 // are reused), so every check pairs it with the process's start time.
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { isErrno } from '../../util/errno.js';
 
 let cachedBootId: string | undefined;
 
@@ -154,7 +155,7 @@ export function descendantsByChildren(pid: number): number[] | undefined {
       try {
         text = readFileSync(`/proc/${parent}/task/${tid}/children`, 'utf8');
       } catch (error) {
-        if (parent === pid && (error as NodeJS.ErrnoException).code === 'ENOENT' && tid === String(pid)) return undefined;
+        if (parent === pid && isErrno(error, 'ENOENT') && tid === String(pid)) return undefined;
         continue;
       }
       for (const word of text.split(' ')) {
@@ -252,6 +253,6 @@ export function signalQuietly(target: number, signal: NodeJS.Signals): void {
   try {
     process.kill(target, signal);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+    if (!isErrno(error, 'ESRCH')) throw error;
   }
 }

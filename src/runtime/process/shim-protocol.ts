@@ -3,6 +3,7 @@
 // read from the shim is validated here; nothing else parses its output.
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isErrno } from '../../util/errno.js';
 
 /** Reasons of the process backend that the exit-code rules cannot tell. */
 export const ProcessReason = {
@@ -120,8 +121,7 @@ export async function readExitRecord(dir: string): Promise<ExitRecordRead> {
   try {
     [text, modifiedAt] = await Promise.all([readFile(path, 'utf8'), stat(path).then((s) => s.mtime.toISOString())]);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return { state: 'absent' };
+    if (isErrno(error, 'ENOENT')) return { state: 'absent' };
     return { state: 'unreadable', problem: `cannot read it: ${(error as Error).message}`, modifiedAt: new Date().toISOString() };
   }
   const json = parseObject(text);

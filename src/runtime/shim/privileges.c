@@ -9,11 +9,15 @@
 #include "privileges.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #ifdef HAVE_CAPNG
 #include <cap-ng.h>
 #endif
@@ -448,4 +452,58 @@ const char *privileges_features(void) {
          "seccomp seccomp-profiles "
 #endif
          "no-new-privs rlimits";
+}
+
+#define FORKNOEXEC 0x40   /* PF_FORKNOEXEC (linux/sched.h) in the flags of /proc/PID/stat: forked, not exec'ed */
+
+void proc_stat_field(pid_t pid, int n, char *out, size_t size) {
+  char path[64], buf[2048];
+  size_t len = 0;
+  out[0] = '\0';
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  for (;;) {
+    ssize_t r = read(fd, buf + len, sizeof buf - 1 - len);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    len += (size_t)r;
+  }
+  close(fd);
+  buf[len] = '\0';
+  char *p = strrchr(buf, ')'), *save_ptr = NULL, *tok = NULL;
+  if (!p) return;
+  tok = strtok_r(p + 1, " ", &save_ptr);
+  for (int field = 3; tok && field < n; field++) tok = strtok_r(NULL, " ", &save_ptr);
+  if (tok && strspn(tok, "0123456789") == strlen(tok)) snprintf(out, size, "%s", tok);
+}
+
+int has_execed(pid_t pid) {
+  char flags[32];
+  proc_stat_field(pid, 9, flags, sizeof flags);
+  return !flags[0] || !(strtoull(flags, NULL, 10) & FORKNOEXEC);
+}
+
+/* A signal's name, e.g. "SIGSYS" (a number where the C library has no sigabbrev_np). */
+static void signal_name(int sig, char *out, size_t size) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+  const char *abbrev = sigabbrev_np(sig);
+  if (abbrev) {
+    snprintf(out, size, "SIG%s", abbrev);
+    return;
+  }
+#endif
+  snprintf(out, size, "signal %d", sig);
+}
+
+void died_before_exec_message(char *out, size_t size, int status, const char *prog) {
+  if (!WIFSIGNALED(status)) {
+    snprintf(out, size, "the task's process exited with status %d before it could exec %s", WEXITSTATUS(status), prog);
+    return;
+  }
+  char name[32];
+  int sig = WTERMSIG(status);
+  signal_name(sig, name, sizeof name);
+  snprintf(out, size, "the task's process was killed by %s before it could exec %s%s", name, prog,
+           sig == SIGSYS ? ": its seccomp profile kills a system call the start needs (execve, or one just before it)" : "");
 }

@@ -30,6 +30,7 @@
 
 #include <stddef.h>
 #include <sys/resource.h>
+#include <sys/types.h>
 
 #define PRIV_MAX_RLIMITS 32
 #define PRIV_MSG_MAX 400
@@ -66,5 +67,21 @@ void privileges_print_unknown_syscalls(const char *list);
 const char *privileges_features(void);
 /* The privilege an errno from a privileged call hints at, for start errors ("" if none). */
 const char *privilege_hint(int err, const char *what);
+
+/* A death before exec. Both binaries watch a child that is to exec the task's program
+ * (task-shim: its task process; task-privs: the program below nsenter) and report one that
+ * died before it could as a start failure, never as a run of the program. */
+
+/* The fd on which task-privs reports such a death to task-shim (--privs-helper), as the
+ * message of the start failure; nothing is written when the program was exec'ed. */
+#define TASK_PRIVS_REPORT_FD 201
+/* Numeric field N (>= 3) of /proc/PID/stat, parsed after the last ')'; "" when unknown. */
+void proc_stat_field(pid_t pid, int n, char *out, size_t size);
+/* Whether our child PID (exited or not, but not reaped yet) has exec'ed. The kernel clears
+ * PF_FORKNOEXEC in exec before it closes the close-on-exec fds, so a process with the flag
+ * still set did not exec. Flags that cannot be read (no /proc) count as exec'ed. */
+int has_execed(pid_t pid);
+/* The start failure's message for a child that ended with wait STATUS before it could exec PROG. */
+void died_before_exec_message(char *out, size_t size, int status, const char *prog);
 
 #endif

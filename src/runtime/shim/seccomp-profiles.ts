@@ -9,6 +9,7 @@ import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { invalidArgument } from '../../errors.js';
 import { type CompiledProfile, compileSeccompProfile, SECCOMP_PROFILE_LIMITS } from '../../model/seccomp-profile.js';
 import { quote } from '../../util/quote.js';
+import { isErrno } from '../../util/errno.js';
 
 const inside = (root: string, path: string): boolean => {
   const rel = relative(root, path);
@@ -55,8 +56,7 @@ export function loadSeccompProfile(root: string, localhostProfile: string, field
 }
 
 function describe(error: unknown): string {
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return 'no such file';
-  if (code === 'EACCES') return 'permission denied';
+  if (isErrno(error, 'ENOENT')) return 'no such file';
+  if (isErrno(error, 'EACCES')) return 'permission denied';
   return (error as Error).message;
 }

@@ -14,6 +14,14 @@
  * Ids are numeric (the executor resolves names in the main container's /etc/passwd); a gid
  * also clears the supplementary groups. A failure prints "task-privs: <why>" on stderr and
  * exits 126 (as a shell does for a program it cannot run), so the task's log says why.
+ *
+ * The program runs in a child: this process waits for it and ends as it did (its exit code,
+ * or the same signal, which nsenter and then task-shim pass on), as nsenter does for its own
+ * child. Being the parent is what lets it see a death before exec (a seccomp rule that kills
+ * on execve, the OOM killer): the child's PF_FORKNOEXEC is read before it is reaped
+ * (has_execed). Such a death is reported on TASK_PRIVS_REPORT_FD, and task-shim records a
+ * start failure instead of a run. While it waits, every signal is blocked (SIGKILL aside): a
+ * stop signals every process of the task but nsenter, and must reach the program only.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,7 +30,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "privileges.h"
@@ -47,13 +57,40 @@ static unsigned parse_id(const char *opt, const char *s) {
   return (unsigned)v;
 }
 
+/* Waits for the program's process CHILD and ends as it did; a death before its exec is
+ * reported first (see the header). */
+static int wait_for_program(pid_t child, const char *prog) {
+  siginfo_t info;
+  while (waitid(P_PID, child, &info, WEXITED | WNOWAIT) != 0) {
+    if (errno != EINTR) fail("wait: %s", strerror(errno));
+  }
+  int execed = has_execed(child), status = 0;   /* read while it is a zombie, not reaped */
+  while (waitpid(child, &status, 0) < 0 && errno == EINTR) {}
+  if (!execed && WIFSIGNALED(status)) {
+    char msg[PRIV_MSG_MAX];
+    died_before_exec_message(msg, sizeof msg, status, prog);
+    if (write(TASK_PRIVS_REPORT_FD, msg, strlen(msg)) < 0) { /* no task-shim reads it: the signal still says how it ended */ }
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  /* That signal only: a stop's SIGTERM pending here must not replace the SIGKILL that ended the program. */
+  int sig = WTERMSIG(status);
+  sigset_t just;
+  sigemptyset(&just);
+  sigaddset(&just, sig);
+  signal(sig, SIG_DFL);
+  kill(getpid(), sig);
+  sigprocmask(SIG_UNBLOCK, &just, NULL);
+  return 128 + sig;   /* not reached: the signal ended the child by its default action, so it ends this process too */
+}
+
 int main(int argc, char **argv) {
   struct privileges priv = {0};
   const char *chroot_dir = NULL, *cwd = NULL;
   long long uid = -1, gid = -1;
   char **prog = NULL, msg[PRIV_MSG_MAX];
-  /* The binary's own fd must not reach the task. */
+  /* The binary's own fd and the report pipe must not reach the task. */
   if (fcntl(TASK_PRIVS_FD, F_SETFD, FD_CLOEXEC) != 0 && errno != EBADF) fail("fcntl: %s", strerror(errno));
+  if (fcntl(TASK_PRIVS_REPORT_FD, F_SETFD, FD_CLOEXEC) != 0 && errno != EBADF) fail("fcntl: %s", strerror(errno));
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = argv[i + 1];
     if (strcmp(a, "--") == 0) {
@@ -73,6 +110,13 @@ int main(int argc, char **argv) {
     i++;
   }
   if (!prog || !prog[0]) fail("no program given after --");
+  sigset_t all, was;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &was);   /* from before the fork: a stop may come at any time */
+  pid_t child = fork();
+  if (child < 0) fail("fork: %s", strerror(errno));
+  if (child > 0) return wait_for_program(child, prog[0]);
+  sigprocmask(SIG_SETMASK, &was, NULL);
   if (privileges_before_identity(&priv, msg, sizeof msg) != 0) fail("%s", msg);
   if (chroot_dir) {
     if (chroot(chroot_dir) != 0) fail("chroot %s: %s%s", chroot_dir, strerror(errno), privilege_hint(errno, "chroot"));

@@ -28,7 +28,9 @@
  * e.g. DataDirFull, at once, and the waiting process is killed).
  * --privs-helper: PATH (the task-privs binary) is opened read-only and left open for PROGRAM as
  * fd TASK_PRIVS_FD (200), so that nsenter can exec it as /proc/self/fd/200 inside another mount
- * namespace (see task-privs.c).
+ * namespace (see task-privs.c); and a pipe's write end as fd TASK_PRIVS_REPORT_FD (201), on
+ * which task-privs says that the program died before it could exec (privileges.h): PROGRAM's
+ * death by a signal is then recorded as that start failure (exit code 128+N, signal N).
  * The privilege options are described in privileges.h; they apply to the task only.
  * --user/--group take a name or a numeric id (0..4294967294), resolved on the host
  * before --chroot. A user name also sets the supplementary groups (initgroups), HOME,
@@ -100,7 +102,6 @@
  * failure code (1-127) first: */
 #define GATE_CLOSED 0       /* the gate closed: it leaves without exec */
 #define GOING 0xff          /* it passed its gate, DIR is prepared: it execs now */
-#define FORKNOEXEC 0x40     /* PF_FORKNOEXEC (linux/sched.h) in the flags of /proc/PID/stat: forked, not exec'ed */
 
 struct jbuf { char p[4096]; size_t n; };   /* bounded JSON text; appends truncate */
 
@@ -599,6 +600,8 @@ static long long parse_num(const char *opt, const char *s, long long min, long l
 static int gate_pending;
 /* The child's end of the pipe on which the shim says DIR is prepared (see spawn_task); -1 once it did. */
 static int prepared_fd = -1;
+/* --privs-helper: the report pipe of task-privs (TASK_PRIVS_REPORT_FD), both ends; -1 without. */
+static int privs_report[2] = {-1, -1};
 
 /* Waits on the gate (stdin) for "go\n": 1 when it came, 0 on EOF or anything else. */
 static int gate_opens(void) {
@@ -778,6 +781,7 @@ static void child(int out_w, int err_w, int st_w, int prepared_r, const struct t
   if (o->privs_helper) {
     int h = open(o->privs_helper, O_RDONLY | O_CLOEXEC);
     if (h < 0 || dup2(h, TASK_PRIVS_FD) < 0) child_fail(st_w, 1, "open %s: %s", o->privs_helper, strerror(errno));
+    if (dup2(privs_report[1], TASK_PRIVS_REPORT_FD) < 0) child_fail(st_w, 1, "dup2: %s", strerror(errno));
   }
   char msg[PRIV_MSG_MAX];
   struct resolved_identity who = {.groups = NULL};
@@ -798,6 +802,19 @@ static void child(int out_w, int err_w, int st_w, int prepared_r, const struct t
   child_fail(st_w, e == ENOENT ? 127 : (e == EACCES || e == ENOEXEC) ? 126 : 1, "exec %s: %s", o->prog[0], strerror(e));
 }
 
+/* What task-privs reported on TASK_PRIVS_REPORT_FD (its messages fit one atomic pipe write),
+ * or 0 bytes. Read once the task's process (nsenter, which waits for task-privs) is reaped,
+ * so everything task-privs wrote is there. */
+static size_t privs_report_read(char *msg, size_t size) {
+  if (privs_report[0] < 0) return 0;
+  ssize_t n;
+  while ((n = read(privs_report[0], msg, size - 1)) < 0 && errno == EINTR) {}
+  close(privs_report[0]);
+  privs_report[0] = -1;
+  msg[n > 0 ? n : 0] = '\0';
+  return n > 0 ? (size_t)n : 0;
+}
+
 /* Reaps every exited child (the task and adopted orphans); records the task's exit. */
 static void reap(pid_t task, int *task_done) {
   for (;;) {
@@ -807,56 +824,23 @@ static void reap(pid_t task, int *task_done) {
     if (p <= 0) return;
     if (p != task || *task_done || !(WIFEXITED(st) || WIFSIGNALED(st))) continue;
     int sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0, code = sig ? 128 + sig : WEXITSTATUS(st);
-    char ts[40];
+    char ts[40], report[MSG_MAX];
+    *task_done = 1;
+    if (privs_report_read(report, sizeof report) > 0 && sig) {
+      /* nsenter re-raised the signal that killed task-privs's child before its exec */
+      start_failed(code, sig, NULL, report);
+      continue;
+    }
     now_ts(ts);
     exit_rec.body.n = 0;
     jraw(&exit_rec.body, "{\"exitCode\":%d,\"signal\":%d,\"finishedAt\":\"%s\"}\n", code, sig, ts);
     emit_record("exited", &exit_rec, save(&exit_rec));
-    *task_done = 1;
   }
-}
-
-/* Numeric field N (>= 3) of /proc/PID/stat, parsed after the last ')'; "" when unknown. */
-static void proc_stat_field(pid_t pid, int n, char *out, size_t size) {
-  char path[64], buf[2048];
-  out[0] = '\0';
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  buf[read_full(fd, buf, sizeof buf - 1)] = '\0';
-  close(fd);
-  char *p = strrchr(buf, ')'), *save_ptr = NULL, *tok = NULL;
-  if (!p) return;
-  tok = strtok_r(p + 1, " ", &save_ptr);
-  for (int field = 3; tok && field < n; field++) tok = strtok_r(NULL, " ", &save_ptr);
-  if (tok && strspn(tok, "0123456789") == strlen(tok)) snprintf(out, size, "%s", tok);
 }
 
 /* Field 22 (starttime) of /proc/PID/stat. */
 static void proc_start_time(pid_t pid, char *out, size_t size) {
   proc_stat_field(pid, 22, out, size);
-}
-
-/* Whether our child PID (not reaped yet) has exec'ed. The kernel clears PF_FORKNOEXEC in
- * exec before it closes the close-on-exec fds, so once the status pipe is at EOF a process
- * with the flag still set did not close it by exec'ing: it is dying before exec. Flags that
- * cannot be read (no /proc) count as exec'ed, as EOF always did. */
-static int has_execed(pid_t pid) {
-  char flags[32];
-  proc_stat_field(pid, 9, flags, sizeof flags);
-  return !flags[0] || !(strtoull(flags, NULL, 10) & FORKNOEXEC);
-}
-
-/* A signal's name, e.g. "SIGSYS" (a number where the C library has no sigabbrev_np). */
-static void signal_name(int sig, char *out, size_t size) {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
-  const char *abbrev = sigabbrev_np(sig);
-  if (abbrev) {
-    snprintf(out, size, "SIG%s", abbrev);
-    return;
-  }
-#endif
-  snprintf(out, size, "signal %d", sig);
 }
 
 /* Test hook: a shim that stalls before it starts the task (see the header). */
@@ -906,15 +890,9 @@ static void died_before_exec(const struct task_options *o, pid_t pid, int passed
     remove_cgroups(o);
     exit(0);
   }
-  char msg[MSG_MAX], name[32];
+  char msg[MSG_MAX];
   int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-  if (sig) {
-    signal_name(sig, name, sizeof name);
-    snprintf(msg, sizeof msg, "the task's process was killed by %s before it could exec %s%s", name, o->prog[0],
-             sig == SIGSYS ? ": its seccomp profile kills a system call the start needs (execve, or one just before it)" : "");
-  } else {
-    snprintf(msg, sizeof msg, "the task's process exited with status %d before it could exec %s", WEXITSTATUS(status), o->prog[0]);
-  }
+  died_before_exec_message(msg, sizeof msg, status, o->prog[0]);
   start_failed(sig ? 128 + sig : WEXITSTATUS(status) ? WEXITSTATUS(status) : 1, sig, NULL, msg);
   int none = 1;
   reap(-1, &none);
@@ -931,6 +909,7 @@ static void died_before_exec(const struct task_options *o, pid_t pid, int passed
 static pid_t spawn_task(const struct task_options *o, int out_w, int err_w) {
   int st[2], prepared[2];
   if (pipe2(st, O_CLOEXEC) || pipe2(prepared, O_CLOEXEC)) setup_fail("create", "pipes");
+  if (o->privs_helper && pipe2(privs_report, O_CLOEXEC | O_NONBLOCK)) setup_fail("create", "pipes");
   test_stall();
   pid_t pid = fork();
   if (pid < 0) setup_fail("fork", o->prog[0]);
@@ -942,6 +921,7 @@ static pid_t spawn_task(const struct task_options *o, int out_w, int err_w) {
   close(err_w);
   close(st[1]);
   close(prepared[0]);
+  if (privs_report[1] >= 0) close(privs_report[1]);
   task_opts = o;
   waiting_task = pid;
   prepare_dir(o->dir);

@@ -12,6 +12,7 @@
 import { constants } from 'node:fs';
 import { copyFile, type FileHandle, lstat, mkdir, mkdtemp, open, readdir, readlink, rmdir, symlink, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { isErrno } from '../../util/errno.js';
 
 /** The directory of the main container under which each start gets a fresh directory of its own. */
 export const TARGET_ARTIFACTS_BASE = '/tmp/task-executor';
@@ -21,7 +22,6 @@ export const ARTIFACTS_DIR_ENV = 'TASK_EXECUTOR_ARTIFACTS_DIR';
 
 const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 const at = (dir: FileHandle, name: string) => `/proc/self/fd/${dir.fd}/${name}`;
-const codeOf = (error: unknown) => (error as NodeJS.ErrnoException).code;
 
 /** A symlink or a file where a directory must be: refused, never looked through. */
 class NotADirectory extends Error {}
@@ -30,8 +30,7 @@ async function openDirectory(path: string, shown: string): Promise<FileHandle> {
   try {
     return await open(path, DIR_FLAGS);
   } catch (error) {
-    const code = codeOf(error);
-    if (code === 'ELOOP' || code === 'ENOTDIR') {
+    if (isErrno(error, 'ELOOP', 'ENOTDIR')) {
       throw new NotADirectory(`${shown} in the main container is not a directory (a symbolic link or a file); it is not written through`);
     }
     throw error;
@@ -45,7 +44,7 @@ async function directoryIn(parent: FileHandle, name: string, shown: string): Pro
     await mkdir(at(parent, name), { mode: 0o755 });
     created = true;
   } catch (error) {
-    if (codeOf(error) !== 'EEXIST') throw error;
+    if (!isErrno(error, 'EEXIST')) throw error;
   }
   const dir = await openDirectory(at(parent, name), shown);
   // The executor's umask must not narrow what a task running as another user can read.
@@ -109,9 +108,8 @@ async function removeIn(parent: FileHandle, name: string): Promise<void> {
     await unlink(at(parent, name));
     return;
   } catch (error) {
-    const code = codeOf(error);
-    if (code === 'ENOENT') return;
-    if (code !== 'EISDIR' && code !== 'EPERM') throw error;
+    if (isErrno(error, 'ENOENT')) return;
+    if (!isErrno(error, 'EISDIR', 'EPERM')) throw error;
   }
   const dir = await openDirectory(at(parent, name), name);
   try {
@@ -162,7 +160,7 @@ export async function removeArtifactsCopy(root: string, path: string): Promise<v
   try {
     parent = await openPath(root, components, false);
   } catch (error) {
-    if (codeOf(error) === 'ENOENT') return;
+    if (isErrno(error, 'ENOENT')) return;
     throw error;
   }
   try {

@@ -6,6 +6,7 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { errorMessage } from '../../errors.js';
 import { hasExited, type ProcessTable, processTable, readStat } from '../process/procfs.js';
 import { commOf, exeOf, namespaceOf, nsPids } from './namespaces.js';
+import { isErrno } from '../../util/errno.js';
 
 /** The environment variable that marks the main container (the original's convention). */
 export const MAIN_CONTAINER_ENV = 'SANDBOX_MAIN_CONTAINER';
@@ -94,7 +95,7 @@ export class MainContainerLocator {
       try {
         environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'EACCES') unreadable++;
+        if (isErrno(error, 'EACCES')) unreadable++;
         continue;
       }
       if (!environ.includes(needle)) continue;

@@ -1,6 +1,7 @@
 // Facts about other processes' namespaces, read from /proc (as the executor
 // sees it: every pid here is a pid of the executor's own PID namespace).
 import { readFileSync, readlinkSync } from 'node:fs';
+import { isErrno } from '../../util/errno.js';
 
 export type NamespaceKind = 'pid' | 'pid_for_children' | 'mnt' | 'uts' | 'ipc' | 'net';
 
@@ -49,7 +50,4 @@ export function exeOf(pid: number): string | undefined {
   }
 }
 
-const gone = (error: unknown) => {
-  const code = (error as NodeJS.ErrnoException).code;
-  return code === 'ENOENT' || code === 'ESRCH';
-};
+const gone = (error: unknown) => isErrno(error, 'ENOENT', 'ESRCH');

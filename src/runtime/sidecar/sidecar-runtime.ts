@@ -7,6 +7,10 @@
 // after an executor restart). nsenter forks the task into the target PID
 // namespace, waits for it, exits with its exit code or re-raises its fatal
 // signal, so the shim records the task's real status (128+N for signal N).
+// With task privileges, nsenter's child is task-privs, which waits for the
+// task in a child of its own the same way, blocking signals meanwhile, and
+// reports a task killed before its exec so that the shim records a start
+// failure (task-privs.c).
 //
 // What differs from a host task, and why this file exists:
 // - the main container is looked up before every start (discovery.ts);

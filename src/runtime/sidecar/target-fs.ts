@@ -6,6 +6,7 @@
 // user before nsenter runs, so that mistakes read as ProcessStartFailed with a
 // clear message rather than as an nsenter exit code.
 import { lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { errnoOf } from '../../util/errno.js';
 
 export type Resolved = { path: string } | { error: string };
 
@@ -19,7 +20,7 @@ const errnoText: Record<string, string> = {
 };
 
 const describe = (error: unknown) => {
-  const code = (error as NodeJS.ErrnoException).code ?? '';
+  const code = errnoOf(error) ?? '';
   return errnoText[code] ?? (error as Error).message;
 };
 
