@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { RestartPolicy } from '../../gen/taskexecutor/v1/task.js';
-import { processTask, shell, startTestExecutor, stateOf, tempDir, terminated, type TestExecutor } from '../support/executor.js';
+import { openSubscribedWatch, processTask, shell, startTestExecutor, stateOf, tempDir, terminated, type TestExecutor } from '../support/executor.js';
 import { waitFor } from '../support/wait.js';
 
 function logLines(dataDir: string, name: string): string[] {
@@ -86,15 +86,16 @@ describe('task lifecycle settings', () => {
     await te.api.createTask({
       task: shell('int-handler', `trap 'echo int > ${marker}; exit 7' INT; while :; do sleep 0.05; done`, {}, { stopSignal: 'SIGINT' }),
     });
-    const events: number[] = [];
-    const stream = te.client.watch({ sendInitial: false });
-    stream.on('data', (e) => {
-      const end = terminated(e.task);
-      if (e.task?.name === 'int-handler' && end) events.push(end.exitCode ?? -1);
-    });
-    stream.on('error', () => {});
+    const { call: stream, events: seen } = await openSubscribedWatch(te);
     await te.api.deleteTask({ name: 'int-handler' });
     await gone('int-handler');
+    const ends = () =>
+      seen.flatMap((e) => {
+        const end = terminated(e.task);
+        return e.task?.name === 'int-handler' && end ? [end.exitCode ?? -1] : [];
+      });
+    // Removal follows the end, but the watch's copy of the event may still be on its way.
+    const events = await waitFor('the watch to see the end', () => ends().length > 0 && ends());
     stream.cancel();
     assert.equal(readFileSync(marker, 'utf8'), 'int\n');
     assert.deepEqual([...new Set(events)], [7], "the task saw SIGINT and exited through its trap");
