@@ -19,7 +19,7 @@ describe('task lifecycle settings', () => {
   let te: TestExecutor;
   const scratch = tempDir('te-scratch-');
   before(async () => {
-    te = await startTestExecutor({ stopGraceMs: 5000 });
+    te = await startTestExecutor({ stopGraceMs: 30_000 });
   });
   after(async () => {
     await te.close();
@@ -108,7 +108,8 @@ describe('task lifecycle settings', () => {
     await gone('stubborn');
     const took = Date.now() - started;
     assert.ok(took >= 900, `SIGKILL must wait for the grace period (took ${took} ms)`);
-    assert.ok(took < 4500, `the executor default of 5 s must not apply (took ${took} ms)`);
+    // Far below the executor's default (30 s here): a loaded machine may add seconds, not tens of them.
+    assert.ok(took < 15_000, `the executor default of 30 s must not apply (took ${took} ms)`);
   });
 
   test('RESTART_POLICY_ON_FAILURE restarts a failing task with backoff up to maxRestarts, then it stays terminated', async () => {
