@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { RestartPolicy } from '../../gen/taskexecutor/v1/task.js';
-import { openSubscribedWatch, processTask, shell, startTestExecutor, stateOf, tempDir, terminated, type TestExecutor } from '../support/executor.js';
+import { openSubscribedWatch, processTask, shell, startTestExecutor, tempDir, terminated, type TestExecutor } from '../support/executor.js';
 import { waitFor } from '../support/wait.js';
 
 function logLines(dataDir: string, name: string): string[] {
@@ -114,14 +114,16 @@ describe('task lifecycle settings', () => {
 
   test('RESTART_POLICY_ON_FAILURE restarts a failing task with backoff up to maxRestarts, then it stays terminated', async () => {
     const runs = join(scratch, 'restart-runs');
+    // Every BackOff from the manager's own events: a poll of Get can miss the first (1 s) one under load.
+    const backoffs: string[] = [];
+    const unsubscribe = te.executor.manager.subscribe(({ task: { name, state } }) => {
+      if (name === 'flaky' && state.phase === 'waiting' && state.reason === 'BackOff') backoffs.push(state.message ?? '');
+    });
     await te.api.createTask({
       task: shell('flaky', `echo run >> ${runs}; exit 4`, {}, { restartPolicy: RestartPolicy.RESTART_POLICY_ON_FAILURE, maxRestarts: 2 }),
     });
-    const backoff = await waitFor('a BackOff state', async () => {
-      const s = stateOf((await te.api.getTask({ name: 'flaky' })).task);
-      return s?.$case === 'waiting' && s.value.reason === 'BackOff' ? s.value : undefined;
-    });
-    assert.match(backoff.message, /exited with code 4 \(Failed\); restart 1 of 2 in 1s/);
+    const backoff = await waitFor('a BackOff state', () => backoffs[0]);
+    assert.match(backoff, /exited with code 4 \(Failed\); restart 1 of 2 in 1s/);
     const end = await waitFor(
       'the last run to end',
       async () => {
@@ -132,6 +134,8 @@ describe('task lifecycle settings', () => {
     );
     assert.equal(end.exitCode, 4);
     assert.equal(readFileSync(runs, 'utf8'), 'run\nrun\nrun\n');
+    unsubscribe();
+    assert.match(backoffs.at(-1) ?? '', /restart 2 of 2 in 2s/);
   });
 
   test('RESTART_POLICY_ON_FAILURE does not restart a task that succeeds', async () => {
