@@ -176,7 +176,7 @@ export async function* streamLogs(
 
   try {
     let endedAt: number | undefined;
-    let lastDataAt = Date.now();
+    let lastDataAt = performance.now(); // monotonic, like endedAt: only their distances count
     for (;;) {
       if (signal.aborted) return 'cancelled';
       if (follow && liveness.status() === 'gone') return yield* finish('gone');
@@ -187,7 +187,7 @@ export async function* streamLogs(
         if (runs) {
           if (runs.count > 0) yield runs;
           if (signal.aborted) return 'cancelled';
-          lastDataAt = Date.now();
+          lastDataAt = performance.now();
           if (follow) await loopTurn(); // as below, after lines
           continue;
         }
@@ -200,7 +200,7 @@ export async function* streamLogs(
         }
         for (const record of batch.records) if (selector.accept(record)) assembler.push(record, out);
         if (!(yield* deliver())) return stopped();
-        lastDataAt = Date.now();
+        lastDataAt = performance.now();
         // The consumer has taken the lines: let the event loop turn once so
         // they leave before we read on. Node's HTTP/2 sends what grpc-js
         // queued in a native immediate, which runs before JavaScript ones;
@@ -223,7 +223,7 @@ export async function* streamLogs(
         continue;
       }
       // Ended: its supervisor may still write the last output; wait until it has been quiet for a while.
-      const now = Date.now();
+      const now = performance.now();
       endedAt ??= now;
       const quietMs = now - Math.max(lastDataAt, endedAt);
       if (quietMs >= timings.settleMs || now - endedAt >= timings.maxDrainMs) return yield* finish('complete');

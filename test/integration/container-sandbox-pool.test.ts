@@ -91,8 +91,13 @@ describe('a pool of pod sandboxes made ahead of time (--container-sandbox-pool)'
 
   test('a container task starts in a pooled sandbox, logs to its own directory, and the pool refills', async () => {
     const before = await idle();
-    const { task } = await te!.api.createTask({ task: containerTask('pooled', ctrd.images.busybox, { command: ['sh', '-c', 'echo from-a-pooled-sandbox; exec sleep 300'] }) });
-    assert.equal(stateOf(task)?.$case, 'running', JSON.stringify(stateOf(task)));
+    await te!.api.createTask({ task: containerTask('pooled', ctrd.images.busybox, { command: ['sh', '-c', 'echo from-a-pooled-sandbox; exec sleep 300'] }) });
+    // Create's reply shows the start only if it took under 2 s (CREATE_REPLY_WAIT_MS); under load it may show Pending.
+    await waitFor('the task to run', async () => {
+      const state = stateOf((await te!.api.getTask({ name: 'pooled' })).task);
+      assert.notEqual(state?.$case, 'terminated', JSON.stringify(state));
+      return state?.$case === 'running';
+    });
     const handle = te!.executor.manager.find('pooled')?.runtime?.handle as { sandboxId?: string } | undefined;
     assert.ok(handle?.sandboxId && before.includes(handle.sandboxId), 'the task did not get one of the idle pooled sandboxes');
     await waitFor('the output in the task\'s own log directory', () => {

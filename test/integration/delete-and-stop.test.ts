@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { shell, startTestExecutor, stateOf, tempDir, terminated, type TestExecutor } from '../support/executor.js';
+import { openSubscribedWatch, shell, startTestExecutor, stateOf, tempDir, terminated, type TestExecutor } from '../support/executor.js';
 import { isAlive } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
 
@@ -30,13 +30,21 @@ describe('delete', () => {
     );
 
   test('delete returns at once with the deletion mark, then the task disappears', async () => {
-    await te.api.createTask({ task: shell('to-delete', 'sleep 30') });
-    const started = Date.now();
+    // The task notes the stop signal but exits only when the test opens its
+    // gate (its grace period, 60 s, outlasts the test): a delete that waited
+    // for the stop would not return before the gate opens.
+    const termed = join(scratch, 'to-delete.term');
+    const gate = join(scratch, 'to-delete.gate');
+    const script = `trap 'echo > ${termed}' TERM; echo > ${scratch}/to-delete.up; while [ ! -e ${gate} ]; do sleep 0.05; done`;
+    await te.api.createTask({ task: shell('to-delete', script, {}, { terminationGracePeriodSeconds: 60 }) });
+    await waitFor('the trap to be set', () => existsSync(join(scratch, 'to-delete.up')));
     const { task } = await te.api.deleteTask({ name: 'to-delete' });
-    assert.ok(Date.now() - started < 500, 'delete must not wait for the stop');
     assert.ok(task?.deletionTimestamp instanceof Date);
-    const { task: again } = await te.api.getTask({ name: 'to-delete' }).catch(() => ({ task: undefined }));
-    if (again) assert.ok(again.deletionTimestamp instanceof Date);
+    await waitFor('the stop signal to reach the task', () => existsSync(termed));
+    const { task: again } = await te.api.getTask({ name: 'to-delete' });
+    assert.ok(again?.deletionTimestamp instanceof Date, 'the task stays visible, marked, while it stops');
+    assert.equal(stateOf(again)?.$case, 'running', 'delete returned while the task was still stopping');
+    writeFileSync(gate, '');
     await gone('to-delete');
   });
 
@@ -79,18 +87,19 @@ describe('delete', () => {
   });
 
   test('a task stopped by deletion reports reason Stopped while it is still visible', async () => {
-    const events: string[] = [];
-    const stream = te.client.watch({ sendInitial: false });
-    stream.on('data', (e) => {
-      const s = stateOf(e.task);
-      if (e.task?.name === 'stopped') events.push(s?.$case === 'terminated' ? `terminated:${s.value.reason}:${s.value.exitCode}` : String(e.type));
-    });
-    stream.on('error', () => {});
+    const { call: stream, events: seen } = await openSubscribedWatch(te);
+    const events = () =>
+      seen
+        .filter((e) => e.task?.name === 'stopped')
+        .map((e) => {
+          const s = stateOf(e.task);
+          return s?.$case === 'terminated' ? `terminated:${s.value.reason}:${s.value.exitCode}` : String(e.type);
+        });
     await te.api.createTask({ task: shell('stopped', 'sleep 30') });
     await te.api.deleteTask({ name: 'stopped' });
     await gone('stopped');
-    await waitFor('the terminated event', () => events.some((e) => e.startsWith('terminated:')));
+    await waitFor('the terminated event', () => events().some((e) => e.startsWith('terminated:')));
     stream.cancel();
-    assert.ok(events.includes('terminated:Stopped:143'), events.join(','));
+    assert.ok(events().includes('terminated:Stopped:143'), events().join(','));
   });
 });

@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import { specFromWire } from '../../src/api/convert.js';
 import { ContainerRuntime } from '../../src/runtime/container/container-runtime.js';
 import { TaskStore } from '../../src/store/task-store.js';
-import { containerTask, processTask, startTestExecutor, stateOf, type TestExecutor, terminated, tempDir } from '../support/executor.js';
+import { containerTask, openSubscribedWatch, processTask, startTestExecutor, stateOf, type TestExecutor, terminated, tempDir } from '../support/executor.js';
 import { type FakeCri, startFakeCri } from '../support/fake-cri.js';
 import { silent, startManager } from '../support/in-process.js';
 import { waitFor } from '../support/wait.js';
@@ -43,9 +43,8 @@ describe('image pulls that fail: ImagePullBackOff, ImagePullFailed', () => {
     cri = await startFakeCri();
     te = await startTestExecutor({ enableContainerMode: true, criSocket: cri.socket });
     short = await startTestExecutor({ enableContainerMode: true, criSocket: cri.socket, imagePullTimeoutMs: 2500 });
-    const watch = te.client.watch({ sendInitial: false });
-    watch.on('data', (event: WatchResponse) => events.push(event));
-    watch.on('error', () => undefined);
+    // Subscribed before the first test creates a task: the tests compare every state the watch saw.
+    await openSubscribedWatch(te, events);
   });
 
   after(async () => {

@@ -174,9 +174,7 @@ describe('sidecar mode', { skip }, () => {
     await te.api.deleteTask({ name: 'stubborn' });
     await gone(te, 'stubborn');
     assert.ok(Date.now() - started >= 900, 'SIGKILL came only after the grace period');
-    await waitFor('both processes to be gone from the main container (reaped, not zombies)', () => !pids.some(visible), {
-      timeoutMs: 3000,
-    });
+    await waitFor('both processes to be gone from the main container (reaped, not zombies)', () => !pids.some(visible));
   });
 
   test("a task process orphaned inside the main container (adopted by its PID 1) is stopped through the task's cgroup", async (t) => {
@@ -204,7 +202,7 @@ describe('sidecar mode', { skip }, () => {
       return;
     }
     // Killed; PID 1 (`sleep infinity`) never reaps, so a zombie may remain until the container exits.
-    await waitFor('the orphan to be killed', () => stat() === undefined || stat()![0] === 'Z', { timeoutMs: 3000 });
+    await waitFor('the orphan to be killed', () => stat() === undefined || stat()![0] === 'Z');
   });
 
   test('the stop signal reaches the task itself, and its own exit code is reported (timeout)', async () => {

@@ -3,8 +3,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { EventEmitter } from 'node:events';
 import { credentials, type ServiceError } from '@grpc/grpc-js';
 import {
+  type WatchRequest,
+  type WatchResponse,
   type CreateRequest,
   type CreateResponse,
   type DeleteRequest,
@@ -23,6 +26,7 @@ import { type Config, parseConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { CgroupManager, scopeOf } from '../../src/runtime/cgroups/index.js';
 import { killTaskTrees } from './processes.js';
+import { waitFor } from './wait.js';
 
 export interface TestExecutor {
   executor: Executor;
@@ -144,4 +148,25 @@ export function stateOf(task: Task | undefined) {
 export function terminated(task: Task | undefined) {
   const state = stateOf(task);
   return state?.$case === 'terminated' ? state.value : undefined;
+}
+
+/** The executor's listeners of task events: one per open Watch (and per other open stream). */
+export function eventSubscribers(te: TestExecutor): number {
+  return (te.executor.manager as unknown as { events: EventEmitter }).events.listenerCount('event');
+}
+
+/**
+ * Opens a Watch and resolves once the executor has subscribed it: from then on
+ * it gets every event. Without the wait, a change made right after opening
+ * races the subscription (the call reaches the server after the client's
+ * next request only rarely, but then its events are lost to this watcher).
+ * Every event received is pushed to `events`.
+ */
+export async function openSubscribedWatch(te: TestExecutor, events: WatchResponse[] = [], request: Partial<WatchRequest> = {}) {
+  const before = eventSubscribers(te);
+  const call = te.client.watch({ sendInitial: false, ...request });
+  call.on('data', (event: WatchResponse) => events.push(event));
+  call.on('error', () => undefined);
+  await waitFor('the Watch to be subscribed', () => eventSubscribers(te) > before);
+  return { call, events };
 }

@@ -34,7 +34,7 @@ export class Availability {
     if (this.up) return;
     this.up = true;
     this.stopProbing();
-    this.options.log.info({ criSocket: this.options.address, downMs: Date.now() - this.downSince }, 'the container runtime is reachable again');
+    this.options.log.info({ criSocket: this.options.address, downMs: Math.round(performance.now() - this.downSince) }, 'the container runtime is reachable again');
     this.notify();
   }
 
@@ -42,7 +42,7 @@ export class Availability {
   unreachable(reason: string): void {
     if (!this.up || this.closed) return;
     this.up = false;
-    this.downSince = Date.now();
+    this.downSince = performance.now();
     this.options.log.warn({ criSocket: this.options.address, reason }, 'the container runtime is unreachable; container tasks wait until it is back');
     this.scheduleProbe();
     this.notify();

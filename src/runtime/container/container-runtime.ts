@@ -13,6 +13,7 @@ import { status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { errorMessage, TaskError } from '../../errors.js';
 import { Reason, type TaskSpec } from '../../model/task.js';
+import { deadlineIn } from '../../util/poll.js';
 import type { LogLocation, Observation, ResourceSample, Started, StartRequest, StopOptions, TaskRuntime } from '../runtime.js';
 import { CONTAINER_HANDLE_VERSION, type ContainerHandle, decodeContainerHandle } from './container-handle.js';
 import { Availability, type AvailabilityListener } from './availability.js';
@@ -388,7 +389,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
       if (isNotFound(error)) return;
       throw error;
     }
-    const deadline = Date.now() + EXIT_WAIT_MS;
+    const deadline = deadlineIn(EXIT_WAIT_MS);
     for (;;) {
       let state;
       try {
@@ -398,7 +399,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
         throw error;
       }
       if (state === ContainerState.CONTAINER_EXITED) return;
-      if (Date.now() > deadline) throw new Error(`container ${id} did not exit after StopContainer (state ${ContainerState[state] ?? state})`);
+      if (deadline.passed()) throw new Error(`container ${id} did not exit after StopContainer (state ${ContainerState[state] ?? state})`);
       await delay(POLL_MS);
     }
   }

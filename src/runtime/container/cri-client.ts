@@ -247,15 +247,16 @@ export class CriClient {
   }
 
   private async call<Req, Res>(rpc: string, method: Unary<Req, Res>, request: Req, timeoutMs = this.timeoutMs, signal?: AbortSignal): Promise<Res> {
-    const started = Date.now();
+    const started = performance.now(); // the call's duration, for onCall
+    const deadline = Date.now() + timeoutMs; // grpc-js takes deadlines on the wall clock
     try {
       await this.connection(rpc, Math.min(timeoutMs, this.connectTimeoutMs));
-      const response = await this.invoke(rpc, method, request, started + timeoutMs, signal);
-      this.onCall?.(rpc, Date.now() - started);
+      const response = await this.invoke(rpc, method, request, deadline, signal);
+      this.onCall?.(rpc, performance.now() - started);
       return response;
     } catch (error) {
       const failure = error instanceof CriError ? error : new CriError(rpc, status.UNKNOWN, String(error));
-      this.onCall?.(rpc, Date.now() - started, failure);
+      this.onCall?.(rpc, performance.now() - started, failure);
       throw failure;
     }
   }

@@ -40,6 +40,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../errors.js';
 import { isMissing, listLogFiles, logFilePath } from '../../logs/files.js';
+import { deadlineIn } from '../../util/poll.js';
 
 /** The CRI LogPath of every container (relative to the sandbox's log directory): a symlink to the file being written. */
 export const LOG_LINK = 'container.log';
@@ -199,9 +200,9 @@ async function complete(log: RotatedLog, index: number): Promise<RotationOutcome
  * for it, so: until two looks SETTLE_STEP_MS apart see the same size.
  */
 async function settled(path: string): Promise<void> {
-  const deadline = Date.now() + SETTLE_MAX_MS;
+  const deadline = deadlineIn(SETTLE_MAX_MS);
   let last = await sizeOf(path);
-  while (Date.now() < deadline) {
+  while (deadline.left() > 0) {
     await delay(SETTLE_STEP_MS);
     const size = await sizeOf(path);
     if (size === last) return;

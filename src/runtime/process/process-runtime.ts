@@ -24,6 +24,7 @@ import { decodeProcessHandle, isRun, PROCESS_HANDLE_VERSION, type ProcessHandle,
 import { parseEvent, readExitRecord, readStartRecord, type ShimEvent, type StartRecord } from './shim-protocol.js';
 import { type SpawnedShim, SpawnerLost, type ShimSpawner } from './shim-spawner.js';
 import type { TaskPrivileges } from '../shim/task-privileges.js';
+import { deadlineIn } from '../../util/poll.js';
 import { resolvedOk } from '../../util/settled.js';
 import { freeze, killShimTree, scanShims, type ShimScan, shimAlive, shimsFor, thaw } from './stalled-shims.js';
 import { KILL_BUDGET_MS, killTaskTree, measuredTree, type Pushes, signalTree, type TreeOrder, treeGone, waitForTree } from './task-tree.js';
@@ -271,13 +272,13 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
    */
   async recover(request: StartRequest): Promise<Started<ProcessHandle> | undefined> {
     const starting = shimsFor(request.taskDir, this.recoveryScan());
-    const deadline = Date.now() + EXIT_RECORD_WAIT_MS;
+    const deadline = deadlineIn(EXIT_RECORD_WAIT_MS);
     for (;;) {
       const found = await this.recorded(request);
       if (found) return found;
       const live = starting.filter(shimAlive);
       if (live.length === 0) return undefined;
-      if (Date.now() > deadline) break;
+      if (deadline.passed()) break;
       await delay(POLL_MS);
     }
     const stalled = starting.filter(shimAlive);
@@ -303,7 +304,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
    * them all instead of one scan each.
    */
   private recoveryScan(): ShimScan {
-    if (!this.scan || Date.now() - this.scan.at > RECOVERY_SCAN_MAX_AGE_MS) this.scan = { at: Date.now(), shims: scanShims() };
+    if (!this.scan || performance.now() - this.scan.at > RECOVERY_SCAN_MAX_AGE_MS) this.scan = { at: performance.now(), shims: scanShims() };
     return this.scan.shims;
   }
 
@@ -551,8 +552,8 @@ export function taskEnvironment(base: NodeJS.ProcessEnv, spec: ProcessSpec): Nod
 
 /** Waits while the shim lives for exit.json to appear (valid or not). */
 async function waitForExitRecord(dir: string, stillWorthWaiting: () => boolean): Promise<void> {
-  const deadline = Date.now() + EXIT_RECORD_WAIT_MS;
-  while ((await readExitRecord(dir)).state === 'absent' && Date.now() <= deadline && stillWorthWaiting()) await delay(POLL_MS);
+  const deadline = deadlineIn(EXIT_RECORD_WAIT_MS);
+  while ((await readExitRecord(dir)).state === 'absent' && !deadline.passed() && stillWorthWaiting()) await delay(POLL_MS);
 }
 
 /** The handle of a run that start.json describes, with the cgroup its task is in, if any. */

@@ -108,7 +108,7 @@ let cachedTable: { at: number; table: ProcessTable } | undefined;
  * decide what to kill.
  */
 export function recentProcessTable(maxAgeMs: number): ProcessTable {
-  const now = Date.now();
+  const now = performance.now();
   if (!cachedTable || now - cachedTable.at > maxAgeMs) cachedTable = { at: now, table: processTable() };
   return cachedTable.table;
 }

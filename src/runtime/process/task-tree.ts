@@ -4,7 +4,7 @@
 // process backend's stop, the sidecar backend's (through ProcessRuntime.stop
 // and its options) and the end of a stalled shim all go through killTree.
 import { existsSync } from 'node:fs';
-import { pollUntil } from '../../util/poll.js';
+import { deadlineIn, pollUntil } from '../../util/poll.js';
 import type { CgroupManager, TaskCgroup } from '../cgroups/index.js';
 import { GRACE_POLL_MS, graceLookDelay, type TreeState } from './grace-looks.js';
 import {
@@ -181,7 +181,7 @@ export type Pushes = (onPush: () => void) => () => void;
  * process is known to live (see graceLookDelay): a push ends each pause.
  */
 export async function waitForTree(handle: ShimHandle, cgroups: CgroupManager, graceMs: number, order: TreeOrder = {}, turn: Turn = atOnce, pushes?: Pushes): Promise<void> {
-  const deadline = Date.now() + graceMs;
+  const deadline = deadlineIn(graceMs);
   let pushed = false;
   let wake: (() => void) | undefined;
   const unsubscribe = pushes?.(() => {
@@ -193,7 +193,7 @@ export async function waitForTree(handle: ShimHandle, cgroups: CgroupManager, gr
   try {
     let last: TreeState | undefined;
     for (;;) {
-      const pause = graceLookDelay(last, pushes !== undefined, deadline - Date.now());
+      const pause = graceLookDelay(last, pushes !== undefined, deadline.left());
       if (pause > 0 && !pushed) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, pause);
@@ -206,7 +206,7 @@ export async function waitForTree(handle: ShimHandle, cgroups: CgroupManager, gr
       }
       pushed = false;
       last = await turn(() => treeState(handle, cgroups, order));
-      if (last === 'gone' || Date.now() >= deadline) return;
+      if (last === 'gone' || deadline.left() <= 0) return;
     }
   } finally {
     unsubscribe?.();
@@ -237,13 +237,13 @@ export interface KillTarget extends TreeOrder {
  * False when something was still alive after `budgetMs`.
  */
 export async function killTree(target: KillTarget, budgetMs = KILL_BUDGET_MS): Promise<boolean> {
-  const deadline = Date.now() + budgetMs;
+  const deadline = deadlineIn(budgetMs);
   const settled = target.leavesFirst ? (pid: number) => !existsSync(`/proc/${pid}`) : exited;
   for (;;) {
     if (target.group !== undefined) signalQuietly(-target.group, 'SIGKILL');
     const round = victims(parentsOf(target.members()), target);
     if (round.length === 0) return true;
-    const left = deadline - Date.now();
+    const left = deadline.left();
     if (left < 0) return false;
     for (const pid of round) signalQuietly(pid, 'SIGKILL');
     await pollUntil(() => round.every(settled), Math.min(ROUND_WAIT_MS, left), 5);
