@@ -65,6 +65,13 @@ export interface ReaderOptions {
    * needs no times (no `since`, no timestamps) saves most of a header's cost.
    */
   times?: boolean;
+  /**
+   * Every read synchronous, none ahead: for a reader on a thread of its own
+   * (a bulk read in a worker, see src/api/log-chunks-offload.ts), where
+   * blocking holds up nobody and a read on the thread pool would only add
+   * two thread hand-offs per buffer.
+   */
+  blocking?: boolean;
 }
 
 interface ReadAhead {
@@ -98,6 +105,7 @@ export class LogReader {
   private readonly bufferSize: number;
   private readonly maxPayload: number;
   private readonly times: boolean;
+  private readonly blocking: boolean;
   /** Bytes to ask for in the next read: SMALL_READ after reaching the end, growing up to bufferSize while reads come back full. */
   private readSize: number;
   /** The current file has been read to its end at least once. */
@@ -126,6 +134,7 @@ export class LogReader {
     this.bufferSize = options.bufferSize ?? 256 * 1024;
     this.maxPayload = options.maxPayload ?? 64 * 1024;
     this.times = options.times ?? true;
+    this.blocking = options.blocking ?? false;
     this.readSize = Math.min(SMALL_READ, this.bufferSize);
   }
 
@@ -262,14 +271,14 @@ export class LogReader {
     } else {
       buffer = this.buffer(0, size);
       bytesRead =
-        this.reachedEnd && size <= SMALL_READ
+        this.blocking || (this.reachedEnd && size <= SMALL_READ)
           ? readSync(this.file!.fd, buffer, 0, size, this.offset)
           : (await this.file!.read(buffer, 0, size, this.offset)).bytesRead;
     }
     const full = bytesRead === size;
     this.readSize = full ? Math.min(this.bufferSize, size * 4) : Math.min(SMALL_READ, this.bufferSize);
     if (full) {
-      this.readAhead(buffer, bytesRead);
+      if (!this.blocking) this.readAhead(buffer, bytesRead);
     } else {
       this.reachedEnd = true;
       this.buffers[1] = undefined;
