@@ -62,6 +62,8 @@ interface Slot {
 export class ChunkWorkers {
   private readonly slots = new Set<Slot>();
   private closed = false;
+  /** Reads handed to workers so far. */
+  reads = 0;
 
   constructor(private readonly options: ChunkWorkersOptions = DEFAULT_CHUNK_WORKERS) {}
 
@@ -86,7 +88,9 @@ export class ChunkWorkers {
   async offload(query: OffloadedQuery, signal: AbortSignal): Promise<AsyncGenerator<LogsResponse, StreamOutcome, undefined> | undefined> {
     if (this.closed || (await logBytes(query.directory, this.options.minBytes)) < this.options.minBytes) return undefined;
     const slot = this.acquire();
-    return slot && read(slot, query, signal);
+    if (!slot) return undefined;
+    this.reads++;
+    return read(slot, query, signal);
   }
 
   /** Ends every worker (reads under way in them fail). */

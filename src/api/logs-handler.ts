@@ -17,7 +17,7 @@ import { EncodedLogsResponse, toLogEntry } from './log-entries.js';
 import type { ServerStreamHandler } from './server-stream.js';
 
 /** The worker threads of bulk chunked reads, shared by every executor in the process (started on demand, see log-chunks-offload.ts). */
-const sharedChunkWorkers = new ChunkWorkers();
+export const sharedChunkWorkers = new ChunkWorkers();
 
 export function logsHandler(manager: TaskManager, log: Logger, chunkWorkers = sharedChunkWorkers): ServerStreamHandler<LogsRequest, LogsResponse> {
   return async function* logs(request, signal) {
