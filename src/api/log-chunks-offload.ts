@@ -201,9 +201,10 @@ async function* read(slot: Slot, query: OffloadedQuery, signal: AbortSignal): As
         return message.outcome;
       }
       if (message.type !== 'batch') continue;
-      for (const buffer of message.buffers) {
+      const { buffers, messages } = message;
+      for (let i = 0; i < messages.length; i += 3) {
         if (signal.aborted) return 'cancelled';
-        yield new EncodedChunkResponse(Buffer.from(buffer));
+        yield new EncodedChunkResponse(Buffer.from(buffers[messages[i]!]!, messages[i + 1], messages[i + 2]));
       }
       post({ type: 'credit' });
     }

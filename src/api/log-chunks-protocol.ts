@@ -21,7 +21,11 @@ export type ToWorker =
 export type FromWorker =
   /** Loaded and waiting for reads. */
   | { type: 'ready' }
-  /** Encoded LogsResponse messages, in order; each buffer is one whole message. */
-  | { type: 'batch'; buffers: ArrayBuffer[] }
+  /**
+   * Encoded LogsResponse messages, in order: message i is buffers[messages[3i]]
+   * from byte messages[3i+1], messages[3i+2] bytes long (several may share a
+   * buffer: a read buffer with its chunks encoded in place).
+   */
+  | { type: 'batch'; buffers: ArrayBuffer[]; messages: number[] }
   /** The read is over and its files are closed: how it ended, or why it failed. */
   | { type: 'end'; outcome: StreamOutcome; failure?: { message: string; code?: string } };

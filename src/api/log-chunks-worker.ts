@@ -38,13 +38,31 @@ port.on('message', (message: ToWorker) => {
   job.wake?.();
 });
 
-/** The message's own ArrayBuffer when it holds exactly the message (so it can be transferred), else a copy that does. */
-function transferable(message: Buffer): ArrayBuffer {
-  const { buffer } = message;
-  if (buffer instanceof ArrayBuffer && message.byteOffset === 0 && message.byteLength === buffer.byteLength) return buffer;
-  const copy = new ArrayBuffer(message.byteLength);
-  new Uint8Array(copy).set(message);
-  return copy;
+/** Messages gathered for one post: the buffers they are in (transferred) and where each one is. */
+class Batch {
+  buffers: ArrayBuffer[] = [];
+  messages: number[] = [];
+  bytes = 0;
+  private readonly index = new Map<ArrayBuffer, number>();
+
+  add(message: Buffer): void {
+    let { buffer } = message;
+    let offset = message.byteOffset;
+    if (!(buffer instanceof ArrayBuffer) || (message.length < 4096 && buffer.byteLength > message.length)) {
+      // A small message may share Node's pool of small buffers, which must not be transferred: copy it.
+      const copy = new ArrayBuffer(message.length);
+      new Uint8Array(copy).set(message);
+      buffer = copy;
+      offset = 0;
+    }
+    let at = this.index.get(buffer);
+    if (at === undefined) {
+      at = this.buffers.push(buffer) - 1;
+      this.index.set(buffer, at);
+    }
+    this.messages.push(at, offset, message.length);
+    this.bytes += message.length;
+  }
 }
 
 async function run(query: Extract<ToWorker, { type: 'start' }>['query']): Promise<void> {
@@ -55,34 +73,34 @@ async function run(query: Extract<ToWorker, { type: 'start' }>['query']): Promis
   let failure: { message: string; code?: string } | undefined;
   const lines = streamLogs({ ...query, runs: true, follow: false, blocking: true }, ENDED, signal);
   const encoder = new ChunkEncoder(false);
-  /** Messages not posted yet, and their bytes: a post carries about POST_BYTES (several reads' worth), fewer hand-offs. */
-  let buffers: ArrayBuffer[] = [];
-  let bytes = 0;
+  let batch = new Batch();
   const postBatch = async (): Promise<boolean> => {
     while (current.credit === 0 && !signal.aborted) await new Promise<void>((resolve) => (current.wake = resolve));
     current.wake = undefined;
     if (signal.aborted) return false;
     current.credit--;
-    post({ type: 'batch', buffers }, buffers);
-    buffers = [];
-    bytes = 0;
+    post({ type: 'batch', buffers: batch.buffers, messages: batch.messages }, batch.buffers);
+    batch = new Batch();
     return true;
   };
   try {
     for (;;) {
       const next = await lines.next();
       if (next.done) {
-        if (buffers.length > 0) await postBatch();
+        if (batch.messages.length > 0) await postBatch();
         outcome = next.value;
         break;
       }
-      for (const response of isLines(next.value) ? encoder.responses(next.value) : encoder.runResponses(next.value)) {
-        // ChunkEncoder makes EncodedChunkResponses; anything else is encoded here.
-        const encoded = response instanceof EncodedChunkResponse ? response[ENCODED] : Buffer.from(LogsResponse.encode(response).finish());
-        buffers.push(transferable(encoded));
-        bytes += encoded.length;
+      if (isLines(next.value)) {
+        for (const response of encoder.responses(next.value)) {
+          // ChunkEncoder makes EncodedChunkResponses; anything else is encoded here.
+          batch.add(response instanceof EncodedChunkResponse ? response[ENCODED] : Buffer.from(LogsResponse.encode(response).finish()));
+        }
+      } else {
+        // The reader is blocking, so each read buffer is ours: chunks are encoded in it, and it is handed over whole.
+        for (const message of encoder.runMessages(next.value, true)) batch.add(message);
       }
-      if (bytes >= POST_BYTES && !(await postBatch())) break;
+      if (batch.bytes >= POST_BYTES && !(await postBatch())) break;
     }
   } catch (error) {
     const { message, code } = error instanceof Error ? (error as NodeJS.ErrnoException) : { message: String(error), code: undefined };

@@ -69,7 +69,9 @@ export interface ReaderOptions {
    * Every read synchronous, none ahead: for a reader on a thread of its own
    * (a bulk read in a worker, see src/api/log-chunks-offload.ts), where
    * blocking holds up nobody and a read on the thread pool would only add
-   * two thread hand-offs per buffer.
+   * two thread hand-offs per buffer. Each read then goes into a buffer of
+   * its own, never reused: the caller may keep what it was handed out (and
+   * transfer it to another thread).
    */
   blocking?: boolean;
 }
@@ -270,6 +272,7 @@ export class LogReader {
       bytesRead = await ahead.bytesRead;
     } else {
       buffer = this.buffer(0, size);
+      if (this.blocking) this.buffers[0] = undefined; // the caller's to keep (see ReaderOptions.blocking)
       bytesRead =
         this.blocking || (this.reachedEnd && size <= SMALL_READ)
           ? readSync(this.file!.fd, buffer, 0, size, this.offset)
