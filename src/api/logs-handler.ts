@@ -12,20 +12,18 @@ import type { LogLine } from '../logs/lines.js';
 import { isLines, type LogBatch, type LogsQuery, streamLogs, type StreamOutcome, type TaskLiveness } from '../logs/stream-logs.js';
 import type { TaskManager } from '../manager/task-manager.js';
 import { ChunkEncoder } from './log-chunks.js';
-import { ChunkWorkers } from './log-chunks-offload.js';
+import type { ChunkWorkers } from './log-chunks-offload.js';
 import { EncodedLogsResponse, toLogEntry } from './log-entries.js';
 import type { ServerStreamHandler } from './server-stream.js';
 
-/** The worker threads of bulk chunked reads, shared by every executor in the process (started on demand, see log-chunks-offload.ts). */
-export const sharedChunkWorkers = new ChunkWorkers();
-
-export function logsHandler(manager: TaskManager, log: Logger, chunkWorkers = sharedChunkWorkers): ServerStreamHandler<LogsRequest, LogsResponse> {
+/** `chunkWorkers`: worker threads for bulk chunked reads (log-chunks-offload.ts); without, every read is done on the main thread. */
+export function logsHandler(manager: TaskManager, log: Logger, chunkWorkers?: ChunkWorkers): ServerStreamHandler<LogsRequest, LogsResponse> {
   return async function* logs(request, signal) {
     const query = parseRequest(request);
     const location = manager.logLocation(request.name); // INVALID_ARGUMENT for a bad name, NOT_FOUND for an unknown one
     if (!location) return; // never started: no output
     // A bulk read of chunks goes to a worker thread when the log is big and one is free (the same messages).
-    const bulk = request.chunks && !query.follow && !query.times && query.sinceMs === undefined && query.limitBytes === undefined;
+    const bulk = chunkWorkers && request.chunks && !query.follow && !query.times && query.sinceMs === undefined && query.limitBytes === undefined;
     const offloaded = bulk ? await chunkWorkers.offload({ directory: location.directory, streams: query.streams, tailLines: query.tailLines }, signal) : undefined;
     if (offloaded) {
       const outcome = yield* offloaded;

@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { type LogChunk, type LogsRequest, LogsResponse, LogStream } from '../../gen/taskexecutor/v1/task_executor_service.js';
-import { sharedChunkWorkers } from '../../src/api/logs-handler.js';
 import { processTask, shell, startTestExecutor, type TestExecutor } from '../support/executor.js';
 import { fileLines, logFiles, logsDir, outputComplete } from '../support/log-files.js';
 import { bytesOf, openLogs, readLogs } from '../support/logs-rpc.js';
@@ -123,40 +122,53 @@ describe('Logs in chunks over gRPC', () => {
     assert.equal(outputOf(await chunks({ name: 'select', limitBytes: 13 })), 'early\nearly-er', 'limitBytes counts output without newlines and cuts the last line');
   });
 
-  test('a bulk read of a big log is done by a worker thread: the same chunks as on the main thread; a call cancelled mid-read frees the worker and closes the files', { timeout: 120_000 }, async () => {
-    // ~3 MB (over the 1 MiB from which a worker reads) in files of 512 KiB: both streams, lines written in pieces, bytes that are not UTF-8.
-    const script =
-      `i=1; while [ $i -le 5000 ]; do echo "out $i ${'o'.repeat(600)}"; if [ $((i % 7)) = 0 ]; then echo "err $i" >&2; fi; ` +
-      'if [ $((i % 500)) = 0 ]; then head -c 20000 /dev/zero | tr "\\0" y; echo; printf "\\377 raw %s\\n" $i >&2; fi; i=$((i+1)); done; printf "open end"';
-    await te.api.createTask({ task: processTask('worker', ['sh', '-c', script], {}, { logs: { maxFileSizeBytes: 512 * 1024, maxFiles: 100 } }) });
-    await outputComplete(te, 'worker');
-    const dir = logsDir(te, 'worker');
-    assert.ok(logFiles(dir).length >= 4, `expected rotated files, got ${logFiles(dir).length}`);
-    const general = await chunks({ name: 'worker', limitBytes: 1e12 }); // a byte limit keeps a read on the main thread
-    // The first big read starts a worker (and is done in place while it loads); a later one goes to it.
-    const before = sharedChunkWorkers.reads;
-    await waitFor('a read done by a worker', async () => {
-      assert.deepEqual(await chunks({ name: 'worker' }), general);
-      return sharedChunkWorkers.reads > before;
-    }, { timeoutMs: 90_000, intervalMs: 200 });
-    assert.ok(general.some((c) => c.content?.$case === 'data') && general.length > 40, `${general.length} chunks`);
+  test('with --logs-read-workers, a bulk read of a big log is done by a worker thread: the same chunks as on the main thread; a call cancelled mid-read frees the worker and closes the files', { timeout: 120_000 }, async () => {
+    const own = await startTestExecutor({ logsReadWorkers: 1 });
+    const chunks = async (request: Partial<LogsRequest>) => chunksOf(await readLogs(own, { ...request, chunks: true }));
+    const workers = own.executor.logReadWorkers;
+    assert.ok(workers, 'the executor has read workers');
+    try {
+      // ~3 MB (over the 1 MiB from which a worker reads) in files of 512 KiB: both streams, lines written in pieces, bytes that are not UTF-8.
+      const script =
+        `i=1; while [ $i -le 5000 ]; do echo "out $i ${'o'.repeat(600)}"; if [ $((i % 7)) = 0 ]; then echo "err $i" >&2; fi; ` +
+        'if [ $((i % 500)) = 0 ]; then head -c 20000 /dev/zero | tr "\\0" y; echo; printf "\\377 raw %s\\n" $i >&2; fi; i=$((i+1)); done; printf "open end"';
+      await own.api.createTask({ task: processTask('worker', ['sh', '-c', script], {}, { logs: { maxFileSizeBytes: 512 * 1024, maxFiles: 100 } }) });
+      await outputComplete(own, 'worker');
+      const dir = logsDir(own, 'worker');
+      assert.ok(logFiles(dir).length >= 4, `expected rotated files, got ${logFiles(dir).length}`);
+      const general = await chunks({ name: 'worker', limitBytes: 1e12 }); // a byte limit keeps a read on the main thread
+      // The first big read starts a worker (and is done in place while it loads); a later one goes to it.
+      const before = workers.reads;
+      await waitFor('a read done by a worker', async () => {
+        assert.deepEqual(await chunks({ name: 'worker' }), general);
+        return workers.reads > before;
+      }, { timeoutMs: 90_000, intervalMs: 200 });
+      assert.ok(general.some((c) => c.content?.$case === 'data') && general.length > 40, `${general.length} chunks`);
 
-    const openFds = () =>
-      readdirSync('/proc/self/fd').filter((fd) => {
-        try {
-          return readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir);
-        } catch {
-          return false;
-        }
-      }).length;
-    const reads = sharedChunkWorkers.reads;
-    const { call, done } = openLogs(te, { name: 'worker', chunks: true }, (_m, c) => c.cancel());
-    const { error } = await done;
-    assert.equal(error?.code, status.CANCELLED);
-    call.cancel();
-    assert.equal(sharedChunkWorkers.reads, reads + 1, 'the cancelled read was done by the worker');
-    await waitFor('the worker to be free again', () => sharedChunkWorkers.busy === 0);
-    await waitFor('the log files closed', () => openFds() === 0);
+      const openFds = () =>
+        readdirSync('/proc/self/fd').filter((fd) => {
+          try {
+            return readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir);
+          } catch {
+            return false;
+          }
+        }).length;
+      const reads = workers.reads;
+      const { call, done } = openLogs(own, { name: 'worker', chunks: true }, (_m, c) => c.cancel());
+      const { error } = await done;
+      assert.equal(error?.code, status.CANCELLED);
+      call.cancel();
+      assert.equal(workers.reads, reads + 1, 'the cancelled read was done by the worker');
+      await waitFor('the worker to be free again', () => workers.busy === 0);
+      await waitFor('the log files closed', () => openFds() === 0);
+    } finally {
+      await own.close();
+    }
+    assert.equal(workers.workers, 0, 'no worker left after the executor closed');
+  });
+
+  test('without --logs-read-workers (the default) no read goes to a worker thread', () => {
+    assert.equal(te.executor.logReadWorkers, undefined);
   });
 
   test('a bulk read sends the same chunks as the general path (forced by a limitBytes that is never reached): pieces, stream changes, rotation, bytes that are not UTF-8', async () => {
