@@ -39,7 +39,7 @@ export interface Config {
   reconcileIntervalMs: number;
   /** Most tasks held at once (being deleted included); 0: no limit. */
   maxTasks: number;
-  /** Worker threads for bulk chunked Logs reads (0: all on the main thread). */
+  /** Worker threads for bulk chunked Logs reads, started when needed (0: all on the main thread). */
   logsReadWorkers: number;
   stopSignal: NodeJS.Signals;
   stopGraceMs: number;
@@ -225,7 +225,7 @@ function program(): Command {
       )
         .env('LOGS_READ_WORKERS')
         .argParser(positiveInt(0))
-        .default(0, 'off'),
+        .default(1),
     )
     .addOption(
       new Option('--max-tasks <n>', 'most tasks held at once, being deleted included; more is RESOURCE_EXHAUSTED (HTTP 429); 0: no limit')

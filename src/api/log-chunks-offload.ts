@@ -8,6 +8,7 @@
 // - Only a read without follow, times, sinceTime or limitBytes, of a log of
 //   at least minBytes, goes to a worker; small reads are faster in place, and
 //   a follow stays on the main thread (its latency is a hand-off shorter).
+// - Off unless --logs-read-workers is set (src/api/server.ts owns the pool).
 // - A few workers, started on demand: while none is ready (the first big
 //   read, or all busy), the read is done in place and a worker is started
 //   for the next one. A worker idle for idleMs ends.

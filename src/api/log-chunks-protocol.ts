@@ -5,7 +5,7 @@ import type { LogsQuery, StreamOutcome } from '../logs/stream-logs.js';
 /** Bytes of messages the worker gathers into one batch (a post; each read adds up to a read buffer's worth). */
 export const POST_BYTES = 512 * 1024;
 
-/** Batches the worker may post before the main thread has taken them. */
+/** Batches the worker may post before the main thread has taken them: a read holds at most 4 MiB of messages in flight. */
 export const READ_AHEAD_BATCHES = 8;
 
 /** What the worker reads: a bulk read (no follow, times or byte limit) as chunks. */

@@ -167,8 +167,15 @@ describe('Logs in chunks over gRPC', () => {
     assert.equal(workers.workers, 0, 'no worker left after the executor closed');
   });
 
-  test('without --logs-read-workers (the default) no read goes to a worker thread', () => {
-    assert.equal(te.executor.logReadWorkers, undefined);
+  test('one read worker by default; --logs-read-workers 0 reads everything on the main thread', async () => {
+    assert.ok(te.executor.logReadWorkers, 'a pool by default');
+    assert.equal(te.executor.logReadWorkers.workers, 0, 'no worker before a big read');
+    const off = await startTestExecutor({ logsReadWorkers: 0 });
+    try {
+      assert.equal(off.executor.logReadWorkers, undefined);
+    } finally {
+      await off.close();
+    }
   });
 
   test('a bulk read sends the same chunks as the general path (forced by a limitBytes that is never reached): pieces, stream changes, rotation, bytes that are not UTF-8', async () => {
