@@ -2,6 +2,7 @@
 // the server from a Config. main.ts and the tests both start executors here.
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import type { ChunkWorkers } from './api/log-chunks-offload.js';
 import { startServer } from './api/server.js';
 import { type RunningRestServer, startRestServer } from './compat/rest-server.js';
 import { type Config, perUserDataDir } from './config.js';
@@ -33,6 +34,8 @@ export interface Executor {
   restAddress?: string;
   dataDir: string;
   manager: TaskManager;
+  /** The worker threads of bulk Logs reads (--logs-read-workers), for tests. */
+  logReadWorkers?: ChunkWorkers;
   /** Stops serving and supervising; tasks keep running. */
   close(): Promise<void>;
 }
@@ -142,6 +145,7 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
       log: log.child({ component: 'api' }),
       security,
       interceptors: metrics ? [metrics.interceptor] : [],
+      logsReadWorkers: config.logsReadWorkers,
     });
     closers.push(() => server.close());
     const access = metricsAccess(security, config.metricsAuth);
@@ -170,6 +174,7 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
       metricsAddress: metricsServer?.address,
       dataDir,
       manager,
+      logReadWorkers: server.logReadWorkers,
       close: closeAll,
     };
   } catch (error) {

@@ -39,6 +39,8 @@ export interface Config {
   reconcileIntervalMs: number;
   /** Most tasks held at once (being deleted included); 0: no limit. */
   maxTasks: number;
+  /** Worker threads for bulk chunked Logs reads, started when needed (0: all on the main thread). */
+  logsReadWorkers: number;
   stopSignal: NodeJS.Signals;
   stopGraceMs: number;
   logMaxBytes: number;
@@ -217,6 +219,15 @@ function program(): Command {
         .default(10_000, '10s'),
     )
     .addOption(
+      new Option(
+        '--logs-read-workers <n>',
+        'worker threads that read and encode big Logs reads with chunks (no follow, timestamps, since or limitBytes; logs of 1 MiB or more), so the main thread only sends them; 0: read on the main thread',
+      )
+        .env('LOGS_READ_WORKERS')
+        .argParser(positiveInt(0))
+        .default(1),
+    )
+    .addOption(
       new Option('--max-tasks <n>', 'most tasks held at once, being deleted included; more is RESOURCE_EXHAUSTED (HTTP 429); 0: no limit')
         .env('MAX_TASKS')
         .argParser(positiveInt(0))
@@ -391,6 +402,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       containerSandboxPool: o.containerSandboxPool,
       reconcileIntervalMs: o.reconcileInterval,
       maxTasks: o.maxTasks,
+      logsReadWorkers: o.logsReadWorkers,
       stopSignal: o.stopSignal,
       stopGraceMs: o.stopGracePeriod,
       logMaxBytes: o.logMaxFileSize,

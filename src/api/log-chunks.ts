@@ -85,12 +85,26 @@ export class ChunkEncoder {
    * and copied into the message at once. Rewrites runs (bytes, starts, ends).
    */
   *runResponses(runs: LineRuns): Generator<LogsResponse> {
+    for (const message of this.runMessages(runs, false)) yield new EncodedChunkResponse(message);
+  }
+
+  /**
+   * runResponses' messages as their encodings. `inPlace`: a message whose
+   * chunk is one run of text or data is the read buffer's own bytes, its
+   * LogsResponse header written over the record header in front of its
+   * first line (a record header, 29 bytes at least, has room for it), so
+   * the chunk is not copied: only for a caller that owns runs.bytes (the
+   * messages share it, and are valid while it is not reused).
+   */
+  *runMessages(runs: LineRuns, inPlace: boolean): Generator<Buffer> {
     if (this.formatter) throw new Error('chunk encoding: line runs carry no times, so they cannot have timestamps');
     const { bytes, starts, ends, streams, count } = runs;
     let first = 0;
     /** Where the chunk's text (the lines first..i moved together) ends in bytes; it begins at starts[first]. */
     let end = 0;
     let size = 0;
+    /** Where the last chunk's text ended: the next chunk's header may be written from here on. */
+    let free = 0;
     for (let i = 0; i < count; i++) {
       const length = ends[i]! - starts[i]!;
       if (i === first) {
@@ -104,7 +118,8 @@ export class ChunkEncoder {
       size += length + 1;
       const next = i + 1;
       if (next === count || streams[next] !== streams[i] || size + ends[next]! - starts[next]! >= CHUNK_BYTES) {
-        yield* this.runOfRuns(runs, first, next, end);
+        yield* this.runOfRuns(runs, first, next, end, inPlace ? free : -1);
+        free = end; // this chunk's messages end here at most
         first = next;
         size = 0;
       }
@@ -114,16 +129,17 @@ export class ChunkEncoder {
   /**
    * Lines [from, to) of runs, moved together to end at `end`: one stream,
    * whole lines. As run() does: one chunk when it is valid UTF-8, else runs
-   * of valid and invalid lines.
+   * of valid and invalid lines. `free` >= 0: a single chunk is encoded in
+   * place when its header fits between `free` and the chunk (see runMessages).
    */
-  private *runOfRuns(runs: LineRuns, from: number, to: number, end: number): Generator<LogsResponse> {
+  private *runOfRuns(runs: LineRuns, from: number, to: number, end: number, free: number): Generator<Buffer> {
     const { bytes, starts, ends } = runs;
     const stream: StreamName = runs.streams[from] === STDOUT ? 'stdout' : 'stderr';
     this.open[stream] = false;
     const content = bytes.subarray(starts[from]!, end);
     const whole = isUtf8(content);
     if (whole || to - from === 1) {
-      yield chunkOf(stream, content, whole);
+      yield (free >= 0 && chunkInPlace(stream, bytes, starts[from]!, end, whole, free)) || chunkOf(stream, content, whole);
       return;
     }
     let start = from;
@@ -208,12 +224,31 @@ function startChunk(stream: StreamName, size: number): { out: Buffer; tagAt: num
   return { out, tagAt, contentStart: writeVarint(out, pos, size) };
 }
 
-/** The chunk of `content` as text or data. */
-function chunkOf(stream: StreamName, content: Uint8Array, text: boolean): EncodedChunkResponse {
+/** The LogsResponse of the chunk of `content` as text or data. */
+function chunkOf(stream: StreamName, content: Uint8Array, text: boolean): Buffer {
   const { out, tagAt, contentStart } = startChunk(stream, content.length);
   out[tagAt] = text ? TAG_TEXT : TAG_DATA;
   out.set(content, contentStart);
-  return new EncodedChunkResponse(out);
+  return out;
+}
+
+/**
+ * The LogsResponse of the chunk bytes[start, end) as text or data, its
+ * header written in bytes right before `start`; undefined when the header
+ * would reach below `free`.
+ */
+function chunkInPlace(stream: StreamName, bytes: Buffer, start: number, end: number, text: boolean, free: number): Buffer | undefined {
+  const size = end - start;
+  const chunkLength = 2 + 1 + varintLength(size) + size;
+  const at = start - (1 + varintLength(chunkLength) + 2 + 1 + varintLength(size));
+  if (at < free) return undefined;
+  bytes[at] = TAG_CHUNK;
+  let pos = writeVarint(bytes, at + 1, chunkLength);
+  bytes[pos++] = TAG_STREAM;
+  bytes[pos++] = WIRE_STREAM[stream];
+  bytes[pos++] = text ? TAG_TEXT : TAG_DATA;
+  if (writeVarint(bytes, pos, size) !== start) throw new Error('chunk encoding: the header in place does not end where the chunk begins');
+  return bytes.subarray(at, end);
 }
 
 /**

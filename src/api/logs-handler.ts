@@ -12,14 +12,24 @@ import type { LogLine } from '../logs/lines.js';
 import { isLines, type LogBatch, type LogsQuery, streamLogs, type StreamOutcome, type TaskLiveness } from '../logs/stream-logs.js';
 import type { TaskManager } from '../manager/task-manager.js';
 import { ChunkEncoder } from './log-chunks.js';
+import type { ChunkWorkers } from './log-chunks-offload.js';
 import { EncodedLogsResponse, toLogEntry } from './log-entries.js';
 import type { ServerStreamHandler } from './server-stream.js';
 
-export function logsHandler(manager: TaskManager, log: Logger): ServerStreamHandler<LogsRequest, LogsResponse> {
+/** `chunkWorkers`: worker threads for bulk chunked reads (log-chunks-offload.ts); without, every read is done on the main thread. */
+export function logsHandler(manager: TaskManager, log: Logger, chunkWorkers?: ChunkWorkers): ServerStreamHandler<LogsRequest, LogsResponse> {
   return async function* logs(request, signal) {
     const query = parseRequest(request);
     const location = manager.logLocation(request.name); // INVALID_ARGUMENT for a bad name, NOT_FOUND for an unknown one
     if (!location) return; // never started: no output
+    // A bulk read of chunks goes to a worker thread when the log is big and one is free (the same messages).
+    const bulk = chunkWorkers && request.chunks && !query.follow && !query.times && query.sinceMs === undefined && query.limitBytes === undefined;
+    const offloaded = bulk ? await chunkWorkers.offload({ directory: location.directory, streams: query.streams, tailLines: query.tailLines }, signal) : undefined;
+    if (offloaded) {
+      const outcome = yield* offloaded;
+      log.debug({ task: request.name, outcome, worker: true }, 'logs stream ended');
+      return;
+    }
     // Chunks take whole lines as places in the read buffer too (LineRuns: a bulk read without a LogLine per line).
     const lines = streamLogs({ ...query, directory: location.directory, runs: request.chunks }, livenessOf(manager, request.name), signal);
     const chunks = request.chunks ? new ChunkEncoder(request.timestamps) : undefined;

@@ -15,12 +15,15 @@ import { rejectMalformedRequests, withTolerantDecoding } from './malformed.js';
 import { addReflection } from './reflection.js';
 import { withPreEncodedResponses } from './pre-encoded.js';
 import { taskExecutorService } from './task-service.js';
+import { ChunkWorkers, DEFAULT_CHUNK_WORKERS } from './log-chunks-offload.js';
 
 export const SERVICE_NAME = 'taskexecutor.v1.TaskExecutorService';
 
 export interface RunningServer {
   /** host:port actually bound (the port is real even when 0 was asked for), or unix:///path. */
   address: string;
+  /** The worker threads of bulk Logs reads, when there are any (ServerOptions.logsReadWorkers). */
+  logReadWorkers?: ChunkWorkers;
   /** Marks the service NOT_SERVING, then lets in-flight calls finish (up to graceMs). */
   close(graceMs?: number): Promise<void>;
 }
@@ -32,10 +35,13 @@ export interface ServerOptions {
   security: Security;
   /** Extra interceptors, e.g. for metrics; they see every call, rejected ones too. */
   interceptors?: ServerInterceptor[];
+  /** Worker threads for bulk chunked Logs reads (log-chunks-offload.ts); 0 or absent: none. */
+  logsReadWorkers?: number;
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { listenAddr, manager, log, security } = options;
+  const logReadWorkers = options.logsReadWorkers ? new ChunkWorkers({ ...DEFAULT_CHUNK_WORKERS, maxWorkers: options.logsReadWorkers }) : undefined;
   const server = new Server({
     'grpc.max_receive_message_length': 4 * 1024 * 1024,
     interceptors: [
@@ -44,7 +50,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       rejectMalformedRequests,
     ],
   });
-  server.addService(withPreEncodedResponses(withTolerantDecoding(TaskExecutorServiceService)), taskExecutorService(manager, log));
+  server.addService(withPreEncodedResponses(withTolerantDecoding(TaskExecutorServiceService)), taskExecutorService(manager, log, logReadWorkers));
 
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   health.addToServer(server);
@@ -65,6 +71,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   return {
     address,
+    logReadWorkers,
     close: async (graceMs = 5000) => {
       health.setStatus('', 'NOT_SERVING');
       health.setStatus(SERVICE_NAME, 'NOT_SERVING');
@@ -78,6 +85,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
           resolve();
         });
       });
+      await logReadWorkers?.close(); // after the calls: a read still in a worker was cancelled with them
     },
   };
 }

@@ -5,6 +5,7 @@ import type { TaskExecutorServiceServer } from '../../gen/taskexecutor/v1/task_e
 import { invalidArgument } from '../errors.js';
 import type { TaskManager } from '../manager/task-manager.js';
 import { specFromWire, taskToWire } from './convert.js';
+import type { ChunkWorkers } from './log-chunks-offload.js';
 import { logsHandler } from './logs-handler.js';
 import { listPage } from './paging.js';
 import { serverStream } from './server-stream.js';
@@ -14,7 +15,7 @@ import { toServiceError } from './status.js';
 import { requestedView } from './task-view.js';
 import { watchHandler } from './watch-handler.js';
 
-export function taskExecutorService(manager: TaskManager, log: Logger): TaskExecutorServiceServer {
+export function taskExecutorService(manager: TaskManager, log: Logger, logReadWorkers?: ChunkWorkers): TaskExecutorServiceServer {
   const unary =
     <Req, Res>(handle: (request: Req) => Promise<Res> | Res): handleUnaryCall<Req, Res> =>
     (call, callback) => {
@@ -39,7 +40,7 @@ export function taskExecutorService(manager: TaskManager, log: Logger): TaskExec
       return setTasksReply(await manager.setTasks(desired), replyView);
     }),
     list: unary((request) => listPage(manager.list(), request, requestedView(request.view, 'full'))),
-    logs: serverStream(logsHandler(manager, log), log),
+    logs: serverStream(logsHandler(manager, log, logReadWorkers), log),
     stats: serverStream(statsHandler(manager, log), log),
     watch: serverStream(watchHandler(manager), log),
   };

@@ -65,6 +65,15 @@ export interface ReaderOptions {
    * needs no times (no `since`, no timestamps) saves most of a header's cost.
    */
   times?: boolean;
+  /**
+   * Every read synchronous, none ahead: for a reader on a thread of its own
+   * (a bulk read in a worker, see src/api/log-chunks-offload.ts), where
+   * blocking holds up nobody and a read on the thread pool would only add
+   * two thread hand-offs per buffer. Each read then goes into a buffer of
+   * its own, never reused: the caller may keep what it was handed out (and
+   * transfer it to another thread).
+   */
+  blocking?: boolean;
 }
 
 interface ReadAhead {
@@ -98,6 +107,7 @@ export class LogReader {
   private readonly bufferSize: number;
   private readonly maxPayload: number;
   private readonly times: boolean;
+  private readonly blocking: boolean;
   /** Bytes to ask for in the next read: SMALL_READ after reaching the end, growing up to bufferSize while reads come back full. */
   private readSize: number;
   /** The current file has been read to its end at least once. */
@@ -126,6 +136,7 @@ export class LogReader {
     this.bufferSize = options.bufferSize ?? 256 * 1024;
     this.maxPayload = options.maxPayload ?? 64 * 1024;
     this.times = options.times ?? true;
+    this.blocking = options.blocking ?? false;
     this.readSize = Math.min(SMALL_READ, this.bufferSize);
   }
 
@@ -261,15 +272,16 @@ export class LogReader {
       bytesRead = await ahead.bytesRead;
     } else {
       buffer = this.buffer(0, size);
+      if (this.blocking) this.buffers[0] = undefined; // the caller's to keep (see ReaderOptions.blocking)
       bytesRead =
-        this.reachedEnd && size <= SMALL_READ
+        this.blocking || (this.reachedEnd && size <= SMALL_READ)
           ? readSync(this.file!.fd, buffer, 0, size, this.offset)
           : (await this.file!.read(buffer, 0, size, this.offset)).bytesRead;
     }
     const full = bytesRead === size;
     this.readSize = full ? Math.min(this.bufferSize, size * 4) : Math.min(SMALL_READ, this.bufferSize);
     if (full) {
-      this.readAhead(buffer, bytesRead);
+      if (!this.blocking) this.readAhead(buffer, bytesRead);
     } else {
       this.reachedEnd = true;
       this.buffers[1] = undefined;

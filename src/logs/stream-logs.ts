@@ -39,6 +39,8 @@ export interface LogsQuery {
    * than a piece) with no line open before it and every stream past its start.
    */
   runs?: boolean;
+  /** The caller has a thread of its own (a worker): read synchronously (ReaderOptions.blocking). */
+  blocking?: boolean;
 }
 
 /** What streamLogs yields: lines, or (with LogsQuery.runs) LineRuns. */
@@ -109,7 +111,7 @@ export async function* streamLogs(
   const plan = await planStart(directory, { streams: query.streams, tailLines: query.tailLines, sinceMs: query.sinceMs });
   if (signal.aborted) return 'cancelled';
   const times = query.times === true || query.sinceMs !== undefined;
-  const reader = new LogReader(directory, plan.position, { maxPayload: timings.maxPiece, times });
+  const reader = new LogReader(directory, plan.position, { maxPayload: timings.maxPiece, times, blocking: query.blocking });
   const selector = new LineSelector(plan, query.sinceMs);
   const assembler = new LineAssembler(timings.maxPiece);
   // Bulk reads of whole lines skip records, selector and assembler (see runsOf).

@@ -2,7 +2,7 @@
 // one stream (as `kubectl logs` shows it), with the same line selection as
 // the other response forms.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -120,6 +120,62 @@ describe('Logs in chunks over gRPC', () => {
     }
     assert.equal(outputOf(await chunks({ name: 'select', sinceTime: cut, stream: STDOUT })), 'out 1\nout 2\nout 3\nout 4\nout 5\n');
     assert.equal(outputOf(await chunks({ name: 'select', limitBytes: 13 })), 'early\nearly-er', 'limitBytes counts output without newlines and cuts the last line');
+  });
+
+  test('with --logs-read-workers, a bulk read of a big log is done by a worker thread: the same chunks as on the main thread; a call cancelled mid-read frees the worker and closes the files', { timeout: 120_000 }, async () => {
+    const own = await startTestExecutor({ logsReadWorkers: 1 });
+    const chunks = async (request: Partial<LogsRequest>) => chunksOf(await readLogs(own, { ...request, chunks: true }));
+    const workers = own.executor.logReadWorkers;
+    assert.ok(workers, 'the executor has read workers');
+    try {
+      // ~3 MB (over the 1 MiB from which a worker reads) in files of 512 KiB: both streams, lines written in pieces, bytes that are not UTF-8.
+      const script =
+        `i=1; while [ $i -le 5000 ]; do echo "out $i ${'o'.repeat(600)}"; if [ $((i % 7)) = 0 ]; then echo "err $i" >&2; fi; ` +
+        'if [ $((i % 500)) = 0 ]; then head -c 20000 /dev/zero | tr "\\0" y; echo; printf "\\377 raw %s\\n" $i >&2; fi; i=$((i+1)); done; printf "open end"';
+      await own.api.createTask({ task: processTask('worker', ['sh', '-c', script], {}, { logs: { maxFileSizeBytes: 512 * 1024, maxFiles: 100 } }) });
+      await outputComplete(own, 'worker');
+      const dir = logsDir(own, 'worker');
+      assert.ok(logFiles(dir).length >= 4, `expected rotated files, got ${logFiles(dir).length}`);
+      const general = await chunks({ name: 'worker', limitBytes: 1e12 }); // a byte limit keeps a read on the main thread
+      // The first big read starts a worker (and is done in place while it loads); a later one goes to it.
+      const before = workers.reads;
+      await waitFor('a read done by a worker', async () => {
+        assert.deepEqual(await chunks({ name: 'worker' }), general);
+        return workers.reads > before;
+      }, { timeoutMs: 90_000, intervalMs: 200 });
+      assert.ok(general.some((c) => c.content?.$case === 'data') && general.length > 40, `${general.length} chunks`);
+
+      const openFds = () =>
+        readdirSync('/proc/self/fd').filter((fd) => {
+          try {
+            return readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir);
+          } catch {
+            return false;
+          }
+        }).length;
+      const reads = workers.reads;
+      const { call, done } = openLogs(own, { name: 'worker', chunks: true }, (_m, c) => c.cancel());
+      const { error } = await done;
+      assert.equal(error?.code, status.CANCELLED);
+      call.cancel();
+      assert.equal(workers.reads, reads + 1, 'the cancelled read was done by the worker');
+      await waitFor('the worker to be free again', () => workers.busy === 0);
+      await waitFor('the log files closed', () => openFds() === 0);
+    } finally {
+      await own.close();
+    }
+    assert.equal(workers.workers, 0, 'no worker left after the executor closed');
+  });
+
+  test('one read worker by default; --logs-read-workers 0 reads everything on the main thread', async () => {
+    assert.ok(te.executor.logReadWorkers, 'a pool by default');
+    assert.equal(te.executor.logReadWorkers.workers, 0, 'no worker before a big read');
+    const off = await startTestExecutor({ logsReadWorkers: 0 });
+    try {
+      assert.equal(off.executor.logReadWorkers, undefined);
+    } finally {
+      await off.close();
+    }
   });
 
   test('a bulk read sends the same chunks as the general path (forced by a limitBytes that is never reached): pieces, stream changes, rotation, bytes that are not UTF-8', async () => {

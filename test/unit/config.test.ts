@@ -20,6 +20,9 @@ describe('configuration', () => {
     assert.equal(config.containerSandboxPool, 0);
     assert.equal(parseConfig(['--container-sandbox-pool', '4'], {}).containerSandboxPool, 4);
     assert.equal(parseConfig([], { CONTAINER_SANDBOX_POOL: '64' }).containerSandboxPool, 64);
+    assert.equal(config.logsReadWorkers, 1);
+    assert.equal(parseConfig(['--logs-read-workers', '0'], {}).logsReadWorkers, 0);
+    assert.equal(parseConfig([], { LOGS_READ_WORKERS: '2' }).logsReadWorkers, 2);
   });
 
   test('environment variables set values and flags win over them', () => {

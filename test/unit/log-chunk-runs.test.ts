@@ -5,16 +5,18 @@
 // for any log: P records, stream changes, rotated files, lines that are not
 // UTF-8, lines longer than a piece, records that are not CRI records.
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { ChunkEncoder, EncodedChunkResponse } from '../../src/api/log-chunks.js';
+import { ChunkWorkers } from '../../src/api/log-chunks-offload.js';
 import { ENCODED } from '../../src/api/pre-encoded.js';
 import type { StreamName } from '../../src/logs/cri.js';
 import { logFilePath } from '../../src/logs/files.js';
-import { DEFAULT_TIMINGS, isLines, type LogsQuery, streamLogs, type TaskLiveness } from '../../src/logs/stream-logs.js';
+import { DEFAULT_TIMINGS, isLines, type LogsQuery, type StreamOutcome, streamLogs, type TaskLiveness } from '../../src/logs/stream-logs.js';
+import { waitFor } from '../support/wait.js';
 
 interface Record {
   stream: StreamName;
@@ -249,6 +251,131 @@ describe('chunked Logs: the bulk fast path and the general path', () => {
       assert.deepEqual(fast.messages, general.messages);
       assert.ok(general.messages.length > 10);
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('chunked Logs in a worker thread (bulk reads, src/api/log-chunks-offload.ts)', () => {
+  const workers = new ChunkWorkers({ maxWorkers: 1, minBytes: 0, idleMs: 60_000 });
+  /** The worker's messages for the read, once a worker is ready to take it. */
+  async function workerMessages(query: { directory: string; streams: readonly StreamName[]; tailLines?: number }): Promise<{ messages: Buffer[]; outcome: StreamOutcome }> {
+    const read = await waitFor('a worker to take the read', () => workers.offload(query, new AbortController().signal), { timeoutMs: 60_000 });
+    const messages: Buffer[] = [];
+    for (;;) {
+      const next = await read.next();
+      if (next.done) return { messages, outcome: next.value };
+      assert.ok(next.value instanceof EncodedChunkResponse);
+      messages.push(Buffer.from(next.value[ENCODED]));
+    }
+  }
+  after(() => workers.close());
+
+  test('gives the same messages as the read on the main thread for any log, stream selection and tail', { timeout: 120_000 }, async () => {
+    await fc.assert(
+      fc.asyncProperty(log, fc.constantFrom<readonly StreamName[]>(['stdout', 'stderr'], ['stdout'], ['stderr']), fc.option(fc.nat({ max: 300 }), { nil: undefined }), async (l, streams, tailLines) => {
+        const dir = mkdtempSync(join(tmpdir(), 'te-chunk-worker-'));
+        try {
+          writeLog(dir, records(l), l.cuts, l.first);
+          const query = { directory: dir, streams, tailLines };
+          const inPlace = await chunkMessages({ ...query, follow: false, runs: true }, DEFAULT_TIMINGS.maxPiece);
+          const worker = await workerMessages(query);
+          assert.equal(worker.outcome, 'complete');
+          assert.deepEqual(worker.messages, inPlace.messages);
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  test('gives the same messages over rotated files of more than one read each, P records, both streams and lines that are not UTF-8', { timeout: 60_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'te-chunk-worker-'));
+    try {
+      const line = (stream: StreamName, text: string | Buffer, tag: 'F' | 'P' = 'F'): Record => ({ stream, tag, payload: Buffer.from(text) });
+      const many = (stream: StreamName, n: number) => Array.from({ length: n }, (_, i) => line(stream, `${stream} ${i} ${'w'.repeat(i % 200)}`));
+      const all: Record[] = [
+        ...many('stdout', 20_000),
+        line('stdout', 'a line in '),
+        line('stdout', 'three ', 'P'),
+        line('stdout', 'pieces'),
+        ...many('stderr', 3000),
+        line('stderr', Buffer.from([0xff, 0xfe, 0x20, 0x72, 0x61, 0x77])),
+        line('stdout', Buffer.alloc(100_000, 'L')), // longer than a piece
+        ...many('stdout', 15_000),
+        line('stdout', 'open at the end of a file ', 'P'),
+        line('stdout', 'and closed in the next'),
+        ...many('stderr', 10_000),
+      ];
+      writeLog(dir, all, [9000, 23_005, 38_009], 4); // files of ~1.5 to 2.5 MB: more than one blocking read each
+      const query = { directory: dir, streams: ['stdout', 'stderr'] as const };
+      const inPlace = await chunkMessages({ ...query, follow: false, runs: true }, DEFAULT_TIMINGS.maxPiece);
+      const worker = await workerMessages(query);
+      assert.ok(inPlace.messages.length > 50, `${inPlace.messages.length} messages`);
+      assert.deepEqual(worker.messages, inPlace.messages);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a read left early (or aborted) stops the worker: its files are closed and it is free for the next read', { timeout: 60_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'te-chunk-worker-'));
+    /** This process's descriptors open on the log's files (the worker's included: threads share them). */
+    const openLogFds = () =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir);
+        } catch {
+          return false; // closed meanwhile
+        }
+      }).length;
+    try {
+      const many = Array.from({ length: 200_000 }, (_, i): Record => ({ stream: i % 3 ? 'stdout' : 'stderr', tag: 'F', payload: Buffer.from(`line ${i} ${'v'.repeat(80)}`) }));
+      writeLog(dir, many, [100_000], 0); // ~25 MB in two files
+      for (const leave of ['return', 'abort'] as const) {
+        const controller = new AbortController();
+        const read = await waitFor('a worker to take the read', () => workers.offload({ directory: dir, streams: ['stdout', 'stderr'] }, controller.signal), { timeoutMs: 60_000 });
+        const first = await read.next();
+        assert.ok(!first.done);
+        assert.equal(workers.busy, 1);
+        assert.ok(openLogFds() >= 1, 'the worker reads the log');
+        if (leave === 'return') {
+          await read.return('cancelled');
+        } else {
+          controller.abort();
+          assert.deepEqual(await read.next(), { done: true, value: 'cancelled' });
+        }
+        await waitFor(`the worker to be free again (${leave})`, () => workers.busy === 0);
+        assert.equal(openLogFds(), 0, `no file left open (${leave})`);
+        assert.equal(workers.workers, 1, 'the worker stays for the next read');
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a worker without reads ends after idleMs, and close() ends them all; a small log is read in place', { timeout: 60_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'te-chunk-worker-'));
+    const idle = new ChunkWorkers({ maxWorkers: 1, minBytes: 0, idleMs: 100 });
+    const closing = new ChunkWorkers({ maxWorkers: 1, minBytes: 0, idleMs: 60_000 });
+    const small = new ChunkWorkers({ maxWorkers: 1, minBytes: 1 << 20, idleMs: 60_000 });
+    try {
+      writeLog(dir, [{ stream: 'stdout', tag: 'F', payload: Buffer.from('one line') }], [], 0);
+      const query = { directory: dir, streams: ['stdout', 'stderr'] as const };
+      for (const pool of [idle, closing]) {
+        const read = await waitFor('a worker to take the read', () => pool.offload(query, new AbortController().signal), { timeoutMs: 60_000 });
+        while (!(await read.next()).done);
+      }
+      await waitFor('the idle worker to end', () => idle.workers === 0);
+      assert.equal(closing.workers, 1);
+      await closing.close();
+      assert.equal(closing.workers, 0);
+      assert.equal(await closing.offload(query, new AbortController().signal), undefined, 'no read after close');
+      assert.equal(await small.offload(query, new AbortController().signal), undefined);
+      assert.equal(small.workers, 0, 'no worker started for a small log');
+    } finally {
+      await Promise.all([idle.close(), closing.close(), small.close()]);
       rmSync(dir, { recursive: true, force: true });
     }
   });

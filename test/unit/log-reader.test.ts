@@ -62,14 +62,15 @@ const written = fc.record({
 });
 
 describe('the log reader', () => {
-  test('hands out every record of rotated files once and in order, whatever the buffer size, with or without a record table', async () => {
+  test('hands out every record of rotated files once and in order, whatever the buffer size, with or without a record table, blocking or not', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(written, { maxLength: 400 }),
         fc.array(fc.nat({ max: 400 }), { maxLength: 4 }),
         fc.constantFrom(64, 256, 1024, 4096, 256 * 1024),
         fc.boolean(),
-        async (records, cuts, bufferSize, withTable) => {
+        fc.boolean(),
+        async (records, cuts, bufferSize, withTable, blocking) => {
           const dir = mkdtempSync(join(tmpdir(), 'te-reader-'));
           try {
             const bounds = [...new Set([0, ...cuts.map((c) => Math.min(c, records.length)), records.length])].sort((a, b) => a - b);
@@ -78,7 +79,7 @@ describe('the log reader', () => {
             }
             // maxPayload: what a record table's lines are split at (a piece), at most a buffer.
             const maxPayload = Math.min(bufferSize, 1000);
-            const reader = new LogReader(dir, BEGINNING, { bufferSize, maxPayload, times: false });
+            const reader = new LogReader(dir, BEGINNING, { bufferSize, maxPayload, times: false, blocking });
             const got: string[] = [];
             await drain(reader, withTable, maxPayload, got);
             await reader.close();
@@ -92,13 +93,13 @@ describe('the log reader', () => {
     );
   });
 
-  test('a reader that catches up, then finds the file grown and a newer file, hands out each record once', async () => {
+  test('a reader that catches up, then finds the file grown and a newer file, hands out each record once (blocking or not)', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.array(written, { maxLength: 60 }), { minLength: 1, maxLength: 6 }), fc.constantFrom(256, 4096, 256 * 1024), async (appends, bufferSize) => {
+      fc.asyncProperty(fc.array(fc.array(written, { maxLength: 60 }), { minLength: 1, maxLength: 6 }), fc.constantFrom(256, 4096, 256 * 1024), fc.boolean(), async (appends, bufferSize, blocking) => {
         const dir = mkdtempSync(join(tmpdir(), 'te-reader-follow-'));
         try {
           const maxPayload = Math.min(bufferSize, 1000);
-          const reader = new LogReader(dir, BEGINNING, { bufferSize, maxPayload, times: false });
+          const reader = new LogReader(dir, BEGINNING, { bufferSize, maxPayload, times: false, blocking });
           const got: string[] = [];
           for (const [i, batch] of appends.entries()) {
             // Every other append goes to a new file, as a rotation would.
