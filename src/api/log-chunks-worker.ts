@@ -48,8 +48,10 @@ class Batch {
   add(message: Buffer): void {
     let { buffer } = message;
     let offset = message.byteOffset;
-    if (!(buffer instanceof ArrayBuffer) || (message.length < 4096 && buffer.byteLength > message.length)) {
-      // A small message may share Node's pool of small buffers, which must not be transferred: copy it.
+    if (!(buffer instanceof ArrayBuffer) || (message.length < Buffer.poolSize >>> 1 && buffer.byteLength > message.length)) {
+      // A small message may share Node's pool of small buffers (Buffer.allocUnsafe and
+      // Buffer.from take from it below half its size: 4 KiB on Node 20, 32 KiB on Node 26),
+      // which must not be transferred (Node 26 refuses; Node 20 would detach the pool): copy it.
       const copy = new ArrayBuffer(message.length);
       new Uint8Array(copy).set(message);
       buffer = copy;
