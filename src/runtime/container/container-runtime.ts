@@ -549,14 +549,13 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     // Which registry's credentials are used, never what they are.
     log.info({ image, credentials: found ? found.registry : 'none' }, 'pulling image');
     const budgetMs = this.options.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS;
-    // Monotonic: a wall-clock step must not lengthen or cut the budget.
-    const deadline = performance.now() + budgetMs;
+    const deadline = deadlineIn(budgetMs);
     const deleted = { reason: Reason.Stopped, message: `deleted while its image "${image}" was being pulled` };
     for (let attempt = 1; ; attempt++) {
       progress?.('ImagePulling', `pulling image "${image}"${attempt > 1 ? ` (attempt ${attempt})` : ''}`);
       let last: string;
       try {
-        await this.cri.pullImage(image, sandbox, Math.max(1, Math.ceil(deadline - performance.now())), auth, signal);
+        await this.cri.pullImage(image, sandbox, Math.max(1, Math.ceil(deadline.left())), auth, signal);
         if (attempt > 1) log.info({ image, attempts: attempt }, 'image pulled after retries');
         return undefined;
       } catch (error) {
@@ -566,7 +565,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
         const failure = error instanceof CriError ? classifyPullFailure(error.code, error.details) : 'final';
         if (failure === 'final') return { reason: 'ImagePullFailed', message: `cannot pull image "${image}": ${last}` };
       }
-      const next = afterTransientFailure(attempt, deadline - performance.now(), this.options.pullBackoff);
+      const next = afterTransientFailure(attempt, deadline.left(), this.options.pullBackoff);
       if (next.waitMs > 0) {
         log.warn({ image, attempt, waitMs: Math.round(next.waitMs), afterWait: next.afterWait, err: last }, 'image pull failed; waiting out a back-off');
         const after = next.afterWait === 'retry' ? `trying again in ${seconds(next.waitMs)}` : `giving up in ${seconds(next.waitMs)} (--image-pull-timeout)`;
