@@ -40,6 +40,16 @@ async function run(te: TestExecutor, name: string, script: string, securityConte
   return { end, out: logText(te.dataDir, name) };
 }
 
+/** What a task killed by its seccomp profile on execve ends as: a start failure, SIGSYS named, nothing run. */
+function assertKilledBySeccompBeforeExec(end: Awaited<ReturnType<typeof run>>['end'], out: string): void {
+  assert.equal(end.reason, 'ProcessStartFailed', end.message);
+  assert.match(end.message, /^the task's process was killed by SIGSYS before it could exec sh: its seccomp profile kills a system call the start needs/);
+  assert.equal(end.exitCode, 128 + 31);
+  assert.equal(end.signal, 31);
+  assert.equal(end.startedAt, undefined, 'it never started');
+  assert.doesNotMatch(out, /never/);
+}
+
 const STATUS = 'cat /proc/self/status';
 
 /** A profile root with these profile files (name -> the profile as JSON), for --seccomp-profile-root. */
@@ -269,12 +279,7 @@ describe('seccomp profile files, process backend', { skip }, () => {
     test(`a profile that kills on execve (${profile}): a start failure naming SIGSYS and the seccomp profile, not a run`, async () => {
       const name = profile.replace('.json', '');
       const { end, out } = await run(te, name, 'echo never', localhost(profile));
-      assert.equal(end.reason, 'ProcessStartFailed', end.message);
-      assert.match(end.message, /^the task's process was killed by SIGSYS before it could exec sh: its seccomp profile kills a system call the start needs/);
-      assert.equal(end.exitCode, 128 + 31);
-      assert.equal(end.signal, 31);
-      assert.equal(end.startedAt, undefined, 'it never started');
-      assert.doesNotMatch(out, /never/);
+      assertKilledBySeccompBeforeExec(end, out);
     });
   }
 
@@ -334,12 +339,7 @@ describe('seccomp profile files, sidecar backend', { skip }, () => {
 
   test('a profile that kills on execve: a start failure naming SIGSYS and the seccomp profile, as for a process task', async () => {
     const { end, out } = await run(te, 'sidecar-kill-execve', 'echo never', localhost('kill-execve.json'));
-    assert.equal(end.reason, 'ProcessStartFailed', end.message);
-    assert.match(end.message, /^the task's process was killed by SIGSYS before it could exec sh: its seccomp profile kills a system call the start needs/);
-    assert.equal(end.exitCode, 128 + 31);
-    assert.equal(end.signal, 31);
-    assert.equal(end.startedAt, undefined, 'it never started');
-    assert.doesNotMatch(out, /never/);
+    assertKilledBySeccompBeforeExec(end, out);
   });
 
   test('a program that execs and is then killed by a signal is an ordinary run; its exit code is the task\'s', async () => {
