@@ -6,7 +6,17 @@ import { join } from 'node:path';
 import { Server, type ServerInterceptor } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
-import { TaskExecutorServiceService } from '../../gen/taskexecutor/v1/task_executor_service.js';
+import {
+  CreateRequest,
+  DeleteRequest,
+  GetRequest,
+  ListRequest,
+  LogsRequest,
+  SetTasksRequest,
+  StatsRequest,
+  TaskExecutorServiceService,
+  WatchRequest,
+} from '../../gen/taskexecutor/v1/task_executor_service.js';
 import type { TaskManager } from '../manager/task-manager.js';
 import { packageRoot } from '../util/package-root.js';
 import type { Security } from '../security.js';
@@ -50,7 +60,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       rejectMalformedRequests,
     ],
   });
-  server.addService(withPreEncodedResponses(withTolerantDecoding(TaskExecutorServiceService)), taskExecutorService(manager, log, logReadWorkers));
+  const requestTypes = {
+    create: CreateRequest,
+    get: GetRequest,
+    delete: DeleteRequest,
+    setTasks: SetTasksRequest,
+    list: ListRequest,
+    logs: LogsRequest,
+    stats: StatsRequest,
+    watch: WatchRequest,
+  };
+  server.addService(withPreEncodedResponses(withTolerantDecoding(TaskExecutorServiceService, requestTypes)), taskExecutorService(manager, log, logReadWorkers));
 
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   health.addToServer(server);

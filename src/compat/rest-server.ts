@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { TaskError, type TaskErrorKind, invalidArgument } from '../errors.js';
+import { decodeUtf8 } from '../logs/utf8.js';
 import type { TaskManager } from '../manager/task-manager.js';
 import type { Security } from '../security.js';
 import { decodePathSegment, HttpError, JsonText, type RunningHttpListener, sendError, sendJson, startHttpListener } from '../util/http-listener.js';
@@ -119,7 +120,11 @@ async function readJson(request: IncomingMessage): Promise<unknown> {
     if (size > MAX_BODY_BYTES) throw new HttpError(413, `request body is larger than ${MAX_BODY_BYTES} bytes`);
     chunks.push(chunk);
   }
-  const text = Buffer.concat(chunks).toString('utf8');
+  // JSON must be UTF-8 (RFC 8259); decoding leniently would turn bad bytes into U+FFFD and run the task with other arguments than sent.
+  const text = decodeUtf8(Buffer.concat(chunks));
+  if (text === undefined) {
+    throw new HttpError(400, 'invalid request body: it is not valid UTF-8; JSON must be UTF-8 text (encode every string, e.g. a command argument, as UTF-8)');
+  }
   if (text.trim() === '') throw new HttpError(400, 'invalid request body: empty body, expected JSON');
   try {
     return JSON.parse(text);

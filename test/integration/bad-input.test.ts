@@ -156,6 +156,17 @@ describe('bad and hostile input', () => {
     assert.equal(code, status.INVALID_ARGUMENT);
   });
 
+  test('invalid UTF-8 in a command argument is INVALID_ARGUMENT saying so, and no task is created with U+FFFD in its place', async () => {
+    const bytes = Buffer.from(CreateRequest.encode(CreateRequest.fromPartial({ task: processTask('bad-utf8-arg', ['echo', 'A~B']) })).finish());
+    bytes[bytes.indexOf('A~B') + 1] = 0xff;
+    const error = await new Promise<ServiceError | null>((resolve) =>
+      raw.makeUnaryRequest(`${SERVICE}/Create`, identity, identity, bytes, { deadline: Date.now() + 10_000 }, (e: ServiceError | null) => resolve(e)),
+    );
+    assert.equal(error?.code, status.INVALID_ARGUMENT, `answer: ${error?.message ?? 'OK'}`);
+    assert.match(error.details, /not valid UTF-8/);
+    assert.deepEqual((await te.api.listTasks()).tasks.filter((t) => t.name === 'bad-utf8-arg'), []);
+  });
+
   test('unknown enum values are refused with INVALID_ARGUMENT or ignored, never a crash', async () => {
     const logs = await stream('Logs', LogsRequest.encode({ ...LogsRequest.fromPartial({ name: 'missing' }), stream: 99 as never }).finish());
     expectProper(logs, 'Logs with stream=99');
@@ -185,7 +196,7 @@ describe('bad and hostile input', () => {
 });
 
 /** Sends `request` as raw bytes and returns the status and body of the answer (status 0: the connection closed without one). */
-function rawHttp(address: string, request: string): Promise<{ status: number; body: string }> {
+function rawHttp(address: string, request: string | Buffer): Promise<{ status: number; body: string }> {
   const [host, port] = splitHostPort(address, 'address', '127.0.0.1:1');
   return new Promise((resolve, reject) => {
     const socket = netConnect(port, host);
@@ -242,6 +253,16 @@ describe('malformed HTTP requests on the REST and metrics listeners', () => {
     assert.equal((await rawHttp(metrics, `GET /metrics HTTP/1.1\r\nHost: x\r\n${authorization}Connection: close\r\n\r\n`)).status, 200);
     assert.deepEqual((await api.listTasks()).tasks, []);
   }
+
+  test('REST: a body that is not valid UTF-8 is 400 saying so, and no task is created with U+FFFD in its place', async () => {
+    const body = Buffer.from('{"name": "bad-utf8-rest", "process": {"command": ["echo", "A~B"]}}');
+    body[body.indexOf('A~B') + 1] = 0xff;
+    const head = `POST /tasks HTTP/1.1\r\nHost: x\r\n${authorization}Content-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`;
+    const answer = await rawHttp(rest, Buffer.concat([Buffer.from(head), body]));
+    assert.equal(answer.status, 400, `answer: ${JSON.stringify(answer)}`);
+    assert.match((JSON.parse(answer.body) as { message: string }).message, /not valid UTF-8/);
+    await assertStillServing();
+  });
 
   for (const [listener, request, status, message] of [
     ['metrics', `GET // HTTP/1.1\r\nHost: x\r\n${authorization}Connection: close\r\n\r\n`, 404, /serves only GET \/metrics/],
