@@ -7,6 +7,7 @@ import { startServer } from './api/server.js';
 import { type RunningRestServer, startRestServer } from './compat/rest-server.js';
 import { type Config, perUserDataDir } from './config.js';
 import { ArtifactCache, CACHE_DIR } from './artifacts/cache.js';
+import { DataDirInUseError, lockDataDir } from './store/data-dir-lock.js';
 import { ArtifactFetcher } from './artifacts/fetcher.js';
 import { errorMessage } from './errors.js';
 import { describeAccess, isAuthenticated, loadSecurity, metricsAccess, type Security } from './security.js';
@@ -63,6 +64,10 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
   if (config.containerSandboxPool > 0 && !config.enableContainerMode) {
     throw new StartupError('--container-sandbox-pool is for container tasks: give --enable-container-mode too');
   }
+  // Before anything touches the data dir's tasks, containers or cgroups.
+  const lock = await lockDataDir(dataDir, log).catch((error: unknown) => {
+    throw error instanceof DataDirInUseError ? new StartupError(error.message) : error;
+  });
   if (config.enableContainerMode) {
     try {
       containers = await startContainerRuntime({
@@ -79,6 +84,7 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
         log: log.child({ component: 'container-runtime' }),
       });
     } catch (error) {
+      await lock.release();
       throw new StartupError(`--enable-container-mode: ${errorMessage(error)}`);
     }
   }
@@ -129,7 +135,7 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
     stopGraceMs: config.stopGraceMs,
   });
   // Everything started so far, closed in reverse order on shutdown or on a failed start.
-  const closers: (() => unknown)[] = [() => containers?.close(), () => spawner.close()];
+  const closers: (() => unknown)[] = [() => lock.release(), () => containers?.close(), () => spawner.close()];
   const closeAll = async () => {
     for (const close of closers.reverse().splice(0)) await close();
   };

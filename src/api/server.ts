@@ -1,7 +1,6 @@
 // The gRPC server: the task service, grpc.health.v1 and server reflection
 // (so grpcurl and `buf curl` work without proto files).
 import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Server, type ServerInterceptor } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
@@ -19,6 +18,7 @@ import {
 } from '../../gen/taskexecutor/v1/task_executor_service.js';
 import type { TaskManager } from '../manager/task-manager.js';
 import { packageRoot } from '../util/package-root.js';
+import { socketAnswers } from '../util/unix-socket.js';
 import type { Security } from '../security.js';
 import { bearerTokenInterceptor, serverCredentials } from './auth.js';
 import { rejectMalformedRequests, withTolerantDecoding } from './malformed.js';
@@ -118,15 +118,7 @@ function unixSocketPath(listenAddr: string): string | undefined {
 async function removeStaleSocket(listenAddr: string, log: Logger): Promise<void> {
   const path = unixSocketPath(listenAddr);
   if (!path || !existsSync(path) || !lstatSync(path).isSocket()) return;
-  const alive = await new Promise<boolean>((resolve) => {
-    const socket = connect(path);
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-  if (alive) return; // bind will report the conflict
+  if (await socketAnswers(path)) return; // bind will report the conflict
   unlinkSync(path);
   log.warn({ path }, 'removed a stale unix socket');
 }
