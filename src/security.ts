@@ -71,10 +71,13 @@ export function loadSecurity(flags: SecurityFlags): Security {
 }
 
 /** Constant-time check of an "authorization: Bearer <token>" value. */
+/** `authorization: Bearer <token>`; the scheme is case-insensitive (RFC 7235, 2.1), as clients that send `bearer` expect. */
 export function bearerTokenMatches(header: unknown, token: string): boolean {
   if (typeof header !== 'string') return false;
-  const given = Buffer.from(header.trim());
-  const expected = Buffer.from(`Bearer ${token}`);
+  const match = /^bearer +(.+)$/i.exec(header.trim());
+  if (!match) return false;
+  const given = Buffer.from(match[1]!);
+  const expected = Buffer.from(token);
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
