@@ -292,7 +292,9 @@ func (x *Task) GetCreationTimestamp() *timestamppb.Timestamp {
 // What to run. Exactly one of process or container must be set. Every rule
 // below is checked before anything is created; a spec that breaks one is
 // INVALID_ARGUMENT with a message naming the field. Strings (command, args,
-// env names and values, image, mount paths) must not contain NUL bytes; each
+// env names and values, image, mount paths) must be valid UTF-8 (a request
+// with invalid UTF-8 in any string field is INVALID_ARGUMENT, never run with
+// U+FFFD in place of the bytes) and must not contain NUL bytes; each
 // is at most 131072 bytes (128 KiB, the kernel's MAX_ARG_STRLEN), and all of
 // a spec's strings together at most 1048576 bytes (1 MiB).
 type TaskSpec struct {
