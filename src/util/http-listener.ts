@@ -76,7 +76,16 @@ export interface HttpListenerOptions {
   isOpen?: (method: string, path: string) => boolean;
   log: Logger;
   handle: HttpHandler;
+  /** How long a new connection may send nothing before it is closed; default FIRST_REQUEST_TIMEOUT_MS. */
+  firstRequestTimeoutMs?: number;
 }
+
+/**
+ * Node's headersTimeout starts only with a request's first byte, so a
+ * connection that never sends one (a client that vanished, a TCP check that
+ * never closes) held its socket and fd for as long as the executor ran.
+ */
+export const FIRST_REQUEST_TIMEOUT_MS = 60_000;
 
 export interface RunningHttpListener {
   /** host:port actually bound. */
@@ -87,6 +96,8 @@ export interface RunningHttpListener {
 export async function startHttpListener(options: HttpListenerOptions): Promise<RunningHttpListener> {
   const { access, log } = options;
   const listener = (request: IncomingMessage, response: ServerResponse) => {
+    // A request came: from here Node's own timeouts (request, keep-alive) apply.
+    request.socket.setTimeout(0);
     const fail = (error: unknown) => answerFailure(request, response, error, log);
     try {
       const path = requestPath(request.url);
@@ -108,6 +119,10 @@ export async function startHttpListener(options: HttpListenerOptions): Promise<R
     : createServer(listener);
   server.requestTimeout = 30_000;
   server.on('clientError', answerClientError);
+  // Node destroys a socket whose timeout passes (the server has no 'timeout' listener). With TLS, the
+  // socket requests arrive on is the TLS one (a handshake that never ends has TLS's own 120 s timeout).
+  const idleUntilFirstRequest = (socket: Socket) => socket.setTimeout(options.firstRequestTimeoutMs ?? FIRST_REQUEST_TIMEOUT_MS);
+  server.on(tls ? 'secureConnection' : 'connection', idleUntilFirstRequest);
   const [host, port] = splitHostPort(options.listenAddr, options.flag, options.example);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error) => reject(new Error(`cannot listen on ${options.listenAddr}: ${error.message}`)));

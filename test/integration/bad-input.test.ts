@@ -294,10 +294,13 @@ describe('the HTTP listener behind the REST and metrics servers', () => {
       example: '127.0.0.1:0',
       access: {},
       log,
+      firstRequestTimeoutMs: 1000,
       handle: async (_request, response, path) => {
         if (path === '/throws') throw new Error('a synchronous bug');
         await Promise.resolve();
         if (path === '/rejects') throw new Error('an asynchronous bug');
+        // Longer than the first-request timeout (1 s): a request being handled is not idle.
+        if (path === '/slow') await new Promise((resolve) => setTimeout(resolve, 1500));
         response.writeHead(200).end('fine');
       },
     });
@@ -312,5 +315,15 @@ describe('the HTTP listener behind the REST and metrics servers', () => {
       assert.ok(lines.some((line) => line.includes(bug)), `the log names "${bug}": ${lines.join('')}`);
     }
     assert.equal(await (await fetch(`http://${listener.address}/ok`)).text(), 'fine');
+  });
+
+  test('a connection that sends no request is closed after the first-request timeout; a slow request is answered', async () => {
+    const [host, port] = splitHostPort(listener.address, 'address', '127.0.0.1:1');
+    const idle = netConnect(port, host);
+    let closed = false;
+    idle.on('close', () => (closed = true)).on('error', () => {});
+    const slow = fetch(`http://${listener.address}/slow`);
+    await waitFor('the server to close the idle connection', () => closed, { timeoutMs: 10_000 });
+    assert.equal(await (await slow).text(), 'fine');
   });
 });
