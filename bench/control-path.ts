@@ -23,6 +23,7 @@
 //   BENCH_ONLY=exits                                item 6 only, with the N sleepers running
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { LOCK_NAME } from '../src/store/data-dir-lock.js';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -482,7 +483,7 @@ async function massDelete(s: Session, procs: Map<string, { shim: Proc; children:
     const midMs = await (midCreate ?? Promise.reject(new Error('the halfway Create was never issued')));
     const deleteMs = goneAt - start;
     const remaining = (await s.api.listTasks()).tasks.map((t) => t.name).sort();
-    const dirs = readdirSync(s.te.dataDir).filter((d) => d !== PROBE && d !== MID);
+    const dirs = readdirSync(s.te.dataDir).filter((d) => d !== PROBE && d !== MID && d !== LOCK_NAME); // the lock is the executor's, not a task's
     if (remaining.join() !== [MID, PROBE].sort().join()) throw new Error(`after the delete List has ${remaining.join(', ')}`);
     console.log(`SetTasks([probe]) of ${N}: gone after ${secs(deleteMs)} (the call returned after ${secs(setReturned - start)}); ` +
       `data dir entries left besides probe/mid: ${dirs.length ? dirs.join(', ') : 'none'}`);

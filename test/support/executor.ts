@@ -92,8 +92,17 @@ export function testConfig(dataDir: string, overrides: Partial<Config> = {}): Co
   };
 }
 
+/** Made by tempDir in this test process; removed when it exits (a run used to leave ~130 of them in /tmp). */
+const madeTempDirs: string[] = [];
+process.once('exit', () => {
+  for (const dir of madeTempDirs) rmSync(dir, { recursive: true, force: true, maxRetries: 2 });
+});
+
+/** A fresh directory under the system's temp dir, removed when the test process exits. */
 export function tempDir(prefix = 'te-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  madeTempDirs.push(dir);
+  return dir;
 }
 
 export async function startTestExecutor(overrides: Partial<Config> = {}, dataDir = tempDir()): Promise<TestExecutor> {
