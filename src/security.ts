@@ -70,8 +70,10 @@ export function loadSecurity(flags: SecurityFlags): Security {
   return security;
 }
 
-/** Constant-time check of an "authorization: Bearer <token>" value. */
-/** `authorization: Bearer <token>`; the scheme is case-insensitive (RFC 7235, 2.1), as clients that send `bearer` expect. */
+/**
+ * Constant-time check of an `authorization: Bearer <token>` value; the scheme is
+ * case-insensitive (RFC 7235, 2.1), as clients that send `bearer` expect.
+ */
 export function bearerTokenMatches(header: unknown, token: string): boolean {
   if (typeof header !== 'string') return false;
   const match = /^bearer +(.+)$/i.exec(header.trim());

@@ -4,6 +4,8 @@
 // copied. One read at a time; the main thread gives credit for how many
 // batches may be under way, so a slow client holds the read back here too.
 import { parentPort } from 'node:worker_threads';
+import { errorMessage } from '../errors.js';
+import { errnoOf } from '../util/errno.js';
 import { isLines, type StreamOutcome, streamLogs, type TaskLiveness } from '../logs/stream-logs.js';
 import { LogsResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
 import { ChunkEncoder, EncodedChunkResponse } from './log-chunks.js';
@@ -105,8 +107,7 @@ async function run(query: Extract<ToWorker, { type: 'start' }>['query']): Promis
       if (batch.bytes >= POST_BYTES && !(await postBatch())) break;
     }
   } catch (error) {
-    const { message, code } = error instanceof Error ? (error as NodeJS.ErrnoException) : { message: String(error), code: undefined };
-    failure = { message, code };
+    failure = { message: errorMessage(error), code: errnoOf(error) };
   } finally {
     await lines.return('cancelled'); // files closed before the read is reported ended
   }

@@ -7,6 +7,7 @@
 // U+FFFD, so a task would silently run with an argv, env or path other than
 // the one sent.
 import { BinaryReader } from '@bufbuild/protobuf/wire';
+import { decodeUtf8 } from '../logs/utf8.js';
 import {
   Metadata,
   ResponderBuilder,
@@ -35,14 +36,10 @@ export const INVALID_UTF8_MESSAGE =
   'a string field (a name, command, argument, environment variable, path...) holds bytes that are not valid UTF-8; ' +
   'protobuf strings must be UTF-8 text: encode the value as UTF-8';
 
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-
 function decodeUtf8Strictly(bytes: Uint8Array): string {
-  try {
-    return strictUtf8.decode(bytes);
-  } catch {
-    throw new Error(INVALID_UTF8_MESSAGE);
-  }
+  const text = decodeUtf8(bytes);
+  if (text === undefined) throw new Error(INVALID_UTF8_MESSAGE);
+  return text;
 }
 
 /**
