@@ -47,7 +47,8 @@ const TIMEOUT_MS = Number(process.env.BENCH_TIMEOUT_S ?? Math.max(180, N / 2)) *
 const ONLY_DELETE = process.env.BENCH_ONLY === 'delete';
 const ONLY_EXITS = process.env.BENCH_ONLY === 'exits';
 const defaults = parseConfig([]);
-const OVERRIDES = { logLevel: 'silent', reconcileIntervalMs: defaults.reconcileIntervalMs, stopGraceMs: defaults.stopGraceMs };
+// The REST drop-in listens too, for item 4's GET /getTasks.
+const OVERRIDES = { logLevel: 'silent', reconcileIntervalMs: defaults.reconcileIntervalMs, stopGraceMs: defaults.stopGraceMs, httpListenAddr: '127.0.0.1:0' };
 // List of N tasks can outgrow grpc-js's default 4 MiB receive limit.
 const MAX_RECEIVE = 256 * 1024 * 1024;
 
@@ -318,6 +319,11 @@ async function main(): Promise<void> {
   // The same page without the specs (TASK_VIEW_COMPACT), and full through the generated Go client.
   const compactRps = await rpsFromClientProcess(session.te.executor.address, ['list-compact', String(page.pageSize)]);
   const goRps = await rpsFromGoClient(session.te.executor.address, ['list', String(page.pageSize)]);
+  const goCompactRps = await rpsFromGoClient(session.te.executor.address, ['list-compact', String(page.pageSize)]);
+  // GET /getTasks of the REST drop-in (all N + 1 tasks, the original's JSON), decoded as its Go controller and a Node client would.
+  const getTasksUrl = `http://${session.te.executor.restAddress}/getTasks`;
+  const restRps = await rpsFromClientProcess(session.te.executor.address, ['rest', getTasksUrl]);
+  const goRestRps = await rpsFromGoClient(session.te.executor.address, ['rest', getTasksUrl]);
   // The same with a client that does not decode the replies: what the executor itself sustains.
   const listRawRps = await rpsFromClientProcess(session.te.executor.address, ['list-raw', String(page.pageSize)]);
   console.log(`List without client-side decoding: ${listRawRps.toFixed(0)} req/s`);
@@ -329,6 +335,16 @@ async function main(): Promise<void> {
   if (goRps !== undefined) {
     row(`4. List, the same page (full), generated Go client`, `Get: ${getRps.toFixed(0)} req/s`, `${goRps.toFixed(0)} req/s`,
       `${(goRps / getRps).toFixed(2)}x`, `≥ 500 req/s: ${verdict(goRps >= 500)}`);
+  }
+  if (goCompactRps !== undefined) {
+    row(`4. List, the same page, TASK_VIEW_COMPACT, generated Go client`, `Get: ${getRps.toFixed(0)} req/s`, `${goCompactRps.toFixed(0)} req/s`,
+      `${(goCompactRps / getRps).toFixed(2)}x`, `≥ 500 req/s: ${verdict(goCompactRps >= 500)}`);
+  }
+  row(`4. GET /getTasks (REST drop-in, ${N + 1} tasks), Node client, JSON.parse`, `Get: ${getRps.toFixed(0)} req/s`, `${restRps.toFixed(0)} req/s`,
+    `${(restRps / getRps).toFixed(2)}x`, `≥ 500 req/s: ${verdict(restRps >= 500)}`);
+  if (goRestRps !== undefined) {
+    row(`4. GET /getTasks, Go client decoding the original's task shape`, `Get: ${getRps.toFixed(0)} req/s`, `${goRestRps.toFixed(0)} req/s`,
+      `${(goRestRps / getRps).toFixed(2)}x`, `≥ 500 req/s: ${verdict(goRestRps >= 500)}`);
   }
   row(`4. List, the same page, client not decoding (server-bound)`, `Get: ${getRps.toFixed(0)} req/s`, `${listRawRps.toFixed(0)} req/s`,
     `${(listRawRps / getRps).toFixed(2)}x`, `≥ 500 req/s: ${verdict(listRawRps >= 500)}`);
