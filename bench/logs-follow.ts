@@ -14,7 +14,7 @@
 //      files into this process, and src/logs alone (no gRPC).
 // LOGS_BENCH_PARTS=b runs part (b) only (=a part (a) only); LOGS_BENCH_ROUNDS
 // (default 2) sets the rounds of (b), LOGS_BENCH_SINGLE=0 leaves out its slow
-// line-per-message row, LOGS_BENCH_ROWS=cat,chunked,chunkedPackage,batched,batchedPackage,direct picks rows,
+// line-per-message row, LOGS_BENCH_ROWS=cat,chunked,chunkedPackage,chunkedGo,batched,batchedPackage,direct picks rows,
 // LOGS_BENCH_VERBOSE=1 prints every run, LOGS_BENCH_CPU_PROF=<dir> runs the
 // executor with --cpu-prof into that directory (run this file with
 // `node --cpu-prof` for the client's side).
@@ -256,6 +256,25 @@ async function readThroughput(te: Target) {
       clientCpu: ownCpuSeconds() - clientCpu,
     };
   };
+  // The same chunked read through the generated Go client, in its own process (timed by itself, from the call to the end).
+  let goBinary: string | undefined | null;
+  const chunkedGo = async (): Promise<Run> => {
+    if (goBinary === undefined) {
+      goBinary = join(scratch, 'logs-read-go');
+      try {
+        await promisify(execFile)(join(ROOT, 'examples/go/build-debian.sh'), [goBinary, 'bench/support/logs-follow-go']);
+      } catch (error) {
+        console.log(`(no Go client row: ${String(error).split('\n')[0]})`);
+        goBinary = null;
+      }
+    }
+    if (goBinary === null) return { seconds: Number.NaN, bytes: 0, lines: 0 };
+    const serverCpu = processCpuSeconds(te.pid);
+    const serverMainCpu = processCpuSeconds(te.pid, te.pid);
+    const { stdout } = await promisify(execFile)(goBinary, [te.address, 'big', '--read']);
+    const { seconds, bytes } = JSON.parse(stdout) as { seconds: number; bytes: number };
+    return { seconds, bytes, lines: 0, serverCpu: processCpuSeconds(te.pid) - serverCpu, serverMainCpu: processCpuSeconds(te.pid, te.pid) - serverMainCpu };
+  };
   const direct = async (): Promise<Run> => {
     const start = process.hrtime.bigint();
     const cpu = ownCpuSeconds();
@@ -278,6 +297,7 @@ async function readThroughput(te: Target) {
     cat,
     chunked: () => rpc('chunks'),
     chunkedPackage: () => viaPackageClient('chunks'),
+    chunkedGo,
     batched: () => rpc('batch'),
     batchedPackage: () => viaPackageClient('batch'),
     direct,
@@ -348,7 +368,7 @@ try {
     console.log(
       `  ${''.padEnd(22)} ${'seconds'.padStart(8)} ${'MB'.padStart(8)} ${'MB/s'.padStart(8)} ${'klines/s'.padStart(8)} ${'srv CPU'.padStart(8)} ${'srv main'.padStart(8)} ${'cli CPU'.padStart(8)}`,
     );
-    const labels = { cat: 'cat files (baseline)', direct: 'src/logs, no gRPC', chunked: 'Logs RPC, chunks', chunkedPackage: 'chunks, package client', batched: 'Logs RPC, batch', batchedPackage: 'batch, package client', single: 'Logs RPC, line/message' };
+    const labels = { cat: 'cat files (baseline)', direct: 'src/logs, no gRPC', chunked: 'Logs RPC, chunks', chunkedPackage: 'chunks, package client', chunkedGo: 'chunks, Go client', batched: 'Logs RPC, batch', batchedPackage: 'batch, package client', single: 'Logs RPC, line/message' };
     for (const [name, label] of Object.entries(labels)) {
       const run = read[name as keyof typeof labels];
       if (run) console.log(trow(label, run));
@@ -356,7 +376,7 @@ try {
     console.log(`  (MB: file bytes for cat, output bytes with newlines for chunks, payload bytes otherwise;`);
     console.log(`   CPU: seconds of the executor (srv; srv main: its main thread alone) and of this process (cli) in that run, which are steadier than wall time on a busy machine)`);
     const ratio = (name: string, r: Run | undefined) => (r && read.cat ? [`${name} ${(r.seconds / read.cat.seconds).toFixed(1)}x`] : []);
-    const ratios = [...ratio('Logs chunks', read.chunked), ...ratio('chunks (package client)', read.chunkedPackage), ...ratio('batch', read.batched), ...ratio('batch (package client)', read.batchedPackage), ...ratio('line/message', read.single), ...ratio('src/logs alone', read.direct)];
+    const ratios = [...ratio('Logs chunks', read.chunked), ...ratio('chunks (package client)', read.chunkedPackage), ...ratio('chunks (Go client)', read.chunkedGo), ...ratio('batch', read.batched), ...ratio('batch (package client)', read.batchedPackage), ...ratio('line/message', read.single), ...ratio('src/logs alone', read.direct)];
     if (ratios.length > 0) console.log(`  ratio to cat time: ${ratios.join('; ')}`);
   }
   client.close();

@@ -7,6 +7,11 @@
 // "ready" (the task's writer waits for it); for each line of 19 digits (the
 // writer's `date +%s%N`) takes the wall clock on receipt. Prints one JSON line
 // at the end of the stream: {"ms": [latency of each line in milliseconds]}.
+//
+// Usage: logs-follow-go ADDRESS TASK --read
+// Part (b): reads TASK's whole log (chunks: true, no follow) once the
+// connection is up (a Get first), and prints {"seconds": time from the call
+// to the stream's end, "bytes": output bytes received}.
 package main
 
 import (
@@ -31,6 +36,10 @@ func main() {
 	check(err)
 	defer conn.Close()
 	client := taskexecutorv1.NewTaskExecutorServiceClient(conn)
+	if os.Args[3] == "--read" {
+		readAll(client, os.Args[2])
+		return
+	}
 	stream, err := client.Logs(context.Background(), &taskexecutorv1.LogsRequest{Name: os.Args[2], Follow: true, Batch: true})
 	check(err)
 	latencies := []float64{}
@@ -55,6 +64,27 @@ func main() {
 		}
 	}
 	out, err := json.Marshal(map[string][]float64{"ms": latencies})
+	check(err)
+	fmt.Println(string(out))
+}
+
+func readAll(client taskexecutorv1.TaskExecutorServiceClient, task string) {
+	_, err := client.Get(context.Background(), &taskexecutorv1.GetRequest{Name: task})
+	check(err)
+	start := time.Now()
+	stream, err := client.Logs(context.Background(), &taskexecutorv1.LogsRequest{Name: task, Chunks: true})
+	check(err)
+	bytes := 0
+	for {
+		reply, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		check(err)
+		chunk := reply.GetChunk()
+		bytes += len(chunk.GetText()) + len(chunk.GetData())
+	}
+	out, err := json.Marshal(map[string]float64{"seconds": time.Since(start).Seconds(), "bytes": float64(bytes)})
 	check(err)
 	fmt.Println(string(out))
 }
