@@ -30,16 +30,17 @@ export class ArtifactCache {
   /**
    * Puts the artifact with `checksum` at `target`: from the cache when it is
    * there, else by `download` (which writes `target` and returns what it
-   * wrote), keeping a verified copy for the next task.
+   * wrote), keeping a verified copy for the next task. `signal` (the task's
+   * Delete, the fetch timeout) also ends the wait for another task's download.
    */
-  async obtain(checksum: Checksum, target: string, maxBytes: number, download: () => Promise<Written>): Promise<Written> {
+  async obtain(checksum: Checksum, target: string, maxBytes: number, signal: AbortSignal, download: () => Promise<Written>): Promise<Written> {
     const key = `${checksum.algorithm}-${checksum.hex}`;
     const hit = await this.copyOut(key, checksum, target, maxBytes);
     if (hit) return hit;
     const leader = this.inFlight.get(key);
     if (leader) {
       // Another task is downloading the same bytes: wait for it, then copy.
-      if (await leader.catch(() => false)) {
+      if (await untilAborted(leader, signal)) {
         const shared = await this.copyOut(key, checksum, target, maxBytes);
         if (shared) return shared;
       }
@@ -116,4 +117,21 @@ export class ArtifactCache {
       total -= entry.size;
     }
   }
+}
+
+/**
+ * `leader`'s outcome (false when it failed), or an AbortError as soon as
+ * `signal` aborts: a task deleted while another task downloads its artifact
+ * ends at once, not when that download does (up to --artifact-fetch-timeout).
+ */
+function untilAborted(leader: Promise<boolean>, signal: AbortSignal): Promise<boolean> {
+  signal.throwIfAborted();
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    leader
+      .catch(() => false)
+      .then(resolve)
+      .finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }

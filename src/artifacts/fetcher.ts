@@ -164,7 +164,7 @@ export class ArtifactFetcher {
             })
           : copyLocalFile(source.path, download, this.options.maxBytes, signal, algorithm);
       const cache = this.options.cache;
-      const written = artifact.checksum && cache ? await cache.obtain(artifact.checksum, download, this.options.maxBytes, get) : await get();
+      const written = artifact.checksum && cache ? await cache.obtain(artifact.checksum, download, this.options.maxBytes, signal, get) : await get();
       if (artifact.checksum && written.digest !== artifact.checksum.hex) {
         throw new ArtifactError(`checksum mismatch: expected ${artifact.checksum.algorithm}:${artifact.checksum.hex}, got ${artifact.checksum.algorithm}:${written.digest}`);
       }

@@ -6,7 +6,7 @@
 // owners are not.
 import { createReadStream, createWriteStream } from 'node:fs';
 import { chmod, mkdir, open, realpath, rm, symlink } from 'node:fs/promises';
-import { dirname, join, sep } from 'node:path';
+import { dirname, join, posix, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { type ReadEntry, Unpack } from 'tar';
 import { createGunzip } from 'node:zlib';
@@ -190,6 +190,12 @@ async function writeZipEntry(zip: yauzl.ZipFile, entry: yauzl.Entry, checker: En
   if (parent !== root && !parent.startsWith(root + sep)) throw new ArtifactError(`${what} was refused: entry ${JSON.stringify(entry.fileName)} would be written outside the destination`);
   await rm(target, { force: true, recursive: false }).catch(() => undefined);
   if (kind === 'symlink') {
+    // The checker judged the target from where the archive says the entry is; an earlier artifact's symlink
+    // (`a` -> `.`) can put it higher on disk (`a/a/a/l` is `l`), where the same `../../..` leaves the destination.
+    const landing = posix.normalize(posix.join(relative(root, parent), linkpath!));
+    if (landing === '..' || landing.startsWith('../')) {
+      throw new ArtifactError(`${what} was refused: entry ${JSON.stringify(entry.fileName)} is a symlink to ${JSON.stringify(linkpath)}, outside the destination from where a symlink on disk puts it`);
+    }
     await symlink(linkpath!, target);
     return;
   }

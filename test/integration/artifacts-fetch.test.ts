@@ -17,6 +17,7 @@ import { ArtifactError } from '../../src/artifacts/errors.js';
 import { ArtifactFetcher, COMPLETE_MARKER, STAGING_DIR } from '../../src/artifacts/fetcher.js';
 import type { Artifact } from '../../src/model/task.js';
 import { type ArchiveEntry, makeTar, makeZip } from '../support/archives.js';
+import { waitFor } from '../support/wait.js';
 
 const SCRIPT = 'echo "hello from the artifact"\n';
 const sha256 = (data: string | Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
@@ -315,6 +316,17 @@ describe('archives', () => {
     }
   }
 
+  test("a zip's symlink is judged from where it lands on disk: an earlier artifact's `a` -> `.` cannot lift `a/a/a/l` -> `../../..` out", async () => {
+    // Each archive alone passes the entry rules; together they made artifacts/l point three levels above artifacts/.
+    const lift = serve('lift.zip', makeZip([{ path: 'a', type: 'SymbolicLink', linkpath: '.' }]));
+    const out = serve('out.zip', makeZip([{ path: 'a/a/a/l', type: 'SymbolicLink', linkpath: '../../..' }]));
+    await refused(fetchAll([{ source: lift }, { source: out }]), /entry "a\/a\/a\/l" is a symlink to "\.\.\/\.\.\/\.\.", outside the destination/);
+    // The same climb that stays inside where it lands is kept.
+    const inside = serve('inside.zip', makeZip([{ path: 'a/x/', type: 'Directory' }, { path: 'a/x/l', type: 'SymbolicLink', linkpath: '..' }]));
+    await fetchAll([{ source: lift }, { source: inside }]);
+    assert.equal(readlinkSync(join(taskDir, 'artifacts/x/l')), '..');
+  });
+
   test('tar-only hostile entries: a hard link out and a device are refused', async () => {
     await refused(fetchAll([{ source: serve('hard.tar', makeTar([{ path: 'h', type: 'Link', linkpath: '../../etc/passwd' }])) }]), /hard link to "\.\.\/\.\.\/etc\/passwd", outside/);
     await refused(fetchAll([{ source: serve('dev.tar', makeTar([{ path: 'null', type: 'CharacterDevice' }])) }]), /is a CharacterDevice; only files, directories and links/);
@@ -339,6 +351,35 @@ describe('the artifact cache', () => {
     mkdirSync(join(root, 'task-late'));
     await shared.fetch(join(root, 'task-late'), spec(artifacts), new AbortController().signal);
     assert.equal(hits.get('/script.sh'), 1, 'a later task is served from the cache');
+  });
+
+  test('a task waiting for another task\'s download of the same entry ends at once when aborted (Delete), not when that download ends', async () => {
+    const cache = new ArtifactCache(join(root, 'cache'), 1024 * 1024, pino({ level: 'silent' }));
+    const shared = fetcher({ cache, timeoutMs: 60_000 });
+    const artifacts = [{ source: `${base}/slow/script.sh`, checksum: sha256('stalls') }];
+    const spec = { process: { command: ['true'], args: [], env: [] }, artifacts };
+    const [leaderDir, followerDir] = [join(root, 'leader'), join(root, 'follower')];
+    mkdirSync(leaderDir);
+    mkdirSync(followerDir);
+    const leaderAbort = new AbortController();
+    const leader = shared.fetch(leaderDir, spec, leaderAbort.signal).catch((error: unknown) => error);
+    await waitFor('the leader downloading', () => hits.get('/slow/script.sh') === 1);
+    const followerAbort = new AbortController();
+    let settled: unknown;
+    const follower = shared.fetch(followerDir, spec, followerAbort.signal).then(
+      () => (settled = 'resolved'),
+      (error: unknown) => (settled = error),
+    );
+    await waitFor('the follower at the cache', () => existsSync(join(followerDir, STAGING_DIR, 'artifacts')));
+    followerAbort.abort();
+    try {
+      await waitFor('the aborted follower to end', () => settled !== undefined, { timeoutMs: 5000 });
+      assert.equal((settled as Error).name, 'AbortError');
+      assert.equal(hits.get('/slow/script.sh'), 1, 'the follower did not download on its own');
+    } finally {
+      leaderAbort.abort();
+      await Promise.all([leader, follower]);
+    }
   });
 
   test('a cache entry that no longer matches its checksum is dropped and the artifact downloaded again', async () => {
