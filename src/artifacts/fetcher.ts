@@ -19,6 +19,7 @@ import { Semaphore } from 'async-mutex';
 import type { Logger } from 'pino';
 import type { Artifact, TaskSpec } from '../model/task.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
+import { isErrno } from '../util/errno.js';
 import type { ArtifactCache } from './cache.js';
 import { ArtifactError } from './errors.js';
 import { copyLocalFile, isExecutable } from './file.js';
@@ -118,11 +119,16 @@ export class ArtifactFetcher {
       for (const [i, artifact] of resolved.entries()) {
         await this.fetchOne(artifact, artifacts[i]!, i, staging, controller.signal);
       }
-      for (const top of topLevelNames(resolved)) {
-        await rm(join(taskDir, top), { recursive: true, force: true });
-        await rename(join(staging, top), join(taskDir, top));
+      try {
+        for (const top of topLevelNames(resolved)) {
+          await rm(join(taskDir, top), { recursive: true, force: true });
+          await rename(join(staging, top), join(taskDir, top));
+        }
+        await writeFileAtomic(join(taskDir, COMPLETE_MARKER), `${JSON.stringify({ completedAt: new Date().toISOString(), artifacts: artifacts.length })}\n`);
+      } catch (error) {
+        if (outOfSpace(error)) throw new ArtifactError(`the artifacts were fetched, but ${NO_SPACE}`, { cause: error });
+        throw error;
       }
-      await writeFileAtomic(join(taskDir, COMPLETE_MARKER), `${JSON.stringify({ completedAt: new Date().toISOString(), artifacts: artifacts.length })}\n`);
       this.options.log.info({ dir: taskDir, artifacts: artifacts.length }, 'artifacts fetched');
     } finally {
       this.inFlight.delete(controller);
@@ -180,6 +186,7 @@ export class ArtifactFetcher {
     } catch (error) {
       parent.throwIfAborted();
       if (timeout.aborted) throw new ArtifactError(`${what}: took longer than ${this.options.timeoutMs / 1000}s (--artifact-fetch-timeout)`);
+      if (outOfSpace(error)) throw new ArtifactError(`${what}: ${NO_SPACE}`, { cause: error });
       if (error instanceof ArtifactError) throw new ArtifactError(`${what}: ${error.message}`, { cause: error });
       throw new ArtifactError(`${what}: ${(error as Error).message}`, { cause: error });
     }
@@ -193,6 +200,14 @@ async function moveContents(from: string, to: string): Promise<void> {
     await rename(join(from, entry), join(to, entry));
   }
   await rm(from, { recursive: true, force: true });
+}
+
+/** What a full data dir means for a task's artifacts; the client sees no path of the executor's node. */
+const NO_SPACE = "the executor's data dir has no space left for it; free space on the node";
+
+/** ENOSPC or EDQUOT, raised by the file system or carried as the cause of an unpacking error. */
+function outOfSpace(error: unknown): boolean {
+  return isErrno(error, 'ENOSPC', 'EDQUOT') || (error instanceof Error && isErrno(error.cause, 'ENOSPC', 'EDQUOT'));
 }
 
 async function exists(path: string): Promise<boolean> {

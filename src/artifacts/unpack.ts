@@ -129,7 +129,7 @@ async function unpackTar(file: string, gzipped: boolean, what: string, destinati
     });
   } catch (error) {
     signal.throwIfAborted();
-    if (refused === undefined) throw new ArtifactError(`${what} could not be unpacked: ${(error as Error).message}`);
+    if (refused === undefined) throw new ArtifactError(`${what} could not be unpacked: ${(error as Error).message}`, { cause: error });
   } finally {
     signal.removeEventListener('abort', onAbort);
     stopFeeding();

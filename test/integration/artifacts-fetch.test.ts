@@ -17,6 +17,7 @@ import { ArtifactError } from '../../src/artifacts/errors.js';
 import { ArtifactFetcher, COMPLETE_MARKER, STAGING_DIR } from '../../src/artifacts/fetcher.js';
 import type { Artifact } from '../../src/model/task.js';
 import { type ArchiveEntry, makeTar, makeZip } from '../support/archives.js';
+import { mountTmpfs } from '../support/tmpfs.js';
 import { waitFor } from '../support/wait.js';
 
 const SCRIPT = 'echo "hello from the artifact"\n';
@@ -182,6 +183,34 @@ describe('file:// and git sources', () => {
     writeFileSync(source, SCRIPT, { mode: 0o755 });
     await fetchAll([{ source: `file://${source}`, destination: 'bin', checksum: sha256(SCRIPT) }]);
     assert.equal(statSync(join(taskDir, 'bin/tool.sh')).mode & 0o777, 0o755);
+  });
+
+  test('an artifact larger than the free space of the data dir fails saying so, without naming the server\'s paths', async () => {
+    const tmpfs = mountTmpfs('1m');
+    try {
+      const dir = join(tmpfs.path, 'task');
+      mkdirSync(dir);
+      const big = Buffer.alloc(2 << 20, 1);
+      // A download that does not fit, and small archives that unpack to more than fits.
+      for (const [name, data] of [
+        ['big.bin', big],
+        ['big.tgz', makeTar([{ path: 'big', content: big }], { gzip: true })],
+        ['big.zip', makeZip([{ path: 'big', content: big }])],
+      ] as const) {
+        const source = join(root, name);
+        writeFileSync(source, data);
+        const fetching = fetcher({ maxBytes: 4 << 20 }).fetch(dir, { process: { command: ['true'], args: [], env: [] }, artifacts: [{ source: `file://${source}` }] }, new AbortController().signal);
+        await assert.rejects(fetching, (error: unknown) => {
+          assert.ok(error instanceof ArtifactError, String(error));
+          assert.match(error.message, /^artifacts\[0\] \(file:\/\/.*\): the executor's data dir has no space left for it; free space on the node$/);
+          assert.ok(!error.message.includes(tmpfs.path), error.message);
+          return true;
+        });
+        assert.ok(!existsSync(join(dir, STAGING_DIR)), 'the staging directory is removed, giving the space back');
+      }
+    } finally {
+      tmpfs.unmount();
+    }
   });
 
   test('a missing file fails with its path', async () => {
