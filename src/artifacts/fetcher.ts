@@ -20,6 +20,7 @@ import type { Logger } from 'pino';
 import type { Artifact, TaskSpec } from '../model/task.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { isErrno } from '../util/errno.js';
+import { errorMessage } from '../errors.js';
 import type { ArtifactCache } from './cache.js';
 import { ArtifactError } from './errors.js';
 import { copyLocalFile, isExecutable } from './file.js';
@@ -187,8 +188,8 @@ export class ArtifactFetcher {
       parent.throwIfAborted();
       if (timeout.aborted) throw new ArtifactError(`${what}: took longer than ${this.options.timeoutMs / 1000}s (--artifact-fetch-timeout)`);
       if (outOfSpace(error)) throw new ArtifactError(`${what}: ${NO_SPACE}`, { cause: error });
-      if (error instanceof ArtifactError) throw new ArtifactError(`${what}: ${error.message}`, { cause: error });
-      throw new ArtifactError(`${what}: ${(error as Error).message}`, { cause: error });
+      // A file system error names its path on the executor's node; the client sees it relative to the task directory.
+      throw new ArtifactError(`${what}: ${errorMessage(error).replaceAll(`${staging}/`, '')}`, { cause: error });
     }
   }
 }

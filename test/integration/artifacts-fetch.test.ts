@@ -356,6 +356,20 @@ describe('archives', () => {
     assert.equal(readlinkSync(join(taskDir, 'artifacts/x/l')), '..');
   });
 
+  test('an archive colliding with an earlier artifact\'s file names the path in the task directory, not on the node', async () => {
+    for (const [name, data] of [
+      ['nested.tar', makeTar([{ path: 'script.sh/x', content: 'x' }])],
+      ['nested.zip', makeZip([{ path: 'script.sh/x', content: 'x' }])],
+    ] as const) {
+      await assert.rejects(fetchAll([{ source: `${base}/script.sh` }, { source: serve(name, data) }]), (error: unknown) => {
+        assert.ok(error instanceof ArtifactError, String(error));
+        assert.match(error.message, /^artifacts\[1\] .*EEXIST: file already exists, mkdir 'artifacts\/script\.sh'$/);
+        assert.ok(!error.message.includes(root), error.message);
+        return true;
+      });
+    }
+  });
+
   test('tar-only hostile entries: a hard link out and a device are refused', async () => {
     await refused(fetchAll([{ source: serve('hard.tar', makeTar([{ path: 'h', type: 'Link', linkpath: '../../etc/passwd' }])) }]), /hard link to "\.\.\/\.\.\/etc\/passwd", outside/);
     await refused(fetchAll([{ source: serve('dev.tar', makeTar([{ path: 'null', type: 'CharacterDevice' }])) }]), /is a CharacterDevice; only files, directories and links/);
