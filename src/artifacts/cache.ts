@@ -9,6 +9,7 @@
 // the way, so a cache entry that rotted on disk is dropped, not used. Tasks
 // asking for the same entry at once share one download (single flight); if
 // that download fails, each of them fetches on its own.
+import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, open, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -16,10 +17,14 @@ import { type Written, writeLimited } from './sink.js';
 import type { Checksum } from './source.js';
 
 export const CACHE_DIR = '.artifact-cache';
+/** A copy being stored: `.tmp-<pid>-<random>-<n>`, renamed to its entry's name once complete. */
+const TEMP_PREFIX = '.tmp-';
 
 export class ArtifactCache {
   private readonly inFlight = new Map<string, Promise<boolean>>();
   private sequence = 0;
+  /** This executor's temporary files; random too, as an executor in a container is pid 1 every time. */
+  private readonly tempPrefix = `${TEMP_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}-`;
 
   constructor(
     private readonly directory: string,
@@ -84,7 +89,8 @@ export class ArtifactCache {
   private async store(key: string, source: string): Promise<boolean> {
     try {
       await mkdir(this.directory, { recursive: true });
-      const temp = join(this.directory, `.tmp-${process.pid}-${++this.sequence}`);
+      await this.removeLeftovers();
+      const temp = join(this.directory, `${this.tempPrefix}${++this.sequence}`);
       await copyFile(source, temp);
       await rename(temp, join(this.directory, key));
       await this.evict();
@@ -92,6 +98,17 @@ export class ArtifactCache {
     } catch (error) {
       this.log.warn({ err: error }, 'cannot keep an artifact in the cache; tasks fetch it on their own');
       return false;
+    }
+  }
+
+  /**
+   * Removes the partial copies an earlier executor left when it died in
+   * store(): no bound counts them, so each would hold its space for ever (one
+   * executor per data dir: another instance's temporary file is no copy in flight).
+   */
+  private async removeLeftovers(): Promise<void> {
+    for (const name of await readdir(this.directory)) {
+      if (name.startsWith(TEMP_PREFIX) && !name.startsWith(this.tempPrefix)) await rm(join(this.directory, name), { force: true });
     }
   }
 

@@ -437,6 +437,18 @@ describe('the artifact cache', () => {
     assert.equal(readFileSync(join(dir, checksum.replace(':', '-')), 'utf8'), SCRIPT, 'the entry is replaced by the verified download');
   });
 
+  test('a partial copy left in the cache by an executor that died is removed before the next entry is stored', async () => {
+    const dir = join(root, 'cache');
+    mkdirSync(dir);
+    // What a SIGKILL during store() leaves: a temporary file of another process, counted by no bound.
+    const leftover = join(dir, `.tmp-${process.pid}-999`); // the same pid: an executor in a container is pid 1 each time
+    writeFileSync(leftover, Buffer.alloc(4096));
+    const cache = new ArtifactCache(dir, 1024 * 1024, pino({ level: 'silent' }));
+    await fetcher({ cache }).fetch(taskDir, { process: { command: ['true'], args: [], env: [] }, artifacts: [{ source: `${base}/script.sh`, checksum: sha256(SCRIPT) }] }, new AbortController().signal);
+    assert.ok(existsSync(join(dir, sha256(SCRIPT).replace(':', '-'))), 'the new entry is stored');
+    assert.ok(!existsSync(leftover), 'the leftover is gone');
+  });
+
   test('the least recently used entries are evicted beyond the size limit', async () => {
     const bodies = ['a'.repeat(400), 'b'.repeat(400), 'c'.repeat(400)];
     bodies.forEach((body, i) => files.set(`/lru-${i}.txt`, Buffer.from(body)));
