@@ -152,6 +152,11 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
       security,
       interceptors: metrics ? [metrics.interceptor] : [],
       logsReadWorkers: config.logsReadWorkers,
+      connections: {
+        maxIdleMs: config.grpcMaxConnectionIdleMs,
+        keepaliveTimeMs: config.grpcKeepaliveTimeMs,
+        keepaliveTimeoutMs: config.grpcKeepaliveTimeoutMs,
+      },
     });
     closers.push(() => server.close());
     const access = metricsAccess(security, config.metricsAuth);
