@@ -7,8 +7,11 @@ import { createServer, connect as netConnect, type Server, type Socket } from 'n
 import { after, before, describe, test } from 'node:test';
 import { connectivityState, credentials } from '@grpc/grpc-js';
 import { TaskExecutorServiceClient, WatchEventType, type WatchResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { splitHostPort } from '../../src/util/host-port.js';
-import { apiFor, shell, startTestExecutor, type TestExecutor } from '../support/executor.js';
+import { apiFor, shell, startTestExecutor, tempDir, type TestExecutor } from '../support/executor.js';
+import { bytesOf, openLogs } from '../support/logs-rpc.js';
 import { waitFor } from '../support/wait.js';
 
 const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
@@ -91,6 +94,27 @@ describe('gRPC connections: idle timeout', () => {
       call.cancel();
     } finally {
       watcherClient.close();
+      witness.close();
+    }
+  });
+
+  test('a following Logs stream with no output for longer than the idle timeout keeps its connection and gets the next line', async () => {
+    const gate = join(tempDir(), 'go');
+    await te.api.createTask({ task: shell('quiet-writer', `echo early; while [ ! -e ${gate} ]; do sleep 0.05; done; echo late`) });
+    const follower = { client: clientFor(te.executor.address) };
+    const witness = clientFor(te.executor.address);
+    try {
+      const logs = openLogs(follower, { name: 'quiet-writer', follow: true });
+      const text = () => logs.messages.map((m) => bytesOf(m).toString()).join('');
+      await waitFor('the first line', () => text().includes('early'));
+      await apiFor(witness).listTasks();
+      await waitFor('the server to close the idle witness connection', () => witness.getChannel().getConnectivityState(false) !== connectivityState.READY);
+      writeFileSync(gate, '');
+      await waitFor('the line written after the idle time', () => text().includes('late'));
+      const { error } = await logs.done; // the task ended, so the follow ends
+      assert.equal(error, undefined, `the Logs stream failed: ${error?.details}`);
+    } finally {
+      follower.client.close();
       witness.close();
     }
   });
