@@ -65,7 +65,7 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
     throw new StartupError('--container-sandbox-pool is for container tasks: give --enable-container-mode too');
   }
   // Before anything touches the data dir's tasks, containers or cgroups.
-  const lock = await lockDataDir(dataDir, log).catch((error: unknown) => {
+  const lock = await lockDataDir(dataDir, shimPath, log).catch((error: unknown) => {
     throw error instanceof DataDirInUseError ? new StartupError(error.message) : error;
   });
   if (config.enableContainerMode) {
@@ -152,6 +152,11 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
       security,
       interceptors: metrics ? [metrics.interceptor] : [],
       logsReadWorkers: config.logsReadWorkers,
+      connections: {
+        maxIdleMs: config.grpcMaxConnectionIdleMs,
+        keepaliveTimeMs: config.grpcKeepaliveTimeMs,
+        keepaliveTimeoutMs: config.grpcKeepaliveTimeoutMs,
+      },
     });
     closers.push(() => server.close());
     const access = metricsAccess(security, config.metricsAuth);

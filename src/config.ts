@@ -41,6 +41,12 @@ export interface Config {
   maxTasks: number;
   /** Worker threads for bulk chunked Logs reads, started when needed (0: all on the main thread). */
   logsReadWorkers: number;
+  /** gRPC: a connection with no call open this long is closed (GOAWAY); 0: never. */
+  grpcMaxConnectionIdleMs: number;
+  /** gRPC: how often the server pings each connection; 0: never. */
+  grpcKeepaliveTimeMs: number;
+  /** gRPC: a ping not answered within this closes the connection and cancels its calls. */
+  grpcKeepaliveTimeoutMs: number;
   stopSignal: NodeJS.Signals;
   stopGraceMs: number;
   logMaxBytes: number;
@@ -92,6 +98,12 @@ const duration = (value: string): number => {
   } catch (error) {
     throw new InvalidArgumentError((error as Error).message);
   }
+};
+
+const positiveDuration = (value: string): number => {
+  const ms = duration(value);
+  if (ms <= 0) throw new InvalidArgumentError('expected a duration above zero, e.g. 20s');
+  return ms;
 };
 
 const positiveInt = (min: number) => (value: string): number => {
@@ -226,6 +238,30 @@ function program(): Command {
         .env('LOGS_READ_WORKERS')
         .argParser(positiveInt(0))
         .default(1),
+    )
+    .addOption(
+      new Option(
+        '--grpc-max-connection-idle <duration>',
+        'gRPC: a connection with no call open for this long is closed with GOAWAY (clients reconnect on their next call; an open Watch or Logs stream is a call); it also ends connections that never send anything; 0s: never',
+      )
+        .env('GRPC_MAX_CONNECTION_IDLE')
+        .argParser(duration)
+        .default(300_000, '5m'),
+    )
+    .addOption(
+      new Option(
+        '--grpc-keepalive-time <duration>',
+        "gRPC: ping every connection this often, so a client whose node vanished is found and its open streams ended; 0s: never",
+      )
+        .env('GRPC_KEEPALIVE_TIME')
+        .argParser(duration)
+        .default(60_000, '1m'),
+    )
+    .addOption(
+      new Option('--grpc-keepalive-timeout <duration>', 'gRPC: a ping not answered within this closes its connection and cancels its calls')
+        .env('GRPC_KEEPALIVE_TIMEOUT')
+        .argParser(positiveDuration)
+        .default(20_000, '20s'),
     )
     .addOption(
       new Option('--max-tasks <n>', 'most tasks held at once, being deleted included; more is RESOURCE_EXHAUSTED (HTTP 429); 0: no limit')
@@ -403,6 +439,9 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       reconcileIntervalMs: o.reconcileInterval,
       maxTasks: o.maxTasks,
       logsReadWorkers: o.logsReadWorkers,
+      grpcMaxConnectionIdleMs: o.grpcMaxConnectionIdle,
+      grpcKeepaliveTimeMs: o.grpcKeepaliveTime,
+      grpcKeepaliveTimeoutMs: o.grpcKeepaliveTimeout,
       stopSignal: o.stopSignal,
       stopGraceMs: o.stopGracePeriod,
       logMaxBytes: o.logMaxFileSize,

@@ -47,6 +47,48 @@ export interface ServerOptions {
   interceptors?: ServerInterceptor[];
   /** Worker threads for bulk chunked Logs reads (log-chunks-offload.ts); 0 or absent: none. */
   logsReadWorkers?: number;
+  /** When the server gives up on a connection; absent: never (grpc-js's defaults). */
+  connections?: ConnectionLimits;
+}
+
+/** Durations in ms; 0 turns the limit off. */
+export interface ConnectionLimits {
+  /** No call open for this long: GOAWAY, then the connection closes. */
+  maxIdleMs: number;
+  /** Ping each connection this often... */
+  keepaliveTimeMs: number;
+  /** ...and close it (cancelling its calls) when a ping is not answered within this. */
+  keepaliveTimeoutMs: number;
+}
+
+/**
+ * grpc-js has no header or handshake-to-first-call timeout, and a peer that
+ * vanishes without a FIN or RST (its node died) looks open for ever: TCP only
+ * notices when we send, and a quiet Watch sends nothing. Two grpc-js options cover both:
+ *
+ * - grpc.max_connection_idle_ms: its timer starts when the HTTP/2 session is
+ *   made, which for plaintext and unix sockets is the TCP accept, before the
+ *   client preface; so a connection that never sends a byte, or only the
+ *   preface, is closed too. It counts open streams, not bytes: a Watch or Logs
+ *   stream with no traffic keeps its connection. A client closed this way
+ *   reconnects on its next call (GOAWAY with NO_ERROR is the normal gRPC way to
+ *   retire a connection; grpc-js and grpc-go retry calls the GOAWAY refused).
+ *   With TLS the session begins after the handshake; a handshake that never
+ *   ends is Node's tls.Server handshakeTimeout's (120 s).
+ * - grpc.keepalive_time_ms / grpc.keepalive_timeout_ms: the server pings every
+ *   connection, busy or idle; the client's HTTP/2 stack answers without its
+ *   application, so only a dead or wedged peer fails to. Its streams are then
+ *   cancelled and their handlers free what they hold. gRPC clients do not police
+ *   the pings a server sends (only servers police clients' pings).
+ */
+function connectionOptions(limits: ConnectionLimits | undefined): Record<string, number> {
+  if (!limits) return {};
+  return {
+    ...(limits.maxIdleMs > 0 ? { 'grpc.max_connection_idle_ms': limits.maxIdleMs } : {}),
+    ...(limits.keepaliveTimeMs > 0
+      ? { 'grpc.keepalive_time_ms': limits.keepaliveTimeMs, 'grpc.keepalive_timeout_ms': limits.keepaliveTimeoutMs }
+      : {}),
+  };
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
@@ -54,6 +96,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const logReadWorkers = options.logsReadWorkers ? new ChunkWorkers({ ...DEFAULT_CHUNK_WORKERS, maxWorkers: options.logsReadWorkers }) : undefined;
   const server = new Server({
     'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    ...connectionOptions(options.connections),
     interceptors: [
       ...(options.interceptors ?? []),
       ...(security.token ? [bearerTokenInterceptor(security.token)] : []),

@@ -2,14 +2,35 @@
 // first one's tasks as its own (a Create of a name the first one runs wrote
 // over that task's directory while its processes kept running).
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { LOCK_NAME } from '../../src/store/data-dir-lock.js';
+import { createLogger } from '../../src/logger.js';
+import { DataDirInUseError, type DataDirLock, LOCK_NAME, lockDataDir } from '../../src/store/data-dir-lock.js';
+import { packageRoot } from '../../src/util/package-root.js';
+import { socketAnswers } from '../../src/util/unix-socket.js';
+import { capturingLogger } from '../support/log-capture.js';
 import { processTask, startTestExecutor, stateOf, tempDir } from '../support/executor.js';
 import { killTaskTrees } from '../support/processes.js';
 import { connect, spawnExecutor } from '../support/subprocess.js';
 import { waitFor } from '../support/wait.js';
+
+const SHIM = join(packageRoot(), 'build', 'task-shim');
+
+/** Leaves at `path` what a kill -9 leaves: the socket file of a process that listened on it and died. */
+async function leaveStaleSocket(path: string): Promise<void> {
+  const script = `require('node:net').createServer().listen(${JSON.stringify(path)}, () => console.log('listening'))`;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => void (output += chunk.toString()));
+  await waitFor('the soon-dead process to listen', () => output.includes('listening'));
+  child.kill('SIGKILL');
+  await once(child, 'exit');
+  assert.ok(lstatSync(path).isSocket(), 'a socket file is left behind');
+  assert.equal(await socketAnswers(path), false, 'and nothing answers on it');
+}
 
 describe('the data dir lock', () => {
   const cleanups: (() => unknown)[] = [];
@@ -54,5 +75,39 @@ describe('the data dir lock', () => {
     const { client } = await connect(next);
     client.close();
     assert.match(next.output(), /removed the lock of an executor that is gone/);
+  });
+
+  test('executors racing to take over a lock left by a killed one: exactly one gets it, every other is told the data dir is in use', async () => {
+    const dataDir = tempDir();
+    const path = join(dataDir, LOCK_NAME);
+    const log = createLogger('silent');
+    for (let round = 0; round < 5; round++) {
+      await leaveStaleSocket(path);
+      const attempts = await Promise.allSettled(Array.from({ length: 8 }, () => lockDataDir(dataDir, SHIM, log)));
+      const winners = attempts.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
+      const refusals = attempts.flatMap((a) => (a.status === 'rejected' ? [a.reason as unknown] : []));
+      try {
+        assert.equal(winners.length, 1, `round ${round}: ${winners.length} of 8 contenders got the lock`);
+        for (const refusal of refusals) {
+          assert.ok(refusal instanceof DataDirInUseError, `round ${round}: a contender failed with ${String(refusal)} instead of "in use"`);
+        }
+        assert.equal(await socketAnswers(path), true, "the winner's socket is in place");
+      } finally {
+        await Promise.all(winners.map((w: DataDirLock) => w.release()));
+      }
+      assert.ok(!existsSync(path), 'the release removes the lock');
+    }
+  });
+
+  test('a shim that cannot flock (built before --lock-dir) still lets the executor take the lock, with a warning', async () => {
+    const dataDir = tempDir();
+    const { log, text } = capturingLogger();
+    const lock = await lockDataDir(dataDir, '/bin/false', log);
+    try {
+      assert.equal(await socketAnswers(join(dataDir, LOCK_NAME)), true);
+      assert.match(text(), /cannot flock the data dir: two executors starting at the same moment after a crash could both take its lock/);
+    } finally {
+      await lock.release();
+    }
   });
 });

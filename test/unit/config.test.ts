@@ -25,6 +25,18 @@ describe('configuration', () => {
     assert.equal(parseConfig([], { LOGS_READ_WORKERS: '2' }).logsReadWorkers, 2);
   });
 
+  test('gRPC connection limits default to 5m idle and a ping every 1m answered within 20s; 0s turns idle and pings off', () => {
+    const defaults = parseConfig([], {});
+    assert.equal(defaults.grpcMaxConnectionIdleMs, 300_000);
+    assert.equal(defaults.grpcKeepaliveTimeMs, 60_000);
+    assert.equal(defaults.grpcKeepaliveTimeoutMs, 20_000);
+    const off = parseConfig(['--grpc-max-connection-idle', '0s', '--grpc-keepalive-time=0s'], { GRPC_KEEPALIVE_TIMEOUT: '5s' });
+    assert.equal(off.grpcMaxConnectionIdleMs, 0);
+    assert.equal(off.grpcKeepaliveTimeMs, 0);
+    assert.equal(off.grpcKeepaliveTimeoutMs, 5000);
+    assert.equal(parseConfig([], { GRPC_MAX_CONNECTION_IDLE: '1m30s' }).grpcMaxConnectionIdleMs, 90_000);
+  });
+
   test('environment variables set values and flags win over them', () => {
     const env = { DATA_DIR: '/env/dir', LISTEN_ADDR: '127.0.0.1:1', ENABLE_SIDECAR_MODE: 'true', MAIN_CONTAINER_NAME: 'app', RECONCILE_INTERVAL: '2s' };
     const fromEnv = parseConfig([], env);

@@ -83,6 +83,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/file.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1109,8 +1110,39 @@ static void prepare_dir(const char *dir) {
     if (open_plain(&plain[k]) != 0) { /* retried on the first output */ }
 }
 
+/* task-shim --lock-dir DIR: holds an exclusive flock(2) on DIR while its stdin is open.
+ * The executor uses it to make the take-over of its data dir's lock socket exclusive
+ * (src/store/data-dir-lock.ts says why). Prints "locked" once it holds the lock (it
+ * waits for it), then reads stdin until EOF and exits, which releases it: the lock is on
+ * this process's open file description only (O_CLOEXEC, no children), so the kernel
+ * drops it when we exit, whether the executor closed our stdin or died (our stdin's
+ * EOF, or PR_SET_PDEATHSIG while we still wait for the lock). Exit status: 0 after the
+ * lock was held, 1 with "error WHAT: REASON" on stdout when it could not be taken. */
+static int lock_dir_main(const char *dir) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);   /* best effort: stdin's EOF ends us anyway */
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    printf("error open %s: %s\n", dir, strerror(errno));
+    return 1;
+  }
+  int r;
+  while ((r = flock(fd, LOCK_EX)) != 0 && errno == EINTR) {}
+  if (r != 0) {
+    printf("error flock %s: %s\n", dir, strerror(errno));
+    return 1;
+  }
+  printf("locked\n");
+  fflush(stdout);
+  char buf[64];
+  for (;;) {
+    ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
+    if (n == 0 || (n < 0 && errno != EINTR)) return 0;
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc == 2 && strcmp(argv[1], "--spawner") == 0) return spawner_main();
+  if (argc == 3 && strcmp(argv[1], "--lock-dir") == 0) return lock_dir_main(argv[2]);
   struct task_options o = {.cg = calloc((size_t)argc, sizeof(char *))};
   sigset_t mask;
 
