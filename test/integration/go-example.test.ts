@@ -58,3 +58,27 @@ describe('the Go example controller', { skip, timeout: 300_000 }, () => {
     assert.equal(report.events.at(-1), 'WATCH_EVENT_TYPE_MODIFIED:terminated', report.events.join(', '));
   });
 });
+
+describe('a grpc-go client and the idle connection timeout', { skip, timeout: 300_000 }, () => {
+  let te: TestExecutor;
+  const build = tempDir('te-go-reconnect-');
+  const program = join(build, 'go-reconnect');
+
+  before(async () => {
+    assert.deepEqual(missing, [], 'CI must install the Go client packages (.ci/run)');
+    await promisify(execFile)(join(ROOT, 'examples', 'go', 'build-debian.sh'), [program, 'test/support/go-reconnect']);
+    te = await startTestExecutor({ grpcMaxConnectionIdleMs: 300, grpcKeepaliveTimeMs: 0 });
+  });
+
+  after(async () => {
+    await te?.close();
+    rmSync(build, { recursive: true, force: true });
+  });
+
+  test('a call after the server closed the idle connection succeeds on the same ClientConn', async () => {
+    const { stdout } = await promisify(execFile)(program, [te.executor.address], { encoding: 'utf8' });
+    const report = JSON.parse(stdout) as { first: number; leftReady: string; second: number };
+    assert.deepEqual(report, { first: 0, leftReady: report.leftReady, second: 0 });
+    assert.notEqual(report.leftReady, 'READY');
+  });
+});
