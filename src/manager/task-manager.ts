@@ -31,7 +31,7 @@ import { resolvedOk } from '../util/settled.js';
 import { parseSignal } from '../util/signals.js';
 import { KeyedSerializer } from './keyed-serializer.js';
 import { nextRestart } from './restart-policy.js';
-import { hasTimedOut, startFailedState, stateFromObservation, timeoutSeconds } from './transitions.js';
+import { hasTimedOut, remainingGraceMs, startFailedState, stateFromObservation, timeoutSeconds } from './transitions.js';
 
 export interface ManagerOptions {
   store: TaskStore;
@@ -708,8 +708,14 @@ export class TaskManager {
     if (this.stopping.has(name)) return;
     const signal = (record.spec.stopSignal && parseSignal(record.spec.stopSignal)) || this.options.stopSignal;
     const grace = record.spec.terminationGracePeriodSeconds;
-    const graceMs = grace !== undefined ? grace * 1000 : this.options.stopGraceMs;
-    this.options.log.info({ task: name, cause: record.stop?.cause, signal, graceMs }, 'stopping task');
+    const fullGraceMs = grace !== undefined ? grace * 1000 : this.options.stopGraceMs;
+    // The grace runs from the request, so a stop that an executor restart
+    // interrupted SIGKILLs when it would have without the restart. The signal
+    // is sent again all the same: the stop is recorded before it is sent, so
+    // after a restart nothing tells whether it was; a grace already over goes
+    // straight to the kill (graceMs 0, see StopOptions).
+    const graceMs = remainingGraceMs(fullGraceMs, record.stop?.requestedAt, Date.now());
+    this.options.log.info({ task: name, cause: record.stop?.cause, signal, graceMs, fullGraceMs }, 'stopping task');
     const stop = run
       .stop({ signal, graceMs })
       .catch((error: unknown) => {

@@ -111,7 +111,11 @@ export interface Started<H> {
 
 export interface StopOptions {
   signal: NodeJS.Signals;
-  /** How long the task may take to exit after the signal before everything it started is SIGKILLed. */
+  /**
+   * How long the task may take to exit after the signal before everything it
+   * started is SIGKILLed; 0: the kill follows the signal at once. The manager
+   * passes what is left of the grace since the stop was requested.
+   */
   graceMs: number;
 }
 
