@@ -11,23 +11,32 @@
 //   call ends for any other reason.
 // - Returning ends the call with OK; a throw ends it with the status that
 //   src/api/status.ts maps the error to.
+// - Shutdown: when `closing` aborts (the server is closing), the handler is
+//   stopped like on a cancellation and the call ends UNAVAILABLE, so the
+//   client calls again (another executor, or this one once it is back). A
+//   stream never ends by itself (Watch, a follow), and without this the
+//   server's close waited out its whole grace for them.
 // - Cleanup: after a cancellation the generator is closed with return(), so
 //   its finally blocks always run.
 import type { handleServerStreamingCall, ServerWritableStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { TaskError } from '../errors.js';
 import { toServiceError } from './status.js';
 
 export type ServerStreamHandler<Req, Res> = (request: Req, signal: AbortSignal) => AsyncIterable<Res>;
 
-export function serverStream<Req, Res>(handler: ServerStreamHandler<Req, Res>, log: Logger): handleServerStreamingCall<Req, Res> {
-  return (call) => void pump(call, handler, log);
+export function serverStream<Req, Res>(handler: ServerStreamHandler<Req, Res>, log: Logger, closing?: AbortSignal): handleServerStreamingCall<Req, Res> {
+  return (call) => void pump(call, handler, log, closing);
 }
 
-async function pump<Req, Res>(call: ServerWritableStream<Req, Res>, handler: ServerStreamHandler<Req, Res>, log: Logger): Promise<void> {
+const SHUTTING_DOWN = 'the executor is shutting down; call again';
+
+async function pump<Req, Res>(call: ServerWritableStream<Req, Res>, handler: ServerStreamHandler<Req, Res>, log: Logger, closing?: AbortSignal): Promise<void> {
   const closed = new AbortController();
   const abort = () => closed.abort();
   call.once('cancelled', abort);
-  if (call.cancelled) abort();
+  closing?.addEventListener('abort', abort);
+  if (call.cancelled || closing?.aborted) abort();
   const { signal } = closed;
   let messages: AsyncIterator<Res> | undefined;
   try {
@@ -43,12 +52,15 @@ async function pump<Req, Res>(call: ServerWritableStream<Req, Res>, handler: Ser
       if (!call.write(next.value)) await drained(call, signal);
     }
     if (finished && !signal.aborted) call.end();
+    else if (closing?.aborted && !call.cancelled) call.emit('error', toServiceError(new TaskError('Unavailable', SHUTTING_DOWN), log));
   } catch (error) {
     // After a cancellation nobody is listening, and the error is most likely the cancellation itself.
-    if (signal.aborted) log.debug({ err: error, method: call.getPath() }, 'stream failed after it was cancelled');
+    if (closing?.aborted && !call.cancelled) call.emit('error', toServiceError(new TaskError('Unavailable', SHUTTING_DOWN), log));
+    else if (signal.aborted) log.debug({ err: error, method: call.getPath() }, 'stream failed after it was cancelled');
     else call.emit('error', toServiceError(error, log));
   } finally {
     call.off('cancelled', abort);
+    closing?.removeEventListener('abort', abort);
     closed.abort();
     // A generator stopped at a yield runs its finally blocks now; one that finished or threw has run them already.
     await messages?.return?.().catch((error: unknown) => log.warn({ err: error, method: call.getPath() }, 'stream cleanup failed'));

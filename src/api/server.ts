@@ -34,7 +34,7 @@ export interface RunningServer {
   address: string;
   /** The worker threads of bulk Logs reads, when there are any (ServerOptions.logsReadWorkers). */
   logReadWorkers?: ChunkWorkers;
-  /** Marks the service NOT_SERVING, then lets in-flight calls finish (up to graceMs). */
+  /** Marks the service NOT_SERVING, ends the streams (UNAVAILABLE), then lets in-flight calls finish (up to graceMs). */
   close(graceMs?: number): Promise<void>;
 }
 
@@ -113,7 +113,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     stats: StatsRequest,
     watch: WatchRequest,
   };
-  server.addService(withPreEncodedResponses(withTolerantDecoding(TaskExecutorServiceService, requestTypes)), taskExecutorService(manager, log, logReadWorkers));
+  // Aborted by close: streams (Watch, a Logs follow, Stats) would otherwise hold the close for its whole grace.
+  const closing = new AbortController();
+  server.addService(
+    withPreEncodedResponses(withTolerantDecoding(TaskExecutorServiceService, requestTypes)),
+    taskExecutorService(manager, log, logReadWorkers, closing.signal),
+  );
 
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   health.addToServer(server);
@@ -138,6 +143,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     close: async (graceMs = 5000) => {
       health.setStatus('', 'NOT_SERVING');
       health.setStatus(SERVICE_NAME, 'NOT_SERVING');
+      closing.abort();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           server.forceShutdown();

@@ -15,7 +15,8 @@ import { toServiceError } from './status.js';
 import { requestedView } from './task-view.js';
 import { watchHandler } from './watch-handler.js';
 
-export function taskExecutorService(manager: TaskManager, log: Logger, logReadWorkers?: ChunkWorkers): TaskExecutorServiceServer {
+/** `closing`: aborted when the server closes; the streams then end UNAVAILABLE (server-stream.ts). */
+export function taskExecutorService(manager: TaskManager, log: Logger, logReadWorkers?: ChunkWorkers, closing?: AbortSignal): TaskExecutorServiceServer {
   const unary =
     <Req, Res>(handle: (request: Req) => Promise<Res> | Res): handleUnaryCall<Req, Res> =>
     (call, callback) => {
@@ -40,8 +41,8 @@ export function taskExecutorService(manager: TaskManager, log: Logger, logReadWo
       return setTasksReply(await manager.setTasks(desired), replyView);
     }),
     list: unary((request) => listPage(manager.list(), request, requestedView(request.view, 'full'))),
-    logs: serverStream(logsHandler(manager, log, logReadWorkers), log),
-    stats: serverStream(statsHandler(manager, log), log),
-    watch: serverStream(watchHandler(manager), log),
+    logs: serverStream(logsHandler(manager, log, logReadWorkers), log, closing),
+    stats: serverStream(statsHandler(manager, log), log, closing),
+    watch: serverStream(watchHandler(manager), log, closing),
   };
 }

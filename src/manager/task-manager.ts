@@ -31,7 +31,7 @@ import { resolvedOk } from '../util/settled.js';
 import { parseSignal } from '../util/signals.js';
 import { KeyedSerializer } from './keyed-serializer.js';
 import { nextRestart } from './restart-policy.js';
-import { hasTimedOut, startFailedState, stateFromObservation, timeoutSeconds } from './transitions.js';
+import { hasTimedOut, remainingGraceMs, startFailedState, stateFromObservation, timeoutSeconds } from './transitions.js';
 
 export interface ManagerOptions {
   store: TaskStore;
@@ -88,6 +88,8 @@ const UNAVAILABLE_RETRY_MS = 1000;
 /** Longest delay Node's timers take (about 24.8 days); later deadlines are re-armed. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 export const RUNTIME_UNAVAILABLE = 'RuntimeUnavailable';
+/** The abort reason of starts that close() gives up, told apart from a deletion's. */
+const SHUTDOWN = Symbol('executor shutdown');
 
 export class TaskManager {
   /** Committed records by name; each is replaced, never modified. */
@@ -149,13 +151,22 @@ export class TaskManager {
     this.safetyNet.unref();
   }
 
-  /** Stops supervising. Tasks keep running and are picked up again on the next start. */
+  /**
+   * Stops supervising. Tasks keep running and are picked up again on the next
+   * start. Waits for each task's step in flight (and the writes in it), never
+   * for a stop's grace period (stops run beside the actors: the next executor
+   * resumes them from their records) nor for a slow start (an image pull and
+   * its back-off): that start is aborted and nothing of it is recorded, so the
+   * task still waits to start and the next executor starts it (or adopts what
+   * did start).
+   */
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.safetyNet);
     for (const timer of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
     for (const stop of this.detach.splice(0)) stop();
+    for (const controller of this.starting.values()) controller.abort(SHUTDOWN);
     await this.work.drain();
     for (const stop of this.unwatch.values()) stop();
     this.unwatch.clear();
@@ -459,6 +470,11 @@ export class TaskManager {
         giveBack();
         this.doneBeforeRun(name, starting);
       });
+      // A start the shutdown gave up (close) ran nothing: the task waits for the next executor.
+      if (starting.signal.reason === SHUTDOWN && started.observation.state !== 'running' && started.durable !== true) {
+        this.options.log.info({ task: name }, 'start interrupted by the shutdown; the next executor starts the task');
+        return;
+      }
       next = (r) => ({
         ...r,
         runtime: started.ref,
@@ -530,11 +546,12 @@ export class TaskManager {
     return false;
   }
 
-  /** A signal for work before the task runs, aborted by markForDeletion (at once if the task is marked already). */
+  /** A signal for work before the task runs, aborted by markForDeletion (at once if the task is marked already) and by close. */
   private abortOnDeletion(name: string): AbortController {
     const controller = new AbortController();
     this.starting.set(name, controller);
     if (this.tasks.get(name)?.deletionRequestedAt) controller.abort();
+    else if (this.closed) controller.abort(SHUTDOWN);
     return controller;
   }
 
@@ -708,8 +725,14 @@ export class TaskManager {
     if (this.stopping.has(name)) return;
     const signal = (record.spec.stopSignal && parseSignal(record.spec.stopSignal)) || this.options.stopSignal;
     const grace = record.spec.terminationGracePeriodSeconds;
-    const graceMs = grace !== undefined ? grace * 1000 : this.options.stopGraceMs;
-    this.options.log.info({ task: name, cause: record.stop?.cause, signal, graceMs }, 'stopping task');
+    const fullGraceMs = grace !== undefined ? grace * 1000 : this.options.stopGraceMs;
+    // The grace runs from the request, so a stop that an executor restart
+    // interrupted SIGKILLs when it would have without the restart. The signal
+    // is sent again all the same: the stop is recorded before it is sent, so
+    // after a restart nothing tells whether it was; a grace already over goes
+    // straight to the kill (graceMs 0, see StopOptions).
+    const graceMs = remainingGraceMs(fullGraceMs, record.stop?.requestedAt, Date.now());
+    this.options.log.info({ task: name, cause: record.stop?.cause, signal, graceMs, fullGraceMs }, 'stopping task');
     const stop = run
       .stop({ signal, graceMs })
       .catch((error: unknown) => {

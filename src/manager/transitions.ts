@@ -53,6 +53,23 @@ export function hasTimedOut(record: TaskRecord, now: number): boolean {
   return now - Date.parse(record.state.startedAt) > seconds * 1000;
 }
 
+/**
+ * How much of a stop's grace period is left `now` (ms since the epoch): the
+ * grace runs from the stop's request (TaskRecord.stop.requestedAt, persisted),
+ * not from when this executor began the stop, so a stop interrupted by an
+ * executor restart still SIGKILLs at about requestedAt + grace. Only the
+ * wall clock survives a restart, so elapsed time is measured on it; the result
+ * is clamped to [0, graceMs]: a clock stepped back can never stretch the grace
+ * beyond what the task was given, and one stepped forward at worst ends it
+ * early (SIGKILL sooner). A missing or unreadable requestedAt
+ * gives the full grace.
+ */
+export function remainingGraceMs(graceMs: number, requestedAt: string | undefined, now: number): number {
+  const since = requestedAt === undefined ? Number.NaN : Date.parse(requestedAt);
+  if (!Number.isFinite(since)) return graceMs;
+  return Math.min(graceMs, Math.max(0, graceMs - (now - since)));
+}
+
 export function startFailedState(message: string): TaskState {
   return {
     phase: 'terminated',

@@ -15,7 +15,9 @@ export interface StartRequest {
   /**
    * Aborted when the task is deleted while it starts: a slow start (an image
    * pull and its back-off) gives up at once and returns a terminated
-   * observation (reason Stopped) instead of running the task.
+   * observation (reason Stopped) instead of running the task. Also aborted
+   * when the executor shuts down: the manager then records nothing of a start
+   * that gave up (not running), and the next executor starts the task.
    */
   signal?: AbortSignal;
   /**
@@ -111,7 +113,11 @@ export interface Started<H> {
 
 export interface StopOptions {
   signal: NodeJS.Signals;
-  /** How long the task may take to exit after the signal before everything it started is SIGKILLed. */
+  /**
+   * How long the task may take to exit after the signal before everything it
+   * started is SIGKILLed; 0: the kill follows the signal at once. The manager
+   * passes what is left of the grace since the stop was requested.
+   */
   graceMs: number;
 }
 

@@ -219,3 +219,41 @@ describe('a start waiting for an image holds no start slot', () => {
     assert.equal(started.state.phase, 'running', `the process task's Create answered ${JSON.stringify(started.state)}`);
   });
 });
+
+describe('a shutdown during an image pull', () => {
+  const closers: (() => unknown)[] = [];
+  after(async () => {
+    for (const close of closers.reverse()) await close();
+  });
+
+  test('is not held up by the pull and its back-off, records nothing of the start, and the next executor starts the task', async () => {
+    const cri = await startFakeCri();
+    closers.push(() => cri.close());
+    const image = 'registry.local/shutdown:1';
+    cri.scriptPulls(image, { times: Infinity, code: status.UNAVAILABLE, details: 'registry down' });
+    const dataDir = tempDir();
+    // A pull may take ten minutes: the shutdown must not wait for it.
+    const options = { enableContainerMode: true, criSocket: cri.socket, imagePullTimeoutMs: 600_000 };
+    const first = await startTestExecutor(options, dataDir);
+    closers.push(() => first.close());
+    await first.api.createTask({ task: containerTask('pulling', image) });
+    await waitFor('the pull to back off', async () => {
+      const state = stateOf((await first.api.getTask({ name: 'pulling' })).task);
+      return state?.$case === 'waiting' && state.value.reason === 'ImagePullBackOff';
+    });
+    let closed = false;
+    void first.stop().then(() => (closed = true));
+    await waitFor('the executor to close during the back-off', () => closed, { timeoutMs: 15_000 });
+
+    cri.scriptPulls(image, { times: 0, code: status.UNAVAILABLE, details: 'registry down', afterwards: 'succeed' });
+    const second = await startTestExecutor(options, dataDir);
+    closers.push(() => second.close());
+    const state = await waitFor('the task to start after the restart', async () => {
+      const current = stateOf((await second.api.getTask({ name: 'pulling' })).task);
+      return current?.$case === 'running' || current?.$case === 'terminated' ? current : undefined;
+    });
+    assert.equal(state.$case, 'running', `the task runs once the image can be pulled, not ${JSON.stringify(state)}`);
+    await second.api.deleteTask({ name: 'pulling' });
+    await waitFor('the task to be gone', async () => (await second.api.listTasks()).tasks.length === 0);
+  });
+});

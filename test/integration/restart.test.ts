@@ -3,7 +3,7 @@ import { appendFileSync, existsSync, readdirSync, readFileSync, writeFileSync } 
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { startTimeOf } from '../../src/runtime/process/procfs.js';
+import { isSameProcessAlive, startTimeOf } from '../../src/runtime/process/procfs.js';
 import { shell, startTestExecutor, stateOf, tempDir, terminated } from '../support/executor.js';
 import { isAlive, killTaskTrees } from '../support/processes.js';
 import { connect, spawnExecutor } from '../support/subprocess.js';
@@ -62,6 +62,59 @@ describe('executor restart', () => {
     const start = JSON.parse(readFileSync(join(dataDir, 'survivor', 'start.json'), 'utf8')) as { pid: number };
     assert.ok(startTimeOf(start.pid), 'tasks keep running when the executor shuts down');
     assert.match(second.output(), /shutting down; running tasks keep running/);
+  });
+
+  test('SIGTERM during the deletion of tasks that ignore SIGTERM exits long before their grace, and after a restart they are killed when the grace that began at the Delete ends', async () => {
+    const GRACE_S = 20;
+    const dataDir = tempDir();
+    const scratch = tempDir('te-scratch-');
+    cleanups.push(() => killTaskTrees(dataDir));
+    const args = ['--data-dir', dataDir, '--listen-addr', `unix://${join(scratch, 'api.sock')}`, '--reconcile-interval', '100ms', '--log-level', 'info'];
+    const names = Array.from({ length: 10 }, (_, i) => `stubborn-${i}`);
+    const startOf = (name: string) => JSON.parse(readFileSync(join(dataDir, name, 'start.json'), 'utf8')) as { pid: number; startTime: string };
+
+    const first = spawnExecutor(args);
+    cleanups.push(() => first.child.kill('SIGKILL'));
+    const a = await connect(first);
+    for (const name of names) {
+      await a.api.createTask({ task: shell(name, `trap "" TERM; echo ${name} >> ${join(scratch, 'runs')}; exec sleep 600`, {}, { terminationGracePeriodSeconds: GRACE_S }) });
+    }
+    await waitFor('every task to run', async () => (await a.api.listTasks()).tasks.every((t) => stateOf(t)?.$case === 'running'));
+    const runs = Object.fromEntries(names.map((name) => [name, startOf(name)]));
+    const deleted = await Promise.all(names.map((name) => a.api.deleteTask({ name })));
+    const requestedAt = Math.min(...deleted.map((reply) => reply.task!.deletionTimestamp!.getTime()));
+    // Every stop has begun (its signal is sent, its grace runs) before the executor is told to stop.
+    await waitFor('every stop to begin', () => names.every((name) => first.output().includes(`"task":"${name}","cause":"deletion"`)));
+    a.client.close();
+
+    const sigterm = Date.now();
+    first.child.kill('SIGTERM');
+    assert.equal(await first.exited, 0);
+    const shutdownMs = Date.now() - sigterm;
+    assert.ok(shutdownMs < GRACE_S * 1000 / 2, `the executor exits without waiting for the stops' grace (took ${shutdownMs} ms)`);
+    assert.ok(names.every((name) => isSameProcessAlive(runs[name]!.pid, runs[name]!.startTime)), 'the tasks ignore SIGTERM and outlive the executor');
+
+    // Half the grace passes while no executor runs: what is left of it is 10 s, not a new 20 s.
+    await waitFor('half the grace to pass', () => Date.now() >= requestedAt + (GRACE_S * 1000) / 2, { timeoutMs: GRACE_S * 1000 });
+    const second = spawnExecutor(args);
+    cleanups.push(() => second.child.kill('SIGKILL'));
+    const b = await connect(second);
+    assert.ok(names.every((name) => isSameProcessAlive(runs[name]!.pid, runs[name]!.startTime)), 'no task is killed before its grace ends');
+    assert.equal((await b.api.listTasks()).tasks.length, names.length, 'the deletions are still under way after the restart');
+    // Before the fix the restart gave every stop a full grace again: gone at about restart + 20 s (~31 s after the Delete).
+    const margin = 6000;
+    await waitFor('the tasks to be deleted when the original grace ends', async () => (await b.api.listTasks()).tasks.length === 0, {
+      timeoutMs: requestedAt + GRACE_S * 1000 + margin - Date.now(),
+      intervalMs: 100,
+    });
+    const goneAt = Date.now();
+    assert.ok(goneAt >= requestedAt + GRACE_S * 1000, 'the tasks were killed only once their grace had ended');
+    assert.ok(names.every((name) => !isSameProcessAlive(runs[name]!.pid, runs[name]!.startTime)), 'every task was killed');
+    assert.ok(names.every((name) => !existsSync(join(dataDir, name))), 'every record is removed');
+    assert.deepEqual(readFileSync(join(scratch, 'runs'), 'utf8').split('\n').filter(Boolean).sort(), [...names].sort(), 'each task ran once, none again after the restart');
+    b.client.close();
+    second.child.kill('SIGTERM');
+    assert.equal(await second.exited, 0);
   });
 
   test('a recorded pid that now belongs to another process is not mistaken for the task (pid reuse)', async () => {

@@ -8,7 +8,7 @@ import { WatchEventType, type WatchResponse } from '../../gen/taskexecutor/v1/ta
 import type { Task } from '../../gen/taskexecutor/v1/task.js';
 import { WATCH_BACKLOG } from '../../src/api/watch-handler.js';
 import type { TaskEvent } from '../../src/manager/task-manager.js';
-import { processTask, shell, startTestExecutor, stateOf, type TestExecutor } from '../support/executor.js';
+import { eventSubscribers, processTask, shell, startTestExecutor, stateOf, type TestExecutor } from '../support/executor.js';
 import { waitFor } from '../support/wait.js';
 
 const TYPES: Record<TaskEvent['type'], WatchEventType> = {
@@ -126,5 +126,22 @@ describe('Watch', () => {
     await watcher!.ended;
     await te.api.setTasks({ tasks: [] });
     await waitFor('every task to be gone', async () => (await expected()).length === 0, { timeoutMs: 30_000 });
+  });
+});
+
+describe('Watch across a shutdown', () => {
+  test("an executor's shutdown ends an open Watch with UNAVAILABLE (call again) instead of holding the shutdown until its grace forces the stream closed", async () => {
+    const te = await startTestExecutor();
+    try {
+      const before = eventSubscribers(te);
+      const watcher = openWatch(te, false);
+      await waitFor('the Watch to be subscribed', () => eventSubscribers(te) > before);
+      await te.stop();
+      const end = await watcher.ended;
+      assert.equal(end?.code, status.UNAVAILABLE, `the Watch ends UNAVAILABLE, not ${end?.code} (${end?.details})`);
+      assert.match(end.details, /shutting down; call again/);
+    } finally {
+      await te.close();
+    }
   });
 });

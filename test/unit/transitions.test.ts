@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { TaskRecord, TaskSpec, TaskState } from '../../src/model/task.js';
 import { DEFAULT_MAX_RESTARTS, nextRestart } from '../../src/manager/restart-policy.js';
-import { hasTimedOut, LOST_EXIT_CODE, startFailedState, stateFromObservation, timeoutSeconds } from '../../src/manager/transitions.js';
+import { hasTimedOut, LOST_EXIT_CODE, remainingGraceMs, startFailedState, stateFromObservation, timeoutSeconds } from '../../src/manager/transitions.js';
 
 const STARTED = '2026-01-02T03:04:05.000Z';
 const FINISHED = '2026-01-02T03:04:15.000Z';
@@ -122,5 +122,30 @@ describe('restart policy', () => {
     const { maxRestarts: _, ...spec } = onFailure;
     assert.equal(nextRestart(spec, ended(1), DEFAULT_MAX_RESTARTS - 1)?.of, DEFAULT_MAX_RESTARTS);
     assert.equal(nextRestart(spec, ended(1), DEFAULT_MAX_RESTARTS), undefined);
+  });
+});
+
+describe('remaining stop grace', () => {
+  const requestedAt = '2026-01-02T03:04:05.000Z';
+  const at = (secondsAfterRequest: number) => Date.parse(requestedAt) + secondsAfterRequest * 1000;
+
+  test('the grace runs from the request: a stop begun later (after an executor restart) gets only what is left', () => {
+    assert.equal(remainingGraceMs(30_000, requestedAt, at(0)), 30_000);
+    assert.equal(remainingGraceMs(30_000, requestedAt, at(12)), 18_000);
+  });
+
+  test('a grace already over leaves 0 (straight to the kill), never a negative time', () => {
+    assert.equal(remainingGraceMs(30_000, requestedAt, at(30)), 0);
+    assert.equal(remainingGraceMs(30_000, requestedAt, at(3600)), 0);
+    assert.equal(remainingGraceMs(0, requestedAt, at(0)), 0);
+  });
+
+  test('a wall clock stepped back (a request in the future) never stretches the grace beyond the full period', () => {
+    assert.equal(remainingGraceMs(30_000, requestedAt, at(-3600)), 30_000);
+  });
+
+  test('a missing or unreadable request time gives the full grace', () => {
+    assert.equal(remainingGraceMs(8_000, undefined, at(100)), 8_000);
+    assert.equal(remainingGraceMs(8_000, 'not a time', at(100)), 8_000);
   });
 });

@@ -2760,6 +2760,9 @@ export const WatchResponse: MessageFns<WatchResponse> = {
  *   RESOURCE_EXHAUSTED  a request larger than 4 MiB;
  *   UNAVAILABLE         the executor cannot write its data dir, or the
  *                       container runtime is unreachable (retry later);
+ *                       or it is shutting down: a stream in progress
+ *                       (Watch, Logs, Stats) ends with it at once, so call
+ *                       again;
  *   INTERNAL            a bug: the message says what failed.
  * Names (Task.name, and the name of Get, Delete, Logs and Stats) follow the
  * rule on Task.name; any other name is INVALID_ARGUMENT.
