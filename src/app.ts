@@ -152,6 +152,7 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
       security,
       interceptors: metrics ? [metrics.interceptor] : [],
       logsReadWorkers: config.logsReadWorkers,
+      maxLogStreams: config.maxLogStreams,
     });
     closers.push(() => server.close());
     const access = metricsAccess(security, config.metricsAuth);

@@ -9,6 +9,8 @@ import { parseDuration } from './util/duration.js';
 import { parseSignal } from './util/signals.js';
 
 export const DEFAULT_DATA_DIR = '/var/lib/sandbox/tasks';
+/** --max-log-streams: a few per task of a busy node; at most about 128 MiB held by streams whose clients do not read. */
+export const DEFAULT_MAX_LOG_STREAMS = 256;
 
 export interface Config {
   dataDir: string;
@@ -41,6 +43,8 @@ export interface Config {
   maxTasks: number;
   /** Worker threads for bulk chunked Logs reads, started when needed (0: all on the main thread). */
   logsReadWorkers: number;
+  /** Most Logs streams open at once; more is RESOURCE_EXHAUSTED; 0: no limit. */
+  maxLogStreams: number;
   stopSignal: NodeJS.Signals;
   stopGraceMs: number;
   logMaxBytes: number;
@@ -228,6 +232,15 @@ function program(): Command {
         .default(1),
     )
     .addOption(
+      new Option(
+        '--max-log-streams <n>',
+        'most Logs streams open at once (each holds up to about 0.5 MiB while its client does not read); more is RESOURCE_EXHAUSTED; 0: no limit',
+      )
+        .env('MAX_LOG_STREAMS')
+        .argParser(positiveInt(0))
+        .default(DEFAULT_MAX_LOG_STREAMS),
+    )
+    .addOption(
       new Option('--max-tasks <n>', 'most tasks held at once, being deleted included; more is RESOURCE_EXHAUSTED (HTTP 429); 0: no limit')
         .env('MAX_TASKS')
         .argParser(positiveInt(0))
@@ -403,6 +416,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       reconcileIntervalMs: o.reconcileInterval,
       maxTasks: o.maxTasks,
       logsReadWorkers: o.logsReadWorkers,
+      maxLogStreams: o.maxLogStreams,
       stopSignal: o.stopSignal,
       stopGraceMs: o.stopGracePeriod,
       logMaxBytes: o.logMaxFileSize,

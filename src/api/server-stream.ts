@@ -6,6 +6,15 @@
 //   the next one is asked for only once grpc-js has room (HTTP/2 flow control:
 //   after 'drain' when write() returned false). A slow client slows the
 //   handler down instead of growing buffers.
+// - grpc-js's own queue counts messages (16 before write() says wait), not
+//   bytes: sixteen 64 KiB Logs batches would be 1 MiB per stream held for a
+//   client that stopped reading. So the pump also waits while more than
+//   MAX_UNSENT_BYTES of pre-encoded messages are not yet on the socket.
+// - A wait for room longer than STALL_MS is a stall: the handler's
+//   StreamFlow.onStall listeners run, so it can give back buffers it holds
+//   only for speed (the Logs reader's read-ahead).
+// - A cap (StreamSlots) on how many such streams are open at once: one more
+//   is RESOURCE_EXHAUSTED; the slot is freed however the stream ends.
 // - The signal aborts when the client cancels, the deadline passes or the
 //   connection drops (grpc-js reports all three as 'cancelled'), and when the
 //   call ends for any other reason.
@@ -15,23 +24,47 @@
 //   its finally blocks always run.
 import type { handleServerStreamingCall, ServerWritableStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { ENCODED, type PreEncoded } from './pre-encoded.js';
 import { toServiceError } from './status.js';
+import type { StreamSlots } from './stream-slots.js';
 
-export type ServerStreamHandler<Req, Res> = (request: Req, signal: AbortSignal) => AsyncIterable<Res>;
+/** Pre-encoded bytes written but not yet on the socket beyond which the next message waits: two 64 KiB Logs messages. */
+export const MAX_UNSENT_BYTES = 128 * 1024;
+/** A wait for room this long is a stall (see StreamFlow.onStall). */
+export const STALL_MS = 500;
 
-export function serverStream<Req, Res>(handler: ServerStreamHandler<Req, Res>, log: Logger): handleServerStreamingCall<Req, Res> {
-  return (call) => void pump(call, handler, log);
+/** What the handler learns about its client's pace. */
+export interface StreamFlow {
+  /** `listener` runs whenever the client has taken nothing for STALL_MS while a message waits. */
+  onStall(listener: () => void): void;
 }
 
-async function pump<Req, Res>(call: ServerWritableStream<Req, Res>, handler: ServerStreamHandler<Req, Res>, log: Logger): Promise<void> {
+export type ServerStreamHandler<Req, Res> = (request: Req, signal: AbortSignal, flow: StreamFlow) => AsyncIterable<Res>;
+
+/** `slots`: a cap on this method's open streams (RESOURCE_EXHAUSTED beyond it). */
+export function serverStream<Req, Res>(handler: ServerStreamHandler<Req, Res>, log: Logger, slots?: StreamSlots): handleServerStreamingCall<Req, Res> {
+  return (call) => void pump(call, handler, log, slots);
+}
+
+const encodedSize = (message: unknown): number =>
+  typeof message === 'object' && message !== null && ENCODED in message ? (message as PreEncoded)[ENCODED].length : 0;
+
+async function pump<Req, Res>(call: ServerWritableStream<Req, Res>, handler: ServerStreamHandler<Req, Res>, log: Logger, slots: StreamSlots | undefined): Promise<void> {
   const closed = new AbortController();
   const abort = () => closed.abort();
   call.once('cancelled', abort);
   if (call.cancelled) abort();
   const { signal } = closed;
   let messages: AsyncIterator<Res> | undefined;
+  let release: (() => void) | undefined;
+  const stallListeners: (() => void)[] = [];
+  const flow: StreamFlow = { onStall: (listener) => void stallListeners.push(listener) };
+  const room = new Room(call, signal, () => {
+    for (const listener of stallListeners) listener();
+  });
   try {
-    messages = handler(call.request, signal)[Symbol.asyncIterator]();
+    release = slots?.acquire();
+    messages = handler(call.request, signal, flow)[Symbol.asyncIterator]();
     let finished = false;
     while (!signal.aborted) {
       const next = await messages.next();
@@ -40,7 +73,7 @@ async function pump<Req, Res>(call: ServerWritableStream<Req, Res>, handler: Ser
         break;
       }
       if (signal.aborted) break;
-      if (!call.write(next.value)) await drained(call, signal);
+      await room.write(next.value);
     }
     if (finished && !signal.aborted) call.end();
   } catch (error) {
@@ -48,6 +81,7 @@ async function pump<Req, Res>(call: ServerWritableStream<Req, Res>, handler: Ser
     if (signal.aborted) log.debug({ err: error, method: call.getPath() }, 'stream failed after it was cancelled');
     else call.emit('error', toServiceError(error, log));
   } finally {
+    release?.();
     call.off('cancelled', abort);
     closed.abort();
     // A generator stopped at a yield runs its finally blocks now; one that finished or threw has run them already.
@@ -55,15 +89,47 @@ async function pump<Req, Res>(call: ServerWritableStream<Req, Res>, handler: Ser
   }
 }
 
-/** Resolves once grpc-js can take more ('drain'), or when the call is cancelled (a cancelled call never drains). */
-function drained(call: ServerWritableStream<unknown, unknown>, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      call.off('drain', done);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    call.on('drain', done);
-    signal.addEventListener('abort', done);
-  });
+/**
+ * Writes messages to the call, waiting while grpc-js has no room (its queue
+ * is full: 'drain') or while more than MAX_UNSENT_BYTES are not yet on the
+ * socket; a wait ends early when the call is cancelled (a cancelled call never
+ * drains). A wait of STALL_MS calls `stalled` (once per wait).
+ */
+class Room {
+  private unsent = 0;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly call: ServerWritableStream<unknown, unknown>,
+    private readonly signal: AbortSignal,
+    private readonly stalled: () => void,
+  ) {}
+
+  async write(message: unknown): Promise<void> {
+    const size = encodedSize(message);
+    this.unsent += size;
+    const roomy = this.call.write(message, () => {
+      this.unsent -= size;
+      if (this.unsent <= MAX_UNSENT_BYTES) this.wake?.();
+    });
+    if (roomy && this.unsent <= MAX_UNSENT_BYTES) return;
+    await this.wait(() => !this.call.writableNeedDrain && this.unsent <= MAX_UNSENT_BYTES);
+  }
+
+  private wait(ready: () => boolean): Promise<void> {
+    return new Promise((resolve) => {
+      const stall = setTimeout(this.stalled, STALL_MS);
+      const check = () => {
+        if (!ready() && !this.signal.aborted) return;
+        clearTimeout(stall);
+        this.call.off('drain', check);
+        this.signal.removeEventListener('abort', check);
+        this.wake = undefined;
+        resolve();
+      };
+      this.wake = check;
+      this.call.on('drain', check);
+      this.signal.addEventListener('abort', check);
+    });
+  }
 }

@@ -26,6 +26,7 @@ import { addReflection } from './reflection.js';
 import { withPreEncodedResponses } from './pre-encoded.js';
 import { taskExecutorService } from './task-service.js';
 import { ChunkWorkers, DEFAULT_CHUNK_WORKERS } from './log-chunks-offload.js';
+import { StreamSlots } from './stream-slots.js';
 
 export const SERVICE_NAME = 'taskexecutor.v1.TaskExecutorService';
 
@@ -47,6 +48,8 @@ export interface ServerOptions {
   interceptors?: ServerInterceptor[];
   /** Worker threads for bulk chunked Logs reads (log-chunks-offload.ts); 0 or absent: none. */
   logsReadWorkers?: number;
+  /** Most Logs streams open at once (--max-log-streams); 0 or absent: no limit. */
+  maxLogStreams?: number;
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
@@ -70,7 +73,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     stats: StatsRequest,
     watch: WatchRequest,
   };
-  server.addService(withPreEncodedResponses(withTolerantDecoding(TaskExecutorServiceService, requestTypes)), taskExecutorService(manager, log, logReadWorkers));
+  server.addService(withPreEncodedResponses(withTolerantDecoding(TaskExecutorServiceService, requestTypes)), taskExecutorService(manager, log, logReadWorkers, new StreamSlots('Logs', options.maxLogStreams ?? 0, '--max-log-streams')));
 
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   health.addToServer(server);

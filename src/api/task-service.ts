@@ -12,10 +12,12 @@ import { serverStream } from './server-stream.js';
 import { setTasksReply } from './set-tasks-reply.js';
 import { statsHandler } from './stats-handler.js';
 import { toServiceError } from './status.js';
+import type { StreamSlots } from './stream-slots.js';
 import { requestedView } from './task-view.js';
 import { watchHandler } from './watch-handler.js';
 
-export function taskExecutorService(manager: TaskManager, log: Logger, logReadWorkers?: ChunkWorkers): TaskExecutorServiceServer {
+/** `logStreams`: the cap on open Logs streams (--max-log-streams). */
+export function taskExecutorService(manager: TaskManager, log: Logger, logReadWorkers?: ChunkWorkers, logStreams?: StreamSlots): TaskExecutorServiceServer {
   const unary =
     <Req, Res>(handle: (request: Req) => Promise<Res> | Res): handleUnaryCall<Req, Res> =>
     (call, callback) => {
@@ -40,7 +42,7 @@ export function taskExecutorService(manager: TaskManager, log: Logger, logReadWo
       return setTasksReply(await manager.setTasks(desired), replyView);
     }),
     list: unary((request) => listPage(manager.list(), request, requestedView(request.view, 'full'))),
-    logs: serverStream(logsHandler(manager, log, logReadWorkers), log),
+    logs: serverStream(logsHandler(manager, log, logReadWorkers), log, logStreams),
     stats: serverStream(statsHandler(manager, log), log),
     watch: serverStream(watchHandler(manager), log),
   };

@@ -1,0 +1,127 @@
+// Clients that open Logs streams and never read them (buggy, stuck or hostile)
+// must not be able to take the executor down: --max-log-streams caps how many
+// are open (one more is RESOURCE_EXHAUSTED, a slot comes back however a stream
+// ends), and a stalled stream holds little memory.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { type ClientReadableStream, status } from '@grpc/grpc-js';
+import type { LogsResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
+import { shell, startTestExecutor, type TestExecutor } from '../support/executor.js';
+import { liveMemory, settledMemory, spawnMeasuredExecutor } from '../support/live-memory.js';
+import { openLogs } from '../support/logs-rpc.js';
+import { killTaskTrees } from '../support/processes.js';
+import { StuckClient } from '../support/stuck-client.js';
+import { connect } from '../support/subprocess.js';
+import { waitFor } from '../support/wait.js';
+
+/** Opens a follow stream of `task`: 'open' once its first message comes, or the status it ended with. */
+function follow(te: TestExecutor, task: string): { call: ClientReadableStream<LogsResponse>; outcome: Promise<'open' | { code: number; details: string }> } {
+  const { call, done } = openLogs(te, { name: task, follow: true }, () => {});
+  const outcome = new Promise<'open' | { code: number; details: string }>((resolve) => {
+    call.once('data', () => resolve('open'));
+    void done.then(({ error }) => resolve(error ? { code: error.code, details: error.details } : { code: status.OK, details: '' }));
+  });
+  return { call, outcome };
+}
+
+describe('Logs streams: a cap on how many are open', () => {
+  let te: TestExecutor;
+  const MAX = 3;
+
+  before(async () => {
+    te = await startTestExecutor({ maxLogStreams: MAX });
+    await te.api.createTask({ task: shell('talker', 'echo hello; exec sleep 1000') });
+  });
+  after(() => te.close());
+
+  test('the stream beyond --max-log-streams is RESOURCE_EXHAUSTED saying how many are open and which flag raises it; a cancelled stream frees its slot', async () => {
+    const open = Array.from({ length: MAX }, () => follow(te, 'talker'));
+    for (const stream of open) assert.equal(await stream.outcome, 'open');
+
+    const refused = await follow(te, 'talker').outcome;
+    assert.notEqual(refused, 'open');
+    if (refused === 'open') return;
+    assert.equal(refused.code, status.RESOURCE_EXHAUSTED, `got ${status[refused.code]}: ${refused.details}`);
+    assert.match(refused.details, /3 are open/);
+    assert.match(refused.details, /--max-log-streams 3/);
+
+    open[0]!.call.cancel();
+    // The slot comes back once the executor has seen the cancellation: poll with new streams.
+    const again = await waitFor('a new stream to be let in', async () => {
+      const attempt = follow(te, 'talker');
+      const outcome = await attempt.outcome;
+      return outcome === 'open' ? attempt : undefined;
+    });
+    for (const stream of [...open.slice(1), again]) stream.call.cancel();
+  });
+
+  test('streams of a connection that drops free their slots', async () => {
+    const address = te.executor.address;
+    const stuck = new StuckClient(address);
+    const streams = Array.from({ length: MAX }, () => stuck.logs({ name: 'talker', follow: true }));
+    // All slots taken: a stream of another client is refused.
+    await waitFor('the stuck client to hold every slot', async () => {
+      const outcome = await follow(te, 'talker').outcome;
+      return outcome !== 'open' && outcome.code === status.RESOURCE_EXHAUSTED ? true : undefined;
+    });
+    stuck.close();
+    const again = await waitFor('a new stream to be let in', async () => {
+      const attempt = follow(te, 'talker');
+      return (await attempt.outcome) === 'open' ? attempt : undefined;
+    });
+    again.call.cancel();
+    assert.equal(streams.length, MAX);
+  });
+
+  test('a stream that ends (the task never started: no output) does not keep its slot', async () => {
+    // More ended streams than slots: each must have given its slot back.
+    for (let i = 0; i < MAX * 2; i++) {
+      const { error } = await openLogs(te, { name: 'no-such-task' }).done;
+      assert.equal(error?.code, status.NOT_FOUND);
+    }
+    const attempt = follow(te, 'talker');
+    assert.equal(await attempt.outcome, 'open');
+    attempt.call.cancel();
+  });
+});
+
+/** Bytes of every output.<N>.log under dir. */
+function logBytes(dir: string): number {
+  let total = 0;
+  for (const name of readdirSync(dir, { recursive: true, encoding: 'utf8' })) if (/output\.\d+\.log$/.test(name)) total += statSync(join(dir, name)).size;
+  return total;
+}
+
+describe('Logs streams whose client does not read', () => {
+  test('hold little memory each: the executor grows by well under 1 MiB per stalled batched follow stream over a large log', async (t) => {
+    const STREAMS = 40;
+    const scratch = mkdtempSync(join(tmpdir(), 'te-stuck-'));
+    const dataDir = join(scratch, 'data');
+    const executor = spawnMeasuredExecutor(['--data-dir', dataDir, '--listen-addr', '127.0.0.1:0', '--max-log-streams', '0']);
+    const clients: StuckClient[] = [];
+    try {
+      const { api, address } = await connect(executor);
+      // ~20 MB of 100-byte lines, then the task keeps running (so a follow never ends).
+      await api.createTask({ task: shell('big', `yes "$(printf '%099d' 7)" | head -n 200000; exec sleep 1000`) });
+      await waitFor('the log to be written', () => (logBytes(dataDir) >= 20_000_000 ? true : undefined), { timeoutMs: 60_000, intervalMs: 100 });
+      const before = await liveMemory(executor);
+      for (let i = 0; i < 4; i++) clients.push(new StuckClient(address));
+      for (let i = 0; i < STREAMS; i++) clients[i % clients.length]!.logs({ name: 'big', follow: true, batch: true });
+      const stalled = await settledMemory(executor);
+      const perStream = (stalled.heapUsed + stalled.external - (before.heapUsed + before.external)) / STREAMS;
+      // Before the fix about 2 MiB each (two 256 KiB read buffers, sixteen 64 KiB messages queued in grpc-js,
+      // a whole buffer's lines as objects); now about 0.7 MiB. Generous, for a loaded machine.
+      t.diagnostic(`a stalled batched stream holds ${(perStream / 1024).toFixed(0)} KiB`);
+      assert.ok(perStream < 1024 * 1024, `a stalled stream holds ${(perStream / 1024).toFixed(0)} KiB`);
+    } finally {
+      for (const client of clients) client.close();
+      executor.child.kill('SIGTERM');
+      await executor.exited;
+      killTaskTrees(dataDir);
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  });
+});
