@@ -2859,7 +2859,12 @@ export const TaskExecutorServiceService = {
    *                     limit_bytes or since_seconds, both since_time and
    *                     since_seconds, or both batch and chunks;
    *   NOT_FOUND         no task of that name, or (when following) the task
-   *                     was deleted meanwhile.
+   *                     was deleted meanwhile;
+   *   RESOURCE_EXHAUSTED  --max-log-streams Logs streams (default 256) are
+   *                     open already; the message says how many. A stream
+   *                     holds its place until it ends, is cancelled, passes
+   *                     its deadline or its connection drops, so a client
+   *                     that stops reading without cancelling keeps it.
    */
   logs: {
     path: "/taskexecutor.v1.TaskExecutorService/Logs" as const,
@@ -2958,7 +2963,12 @@ export interface TaskExecutorServiceServer extends UntypedServiceImplementation 
    *                     limit_bytes or since_seconds, both since_time and
    *                     since_seconds, or both batch and chunks;
    *   NOT_FOUND         no task of that name, or (when following) the task
-   *                     was deleted meanwhile.
+   *                     was deleted meanwhile;
+   *   RESOURCE_EXHAUSTED  --max-log-streams Logs streams (default 256) are
+   *                     open already; the message says how many. A stream
+   *                     holds its place until it ends, is cancelled, passes
+   *                     its deadline or its connection drops, so a client
+   *                     that stops reading without cancelling keeps it.
    */
   logs: handleServerStreamingCall<LogsRequest, LogsResponse>;
   /**
@@ -3097,7 +3107,12 @@ export interface TaskExecutorServiceClient extends Client {
    *                     limit_bytes or since_seconds, both since_time and
    *                     since_seconds, or both batch and chunks;
    *   NOT_FOUND         no task of that name, or (when following) the task
-   *                     was deleted meanwhile.
+   *                     was deleted meanwhile;
+   *   RESOURCE_EXHAUSTED  --max-log-streams Logs streams (default 256) are
+   *                     open already; the message says how many. A stream
+   *                     holds its place until it ends, is cancelled, passes
+   *                     its deadline or its connection drops, so a client
+   *                     that stops reading without cancelling keeps it.
    */
   logs(request: LogsRequest, options?: Partial<CallOptions>): ClientReadableStream<LogsResponse>;
   logs(request: LogsRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<LogsResponse>;

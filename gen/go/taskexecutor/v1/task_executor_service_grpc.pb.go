@@ -65,7 +65,12 @@ type TaskExecutorServiceClient interface {
 	//	                  limit_bytes or since_seconds, both since_time and
 	//	                  since_seconds, or both batch and chunks;
 	//	NOT_FOUND         no task of that name, or (when following) the task
-	//	                  was deleted meanwhile.
+	//	                  was deleted meanwhile;
+	//	RESOURCE_EXHAUSTED  --max-log-streams Logs streams (default 256) are
+	//	                  open already; the message says how many. A stream
+	//	                  holds its place until it ends, is cancelled, passes
+	//	                  its deadline or its connection drops, so a client
+	//	                  that stops reading without cancelling keeps it.
 	Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (TaskExecutorService_LogsClient, error)
 	// Streams resource usage samples of a task's whole process tree.
 	//
@@ -284,7 +289,12 @@ type TaskExecutorServiceServer interface {
 	//	                  limit_bytes or since_seconds, both since_time and
 	//	                  since_seconds, or both batch and chunks;
 	//	NOT_FOUND         no task of that name, or (when following) the task
-	//	                  was deleted meanwhile.
+	//	                  was deleted meanwhile;
+	//	RESOURCE_EXHAUSTED  --max-log-streams Logs streams (default 256) are
+	//	                  open already; the message says how many. A stream
+	//	                  holds its place until it ends, is cancelled, passes
+	//	                  its deadline or its connection drops, so a client
+	//	                  that stops reading without cancelling keeps it.
 	Logs(*LogsRequest, TaskExecutorService_LogsServer) error
 	// Streams resource usage samples of a task's whole process tree.
 	//
