@@ -9,7 +9,7 @@ import { parseDuration } from './util/duration.js';
 import { parseSignal } from './util/signals.js';
 
 export const DEFAULT_DATA_DIR = '/var/lib/sandbox/tasks';
-/** --max-log-streams: a few per task of a busy node; at most about 128 MiB held by streams whose clients do not read. */
+/** --max-log-streams: a few per task of a busy node; streams whose clients do not read then hold about 300 MiB at most (RSS). */
 export const DEFAULT_MAX_LOG_STREAMS = 256;
 
 export interface Config {
@@ -234,7 +234,7 @@ function program(): Command {
     .addOption(
       new Option(
         '--max-log-streams <n>',
-        'most Logs streams open at once (each holds up to about 0.5 MiB while its client does not read); more is RESOURCE_EXHAUSTED; 0: no limit',
+        'most Logs streams open at once (one whose client does not read holds about 1 MiB); more is RESOURCE_EXHAUSTED; 0: no limit',
       )
         .env('MAX_LOG_STREAMS')
         .argParser(positiveInt(0))
