@@ -153,6 +153,7 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
       interceptors: metrics ? [metrics.interceptor] : [],
       logsReadWorkers: config.logsReadWorkers,
       maxLogStreams: config.maxLogStreams,
+      maxStreams: config.maxStreams,
     });
     closers.push(() => server.close());
     const access = metricsAccess(security, config.metricsAuth);

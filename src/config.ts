@@ -11,6 +11,8 @@ import { parseSignal } from './util/signals.js';
 export const DEFAULT_DATA_DIR = '/var/lib/sandbox/tasks';
 /** --max-log-streams: a few per task of a busy node; streams whose clients do not read then hold about 300 MiB at most (RSS). */
 export const DEFAULT_MAX_LOG_STREAMS = 256;
+/** --max-streams: Watch and Stats streams are light (a subscription, a timer), but each Stats one reads cgroup files on its interval. */
+export const DEFAULT_MAX_STREAMS = 1024;
 
 export interface Config {
   dataDir: string;
@@ -45,6 +47,8 @@ export interface Config {
   logsReadWorkers: number;
   /** Most Logs streams open at once; more is RESOURCE_EXHAUSTED; 0: no limit. */
   maxLogStreams: number;
+  /** Most Watch and Stats streams open at once (together); more is RESOURCE_EXHAUSTED; 0: no limit. */
+  maxStreams: number;
   stopSignal: NodeJS.Signals;
   stopGraceMs: number;
   logMaxBytes: number;
@@ -241,6 +245,12 @@ function program(): Command {
         .default(DEFAULT_MAX_LOG_STREAMS),
     )
     .addOption(
+      new Option('--max-streams <n>', 'most Watch and Stats streams open at once, together; more is RESOURCE_EXHAUSTED; 0: no limit')
+        .env('MAX_STREAMS')
+        .argParser(positiveInt(0))
+        .default(DEFAULT_MAX_STREAMS),
+    )
+    .addOption(
       new Option('--max-tasks <n>', 'most tasks held at once, being deleted included; more is RESOURCE_EXHAUSTED (HTTP 429); 0: no limit')
         .env('MAX_TASKS')
         .argParser(positiveInt(0))
@@ -417,6 +427,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       maxTasks: o.maxTasks,
       logsReadWorkers: o.logsReadWorkers,
       maxLogStreams: o.maxLogStreams,
+      maxStreams: o.maxStreams,
       stopSignal: o.stopSignal,
       stopGraceMs: o.stopGracePeriod,
       logMaxBytes: o.logMaxFileSize,

@@ -50,6 +50,8 @@ export interface ServerOptions {
   logsReadWorkers?: number;
   /** Most Logs streams open at once (--max-log-streams); 0 or absent: no limit. */
   maxLogStreams?: number;
+  /** Most Watch and Stats streams open at once, together (--max-streams); 0 or absent: no limit. */
+  maxStreams?: number;
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
@@ -73,7 +75,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     stats: StatsRequest,
     watch: WatchRequest,
   };
-  server.addService(withPreEncodedResponses(withTolerantDecoding(TaskExecutorServiceService, requestTypes)), taskExecutorService(manager, log, logReadWorkers, new StreamSlots('Logs', options.maxLogStreams ?? 0, '--max-log-streams')));
+  server.addService(
+    withPreEncodedResponses(withTolerantDecoding(TaskExecutorServiceService, requestTypes)),
+    taskExecutorService(manager, log, logReadWorkers, {
+      logs: new StreamSlots('Logs', options.maxLogStreams ?? 0, '--max-log-streams'),
+      others: new StreamSlots('Watch and Stats', options.maxStreams ?? 0, '--max-streams'),
+    }),
+  );
 
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   health.addToServer(server);

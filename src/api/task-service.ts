@@ -16,8 +16,13 @@ import type { StreamSlots } from './stream-slots.js';
 import { requestedView } from './task-view.js';
 import { watchHandler } from './watch-handler.js';
 
-/** `logStreams`: the cap on open Logs streams (--max-log-streams). */
-export function taskExecutorService(manager: TaskManager, log: Logger, logReadWorkers?: ChunkWorkers, logStreams?: StreamSlots): TaskExecutorServiceServer {
+/** Caps on open server streams: Logs (--max-log-streams), and Watch and Stats together (--max-streams). */
+export interface StreamCaps {
+  logs: StreamSlots;
+  others: StreamSlots;
+}
+
+export function taskExecutorService(manager: TaskManager, log: Logger, logReadWorkers?: ChunkWorkers, caps?: StreamCaps): TaskExecutorServiceServer {
   const unary =
     <Req, Res>(handle: (request: Req) => Promise<Res> | Res): handleUnaryCall<Req, Res> =>
     (call, callback) => {
@@ -42,8 +47,8 @@ export function taskExecutorService(manager: TaskManager, log: Logger, logReadWo
       return setTasksReply(await manager.setTasks(desired), replyView);
     }),
     list: unary((request) => listPage(manager.list(), request, requestedView(request.view, 'full'))),
-    logs: serverStream(logsHandler(manager, log, logReadWorkers), log, logStreams),
-    stats: serverStream(statsHandler(manager, log), log),
-    watch: serverStream(watchHandler(manager), log),
+    logs: serverStream(logsHandler(manager, log, logReadWorkers), log, caps?.logs),
+    stats: serverStream(statsHandler(manager, log), log, caps?.others),
+    watch: serverStream(watchHandler(manager), log, caps?.others),
   };
 }

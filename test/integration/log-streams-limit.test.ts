@@ -1,15 +1,16 @@
 // Clients that open Logs streams and never read them (buggy, stuck or hostile)
 // must not be able to take the executor down: --max-log-streams caps how many
 // are open (one more is RESOURCE_EXHAUSTED, a slot comes back however a stream
-// ends), and a stalled stream holds little memory.
+// ends), and a stalled stream holds little memory. --max-streams does the same
+// for Watch and Stats streams together.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type ClientReadableStream, status } from '@grpc/grpc-js';
-import type { LogsResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
-import { shell, startTestExecutor, type TestExecutor } from '../support/executor.js';
+import { type ClientReadableStream, type ServiceError, status } from '@grpc/grpc-js';
+import type { LogsResponse, WatchResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
+import { eventSubscribers, shell, startTestExecutor, type TestExecutor } from '../support/executor.js';
 import { liveMemory, settledMemory, spawnMeasuredExecutor } from '../support/live-memory.js';
 import { openLogs } from '../support/logs-rpc.js';
 import { killTaskTrees } from '../support/processes.js';
@@ -85,6 +86,61 @@ describe('Logs streams: a cap on how many are open', () => {
     const attempt = follow(te, 'talker');
     assert.equal(await attempt.outcome, 'open');
     attempt.call.cancel();
+  });
+});
+
+describe('Watch and Stats streams: a cap on how many are open, together', () => {
+  let te: TestExecutor;
+  const MAX = 2;
+
+  before(async () => {
+    te = await startTestExecutor({ maxStreams: MAX, maxLogStreams: 1 });
+    await te.api.createTask({ task: shell('talker', 'echo hello; exec sleep 1000') });
+  });
+  after(() => te.close());
+
+  /** Opens a Watch: 'open' once the executor has subscribed it, or the status it was refused with. */
+  function watch(): { call: ClientReadableStream<WatchResponse>; outcome: Promise<'open' | { code: number; details: string }> } {
+    const before = eventSubscribers(te);
+    const call = te.client.watch({ sendInitial: false });
+    const outcome = new Promise<'open' | { code: number; details: string }>((resolve) => {
+      call.on('error', (error: ServiceError) => resolve({ code: error.code, details: error.details }));
+      void waitFor('the Watch to be subscribed or refused', () => (eventSubscribers(te) > before ? true : undefined)).then(
+        () => resolve('open'),
+        () => {},
+      );
+    });
+    return { call, outcome };
+  }
+
+  test('a Stats or Watch stream beyond --max-streams (Watch and Stats together) is RESOURCE_EXHAUSTED naming the flag; a cancelled one frees its slot; Logs streams count apart', async () => {
+    const watches = [watch(), watch()];
+    for (const w of watches) assert.equal(await w.outcome, 'open');
+
+    const stats = await new Promise<ServiceError | undefined>((resolve) => {
+      const call = te.client.stats({ name: 'talker', oneShot: false });
+      call.on('data', () => {});
+      call.on('error', resolve);
+      call.on('end', () => resolve(undefined));
+    });
+    assert.equal(stats?.code, status.RESOURCE_EXHAUSTED, `got ${stats ? status[stats.code] : 'OK'}: ${stats?.details}`);
+    assert.match(stats.details, /Watch and Stats streams: 2 are open/);
+    assert.match(stats.details, /--max-streams 2/);
+    const refused = await watch().outcome;
+    assert.notEqual(refused, 'open');
+    if (refused !== 'open') assert.equal(refused.code, status.RESOURCE_EXHAUSTED);
+    // Logs has its own slots.
+    const logs = follow(te, 'talker');
+    assert.equal(await logs.outcome, 'open');
+    logs.call.cancel();
+
+    watches[0]!.call.cancel();
+    const again = await waitFor('a new Watch to be let in', async () => {
+      const attempt = watch();
+      return (await attempt.outcome) === 'open' ? attempt : undefined;
+    });
+    watches[1]!.call.cancel();
+    again.call.cancel();
   });
 });
 

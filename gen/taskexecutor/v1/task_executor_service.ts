@@ -2880,7 +2880,9 @@ export const TaskExecutorServiceService = {
    *   INVALID_ARGUMENT     a bad name, or an interval below 100 ms or above
    *                        24 h;
    *   NOT_FOUND            no task of that name, or it was deleted meanwhile;
-   *   FAILED_PRECONDITION  the task's backend does not report usage.
+   *   FAILED_PRECONDITION  the task's backend does not report usage;
+   *   RESOURCE_EXHAUSTED   --max-streams Watch and Stats streams (default
+   *                        1024, together) are open already.
    */
   stats: {
     path: "/taskexecutor.v1.TaskExecutorService/Stats" as const,
@@ -2896,7 +2898,9 @@ export const TaskExecutorServiceService = {
    * client cancels.
    *   RESOURCE_EXHAUSTED  the client fell behind by more than 100000 events
    *                       or 16 MiB; Watch again with send_initial to get
-   *                       every task as it is now.
+   *                       every task as it is now. Also at once when
+   *                       --max-streams Watch and Stats streams (default
+   *                       1024, together) are open already.
    */
   watch: {
     path: "/taskexecutor.v1.TaskExecutorService/Watch" as const,
@@ -2976,7 +2980,9 @@ export interface TaskExecutorServiceServer extends UntypedServiceImplementation 
    *   INVALID_ARGUMENT     a bad name, or an interval below 100 ms or above
    *                        24 h;
    *   NOT_FOUND            no task of that name, or it was deleted meanwhile;
-   *   FAILED_PRECONDITION  the task's backend does not report usage.
+   *   FAILED_PRECONDITION  the task's backend does not report usage;
+   *   RESOURCE_EXHAUSTED   --max-streams Watch and Stats streams (default
+   *                        1024, together) are open already.
    */
   stats: handleServerStreamingCall<StatsRequest, StatsResponse>;
   /**
@@ -2984,7 +2990,9 @@ export interface TaskExecutorServiceServer extends UntypedServiceImplementation 
    * client cancels.
    *   RESOURCE_EXHAUSTED  the client fell behind by more than 100000 events
    *                       or 16 MiB; Watch again with send_initial to get
-   *                       every task as it is now.
+   *                       every task as it is now. Also at once when
+   *                       --max-streams Watch and Stats streams (default
+   *                       1024, together) are open already.
    */
   watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
 }
@@ -3121,7 +3129,9 @@ export interface TaskExecutorServiceClient extends Client {
    *   INVALID_ARGUMENT     a bad name, or an interval below 100 ms or above
    *                        24 h;
    *   NOT_FOUND            no task of that name, or it was deleted meanwhile;
-   *   FAILED_PRECONDITION  the task's backend does not report usage.
+   *   FAILED_PRECONDITION  the task's backend does not report usage;
+   *   RESOURCE_EXHAUSTED   --max-streams Watch and Stats streams (default
+   *                        1024, together) are open already.
    */
   stats(request: StatsRequest, options?: Partial<CallOptions>): ClientReadableStream<StatsResponse>;
   stats(
@@ -3134,7 +3144,9 @@ export interface TaskExecutorServiceClient extends Client {
    * client cancels.
    *   RESOURCE_EXHAUSTED  the client fell behind by more than 100000 events
    *                       or 16 MiB; Watch again with send_initial to get
-   *                       every task as it is now.
+   *                       every task as it is now. Also at once when
+   *                       --max-streams Watch and Stats streams (default
+   *                       1024, together) are open already.
    */
   watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
   watch(

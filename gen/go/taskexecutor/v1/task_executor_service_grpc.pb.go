@@ -77,14 +77,18 @@ type TaskExecutorServiceClient interface {
 	//	INVALID_ARGUMENT     a bad name, or an interval below 100 ms or above
 	//	                     24 h;
 	//	NOT_FOUND            no task of that name, or it was deleted meanwhile;
-	//	FAILED_PRECONDITION  the task's backend does not report usage.
+	//	FAILED_PRECONDITION  the task's backend does not report usage;
+	//	RESOURCE_EXHAUSTED   --max-streams Watch and Stats streams (default
+	//	                     1024, together) are open already.
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (TaskExecutorService_StatsClient, error)
 	// Streams task changes, so controllers need not poll List. Runs until the
 	// client cancels.
 	//
 	//	RESOURCE_EXHAUSTED  the client fell behind by more than 100000 events
 	//	                    or 16 MiB; Watch again with send_initial to get
-	//	                    every task as it is now.
+	//	                    every task as it is now. Also at once when
+	//	                    --max-streams Watch and Stats streams (default
+	//	                    1024, together) are open already.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (TaskExecutorService_WatchClient, error)
 }
 
@@ -301,14 +305,18 @@ type TaskExecutorServiceServer interface {
 	//	INVALID_ARGUMENT     a bad name, or an interval below 100 ms or above
 	//	                     24 h;
 	//	NOT_FOUND            no task of that name, or it was deleted meanwhile;
-	//	FAILED_PRECONDITION  the task's backend does not report usage.
+	//	FAILED_PRECONDITION  the task's backend does not report usage;
+	//	RESOURCE_EXHAUSTED   --max-streams Watch and Stats streams (default
+	//	                     1024, together) are open already.
 	Stats(*StatsRequest, TaskExecutorService_StatsServer) error
 	// Streams task changes, so controllers need not poll List. Runs until the
 	// client cancels.
 	//
 	//	RESOURCE_EXHAUSTED  the client fell behind by more than 100000 events
 	//	                    or 16 MiB; Watch again with send_initial to get
-	//	                    every task as it is now.
+	//	                    every task as it is now. Also at once when
+	//	                    --max-streams Watch and Stats streams (default
+	//	                    1024, together) are open already.
 	Watch(*WatchRequest, TaskExecutorService_WatchServer) error
 	mustEmbedUnimplementedTaskExecutorServiceServer()
 }
