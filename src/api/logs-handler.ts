@@ -107,6 +107,9 @@ export const MAX_LINES_PER_BATCH = 512;
 /** Output bytes after which a batched message is closed (a line piece is at most 64 KiB on top). */
 export const BATCH_BYTES = 64 * 1024;
 
+/** A line-per-message response's size on the wire, about (batches and chunks are pre-encoded: sized by their encoding). */
+export const logsResponseSize = (response: LogsResponse): number => response.content?.value.length ?? 0;
+
 function* singleLineResponses(lines: readonly LogLine[], timestamps: boolean): Generator<LogsResponse> {
   for (const line of lines) yield { ...toLogEntry(line, timestamps), entries: [] };
 }

@@ -9,7 +9,8 @@
 // - grpc-js's own queue counts messages (16 before write() says wait), not
 //   bytes: sixteen 64 KiB Logs batches would be 1 MiB per stream held for a
 //   client that stopped reading. So the pump also waits while more than
-//   MAX_UNSENT_BYTES of pre-encoded messages are not yet on the socket.
+//   MAX_UNSENT_BYTES of messages are not yet on the socket: pre-encoded ones
+//   by their encoding, others by the handler's estimate (`sizeOf`; none: 0).
 // - A wait for room longer than STALL_MS is a stall: the handler's
 //   StreamFlow.onStall listeners run, so it can give back buffers it holds
 //   only for speed (the Logs reader's read-ahead).
@@ -41,15 +42,26 @@ export interface StreamFlow {
 
 export type ServerStreamHandler<Req, Res> = (request: Req, signal: AbortSignal, flow: StreamFlow) => AsyncIterable<Res>;
 
-/** `slots`: a cap on this method's open streams (RESOURCE_EXHAUSTED beyond it). */
-export function serverStream<Req, Res>(handler: ServerStreamHandler<Req, Res>, log: Logger, slots?: StreamSlots): handleServerStreamingCall<Req, Res> {
-  return (call) => void pump(call, handler, log, slots);
+/** Roughly how many bytes a message that is not pre-encoded takes on the wire (for MAX_UNSENT_BYTES). */
+export type SizeOf<Res> = (message: Res) => number;
+
+/**
+ * `slots`: a cap on this method's open streams (RESOURCE_EXHAUSTED beyond it).
+ * `sizeOf`: for messages that may be large without being pre-encoded.
+ */
+export function serverStream<Req, Res>(handler: ServerStreamHandler<Req, Res>, log: Logger, slots?: StreamSlots, sizeOf?: SizeOf<Res>): handleServerStreamingCall<Req, Res> {
+  return (call) => void pump(call, handler, log, slots, sizeOf);
 }
 
-const encodedSize = (message: unknown): number =>
-  typeof message === 'object' && message !== null && ENCODED in message ? (message as PreEncoded)[ENCODED].length : 0;
+const isPreEncoded = (message: unknown): message is PreEncoded => typeof message === 'object' && message !== null && ENCODED in message;
 
-async function pump<Req, Res>(call: ServerWritableStream<Req, Res>, handler: ServerStreamHandler<Req, Res>, log: Logger, slots: StreamSlots | undefined): Promise<void> {
+async function pump<Req, Res>(
+  call: ServerWritableStream<Req, Res>,
+  handler: ServerStreamHandler<Req, Res>,
+  log: Logger,
+  slots: StreamSlots | undefined,
+  sizeOf: SizeOf<Res> | undefined,
+): Promise<void> {
   const closed = new AbortController();
   const abort = () => closed.abort();
   call.once('cancelled', abort);
@@ -59,7 +71,8 @@ async function pump<Req, Res>(call: ServerWritableStream<Req, Res>, handler: Ser
   let release: (() => void) | undefined;
   const stallListeners: (() => void)[] = [];
   const flow: StreamFlow = { onStall: (listener) => void stallListeners.push(listener) };
-  const room = new Room(call, signal, () => {
+  const size = (message: Res) => (isPreEncoded(message) ? message[ENCODED].length : (sizeOf?.(message) ?? 0));
+  const room = new Room<Res>(call, signal, size, () => {
     for (const listener of stallListeners) listener();
   });
   try {
@@ -95,18 +108,19 @@ async function pump<Req, Res>(call: ServerWritableStream<Req, Res>, handler: Ser
  * socket; a wait ends early when the call is cancelled (a cancelled call never
  * drains). A wait of STALL_MS calls `stalled` (once per wait).
  */
-class Room {
+class Room<Res> {
   private unsent = 0;
   private wake: (() => void) | undefined;
 
   constructor(
-    private readonly call: ServerWritableStream<unknown, unknown>,
+    private readonly call: ServerWritableStream<unknown, Res>,
     private readonly signal: AbortSignal,
+    private readonly sizeOf: (message: Res) => number,
     private readonly stalled: () => void,
   ) {}
 
-  async write(message: unknown): Promise<void> {
-    const size = encodedSize(message);
+  async write(message: Res): Promise<void> {
+    const size = this.sizeOf(message);
     this.unsent += size;
     const roomy = this.call.write(message, () => {
       this.unsent -= size;

@@ -6,7 +6,7 @@ import { invalidArgument } from '../errors.js';
 import type { TaskManager } from '../manager/task-manager.js';
 import { specFromWire, taskToWire } from './convert.js';
 import type { ChunkWorkers } from './log-chunks-offload.js';
-import { logsHandler } from './logs-handler.js';
+import { logsHandler, logsResponseSize } from './logs-handler.js';
 import { listPage } from './paging.js';
 import { serverStream } from './server-stream.js';
 import { setTasksReply } from './set-tasks-reply.js';
@@ -47,7 +47,7 @@ export function taskExecutorService(manager: TaskManager, log: Logger, logReadWo
       return setTasksReply(await manager.setTasks(desired), replyView);
     }),
     list: unary((request) => listPage(manager.list(), request, requestedView(request.view, 'full'))),
-    logs: serverStream(logsHandler(manager, log, logReadWorkers), log, caps?.logs),
+    logs: serverStream(logsHandler(manager, log, logReadWorkers), log, caps?.logs, logsResponseSize),
     stats: serverStream(statsHandler(manager, log), log, caps?.others),
     watch: serverStream(watchHandler(manager), log, caps?.others),
   };

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type ClientReadableStream, type ServiceError, status } from '@grpc/grpc-js';
-import type { LogsResponse, WatchResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
+import type { LogsRequest, LogsResponse, WatchResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
 import { eventSubscribers, shell, startTestExecutor, type TestExecutor } from '../support/executor.js';
 import { liveMemory, settledMemory, spawnMeasuredExecutor } from '../support/live-memory.js';
 import { openLogs } from '../support/logs-rpc.js';
@@ -151,33 +151,50 @@ function logBytes(dir: string): number {
   return total;
 }
 
+/**
+ * The executor (a child process) runs `script`, whose output is at least
+ * `logBytes` bytes; `streams` follow streams with `request` are opened by
+ * clients that never read. Returns the live memory each stalled stream adds.
+ */
+async function stalledStreamBytes(script: string, minLogBytes: number, streams: number, request: Partial<LogsRequest>): Promise<number> {
+  const scratch = mkdtempSync(join(tmpdir(), 'te-stuck-'));
+  const dataDir = join(scratch, 'data');
+  const executor = spawnMeasuredExecutor(['--data-dir', dataDir, '--listen-addr', '127.0.0.1:0', '--max-log-streams', '0']);
+  const clients: StuckClient[] = [];
+  try {
+    const { api, address } = await connect(executor);
+    await api.createTask({ task: shell('big', script) });
+    await waitFor('the log to be written', () => (logBytes(dataDir) >= minLogBytes ? true : undefined), { timeoutMs: 60_000, intervalMs: 100 });
+    const before = await liveMemory(executor);
+    for (let i = 0; i < 4; i++) clients.push(new StuckClient(address));
+    for (let i = 0; i < streams; i++) clients[i % clients.length]!.logs({ name: 'big', follow: true, ...request });
+    const stalled = await settledMemory(executor);
+    return (stalled.heapUsed + stalled.external - (before.heapUsed + before.external)) / streams;
+  } finally {
+    for (const client of clients) client.close();
+    executor.child.kill('SIGTERM');
+    await executor.exited;
+    killTaskTrees(dataDir);
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
 describe('Logs streams whose client does not read', () => {
   test('hold little memory each: the executor grows by well under 1 MiB per stalled batched follow stream over a large log', async (t) => {
-    const STREAMS = 40;
-    const scratch = mkdtempSync(join(tmpdir(), 'te-stuck-'));
-    const dataDir = join(scratch, 'data');
-    const executor = spawnMeasuredExecutor(['--data-dir', dataDir, '--listen-addr', '127.0.0.1:0', '--max-log-streams', '0']);
-    const clients: StuckClient[] = [];
-    try {
-      const { api, address } = await connect(executor);
-      // ~20 MB of 100-byte lines, then the task keeps running (so a follow never ends).
-      await api.createTask({ task: shell('big', `yes "$(printf '%099d' 7)" | head -n 200000; exec sleep 1000`) });
-      await waitFor('the log to be written', () => (logBytes(dataDir) >= 20_000_000 ? true : undefined), { timeoutMs: 60_000, intervalMs: 100 });
-      const before = await liveMemory(executor);
-      for (let i = 0; i < 4; i++) clients.push(new StuckClient(address));
-      for (let i = 0; i < STREAMS; i++) clients[i % clients.length]!.logs({ name: 'big', follow: true, batch: true });
-      const stalled = await settledMemory(executor);
-      const perStream = (stalled.heapUsed + stalled.external - (before.heapUsed + before.external)) / STREAMS;
-      // Before the fix about 2 MiB each (two 256 KiB read buffers, sixteen 64 KiB messages queued in grpc-js,
-      // a whole buffer's lines as objects); now about 0.7 MiB. Generous, for a loaded machine.
-      t.diagnostic(`a stalled batched stream holds ${(perStream / 1024).toFixed(0)} KiB`);
-      assert.ok(perStream < 1024 * 1024, `a stalled stream holds ${(perStream / 1024).toFixed(0)} KiB`);
-    } finally {
-      for (const client of clients) client.close();
-      executor.child.kill('SIGTERM');
-      await executor.exited;
-      killTaskTrees(dataDir);
-      rmSync(scratch, { recursive: true, force: true });
-    }
+    // ~20 MB of 100-byte lines, then the task keeps running (so a follow never ends).
+    const perStream = await stalledStreamBytes(`yes "$(printf '%099d' 7)" | head -n 200000; exec sleep 1000`, 20_000_000, 40, { batch: true });
+    t.diagnostic(`a stalled batched stream holds ${(perStream / 1024).toFixed(0)} KiB`);
+    // Before the fix about 2.3 MiB each (two 256 KiB read buffers, sixteen 64 KiB messages queued in grpc-js,
+    // a whole buffer's lines as objects); now about 0.6 MiB. Generous, for a loaded machine.
+    assert.ok(perStream < 1024 * 1024, `a stalled stream holds ${(perStream / 1024).toFixed(0)} KiB`);
+  });
+
+  test('hold little memory each with one long line per message too: well under 1 MiB per stalled stream', async (t) => {
+    // ~10 MB of 60 KB lines: one message each, not pre-encoded (sized by their content for the send bound).
+    const script = `line=$(head -c 60000 /dev/zero | tr '\\0' x); i=0; while [ $i -lt 170 ]; do echo "$line"; i=$((i+1)); done; exec sleep 1000`;
+    const perStream = await stalledStreamBytes(script, 10_000_000, 40, {});
+    t.diagnostic(`a stalled line-per-message stream of long lines holds ${(perStream / 1024).toFixed(0)} KiB`);
+    // Without a size for messages that are not pre-encoded, grpc-js queued 16 of them: about 1 MiB more.
+    assert.ok(perStream < 1024 * 1024, `a stalled stream holds ${(perStream / 1024).toFixed(0)} KiB`);
   });
 });
