@@ -157,6 +157,8 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
         keepaliveTimeMs: config.grpcKeepaliveTimeMs,
         keepaliveTimeoutMs: config.grpcKeepaliveTimeoutMs,
       },
+      maxLogStreams: config.maxLogStreams,
+      maxStreams: config.maxStreams,
     });
     closers.push(() => server.close());
     const access = metricsAccess(security, config.metricsAuth);

@@ -9,6 +9,10 @@ import { parseDuration } from './util/duration.js';
 import { parseSignal } from './util/signals.js';
 
 export const DEFAULT_DATA_DIR = '/var/lib/sandbox/tasks';
+/** --max-log-streams: a few per task of a busy node; streams whose clients do not read then hold about 300 MiB at most (RSS). */
+export const DEFAULT_MAX_LOG_STREAMS = 256;
+/** --max-streams: Watch and Stats streams are light (a subscription, a timer), but each Stats one reads cgroup files on its interval. */
+export const DEFAULT_MAX_STREAMS = 1024;
 
 export interface Config {
   dataDir: string;
@@ -47,6 +51,10 @@ export interface Config {
   grpcKeepaliveTimeMs: number;
   /** gRPC: a ping not answered within this closes the connection and cancels its calls. */
   grpcKeepaliveTimeoutMs: number;
+  /** Most Logs streams open at once; more is RESOURCE_EXHAUSTED; 0: no limit. */
+  maxLogStreams: number;
+  /** Most Watch and Stats streams open at once (together); more is RESOURCE_EXHAUSTED; 0: no limit. */
+  maxStreams: number;
   stopSignal: NodeJS.Signals;
   stopGraceMs: number;
   logMaxBytes: number;
@@ -264,6 +272,21 @@ function program(): Command {
         .default(20_000, '20s'),
     )
     .addOption(
+      new Option(
+        '--max-log-streams <n>',
+        'most Logs streams open at once (one whose client does not read holds about 1 MiB); more is RESOURCE_EXHAUSTED; 0: no limit',
+      )
+        .env('MAX_LOG_STREAMS')
+        .argParser(positiveInt(0))
+        .default(DEFAULT_MAX_LOG_STREAMS),
+    )
+    .addOption(
+      new Option('--max-streams <n>', 'most Watch and Stats streams open at once, together; more is RESOURCE_EXHAUSTED; 0: no limit')
+        .env('MAX_STREAMS')
+        .argParser(positiveInt(0))
+        .default(DEFAULT_MAX_STREAMS),
+    )
+    .addOption(
       new Option('--max-tasks <n>', 'most tasks held at once, being deleted included; more is RESOURCE_EXHAUSTED (HTTP 429); 0: no limit')
         .env('MAX_TASKS')
         .argParser(positiveInt(0))
@@ -442,6 +465,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       grpcMaxConnectionIdleMs: o.grpcMaxConnectionIdle,
       grpcKeepaliveTimeMs: o.grpcKeepaliveTime,
       grpcKeepaliveTimeoutMs: o.grpcKeepaliveTimeout,
+      maxLogStreams: o.maxLogStreams,
+      maxStreams: o.maxStreams,
       stopSignal: o.stopSignal,
       stopGraceMs: o.stopGracePeriod,
       logMaxBytes: o.logMaxFileSize,

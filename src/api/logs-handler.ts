@@ -18,7 +18,7 @@ import type { ServerStreamHandler } from './server-stream.js';
 
 /** `chunkWorkers`: worker threads for bulk chunked reads (log-chunks-offload.ts); without, every read is done on the main thread. */
 export function logsHandler(manager: TaskManager, log: Logger, chunkWorkers?: ChunkWorkers): ServerStreamHandler<LogsRequest, LogsResponse> {
-  return async function* logs(request, signal) {
+  return async function* logs(request, signal, flow) {
     const query = parseRequest(request);
     const location = manager.logLocation(request.name); // INVALID_ARGUMENT for a bad name, NOT_FOUND for an unknown one
     if (!location) return; // never started: no output
@@ -31,7 +31,13 @@ export function logsHandler(manager: TaskManager, log: Logger, chunkWorkers?: Ch
       return;
     }
     // Chunks take whole lines as places in the read buffer too (LineRuns: a bulk read without a LogLine per line).
-    const lines = streamLogs({ ...query, directory: location.directory, runs: request.chunks }, livenessOf(manager, request.name), signal);
+    // Lines as objects come at most MAX_LINES_PER_BATCH at a time: what a stalled stream holds (chunks keep whole
+    // reads, so their messages are as big as CHUNK_BYTES allows; their bulk path makes no objects per line).
+    const lines = streamLogs(
+      { ...query, directory: location.directory, runs: request.chunks, onStall: flow.onStall, maxRecords: request.chunks ? undefined : MAX_LINES_PER_BATCH },
+      livenessOf(manager, request.name),
+      signal,
+    );
     const chunks = request.chunks ? new ChunkEncoder(request.timestamps) : undefined;
     const messages = chunks
       ? (batch: LogBatch) => (isLines(batch) ? chunks.responses(batch) : chunks.runResponses(batch))
@@ -91,8 +97,18 @@ export function parseRequest(request: LogsRequest): Omit<LogsQuery, 'directory'>
   return { streams: selected, tailLines: request.tailLines, limitBytes: request.limitBytes, sinceMs, follow: request.follow, times: request.timestamps };
 }
 
+/**
+ * Most records read into objects at a time for line-per-message and batched
+ * responses: about 120 KiB of heap for short lines, held while the client
+ * does not read (a whole 256 KiB read of 100-byte lines was 0.6 MiB).
+ */
+export const MAX_LINES_PER_BATCH = 512;
+
 /** Output bytes after which a batched message is closed (a line piece is at most 64 KiB on top). */
 export const BATCH_BYTES = 64 * 1024;
+
+/** A line-per-message response's size on the wire, about (batches and chunks are pre-encoded: sized by their encoding). */
+export const logsResponseSize = (response: LogsResponse): number => response.content?.value.length ?? 0;
 
 function* singleLineResponses(lines: readonly LogLine[], timestamps: boolean): Generator<LogsResponse> {
   for (const line of lines) yield { ...toLogEntry(line, timestamps), entries: [] };

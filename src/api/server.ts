@@ -26,6 +26,7 @@ import { addReflection } from './reflection.js';
 import { withPreEncodedResponses } from './pre-encoded.js';
 import { taskExecutorService } from './task-service.js';
 import { ChunkWorkers, DEFAULT_CHUNK_WORKERS } from './log-chunks-offload.js';
+import { StreamSlots } from './stream-slots.js';
 
 export const SERVICE_NAME = 'taskexecutor.v1.TaskExecutorService';
 
@@ -47,6 +48,10 @@ export interface ServerOptions {
   interceptors?: ServerInterceptor[];
   /** Worker threads for bulk chunked Logs reads (log-chunks-offload.ts); 0 or absent: none. */
   logsReadWorkers?: number;
+  /** Most Logs streams open at once (--max-log-streams); 0 or absent: no limit. */
+  maxLogStreams?: number;
+  /** Most Watch and Stats streams open at once, together (--max-streams); 0 or absent: no limit. */
+  maxStreams?: number;
   /** When the server gives up on a connection; absent: never (grpc-js's defaults). */
   connections?: ConnectionLimits;
 }
@@ -117,7 +122,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const closing = new AbortController();
   server.addService(
     withPreEncodedResponses(withTolerantDecoding(TaskExecutorServiceService, requestTypes)),
-    taskExecutorService(manager, log, logReadWorkers, closing.signal),
+    taskExecutorService(manager, log, logReadWorkers, {
+      caps: {
+        logs: new StreamSlots('Logs', options.maxLogStreams ?? 0, '--max-log-streams'),
+        others: new StreamSlots('Watch and Stats', options.maxStreams ?? 0, '--max-streams'),
+      },
+      closing: closing.signal,
+    }),
   );
 
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });

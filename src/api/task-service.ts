@@ -6,17 +6,30 @@ import { invalidArgument } from '../errors.js';
 import type { TaskManager } from '../manager/task-manager.js';
 import { specFromWire, taskToWire } from './convert.js';
 import type { ChunkWorkers } from './log-chunks-offload.js';
-import { logsHandler } from './logs-handler.js';
+import { logsHandler, logsResponseSize } from './logs-handler.js';
 import { listPage } from './paging.js';
 import { serverStream } from './server-stream.js';
 import { setTasksReply } from './set-tasks-reply.js';
 import { statsHandler } from './stats-handler.js';
 import { toServiceError } from './status.js';
+import type { StreamSlots } from './stream-slots.js';
 import { requestedView } from './task-view.js';
 import { watchHandler } from './watch-handler.js';
 
+/** Caps on open server streams: Logs (--max-log-streams), and Watch and Stats together (--max-streams). */
+export interface StreamCaps {
+  logs: StreamSlots;
+  others: StreamSlots;
+}
+
 /** `closing`: aborted when the server closes; the streams then end UNAVAILABLE (server-stream.ts). */
-export function taskExecutorService(manager: TaskManager, log: Logger, logReadWorkers?: ChunkWorkers, closing?: AbortSignal): TaskExecutorServiceServer {
+export interface StreamSettings {
+  caps?: StreamCaps;
+  closing?: AbortSignal;
+}
+
+export function taskExecutorService(manager: TaskManager, log: Logger, logReadWorkers?: ChunkWorkers, streams: StreamSettings = {}): TaskExecutorServiceServer {
+  const { caps, closing } = streams;
   const unary =
     <Req, Res>(handle: (request: Req) => Promise<Res> | Res): handleUnaryCall<Req, Res> =>
     (call, callback) => {
@@ -41,8 +54,8 @@ export function taskExecutorService(manager: TaskManager, log: Logger, logReadWo
       return setTasksReply(await manager.setTasks(desired), replyView);
     }),
     list: unary((request) => listPage(manager.list(), request, requestedView(request.view, 'full'))),
-    logs: serverStream(logsHandler(manager, log, logReadWorkers), log, closing),
-    stats: serverStream(statsHandler(manager, log), log, closing),
-    watch: serverStream(watchHandler(manager), log, closing),
+    logs: serverStream(logsHandler(manager, log, logReadWorkers), log, { slots: caps?.logs, sizeOf: logsResponseSize, closing }),
+    stats: serverStream(statsHandler(manager, log), log, { slots: caps?.others, closing }),
+    watch: serverStream(watchHandler(manager), log, { slots: caps?.others, closing }),
   };
 }

@@ -2,7 +2,7 @@
 // grpc-js speaks callbacks and event emitters; an application wants `await` and
 // `for await`, and one way to stop a call (an AbortSignal) that also ends a stream
 // the application stopped reading.
-import { type CallOptions as GrpcCallOptions, type ClientReadableStream, type ClientUnaryCall, Metadata, type ServiceError } from '@grpc/grpc-js';
+import type { CallOptions as GrpcCallOptions, ClientReadableStream, ClientUnaryCall, Metadata, ServiceError } from '@grpc/grpc-js';
 
 export interface CallOptions {
   /** Cancels the call; the promise (or the iteration) then rejects with `signal.reason`. */

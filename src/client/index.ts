@@ -4,7 +4,7 @@
 // deadlines on every call, and the token and TLS settings of the server's flags.
 // @grpc/grpc-js is a peer dependency, so the application and this client share
 // one copy (one set of channels, one version of its types).
-import { ChannelCredentials, type ChannelOptions, credentials, Metadata, makeGenericClientConstructor } from '@grpc/grpc-js';
+import { type ChannelCredentials, type ChannelOptions, credentials, Metadata, makeGenericClientConstructor } from '@grpc/grpc-js';
 import {
   type CreateRequest,
   type CreateResponse,
@@ -25,7 +25,7 @@ import {
   WatchRequest,
   type WatchResponse,
 } from '../../gen/taskexecutor/v1/task_executor_service.js';
-import { type DeepPartial, ProcessSpec, Task, TaskSpec } from '../../gen/taskexecutor/v1/task.js';
+import { type DeepPartial, type ProcessSpec, Task, type TaskSpec } from '../../gen/taskexecutor/v1/task.js';
 import { type CallDefaults, type CallOptions, streamCall, unaryCall } from './calls.js';
 import { decodeLogsResponse } from './logs-decoding.js';
 

@@ -60,6 +60,14 @@ export interface ReaderOptions {
   /** Longest payload of one returned record; longer ones are split. */
   maxPayload?: number;
   /**
+   * Most records one read() hands out as objects (default: a whole buffer's);
+   * the rest of the buffer comes with the next read(), without a new file
+   * read. A whole 256 KiB buffer of short lines is thousands of objects
+   * (about 0.6 MiB of heap), all held by a consumer that stalls on them (a
+   * client that does not read). Records in a RecordTable are not counted.
+   */
+  maxRecords?: number;
+  /**
    * Parse the records' times (default true). Without, timeMs is NaN and a
    * header's timestamp is only checked for its shape: a bulk read that
    * needs no times (no `since`, no timestamps) saves most of a header's cost.
@@ -106,6 +114,7 @@ export class LogReader {
   private closed = false;
   private readonly bufferSize: number;
   private readonly maxPayload: number;
+  private readonly maxRecords: number;
   private readonly times: boolean;
   private readonly blocking: boolean;
   /** Bytes to ask for in the next read: SMALL_READ after reaching the end, growing up to bufferSize while reads come back full. */
@@ -123,6 +132,8 @@ export class LogReader {
   private readonly buffers: [Buffer | undefined, Buffer | undefined] = [undefined, undefined];
   /** The read under way ahead of the caller (see the top of the file); it belongs to `file`. */
   private ahead: ReadAhead | undefined;
+  /** What is left of the last read's bytes (from `offset`, at least one whole record) after maxRecords records. */
+  private rest: Buffer | undefined;
   /** Filled in for each record of a read (one object, not one per record). */
   private readonly header: RecordHeader = { timeMs: NaN, stream: 'stdout', tag: 'F', headerLength: 0 };
 
@@ -135,6 +146,7 @@ export class LogReader {
     this.offset = start.offset;
     this.bufferSize = options.bufferSize ?? 256 * 1024;
     this.maxPayload = options.maxPayload ?? 64 * 1024;
+    this.maxRecords = options.maxRecords ?? Number.POSITIVE_INFINITY;
     this.times = options.times ?? true;
     this.blocking = options.blocking ?? false;
     this.readSize = Math.min(SMALL_READ, this.bufferSize);
@@ -181,6 +193,21 @@ export class LogReader {
     }
   }
 
+  /**
+   * The consumer has stopped taking records for now (a client that does not
+   * read): gives back what is held only for speed, the read ahead and the
+   * read buffers (512 KiB in a bulk read), so a stalled reader holds no more
+   * than the records it handed out. Reads start small again afterwards and
+   * grow while they come back full, as after reaching the end. Nothing is
+   * lost or repeated: the read ahead is only a guess of the next read.
+   */
+  release(): void {
+    this.ahead = undefined; // its buffer is not reused (dropped below); the read may finish: its result goes unused
+    this.buffers[0] = undefined;
+    this.buffers[1] = undefined;
+    if (!this.blocking) this.readSize = Math.min(SMALL_READ, this.bufferSize);
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     await this.closeFile();
@@ -199,6 +226,7 @@ export class LogReader {
     this.reachedEnd = false;
     this.long = undefined;
     this.longScan = undefined;
+    this.rest = undefined;
     await this.dropAhead();
     await file?.close();
   }
@@ -317,7 +345,9 @@ export class LogReader {
   }
 
   private async readRecords(table: RecordTable | undefined): Promise<{ records: LogRecord[]; consumed: number; stuck: boolean; again: boolean }> {
-    const { bytes, full, size } = await this.readChunk();
+    const rest = this.rest;
+    this.rest = undefined;
+    const { bytes, full, size } = rest !== undefined ? { bytes: rest, full: false, size: rest.length } : await this.readChunk();
     table?.reset(bytes, this.index, this.offset);
     if (bytes.length === 0) return { records: [], consumed: 0, stuck: false, again: false };
     const records: LogRecord[] = [];
@@ -341,6 +371,10 @@ export class LogReader {
         }
       }
       pos = nl + 1;
+      if (records.length >= this.maxRecords) {
+        if (bytes.indexOf(10, pos) >= 0) this.rest = bytes.subarray(pos); // else only a record still being written: read it afresh
+        break;
+      }
     }
     this.offset += pos;
     // No '\n' in a full read: a record longer than the read. Read more at once (again), up to a whole buffer (stuck).

@@ -41,6 +41,13 @@ export interface LogsQuery {
   runs?: boolean;
   /** The caller has a thread of its own (a worker): read synchronously (ReaderOptions.blocking). */
   blocking?: boolean;
+  /**
+   * Tells when the receiver has stalled (taken nothing for a while): the
+   * reader then gives back its read-ahead and buffers (LogReader.release).
+   */
+  onStall?: (listener: () => void) => void;
+  /** Most records made into objects per read (ReaderOptions.maxRecords); a batch has about as many lines at most. */
+  maxRecords?: number;
 }
 
 /** What streamLogs yields: lines, or (with LogsQuery.runs) LineRuns. */
@@ -111,7 +118,8 @@ export async function* streamLogs(
   const plan = await planStart(directory, { streams: query.streams, tailLines: query.tailLines, sinceMs: query.sinceMs });
   if (signal.aborted) return 'cancelled';
   const times = query.times === true || query.sinceMs !== undefined;
-  const reader = new LogReader(directory, plan.position, { maxPayload: timings.maxPiece, times, blocking: query.blocking });
+  const reader = new LogReader(directory, plan.position, { maxPayload: timings.maxPiece, times, blocking: query.blocking, maxRecords: query.maxRecords });
+  query.onStall?.(() => reader.release());
   const selector = new LineSelector(plan, query.sinceMs);
   const assembler = new LineAssembler(timings.maxPiece);
   // Bulk reads of whole lines skip records, selector and assembler (see runsOf).

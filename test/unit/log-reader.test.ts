@@ -42,14 +42,23 @@ function model(records: readonly Written[], maxPayload: number): string[] {
   return out;
 }
 
-/** Everything the reader hands out until it has caught up, with or without a record table. */
-async function drain(reader: LogReader, withTable: boolean, maxPayload: number, into: string[]): Promise<void> {
+/**
+ * Everything the reader hands out until it has caught up, with or without a
+ * record table; `release`: after every how many batches the consumer stalls
+ * (LogReader.release: the read ahead and buffers are given back), 0: never.
+ */
+async function drain(reader: LogReader, withTable: boolean, maxPayload: number, into: string[], release = 0): Promise<void> {
   const table = withTable ? new RecordTable() : undefined;
+  let batches = 0;
   for (let batch = await reader.read(table); batch; batch = await reader.read(table)) {
     const records = batch.table ? batch.table.toRecords(maxPayload) : batch.records;
+    if (release > 0 && ++batches % release === 0) reader.release(); // the records in hand stay valid
     for (const r of records) into.push(`${r.stream} ${r.tag} ${r.payload.toString('hex')}`);
   }
 }
+
+const maxRecords = fc.constantFrom(undefined, 1, 7, 512);
+const releaseEvery = fc.constantFrom(0, 1, 3);
 
 const written = fc.record({
   stream: fc.constantFrom<StreamName>('stdout', 'stderr'),
@@ -62,7 +71,7 @@ const written = fc.record({
 });
 
 describe('the log reader', () => {
-  test('hands out every record of rotated files once and in order, whatever the buffer size, with or without a record table, blocking or not', async () => {
+  test('hands out every record of rotated files once and in order, whatever the buffer size, with or without a record table, blocking or not, records per read capped or not, stalls or not', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(written, { maxLength: 400 }),
@@ -70,7 +79,9 @@ describe('the log reader', () => {
         fc.constantFrom(64, 256, 1024, 4096, 256 * 1024),
         fc.boolean(),
         fc.boolean(),
-        async (records, cuts, bufferSize, withTable, blocking) => {
+        maxRecords,
+        releaseEvery,
+        async (records, cuts, bufferSize, withTable, blocking, maxRecords, release) => {
           const dir = mkdtempSync(join(tmpdir(), 'te-reader-'));
           try {
             const bounds = [...new Set([0, ...cuts.map((c) => Math.min(c, records.length)), records.length])].sort((a, b) => a - b);
@@ -79,9 +90,9 @@ describe('the log reader', () => {
             }
             // maxPayload: what a record table's lines are split at (a piece), at most a buffer.
             const maxPayload = Math.min(bufferSize, 1000);
-            const reader = new LogReader(dir, BEGINNING, { bufferSize, maxPayload, times: false, blocking });
+            const reader = new LogReader(dir, BEGINNING, { bufferSize, maxPayload, times: false, blocking, maxRecords });
             const got: string[] = [];
-            await drain(reader, withTable, maxPayload, got);
+            await drain(reader, withTable, maxPayload, got, release);
             await reader.close();
             assert.deepEqual(got, model(records, maxPayload));
           } finally {
@@ -93,18 +104,18 @@ describe('the log reader', () => {
     );
   });
 
-  test('a reader that catches up, then finds the file grown and a newer file, hands out each record once (blocking or not)', async () => {
+  test('a reader that catches up, then finds the file grown and a newer file, hands out each record once (blocking or not, capped or not, stalls or not)', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.array(written, { maxLength: 60 }), { minLength: 1, maxLength: 6 }), fc.constantFrom(256, 4096, 256 * 1024), fc.boolean(), async (appends, bufferSize, blocking) => {
+      fc.asyncProperty(fc.array(fc.array(written, { maxLength: 60 }), { minLength: 1, maxLength: 6 }), fc.constantFrom(256, 4096, 256 * 1024), fc.boolean(), maxRecords, releaseEvery, async (appends, bufferSize, blocking, maxRecords, release) => {
         const dir = mkdtempSync(join(tmpdir(), 'te-reader-follow-'));
         try {
           const maxPayload = Math.min(bufferSize, 1000);
-          const reader = new LogReader(dir, BEGINNING, { bufferSize, maxPayload, times: false, blocking });
+          const reader = new LogReader(dir, BEGINNING, { bufferSize, maxPayload, times: false, blocking, maxRecords });
           const got: string[] = [];
           for (const [i, batch] of appends.entries()) {
             // Every other append goes to a new file, as a rotation would.
             appendFileSync(logFilePath(dir, Math.floor(i / 2)), Buffer.concat(batch.map(encode)));
-            await drain(reader, i % 3 === 0, maxPayload, got);
+            await drain(reader, i % 3 === 0, maxPayload, got, release);
           }
           await reader.close();
           assert.deepEqual(got, model(appends.flat(), maxPayload));
@@ -114,6 +125,26 @@ describe('the log reader', () => {
       }),
       { numRuns: 100 },
     );
+  });
+
+  test('with maxRecords, a read of a buffer of short lines hands out at most that many records, the rest with the next reads', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'te-reader-cap-'));
+    try {
+      const lines = Array.from({ length: 5000 }, (_, i) => `line ${i}`);
+      writeFileSync(logFilePath(dir, 0), Buffer.concat(lines.map((line) => encode({ stream: 'stdout', tag: 'F', payload: Buffer.from(line) }))));
+      const reader = new LogReader(dir, BEGINNING, { times: false, maxRecords: 100 });
+      const got: string[] = [];
+      let largest = 0;
+      for (let batch = await reader.read(); batch; batch = await reader.read()) {
+        largest = Math.max(largest, batch.records.length);
+        for (const r of batch.records) got.push(r.payload.toString());
+      }
+      await reader.close();
+      assert.equal(largest, 100);
+      assert.deepEqual(got, lines);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('a reader closed in the middle of a bulk read (a read ahead under way) leaves no file open', async () => {

@@ -2862,7 +2862,12 @@ export const TaskExecutorServiceService = {
    *                     limit_bytes or since_seconds, both since_time and
    *                     since_seconds, or both batch and chunks;
    *   NOT_FOUND         no task of that name, or (when following) the task
-   *                     was deleted meanwhile.
+   *                     was deleted meanwhile;
+   *   RESOURCE_EXHAUSTED  --max-log-streams Logs streams (default 256) are
+   *                     open already; the message says how many. A stream
+   *                     holds its place until it ends, is cancelled, passes
+   *                     its deadline or its connection drops, so a client
+   *                     that stops reading without cancelling keeps it.
    */
   logs: {
     path: "/taskexecutor.v1.TaskExecutorService/Logs" as const,
@@ -2878,7 +2883,9 @@ export const TaskExecutorServiceService = {
    *   INVALID_ARGUMENT     a bad name, or an interval below 100 ms or above
    *                        24 h;
    *   NOT_FOUND            no task of that name, or it was deleted meanwhile;
-   *   FAILED_PRECONDITION  the task's backend does not report usage.
+   *   FAILED_PRECONDITION  the task's backend does not report usage;
+   *   RESOURCE_EXHAUSTED   --max-streams Watch and Stats streams (default
+   *                        1024, together) are open already.
    */
   stats: {
     path: "/taskexecutor.v1.TaskExecutorService/Stats" as const,
@@ -2894,7 +2901,9 @@ export const TaskExecutorServiceService = {
    * client cancels.
    *   RESOURCE_EXHAUSTED  the client fell behind by more than 100000 events
    *                       or 16 MiB; Watch again with send_initial to get
-   *                       every task as it is now.
+   *                       every task as it is now. Also at once when
+   *                       --max-streams Watch and Stats streams (default
+   *                       1024, together) are open already.
    */
   watch: {
     path: "/taskexecutor.v1.TaskExecutorService/Watch" as const,
@@ -2961,7 +2970,12 @@ export interface TaskExecutorServiceServer extends UntypedServiceImplementation 
    *                     limit_bytes or since_seconds, both since_time and
    *                     since_seconds, or both batch and chunks;
    *   NOT_FOUND         no task of that name, or (when following) the task
-   *                     was deleted meanwhile.
+   *                     was deleted meanwhile;
+   *   RESOURCE_EXHAUSTED  --max-log-streams Logs streams (default 256) are
+   *                     open already; the message says how many. A stream
+   *                     holds its place until it ends, is cancelled, passes
+   *                     its deadline or its connection drops, so a client
+   *                     that stops reading without cancelling keeps it.
    */
   logs: handleServerStreamingCall<LogsRequest, LogsResponse>;
   /**
@@ -2969,7 +2983,9 @@ export interface TaskExecutorServiceServer extends UntypedServiceImplementation 
    *   INVALID_ARGUMENT     a bad name, or an interval below 100 ms or above
    *                        24 h;
    *   NOT_FOUND            no task of that name, or it was deleted meanwhile;
-   *   FAILED_PRECONDITION  the task's backend does not report usage.
+   *   FAILED_PRECONDITION  the task's backend does not report usage;
+   *   RESOURCE_EXHAUSTED   --max-streams Watch and Stats streams (default
+   *                        1024, together) are open already.
    */
   stats: handleServerStreamingCall<StatsRequest, StatsResponse>;
   /**
@@ -2977,7 +2993,9 @@ export interface TaskExecutorServiceServer extends UntypedServiceImplementation 
    * client cancels.
    *   RESOURCE_EXHAUSTED  the client fell behind by more than 100000 events
    *                       or 16 MiB; Watch again with send_initial to get
-   *                       every task as it is now.
+   *                       every task as it is now. Also at once when
+   *                       --max-streams Watch and Stats streams (default
+   *                       1024, together) are open already.
    */
   watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
 }
@@ -3100,7 +3118,12 @@ export interface TaskExecutorServiceClient extends Client {
    *                     limit_bytes or since_seconds, both since_time and
    *                     since_seconds, or both batch and chunks;
    *   NOT_FOUND         no task of that name, or (when following) the task
-   *                     was deleted meanwhile.
+   *                     was deleted meanwhile;
+   *   RESOURCE_EXHAUSTED  --max-log-streams Logs streams (default 256) are
+   *                     open already; the message says how many. A stream
+   *                     holds its place until it ends, is cancelled, passes
+   *                     its deadline or its connection drops, so a client
+   *                     that stops reading without cancelling keeps it.
    */
   logs(request: LogsRequest, options?: Partial<CallOptions>): ClientReadableStream<LogsResponse>;
   logs(request: LogsRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<LogsResponse>;
@@ -3109,7 +3132,9 @@ export interface TaskExecutorServiceClient extends Client {
    *   INVALID_ARGUMENT     a bad name, or an interval below 100 ms or above
    *                        24 h;
    *   NOT_FOUND            no task of that name, or it was deleted meanwhile;
-   *   FAILED_PRECONDITION  the task's backend does not report usage.
+   *   FAILED_PRECONDITION  the task's backend does not report usage;
+   *   RESOURCE_EXHAUSTED   --max-streams Watch and Stats streams (default
+   *                        1024, together) are open already.
    */
   stats(request: StatsRequest, options?: Partial<CallOptions>): ClientReadableStream<StatsResponse>;
   stats(
@@ -3122,7 +3147,9 @@ export interface TaskExecutorServiceClient extends Client {
    * client cancels.
    *   RESOURCE_EXHAUSTED  the client fell behind by more than 100000 events
    *                       or 16 MiB; Watch again with send_initial to get
-   *                       every task as it is now.
+   *                       every task as it is now. Also at once when
+   *                       --max-streams Watch and Stats streams (default
+   *                       1024, together) are open already.
    */
   watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
   watch(

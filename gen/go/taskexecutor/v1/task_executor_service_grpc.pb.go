@@ -65,21 +65,30 @@ type TaskExecutorServiceClient interface {
 	//	                  limit_bytes or since_seconds, both since_time and
 	//	                  since_seconds, or both batch and chunks;
 	//	NOT_FOUND         no task of that name, or (when following) the task
-	//	                  was deleted meanwhile.
+	//	                  was deleted meanwhile;
+	//	RESOURCE_EXHAUSTED  --max-log-streams Logs streams (default 256) are
+	//	                  open already; the message says how many. A stream
+	//	                  holds its place until it ends, is cancelled, passes
+	//	                  its deadline or its connection drops, so a client
+	//	                  that stops reading without cancelling keeps it.
 	Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (TaskExecutorService_LogsClient, error)
 	// Streams resource usage samples of a task's whole process tree.
 	//
 	//	INVALID_ARGUMENT     a bad name, or an interval below 100 ms or above
 	//	                     24 h;
 	//	NOT_FOUND            no task of that name, or it was deleted meanwhile;
-	//	FAILED_PRECONDITION  the task's backend does not report usage.
+	//	FAILED_PRECONDITION  the task's backend does not report usage;
+	//	RESOURCE_EXHAUSTED   --max-streams Watch and Stats streams (default
+	//	                     1024, together) are open already.
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (TaskExecutorService_StatsClient, error)
 	// Streams task changes, so controllers need not poll List. Runs until the
 	// client cancels.
 	//
 	//	RESOURCE_EXHAUSTED  the client fell behind by more than 100000 events
 	//	                    or 16 MiB; Watch again with send_initial to get
-	//	                    every task as it is now.
+	//	                    every task as it is now. Also at once when
+	//	                    --max-streams Watch and Stats streams (default
+	//	                    1024, together) are open already.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (TaskExecutorService_WatchClient, error)
 }
 
@@ -284,21 +293,30 @@ type TaskExecutorServiceServer interface {
 	//	                  limit_bytes or since_seconds, both since_time and
 	//	                  since_seconds, or both batch and chunks;
 	//	NOT_FOUND         no task of that name, or (when following) the task
-	//	                  was deleted meanwhile.
+	//	                  was deleted meanwhile;
+	//	RESOURCE_EXHAUSTED  --max-log-streams Logs streams (default 256) are
+	//	                  open already; the message says how many. A stream
+	//	                  holds its place until it ends, is cancelled, passes
+	//	                  its deadline or its connection drops, so a client
+	//	                  that stops reading without cancelling keeps it.
 	Logs(*LogsRequest, TaskExecutorService_LogsServer) error
 	// Streams resource usage samples of a task's whole process tree.
 	//
 	//	INVALID_ARGUMENT     a bad name, or an interval below 100 ms or above
 	//	                     24 h;
 	//	NOT_FOUND            no task of that name, or it was deleted meanwhile;
-	//	FAILED_PRECONDITION  the task's backend does not report usage.
+	//	FAILED_PRECONDITION  the task's backend does not report usage;
+	//	RESOURCE_EXHAUSTED   --max-streams Watch and Stats streams (default
+	//	                     1024, together) are open already.
 	Stats(*StatsRequest, TaskExecutorService_StatsServer) error
 	// Streams task changes, so controllers need not poll List. Runs until the
 	// client cancels.
 	//
 	//	RESOURCE_EXHAUSTED  the client fell behind by more than 100000 events
 	//	                    or 16 MiB; Watch again with send_initial to get
-	//	                    every task as it is now.
+	//	                    every task as it is now. Also at once when
+	//	                    --max-streams Watch and Stats streams (default
+	//	                    1024, together) are open already.
 	Watch(*WatchRequest, TaskExecutorService_WatchServer) error
 	mustEmbedUnimplementedTaskExecutorServiceServer()
 }
