@@ -7,6 +7,11 @@
 // "ready" (the task's writer waits for it); for each line of 19 digits (the
 // writer's `date +%s%N`) takes the wall clock on receipt. Prints one JSON line
 // at the end of the stream: {"ms": [latency of each line in milliseconds]}.
+// LOGS_FOLLOW_CHUNKS=1 follows with chunks: true instead of batch: true (the
+// chunk's text split at its newlines); LOGS_FOLLOW_STATIC_WINDOW=1 dials with
+// fixed 1 MiB flow-control windows, which turns off grpc-go's BDP pings (one
+// per DATA frame received). Client-side choices, for comparison: neither
+// changed the median on this machine (bench/RESULTS.md, issue #15).
 //
 // Usage: logs-follow-go ADDRESS TASK --read
 // Part (b): reads TASK's whole log (chunks: true, no follow) once the
@@ -21,6 +26,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	taskexecutorv1 "github.com/task-executor/task-executor/gen/go/taskexecutor/v1"
@@ -32,7 +38,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: logs-follow-go ADDRESS TASK GO_FILE")
 		os.Exit(2)
 	}
-	conn, err := grpc.Dial(os.Args[1], grpc.WithInsecure())
+	options := []grpc.DialOption{grpc.WithInsecure()}
+	if os.Getenv("LOGS_FOLLOW_STATIC_WINDOW") == "1" {
+		options = append(options, grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(1<<20))
+	}
+	conn, err := grpc.Dial(os.Args[1], options...)
 	check(err)
 	defer conn.Close()
 	client := taskexecutorv1.NewTaskExecutorServiceClient(conn)
@@ -40,7 +50,8 @@ func main() {
 		readAll(client, os.Args[2])
 		return
 	}
-	stream, err := client.Logs(context.Background(), &taskexecutorv1.LogsRequest{Name: os.Args[2], Follow: true, Batch: true})
+	chunks := os.Getenv("LOGS_FOLLOW_CHUNKS") == "1"
+	stream, err := client.Logs(context.Background(), &taskexecutorv1.LogsRequest{Name: os.Args[2], Follow: true, Batch: !chunks, Chunks: chunks})
 	check(err)
 	latencies := []float64{}
 	for {
@@ -50,8 +61,14 @@ func main() {
 			break
 		}
 		check(err)
+		texts := []string{}
 		for _, entry := range reply.Entries {
-			text := entry.GetText()
+			texts = append(texts, entry.GetText())
+		}
+		if chunks {
+			texts = strings.Split(strings.TrimSuffix(reply.GetChunk().GetText(), "\n"), "\n")
+		}
+		for _, text := range texts {
 			if text == "ready" {
 				check(os.WriteFile(os.Args[3], nil, 0o644))
 			}
