@@ -1,5 +1,6 @@
 // The gRPC server: the task service, grpc.health.v1 and server reflection
 // (so grpcurl and `buf curl` work without proto files).
+import { setMaxListeners } from 'node:events';
 import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Server, type ServerInterceptor } from '@grpc/grpc-js';
@@ -120,6 +121,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   };
   // Aborted by close: streams (Watch, a Logs follow, Stats) would otherwise hold the close for its whole grace.
   const closing = new AbortController();
+  // Every open stream listens on it until it ends (one listener each, removed then): past Node's
+  // default of 10 that is no leak, and its "possible memory leak" warning would mislead.
+  setMaxListeners(0, closing.signal);
   server.addService(
     withPreEncodedResponses(withTolerantDecoding(TaskExecutorServiceService, requestTypes)),
     taskExecutorService(manager, log, logReadWorkers, {

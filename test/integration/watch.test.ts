@@ -145,3 +145,29 @@ describe('Watch across a shutdown', () => {
     }
   });
 });
+
+describe('Many open streams', () => {
+  test('more than ten open Watch streams give no "possible memory leak" warning: each stream listens for the shutdown, which is no leak', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => void warnings.push(warning);
+    process.on('warning', onWarning);
+    const te = await startTestExecutor();
+    try {
+      const before = eventSubscribers(te);
+      const watchers = Array.from({ length: 20 }, () => openWatch(te, false));
+      await waitFor('the Watches to be subscribed', () => eventSubscribers(te) >= before + watchers.length);
+      // A process warning is emitted on a later tick: let it come, or show that none does.
+      await new Promise((resolve) => setImmediate(resolve));
+      const leaks = warnings.filter((w) => w.name === 'MaxListenersExceededWarning');
+      assert.deepEqual(
+        leaks.map((w) => w.message),
+        [],
+      );
+      for (const watcher of watchers) watcher.call.cancel();
+      await Promise.all(watchers.map((w) => w.ended));
+    } finally {
+      process.off('warning', onWarning);
+      await te.close();
+    }
+  });
+});
