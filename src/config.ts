@@ -108,8 +108,18 @@ const duration = (value: string): number => {
   }
 };
 
-const positiveDuration = (value: string): number => {
+/** Node's longest timer (about 24.8 days): a longer one fires after 1 ms instead. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A duration a timer is set to (grpc-js sets its keepalive and idle timers to these): at most MAX_TIMER_MS. */
+const timerDuration = (value: string): number => {
   const ms = duration(value);
+  if (ms > MAX_TIMER_MS) throw new InvalidArgumentError('expected at most 596h (about 24.8 days, the longest timer); use 0s to turn it off where that is allowed');
+  return ms;
+};
+
+const positiveDuration = (value: string): number => {
+  const ms = timerDuration(value);
   if (ms <= 0) throw new InvalidArgumentError('expected a duration above zero, e.g. 20s');
   return ms;
 };
@@ -253,7 +263,7 @@ function program(): Command {
         'gRPC: a connection with no call open for this long is closed with GOAWAY (clients reconnect on their next call; an open Watch or Logs stream is a call); it also ends connections that never send anything; 0s: never',
       )
         .env('GRPC_MAX_CONNECTION_IDLE')
-        .argParser(duration)
+        .argParser(timerDuration)
         .default(300_000, '5m'),
     )
     .addOption(
@@ -262,7 +272,7 @@ function program(): Command {
         "gRPC: ping every connection this often, so a client whose node vanished is found and its open streams ended; 0s: never",
       )
         .env('GRPC_KEEPALIVE_TIME')
-        .argParser(duration)
+        .argParser(timerDuration)
         .default(60_000, '1m'),
     )
     .addOption(

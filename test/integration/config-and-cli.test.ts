@@ -27,6 +27,23 @@ describe('command line', () => {
     assert.match(bad.output(), /invalid duration "soon"/);
   });
 
+  test('a gRPC keepalive or idle duration longer than a timer can wait is refused (a longer timer fires after 1 ms)', async () => {
+    for (const flag of ['--grpc-keepalive-timeout', '--grpc-keepalive-time', '--grpc-max-connection-idle']) {
+      // Where the value were taken, the executor would start and listen: stop it, then fail below.
+      const bad = spawnExecutor([flag, '600h', '--data-dir', tempDir(), '--listen-addr', '127.0.0.1:0']);
+      const started = waitFor('the executor to exit or listen', () => /listening|"address"/.test(bad.output()), { timeoutMs: 30_000 }).then(
+        () => 'listening',
+        () => 'neither',
+      );
+      const outcome = await Promise.race([bad.exited.then((code) => `exit ${code}`), started]);
+      if (bad.child.exitCode === null) bad.child.kill('SIGKILL');
+      await bad.exited;
+      assert.notEqual(outcome, 'listening', `${flag} 600h: the executor started`);
+      assert.notEqual(outcome, 'exit 0');
+      assert.match(bad.output(), /at most 596h/, flag);
+    }
+  });
+
   test('an explicit data dir that cannot be written stops the start with a clear message', async () => {
     const bad = spawnExecutor(['--data-dir', '/etc/hostname/tasks', '--listen-addr', '127.0.0.1:0']);
     assert.equal(await bad.exited, 1);
