@@ -64,7 +64,8 @@ export function serverStream<Req, Res>(handler: ServerStreamHandler<Req, Res>, l
   return (call) => void pump(call, handler, log, options);
 }
 
-const SHUTTING_DOWN = 'the executor is shutting down; call again';
+/** Why a stream ends at shutdown (UNAVAILABLE). */
+export const SHUTTING_DOWN = 'the executor is shutting down; call again';
 
 const isPreEncoded = (message: unknown): message is PreEncoded => typeof message === 'object' && message !== null && ENCODED in message;
 

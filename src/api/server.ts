@@ -28,6 +28,7 @@ import { withPreEncodedResponses } from './pre-encoded.js';
 import { taskExecutorService } from './task-service.js';
 import { ChunkWorkers, DEFAULT_CHUNK_WORKERS } from './log-chunks-offload.js';
 import { StreamSlots } from './stream-slots.js';
+import { endHealthWatchesOnClose } from './health-watch-shutdown.js';
 
 export const SERVICE_NAME = 'taskexecutor.v1.TaskExecutorService';
 
@@ -100,6 +101,11 @@ function connectionOptions(limits: ConnectionLimits | undefined): Record<string,
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { listenAddr, manager, log, security } = options;
   const logReadWorkers = options.logsReadWorkers ? new ChunkWorkers({ ...DEFAULT_CHUNK_WORKERS, maxWorkers: options.logsReadWorkers }) : undefined;
+  // Aborted by close: streams (Watch, a Logs follow, Stats, a health Watch) would otherwise hold the close for its whole grace.
+  const closing = new AbortController();
+  // Every open stream listens on it until it ends (one listener each, removed then): past Node's
+  // default of 10 that is no leak, and its "possible memory leak" warning would mislead.
+  setMaxListeners(0, closing.signal);
   const server = new Server({
     'grpc.max_receive_message_length': 4 * 1024 * 1024,
     ...connectionOptions(options.connections),
@@ -107,6 +113,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       ...(options.interceptors ?? []),
       ...(security.token ? [bearerTokenInterceptor(security.token)] : []),
       rejectMalformedRequests,
+      endHealthWatchesOnClose(closing.signal),
     ],
   });
   const requestTypes = {
@@ -119,11 +126,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     stats: StatsRequest,
     watch: WatchRequest,
   };
-  // Aborted by close: streams (Watch, a Logs follow, Stats) would otherwise hold the close for its whole grace.
-  const closing = new AbortController();
-  // Every open stream listens on it until it ends (one listener each, removed then): past Node's
-  // default of 10 that is no leak, and its "possible memory leak" warning would mislead.
-  setMaxListeners(0, closing.signal);
   server.addService(
     withPreEncodedResponses(withTolerantDecoding(TaskExecutorServiceService, requestTypes)),
     taskExecutorService(manager, log, logReadWorkers, {

@@ -3,7 +3,9 @@
 import assert from 'node:assert/strict';
 import type { EventEmitter } from 'node:events';
 import { after, before, describe, test } from 'node:test';
-import { type ClientReadableStream, status, type ServiceError } from '@grpc/grpc-js';
+import { Client, type ClientReadableStream, credentials, type MethodDefinition, status, type ServiceError } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { WatchEventType, type WatchResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
 import type { Task } from '../../gen/taskexecutor/v1/task.js';
 import { WATCH_BACKLOG } from '../../src/api/watch-handler.js';
@@ -145,6 +147,40 @@ describe('Watch across a shutdown', () => {
     }
   });
 });
+
+describe('A health Watch across a shutdown', () => {
+  test("an open grpc.health.v1 Health/Watch is told NOT_SERVING, then ends UNAVAILABLE (call again) instead of holding the executor's shutdown until its grace forces it closed", async () => {
+    const te = await startTestExecutor();
+    const method = healthWatch();
+    const client = new Client(te.executor.address, credentials.createInsecure());
+    try {
+      const statuses: unknown[] = [];
+      const call = client.makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, { service: '' });
+      call.on('data', (response: { status?: unknown }) => statuses.push(response.status));
+      const ended = new Promise<ServiceError | undefined>((resolve) => {
+        call.on('error', resolve);
+        call.on('end', () => resolve(undefined));
+      });
+      await waitFor('the health Watch to report SERVING', () => statuses.length > 0);
+      await te.stop();
+      const end = await ended;
+      assert.deepEqual(statuses, ['SERVING', 'NOT_SERVING']);
+      assert.equal(end?.code, status.UNAVAILABLE, `the health Watch ends UNAVAILABLE, not ${end?.code} (${end?.details})`);
+      assert.match(end.details, /shutting down; call again/);
+    } finally {
+      client.close();
+      await te.close();
+    }
+  });
+});
+
+/** grpc.health.v1.Health/Watch from the proto grpc-health-check serves (statuses as their names). */
+function healthWatch(): MethodDefinition<object, { status?: unknown }> {
+  const service = loadSync(healthProtoPath, { enums: String })['grpc.health.v1.Health'];
+  const method = service && !('format' in service) ? service.Watch : undefined;
+  if (!method) throw new Error(`${healthProtoPath} defines no grpc.health.v1.Health/Watch`);
+  return method as MethodDefinition<object, { status?: unknown }>;
+}
 
 describe('Many open streams', () => {
   test('more than ten open Watch streams give no "possible memory leak" warning: each stream listens for the shutdown, which is no leak', async () => {
