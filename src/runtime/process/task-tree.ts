@@ -3,7 +3,7 @@
 // the one place that signals, waits for and kills a tree of processes. The
 // process backend's stop, the sidecar backend's (through ProcessRuntime.stop
 // and its options) and the end of a stalled shim all go through killTree.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { deadlineIn, pollUntil } from '../../util/poll.js';
 import type { CgroupManager, TaskCgroup } from '../cgroups/index.js';
 import { GRACE_POLL_MS, graceLookDelay, type TreeState } from './grace-looks.js';
@@ -238,16 +238,49 @@ export interface KillTarget extends TreeOrder {
  */
 export async function killTree(target: KillTarget, budgetMs = KILL_BUDGET_MS): Promise<boolean> {
   const deadline = deadlineIn(budgetMs);
-  const settled = target.leavesFirst ? (pid: number) => !existsSync(`/proc/${pid}`) : exited;
+  const gone = (pid: number) => !existsSync(`/proc/${pid}`);
+  const settled = target.leavesFirst ? gone : exited;
+  // Leaves first: zombies whose parent has already been given a round to reap them.
+  const waitedFor = new Set<number>();
   for (;;) {
     if (target.group !== undefined) signalQuietly(-target.group, 'SIGKILL');
-    const round = victims(parentsOf(target.members()), target);
-    if (round.length === 0) return true;
+    const parents = parentsOf(target.members());
+    // A child that has exited but is not reaped yet (one that ended as its own child was
+    // killed) makes its parent no leaf for one round: killed before it reaps, the parent
+    // would hand the zombie to the PID namespace's init, which may never reap it.
+    const unreaped = target.leavesFirst ? zombieChildren(parents.keys()).filter(([zombie]) => !waitedFor.has(zombie)) : [];
+    const reaping = new Set(unreaped.map(([, parent]) => parent));
+    const round = victims(parents, target).filter((pid) => !reaping.has(pid));
+    if (round.length === 0 && unreaped.length === 0) return true;
     const left = deadline.left();
     if (left < 0) return false;
     for (const pid of round) signalQuietly(pid, 'SIGKILL');
-    await pollUntil(() => round.every(settled), Math.min(ROUND_WAIT_MS, left), 5);
+    for (const [zombie] of unreaped) waitedFor.add(zombie);
+    await pollUntil(() => round.every(settled) && unreaped.every(([zombie]) => gone(zombie)), Math.min(ROUND_WAIT_MS, left), 5);
   }
+}
+
+/**
+ * [zombie, parent] for every child of `pids` that has exited and is not reaped
+ * yet (/proc/<pid>/task/<pid>/children lists a thread's children, zombies
+ * included; a member whose children cannot be read counts as having none).
+ */
+export function zombieChildren(pids: Iterable<number>): [number, number][] {
+  const found: [number, number][] = [];
+  for (const pid of pids) {
+    let children: string;
+    try {
+      children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const child of children.split(' ')) {
+      if (child === '') continue;
+      const stat = readStat(Number(child));
+      if (stat?.state === 'Z' && stat.ppid === pid) found.push([Number(child), pid]);
+    }
+  }
+  return found;
 }
 
 /**
