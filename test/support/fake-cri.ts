@@ -93,6 +93,8 @@ export interface FakeCri {
   reopens: string[];
   /** Appends one CRI log record per line to the log of the task's running container (stamped `time`, default now). */
   write(task: string, lines: readonly string[], options?: { stream?: 'stdout' | 'stderr'; time?: Date }): void;
+  /** Makes the next call of `rpc` fail with `code` and `details` (once), before it does anything. */
+  failNext(rpc: 'createContainer' | 'startContainer', code: status, details: string): void;
   /** The task's running container exits with this code (its log is closed). */
   exit(task: string, exitCode: number): void;
   close(): Promise<void>;
@@ -137,6 +139,13 @@ export async function startFakeCri(): Promise<FakeCri> {
   };
 
   const scripts = new Map<string, PullScript>();
+  const failures = new Map<string, { code: status; details: string }>();
+  /** The scripted failure of this call, if any (used up). */
+  const failure = (rpc: string) => {
+    const found = failures.get(rpc);
+    failures.delete(rpc);
+    return found;
+  };
   const fake: FakeCri = {
     socket,
     pulls: [],
@@ -151,6 +160,9 @@ export async function startFakeCri(): Promise<FakeCri> {
       const stamp = criTimestamp(time);
       const text = lines.map((line) => `${stamp} ${stream} F ${line}\n`).join('');
       writeSync(container.fd!, text);
+    },
+    failNext(rpc, code, details) {
+      failures.set(rpc, { code, details });
     },
     exit(task, exitCode) {
       finish(runningOf(task), exitCode);
@@ -201,6 +213,8 @@ export async function startFakeCri(): Promise<FakeCri> {
       done(null, ListPodSandboxResponse.fromPartial({ items }));
     }),
     createContainer: ((call, done) => {
+      const failed = failure('createContainer');
+      if (failed) return done(failed);
       const sandbox = sandboxes.get(call.request.podSandboxId);
       if (!sandbox) return done(notFound('sandbox', call.request.podSandboxId));
       const config = call.request.config;
@@ -221,6 +235,8 @@ export async function startFakeCri(): Promise<FakeCri> {
       done(null, CreateContainerResponse.fromPartial({ containerId: id }));
     }),
     startContainer: ((call, done) => {
+      const failed = failure('startContainer');
+      if (failed) return done(failed);
       const container = containers.get(call.request.containerId);
       if (!container) return done(notFound('container', call.request.containerId));
       container.fd = openSync(container.logPath, 'a', 0o640);
