@@ -74,4 +74,23 @@ describe('a container start interrupted by a runtime outage', () => {
       );
     });
   }
+
+  test('a pool refill whose RunPodSandbox answer is lost in an outage: the sandbox it made is removed once the runtime answers again', async () => {
+    await waitFor('the pool to fill', () => runtime.pool?.ready === 1);
+    // A start takes the idle sandbox; the refill after it is the call whose answer is lost.
+    const name = 'refill-lost';
+    const taskDir = join(dataDir, name);
+    mkdirSync(taskDir, { recursive: true });
+    cri.failNext('runPodSandbox', status.UNKNOWN, 'server is not initialized yet');
+    const started = await runtime.start({ name, taskDir, spec: { container: { image: IMAGE, command: ['true'], args: [], env: [], volumeMounts: [] } } });
+    await runtime.release(started.handle);
+    await waitFor(
+      'only the idle pool to be left',
+      async () => {
+        const sandboxes = await client.listPodSandbox({});
+        return runtime.pool?.ready === 1 && sandboxes.length === 1;
+      },
+      { timeoutMs: 5000 },
+    );
+  });
 });

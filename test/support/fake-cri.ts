@@ -51,6 +51,7 @@ interface PullScript {
 interface FakeSandbox {
   id: string;
   labels: Record<string, string>;
+  metadata: { name: string; uid: string; namespace: string; attempt: number };
   logDirectory: string;
   ready: boolean;
   createdAt: bigint;
@@ -93,8 +94,11 @@ export interface FakeCri {
   reopens: string[];
   /** Appends one CRI log record per line to the log of the task's running container (stamped `time`, default now). */
   write(task: string, lines: readonly string[], options?: { stream?: 'stdout' | 'stderr'; time?: Date }): void;
-  /** Makes the next call of `rpc` fail with `code` and `details` (once), before it does anything. */
-  failNext(rpc: 'createContainer' | 'startContainer', code: status, details: string): void;
+  /**
+   * Makes the next call of `rpc` fail with `code` and `details` (once), before it does
+   * anything; for runPodSandbox, after making the sandbox (its answer was lost).
+   */
+  failNext(rpc: 'createContainer' | 'startContainer' | 'runPodSandbox', code: status, details: string): void;
   /** The task's running container exits with this code (its log is closed). */
   exit(task: string, exitCode: number): void;
   close(): Promise<void>;
@@ -186,7 +190,10 @@ export async function startFakeCri(): Promise<FakeCri> {
     runPodSandbox: ((call, done) => {
       const config = call.request.config;
       const id = newId();
-      sandboxes.set(id, { id, labels: { ...config?.labels }, logDirectory: config?.logDirectory ?? '', ready: true, createdAt: nowNanos() });
+      const metadata = { name: '', uid: '', namespace: '', attempt: 0, ...config?.metadata };
+      sandboxes.set(id, { id, labels: { ...config?.labels }, metadata, logDirectory: config?.logDirectory ?? '', ready: true, createdAt: nowNanos() });
+      const failed = failure('runPodSandbox');
+      if (failed) return done(failed);
       done(null, RunPodSandboxResponse.fromPartial({ podSandboxId: id }));
     }),
     stopPodSandbox: ((call, done) => {
@@ -209,7 +216,7 @@ export async function startFakeCri(): Promise<FakeCri> {
     listPodSandbox: ((call, done) => {
       const items = [...sandboxes.values()]
         .filter((s) => matches(s.labels, call.request.filter?.labelSelector))
-        .map((s) => ({ id: s.id, labels: s.labels, createdAt: s.createdAt, state: s.ready ? PodSandboxState.SANDBOX_READY : PodSandboxState.SANDBOX_NOTREADY }));
+        .map((s) => ({ id: s.id, labels: s.labels, metadata: s.metadata, createdAt: s.createdAt, state: s.ready ? PodSandboxState.SANDBOX_READY : PodSandboxState.SANDBOX_NOTREADY }));
       done(null, ListPodSandboxResponse.fromPartial({ items }));
     }),
     createContainer: ((call, done) => {

@@ -138,6 +138,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     this.availability.subscribe((available) => {
       if (!available) return;
       void this.removeOrphans();
+      void this.pool?.removeLost();
       this.pool?.fill();
     });
     this.cgroupV2 = options.cgroupV2 ?? existsSync('/sys/fs/cgroup/cgroup.controllers');
