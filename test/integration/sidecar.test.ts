@@ -3,6 +3,7 @@
 // Needs root, nsenter and unshare (util-linux).
 import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
@@ -367,6 +368,20 @@ describe('sidecar mode: the main container comes and goes', { skip }, () => {
     const { task } = await te.api.createTask({ task: shell('via-no-file', 'true') });
     assert.equal(terminated(task)?.reason, 'MainContainerNotFound');
     assert.ok(terminated(task)?.message.includes(pidFile), terminated(task)?.message);
+  });
+
+  test("a pid file naming a process in the executor's own namespaces (a stale pid, reused on the host) is MainContainerNotFound: the task never runs on the host", async (t) => {
+    const pidFile = join(scratch, 'stale.pid');
+    const te = await executor({ mainContainerName: unique('unused'), mainContainerPidFile: pidFile });
+    // What a stale pid file's number can name once the main container is gone: any host process.
+    const host = spawn('sleep', ['1000'], { stdio: 'ignore' });
+    t.after(() => host.kill('SIGKILL'));
+    writeFileSync(pidFile, `${host.pid}\n`);
+    const created = terminated((await te.api.createTask({ task: shell('stale-pid', 'touch /tmp/te-ran-on-host-$PPID; hostname') })).task);
+    const end = created ?? (await finished(te, 'stale-pid'));
+    const ran = end.reason === 'MainContainerNotFound' ? [] : logLines(te.dataDir, 'stale-pid');
+    assert.equal(end.reason, 'MainContainerNotFound', `${end.reason}: ${end.message} (it ran, printing ${ran.join(' | ')})`);
+    assert.match(end.message, new RegExp(`pid ${host.pid} from --main-container-pid-file .*the executor's own mount namespace`));
   });
 });
 

@@ -29,6 +29,11 @@ export interface PrivateContainerd {
    * containers' shims running, and resolves once it exited and its socket is gone.
    */
   stopDaemon(): Promise<void>;
+  /**
+   * Kills containerd alone (SIGKILL: a crash or an OOM kill), leaving its
+   * containers' shims running and its socket file behind; resolves once it exited.
+   */
+  killDaemon(): Promise<void>;
   /** Starts containerd again on the same config, state and socket; resolves once its CRI is ready. */
   startDaemon(): Promise<void>;
   /** Removes every sandbox, stops containerd, and cleans up; reports what was left over. */
@@ -223,6 +228,11 @@ export async function startPrivateContainerd(): Promise<PrivateContainerd> {
     stopDaemon: async () => {
       if (await terminate(daemon)) throw new Error(`containerd did not exit within 10 s of SIGTERM:\n${logTail()}`);
       await waitUntil(() => !existsSync(socket), 5000);
+    },
+    killDaemon: async () => {
+      signal(daemon.pid, 'SIGKILL');
+      await waitUntil(daemon.exited, 10_000);
+      if (!daemon.exited()) throw new Error('containerd did not exit within 10 s of SIGKILL');
     },
     startDaemon: async () => {
       if (!daemon.exited()) throw new Error('containerd is still running');

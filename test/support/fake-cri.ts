@@ -51,6 +51,7 @@ interface PullScript {
 interface FakeSandbox {
   id: string;
   labels: Record<string, string>;
+  metadata: { name: string; uid: string; namespace: string; attempt: number };
   logDirectory: string;
   ready: boolean;
   createdAt: bigint;
@@ -93,6 +94,11 @@ export interface FakeCri {
   reopens: string[];
   /** Appends one CRI log record per line to the log of the task's running container (stamped `time`, default now). */
   write(task: string, lines: readonly string[], options?: { stream?: 'stdout' | 'stderr'; time?: Date }): void;
+  /**
+   * Makes the next call of `rpc` fail with `code` and `details` (once), before it does
+   * anything; for runPodSandbox, after making the sandbox (its answer was lost).
+   */
+  failNext(rpc: 'createContainer' | 'startContainer' | 'runPodSandbox', code: status, details: string): void;
   /** The task's running container exits with this code (its log is closed). */
   exit(task: string, exitCode: number): void;
   close(): Promise<void>;
@@ -137,6 +143,13 @@ export async function startFakeCri(): Promise<FakeCri> {
   };
 
   const scripts = new Map<string, PullScript>();
+  const failures = new Map<string, { code: status; details: string }>();
+  /** The scripted failure of this call, if any (used up). */
+  const failure = (rpc: string) => {
+    const found = failures.get(rpc);
+    failures.delete(rpc);
+    return found;
+  };
   const fake: FakeCri = {
     socket,
     pulls: [],
@@ -151,6 +164,9 @@ export async function startFakeCri(): Promise<FakeCri> {
       const stamp = criTimestamp(time);
       const text = lines.map((line) => `${stamp} ${stream} F ${line}\n`).join('');
       writeSync(container.fd!, text);
+    },
+    failNext(rpc, code, details) {
+      failures.set(rpc, { code, details });
     },
     exit(task, exitCode) {
       finish(runningOf(task), exitCode);
@@ -174,7 +190,10 @@ export async function startFakeCri(): Promise<FakeCri> {
     runPodSandbox: ((call, done) => {
       const config = call.request.config;
       const id = newId();
-      sandboxes.set(id, { id, labels: { ...config?.labels }, logDirectory: config?.logDirectory ?? '', ready: true, createdAt: nowNanos() });
+      const metadata = { name: '', uid: '', namespace: '', attempt: 0, ...config?.metadata };
+      sandboxes.set(id, { id, labels: { ...config?.labels }, metadata, logDirectory: config?.logDirectory ?? '', ready: true, createdAt: nowNanos() });
+      const failed = failure('runPodSandbox');
+      if (failed) return done(failed);
       done(null, RunPodSandboxResponse.fromPartial({ podSandboxId: id }));
     }),
     stopPodSandbox: ((call, done) => {
@@ -197,10 +216,12 @@ export async function startFakeCri(): Promise<FakeCri> {
     listPodSandbox: ((call, done) => {
       const items = [...sandboxes.values()]
         .filter((s) => matches(s.labels, call.request.filter?.labelSelector))
-        .map((s) => ({ id: s.id, labels: s.labels, createdAt: s.createdAt, state: s.ready ? PodSandboxState.SANDBOX_READY : PodSandboxState.SANDBOX_NOTREADY }));
+        .map((s) => ({ id: s.id, labels: s.labels, metadata: s.metadata, createdAt: s.createdAt, state: s.ready ? PodSandboxState.SANDBOX_READY : PodSandboxState.SANDBOX_NOTREADY }));
       done(null, ListPodSandboxResponse.fromPartial({ items }));
     }),
     createContainer: ((call, done) => {
+      const failed = failure('createContainer');
+      if (failed) return done(failed);
       const sandbox = sandboxes.get(call.request.podSandboxId);
       if (!sandbox) return done(notFound('sandbox', call.request.podSandboxId));
       const config = call.request.config;
@@ -221,6 +242,8 @@ export async function startFakeCri(): Promise<FakeCri> {
       done(null, CreateContainerResponse.fromPartial({ containerId: id }));
     }),
     startContainer: ((call, done) => {
+      const failed = failure('startContainer');
+      if (failed) return done(failed);
       const container = containers.get(call.request.containerId);
       if (!container) return done(notFound('container', call.request.containerId));
       container.fd = openSync(container.logPath, 'a', 0o640);

@@ -93,8 +93,12 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
   private readonly reattached = new Map<string, string>();
   /** Sandboxes already stopped after their container exited. */
   private readonly quiesced = new Set<string>();
-  /** Runs (uid labels) a start left half-made when the runtime went away: removed once it is back. */
-  private readonly orphans = new Set<string>();
+  /**
+   * Runs (uid labels) a start left half-made when the runtime went away,
+   * with the sandbox it used: removed once it is back. The sandbox is named
+   * because one taken from the pool carries no label of the run.
+   */
+  private readonly orphans = new Map<string, string | undefined>();
   private readonly availability: Availability;
   private readonly connectTimeoutMs: number;
   private readonly rotation: LogRotation;
@@ -134,6 +138,7 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     this.availability.subscribe((available) => {
       if (!available) return;
       void this.removeOrphans();
+      void this.pool?.removeLost();
       this.pool?.fill();
     });
     this.cgroupV2 = options.cgroupV2 ?? existsSync('/sys/fs/cgroup/cgroup.controllers');
@@ -258,14 +263,14 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
     try {
       handle.containerId = await this.cri.createContainer(handle.sandboxId, config, sandbox);
     } catch (error) {
-      this.orphanIfUnreachable(error, uid);
+      this.orphanIfUnreachable(error, uid, handle.sandboxId);
       await this.quiesce(handle.sandboxId, log);
       return failed('CreateContainerError', `cannot create the container: ${criDetails(error)}`);
     }
     try {
       await this.cri.startContainer(handle.containerId);
     } catch (error) {
-      this.orphanIfUnreachable(error, uid);
+      this.orphanIfUnreachable(error, uid, handle.sandboxId);
       await this.quiesce(handle.sandboxId, log);
       return failed('ProcessStartFailed', `cannot start the container: ${criDetails(error)}`);
     }
@@ -482,16 +487,20 @@ export class ContainerRuntime implements TaskRuntime<ContainerHandle> {
   }
 
   /** Rethrows an unreachable-runtime error, remembering the run it interrupted for removal once the runtime is back. */
-  private orphanIfUnreachable(error: unknown, uid: string): void {
+  private orphanIfUnreachable(error: unknown, uid: string, sandboxId?: string): void {
     if (!isUnreachable(error)) return;
-    this.orphans.add(uid);
+    this.orphans.set(uid, sandboxId);
     throw error;
   }
 
   private async removeOrphans(): Promise<void> {
-    for (const uid of [...this.orphans]) {
+    for (const [uid, sandboxId] of [...this.orphans]) {
       try {
         await this.removeRuns({ [LABEL_UID]: uid }, this.options.log, true);
+        if (sandboxId) {
+          await ignoreNotFound(this.cri.stopPodSandbox(sandboxId));
+          await ignoreNotFound(this.cri.removePodSandbox(sandboxId));
+        }
         this.orphans.delete(uid);
       } catch {
         // Gone again: the next return retries.

@@ -256,6 +256,13 @@ export function observationFromStatus(status: ContainerStatus, now = new Date())
       } else if (status.reason === 'StartError' || status.reason === 'ContainerCannotRun') {
         observation.reason = 'ProcessStartFailed';
         observation.message = status.message || `the container runtime could not start the container (${status.reason})`;
+      } else if (status.reason === 'Unknown' && !status.message) {
+        // containerd's placeholder when it restarted without the container's task (it crashed
+        // while the container started, ran or exited): the exit code is not the program's.
+        observation.reason = 'ContainerStatusUnknown';
+        observation.message =
+          `the container runtime lost the container's exit status (it restarted while the container was starting, running or exiting); ` +
+          `exit code ${exitCode} is its placeholder, not the task's`;
       } else if (!PLAIN_REASONS.has(status.reason)) {
         observation.reason = status.reason;
         if (status.message) observation.message = status.message;

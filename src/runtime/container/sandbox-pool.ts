@@ -32,6 +32,12 @@ export class SandboxPool {
   private closed = false;
   /** The last fill error logged, so a failing runtime is not logged once per sandbox. */
   private reported = '';
+  /**
+   * Metadata uids of sandboxes whose RunPodSandbox lost its answer to an
+   * outage: the runtime may have made them, and nothing else would ever take
+   * or remove them (removeLost()).
+   */
+  private readonly lost = new Set<string>();
 
   constructor(private readonly options: SandboxPoolOptions) {}
 
@@ -94,12 +100,35 @@ export class SandboxPool {
     return this.idle.length;
   }
 
+  /**
+   * Removes the sandboxes whose RunPodSandbox answer an outage lost, found
+   * by their metadata uid (best effort: what is not removed is tried again
+   * after the next outage, and pruned at the next start of the executor).
+   */
+  async removeLost(): Promise<void> {
+    if (this.lost.size === 0) return;
+    const { cri } = this.options;
+    const uids = [...this.lost];
+    try {
+      for (const sandbox of await cri.listPodSandbox(this.labels)) {
+        if (!sandbox.metadata || !uids.includes(sandbox.metadata.uid)) continue;
+        await ignoreNotFound(cri.stopPodSandbox(sandbox.id));
+        await ignoreNotFound(cri.removePodSandbox(sandbox.id));
+      }
+      for (const uid of uids) this.lost.delete(uid);
+    } catch (error) {
+      if (!isUnreachable(error)) this.options.log.warn({ err: errorMessage(error) }, 'cannot remove pooled sandboxes an outage left behind');
+    }
+  }
+
   private async fillUp(): Promise<void> {
     while (!this.closed && this.idle.length < this.options.size) {
       let id: string;
+      const config = this.config();
       try {
-        id = await this.options.cri.runPodSandbox(this.config());
+        id = await this.options.cri.runPodSandbox(config);
       } catch (error) {
+        if (isUnreachable(error) && config.metadata?.uid) this.lost.add(config.metadata.uid);
         const message = errorMessage(error);
         // An outage is logged by the runtime's availability tracker.
         if (!isUnreachable(error) && message !== this.reported) this.options.log.warn({ err: message }, 'cannot make a pooled sandbox');

@@ -178,9 +178,10 @@ export class MainContainerLocator {
     const { pid } = choice;
     const stat = readStat(pid);
     let pidNamespace: string | undefined;
+    let mountNamespace: string | undefined;
     try {
       pidNamespace = namespaceOf(pid, 'pid');
-      namespaceOf(pid, 'mnt');
+      mountNamespace = namespaceOf(pid, 'mnt');
     } catch (error) {
       throw new Error(
         `cannot read the namespaces of the main container's process ${pid} (${errorMessage(error)}): ` +
@@ -189,6 +190,16 @@ export class MainContainerLocator {
     }
     if (!stat || !pidNamespace || hasExited(stat)) {
       return { notFound: `no main container: ${source}, but process ${pid} exited while it was being looked up` };
+    }
+    // A main container has a filesystem of its own. A process in the executor's (a pid file that
+    // outlived its container, whose number now names a process of the host or of the executor's
+    // own container) would run the task beside the executor, with its privileges.
+    if (mountNamespace !== undefined && mountNamespace === namespaceOf('self', 'mnt')) {
+      return {
+        notFound:
+          `no main container: ${source}, but process ${pid} (${commOf(pid) ?? 'gone'}) is in the executor's own mount namespace, ` +
+          'so it is not a main container (a stale pid file, or a pid reused by another process?)',
+      };
     }
     return { found: { pid, startTime: stat.startTime, pidNamespace, foundBy: choice.note ? `${source}; ${choice.note}` : source } };
   }
