@@ -94,6 +94,7 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
   const described = privileges.describe();
   log.info({ taskCapabilities: config.taskCapabilities, taskSeccomp: config.taskSeccomp }, described.message);
   for (const missing of described.missing) log.warn(`task privileges: ${missing}`);
+  privileges.precompileDefault();
   // Per-task cgroups: the hierarchy --cgroup-root names, or the one this host mounts ("off": none).
   const cgroups = new CgroupManager({ root: config.cgroupRoot || undefined, log: log.child({ component: 'cgroups' }) });
   // One small helper process starts every shim, so the executor never forks itself (see spawner.c).

@@ -150,7 +150,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     if (spec.chroot) args.push('--chroot', spec.chroot);
     if (request.admitted) args.push('--gate', '1');
     // A wrapper (nsenter) keeps the executor's privileges; the task's are applied after it (task-privs).
-    const own = wrapper ? undefined : this.options.privileges?.args(request.spec.securityContext);
+    const own = wrapper ? undefined : this.options.privileges?.args(request.spec.securityContext, { compiled: true });
     const privileges = own ?? { args: [], warnings: [] };
     args.push(...privileges.args);
     if (wrapper?.privsHelper) args.push('--privs-helper', wrapper.privsHelper);

@@ -26,6 +26,7 @@
 #include <linux/seccomp.h>
 #include <seccomp.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
@@ -172,6 +173,19 @@ int privileges_option(struct privileges *p, const char *opt, const char *val, ch
   if (strcmp(opt, "--caps") == 0) return parse_caps(p, val, err, errlen);
   if (strcmp(opt, "--seccomp-default") == 0 || strcmp(opt, "--seccomp-rule") == 0) return parse_profile_option(p, opt, val, err, errlen);
   if (strcmp(opt, "--rlimit") == 0) return parse_rlimit(p, val, err, errlen);
+  if (strcmp(opt, "--seccomp-bpf") == 0) {
+#ifdef HAVE_SECCOMP
+    if (val[0] != '/') {
+      snprintf(err, errlen, "--seccomp-bpf must be an absolute path, got \"%.100s\"", val);
+      return -1;
+    }
+    p->seccomp_bpf = val;
+    return 1;
+#else
+    snprintf(err, errlen, "--seccomp-bpf: this task-shim was built without libseccomp (Debian: apt-get install libseccomp-dev, then npm run build:shim -- --force)");
+    return -1;
+#endif
+  }
   if (strcmp(opt, "--no-new-privs") == 0) {
     if (strcmp(val, "0") && strcmp(val, "1")) {
       snprintf(err, errlen, "--no-new-privs must be 0 or 1, got \"%s\"", val);
@@ -342,13 +356,132 @@ static int compile_profile(const struct privileges *p, char *msg, size_t n) {
   }
   return compile_filter(ctx, "the profile", msg, n);
 }
+
+/* Compiles the filter p asks for (a profile file's, or the default profile) into `compiled`. */
+static int compile_wanted(const struct privileges *p, char *msg, size_t n) {
+  return p->profile_default ? compile_profile(p, msg, n) : compile_default_profile(msg, n);
+}
+
+/* The file task-shim --seccomp-export writes and --seccomp-bpf reads: this header, then the
+ * program's instructions as seccomp_export_bpf gives them (native byte order). The length
+ * and checksum let a short, truncated or damaged file be told from a program before it is
+ * loaded, so that such a file costs the compile, never the task's start. */
+#define EXPORT_MAGIC "TSKBPF1\n"
+struct export_header {
+  char magic[8];
+  uint32_t len;     /* instructions */
+  uint32_t sum;     /* FNV-1a of the instructions' bytes */
+};
+
+static uint32_t fnv1a(const void *data, size_t size) {
+  const unsigned char *b = data;
+  uint32_t h = 2166136261u;
+  for (size_t k = 0; k < size; k++) h = (h ^ b[k]) * 16777619u;
+  return h;
+}
+
+/* Whether st is owned by this process's user and writable by no one else. */
+static int private_to_us(const struct stat *st) {
+  return st->st_uid == geteuid() && !(st->st_mode & (S_IWGRP | S_IWOTH));
+}
+
+/* --seccomp-bpf PATH: reads the program into `compiled`; 1 when it is usable, 0 when it is
+ * not (missing, unreadable, not ours, in a directory others can write, a symlink, short or
+ * damaged), and then the caller compiles the filter itself. The program is the task's
+ * sandbox, so only a file that only this user could have written is taken: its directory
+ * (opened without following a symlink, and the file then opened in that very directory)
+ * and the file must both be ours and not group- or world-writable. */
+static int read_exported(const char *path, const char *what) {
+  const char *slash = strrchr(path, '/');
+  char dir[4096];
+  size_t dirlen = slash == path ? 1 : (size_t)(slash - path);   /* "/" for a file at the root */
+  if (!slash || !slash[1] || dirlen >= sizeof dir) return 0;
+  memcpy(dir, path, dirlen);
+  dir[dirlen] = '\0';
+  struct stat st;
+  int dfd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dfd < 0) return 0;
+  if (fstat(dfd, &st) != 0 || !private_to_us(&st)) {
+    close(dfd);
+    return 0;
+  }
+  /* O_NONBLOCK: a FIFO put there must not hold the start; it is refused below as not regular. */
+  int fd = openat(dfd, slash + 1, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  close(dfd);
+  if (fd < 0) return 0;
+  struct export_header h;
+  void *prog = NULL;
+  int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && private_to_us(&st) && st.st_size > (off_t)sizeof h &&
+           (st.st_size - (off_t)sizeof h) % (off_t)sizeof(struct sock_filter) == 0 &&
+           (st.st_size - (off_t)sizeof h) / (off_t)sizeof(struct sock_filter) <= BPF_MAXINSNS;
+  size_t size = ok ? (size_t)st.st_size - sizeof h : 0;
+  ok = ok && pread(fd, &h, sizeof h, 0) == (ssize_t)sizeof h && memcmp(h.magic, EXPORT_MAGIC, sizeof h.magic) == 0 &&
+       (size_t)h.len * sizeof(struct sock_filter) == size && (prog = malloc(size)) != NULL &&
+       pread(fd, prog, size, sizeof h) == (ssize_t)size && fnv1a(prog, size) == h.sum;
+  close(fd);
+  if (!ok) {
+    free(prog);
+    return 0;
+  }
+  compiled.len = (unsigned short)h.len;
+  compiled.filter = prog;
+  compiled_what = what;
+  return 1;
+}
+
+/* Writes `compiled` to path in the format read_exported reads; 0, or an errno. */
+static int write_exported(const char *path) {
+  size_t size = (size_t)compiled.len * sizeof(struct sock_filter);
+  struct export_header h = {.len = compiled.len, .sum = fnv1a(compiled.filter, size)};
+  memcpy(h.magic, EXPORT_MAGIC, sizeof h.magic);
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return errno;
+  int e = 0;
+  if (pwrite(fd, &h, sizeof h, 0) != (ssize_t)sizeof h || pwrite(fd, compiled.filter, size, sizeof h) != (ssize_t)size) e = errno ? errno : EIO;
+  if (close(fd) != 0 && !e) e = errno;
+  if (e) unlink(path);
+  return e;
+}
 #endif
+
+int privileges_export_command(int argc, char **argv) {
+  /* argv[0]: FILE; then the filter's options only. */
+  struct privileges p = {0};
+  char msg[PRIV_MSG_MAX] = "";
+  int k = 1;
+  for (; k + 1 < argc && msg[0] == '\0'; k += 2) {
+    const char *opt = argv[k];
+    if (strcmp(opt, "--seccomp") && strcmp(opt, "--seccomp-default") && strcmp(opt, "--seccomp-rule"))
+      snprintf(msg, sizeof msg, "--seccomp-export takes only --seccomp, --seccomp-default and --seccomp-rule, got \"%.64s\"", opt);
+    else
+      privileges_option(&p, opt, argv[k + 1], msg, sizeof msg);
+  }
+  if (!msg[0] && (argc < 1 || k != argc)) snprintf(msg, sizeof msg, "usage: task-shim --seccomp-export FILE [--seccomp default | --seccomp-default ACTION --seccomp-rule RULE...]");
+#ifdef HAVE_SECCOMP
+  if (!msg[0] && !p.profile_default && !p.seccomp_default)
+    snprintf(msg, sizeof msg, "--seccomp-export: no filter asked for (--seccomp default, or --seccomp-default with --seccomp-rule)");
+  if (!msg[0] && compile_wanted(&p, msg, sizeof msg) == 0) {
+    int e = write_exported(argv[0]);
+    if (e) snprintf(msg, sizeof msg, "--seccomp-export %s: %s", argv[0], strerror(e));
+  }
+#else
+  if (!msg[0]) snprintf(msg, sizeof msg, "--seccomp-export: this task-shim was built without libseccomp (Debian: apt-get install libseccomp-dev, then npm run build:shim -- --force)");
+#endif
+  if (!msg[0]) return 0;
+  fprintf(stderr, "task-shim: %s\n", msg);
+  return 1;
+}
 
 int privileges_prepare(const struct privileges *p, char *msg, size_t n) {
 #ifdef HAVE_SECCOMP
   /* Compiled before the rlimits: exporting the program takes a file descriptor and memory,
    * which a task's small nofile (or as, data) limit must not deny the supervisor. */
-  if (p->profile_default ? compile_profile(p, msg, n) != 0 : p->seccomp_default && compile_default_profile(msg, n) != 0) return -1;
+  if (p->profile_default || p->seccomp_default) {
+    /* The program compiled once (--seccomp-bpf) when it can be used, else compiled here. */
+    if (!(p->seccomp_bpf && read_exported(p->seccomp_bpf, p->profile_default ? "the profile" : "the default profile")) &&
+        compile_wanted(p, msg, n) != 0)
+      return -1;
+  }
 #endif
   for (int k = 0; k < p->nrlimits; k++) {
     if (setrlimit(p->rl[k].resource, &p->rl[k].value) != 0) {
@@ -449,7 +582,7 @@ const char *privileges_features(void) {
          "capabilities "
 #endif
 #ifdef HAVE_SECCOMP
-         "seccomp seccomp-profiles "
+         "seccomp seccomp-profiles seccomp-bpf "
 #endif
          "no-new-privs rlimits";
 }

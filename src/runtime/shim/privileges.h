@@ -17,6 +17,14 @@
  *   --seccomp-rule ACTION:NAME,NAME,...   repeatable (at most PRIV_MAX_SECCOMP_RULES), with
  *                        --seccomp-default: these syscalls get ACTION. A name libseccomp
  *                        does not know fails the start, naming it
+ *   --seccomp-bpf FILE   with --seccomp default or --seccomp-default: the same filter, as
+ *                        compiled once by task-shim --seccomp-export FILE with the same
+ *                        options, read instead of compiled again (libseccomp takes ~1 ms a
+ *                        task). FILE must be an absolute path; it is used only when it and its
+ *                        directory are owned by this user and writable by no one else, neither
+ *                        is a symlink, and it is whole (header, length, checksum); otherwise
+ *                        the filter is compiled in place as without it. It is the task's
+ *                        sandbox: the executor keeps it in a private directory
  *   --rlimit NAME=SOFT:HARD   repeatable; NAME as in /proc/self/limits' short names
  *                        (nofile, nproc, core, ...), SOFT/HARD a number or "unlimited"
  * Order, and why: rlimits (raising a hard limit needs CAP_SYS_RESOURCE) and the bounding set
@@ -44,6 +52,7 @@ struct privileges {
   const char *profile_default;   /* --seccomp-default: a profile's default action */
   int nrules;
   const char *rules[PRIV_MAX_SECCOMP_RULES];   /* --seccomp-rule values, ACTION:NAMES */
+  const char *seccomp_bpf;       /* --seccomp-bpf: the filter, compiled by --seccomp-export */
   int nrlimits;
   struct { int resource; const char *name; struct rlimit value; } rl[PRIV_MAX_RLIMITS];
 };
@@ -60,6 +69,10 @@ int privileges_load_filter(char *msg, size_t n);
 int privileges_before_identity(const struct privileges *p, char *msg, size_t n);
 /* Steps after the identity change; 0, or -1 with msg set. */
 int privileges_after_identity(const struct privileges *p, char *msg, size_t n);
+/* task-shim --seccomp-export FILE [--seccomp default | --seccomp-default A --seccomp-rule R...]
+ * (argv[0] is FILE): compiles that filter and writes it for --seccomp-bpf to FILE (created,
+ * mode 0600, not followed if a symlink). The exit status: 0, or 1 with a line on stderr. */
+int privileges_export_command(int argc, char **argv);
 /* Prints each name in a comma-separated list that libseccomp does not know, one a line
  * (task-shim --seccomp-names LIST); without libseccomp, prints nothing. */
 void privileges_print_unknown_syscalls(const char *list);

@@ -10,6 +10,7 @@ import { invalidArgument } from '../../errors.js';
 import { type PrivilegeDefaults, type ProcessPrivileges, describeDefaults, processPrivileges } from '../../model/privileges.js';
 import { type CompiledProfile, DEFAULT_SECCOMP_PROFILE_ROOT, seccompProfileArgs } from '../../model/seccomp-profile.js';
 import type { SecurityContext } from '../../model/task.js';
+import { CompiledFilters } from './compiled-filters.js';
 import { loadSeccompProfile } from './seccomp-profiles.js';
 
 /** What this build of the supervisor can apply. */
@@ -18,13 +19,20 @@ export interface PrivilegeFeatures {
   seccomp: boolean;
   /** Profile files' filters (--seccomp-default, --seccomp-rule, --seccomp-names). */
   seccompProfiles: boolean;
+  /** Filters compiled once and loaded as programs (--seccomp-export, --seccomp-bpf). */
+  seccompBpf?: boolean;
 }
 
 /** Asks a task-shim binary what it was built with; an older shim without --features has neither. */
 export function probeFeatures(shimPath: string): PrivilegeFeatures {
   const result = spawnSync(shimPath, ['--features'], { encoding: 'utf8', timeout: 10_000 });
   const words = result.status === 0 ? result.stdout.trim().split(/\s+/) : [];
-  return { capabilities: words.includes('capabilities'), seccomp: words.includes('seccomp'), seccompProfiles: words.includes('seccomp-profiles') };
+  return {
+    capabilities: words.includes('capabilities'),
+    seccomp: words.includes('seccomp'),
+    seccompProfiles: words.includes('seccomp-profiles'),
+    seccompBpf: words.includes('seccomp-bpf'),
+  };
 }
 
 export interface PrivilegeArgs {
@@ -53,8 +61,12 @@ const PROFILE_FIELD = 'securityContext.seccompProfile.localhostProfile';
 export class TaskPrivileges {
   /** Syscall names the shim's libseccomp knows, learned by check(): each is asked about once. */
   private readonly knownSyscalls = new Set<string>();
+  /** Seccomp filters compiled once by the shim, for process tasks (see compiled-filters.ts). */
+  readonly compiledFilters: CompiledFilters | undefined;
 
-  constructor(readonly options: TaskPrivilegesOptions) {}
+  constructor(readonly options: TaskPrivilegesOptions) {
+    if (options.shimPath && options.features.seccompBpf) this.compiledFilters = new CompiledFilters(options.shimPath);
+  }
 
   /** For an executor whose shim is at shimPath: probes its features and finds task-privs beside it. */
   static forShim(shimPath: string, defaults: PrivilegeDefaults, profileRoot = DEFAULT_SECCOMP_PROFILE_ROOT): TaskPrivileges {
@@ -108,6 +120,15 @@ export class TaskPrivileges {
     return names.filter((n) => unknown.has(n));
   }
 
+  /**
+   * Starts compiling the filter of a task without a security context (the
+   * executor's --task-seccomp default), so that the first tasks read it too
+   * rather than the first one paying for the export in its Create.
+   */
+  precompileDefault(): void {
+    this.args(undefined, { compiled: true });
+  }
+
   /** The start-up log line: the defaults and what this build cannot do. */
   describe(): { message: string; missing: string[] } {
     const missing: string[] = [];
@@ -124,8 +145,13 @@ export class TaskPrivileges {
     return processPrivileges(ctx, this.options.defaults);
   }
 
-  /** The privilege options for a task, and warnings for what this build or executor cannot apply. */
-  args(ctx: SecurityContext | undefined): PrivilegeArgs {
+  /**
+   * The privilege options for a task, and warnings for what this build or
+   * executor cannot apply. `compiled`: for a task-shim of this executor (process
+   * tasks), which may load the filter compiled once (--seccomp-bpf) rather than
+   * build it; never for task-privs, which runs in a container's filesystem.
+   */
+  args(ctx: SecurityContext | undefined, { compiled = false }: { compiled?: boolean } = {}): PrivilegeArgs {
     const wanted = this.resolve(ctx);
     const { features, root } = this.options;
     const args: string[] = [];
@@ -134,14 +160,18 @@ export class TaskPrivileges {
       if (features.capabilities) args.push('--caps', wanted.capabilities.join(','));
       else warnings.push('capabilities were not limited: the executor\'s task-shim was built without libcap-ng (Debian: libcap-ng-dev)');
     }
+    let filter: string[] = [];
     if (wanted.seccomp === 'default') {
-      if (features.seccomp) args.push('--seccomp', 'default');
+      if (features.seccomp) filter = ['--seccomp', 'default'];
       else warnings.push('no seccomp filter: the executor\'s task-shim was built without libseccomp (Debian: libseccomp-dev)');
     } else if (wanted.seccomp === 'localhost') {
       // Throws (INVALID_ARGUMENT, the start fails saying why) when the file went bad since Create.
-      if (features.seccompProfiles) args.push(...seccompProfileArgs(loadSeccompProfile(this.profileRoot, wanted.localhostProfile ?? '', PROFILE_FIELD)));
+      if (features.seccompProfiles) filter = seccompProfileArgs(loadSeccompProfile(this.profileRoot, wanted.localhostProfile ?? '', PROFILE_FIELD));
       else warnings.push('no seccomp filter: the executor\'s task-shim was built without seccomp profile support (libseccomp, Debian: libseccomp-dev)');
     }
+    args.push(...filter);
+    const program = compiled && filter.length > 0 ? this.compiledFilters?.fileFor(filter) : undefined;
+    if (program) args.push('--seccomp-bpf', program);
     if (wanted.noNewPrivileges) args.push('--no-new-privs', '1');
     for (const r of wanted.rlimits) args.push('--rlimit', `${r.name}=${limit(r.soft)}:${limit(r.hard)}`);
     return { args, warnings };

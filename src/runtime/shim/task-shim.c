@@ -15,10 +15,12 @@
  * Usage: task-shim --spawner   (see spawner.c: starts shims for the executor)
  *        task-shim --dir DIR [--log-max-bytes N] [--log-max-files N] [--plain-logs 0|1] [--cwd PATH]
  *                  [--cgroup-procs FILE]... [--user U] [--group G] [--chroot DIR] [--gate 0|1]
- *                  [--caps LIST] [--no-new-privs 0|1] [--seccomp default|unconfined]
+ *                  [--caps LIST] [--no-new-privs 0|1] [--seccomp default|unconfined] [--seccomp-bpf FILE]
  *                  [--rlimit NAME=SOFT:HARD]... [--privs-helper PATH] -- PROGRAM [ARG...]
  *        task-shim --features   (prints the privilege features of this build, see privileges.h)
  *        task-shim --seccomp-names NAME,...   (prints the syscall names libseccomp does not know)
+ *        task-shim --seccomp-export FILE FILTER-OPTIONS   (writes that filter for --seccomp-bpf FILE,
+ *                  compiled once by the executor; see privileges.h)
  * --gate 1: PROGRAM may run only once "go\n" arrives on stdin: everything else is set up
  * first, the task's process included (forked, in its cgroups, its rlimits and bounding set
  * applied, its seccomp filter compiled, its identity resolved), and that process waits for
@@ -155,7 +157,7 @@ static void usage(const char *fmt, ...) {
   vfprintf(stderr, fmt, ap);
   fputs(" (usage: task-shim --dir DIR [--log-max-bytes N] [--log-max-files N] [--plain-logs 0|1] [--cwd PATH] "
         "[--cgroup-procs FILE]... [--user U] [--group G] [--chroot DIR] [--caps LIST] [--no-new-privs 0|1] "
-        "[--seccomp default|unconfined] [--rlimit NAME=SOFT:HARD]... [--privs-helper PATH] -- PROGRAM [ARG...])\n", stderr);
+        "[--seccomp default|unconfined] [--seccomp-bpf FILE] [--rlimit NAME=SOFT:HARD]... [--privs-helper PATH] -- PROGRAM [ARG...])\n", stderr);
   va_end(ap);
   exit(2);
 }
@@ -1050,6 +1052,7 @@ static void parse_args(int argc, char **argv, struct task_options *o) {
     privileges_print_unknown_syscalls(argv[2]);
     exit(0);
   }
+  if (argc >= 3 && strcmp(argv[1], "--seccomp-export") == 0) exit(privileges_export_command(argc - 2, argv + 2));
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = argv[i + 1];
     if (strcmp(a, "--") == 0) {
