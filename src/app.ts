@@ -22,6 +22,7 @@ import { ProcessRuntime } from './runtime/process/process-runtime.js';
 import { ShimSpawner } from './runtime/process/shim-spawner.js';
 import { RuntimeRegistry } from './runtime/registry.js';
 import { ensureShim } from './runtime/shim/ensure-shim.js';
+import { FILTERS_DIR } from './runtime/shim/compiled-filters.js';
 import { TaskPrivileges } from './runtime/shim/task-privileges.js';
 import { processBackends, sidecarModeProblem } from './runtime/sidecar/index.js';
 import { TaskStore } from './store/task-store.js';
@@ -90,7 +91,12 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
   }
   const store = new TaskStore(dataDir, log.child({ component: 'store' }));
   // Least privilege for process and sidecar tasks: the defaults, and what this shim build can apply.
-  const privileges = TaskPrivileges.forShim(shimPath, { capabilities: config.taskCapabilities, seccomp: config.taskSeccomp }, config.seccompProfileRoot);
+  const privileges = TaskPrivileges.forShim(
+    shimPath,
+    { capabilities: config.taskCapabilities, seccomp: config.taskSeccomp },
+    config.seccompProfileRoot,
+    join(dataDir, FILTERS_DIR),
+  );
   const described = privileges.describe();
   log.info({ taskCapabilities: config.taskCapabilities, taskSeccomp: config.taskSeccomp }, described.message);
   for (const missing of described.missing) log.warn(`task privileges: ${missing}`);

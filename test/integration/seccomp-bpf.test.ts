@@ -9,6 +9,7 @@ import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync
 import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { DEFAULT_PRIVILEGES } from '../../src/model/privileges.js';
+import { FILTERS_DIR } from '../../src/runtime/shim/compiled-filters.js';
 import { TaskPrivileges } from '../../src/runtime/shim/task-privileges.js';
 import { shell, startTestExecutor, tempDir, terminated } from '../support/executor.js';
 import { logText } from '../support/log-files.js';
@@ -178,7 +179,11 @@ describe('seccomp filters compiled once', { skip }, () => {
   });
 
   test('a process task of a running executor is started with the default filter compiled once, and is under it', async () => {
-    const te = await startTestExecutor();
+    const dataDir = tempDir();
+    // A previous executor's file: the directory is emptied when this one starts.
+    mkdirSync(join(dataDir, FILTERS_DIR), { mode: 0o700 });
+    writeFileSync(join(dataDir, FILTERS_DIR, 'stale.bpf'), 'old');
+    const te = await startTestExecutor({}, dataDir);
     try {
       let n = 0;
       // The export runs beside the executor's start-up: a task started before it ends builds its
@@ -196,7 +201,9 @@ describe('seccomp filters compiled once', { skip }, () => {
         { timeoutMs: 20_000 },
       );
       const file = out.split('\n')[out.split('\n').indexOf('--seccomp-bpf') + 1] ?? '';
+      assert.equal(dirname(file), join(dataDir, FILTERS_DIR), 'kept in the data dir');
       assert.equal(statSync(dirname(file)).mode & 0o777, 0o700, `${file} is in a private directory`);
+      assert.ok(!existsSync(join(dataDir, FILTERS_DIR, 'stale.bpf')), 'a previous executor\'s files are removed');
       assert.match(out, /^Seccomp:\s+2$/m);
       assert.match(out, /^unshare=denied$/m, 'the default profile denies unshare');
     } finally {

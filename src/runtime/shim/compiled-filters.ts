@@ -8,24 +8,30 @@
 // itself whenever FILE is missing, damaged or not private (privileges.c,
 // read_exported), so a lost file costs time, never the filter.
 //
-// The files live in a private directory (mkdtemp: mode 0700, the executor's
-// own, checked here and again by every shim), made at the first export and
-// removed when the executor's process exits: a program anyone else could
-// write would be the task's sandbox. Only process tasks use them; a sidecar
-// task's filter is loaded by task-privs inside the main container's mount
-// namespace, where this path names the container's own files (see
-// TaskPrivileges.args).
+// The files live in a private directory, the executor's own and mode 0700
+// (checked here, and again by every shim): an executor keeps them in
+// `<data-dir>/.seccomp-filters` (FILTERS_DIR), emptied at its start-up
+// (the data dir's lock makes it this executor's alone), so an executor that
+// was killed leaves nothing behind for long; without a data dir (tests,
+// tools) a mkdtemp directory under the temp dir, removed when the process
+// exits. A program anyone else could write would be the task's sandbox.
+// Only process tasks use them; a sidecar task's filter is loaded by
+// task-privs inside the main container's mount namespace, where this path
+// names the container's own files (see TaskPrivileges.args).
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { lstatSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
+/** The directory under the data dir that holds an executor's compiled filters. */
+export const FILTERS_DIR = '.seccomp-filters';
+
 /** Distinct filters kept at most (each a file of a few KiB); beyond, tasks build theirs in place. */
 export const MAX_COMPILED_FILTERS = 64;
 
-/** The executor's private directories, removed at exit (one hook for all instances). */
+/** The temporary directories of instances without a data dir, removed at exit (one hook for all). */
 const dirs = new Set<string>();
 let hooked = false;
 const removeDirs = (): void => {
@@ -37,7 +43,11 @@ export class CompiledFilters {
   private readonly files = new Map<string, string | null | Promise<void>>();
   private dir: string | undefined;
 
-  constructor(private readonly shimPath: string) {}
+  /** dir: where to keep the files (emptied at the first export); default a temporary directory. */
+  constructor(
+    private readonly shimPath: string,
+    private readonly ownDir?: string,
+  ) {}
 
   /**
    * The compiled program of the filter these shim options describe
@@ -51,6 +61,18 @@ export class CompiledFilters {
     if (typeof known === 'string') return known;
     if (known === undefined && this.files.size < MAX_COMPILED_FILTERS) this.files.set(key, this.export(key, filterArgs));
     return undefined;
+  }
+
+  /**
+   * Makes the directory now (an executor's: emptied of a previous executor's
+   * files) rather than at the first export; a failure here is the exports'.
+   */
+  prepare(): void {
+    try {
+      this.privateDir();
+    } catch {
+      // Each export tries again, and its task compiles the filter in place.
+    }
   }
 
   /** Settles once every export started so far has ended (for tests and the benchmark's warm-up). */
@@ -74,16 +96,21 @@ export class CompiledFilters {
 
   private privateDir(): string {
     if (!this.dir) {
-      const dir = mkdtempSync(join(tmpdir(), 'task-executor-seccomp-'));
-      dirs.add(dir);
-      // mkdtemp makes it 0700 and ours; a shim takes no program from anywhere else.
+      const dir = this.ownDir ?? mkdtempSync(join(tmpdir(), 'task-executor-seccomp-'));
+      if (this.ownDir) {
+        rmSync(dir, { recursive: true, force: true }); // a previous executor's: it held the lock this one holds now
+        mkdirSync(dir, { mode: 0o700 });
+      } else {
+        dirs.add(dir);
+        if (!hooked) {
+          hooked = true;
+          process.once('exit', removeDirs);
+        }
+      }
+      // 0700 and ours: a shim takes no program from anywhere else.
       const st = lstatSync(dir);
       if (!st.isDirectory() || (st.mode & 0o077) !== 0 || st.uid !== process.geteuid?.()) throw new Error(`${dir} is not private`);
       this.dir = dir;
-      if (!hooked) {
-        hooked = true;
-        process.once('exit', removeDirs);
-      }
     }
     return this.dir;
   }

@@ -51,6 +51,8 @@ export interface TaskPrivilegesOptions {
   helperPath?: string;
   /** The task-shim, which knows libseccomp's syscall names (--seccomp-names); without it names are checked at start only. */
   shimPath?: string;
+  /** Where seccomp filters compiled once are kept (an executor: `<data-dir>/.seccomp-filters`); default a temporary directory. */
+  filtersDir?: string;
   /** Where LOCALHOST profile files are read from (--seccomp-profile-root); default DEFAULT_SECCOMP_PROFILE_ROOT. */
   profileRoot?: string;
 }
@@ -65,11 +67,11 @@ export class TaskPrivileges {
   readonly compiledFilters: CompiledFilters | undefined;
 
   constructor(readonly options: TaskPrivilegesOptions) {
-    if (options.shimPath && options.features.seccompBpf) this.compiledFilters = new CompiledFilters(options.shimPath);
+    if (options.shimPath && options.features.seccompBpf) this.compiledFilters = new CompiledFilters(options.shimPath, options.filtersDir);
   }
 
   /** For an executor whose shim is at shimPath: probes its features and finds task-privs beside it. */
-  static forShim(shimPath: string, defaults: PrivilegeDefaults, profileRoot = DEFAULT_SECCOMP_PROFILE_ROOT): TaskPrivileges {
+  static forShim(shimPath: string, defaults: PrivilegeDefaults, profileRoot = DEFAULT_SECCOMP_PROFILE_ROOT, filtersDir?: string): TaskPrivileges {
     const helper = join(dirname(shimPath), 'task-privs');
     return new TaskPrivileges({
       defaults,
@@ -77,6 +79,7 @@ export class TaskPrivileges {
       root: process.geteuid?.() === 0,
       shimPath,
       profileRoot,
+      ...(filtersDir ? { filtersDir } : {}),
       ...(existsSync(helper) ? { helperPath: helper } : {}),
     });
   }
@@ -121,11 +124,13 @@ export class TaskPrivileges {
   }
 
   /**
-   * Starts compiling the filter of a task without a security context (the
+   * At the executor's start-up: makes the filters' directory, and starts
+   * compiling the filter of a task without a security context (the
    * executor's --task-seccomp default), so that the first tasks read it too
    * rather than the first one paying for the export in its Create.
    */
   precompileDefault(): void {
+    this.compiledFilters?.prepare();
     this.args(undefined, { compiled: true });
   }
 
