@@ -127,7 +127,7 @@ describe('bad and hostile input', () => {
       { numRuns: 60, ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED) } : {}) },
     );
     for (const entry of readdirSync(te.dataDir)) {
-      assert.match(entry, /^(\.quarantine|\.executor\.lock|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$/, `unexpected entry ${entry}`);
+      assert.match(entry, /^(\.quarantine|\.executor\.lock|\.seccomp-filters|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$/, `unexpected entry ${entry}`);
     }
     await assertHealthy();
   });
