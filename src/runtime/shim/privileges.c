@@ -437,6 +437,7 @@ static int write_exported(const char *path) {
   int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return errno;
   int e = 0;
+  errno = 0;   /* a short write sets none: EIO below */
   if (pwrite(fd, &h, sizeof h, 0) != (ssize_t)sizeof h || pwrite(fd, compiled.filter, size, sizeof h) != (ssize_t)size) e = errno ? errno : EIO;
   if (close(fd) != 0 && !e) e = errno;
   if (e) unlink(path);
