@@ -12,6 +12,7 @@ import { isAlive, killTaskTrees } from '../support/processes.js';
 import { connect, spawnCommand, spawnExecutor } from '../support/subprocess.js';
 import { mountTmpfs } from '../support/tmpfs.js';
 import { waitFor } from '../support/wait.js';
+import { readStat } from '../../src/runtime/process/procfs.js';
 import { shimsFor } from '../../src/runtime/process/stalled-shims.js';
 import { CgroupManager, detectLayout, scopeOf } from '../../src/runtime/cgroups/index.js';
 import { silent } from '../support/in-process.js';
@@ -23,6 +24,20 @@ interface StartJson {
   pgid: number;
   shimPid: number;
 }
+const argvOf = (pid: number): string[] => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return [];
+  }
+};
+const isPooledShim = (pid: number) => argvOf(pid)[1] === '--pooled';
+/** The shims kept started ahead by the spawner of the executor `executorPid`. */
+const pooledShimsOf = (executorPid: number): number[] => {
+  const pids = readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).map(Number);
+  const spawners = new Set(pids.filter((pid) => argvOf(pid)[1] === '--spawner' && readStat(pid)?.ppid === executorPid));
+  return pids.filter((pid) => isPooledShim(pid) && spawners.has(readStat(pid)?.ppid ?? 0));
+};
 const startJson = (dataDir: string, name: string) => JSON.parse(readFileSync(join(dataDir, name, 'start.json'), 'utf8')) as StartJson;
 
 describe('faults', () => {
@@ -214,6 +229,51 @@ describe('faults', () => {
     await b.api.deleteTask({ name: 'once' });
     await waitFor('the task to be deleted', async () => (await b.api.listTasks()).tasks.length === 0, { timeoutMs: 15_000 });
     assert.ok(!isAlive(pgid) && !isAlive(shimPid), 'nothing of the task is left');
+    assert.equal(readFileSync(runs, 'utf8'), 'run\n', 'it ran once');
+    b.client.close();
+  });
+
+  test('a pre-started shim that took a start and stalled when the executor crashed is found by its --dir: the task runs once', async () => {
+    const dataDir = tempDir();
+    const scratch = tempDir('te-scratch-');
+    const stalled: number[] = [];
+    cleanups.push(() => {
+      for (const pid of stalled) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+      killTaskTrees(dataDir);
+    });
+    const args = ['--data-dir', dataDir, '--listen-addr', '127.0.0.1:0', '--reconcile-interval', '100ms', '--stop-grace-period', '1s'];
+    const first = spawnExecutor(args, { ...process.env, TASK_SHIM_TEST_STALL_MS: '60000' });
+    cleanups.push(() => first.child.kill('SIGKILL'));
+    const a = await connect(first);
+    // The first start begins the spawner, whose pool then fills: the second start is handed to a pooled shim.
+    a.api.createTask({ task: shell('warm', 'exec sleep 1000') }).catch(() => undefined);
+    const pooled = await waitFor('two pooled shims', () => {
+      const found = pooledShimsOf(first.child.pid ?? 0);
+      return found.length === 2 && found;
+    });
+    const runs = join(scratch, 'runs');
+    a.api.createTask({ task: shell('once', `echo run >> ${runs}; exec sleep 1000`) }).catch(() => undefined);
+    await waitFor('the task to be admitted', () => existsSync(join(dataDir, 'once', 'task.json')));
+    const shims = await waitFor('the stalled shim', () => {
+      const found = shimsFor(join(dataDir, 'once'));
+      return found.length > 0 && found;
+    });
+    assert.ok(shims.every((shim) => pooled.includes(shim.pid)), 'a pooled shim took the start');
+    stalled.push(...shims.map((s) => s.pid), ...shimsFor(join(dataDir, 'warm')).map((s) => s.pid));
+    first.child.kill('SIGKILL');
+    await first.exited;
+    a.client.close();
+
+    const second = spawnExecutor(args);
+    cleanups.push(() => second.child.kill('SIGKILL'));
+    const b = await connect(second);
+    await waitFor('the task to run', async () => stateOf((await b.api.getTask({ name: 'once' })).task)?.$case === 'running', { timeoutMs: 20_000 });
+    assert.ok(shims.every((shim) => !isAlive(shim.pid)), 'the stalled shim is gone');
+    await waitFor('the task to have run', () => existsSync(runs));
+    assert.equal(readFileSync(runs, 'utf8'), 'run\n');
+    await waitFor('the pooled shims of the dead executor to exit', () => pooled.every((pid) => !isAlive(pid) || !isPooledShim(pid)));
+    await b.api.setTasks({ tasks: [] });
+    await waitFor('the tasks to be deleted', async () => (await b.api.listTasks()).tasks.length === 0, { timeoutMs: 15_000 });
     assert.equal(readFileSync(runs, 'utf8'), 'run\n', 'it ran once');
     b.client.close();
   });
