@@ -193,6 +193,34 @@ describe('the shim spawner', () => {
       assert.equal(existsSync(join(dir, 'start.json')), false);
     });
 
+    test('a go that comes before the pooled shim took its arguments is held: a shim the executor cannot find never starts its task', async () => {
+      const { s, helper } = await pooledSpawner(spawners, 1);
+      const [pooled] = pooledOf(helper);
+      process.kill(pooled!, 'SIGSTOP'); // it will not read its request, rewrite its command line or say it is ready
+      const dir = tempDir('te-pool-');
+      const marker = join(dir, 'ran');
+      const shim = await s.spawn(['--dir', dir, '--gate', '1', '--', 'touch', marker], { PATH: process.env.PATH }, { gated: true });
+      assert.equal(shim.pid, pooled);
+      shim.go();
+      // The helper answers requests in order: once this watch is open, it has handled the go.
+      await new Promise<void>((resolve) => {
+        s.watchPid(
+          process.pid,
+          () => {
+            resolve();
+            return true;
+          },
+          () => {},
+        );
+      });
+      process.kill(helper, 'SIGKILL'); // as when the executor dies: the gate closes
+      await waitFor('the helper to be gone', () => !isAlive(helper));
+      process.kill(pooled!, 'SIGCONT');
+      await waitFor('the pooled shim to leave', () => !isAlive(pooled!));
+      assert.equal(existsSync(marker), false, 'the task never ran');
+      assert.equal(existsSync(join(dir, 'start.json')), false);
+    });
+
     test('a pooled shim killed while it waits is replaced without a word, and the next start works', async () => {
       const { s, helper } = await pooledSpawner(spawners, 1);
       const [pooled] = pooledOf(helper);

@@ -252,7 +252,7 @@ static int spawn_shim(struct shim *s, int in, int out[2], int err[2], int ready,
   else posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
-  if (ready >= 0) posix_spawn_file_actions_adddup2(&actions, ready, 3);   /* ready > 3: fd 3 is our signalfd */
+  if (ready >= 0) posix_spawn_file_actions_adddup2(&actions, ready, 3);   /* ready != 3 (see pool_spawn) */
   posix_spawnattr_init(&attr);
   /* A session of its own (the shim must outlive us), and a clean signal state. */
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
@@ -315,10 +315,15 @@ static int pool_spawn(void) {
   extern char **environ;
   if (open_stream(&s.out, out) == 0 && open_stream(&s.err, err) == 0 && pipe2(in, O_CLOEXEC) == 0 &&
       pipe2(ready, O_CLOEXEC) == 0) {
+    if (ready[1] == 3) {   /* a dup2 onto itself would leave it close-on-exec */
+      int moved = fcntl(ready[1], F_DUPFD_CLOEXEC, 4);
+      close(ready[1]);
+      ready[1] = moved;
+    }
     int capacity = fcntl(in[1], F_GETPIPE_SZ);
     s.room = capacity > 64 ? (size_t)capacity - 64 : 0;
-    int rc = spawn_shim(&s, in[0], out, err, ready[1], argv, environ);
-    in[0] = ready[1] = -1;
+    int rc = ready[1] >= 0 ? spawn_shim(&s, in[0], out, err, ready[1], argv, environ) : errno;
+    if (ready[1] >= 0) in[0] = ready[1] = -1;   /* closed by spawn_shim */
     if (rc == 0) {
       s.gate = in[1];
       s.ready = ready[0];
