@@ -8,11 +8,10 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { processTask, shell, startTestExecutor, stateOf, tempDir, terminated } from '../support/executor.js';
-import { isAlive, killTaskTrees } from '../support/processes.js';
+import { isAlive, isPooledShim, killTaskTrees, pooledShimsOfExecutor } from '../support/processes.js';
 import { connect, spawnCommand, spawnExecutor } from '../support/subprocess.js';
 import { mountTmpfs } from '../support/tmpfs.js';
 import { waitFor } from '../support/wait.js';
-import { readStat } from '../../src/runtime/process/procfs.js';
 import { shimsFor } from '../../src/runtime/process/stalled-shims.js';
 import { CgroupManager, detectLayout, scopeOf } from '../../src/runtime/cgroups/index.js';
 import { silent } from '../support/in-process.js';
@@ -24,20 +23,6 @@ interface StartJson {
   pgid: number;
   shimPid: number;
 }
-const argvOf = (pid: number): string[] => {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-  } catch {
-    return [];
-  }
-};
-const isPooledShim = (pid: number) => argvOf(pid)[1] === '--pooled';
-/** The shims kept started ahead by the spawner of the executor `executorPid`. */
-const pooledShimsOf = (executorPid: number): number[] => {
-  const pids = readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).map(Number);
-  const spawners = new Set(pids.filter((pid) => argvOf(pid)[1] === '--spawner' && readStat(pid)?.ppid === executorPid));
-  return pids.filter((pid) => isPooledShim(pid) && spawners.has(readStat(pid)?.ppid ?? 0));
-};
 const startJson = (dataDir: string, name: string) => JSON.parse(readFileSync(join(dataDir, name, 'start.json'), 'utf8')) as StartJson;
 
 describe('faults', () => {
@@ -248,7 +233,7 @@ describe('faults', () => {
     // The first start begins the spawner, whose pool then fills: the second start is handed to a pooled shim.
     a.api.createTask({ task: shell('warm', 'exec sleep 1000') }).catch(() => undefined);
     const pooled = await waitFor('two pooled shims', () => {
-      const found = pooledShimsOf(first.child.pid ?? 0);
+      const found = pooledShimsOfExecutor(first.child.pid ?? 0);
       return found.length === 2 && found;
     });
     const runs = join(scratch, 'runs');

@@ -9,7 +9,7 @@ import { readStat } from '../../src/runtime/process/procfs.js';
 import { ShimSpawner } from '../../src/runtime/process/shim-spawner.js';
 import { shimsFor } from '../../src/runtime/process/stalled-shims.js';
 import { processTask, shell, startTestExecutor, stateOf, tempDir, terminated, type TestExecutor } from '../support/executor.js';
-import { isAlive } from '../support/processes.js';
+import { argvOf, isAlive, pooledShimsOf } from '../support/processes.js';
 import { SHIM, silent } from '../support/in-process.js';
 import { waitFor } from '../support/wait.js';
 
@@ -30,21 +30,6 @@ function helpers(): number[] {
 
 const parentOf = (pid: number) => readStat(pid)?.ppid;
 
-const argvOf = (pid: number): string[] => {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-  } catch {
-    return [];
-  }
-};
-
-/** The shims `helper` started ahead that wait for a start (`task-shim --pooled`). */
-const pooledOf = (helper: number): number[] =>
-  readdirSync('/proc')
-    .filter((entry) => /^\d+$/.test(entry))
-    .map(Number)
-    .filter((pid) => argvOf(pid)[1] === '--pooled' && parentOf(pid) === helper);
-
 /** Starts a spawner keeping `size` shims ahead; resolves once its helper has them all. */
 async function pooledSpawner(spawners: ShimSpawner[], size: number): Promise<{ s: ShimSpawner; helper: number }> {
   const s = new ShimSpawner(SHIM, silent, size);
@@ -54,7 +39,7 @@ async function pooledSpawner(spawners: ShimSpawner[], size: number): Promise<{ s
   const cancel = s.watchPid(process.pid, () => true, () => {});
   const helper = await waitFor('the helper', () => helpers().find((pid) => !before.has(pid)));
   cancel();
-  await waitFor(`${size} pooled shims`, () => pooledOf(helper).length === size);
+  await waitFor(`${size} pooled shims`, () => pooledShimsOf(helper).length === size);
   return { s, helper };
 }
 
@@ -150,7 +135,7 @@ describe('the shim spawner', () => {
   describe('with shims started ahead (--pool)', () => {
     test('a pooled shim starts its task with exactly the arguments and environment of the request', async () => {
       const { s, helper } = await pooledSpawner(spawners, 1);
-      const [pooled] = pooledOf(helper);
+      const [pooled] = pooledShimsOf(helper);
       const dir = tempDir('te-pool-');
       const env = { PATH: process.env.PATH, ONE: 'a b', EMPTY: '', 'WITH=EQUALS': 'x=y', TASK_SHIM_POOL_TEST: 'é\t' };
       const script = 'for a in "$0" "$@"; do printf "[%s]\\n" "$a"; done; exec env';
@@ -166,13 +151,13 @@ describe('the shim spawner', () => {
 
     test('a pooled shim is found by its --dir while it waits at its gate, and the pool refills after use', async () => {
       const { s, helper } = await pooledSpawner(spawners, 1);
-      const [pooled] = pooledOf(helper);
+      const [pooled] = pooledShimsOf(helper);
       const dir = tempDir('te-pool-');
       const shim = await s.spawn(['--dir', dir, '--gate', '1', '--', 'true'], { PATH: process.env.PATH }, { gated: true });
       assert.equal(shim.pid, pooled);
       await waitFor('the shim to be found by its --dir', () => shimsFor(dir).some((found) => found.pid === pooled));
       assert.deepEqual(argvOf(shim.pid).slice(0, 5), [SHIM, '--dir', dir, '--gate', '1']);
-      const [next] = await waitFor('a new pooled shim', () => (pooledOf(helper).length === 1 ? pooledOf(helper) : false));
+      const [next] = await waitFor('a new pooled shim', () => (pooledShimsOf(helper).length === 1 ? pooledShimsOf(helper) : false));
       assert.notEqual(next, pooled);
       shim.go();
       assert.equal(JSON.parse((await shim.nextLine())!).event, 'started');
@@ -181,7 +166,7 @@ describe('the shim spawner', () => {
 
     test('an aborted pooled start leaves without starting its task', async () => {
       const { s, helper } = await pooledSpawner(spawners, 1);
-      const [pooled] = pooledOf(helper);
+      const [pooled] = pooledShimsOf(helper);
       const dir = tempDir('te-pool-');
       const marker = join(dir, 'ran');
       const shim = await s.spawn(['--dir', dir, '--gate', '1', '--', 'touch', marker], { PATH: process.env.PATH }, { gated: true });
@@ -195,7 +180,7 @@ describe('the shim spawner', () => {
 
     test('a go that comes before the pooled shim took its arguments is held: a shim the executor cannot find never starts its task', async () => {
       const { s, helper } = await pooledSpawner(spawners, 1);
-      const [pooled] = pooledOf(helper);
+      const [pooled] = pooledShimsOf(helper);
       process.kill(pooled!, 'SIGSTOP'); // it will not read its request, rewrite its command line or say it is ready
       const dir = tempDir('te-pool-');
       const marker = join(dir, 'ran');
@@ -223,9 +208,9 @@ describe('the shim spawner', () => {
 
     test('a pooled shim killed while it waits is replaced without a word, and the next start works', async () => {
       const { s, helper } = await pooledSpawner(spawners, 1);
-      const [pooled] = pooledOf(helper);
+      const [pooled] = pooledShimsOf(helper);
       process.kill(pooled!, 'SIGKILL');
-      const [replacement] = await waitFor('a replacement', () => (pooledOf(helper).length === 1 && !pooledOf(helper).includes(pooled!) ? pooledOf(helper) : false));
+      const [replacement] = await waitFor('a replacement', () => (pooledShimsOf(helper).length === 1 && !pooledShimsOf(helper).includes(pooled!) ? pooledShimsOf(helper) : false));
       const shim = await s.spawn(['--dir', tempDir('te-pool-'), '--', 'true'], { PATH: process.env.PATH });
       assert.equal(shim.pid, replacement);
       assert.equal(JSON.parse((await shim.nextLine())!).event, 'started');
@@ -234,7 +219,7 @@ describe('the shim spawner', () => {
 
     test('shims started ahead and never used exit with the helper, leaving nothing', async () => {
       const { s, helper } = await pooledSpawner(spawners, 2);
-      const pooled = pooledOf(helper);
+      const pooled = pooledShimsOf(helper);
       assert.equal(pooled.length, 2);
       s.close();
       await waitFor('the pooled shims to exit', () => pooled.every((pid) => !isAlive(pid) || argvOf(pid)[1] !== '--pooled'));
@@ -243,12 +228,12 @@ describe('the shim spawner', () => {
 
     test('a start whose --dir does not fit a pooled command line gets a shim of its own', async () => {
       const { s, helper } = await pooledSpawner(spawners, 1);
-      const [pooled] = pooledOf(helper);
+      const [pooled] = pooledShimsOf(helper);
       const dir = `/${'d'.repeat(4200)}`; // longer than PATH_MAX: no pooled command line has room for it
       const shim = await s.spawn(['--dir', dir, '--', 'true'], { PATH: process.env.PATH });
       assert.notEqual(shim.pid, pooled);
       assert.equal(await shim.exited, '1', 'it cannot open that directory');
-      assert.deepEqual(pooledOf(helper), [pooled], 'the pooled shim still waits');
+      assert.deepEqual(pooledShimsOf(helper), [pooled], 'the pooled shim still waits');
     });
   });
 });
