@@ -27,8 +27,9 @@
  * that a task never starts from a shim the executor could not find by its command line. A
  * pooled shim is used only for a request whose ARGV[0] is our own binary and ARGV[1] is
  * "--dir" with a DIR that fits the room in its command line, and whose fields fit its pipe;
- * any other request is started as before. A replacement is started after the reply; one that
- * dies unused is reaped without a word, and replaced only after POOL_RETRY_MS. When we end,
+ * any other request is started as before. A replacement is started after the reply, once no
+ * start is under way (see pool_refill); one that dies unused is reaped without a word, and
+ * replaced only after POOL_RETRY_MS. When we end,
  * the unused ones read EOF and exit 0, having touched nothing.
  *
  * It also watches processes it did not start (the shims of tasks an earlier executor
@@ -72,7 +73,6 @@
 
 #define LINE_MAX_BYTES 65536
 #define REQUEST_MAX_BYTES (8 << 20)
-#define POOL_MAX 64           /* largest --pool */
 #define POOL_RETRY_MS 1000    /* a pooled shim died unused: the next one only after this */
 #define POOL_YIELD_MS 50      /* how long a replacement waits for the starts under way (see pool_refill) */
 
@@ -169,10 +169,10 @@ static void finish_if_done(size_t k) {
     pool_retry_at = monotonic_ms() + POOL_RETRY_MS;
   } else {
     char status[32];
-  const char *name = WIFSIGNALED(s->status) ? sigabbrev_np(WTERMSIG(s->status)) : NULL;
-  if (name) snprintf(status, sizeof status, "SIG%s", name);
-  else if (WIFSIGNALED(s->status)) snprintf(status, sizeof status, "%d", 128 + WTERMSIG(s->status));
-  else snprintf(status, sizeof status, "%d", WEXITSTATUS(s->status));
+    const char *name = WIFSIGNALED(s->status) ? sigabbrev_np(WTERMSIG(s->status)) : NULL;
+    if (name) snprintf(status, sizeof status, "SIG%s", name);
+    else if (WIFSIGNALED(s->status)) snprintf(status, sizeof status, "%d", 128 + WTERMSIG(s->status));
+    else snprintf(status, sizeof status, "%d", WEXITSTATUS(s->status));
     reply_str(s->id, "exit", status);
   }
   if (s->gate >= 0) close(s->gate);

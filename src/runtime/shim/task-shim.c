@@ -1211,8 +1211,8 @@ static char **pooled_request(int *argc, char **argv) {
 
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "--spawner") == 0) {
-    long pool = argc == 4 && strcmp(argv[2], "--pool") == 0 ? strtol(argv[3], NULL, 10) : 0;
-    if (argc != 2 && (argc != 4 || pool < 0 || pool > 64)) usage("--spawner takes only --pool N (0 to 64)");
+    if (argc != 2 && (argc != 4 || strcmp(argv[2], "--pool") != 0)) usage("--spawner takes only --pool N");
+    long pool = argc == 4 ? (long)parse_num(argv[2], argv[3], 0, POOL_MAX) : 0;
     return spawner_main(argv[0], pool);
   }
   if (argc == 3 && strcmp(argv[1], "--lock-dir") == 0) return lock_dir_main(argv[2]);
