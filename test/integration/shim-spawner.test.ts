@@ -139,8 +139,9 @@ describe('the shim spawner', () => {
       const dir = tempDir('te-pool-');
       const env = { PATH: process.env.PATH, ONE: 'a b', EMPTY: '', 'WITH=EQUALS': 'x=y', TASK_SHIM_POOL_TEST: 'é\t' };
       const script = 'for a in "$0" "$@"; do printf "[%s]\\n" "$a"; done; exec env';
-      const shim = await s.spawn(['--dir', dir, '--plain-logs', '1', '--', 'sh', '-c', script, 'zero', 'b c', '', '-x'], env);
+      const shim = await s.spawn(['--dir', dir, '--gate', '1', '--plain-logs', '1', '--', 'sh', '-c', script, 'zero', 'b c', '', '-x'], env, { gated: true });
       assert.equal(shim.pid, pooled, 'the pooled shim took the start');
+      shim.go();
       assert.equal(JSON.parse((await shim.nextLine())!).event, 'started');
       assert.equal(JSON.parse((await shim.nextLine())!).event, 'exited');
       const [args, envOut] = readFileSync(join(dir, 'stdout.log'), 'utf8').split(/(?<=\[-x\]\n)/);
@@ -211,8 +212,9 @@ describe('the shim spawner', () => {
       const [pooled] = pooledShimsOf(helper);
       process.kill(pooled!, 'SIGKILL');
       const [replacement] = await waitFor('a replacement', () => (pooledShimsOf(helper).length === 1 && !pooledShimsOf(helper).includes(pooled!) ? pooledShimsOf(helper) : false));
-      const shim = await s.spawn(['--dir', tempDir('te-pool-'), '--', 'true'], { PATH: process.env.PATH });
+      const shim = await s.spawn(['--dir', tempDir('te-pool-'), '--gate', '1', '--', 'true'], { PATH: process.env.PATH }, { gated: true });
       assert.equal(shim.pid, replacement);
+      shim.go();
       assert.equal(JSON.parse((await shim.nextLine())!).event, 'started');
       assert.equal(await shim.exited, '0');
     });
@@ -230,9 +232,18 @@ describe('the shim spawner', () => {
       const { s, helper } = await pooledSpawner(spawners, 1);
       const [pooled] = pooledShimsOf(helper);
       const dir = `/${'d'.repeat(4200)}`; // longer than PATH_MAX: no pooled command line has room for it
-      const shim = await s.spawn(['--dir', dir, '--', 'true'], { PATH: process.env.PATH });
+      const shim = await s.spawn(['--dir', dir, '--gate', '1', '--', 'true'], { PATH: process.env.PATH }, { gated: true });
       assert.notEqual(shim.pid, pooled);
       assert.equal(await shim.exited, '1', 'it cannot open that directory');
+      assert.deepEqual(pooledShimsOf(helper), [pooled], 'the pooled shim still waits');
+    });
+
+    test('a start without a gate, which nothing holds back, gets a shim of its own, found by its --dir from its exec', async () => {
+      const { s, helper } = await pooledSpawner(spawners, 1);
+      const [pooled] = pooledShimsOf(helper);
+      const shim = await s.spawn(['--dir', tempDir('te-pool-'), '--', 'true'], { PATH: process.env.PATH });
+      assert.notEqual(shim.pid, pooled);
+      assert.equal(JSON.parse((await shim.nextLine())!).event, 'started');
       assert.deepEqual(pooledShimsOf(helper), [pooled], 'the pooled shim still waits');
     });
   });

@@ -25,7 +25,7 @@
  * in place to "ARGV[0] --dir DIR ..." (what the executor finds shims by), and then writes one
  * byte on fd 3, its ready pipe. A "go" that comes before that byte is held until it comes, so
  * that a task never starts from a shim the executor could not find by its command line. A
- * pooled shim is used only for a request whose ARGV[0] is our own binary and ARGV[1] is
+ * pooled shim is used only for a gated request whose ARGV[0] is our own binary and ARGV[1] is
  * "--dir" with a DIR that fits the room in its command line, and whose fields fit its pipe;
  * any other request is started as before. A replacement is started after the reply, once no
  * start is under way (see pool_refill); one that dies unused is reaped without a word, and
@@ -362,9 +362,13 @@ static int pool_refill(void) {
 }
 
 /* Hands a start request to a pooled shim: true when one took it and the pid reply is sent.
- * `fields`: the request's ARGC ARGV... ENVC ENV... part, n bytes. */
+ * `fields`: the request's ARGC ARGV... ENVC ENV... part, n bytes. Only gated starts (the
+ * executor's Creates): their task waits for "go", which we hold until the shim can be found
+ * by its --dir. A shim without a gate would start its task on its own, and one that stalled
+ * before rewriting its command line could do so after an executor restart had looked for it
+ * and started the task again; such starts are exec'ed as before, findable from their exec. */
 static int hand_over(const char *id, int gated, char **argv, const char *fields, size_t n) {
-  if (!argv[1] || !argv[2] || strcmp(argv[0], self) != 0 || strcmp(argv[1], "--dir") != 0 ||
+  if (!gated || !argv[1] || !argv[2] || strcmp(argv[0], self) != 0 || strcmp(argv[1], "--dir") != 0 ||
       strlen(argv[1]) + strlen(argv[2]) + 2 >= sizeof pool_pad)
     return 0;
   for (size_t k = 0; k < nshims; k++) {
@@ -383,10 +387,6 @@ static int hand_over(const char *id, int gated, char **argv, const char *fields,
     }
     if (!(s->id = strdup(id))) die("allocate");
     s->starting_since = monotonic_ms();
-    if (!gated) {
-      close(s->gate);
-      s->gate = -1;
-    }
     char pid[24];
     snprintf(pid, sizeof pid, "%d", (int)s->pid);
     reply_str(id, "pid", pid);
