@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { chownSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { shell, tempDir } from '../support/executor.js';
-import { killTaskTrees } from '../support/processes.js';
+import { killTaskTrees, pooledShimsOfExecutor } from '../support/processes.js';
 import { connect, spawnExecutor } from '../support/subprocess.js';
 import { waitFor } from '../support/wait.js';
 
@@ -71,6 +71,19 @@ describe('command line', () => {
       return state?.$case === 'terminated' ? state.value : undefined;
     });
     assert.equal(task.exitCode, 0);
+    // The spawner keeps shims started ahead without any privilege: the next start is handed to one.
+    const pooled = await waitFor('two pooled shims', () => {
+      const found = pooledShimsOfExecutor(executor.child.pid ?? 0);
+      return found.length === 2 && found;
+    });
+    await api.createTask({ task: shell('pooled-as-nobody', 'id -u') });
+    const pooledRun = await waitFor('the pooled start to end', async () => {
+      const state = (await api.getTask({ name: 'pooled-as-nobody' })).task?.status?.state?.state;
+      return state?.$case === 'terminated' ? state.value : undefined;
+    });
+    assert.equal(pooledRun.exitCode, 0);
+    const { shimPid } = JSON.parse(readFileSync(join(fallback, 'pooled-as-nobody', 'start.json'), 'utf8')) as { shimPid: number };
+    assert.ok(pooled.includes(shimPid), 'a pooled shim ran it');
     client.close();
   });
 

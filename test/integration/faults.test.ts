@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { processTask, shell, startTestExecutor, stateOf, tempDir, terminated } from '../support/executor.js';
-import { isAlive, killTaskTrees } from '../support/processes.js';
+import { isAlive, isPooledShim, killTaskTrees, pooledShimsOfExecutor } from '../support/processes.js';
 import { connect, spawnCommand, spawnExecutor } from '../support/subprocess.js';
 import { mountTmpfs } from '../support/tmpfs.js';
 import { waitFor } from '../support/wait.js';
@@ -214,6 +214,51 @@ describe('faults', () => {
     await b.api.deleteTask({ name: 'once' });
     await waitFor('the task to be deleted', async () => (await b.api.listTasks()).tasks.length === 0, { timeoutMs: 15_000 });
     assert.ok(!isAlive(pgid) && !isAlive(shimPid), 'nothing of the task is left');
+    assert.equal(readFileSync(runs, 'utf8'), 'run\n', 'it ran once');
+    b.client.close();
+  });
+
+  test('a pre-started shim that took a start and stalled when the executor crashed is found by its --dir: the task runs once', async () => {
+    const dataDir = tempDir();
+    const scratch = tempDir('te-scratch-');
+    const stalled: number[] = [];
+    cleanups.push(() => {
+      for (const pid of stalled) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+      killTaskTrees(dataDir);
+    });
+    const args = ['--data-dir', dataDir, '--listen-addr', '127.0.0.1:0', '--reconcile-interval', '100ms', '--stop-grace-period', '1s'];
+    const first = spawnExecutor(args, { ...process.env, TASK_SHIM_TEST_STALL_MS: '60000' });
+    cleanups.push(() => first.child.kill('SIGKILL'));
+    const a = await connect(first);
+    // The first start begins the spawner, whose pool then fills: the second start is handed to a pooled shim.
+    a.api.createTask({ task: shell('warm', 'exec sleep 1000') }).catch(() => undefined);
+    const pooled = await waitFor('two pooled shims', () => {
+      const found = pooledShimsOfExecutor(first.child.pid ?? 0);
+      return found.length === 2 && found;
+    });
+    const runs = join(scratch, 'runs');
+    a.api.createTask({ task: shell('once', `echo run >> ${runs}; exec sleep 1000`) }).catch(() => undefined);
+    await waitFor('the task to be admitted', () => existsSync(join(dataDir, 'once', 'task.json')));
+    const shims = await waitFor('the stalled shim', () => {
+      const found = shimsFor(join(dataDir, 'once'));
+      return found.length > 0 && found;
+    });
+    assert.ok(shims.every((shim) => pooled.includes(shim.pid)), 'a pooled shim took the start');
+    stalled.push(...shims.map((s) => s.pid), ...shimsFor(join(dataDir, 'warm')).map((s) => s.pid));
+    first.child.kill('SIGKILL');
+    await first.exited;
+    a.client.close();
+
+    const second = spawnExecutor(args);
+    cleanups.push(() => second.child.kill('SIGKILL'));
+    const b = await connect(second);
+    await waitFor('the task to run', async () => stateOf((await b.api.getTask({ name: 'once' })).task)?.$case === 'running', { timeoutMs: 20_000 });
+    assert.ok(shims.every((shim) => !isAlive(shim.pid)), 'the stalled shim is gone');
+    await waitFor('the task to have run', () => existsSync(runs));
+    assert.equal(readFileSync(runs, 'utf8'), 'run\n');
+    await waitFor('the pooled shims of the dead executor to exit', () => pooled.every((pid) => !isAlive(pid) || !isPooledShim(pid)));
+    await b.api.setTasks({ tasks: [] });
+    await waitFor('the tasks to be deleted', async () => (await b.api.listTasks()).tasks.length === 0, { timeoutMs: 15_000 });
     assert.equal(readFileSync(runs, 'utf8'), 'run\n', 'it ran once');
     b.client.close();
   });

@@ -2,13 +2,14 @@
 // --spawner`) instead of forking itself: these tests check what the helper
 // relays, that shims outlive it, and that the executor gets over its loss.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { readStat } from '../../src/runtime/process/procfs.js';
 import { ShimSpawner } from '../../src/runtime/process/shim-spawner.js';
+import { shimsFor } from '../../src/runtime/process/stalled-shims.js';
 import { processTask, shell, startTestExecutor, stateOf, tempDir, terminated, type TestExecutor } from '../support/executor.js';
-import { isAlive } from '../support/processes.js';
+import { argvOf, isAlive, pooledShimsOf } from '../support/processes.js';
 import { SHIM, silent } from '../support/in-process.js';
 import { waitFor } from '../support/wait.js';
 
@@ -28,6 +29,19 @@ function helpers(): number[] {
 }
 
 const parentOf = (pid: number) => readStat(pid)?.ppid;
+
+/** Starts a spawner keeping `size` shims ahead; resolves once its helper has them all. */
+async function pooledSpawner(spawners: ShimSpawner[], size: number): Promise<{ s: ShimSpawner; helper: number }> {
+  const s = new ShimSpawner(SHIM, silent, size);
+  spawners.push(s);
+  const before = new Set(helpers());
+  // The helper starts with the first request: one that needs no shim.
+  const cancel = s.watchPid(process.pid, () => true, () => {});
+  const helper = await waitFor('the helper', () => helpers().find((pid) => !before.has(pid)));
+  cancel();
+  await waitFor(`${size} pooled shims`, () => pooledShimsOf(helper).length === size);
+  return { s, helper };
+}
 
 describe('the shim spawner', () => {
   const spawners: ShimSpawner[] = [];
@@ -116,5 +130,121 @@ describe('the shim spawner', () => {
     writeFileSync(gate, '');
     const ended = await waitFor('the first task to end', async () => terminated((await te.api.getTask({ name: 'survivor' })).task));
     assert.equal(ended.exitCode, 5, 'its exit is still seen');
+  });
+
+  describe('with shims started ahead (--pool)', () => {
+    test('a pooled shim starts its task with exactly the arguments and environment of the request', async () => {
+      const { s, helper } = await pooledSpawner(spawners, 1);
+      const [pooled] = pooledShimsOf(helper);
+      const dir = tempDir('te-pool-');
+      const env = { PATH: process.env.PATH, ONE: 'a b', EMPTY: '', 'WITH=EQUALS': 'x=y', TASK_SHIM_POOL_TEST: 'é\t' };
+      const script = 'for a in "$0" "$@"; do printf "[%s]\\n" "$a"; done; exec env';
+      const shim = await s.spawn(['--dir', dir, '--gate', '1', '--plain-logs', '1', '--', 'sh', '-c', script, 'zero', 'b c', '', '-x'], env, { gated: true });
+      assert.equal(shim.pid, pooled, 'the pooled shim took the start');
+      shim.go();
+      assert.equal(JSON.parse((await shim.nextLine())!).event, 'started');
+      assert.equal(JSON.parse((await shim.nextLine())!).event, 'exited');
+      const [args, envOut] = readFileSync(join(dir, 'stdout.log'), 'utf8').split(/(?<=\[-x\]\n)/);
+      assert.equal(args, '[zero]\n[b c]\n[]\n[-x]\n');
+      const printed = envOut!.trimEnd().split('\n').filter((line) => !line.startsWith('PWD=')).sort(); // sh exports PWD itself
+      assert.deepEqual(printed, Object.entries(env).map(([k, v]) => `${k}=${v}`).sort());
+    });
+
+    test('a pooled shim is found by its --dir while it waits at its gate, and the pool refills after use', async () => {
+      const { s, helper } = await pooledSpawner(spawners, 1);
+      const [pooled] = pooledShimsOf(helper);
+      const dir = tempDir('te-pool-');
+      const shim = await s.spawn(['--dir', dir, '--gate', '1', '--', 'true'], { PATH: process.env.PATH }, { gated: true });
+      assert.equal(shim.pid, pooled);
+      await waitFor('the shim to be found by its --dir', () => shimsFor(dir).some((found) => found.pid === pooled));
+      assert.deepEqual(argvOf(shim.pid).slice(0, 5), [SHIM, '--dir', dir, '--gate', '1']);
+      const [next] = await waitFor('a new pooled shim', () => (pooledShimsOf(helper).length === 1 ? pooledShimsOf(helper) : false));
+      assert.notEqual(next, pooled);
+      shim.go();
+      assert.equal(JSON.parse((await shim.nextLine())!).event, 'started');
+      assert.equal(await shim.exited, '0');
+    });
+
+    test('an aborted pooled start leaves without starting its task', async () => {
+      const { s, helper } = await pooledSpawner(spawners, 1);
+      const [pooled] = pooledShimsOf(helper);
+      const dir = tempDir('te-pool-');
+      const marker = join(dir, 'ran');
+      const shim = await s.spawn(['--dir', dir, '--gate', '1', '--', 'touch', marker], { PATH: process.env.PATH }, { gated: true });
+      assert.equal(shim.pid, pooled);
+      shim.abort();
+      assert.equal(await shim.exited, '0');
+      assert.equal(await shim.nextLine(), undefined, 'no event');
+      assert.equal(existsSync(marker), false);
+      assert.equal(existsSync(join(dir, 'start.json')), false);
+    });
+
+    test('a go that comes before the pooled shim took its arguments is held: a shim the executor cannot find never starts its task', async () => {
+      const { s, helper } = await pooledSpawner(spawners, 1);
+      const [pooled] = pooledShimsOf(helper);
+      process.kill(pooled!, 'SIGSTOP'); // it will not read its request, rewrite its command line or say it is ready
+      const dir = tempDir('te-pool-');
+      const marker = join(dir, 'ran');
+      const shim = await s.spawn(['--dir', dir, '--gate', '1', '--', 'touch', marker], { PATH: process.env.PATH }, { gated: true });
+      assert.equal(shim.pid, pooled);
+      shim.go();
+      // The helper answers requests in order: once this watch is open, it has handled the go.
+      await new Promise<void>((resolve) => {
+        s.watchPid(
+          process.pid,
+          () => {
+            resolve();
+            return true;
+          },
+          () => {},
+        );
+      });
+      process.kill(helper, 'SIGKILL'); // as when the executor dies: the gate closes
+      await waitFor('the helper to be gone', () => !isAlive(helper));
+      process.kill(pooled!, 'SIGCONT');
+      await waitFor('the pooled shim to leave', () => !isAlive(pooled!));
+      assert.equal(existsSync(marker), false, 'the task never ran');
+      assert.equal(existsSync(join(dir, 'start.json')), false);
+    });
+
+    test('a pooled shim killed while it waits is replaced without a word, and the next start works', async () => {
+      const { s, helper } = await pooledSpawner(spawners, 1);
+      const [pooled] = pooledShimsOf(helper);
+      process.kill(pooled!, 'SIGKILL');
+      const [replacement] = await waitFor('a replacement', () => (pooledShimsOf(helper).length === 1 && !pooledShimsOf(helper).includes(pooled!) ? pooledShimsOf(helper) : false));
+      const shim = await s.spawn(['--dir', tempDir('te-pool-'), '--gate', '1', '--', 'true'], { PATH: process.env.PATH }, { gated: true });
+      assert.equal(shim.pid, replacement);
+      shim.go();
+      assert.equal(JSON.parse((await shim.nextLine())!).event, 'started');
+      assert.equal(await shim.exited, '0');
+    });
+
+    test('shims started ahead and never used exit with the helper, leaving nothing', async () => {
+      const { s, helper } = await pooledSpawner(spawners, 2);
+      const pooled = pooledShimsOf(helper);
+      assert.equal(pooled.length, 2);
+      s.close();
+      await waitFor('the pooled shims to exit', () => pooled.every((pid) => !isAlive(pid) || argvOf(pid)[1] !== '--pooled'));
+      await waitFor('the helper to exit', () => !isAlive(helper));
+    });
+
+    test('a start whose --dir does not fit a pooled command line gets a shim of its own', async () => {
+      const { s, helper } = await pooledSpawner(spawners, 1);
+      const [pooled] = pooledShimsOf(helper);
+      const dir = `/${'d'.repeat(4200)}`; // longer than PATH_MAX: no pooled command line has room for it
+      const shim = await s.spawn(['--dir', dir, '--gate', '1', '--', 'true'], { PATH: process.env.PATH }, { gated: true });
+      assert.notEqual(shim.pid, pooled);
+      assert.equal(await shim.exited, '1', 'it cannot open that directory');
+      assert.deepEqual(pooledShimsOf(helper), [pooled], 'the pooled shim still waits');
+    });
+
+    test('a start without a gate, which nothing holds back, gets a shim of its own, found by its --dir from its exec', async () => {
+      const { s, helper } = await pooledSpawner(spawners, 1);
+      const [pooled] = pooledShimsOf(helper);
+      const shim = await s.spawn(['--dir', tempDir('te-pool-'), '--', 'true'], { PATH: process.env.PATH });
+      assert.notEqual(shim.pid, pooled);
+      assert.equal(JSON.parse((await shim.nextLine())!).event, 'started');
+      assert.deepEqual(pooledShimsOf(helper), [pooled], 'the pooled shim still waits');
+    });
   });
 });

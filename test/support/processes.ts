@@ -37,3 +37,31 @@ export function killTaskTrees(dataDir: string): void {
     }
   }
 }
+
+/** A process's argv ([] once it is gone). */
+export function argvOf(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return [];
+  }
+}
+
+const processes = (): number[] =>
+  readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .map(Number);
+
+/** A task-shim started ahead that no start was handed to yet (`task-shim --pooled`, spawner.c). */
+export const isPooledShim = (pid: number): boolean => argvOf(pid)[1] === '--pooled';
+
+/** The pooled shims kept by the spawner `helper` (`task-shim --spawner`). */
+export function pooledShimsOf(helper: number): number[] {
+  return processes().filter((pid) => isPooledShim(pid) && readStat(pid)?.ppid === helper);
+}
+
+/** The pooled shims kept by the spawners of the executor process `executor`. */
+export function pooledShimsOfExecutor(executor: number): number[] {
+  const spawners = processes().filter((pid) => argvOf(pid)[1] === '--spawner' && readStat(pid)?.ppid === executor);
+  return spawners.flatMap(pooledShimsOf);
+}

@@ -96,6 +96,11 @@ export class SpawnedShim {
 
 type Helper = ChildProcessByStdio<Writable, Readable, null>;
 
+/** Shims kept started ahead: two serve a Create and the one right behind it without an exec each. */
+export const DEFAULT_POOL_SIZE = 2;
+/** The spawner's limit (task-shim --spawner --pool N). */
+const MAX_POOL_SIZE = 64;
+
 export class ShimSpawner {
   private helper: Helper | undefined;
   private nextId = 1;
@@ -104,10 +109,17 @@ export class ShimSpawner {
   private readonly watches = new Map<string, { opened: () => void; gone: () => void }>();
   private closed = false;
 
+  /**
+   * `poolSize`: how many shims the helper keeps started ahead, each waiting for
+   * the arguments of a start (spawner.c, "Pre-started shims"), so that a start
+   * does not wait for exec and dynamic loading; 0: none, every start execs one.
+   */
   constructor(
     readonly shimPath: string,
     private readonly log: Logger,
+    private readonly poolSize = DEFAULT_POOL_SIZE,
   ) {
+    if (!Number.isInteger(poolSize) || poolSize < 0 || poolSize > MAX_POOL_SIZE) throw new RangeError(`shim pool size must be 0 to ${MAX_POOL_SIZE}, got ${poolSize}`);
     if (!existsSync(shimPath)) throw new Error(`task-shim not found at ${shimPath}: run "npm run build:shim" (needs a C compiler)`);
   }
 
@@ -171,7 +183,7 @@ export class ShimSpawner {
 
   private ensureHelper(): Helper {
     if (this.helper) return this.helper;
-    const helper = spawn(this.shimPath, ['--spawner'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const helper = spawn(this.shimPath, ['--spawner', ...(this.poolSize > 0 ? ['--pool', String(this.poolSize)] : [])], { stdio: ['pipe', 'pipe', 'inherit'] });
     this.helper = helper;
     helper.stdin.on('error', () => {}); // a helper that died is handled on 'exit'
     helper.once('error', (error) => this.lose(helper, error.message));

@@ -30,7 +30,11 @@ export function scanShims(): ShimScan {
     try {
       const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
       if (!argv[0]?.endsWith('task-shim')) continue;
-      const dir = argv[argv.indexOf('--dir') + 1];
+      // A pooled shim (`task-shim --pooled`, not handed a start yet) serves no task; handed one, it
+      // writes "--dir DIR" over its command line before its task may start (spawner.c).
+      const at = argv.indexOf('--dir');
+      if (at < 1) continue;
+      const dir = argv[at + 1];
       const stat = readStat(pid);
       if (dir && stat) byDir.set(dir, [...(byDir.get(dir) ?? []), { pid, startTime: stat.startTime }]);
     } catch {

@@ -15,6 +15,23 @@
  * their later event lines are dropped, exactly as when the executor itself goes away;
  * the executor watches their records on disk either way.
  *
+ * Pre-started shims (--pool N): exec and dynamic loading of a shim take a few milliseconds
+ * of a start (2.4 ms from a request to the shim's main() on the CI VM), so the spawner keeps
+ * N shims started ahead ("pooled": `task-shim --pooled PAD`, exec'ed, in a session of their
+ * own, blocked reading their stdin, a pipe held here) and hands a start request to one of
+ * them: it writes "LEN\0" and the request's ARGC ARGV... ENVC ENV... fields (LEN bytes) to
+ * the shim's stdin, which from then on is its gate. The shim takes that environment and those
+ * arguments as if exec'ed with them (task-shim.c, pooled_request), rewrites its command line
+ * in place to "ARGV[0] --dir DIR ..." (what the executor finds shims by), and then writes one
+ * byte on fd 3, its ready pipe. A "go" that comes before that byte is held until it comes, so
+ * that a task never starts from a shim the executor could not find by its command line. A
+ * pooled shim is used only for a gated request whose ARGV[0] is our own binary and ARGV[1] is
+ * "--dir" with a DIR that fits the room in its command line, and whose fields fit its pipe;
+ * any other request is started as before. A replacement is started after the reply, once no
+ * start is under way (see pool_refill); one that dies unused is reaped without a word, and
+ * replaced only after POOL_RETRY_MS. When we end,
+ * the unused ones read EOF and exit 0, having touched nothing.
+ *
  * It also watches processes it did not start (the shims of tasks an earlier executor
  * started) through pidfds, so that their end is pushed too, not found by a periodic check.
  *
@@ -47,13 +64,17 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "spawner.h"
 
 #define LINE_MAX_BYTES 65536
 #define REQUEST_MAX_BYTES (8 << 20)
+#define POOL_RETRY_MS 1000    /* a pooled shim died unused: the next one only after this */
+#define POOL_YIELD_MS 50      /* how long a replacement waits for the starts under way (see pool_refill) */
 
 struct stream {
   int fd;            /* -1 once ended */
@@ -62,8 +83,12 @@ struct stream {
 };
 
 struct shim {
-  char *id;
-  int gate;          /* write end of the shim's stdin while gated, else -1 */
+  char *id;          /* NULL: a pooled shim no request was handed to yet */
+  int gate;          /* write end of the shim's stdin while gated (or pooled and unused), else -1 */
+  int ready;         /* a pooled shim's ready pipe until its byte (or EOF) came, else -1 */
+  int hold_go;       /* "go" came before the ready byte: sent when it comes */
+  size_t room;       /* a pooled shim's pipe capacity (the largest request it can take) */
+  long long starting_since;   /* a start under way (no stdout line yet): since when (ms), else 0 */
   pid_t pid;         /* 0 once reaped */
   int status;
   struct stream out, err;
@@ -81,6 +106,16 @@ static struct watch *watches;
 static size_t nwatches, capwatches;
 static char *req;
 static size_t reqlen, reqcap;
+static const char *self;          /* our own binary: pooled shims are started from it */
+static long pool_size;            /* --pool */
+static long long pool_retry_at;   /* CLOCK_MONOTONIC ms before which no pooled shim is started */
+static char pool_pad[POOL_CMDLINE_ROOM + 1];
+
+static long long monotonic_ms(void) {
+  struct timespec ts = {0, 0};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void die(const char *what) {
   fprintf(stderr, "task-shim --spawner: %s: %s\n", what, strerror(errno));
@@ -130,13 +165,18 @@ static void flush_lines(const char *id, const char *kind, struct stream *s, int 
 static void finish_if_done(size_t k) {
   struct shim *s = &shims[k];
   if (s->pid != 0 || s->out.fd >= 0 || s->err.fd >= 0) return;
-  char status[32];
-  const char *name = WIFSIGNALED(s->status) ? sigabbrev_np(WTERMSIG(s->status)) : NULL;
-  if (name) snprintf(status, sizeof status, "SIG%s", name);
-  else if (WIFSIGNALED(s->status)) snprintf(status, sizeof status, "%d", 128 + WTERMSIG(s->status));
-  else snprintf(status, sizeof status, "%d", WEXITSTATUS(s->status));
-  reply_str(s->id, "exit", status);
+  if (!s->id) {   /* a pooled shim died unused: nobody asked for it; replaced later, not in a loop */
+    pool_retry_at = monotonic_ms() + POOL_RETRY_MS;
+  } else {
+    char status[32];
+    const char *name = WIFSIGNALED(s->status) ? sigabbrev_np(WTERMSIG(s->status)) : NULL;
+    if (name) snprintf(status, sizeof status, "SIG%s", name);
+    else if (WIFSIGNALED(s->status)) snprintf(status, sizeof status, "%d", 128 + WTERMSIG(s->status));
+    else snprintf(status, sizeof status, "%d", WEXITSTATUS(s->status));
+    reply_str(s->id, "exit", status);
+  }
   if (s->gate >= 0) close(s->gate);
+  if (s->ready >= 0) close(s->ready);
   free(s->id);
   free(s->out.buf);
   free(s->err.buf);
@@ -146,6 +186,8 @@ static void finish_if_done(size_t k) {
 static void drain(size_t k, struct stream *s, const char *kind) {
   for (;;) {
     ssize_t r = read(s->fd, s->buf + s->len, LINE_MAX_BYTES - s->len);
+    if (r > 0 && !shims[k].id) continue;   /* an unused pooled shim has nothing to say to anyone */
+    if (r > 0 && s == &shims[k].out) shims[k].starting_since = 0;   /* its first event: the start is done */
     if (r > 0) {
       s->len += (size_t)r;
       if (s->len == LINE_MAX_BYTES) flush_lines(shims[k].id, kind, s, 0);
@@ -153,10 +195,10 @@ static void drain(size_t k, struct stream *s, const char *kind) {
     }
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 && errno == EAGAIN) {
-      flush_lines(shims[k].id, kind, s, 0);
+      if (shims[k].id) flush_lines(shims[k].id, kind, s, 0);
       return;
     }
-    flush_lines(shims[k].id, kind, s, 1);  /* EOF (or an error: treated as the end) */
+    if (shims[k].id) flush_lines(shims[k].id, kind, s, 1);  /* EOF (or an error: treated as the end) */
     close(s->fd);
     s->fd = -1;
     return;
@@ -191,46 +233,59 @@ static int open_stream(struct stream *s, int fds[2]) {
   return 0;
 }
 
-static void start(char *id, int gated, char **argv, char **envp) {
-  int out[2] = {-1, -1}, err[2] = {-1, -1}, gate[2] = {-1, -1}, rc;
-  struct shim s = {.id = strdup(id), .gate = -1, .out = {-1, NULL, 0}, .err = {-1, NULL, 0}};
-  if (!s.id) die("allocate");
-  if (open_stream(&s.out, out) != 0 || open_stream(&s.err, err) != 0 || (gated && pipe2(gate, O_CLOEXEC) != 0)) {
-    rc = errno;
-    goto failed;
-  }
+static void add_shim(const struct shim *s) {
+  if (nshims == capshims) shims = xrealloc(shims, (capshims = capshims ? 2 * capshims : 64) * sizeof *shims);
+  shims[nshims++] = *s;
+}
+
+/* posix_spawn of a shim in a session of its own, with a clean signal state: its stdin from
+ * `in` (or /dev/null when -1), its stdout and stderr to s's streams, `ready` as its fd 3 when
+ * >= 0. Returns 0 or an errno value; the child's ends are closed either way. */
+static int spawn_shim(struct shim *s, int in, int out[2], int err[2], int ready, char **argv, char **envp) {
   posix_spawn_file_actions_t actions;
   posix_spawnattr_t attr;
   sigset_t none, all;
   sigemptyset(&none);
   sigfillset(&all);
   posix_spawn_file_actions_init(&actions);
-  if (gated) posix_spawn_file_actions_adddup2(&actions, gate[0], STDIN_FILENO);
+  if (in >= 0) posix_spawn_file_actions_adddup2(&actions, in, STDIN_FILENO);
   else posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
+  if (ready >= 0) posix_spawn_file_actions_adddup2(&actions, ready, 3);   /* ready != 3 (see pool_spawn) */
   posix_spawnattr_init(&attr);
   /* A session of its own (the shim must outlive us), and a clean signal state. */
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &all);
-  rc = posix_spawn(&s.pid, argv[0], &actions, &attr, argv, envp);
+  int rc = posix_spawn(&s->pid, argv[0], &actions, &attr, argv, envp);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   close(out[1]);
   close(err[1]);
   out[1] = err[1] = -1;
-  if (gated) {
-    close(gate[0]);
-    gate[0] = -1;
+  if (in >= 0) close(in);
+  if (ready >= 0) close(ready);
+  return rc;
+}
+
+static void start(char *id, int gated, char **argv, char **envp) {
+  int out[2] = {-1, -1}, err[2] = {-1, -1}, gate[2] = {-1, -1}, rc;
+  struct shim s = {.id = strdup(id), .gate = -1, .ready = -1, .out = {-1, NULL, 0}, .err = {-1, NULL, 0}};
+  if (!s.id) die("allocate");
+  if (open_stream(&s.out, out) != 0 || open_stream(&s.err, err) != 0 || (gated && pipe2(gate, O_CLOEXEC) != 0)) {
+    rc = errno;
+    goto failed;
   }
+  rc = spawn_shim(&s, gated ? gate[0] : -1, out, err, -1, argv, envp);
+  gate[0] = -1;
   if (rc != 0) goto failed;
   s.gate = gate[1];
+  s.starting_since = monotonic_ms();
   char pid[24];
   snprintf(pid, sizeof pid, "%d", (int)s.pid);
   reply_str(id, "pid", pid);
-  if (nshims == capshims) shims = xrealloc(shims, (capshims = capshims ? 2 * capshims : 64) * sizeof *shims);
-  shims[nshims++] = s;
+  add_shim(&s);
   return;
 failed:
   for (int i = 0; i < 2; i++) {
@@ -244,10 +299,124 @@ failed:
   free(s.err.buf);
 }
 
+/* ---- pooled shims ---- */
+
+static long pooled_unused(void) {
+  long n = 0;
+  for (size_t k = 0; k < nshims; k++) n += !shims[k].id && shims[k].pid != 0 && shims[k].gate >= 0;
+  return n;
+}
+
+/* Starts one pooled shim (`SELF --pooled PAD`, our own environment); false when it could not. */
+static int pool_spawn(void) {
+  int out[2] = {-1, -1}, err[2] = {-1, -1}, in[2] = {-1, -1}, ready[2] = {-1, -1};
+  struct shim s = {.id = NULL, .gate = -1, .ready = -1, .out = {-1, NULL, 0}, .err = {-1, NULL, 0}};
+  char *argv[] = {(char *)self, "--pooled", pool_pad, NULL};
+  extern char **environ;
+  if (open_stream(&s.out, out) == 0 && open_stream(&s.err, err) == 0 && pipe2(in, O_CLOEXEC) == 0 &&
+      pipe2(ready, O_CLOEXEC) == 0) {
+    if (ready[1] == 3) {   /* a dup2 onto itself would leave it close-on-exec */
+      int moved = fcntl(ready[1], F_DUPFD_CLOEXEC, 4);
+      close(ready[1]);
+      ready[1] = moved;
+    }
+    int capacity = fcntl(in[1], F_GETPIPE_SZ);
+    s.room = capacity > 64 ? (size_t)capacity - 64 : 0;
+    int rc = ready[1] >= 0 ? spawn_shim(&s, in[0], out, err, ready[1], argv, environ) : errno;
+    if (ready[1] >= 0) in[0] = ready[1] = -1;   /* closed by spawn_shim */
+    if (rc == 0) {
+      s.gate = in[1];
+      s.ready = ready[0];
+      add_shim(&s);
+      return 1;
+    }
+  }
+  for (int i = 0; i < 2; i++) {
+    if (out[i] >= 0) close(out[i]);
+    if (err[i] >= 0) close(err[i]);
+    if (in[i] >= 0) close(in[i]);
+    if (ready[i] >= 0) close(ready[i]);
+  }
+  free(s.out.buf);
+  free(s.err.buf);
+  return 0;
+}
+
+/* Tops the pool up by one shim when it is short and not waiting after a failure. Returns the
+ * poll timeout until the next attempt: -1 when the pool is full, else ms. A replacement is
+ * started only once no start is under way (none waits for its first event line), or after
+ * POOL_YIELD_MS: its exec and dynamic loading would compete for the CPU with the set-up of
+ * the shim that just took the request (measured: s0 -> gate 1 ms longer on 2 cores). */
+static int pool_refill(void) {
+  if (pooled_unused() >= pool_size) return -1;
+  long long now = monotonic_ms(), wait = pool_retry_at - now;
+  for (size_t k = 0; k < nshims; k++)
+    if (shims[k].starting_since && shims[k].starting_since + POOL_YIELD_MS - now > wait)
+      wait = shims[k].starting_since + POOL_YIELD_MS - now;
+  if (wait > 0) return (int)wait;
+  if (!pool_spawn()) {
+    pool_retry_at = now + POOL_RETRY_MS;
+    return POOL_RETRY_MS;
+  }
+  return pooled_unused() < pool_size ? 0 : -1;
+}
+
+/* Hands a start request to a pooled shim: true when one took it and the pid reply is sent.
+ * `fields`: the request's ARGC ARGV... ENVC ENV... part, n bytes. Only gated starts (the
+ * executor's Creates): their task waits for "go", which we hold until the shim can be found
+ * by its --dir. A shim without a gate would start its task on its own, and one that stalled
+ * before rewriting its command line could do so after an executor restart had looked for it
+ * and started the task again; such starts are exec'ed as before, findable from their exec. */
+static int hand_over(const char *id, int gated, char **argv, const char *fields, size_t n) {
+  if (!gated || !argv[1] || !argv[2] || strcmp(argv[0], self) != 0 || strcmp(argv[1], "--dir") != 0 ||
+      strlen(argv[1]) + strlen(argv[2]) + 2 >= sizeof pool_pad)
+    return 0;
+  for (size_t k = 0; k < nshims; k++) {
+    struct shim *s = &shims[k];
+    if (s->id || s->pid == 0 || s->gate < 0 || n + 24 > s->room) continue;
+    char len[24];
+    int ln = snprintf(len, sizeof len, "%zu", n) + 1;   /* with its NUL */
+    struct iovec iov[2] = {{len, (size_t)ln}, {(void *)fields, n}};
+    /* The pipe is empty and has the room: this write does not block. */
+    ssize_t w;
+    do w = writev(s->gate, iov, 2); while (w < 0 && errno == EINTR);
+    if (w != (ssize_t)(ln + n)) {   /* it died unused (its exit is reaped silently), or worse: not this one */
+      close(s->gate);
+      s->gate = -1;
+      continue;
+    }
+    if (!(s->id = strdup(id))) die("allocate");
+    s->starting_since = monotonic_ms();
+    char pid[24];
+    snprintf(pid, sizeof pid, "%d", (int)s->pid);
+    reply_str(id, "pid", pid);
+    return 1;
+  }
+  return 0;
+}
+
+/* A pooled shim's ready byte (or EOF: it died): a "go" held for it goes out now. */
+static void on_ready(struct shim *s) {
+  char byte;
+  ssize_t r;
+  do r = read(s->ready, &byte, 1); while (r < 0 && errno == EINTR);
+  close(s->ready);
+  s->ready = -1;
+  if (s->hold_go && s->gate >= 0) {
+    if (r == 1 && write(s->gate, "go\n", 3) != 3) { /* the shim is gone: its exit follows */ }
+    close(s->gate);
+    s->gate = -1;
+  }
+}
+
 /* go: the shim may start its program; abort: it must not (it sees EOF). */
 static void open_gate(const char *id, int go) {
   for (size_t k = 0; k < nshims; k++) {
-    if (strcmp(shims[k].id, id) != 0 || shims[k].gate < 0) continue;
+    if (!shims[k].id || strcmp(shims[k].id, id) != 0 || shims[k].gate < 0) continue;
+    if (go && shims[k].ready >= 0) {   /* a pooled shim not yet findable by its --dir: wait for it */
+      shims[k].hold_go = 1;
+      return;
+    }
     if (go && write(shims[k].gate, "go\n", 3) != 3) { /* the shim is gone: its exit follows */ }
     close(shims[k].gate);
     shims[k].gate = -1;
@@ -318,6 +487,7 @@ static void handle_requests(void) {
     }
     long argc, envc;
     char *gated = field(&pos);
+    size_t fields = pos;   /* ARGC ARGV... ENVC ENV...: what a pooled shim is given */
     if (!gated || !count(&pos, &argc)) break;
     char **argv = xrealloc(NULL, (size_t)(argc + 1) * sizeof *argv);
     long i;
@@ -335,8 +505,9 @@ static void handle_requests(void) {
     }
     argv[argc] = NULL;
     envp[envc] = NULL;
+    int gate = strcmp(gated, "1") == 0;
     if (argc == 0) reply_str(id, "error", "empty argv");
-    else start(id, strcmp(gated, "1") == 0, argv, envp);
+    else if (!hand_over(id, gate, argv, req + fields, pos - fields)) start(id, gate, argv, envp);
     free(argv);
     free(envp);
     consumed = pos;
@@ -345,7 +516,10 @@ static void handle_requests(void) {
   reqlen -= consumed;
 }
 
-int spawner_main(void) {
+int spawner_main(const char *self_path, long pool) {
+  self = self_path;
+  pool_size = pool;
+  memset(pool_pad, ' ', POOL_CMDLINE_ROOM);
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGCHLD);
@@ -367,28 +541,31 @@ int spawner_main(void) {
   struct pollfd *pf = NULL;
   size_t pfcap = 0;
   for (;;) {
-    size_t need = 2 + 2 * nshims + nwatches;
+    int timeout = pool_size > 0 ? pool_refill() : -1;
+    size_t need = 2 + 3 * nshims + nwatches;
     if (need > pfcap) pf = xrealloc(pf, (pfcap = 2 * need) * sizeof *pf);
     pf[0] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
     pf[1] = (struct pollfd){.fd = sfd, .events = POLLIN};
     for (size_t k = 0; k < nshims; k++) {
-      pf[2 + 2 * k] = (struct pollfd){.fd = shims[k].out.fd, .events = POLLIN};
-      pf[3 + 2 * k] = (struct pollfd){.fd = shims[k].err.fd, .events = POLLIN};
+      pf[2 + 3 * k] = (struct pollfd){.fd = shims[k].out.fd, .events = POLLIN};
+      pf[3 + 3 * k] = (struct pollfd){.fd = shims[k].err.fd, .events = POLLIN};
+      pf[4 + 3 * k] = (struct pollfd){.fd = shims[k].ready, .events = POLLIN};
     }
-    for (size_t w = 0; w < nwatches; w++) pf[2 + 2 * nshims + w] = (struct pollfd){.fd = watches[w].pidfd, .events = POLLIN};
+    for (size_t w = 0; w < nwatches; w++) pf[2 + 3 * nshims + w] = (struct pollfd){.fd = watches[w].pidfd, .events = POLLIN};
     size_t polled = nshims, watched = nwatches;
-    if (poll(pf, need, -1) < 0) {
+    if (poll(pf, need, timeout) < 0) {
       if (errno == EINTR) continue;
       die("poll");
     }
     /* Streams first, then the exits: a shim's last lines go out before its exit. */
     for (size_t k = polled; k-- > 0;) {
-      if (pf[2 + 2 * k].revents && shims[k].out.fd >= 0) drain(k, &shims[k].out, "out");
-      if (pf[3 + 2 * k].revents && shims[k].err.fd >= 0) drain(k, &shims[k].err, "err");
+      if (pf[4 + 3 * k].revents && shims[k].ready >= 0) on_ready(&shims[k]);
+      if (pf[2 + 3 * k].revents && shims[k].out.fd >= 0) drain(k, &shims[k].out, "out");
+      if (pf[3 + 3 * k].revents && shims[k].err.fd >= 0) drain(k, &shims[k].err, "err");
       finish_if_done(k);
     }
     for (size_t w = watched; w-- > 0;) {
-      if (!pf[2 + 2 * polled + w].revents) continue;
+      if (!pf[2 + 3 * polled + w].revents) continue;
       reply_str(watches[w].id, "gone", "");
       close(watches[w].pidfd);
       free(watches[w].id);

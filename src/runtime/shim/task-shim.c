@@ -1143,9 +1143,83 @@ static int lock_dir_main(const char *dir) {
   }
 }
 
+/* One NUL-terminated field of a pooled request at *pos (bounded by end), or NULL. */
+static char *pooled_field(char **pos, char *end) {
+  char *f = *pos, *nul = f < end ? memchr(f, '\0', (size_t)(end - f)) : NULL;
+  if (!nul) return NULL;
+  *pos = nul + 1;
+  return f;
+}
+
+static long pooled_count(char **pos, char *end) {
+  char *f = pooled_field(pos, end), *stop;
+  long n = f ? strtol(f, &stop, 10) : -1;
+  return f && *f && !*stop && n >= 0 && n <= 1 << 20 ? n : -1;
+}
+
+/* task-shim --pooled PAD (started ahead by the spawner, see spawner.c): waits on stdin for
+ * "LEN\0" and LEN bytes of NUL-terminated fields, ARGC ARGV... ENVC ENV..., and returns that
+ * argv (*argc set) with the environment replaced by ENV, as if it had been exec'ed with them.
+ * It then rewrites its own command line in place, over "--pooled PAD", to the fields of the
+ * new argv that fit (the spawner hands over only requests whose "--dir DIR" does): the
+ * executor finds shims by "--dir DIR" in /proc/PID/cmdline (stalled-shims.ts). Only then
+ * does it write a byte on fd 3 (its ready pipe), on which the spawner holds the gate's "go".
+ * EOF before a request (the spawner ended: it was never used) exits 0 having touched nothing. */
+static char **pooled_request(int *argc, char **argv) {
+  extern char **environ;
+  char len[24], *stop;
+  size_t n = 0;
+  signal(SIGPIPE, SIG_IGN);   /* as main() sets it: a spawner gone must not end us at the ready byte */
+  for (;;) {   /* byte by byte: what follows the request on stdin is the gate's */
+    if (n == sizeof len || read_full(STDIN_FILENO, len + n, 1) != 1) {
+      if (n == 0) exit(0);
+      fputs("task-shim --pooled: malformed request length\n", stderr);
+      exit(2);
+    }
+    if (len[n++] == '\0') break;
+  }
+  unsigned long long size = strtoull(len, &stop, 10);
+  char *buf = size < (1ULL << 24) && !*stop ? malloc(size + 1) : NULL;
+  if (!buf || read_full(STDIN_FILENO, buf, size) != size) {
+    fputs("task-shim --pooled: incomplete request\n", stderr);
+    exit(2);
+  }
+  char *pos = buf, *end = buf + size;
+  long nargs = pooled_count(&pos, end), nenv;
+  char **args = nargs > 0 ? calloc((size_t)nargs + 1, sizeof *args) : NULL;
+  for (long i = 0; args && i < nargs; i++)
+    if (!(args[i] = pooled_field(&pos, end))) nargs = -1;
+  char **env = args && nargs > 0 && (nenv = pooled_count(&pos, end)) >= 0 ? calloc((size_t)nenv + 1, sizeof *env) : NULL;
+  for (long i = 0; env && i < nenv; i++)
+    if (!(env[i] = pooled_field(&pos, end))) env = NULL;
+  if (!env || pos != end) {
+    fputs("task-shim --pooled: malformed request\n", stderr);
+    exit(2);
+  }
+  environ = env;
+  /* The command line: the kernel shows the bytes from argv[0] to the end of the last
+   * argument; the last byte stays NUL, so /proc/PID/cmdline is read as NUL-separated fields. */
+  char *area = argv[1], *area_end = argv[*argc - 1] + strlen(argv[*argc - 1]);
+  memset(area, 0, (size_t)(area_end - area));
+  for (long i = 1; i < nargs; i++) {
+    size_t k = strlen(args[i]) + 1;
+    if (k > (size_t)(area_end - area)) break;
+    memcpy(area, args[i], k);
+    area += k;
+  }
+  if (write(3, "r", 1) != 1 || close(3) != 0) { /* started by hand, without a ready pipe */ }
+  *argc = (int)nargs;
+  return args;
+}
+
 int main(int argc, char **argv) {
-  if (argc == 2 && strcmp(argv[1], "--spawner") == 0) return spawner_main();
+  if (argc >= 2 && strcmp(argv[1], "--spawner") == 0) {
+    if (argc != 2 && (argc != 4 || strcmp(argv[2], "--pool") != 0)) usage("--spawner takes only --pool N");
+    long pool = argc == 4 ? (long)parse_num(argv[2], argv[3], 0, POOL_MAX) : 0;
+    return spawner_main(argv[0], pool);
+  }
   if (argc == 3 && strcmp(argv[1], "--lock-dir") == 0) return lock_dir_main(argv[2]);
+  if (argc == 3 && strcmp(argv[1], "--pooled") == 0) argv = pooled_request(&argc, argv);
   struct task_options o = {.cg = calloc((size_t)argc, sizeof(char *))};
   sigset_t mask;
 
