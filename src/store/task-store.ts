@@ -154,7 +154,7 @@ export class TaskStore {
         }),
       );
     } catch (error) {
-      await Promise.all(made.map((dir) => rm(dir, { recursive: true, force: true })));
+      await this.removeUnadmitted(made);
       throw error;
     }
   }
@@ -172,7 +172,7 @@ export class TaskStore {
       if (records.length <= ONE_TRIP_MAX && this.writer.open) await this.commitInOneTrip(records, dirs);
       else await this.commitBounded(records, dirs);
     } catch (error) {
-      await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
+      await this.removeUnadmitted(dirs);
       throw error;
     }
   }
@@ -236,6 +236,22 @@ export class TaskStore {
     await rename(join(this.root, name), target);
     this.log.error({ task: name, reason, movedTo: target }, 'unreadable task record quarantined; the name is free again');
     return { name, reason, movedTo: target };
+  }
+
+  /**
+   * Removes the directories of a failed admission. A removal that fails too
+   * (the data dir turned read-only) is logged, not thrown: the admission's
+   * own error is what the client must see, and a directory without a record
+   * is removed at the next start.
+   */
+  private async removeUnadmitted(dirs: readonly string[]): Promise<void> {
+    await Promise.all(
+      dirs.map((dir) =>
+        rm(dir, { recursive: true, force: true }).catch((error: unknown) => {
+          this.log.warn({ dir, err: error }, 'cannot remove the directory of a failed admission; the next start removes it');
+        }),
+      ),
+    );
   }
 
   private admissionIo<T>(work: () => Promise<T>): Promise<T> {
