@@ -6,9 +6,6 @@
 // calls made synchronously in one go. A dedicated worker thread
 // (admission-worker.ts) makes them synchronously and answers once.
 //
-// - The new tasks' directories are made there too, a trip of their own (a
-//   backend gets ready in one while the record is written): a mkdir takes
-//   about 1 ms on the test VM's ext4, which a mkdirSync would block the loop for.
 // - One thread, started ahead of the first admission (warm()) or on demand;
 //   jobs queue in its port and run one at a time, in order.
 // - It never keeps the process alive by itself: it is referenced only while
@@ -20,13 +17,11 @@ import type { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import { siblingModuleUrl, startModuleWorker } from '../util/module-worker.js';
-import type { AdmissionFailure, AdmissionJob, FromAdmissionWorker, ToAdmissionWorker } from './admission-protocol.js';
-
-type Reply = Exclude<FromAdmissionWorker, { type: 'ready' }>;
+import type { AdmissionJob, FromAdmissionWorker } from './admission-protocol.js';
 
 const WORKER_URL = siblingModuleUrl(import.meta.url, 'admission-worker');
 
-/** A failed step as the worker saw it: the system call's `code`, and which file (undefined: a directory's fsync). */
+/** A failed write as the worker saw it: the system call's `code`, and which file (undefined: a directory's fsync). */
 export class AdmissionWriteError extends Error {
   constructor(
     message: string,
@@ -38,13 +33,9 @@ export class AdmissionWriteError extends Error {
   }
 }
 
-type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never;
-
-const writeError = (failure: AdmissionFailure) => new AdmissionWriteError(failure.message, failure.code, failure.file);
-
 interface Thread {
   readonly worker: Worker;
-  readonly pending: Map<number, { resolve: (reply: Reply) => void; reject: (error: Error) => void }>;
+  readonly pending: Map<number, { resolve: () => void; reject: (error: Error) => void }>;
   ready: boolean;
   failure: Error | undefined;
 }
@@ -71,35 +62,19 @@ export class AdmissionWriter {
   }
 
   /**
-   * Makes each directory (no fsync: write()'s directory fsyncs make them
-   * durable); resolves with each one's failure (undefined: made), in order.
-   */
-  async mkdirs(dirs: string[]): Promise<(AdmissionWriteError | undefined)[]> {
-    const reply = await this.send({ type: 'mkdir', dirs });
-    if (reply.type !== 'made') throw new Error(`the admission writer answered a mkdir with ${reply.type}`);
-    return reply.failures.map((failure) => failure && writeError(failure));
-  }
-
-  /**
    * Writes each file atomically and durably (temporary file, fsync, rename),
    * in order, then fsyncs `syncDirs`; resolves once all of it is done.
    * Rejects with an AdmissionWriteError when a step failed (the failed
    * file's temporary file is gone), or with an Error when the thread died.
    */
-  async write(files: AdmissionJob['files'], syncDirs: string[]): Promise<void> {
-    const reply = await this.send({ type: 'commit', files, syncDirs });
-    if (reply.type !== 'done') throw new Error(`the admission writer answered a commit with ${reply.type}`);
-    if (reply.failure) throw writeError(reply.failure);
-  }
-
-  private send(job: DistributiveOmit<ToAdmissionWorker, 'id'>): Promise<Reply> {
+  write(files: AdmissionJob['files'], syncDirs: string[]): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the admission writer is closed'));
     const thread = this.current();
     const id = this.nextId++;
-    return new Promise<Reply>((resolve, reject) => {
+    return new Promise<void>((resolve, reject) => {
       if (thread.pending.size === 0) thread.worker.ref();
       thread.pending.set(id, { resolve, reject });
-      thread.worker.postMessage({ ...job, id } satisfies ToAdmissionWorker);
+      thread.worker.postMessage({ id, files, syncDirs } satisfies AdmissionJob);
     });
   }
 
@@ -126,7 +101,9 @@ export class AdmissionWriter {
       if (!waiting) return;
       thread.pending.delete(message.id);
       if (thread.pending.size === 0) worker.unref();
-      waiting.resolve(message);
+      const { failure } = message;
+      if (failure) waiting.reject(new AdmissionWriteError(failure.message, failure.code, failure.file));
+      else waiting.resolve();
     });
     // 'exit' follows: the writes are rejected there, once the thread can no longer touch a file.
     worker.on('error', (error) => {

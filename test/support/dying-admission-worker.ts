@@ -5,17 +5,18 @@
 // Every other job it runs as the real worker does.
 import { writeFileSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import { runJob } from '../../src/store/admission-job.js';
-import type { ToAdmissionWorker } from '../../src/store/admission-protocol.js';
+import { runAdmissionJob } from '../../src/store/admission-job.js';
+import type { AdmissionJob, FromAdmissionWorker } from '../../src/store/admission-protocol.js';
 import { TEMP_MARKER } from '../../src/util/atomic-file.js';
 
 const port = parentPort!;
-port.on('message', (job: ToAdmissionWorker) => {
-  const dying = job.type === 'commit' && job.files.find(({ path }) => path.includes('/crash-'));
+const post = (message: FromAdmissionWorker) => port.postMessage(message);
+port.on('message', (job: AdmissionJob) => {
+  const dying = job.files.find(({ path }) => path.includes('/crash-'));
   if (dying) {
     writeFileSync(`${dying.path}${TEMP_MARKER}dying`, dying.body.slice(0, 10));
     throw new Error('admission writer killed mid-write (test)');
   }
-  port.postMessage(runJob(job));
+  post({ type: 'done', id: job.id, failure: runAdmissionJob(job) });
 });
-port.postMessage({ type: 'ready' });
+post({ type: 'ready' });
