@@ -95,6 +95,9 @@ export class AdmissionWriter {
     worker.on('message', (message: FromAdmissionWorker) => {
       if (message.type === 'ready') {
         thread.ready = true;
+        // Again: an unref() before the thread is online does not hold (Node 20: an idle executor's
+        // store kept a test process from exiting).
+        if (thread.pending.size === 0) worker.unref();
         return;
       }
       const waiting = thread.pending.get(message.id);

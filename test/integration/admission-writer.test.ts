@@ -5,7 +5,7 @@
 // and a thread that dies fails the write it had (never hangs it) and the
 // next Create works.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -85,6 +85,13 @@ describe('admission writer', () => {
     cleanups.push(() => execFileSync('mount', ['-o', 'remount,rw', tmpfs.path]));
 
     await assert.rejects(store.commitNew([record]), taskErrorOf('Unavailable', /cannot write its data dir \(EROFS\)/));
+  });
+
+  test('a store that never admitted anything does not keep its process alive', () => {
+    const script = new URL('../support/idle-store.ts', import.meta.url).pathname;
+    const result = spawnSync(process.execPath, ['--import', 'tsx', script, tempDir('te-idle-store-')], { timeout: 30_000, encoding: 'utf8' });
+    assert.equal(result.signal, null, `the process had to be killed: it did not end by itself (${result.stderr})`);
+    assert.equal(result.status, 0, result.stderr);
   });
 
   test('an admission writer thread that dies mid-write fails that Create, leaves nothing of it, and the next Create works', async () => {
