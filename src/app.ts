@@ -142,7 +142,8 @@ export async function startExecutor(config: Config, log: Logger): Promise<Execut
     stopGraceMs: config.stopGraceMs,
   });
   // Everything started so far, closed in reverse order on shutdown or on a failed start.
-  const closers: (() => unknown)[] = [() => lock.release(), () => containers?.close(), () => spawner.close()];
+  // The store after the manager (its admission writer's thread).
+  const closers: (() => unknown)[] = [() => lock.release(), () => store.close(), () => containers?.close(), () => spawner.close()];
   const closeAll = async () => {
     for (const close of closers.reverse().splice(0)) await close();
   };

@@ -18,28 +18,16 @@
 // - Cancellation: when the call ends early the worker is told to stop; it
 //   stops after the read under way, closes its files and is free again.
 import { stat } from 'node:fs/promises';
-import { extname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { LogsResponse } from '../../gen/taskexecutor/v1/task_executor_service.js';
 import { isMissing, listLogFiles, logFilePath } from '../logs/files.js';
 import type { StreamOutcome } from '../logs/stream-logs.js';
 import { EncodedChunkResponse } from './log-chunks.js';
 import type { FromWorker, OffloadedQuery, ToWorker } from './log-chunks-protocol.js';
+import { siblingModuleUrl, startModuleWorker } from '../util/module-worker.js';
 
 /** The worker's module, next to this one (a .ts file when run from source). */
-const WORKER_URL = new URL(`./log-chunks-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
-
-/**
- * A worker for WORKER_URL. Run from source (tests, benches: TypeScript through
- * tsx), the worker registers tsx itself first: Node 20 does not hand the main
- * thread's module hooks to a worker's entry module.
- */
-function newWorker(): Worker {
-  if (!WORKER_URL.pathname.endsWith('.ts')) return new Worker(WORKER_URL);
-  const tsx = import.meta.resolve('tsx/esm/api');
-  return new Worker(`import(${JSON.stringify(tsx)}).then(({ register }) => { register(); return import(${JSON.stringify(WORKER_URL.href)}); })`, { eval: true });
-}
+const WORKER_URL = siblingModuleUrl(import.meta.url, 'log-chunks-worker');
 
 export interface ChunkWorkersOptions {
   /** Workers at most (reads beyond are done in place). */
@@ -116,7 +104,7 @@ export class ChunkWorkers {
   }
 
   private start(): void {
-    const worker = newWorker();
+    const worker = startModuleWorker(WORKER_URL);
     worker.unref(); // never what keeps the process alive
     const slot: Slot = { worker, ready: false, receive: undefined, idle: undefined };
     this.slots.add(slot);
