@@ -163,13 +163,15 @@ describe('the shim spawner', () => {
       const { s, helper } = started;
       const [pooled] = pooledShimsOf(helper);
       const dir = tempDir('te-pool-');
-      const script = 'tr "\\0" "\\n" < /proc/$PPID/environ';
+      const script = 'echo "$PPID"; tr "\\0" "\\n" < /proc/$PPID/environ';
       const shim = await s.spawn(['--dir', dir, '--gate', '1', '--plain-logs', '1', '--', '/bin/sh', '-c', script], { ONLY: 'this' }, { gated: true });
       assert.equal(shim.pid, pooled, 'the pooled shim took the start');
       shim.go();
       assert.equal(await shim.exited, '0');
-      const seen = readFileSync(join(dir, 'stdout.log'), 'utf8');
-      assert.doesNotMatch(seen, /TE_POOL_EXECUTOR_SECRET/);
+      const [parent, ...environ] = readFileSync(join(dir, 'stdout.log'), 'utf8').split('\n');
+      assert.equal(Number(parent), shim.pid, "the task read its pooled shim's environ");
+      // Not printed on failure: it would be the whole environment of the test run.
+      assert.ok(!environ.some((entry) => entry.startsWith('TE_POOL_EXECUTOR_SECRET=')), "the executor's variable is in the pooled shim's environ");
     });
 
     test('a pooled shim is found by its --dir while it waits at its gate, and the pool refills after use', async () => {
