@@ -13,9 +13,10 @@
 // - A thread that dies (an uncaught error, terminate) rejects every write it
 //   had not confirmed, once it has stopped (so nothing of it runs after the
 //   caller cleans up), and the next write gets a new thread; both are logged.
+//   Those close() ended fail UNAVAILABLE (shutting down).
 import type { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import { errorMessage } from '../errors.js';
+import { errorMessage, TaskError } from '../errors.js';
 import { siblingModuleUrl, startModuleWorker } from '../util/module-worker.js';
 import type { AdmissionJob, FromAdmissionWorker } from './admission-protocol.js';
 
@@ -78,7 +79,7 @@ export class AdmissionWriter {
     });
   }
 
-  /** Ends the thread; writes it had not confirmed are rejected. */
+  /** Ends the thread; writes it had not confirmed are rejected UNAVAILABLE (shutting down). */
   async close(): Promise<void> {
     this.closed = true;
     const thread = this.thread;
@@ -121,7 +122,11 @@ export class AdmissionWriter {
     const why = thread.failure ? errorMessage(thread.failure) : `exit code ${code}`;
     const lost = [...thread.pending.values()];
     thread.pending.clear();
-    for (const { reject } of lost) reject(new Error(`the admission writer thread ended (${why}) before the record was durable`));
+    // Ended by close(): the executor is shutting down, which the client must be told (not INTERNAL), and may retry.
+    const error = this.closed
+      ? new TaskError('Unavailable', 'the executor is shutting down before the task was admitted; create it again once the executor is back')
+      : new Error(`the admission writer thread ended (${why}) before the record was durable`);
+    for (const { reject } of lost) reject(error);
     if (this.closed) return;
     this.log.error(
       { err: thread.failure, exitCode: code, writesFailed: lost.length },

@@ -87,6 +87,19 @@ describe('admission writer', () => {
     await assert.rejects(store.commitNew([record]), taskErrorOf('Unavailable', /cannot write its data dir \(EROFS\)/));
   });
 
+  test('a store closed while an admission is being written fails it UNAVAILABLE (shutting down), at once, leaving nothing of it', async () => {
+    const dataDir = tempDir('te-admission-');
+    const store = new TaskStore(dataDir, silent, { admissionWorker: new URL('../support/stuck-admission-worker.ts', import.meta.url) });
+    cleanups.push(() => store.close());
+    const record = { name: 'late', spec: sleeper, state: { phase: 'waiting' as const, reason: Reason.Pending }, createdAt: new Date().toISOString() };
+    await store.prepareNew([record]);
+    const committing = store.commitNew([record]);
+    committing.catch(() => undefined);
+    await store.close();
+    await assert.rejects(committing, taskErrorOf('Unavailable', /the executor is shutting down/));
+    assert.deepEqual(taskDirs(dataDir), []);
+  });
+
   test('a store that never admitted anything does not keep its process alive', () => {
     const script = new URL('../support/idle-store.ts', import.meta.url).pathname;
     const result = spawnSync(process.execPath, ['--import', 'tsx', script, tempDir('te-idle-store-')], { timeout: 30_000, encoding: 'utf8' });

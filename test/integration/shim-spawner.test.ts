@@ -150,6 +150,30 @@ describe('the shim spawner', () => {
       assert.deepEqual(printed, Object.entries(env).map(([k, v]) => `${k}=${v}`).sort());
     });
 
+    test("a task cannot read the executor's environment from its pooled shim's /proc environ", async () => {
+      // Exec'ed for the request, a shim's initial environment was the task's own; a pooled one was exec'ed
+      // ahead, and a task of the same user (cleanEnv or not) reads its parent's /proc/PID/environ.
+      process.env.TE_POOL_EXECUTOR_SECRET = 'hunter2';
+      let started: { s: ShimSpawner; helper: number };
+      try {
+        started = await pooledSpawner(spawners, 1);
+      } finally {
+        delete process.env.TE_POOL_EXECUTOR_SECRET;
+      }
+      const { s, helper } = started;
+      const [pooled] = pooledShimsOf(helper);
+      const dir = tempDir('te-pool-');
+      const script = 'echo "$PPID"; tr "\\0" "\\n" < /proc/$PPID/environ';
+      const shim = await s.spawn(['--dir', dir, '--gate', '1', '--plain-logs', '1', '--', '/bin/sh', '-c', script], { ONLY: 'this' }, { gated: true });
+      assert.equal(shim.pid, pooled, 'the pooled shim took the start');
+      shim.go();
+      assert.equal(await shim.exited, '0');
+      const [parent, ...environ] = readFileSync(join(dir, 'stdout.log'), 'utf8').split('\n');
+      assert.equal(Number(parent), shim.pid, "the task read its pooled shim's environ");
+      // Not printed on failure: it would be the whole environment of the test run.
+      assert.ok(!environ.some((entry) => entry.startsWith('TE_POOL_EXECUTOR_SECRET=')), "the executor's variable is in the pooled shim's environ");
+    });
+
     test('a pooled shim is found by its --dir while it waits at its gate, and the pool refills after use', async () => {
       const { s, helper } = await pooledSpawner(spawners, 1);
       const [pooled] = pooledShimsOf(helper);

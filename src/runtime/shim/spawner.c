@@ -17,7 +17,7 @@
  *
  * Pre-started shims (--pool N): exec and dynamic loading of a shim take a few milliseconds
  * of a start (2.4 ms from a request to the shim's main() on the CI VM), so the spawner keeps
- * N shims started ahead ("pooled": `task-shim --pooled PAD`, exec'ed, in a session of their
+ * N shims started ahead ("pooled": `task-shim --pooled PAD`, exec'ed with no environment, in a session of their
  * own, blocked reading their stdin, a pipe held here) and hands a start request to one of
  * them: it writes "LEN\0" and the request's ARGC ARGV... ENVC ENV... fields (LEN bytes) to
  * the shim's stdin, which from then on is its gate. The shim takes that environment and those
@@ -312,7 +312,10 @@ static int pool_spawn(void) {
   int out[2] = {-1, -1}, err[2] = {-1, -1}, in[2] = {-1, -1}, ready[2] = {-1, -1};
   struct shim s = {.id = NULL, .gate = -1, .ready = -1, .out = {-1, NULL, 0}, .err = {-1, NULL, 0}};
   char *argv[] = {(char *)self, "--pooled", pool_pad, NULL};
-  extern char **environ;
+  /* No environment: a shim exec'ed for a request had the task's own as its initial one, which a
+   * task of the same user can read from /proc/PPID/environ; ours (the executor's) must not be
+   * there instead (a cleanEnv task would read it). The request's comes later, in the heap. */
+  char *no_env[] = {NULL};
   if (open_stream(&s.out, out) == 0 && open_stream(&s.err, err) == 0 && pipe2(in, O_CLOEXEC) == 0 &&
       pipe2(ready, O_CLOEXEC) == 0) {
     if (ready[1] == 3) {   /* a dup2 onto itself would leave it close-on-exec */
@@ -322,7 +325,7 @@ static int pool_spawn(void) {
     }
     int capacity = fcntl(in[1], F_GETPIPE_SZ);
     s.room = capacity > 64 ? (size_t)capacity - 64 : 0;
-    int rc = ready[1] >= 0 ? spawn_shim(&s, in[0], out, err, ready[1], argv, environ) : errno;
+    int rc = ready[1] >= 0 ? spawn_shim(&s, in[0], out, err, ready[1], argv, no_env) : errno;
     if (ready[1] >= 0) in[0] = ready[1] = -1;   /* closed by spawn_shim */
     if (rc == 0) {
       s.gate = in[1];
