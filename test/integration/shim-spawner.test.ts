@@ -126,10 +126,26 @@ describe('the shim spawner', () => {
     process.kill(helper, 'SIGKILL');
     await waitFor('the spawner to be gone', () => !isAlive(helper));
     const { task } = await te.api.createTask({ task: processTask('after', ['sleep', '1000']) });
-    assert.equal(stateOf(task)?.$case, 'running', 'a task starts after the spawner was lost');
+    assert.equal(stateOf(task)?.$case, 'running', `a task starts after the spawner was lost: ${JSON.stringify(stateOf(task))}`);
     writeFileSync(gate, '');
     const ended = await waitFor('the first task to end', async () => terminated((await te.api.getTask({ name: 'survivor' })).task));
     assert.equal(ended.exitCode, 5, 'its exit is still seen');
+  });
+
+  test('a Create whose start is under way when the spawner dies is started by the next spawner, once', async () => {
+    const before = new Set(helpers());
+    const te = await startTestExecutor({ stopGraceMs: 1000 });
+    executors.push(te);
+    await te.api.createTask({ task: processTask('first', ['sleep', '1000']) });
+    const [helper] = helpers().filter((pid) => !before.has(pid));
+    assert.ok(helper, 'the executor started a spawner');
+    const runs = join(tempDir('te-runs-'), 'runs');
+    // The request is written before the executor has seen the spawner's end (no turn of the loop between).
+    process.kill(helper, 'SIGKILL');
+    const { task } = await te.api.createTask({ task: shell('again', `echo ran >> ${runs}; exec sleep 1000`) });
+    assert.equal(stateOf(task)?.$case, 'running', `the start is made again: ${JSON.stringify(stateOf(task))}`);
+    await waitFor('the task to write its line', () => existsSync(runs));
+    assert.equal(readFileSync(runs, 'utf8'), 'ran\n', 'the task ran once');
   });
 
   describe('with shims started ahead (--pool)', () => {

@@ -183,13 +183,20 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     }
   }
 
-  private async launch(request: StartRequest, args: string[], spec: ProcessSpec, cgroup: TaskCgroup | undefined): Promise<Started<ProcessHandle>> {
+  private async launch(
+    request: StartRequest,
+    args: string[],
+    spec: ProcessSpec,
+    cgroup: TaskCgroup | undefined,
+    retried = false,
+  ): Promise<Started<ProcessHandle>> {
+    const again = retried ? undefined : () => this.launch(request, args, spec, cgroup, true);
     let shim: SpawnedShim;
     try {
       shim = await this.options.spawner.spawn(args, taskEnvironment(process.env, spec), { gated: request.admitted !== undefined });
     } catch (error) {
       if (!(error instanceof SpawnerLost)) throw error;
-      return this.afterLostSpawner(request, error);
+      return this.afterLostSpawner(request, error, again);
     }
     const shimPid = shim.pid;
     const shimStartTime = startTimeOf(shimPid) ?? '';
@@ -204,7 +211,7 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     }
     const first = await shim.nextLine();
     if (first === undefined) {
-      if (shim.lost) return this.afterLostSpawner(request, new SpawnerLost('while the shim started'));
+      if (shim.lost) return this.afterLostSpawner(request, new SpawnerLost('while the shim started'), again);
       throw new Error(`task-shim exited (${await shim.exited}) before starting the task: ${shim.stderr.join('\n').trim()}`);
     }
     const event = parseEvent(first);
@@ -241,12 +248,23 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
    * started the task is unknown: find out as after an executor restart
    * (start.json, exit.json, or a shim still starting for this directory).
    */
-  private async afterLostSpawner(request: StartRequest, error: SpawnerLost): Promise<Started<ProcessHandle>> {
+  private async afterLostSpawner(
+    request: StartRequest,
+    error: SpawnerLost,
+    again: (() => Promise<Started<ProcessHandle>>) | undefined,
+  ): Promise<Started<ProcessHandle>> {
     this.scan = undefined; // a scan taken before this start cannot show its shim
     const found = await this.recover(request);
     if (found) return found;
+    // recover() left nothing that could still run the task (a stalled shim is killed), so the
+    // start is made once more, by the next spawner: the helper's crash is not the task's failure.
+    if (again) {
+      this.options.log.warn({ dir: request.taskDir, reason: error.message }, 'the shim spawner ended before the task started; starting it again');
+      return again();
+    }
     throw new Error(`${error.message} before the task started; it was not started`);
   }
+
 
   /** A later event of a running shim: remember an exit it could not write, and tell watchers at once. */
   private onEvent(dir: string, shimPid: number, event: ShimEvent | undefined): void {
