@@ -265,7 +265,6 @@ export class ProcessRuntime implements TaskRuntime<ProcessHandle> {
     throw new Error(`${error.message} before the task started; it was not started`);
   }
 
-
   /** A later event of a running shim: remember an exit it could not write, and tell watchers at once. */
   private onEvent(dir: string, shimPid: number, event: ShimEvent | undefined): void {
     if (event?.event === 'exited' && event.recordError !== undefined) {

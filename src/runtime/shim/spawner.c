@@ -307,7 +307,7 @@ static long pooled_unused(void) {
   return n;
 }
 
-/* Starts one pooled shim (`SELF --pooled PAD`, our own environment); false when it could not. */
+/* Starts one pooled shim (`SELF --pooled PAD`, with no environment: see below); false when it could not. */
 static int pool_spawn(void) {
   int out[2] = {-1, -1}, err[2] = {-1, -1}, in[2] = {-1, -1}, ready[2] = {-1, -1};
   struct shim s = {.id = NULL, .gate = -1, .ready = -1, .out = {-1, NULL, 0}, .err = {-1, NULL, 0}};
