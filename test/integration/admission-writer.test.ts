@@ -44,13 +44,19 @@ describe('admission writer', () => {
     return started.manager;
   }
 
-  test('a Create on a full data dir fails RESOURCE_EXHAUSTED and leaves no directory behind; the next one works once there is space', async () => {
+  /** A manager whose data dir is on a small tmpfs, filled up. */
+  async function managerOnFullDisk() {
     const tmpfs = mountTmpfs('2m');
     cleanups.push(() => tmpfs.unmount());
     const dataDir = join(tmpfs.path, 'tasks');
     mkdirSync(dataDir);
     const manager = await managerOn(dataDir);
     tmpfs.fill();
+    return { tmpfs, dataDir, manager };
+  }
+
+  test('a Create on a full data dir fails RESOURCE_EXHAUSTED and leaves no directory behind; the next one works once there is space', async () => {
+    const { tmpfs, dataDir, manager } = await managerOnFullDisk();
 
     await assert.rejects(manager.create('newcomer', sleeper), taskErrorOf('ResourceExhausted', /no space left/));
     assert.deepEqual(taskDirs(dataDir), []);
@@ -59,12 +65,7 @@ describe('admission writer', () => {
   });
 
   test('a SetTasks of a few tasks on a full data dir fails RESOURCE_EXHAUSTED and admits none of them', async () => {
-    const tmpfs = mountTmpfs('2m');
-    cleanups.push(() => tmpfs.unmount());
-    const dataDir = join(tmpfs.path, 'tasks');
-    mkdirSync(dataDir);
-    const manager = await managerOn(dataDir);
-    tmpfs.fill();
+    const { dataDir, manager } = await managerOnFullDisk();
 
     const desired = ['few-1', 'few-2', 'few-3'].map((name) => ({ name, spec: sleeper }));
     await assert.rejects(manager.setTasks(desired), taskErrorOf('ResourceExhausted', /no space left/));

@@ -177,9 +177,10 @@ describe('faults', () => {
     await waitFor('the task to be deleted', async () => (await te.api.listTasks()).tasks.length === 0);
   });
 
-  test('a shim that stalled before exec when the executor crashed never lets the task run twice', async () => {
+  /** An executor whose shims stall before their task's exec (TASK_SHIM_TEST_STALL_MS); `stalled` shims are killed at cleanup. */
+  async function stallingExecutor() {
     const dataDir = tempDir();
-    const scratch = tempDir('te-scratch-');
+    const runs = join(tempDir('te-scratch-'), 'runs');
     const stalled: number[] = [];
     cleanups.push(() => {
       for (const pid of stalled) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
@@ -188,8 +189,25 @@ describe('faults', () => {
     const args = ['--data-dir', dataDir, '--listen-addr', '127.0.0.1:0', '--reconcile-interval', '100ms', '--stop-grace-period', '1s'];
     const first = spawnExecutor(args, { ...process.env, TASK_SHIM_TEST_STALL_MS: '60000' });
     cleanups.push(() => first.child.kill('SIGKILL'));
-    const a = await connect(first);
-    const runs = join(scratch, 'runs');
+    return { dataDir, runs, stalled, args, first, a: await connect(first) };
+  }
+
+  /** SIGKILLs the stalling executor, starts another on the same data dir, and waits until task "once" runs there. */
+  async function crashAndRestartUntilOnceRuns({ first, a, args }: Awaited<ReturnType<typeof stallingExecutor>>) {
+    first.child.kill('SIGKILL');
+    await first.exited;
+    a.client.close();
+
+    const second = spawnExecutor(args);
+    cleanups.push(() => second.child.kill('SIGKILL'));
+    const b = await connect(second);
+    await waitFor('the task to run', async () => stateOf((await b.api.getTask({ name: 'once' })).task)?.$case === 'running', { timeoutMs: 20_000 });
+    return b;
+  }
+
+  test('a shim that stalled before exec when the executor crashed never lets the task run twice', async () => {
+    const stalling = await stallingExecutor();
+    const { dataDir, runs, stalled, a } = stalling;
     a.api.createTask({ task: shell('once', `echo run >> ${runs}; exec sleep 1000`) }).catch(() => undefined);
     // Its record first (the shim is started while the record is written, and a task
     // whose record never reached the disk is rightly forgotten), then the shim.
@@ -199,14 +217,7 @@ describe('faults', () => {
       return found.length > 0 && found;
     });
     stalled.push(...shims.map((s) => s.pid));
-    first.child.kill('SIGKILL');
-    await first.exited;
-    a.client.close();
-
-    const second = spawnExecutor(args);
-    cleanups.push(() => second.child.kill('SIGKILL'));
-    const b = await connect(second);
-    await waitFor('the task to run', async () => stateOf((await b.api.getTask({ name: 'once' })).task)?.$case === 'running', { timeoutMs: 20_000 });
+    const b = await crashAndRestartUntilOnceRuns(stalling);
     assert.ok(stalled.every((pid) => !isAlive(pid)), 'the stalled shim is gone');
     await waitFor('the task to have run', () => existsSync(runs));
     assert.equal(readFileSync(runs, 'utf8'), 'run\n');
@@ -219,24 +230,14 @@ describe('faults', () => {
   });
 
   test('a pre-started shim that took a start and stalled when the executor crashed is found by its --dir: the task runs once', async () => {
-    const dataDir = tempDir();
-    const scratch = tempDir('te-scratch-');
-    const stalled: number[] = [];
-    cleanups.push(() => {
-      for (const pid of stalled) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
-      killTaskTrees(dataDir);
-    });
-    const args = ['--data-dir', dataDir, '--listen-addr', '127.0.0.1:0', '--reconcile-interval', '100ms', '--stop-grace-period', '1s'];
-    const first = spawnExecutor(args, { ...process.env, TASK_SHIM_TEST_STALL_MS: '60000' });
-    cleanups.push(() => first.child.kill('SIGKILL'));
-    const a = await connect(first);
+    const stalling = await stallingExecutor();
+    const { dataDir, runs, stalled, first, a } = stalling;
     // The first start begins the spawner, whose pool then fills: the second start is handed to a pooled shim.
     a.api.createTask({ task: shell('warm', 'exec sleep 1000') }).catch(() => undefined);
     const pooled = await waitFor('two pooled shims', () => {
       const found = pooledShimsOfExecutor(first.child.pid ?? 0);
       return found.length === 2 && found;
     });
-    const runs = join(scratch, 'runs');
     a.api.createTask({ task: shell('once', `echo run >> ${runs}; exec sleep 1000`) }).catch(() => undefined);
     await waitFor('the task to be admitted', () => existsSync(join(dataDir, 'once', 'task.json')));
     const shims = await waitFor('the stalled shim', () => {
@@ -245,14 +246,7 @@ describe('faults', () => {
     });
     assert.ok(shims.every((shim) => pooled.includes(shim.pid)), 'a pooled shim took the start');
     stalled.push(...shims.map((s) => s.pid), ...shimsFor(join(dataDir, 'warm')).map((s) => s.pid));
-    first.child.kill('SIGKILL');
-    await first.exited;
-    a.client.close();
-
-    const second = spawnExecutor(args);
-    cleanups.push(() => second.child.kill('SIGKILL'));
-    const b = await connect(second);
-    await waitFor('the task to run', async () => stateOf((await b.api.getTask({ name: 'once' })).task)?.$case === 'running', { timeoutMs: 20_000 });
+    const b = await crashAndRestartUntilOnceRuns(stalling);
     assert.ok(shims.every((shim) => !isAlive(shim.pid)), 'the stalled shim is gone');
     await waitFor('the task to have run', () => existsSync(runs));
     assert.equal(readFileSync(runs, 'utf8'), 'run\n');
