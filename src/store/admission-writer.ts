@@ -14,6 +14,11 @@
 //   had not confirmed, once it has stopped (so nothing of it runs after the
 //   caller cleans up), and the next write gets a new thread; both are logged.
 //   Those close() ended fail UNAVAILABLE (shutting down).
+// - A thread that cannot start (its module fails to load, no thread can be
+//   made) ran none of its jobs: they, and every write for the next
+//   START_RETRY_MS, fail with AdmissionWriterUnavailable, which the store
+//   answers by taking the async path (slower, same result), so a writer
+//   that never starts never fails a Create.
 import type { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { errorMessage, TaskError } from '../errors.js';
@@ -34,6 +39,17 @@ export class AdmissionWriteError extends Error {
   }
 }
 
+/** The thread could not start and ran none of the write: take another way (the store's async path). */
+export class AdmissionWriterUnavailable extends Error {
+  constructor(why: string) {
+    super(`the admission writer thread could not start (${why})`);
+    this.name = 'AdmissionWriterUnavailable';
+  }
+}
+
+/** How long writes take another way after a thread could not start, before the next one is tried. */
+export const START_RETRY_MS = 30_000;
+
 interface Thread {
   readonly worker: Worker;
   readonly pending: Map<number, { resolve: () => void; reject: (error: Error) => void }>;
@@ -45,6 +61,8 @@ export class AdmissionWriter {
   private thread: Thread | undefined;
   private nextId = 1;
   private closed = false;
+  /** performance.now() before which no thread is started (one could not start). */
+  private startAgainAt = 0;
 
   constructor(
     private readonly log: Logger,
@@ -52,25 +70,38 @@ export class AdmissionWriter {
     private readonly workerUrl: URL = WORKER_URL,
   ) {}
 
-  /** False once closed: writes must take another way then. */
-  get open(): boolean {
-    return !this.closed;
+  /** False once closed, and for a while after a thread could not start: writes must take another way then. */
+  get available(): boolean {
+    return !this.closed && performance.now() >= this.startAgainAt;
   }
 
   /** Starts the thread now, so that the first admission does not wait for its start-up (tens of ms). */
   warm(): void {
-    if (!this.closed) this.current();
+    if (!this.available) return;
+    try {
+      this.current();
+    } catch {
+      // Logged, and the writes take another way for a while (cannotStart).
+    }
   }
 
   /**
    * Writes each file atomically and durably (temporary file, fsync, rename),
    * in order, then fsyncs `syncDirs`; resolves once all of it is done.
    * Rejects with an AdmissionWriteError when a step failed (the failed
-   * file's temporary file is gone), or with an Error when the thread died.
+   * file's temporary file is gone), with AdmissionWriterUnavailable when no
+   * thread could run it (nothing was written), or with an Error when the
+   * thread died.
    */
   write(files: AdmissionJob['files'], syncDirs: string[]): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the admission writer is closed'));
-    const thread = this.current();
+    if (!this.available) return Promise.reject(new AdmissionWriterUnavailable(`one failed to start less than ${START_RETRY_MS / 1000} s ago`));
+    let thread: Thread;
+    try {
+      thread = this.current();
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const id = this.nextId++;
     return new Promise<void>((resolve, reject) => {
       if (thread.pending.size === 0) thread.worker.ref();
@@ -89,7 +120,12 @@ export class AdmissionWriter {
 
   private current(): Thread {
     if (this.thread) return this.thread;
-    const worker = startModuleWorker(this.workerUrl);
+    let worker: Worker;
+    try {
+      worker = startModuleWorker(this.workerUrl);
+    } catch (error) {
+      throw this.cannotStart(error);
+    }
     worker.unref();
     const thread: Thread = { worker, pending: new Map(), ready: false, failure: undefined };
     this.thread = thread;
@@ -122,6 +158,12 @@ export class AdmissionWriter {
     const why = thread.failure ? errorMessage(thread.failure) : `exit code ${code}`;
     const lost = [...thread.pending.values()];
     thread.pending.clear();
+    if (!thread.ready && !this.closed) {
+      // It ran none of its jobs (it answers 'ready' before it takes one): they may take another way.
+      const unavailable = this.cannotStart(thread.failure ?? new Error(`exit code ${code}`));
+      for (const { reject } of lost) reject(unavailable);
+      return;
+    }
     // Ended by close(): the executor is shutting down, which the client must be told (not INTERNAL), and may retry.
     const error = this.closed
       ? new TaskError('Unavailable', 'the executor is shutting down before the task was admitted; create it again once the executor is back')
@@ -132,7 +174,16 @@ export class AdmissionWriter {
       { err: thread.failure, exitCode: code, writesFailed: lost.length },
       'the admission writer thread ended; its unconfirmed writes failed (their Creates got an error), a new thread takes the next ones',
     );
-    // A thread that failed before it was ready would fail again at once: the next write starts one instead.
-    if (thread.ready) this.warm();
+    this.warm();
+  }
+
+  /** A thread could not start: writes take another way for START_RETRY_MS, then the next write tries again. */
+  private cannotStart(error: unknown): AdmissionWriterUnavailable {
+    this.startAgainAt = performance.now() + START_RETRY_MS;
+    this.log.error(
+      { err: error },
+      `the admission writer thread could not start; Creates write their records on the slower async path, and a new thread is tried in ${START_RETRY_MS / 1000} s`,
+    );
+    return new AdmissionWriterUnavailable(errorMessage(error));
   }
 }

@@ -21,7 +21,7 @@ import { validateName, validateSpec } from '../model/validation.js';
 import { runtimeRefProblem, type TaskRecord } from '../model/task.js';
 import { fsyncDirectoriesAfter, fsyncDirectory, TEMP_MARKER, writeFileAtomic } from '../util/atomic-file.js';
 import { errnoOf, isErrno } from '../util/errno.js';
-import { AdmissionWriteError, AdmissionWriter } from './admission-writer.js';
+import { AdmissionWriteError, AdmissionWriter, AdmissionWriterUnavailable } from './admission-writer.js';
 
 const RECORD_FILE = 'task.json';
 const QUARANTINE_DIR = '.quarantine';
@@ -170,20 +170,26 @@ export class TaskStore {
   async commitNew(records: readonly TaskRecord[]): Promise<void> {
     const dirs = records.map((record) => this.taskDir(record.name));
     try {
-      if (records.length <= ONE_TRIP_MAX && this.writer.open) await this.commitInOneTrip(records, dirs);
-      else await this.commitBounded(records, dirs);
+      const inOneTrip = records.length <= ONE_TRIP_MAX && this.writer.available && (await this.commitInOneTrip(records, dirs));
+      if (!inOneTrip) await this.commitBounded(records, dirs);
     } catch (error) {
       await this.removeUnadmitted(dirs);
       throw error;
     }
   }
 
-  /** The admission writer's thread writes the records and fsyncs the directories, the same steps in the same order. */
-  private async commitInOneTrip(records: readonly TaskRecord[], dirs: readonly string[]): Promise<void> {
+  /**
+   * The admission writer's thread writes the records and fsyncs the
+   * directories, the same steps in the same order. False: no thread could
+   * run it and nothing was written; the async path must.
+   */
+  private async commitInOneTrip(records: readonly TaskRecord[], dirs: readonly string[]): Promise<boolean> {
     const files = records.map((record, i) => ({ path: join(dirs[i]!, RECORD_FILE), body: recordBody(record) }));
     try {
       await this.writer.write(files, [this.root, ...dirs]);
+      return true;
     } catch (error) {
+      if (error instanceof AdmissionWriterUnavailable) return false;
       const file = error instanceof AdmissionWriteError ? error.file : undefined;
       throw storeError(error, file === undefined ? 'cannot save the new tasks' : `cannot save task "${records[file]!.name}"`);
     }

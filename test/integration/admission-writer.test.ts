@@ -127,4 +127,31 @@ describe('admission writer', () => {
     await assert.rejects(manager.create('crash-2', sleeper), taskErrorOf('Internal', /admission writer thread ended/));
     assert.equal((await manager.create('after-2', sleeper)).state.phase, 'running');
   });
+
+  test('an admission writer thread that cannot start fails no Create: the records take the async path, and the log says why', async () => {
+    const dataDir = tempDir('te-admission-');
+    const lines: string[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => lines.push(line) });
+    const store = new TaskStore(dataDir, log, { admissionWorker: new URL('../support/broken-admission-worker.ts', import.meta.url) });
+    const manager = await managerOn(dataDir, store);
+
+    for (const name of ['first', 'second']) {
+      assert.equal((await manager.create(name, sleeper)).state.phase, 'running');
+    }
+    const few = ['few-1', 'few-2'].map((name) => ({ name, spec: sleeper }));
+    await manager.setTasks([...manager.list().map(({ name, spec }) => ({ name, spec })), ...few]);
+    assert.deepEqual(taskDirs(dataDir).sort(), ['few-1', 'few-2', 'first', 'second']);
+    const reader = new TaskStore(dataDir, silent);
+    cleanups.push(() => reader.close());
+    const reloaded = await reader.load();
+    assert.deepEqual(
+      reloaded.records.map((record) => record.name),
+      ['few-1', 'few-2', 'first', 'second'],
+      'every record is on disk',
+    );
+    assert.ok(
+      lines.some((line) => line.includes('could not start') && line.includes('admission writer module failed to load (test)')),
+      'the log says the thread could not start, and why',
+    );
+  });
 });
