@@ -2,6 +2,7 @@
 // --spawner`) instead of forking itself: these tests check what the helper
 // relays, that shims outlive it, and that the executor gets over its loss.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -257,6 +258,17 @@ describe('the shim spawner', () => {
       shim.go();
       assert.equal(JSON.parse((await shim.nextLine())!).event, 'started');
       assert.equal(await shim.exited, '0');
+    });
+
+    test("the spawner, its pooled shims and the data dir lock's holder do not keep descriptors the executor inherited without close-on-exec", () => {
+      const script = new URL('../support/spawner-fds.ts', import.meta.url).pathname;
+      const result = spawnSync('bash', ['-c', 'exec "$0" --import tsx "$1" 100<"$1"', process.execPath, script], { timeout: 30_000, encoding: 'utf8' });
+      assert.equal(result.status, 0, result.stderr);
+      const seen = JSON.parse(result.stdout.trim().split('\n').at(-1)!) as { inherited: string; spawner: string[]; pooled: string[]; locker: string[] };
+      assert.equal(seen.inherited, script);
+      assert.ok(!seen.spawner.includes(seen.inherited), `the spawner holds the executor's inherited ${seen.inherited}: ${seen.spawner.join(', ')}`);
+      assert.ok(!seen.pooled.includes(seen.inherited), `a pooled shim holds the executor's inherited ${seen.inherited}: ${seen.pooled.join(', ')}`);
+      assert.ok(!seen.locker.includes(seen.inherited), `the lock's holder holds the executor's inherited ${seen.inherited}: ${seen.locker.join(', ')}`);
     });
 
     test('shims started ahead and never used exit with the helper, leaving nothing', async () => {

@@ -1212,21 +1212,31 @@ static char **pooled_request(int *argc, char **argv) {
   return args;
 }
 
+/* Makes sure 0-2 are open, so pipes never land there, and closes every descriptor above
+ * them: what the executor inherited without close-on-exec (a service manager's socket, a
+ * shell's redirection) must not be held by the spawner, its pooled shims, the data dir
+ * lock's holder or the tasks for their lifetimes. 0 or -1. */
+static int own_descriptors_only(void) {
+  for (int fd = 0; fd < 3; fd++)
+    if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd) return -1;
+  if (close_range(3, ~0U, 0) != 0)
+    for (long fd = 3, max = sysconf(_SC_OPEN_MAX); fd < max && fd < 65536; fd++) close((int)fd);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "--spawner") == 0) {
     if (argc != 2 && (argc != 4 || strcmp(argv[2], "--pool") != 0)) usage("--spawner takes only --pool N");
     long pool = argc == 4 ? (long)parse_num(argv[2], argv[3], 0, POOL_MAX) : 0;
+    if (own_descriptors_only() != 0) return 1;
     return spawner_main(argv[0], pool);
   }
-  if (argc == 3 && strcmp(argv[1], "--lock-dir") == 0) return lock_dir_main(argv[2]);
+  if (argc == 3 && strcmp(argv[1], "--lock-dir") == 0) return own_descriptors_only() != 0 ? 1 : lock_dir_main(argv[2]);
   if (argc == 3 && strcmp(argv[1], "--pooled") == 0) argv = pooled_request(&argc, argv);
   struct task_options o = {.cg = calloc((size_t)argc, sizeof(char *))};
   sigset_t mask;
 
-  for (int fd = 0; fd < 3; fd++)   /* make sure 0-2 are open so pipes never land there */
-    if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd) return 1;
-  if (close_range(3, ~0U, 0) != 0)
-    for (long fd = 3, max = sysconf(_SC_OPEN_MAX); fd < max && fd < 65536; fd++) close((int)fd);
+  if (own_descriptors_only() != 0) return 1;
   sigemptyset(&mask);
   sigaddset(&mask, SIGCHLD);
   sigaddset(&mask, SIGTERM);
