@@ -5,11 +5,11 @@
 // /proc/self/status and tried with mkdir and unshare, as in least-privilege.test.ts.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { DEFAULT_PRIVILEGES } from '../../src/model/privileges.js';
-import { FILTERS_DIR } from '../../src/runtime/shim/compiled-filters.js';
+import { CompiledFilters, FILTERS_DIR } from '../../src/runtime/shim/compiled-filters.js';
 import { TaskPrivileges } from '../../src/runtime/shim/task-privileges.js';
 import { shell, startTestExecutor, tempDir, terminated } from '../support/executor.js';
 import { logText } from '../support/log-files.js';
@@ -161,6 +161,18 @@ describe('seccomp filters compiled once', { skip }, () => {
     const again = spawnSync(SHIM, ['--seccomp-export', file, '--seccomp', 'default'], { encoding: 'utf8' });
     assert.equal(again.status, 1);
     assert.match(again.stderr, /File exists/);
+  });
+
+  test('an export that fails leaves nothing in the filters directory, and its tasks build the filter in place', async () => {
+    // A shim whose export writes part of the program and fails (as one killed by the export's timeout would).
+    const failing = join(tempDir('te-bpf-shim-'), 'failing-shim');
+    writeFileSync(failing, '#!/bin/sh\nprintf partial > "$2"\nexit 1\n', { mode: 0o755 });
+    const dir = join(tempDir('te-bpf-'), FILTERS_DIR);
+    const filters = new CompiledFilters(failing, dir);
+    assert.equal(filters.fileFor(['--seccomp', 'default']), undefined);
+    await filters.settled();
+    assert.equal(filters.fileFor(['--seccomp', 'default']), undefined, 'no program: the filter is built in place');
+    assert.deepEqual(readdirSync(dir), [], 'no partial program left behind');
   });
 
   test('the executor passes a process task the program once exported, in a private directory, and never to task-privs', async () => {

@@ -38,6 +38,15 @@ const removeDirs = (): void => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 };
 
+/** The next executor empties the directory anyway; a removal that fails must not fail anything now. */
+const removeQuietly = (path: string): void => {
+  try {
+    rmSync(path, { force: true });
+  } catch {
+    // left for the next start-up
+  }
+};
+
 export class CompiledFilters {
   /** Filter options (joined) -> the exported file once written, null if the export failed, or a pending export. */
   private readonly files = new Map<string, string | null | Promise<void>>();
@@ -81,16 +90,19 @@ export class CompiledFilters {
   }
 
   private async export(key: string, filterArgs: readonly string[]): Promise<void> {
+    let partial: string | undefined;
     try {
       const dir = this.privateDir();
       const file = join(dir, `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.bpf`);
       // Written under a temporary name and renamed: a shim never reads half a program.
-      const partial = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+      partial = `${file}.${randomBytes(6).toString('hex')}.tmp`;
       await promisify(execFile)(this.shimPath, ['--seccomp-export', partial, ...filterArgs], { timeout: 10_000 });
       renameSync(partial, file);
       this.files.set(key, file);
     } catch {
       this.files.set(key, null); // Tasks build this filter in place, as without this cache.
+      // An export that failed or was killed by its timeout may have written part of the program.
+      if (partial) removeQuietly(partial);
     }
   }
 
