@@ -107,8 +107,16 @@ export const MAX_LINES_PER_BATCH = 512;
 /** Output bytes after which a batched message is closed (a line piece is at most 64 KiB on top). */
 export const BATCH_BYTES = 64 * 1024;
 
-/** A line-per-message response's size on the wire, about (batches and chunks are pre-encoded: sized by their encoding). */
-export const logsResponseSize = (response: LogsResponse): number => response.content?.value.length ?? 0;
+/**
+ * A line-per-message response's size on the wire, about: its content's bytes
+ * (a string's length would count a CJK line a third of what is sent).
+ * Batches and chunks are pre-encoded: sized by their encoding.
+ */
+export function logsResponseSize(response: LogsResponse): number {
+  const content = response.content;
+  if (!content) return 0;
+  return content.$case === 'text' ? Buffer.byteLength(content.value, 'utf8') : content.value.length;
+}
 
 function* singleLineResponses(lines: readonly LogLine[], timestamps: boolean): Generator<LogsResponse> {
   for (const line of lines) yield { ...toLogEntry(line, timestamps), entries: [] };
