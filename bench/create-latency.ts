@@ -3,8 +3,8 @@
 // child_process.spawn of the same command until 'spawn', measured side by side.
 import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { startTestExecutor } from '../test/support/executor.js';
-import { processTask, stateOf } from '../test/support/executor.js';
+import { parseConfig } from '../src/config.js';
+import { processTask, startTestExecutor, stateOf } from '../test/support/executor.js';
 
 const N = Number(process.env.BENCH_N ?? 200);
 const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.floor(q * (xs.length - 1))]!;
@@ -18,7 +18,10 @@ async function bareSpawn(): Promise<number> {
   return ms;
 }
 
-const te = await startTestExecutor({ logLevel: 'silent' });
+// The safety net at its deployed interval (10 s), as in control-path.ts: the
+// test executor's 100 ms would check every earlier task several times a
+// second, between the Creates being timed, which no deployment does.
+const te = await startTestExecutor({ logLevel: 'silent', reconcileIntervalMs: parseConfig([]).reconcileIntervalMs });
 const spawnMs: number[] = [];
 const createMs: number[] = [];
 for (let i = 0; i < N; i++) {
