@@ -44,6 +44,15 @@ describe('admission writer', () => {
     return started.manager;
   }
 
+  /** A manager whose store's admission writer runs test/support/`worker`; `lines`: what it logs. */
+  async function managerWithWorker(worker: string) {
+    const dataDir = tempDir('te-admission-');
+    const lines: string[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => lines.push(line) });
+    const store = new TaskStore(dataDir, log, { admissionWorker: new URL(`../support/${worker}`, import.meta.url) });
+    return { dataDir, lines, manager: await managerOn(dataDir, store) };
+  }
+
   /** A manager whose data dir is on a small tmpfs, filled up. */
   async function managerOnFullDisk() {
     const tmpfs = mountTmpfs('2m');
@@ -109,11 +118,7 @@ describe('admission writer', () => {
   });
 
   test('an admission writer thread that dies mid-write fails that Create, leaves nothing of it, and the next Create works', async () => {
-    const dataDir = tempDir('te-admission-');
-    const lines: string[] = [];
-    const log = pino({ level: 'info' }, { write: (line: string) => lines.push(line) });
-    const store = new TaskStore(dataDir, log, { admissionWorker: new URL('../support/dying-admission-worker.ts', import.meta.url) });
-    const manager = await managerOn(dataDir, store);
+    const { dataDir, lines, manager } = await managerWithWorker('dying-admission-worker.ts');
 
     await assert.rejects(manager.create('crash-1', sleeper), taskErrorOf('Internal', /admission writer thread ended \(admission writer killed mid-write \(test\)\)/));
     assert.deepEqual(taskDirs(dataDir), [], 'the directory and its temporary file are gone');
@@ -129,11 +134,7 @@ describe('admission writer', () => {
   });
 
   test('an admission writer thread that cannot start fails no Create: the records take the async path, and the log says why', async () => {
-    const dataDir = tempDir('te-admission-');
-    const lines: string[] = [];
-    const log = pino({ level: 'info' }, { write: (line: string) => lines.push(line) });
-    const store = new TaskStore(dataDir, log, { admissionWorker: new URL('../support/broken-admission-worker.ts', import.meta.url) });
-    const manager = await managerOn(dataDir, store);
+    const { dataDir, lines, manager } = await managerWithWorker('broken-admission-worker.ts');
 
     for (const name of ['first', 'second']) {
       assert.equal((await manager.create(name, sleeper)).state.phase, 'running');
